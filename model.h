@@ -1,0 +1,184 @@
+// model.h — the Llama transformer of mosr.
+//
+// Conventions, stated once (as in llm.c):
+//   B batch size, T time (sequence length), C channels (= dim), V vocabulary size,
+//   NH query heads, NKV key/value heads, HS head size (= C / NH), KVD = NKV * HS, H hidden dim.
+// Every linear map is stored as PyTorch / llama2.c store it: (out, in), row-major, so
+// y = x W^T.  Every matrix product goes through cblas_sgemm on whole (B*T, in) blocks.
+//
+// One model holds: the parameters in one block, their gradients in a block of the same layout,
+// the activations of one batched forward (kept for the backward), and a KV cache for decoding.
+#ifndef MOSR_MODEL_H
+#define MOSR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int dim;        // C: transformer width
+    int hidden_dim; // H: SwiGLU feed-forward width
+    int n_layers;   // L
+    int n_heads;    // NH query heads
+    int n_kv_heads; // NKV key/value heads (grouped-query attention when < NH)
+    int vocab_size; // V
+    int seq_len;    // maximum sequence length
+    int shared_classifier; // 1: the classifier is the token embedding
+} Config;
+
+// Pointers into one parameter (or gradient) block. The order of the block is the order of a
+// llama2.c v1 checkpoint body, so loading a v1 file is one read.
+#define N_PARAMETER_TENSORS 12
+typedef struct {
+    float* rms_att;         // (L, C)
+    float* rms_ffn;         // (L, C)
+    float* rms_final;       // (C)
+    float* token_embedding; // (V, C)
+    float* wq;              // (L, NH*HS, C)
+    float* wk;              // (L, KVD, C)
+    float* wv;              // (L, KVD, C)
+    float* wo;              // (L, C, NH*HS)
+    float* w1;              // (L, H, C)  gate
+    float* w2;              // (L, C, H)  down
+    float* w3;              // (L, H, C)  up
+    float* wcls;            // (V, C); == token_embedding when the classifier is shared
+} ParameterTensors;
+
+// Activations of one batched forward over (B, T). Everything a backward needs is kept.
+// Sizes are per the allocated capacity (B, T); layer tensors are (L, B, T, ...).
+typedef struct {
+    float* encoded;   // (B, T, C)        token embeddings: the residual stream before layer 0
+    float* ln1;       // (L, B, T, C)     rmsnorm before attention
+    float* ln1_rstd;  // (L, B, T)
+    float* q;         // (L, B, T, NH*HS) after RoPE
+    float* k;         // (L, B, T, KVD)   after RoPE
+    float* v;         // (L, B, T, KVD)
+    float* att;       // (L, B, NH, T, T) softmax probabilities (causal)
+    float* atty;      // (L, B, T, NH*HS) attention output before wo
+    float* res_att;   // (L, B, T, C)     residual after the attention block
+    float* ln2;       // (L, B, T, C)     rmsnorm before the feed-forward
+    float* ln2_rstd;  // (L, B, T)
+    float* h1;        // (L, B, T, H)     ln2 @ w1^T (gate, before SiLU)
+    float* h3;        // (L, B, T, H)     ln2 @ w3^T (up)
+    float* hg;        // (L, B, T, H)     silu(h1) * h3
+    float* residual;  // (L, B, T, C)     h_l: the residual stream after layer l
+    float* lnf;       // (B, T, C)        final rmsnorm
+    float* lnf_rstd;  // (B, T)
+    float* logits;    // (B, T, V)
+    float* losses;    // (B, T)           per-token cross-entropy (0 where the mask is 0)
+} ActivationTensors;
+
+// The KV cache and scratch of the single-token decode path (llama2.c's RunState), for up to
+// `n_slots` sequences decoded side by side (batched generation).
+typedef struct {
+    int n_slots;
+    float* x;           // (S, C)
+    float* xb;          // (S, C)
+    float* xb2;         // (S, C)
+    float* hb;          // (S, H)
+    float* hb2;         // (S, H)
+    float* q;           // (S, C)
+    float* k;           // (S, KVD)
+    float* v;           // (S, KVD)
+    float* att;         // (S, NH, seq_len)
+    float* logits;      // (S, V)
+    float* key_cache;   // (L, S, seq_len, KVD)
+    float* value_cache; // (L, S, seq_len, KVD)
+} DecodeState;
+
+typedef struct {
+    Config config;
+    ParameterTensors params;   // views into param_memory
+    float* param_memory;
+    size_t n_params;           // floats in the block (wcls counted once when shared)
+    size_t param_sizes[N_PARAMETER_TENSORS];
+
+    ParameterTensors grads;    // views into grad_memory; NULL until model_alloc_grads
+    float* grad_memory;
+
+    ActivationTensors acts;    // NULL until the first model_forward
+    ActivationTensors dacts;   // gradients of the activations, same layout (backward scratch)
+    float* act_memory;
+    float* dact_memory;
+    int act_B, act_T;          // allocated capacity of the activation blocks
+    int B, T;                  // shape of the last forward
+    int n_run;                 // layers run by the last forward (n_layers = all + logits)
+
+    DecodeState decode;        // allocated on first model_decode
+} Model;
+
+// ----------------------------------------------------------------------------
+// building, loading, saving
+
+// computes the sizes of every tensor; returns the total number of floats
+size_t param_sizes_for(const Config* c, size_t sizes[N_PARAMETER_TENSORS]);
+// 1 if the config is usable (all dims > 0, divisibility, sizes that do not overflow); if not,
+// writes the reason into why (may be NULL)
+int config_valid(const Config* c, char* why, size_t why_len);
+
+// allocates the parameter block; contents undefined. 0 on success.
+int model_build(Model* m, const Config* c);
+// llama2.c/llm.c-style init: N(0, 0.02) for matrices, 0.02/sqrt(2L) for wo and w2, 1 for norms
+void model_init_random(Model* m, uint64_t seed);
+// reads a llama2.c checkpoint (v0 legacy or v1), validating every header field against the
+// file size before allocating. 0 on success; on failure one line on stderr naming the file.
+int model_load(Model* m, const char* path);
+// writes a checkpoint atomically, version 0 or 1 (1 is the default everywhere)
+int model_save(const Model* m, const char* path, int version);
+void model_free(Model* m);
+
+// ----------------------------------------------------------------------------
+// training path: batched forward, loss, backward
+
+void model_alloc_grads(Model* m);  // allocates and zeroes the gradient block
+void model_zero_grads(Model* m);
+
+// Runs the first n_run layers on inputs (B, T). With n_run == n_layers it also runs the final
+// rmsnorm and the classifier (acts.logits). (B, T) may be at most the capacity of any earlier
+// call or the activations are reallocated. T <= seq_len.
+void model_forward(Model* m, const int* inputs, int B, int T, int n_run);
+
+// h_l: the residual stream after layer `layer` of the last forward, (B, T, C), a view
+float* model_hidden(Model* m, int layer);
+
+// Softmax cross-entropy of the last forward's logits against targets (B, T), averaged over the
+// tokens whose mask is > 0 (mask NULL = all tokens). Writes per-token losses into acts.losses
+// and grad_scale * d(mean loss)/d(logits) into dacts.logits. Returns the mean loss (0 tokens: 0).
+float model_loss(Model* m, const int* targets, const float* mask, float grad_scale);
+
+// Backward of the last forward, accumulating (+=) into m->grads.
+// use_logits_grad: 1 to start from dacts.logits (filled by model_loss); 0 for representation
+//   losses only (then the final norm and classifier are skipped).
+// dhidden: NULL, or an array of n_layers pointers, each NULL or (B, T, C): extra gradients
+//   injected into the residual stream after that layer (d loss / d h_l).
+void model_backward(Model* m, int use_logits_grad, float* const* dhidden);
+
+// ----------------------------------------------------------------------------
+// decode path: one token per sequence, for n sequences side by side, with a KV cache
+
+// allocates the KV cache for up to n_slots sequences (done once, or again to grow)
+void model_decode_alloc(Model* m, int n_slots);
+// Feeds tokens[i] at position pos[i] to sequence slot i (i < n). Returns logits (n, V), owned by
+// the model and valid until the next call.
+float* model_decode(Model* m, const int* tokens, const int* pos, int n);
+
+// ----------------------------------------------------------------------------
+// the sampler: greedy (temperature 0), temperature, top-p; seeded
+
+typedef struct {
+    float prob;
+    int index;
+} ProbIndex;
+
+typedef struct {
+    int vocab_size;
+    ProbIndex* probindex; // scratch for top-p
+    float temperature;
+    float topp;
+    uint64_t rng_state;
+} Sampler;
+
+void build_sampler(Sampler* s, int vocab_size, float temperature, float topp, uint64_t seed);
+void free_sampler(Sampler* s);
+int sample(Sampler* s, float* logits); // modifies logits in place
+
+#endif
