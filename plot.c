@@ -54,13 +54,14 @@ typedef struct {
     int clip_x0, clip_y0, clip_x1, clip_y1; // pixels outside [x0, x1) x [y0, y1) are not touched
 } Canvas;
 
-static int build_canvas(Canvas* c, int width, int height) {
-    c->rgb = malloc((size_t)width * height * 3);
-    if (!c->rgb) return 1;
-    memset(c->rgb, 255, (size_t)width * height * 3);
-    c->width = width;
-    c->height = height;
-    c->clip_x0 = 0; c->clip_y0 = 0; c->clip_x1 = width; c->clip_y1 = height;
+// a white PLOT_WIDTH x PLOT_HEIGHT canvas; path is only for the error message
+static int build_canvas(Canvas* c, const char* path) {
+    c->width = PLOT_WIDTH;
+    c->height = PLOT_HEIGHT;
+    c->rgb = malloc((size_t)c->width * c->height * 3);
+    if (!c->rgb) { error_msg("%s: out of memory for the image", path); return 1; }
+    memset(c->rgb, 255, (size_t)c->width * c->height * 3);
+    c->clip_x0 = 0; c->clip_y0 = 0; c->clip_x1 = c->width; c->clip_y1 = c->height;
     return 0;
 }
 
@@ -189,10 +190,14 @@ static void draw_text(Canvas* c, int x, int y, const char* s, Color col, int sca
     }
 }
 
-// glyphs sit in the top 9 of the 12 units of a line; this centres the ink on y
+// centres every line of s on x, and the block on y (glyphs sit in the top 9 of a line's 12 units)
 static void draw_text_centred(Canvas* c, int x, int y, const char* s, Color col, int scale) {
-    int h = (12 * text_lines(s) - 3) * scale;
-    draw_text(c, x - text_width(s, scale) / 2, y - h / 2, s, col, scale, 0);
+    char buf[TEXT_MAX];
+    sanitise_text(buf, s);
+    int top = y - (12 * text_lines(buf) - 3) * scale / 2;
+    char* rest = NULL;
+    for (char* line = strtok_r(buf, "\n", &rest); line; line = strtok_r(NULL, "\n", &rest), top += 12 * scale)
+        draw_text(c, x - text_width(line, scale) / 2, top, line, col, scale, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -201,8 +206,13 @@ static void draw_text_centred(Canvas* c, int x, int y, const char* s, Color col,
 #define MAX_TICKS 32
 
 typedef struct {
+    // layout wishes, set by the chart before setup_frame
+    int inset;         // pixels between the frame and the data range, so markers are not cut
+    int x_label_lines; // lines of text under the x axis (bar charts' group names)
+    int integer_x;     // x is a count (layers, steps): ticks no closer than 1
+    int legend_on_top; // leave a row between title and plot area for the legend
+    // computed by setup_frame
     int left, top, right, bottom; // plot area in pixels (right, bottom exclusive)
-    int inset;                    // pixels between the frame and the data range, for markers
     double x0, x1, y0, y1;        // data range shown; y in log10 units if log_y
     int log_y;
     double x_ticks[MAX_TICKS], y_ticks[MAX_TICKS]; // in axis units
@@ -275,14 +285,14 @@ static double y_pixel(const Frame* f, double y) { // y already in axis units
     return f->bottom - f->inset - (y - f->y0) / (f->y1 - f->y0) * h;
 }
 
-// fits both axes and lays out the plot area: the left margin grows with the y tick labels,
-// the bottom one with the lines of x labels (bar charts' group names)
+// fits both axes to the data extent [xlo, xhi] x [ylo, yhi] (y in axis units) and lays out
+// the plot area: the left margin grows with the y tick labels, the bottom one with the lines
+// of x labels
 static void setup_frame(Frame* f, const PlotOptions* opt, double xlo, double xhi,
-                        double ylo, double yhi, int inset, int x_label_lines) {
-    memset(f, 0, sizeof(*f));
+                        double ylo, double yhi) {
     f->log_y = opt->log_y;
-    f->inset = inset;
     fit_axis(xlo, xhi, opt->x_min, opt->x_max, &f->x0, &f->x1, &f->x_step);
+    if (f->integer_x && f->x_step < 1) f->x_step = 1;
     if (f->log_y) {
         int fixed = opt->y_min > 0 && opt->y_min < opt->y_max;
         if (fixed) { ylo = log10(opt->y_min); yhi = log10(opt->y_max); }
@@ -303,10 +313,10 @@ static void setup_frame(Frame* f, const PlotOptions* opt, double xlo, double xhi
         int w = text_width(buf, TEXT_SCALE);
         if (w > label_w) label_w = w;
     }
-    f->left = 12 + 24 + label_w + 12; // y label, gap, tick labels, tick marks
+    f->left = 12 + 18 + 16 + label_w + 12; // y label, gap, tick labels, tick marks
     f->right = PLOT_WIDTH - 28;
-    f->top = 52;
-    f->bottom = PLOT_HEIGHT - 20 - 24 - 24 * x_label_lines;
+    f->top = f->legend_on_top ? 82 : 52;
+    f->bottom = PLOT_HEIGHT - 20 - 24 - 24 * (f->x_label_lines > 0 ? f->x_label_lines : 1);
 }
 
 // grid lines go under the data, so this is drawn first
@@ -347,18 +357,21 @@ static void draw_axes(Canvas* c, const Frame* f, const PlotOptions* opt, int x_t
         int y = (f->top + f->bottom) / 2 + text_width(opt->y_label, TEXT_SCALE) / 2;
         draw_text(c, 12, y, opt->y_label, INK, TEXT_SCALE, 1);
     }
-    if (opt->title) draw_text_centred(c, PLOT_WIDTH / 2, 26, opt->title, INK, TEXT_SCALE);
+    if (opt->title) { // bold: the same text twice, one pixel apart
+        draw_text_centred(c, PLOT_WIDTH / 2, 26, opt->title, INK, TEXT_SCALE);
+        draw_text_centred(c, PLOT_WIDTH / 2 + 1, 26, opt->title, INK, TEXT_SCALE);
+    }
 }
 
 // ----------------------------------------------------------------------------
 // legend: placed in whichever corner of the plot area holds the least ink
 
-typedef enum { SWATCH_LINE, SWATCH_MARKER, SWATCH_BOX } SwatchKind;
+typedef enum { SWATCH_LINE, SWATCH_MARKER } SwatchKind;
 
 typedef struct {
     const char* name;
     Color color;
-    int shape; // marker shape, or -1 for none (SWATCH_BOX draws none)
+    int shape; // marker shape, or -1 for none
 } LegendEntry;
 
 static long ink_in_box(const Canvas* c, int x0, int y0, int x1, int y1) {
@@ -399,9 +412,22 @@ static void draw_legend(Canvas* c, const Frame* f, const LegendEntry* e, int n, 
         int cy = y + pad + i * row + 8; // centre of this row's text
         int sx = x + pad;
         if (kind == SWATCH_LINE) draw_line(c, sx, cy, sx + swatch, cy, e[i].color, 2);
-        if (kind == SWATCH_BOX) fill_rect(c, sx + 4, cy - 8, sx + swatch - 4, cy + 8, e[i].color);
-        if (kind != SWATCH_BOX && e[i].shape >= 0) draw_marker(c, sx + swatch / 2, cy, e[i].shape, 5, e[i].color);
+        if (e[i].shape >= 0) draw_marker(c, sx + swatch / 2, cy, e[i].shape, 5, e[i].color);
         draw_text(c, sx + swatch + 8, cy - 8, e[i].name ? e[i].name : "", INK, TEXT_SCALE, 0);
+    }
+}
+
+// bar charts fill their plot area, so their legend is one centred row above it
+static void draw_legend_row(Canvas* c, const Frame* f, const LegendEntry* e, int n) {
+    const int swatch = 16, gap = 8, spacing = 28;
+    int total = 0;
+    for (int i = 0; i < n; i++) total += swatch + gap + text_width(e[i].name ? e[i].name : "", TEXT_SCALE) + spacing;
+    int x = (f->left + f->right - (total - spacing)) / 2, cy = f->top - 22;
+    for (int i = 0; i < n; i++) {
+        fill_rect(c, x, cy - 8, x + swatch, cy + 8, e[i].color);
+        x += swatch + gap;
+        draw_text(c, x, cy - 8, e[i].name ? e[i].name : "", INK, TEXT_SCALE, 0);
+        x += text_width(e[i].name ? e[i].name : "", TEXT_SCALE) + spacing;
     }
 }
 
@@ -449,6 +475,13 @@ static int write_canvas_png(const Canvas* c, const char* path) {
     return atomic_commit(&af);
 }
 
+// every chart ends here: the canvas is written out and freed
+static int finish_figure(Canvas* c, const char* path) {
+    int rc = write_canvas_png(c, path);
+    free_canvas(c);
+    return rc;
+}
+
 // ----------------------------------------------------------------------------
 // the charts
 
@@ -479,8 +512,10 @@ static double axis_y(double y, int log_y) {
 int plot_lines(const char* path, const PlotOptions* opt, const Series* series, int n_series) {
     if (check_args(path, opt, n_series, "series")) return 1;
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    int integer_x = 1, any_markers = 0;
     for (int s = 0; s < n_series; s++) {
         const Series* se = &series[s];
+        any_markers |= se->n <= 40;
         if (se->n < 0 || (se->n > 0 && (!se->x || !se->y))) {
             error_msg("%s: series %d (%s) has no data arrays or n = %d", path, s,
                       se->name ? se->name : "unnamed", se->n);
@@ -491,12 +526,13 @@ int plot_lines(const char* path, const PlotOptions* opt, const Series* series, i
             if (!finite2(x, y)) continue;
             extend(x, &xlo, &xhi);
             extend(y, &ylo, &yhi);
+            integer_x &= x == floor(x);
         }
     }
     Canvas c;
-    if (build_canvas(&c, PLOT_WIDTH, PLOT_HEIGHT)) { error_msg("%s: out of memory", path); return 1; }
-    Frame f;
-    setup_frame(&f, opt, xlo, xhi, ylo, yhi, 0, 1);
+    if (build_canvas(&c, path)) return 1;
+    Frame f = {.inset = any_markers ? 6 : 0, .integer_x = integer_x};
+    setup_frame(&f, opt, xlo, xhi, ylo, yhi);
     draw_grid(&c, &f, 1);
     LegendEntry legend[PLOT_MAX_SERIES];
     for (int s = 0; s < n_series; s++) {
@@ -522,7 +558,263 @@ int plot_lines(const char* path, const PlotOptions* opt, const Series* series, i
     }
     draw_axes(&c, &f, opt, 1);
     draw_legend(&c, &f, legend, n_series, SWATCH_LINE);
-    int rc = write_canvas_png(&c, path);
-    free_canvas(&c);
-    return rc;
+    return finish_figure(&c, path);
+}
+
+// markers get a white rim so that overlapping points stay distinguishable
+static void draw_rimmed_marker(Canvas* c, double x, double y, int shape, int r, Color col) {
+    draw_marker(c, x, y, shape, r + 1, WHITE);
+    draw_marker(c, x, y, shape, r, col);
+}
+
+int plot_scatter(const char* path, const PlotOptions* opt, const float* xy, const int* class_of,
+                 int n, const char* const* class_names, int n_classes) {
+    if (check_args(path, opt, n_classes, "classes")) return 1;
+    if (n < 0 || (n > 0 && (!xy || !class_of))) {
+        error_msg("%s: scatter of %d points without point arrays", path, n);
+        return 1;
+    }
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        if (class_of[i] < 0 || class_of[i] >= n_classes) {
+            error_msg("%s: point %d has class %d, outside [0, %d)", path, i, class_of[i], n_classes);
+            return 1;
+        }
+        double x = xy[2 * i], y = axis_y(xy[2 * i + 1], opt->log_y);
+        if (!finite2(x, y)) continue;
+        extend(x, &xlo, &xhi);
+        extend(y, &ylo, &yhi);
+    }
+    Canvas c;
+    if (build_canvas(&c, path)) return 1;
+    Frame f = {.inset = 8};
+    setup_frame(&f, opt, xlo, xhi, ylo, yhi);
+    draw_grid(&c, &f, 1);
+    set_clip(&c, f.left + 1, f.top + 1, f.right, f.bottom);
+    for (int i = 0; i < n; i++) {
+        double x = x_pixel(&f, xy[2 * i]), y = y_pixel(&f, axis_y(xy[2 * i + 1], f.log_y));
+        if (finite2(x, y)) draw_rimmed_marker(&c, x, y, class_of[i], 3, PALETTE[class_of[i]]);
+    }
+    LegendEntry legend[PLOT_MAX_SERIES];
+    for (int k = 0; k < n_classes; k++)
+        legend[k] = (LegendEntry){class_names ? class_names[k] : NULL, PALETTE[k], k};
+    draw_axes(&c, &f, opt, 1);
+    draw_legend(&c, &f, legend, n_classes, SWATCH_MARKER);
+    return finish_figure(&c, path);
+}
+
+// a horizontal or vertical error bar from a to b (pixels) at position at, with end caps
+static void draw_error_bar(Canvas* c, double at, double a, double b, int vertical) {
+    if (vertical) {
+        draw_line(c, at, a, at, b, INK, 2);
+        draw_line(c, at - 5, a, at + 5, a, INK, 2);
+        draw_line(c, at - 5, b, at + 5, b, INK, 2);
+    } else {
+        draw_line(c, a, at, b, at, INK, 2);
+        draw_line(c, a, at - 5, a, at + 5, INK, 2);
+        draw_line(c, b, at - 5, b, at + 5, INK, 2);
+    }
+}
+
+int plot_points(const char* path, const PlotOptions* opt, const LabelledPoint* points, int n) {
+    if (check_args(path, opt, n, "points")) return 1;
+    if (!points) { error_msg("%s: no points given", path); return 1; }
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        const LabelledPoint* p = &points[i];
+        double xs = isfinite(p->x_spread) ? fabs(p->x_spread) : 0;
+        double ys = isfinite(p->y_spread) ? fabs(p->y_spread) : 0;
+        if (!finite2(p->x, axis_y(p->y, opt->log_y))) continue;
+        extend(p->x - xs, &xlo, &xhi);
+        extend(p->x + xs, &xlo, &xhi);
+        extend(axis_y(p->y + ys, opt->log_y), &ylo, &yhi);
+        double y_low = axis_y(p->y - ys, opt->log_y);
+        if (isfinite(y_low)) extend(y_low, &ylo, &yhi);
+    }
+    Canvas c;
+    if (build_canvas(&c, path)) return 1;
+    Frame f = {.inset = 16};
+    setup_frame(&f, opt, xlo, xhi, ylo, yhi);
+    draw_grid(&c, &f, 1);
+    LegendEntry legend[PLOT_MAX_SERIES];
+    for (int i = 0; i < n; i++) {
+        const LabelledPoint* p = &points[i];
+        legend[i] = (LegendEntry){p->label, PALETTE[i], i};
+        double x = x_pixel(&f, p->x), y = y_pixel(&f, axis_y(p->y, f.log_y));
+        if (!finite2(x, y)) continue;
+        set_clip(&c, f.left + 1, f.top + 1, f.right, f.bottom);
+        if (isfinite(p->x_spread) && p->x_spread != 0)
+            draw_error_bar(&c, y, x_pixel(&f, p->x - fabs(p->x_spread)),
+                           x_pixel(&f, p->x + fabs(p->x_spread)), 0);
+        if (isfinite(p->y_spread) && p->y_spread != 0) {
+            double lo = y_pixel(&f, axis_y(p->y - fabs(p->y_spread), f.log_y));
+            if (!isfinite(lo)) lo = f.bottom; // below zero on a log axis
+            draw_error_bar(&c, x, lo, y_pixel(&f, axis_y(p->y + fabs(p->y_spread), f.log_y)), 1);
+        }
+        draw_rimmed_marker(&c, x, y, i, 6, PALETTE[i]);
+        if (x < f.left || x > f.right || y < f.top || y > f.bottom) continue; // off the axes
+        // the label goes above right of the point, moved left or down where it would leave
+        // the plot area
+        int w = text_width(p->label, TEXT_SCALE);
+        int lx = x + 10 + w < f.right - 4 ? (int)x + 10 : (int)x - 10 - w;
+        int ly = y - 24 > f.top + 2 ? (int)y - 24 : (int)y + 10;
+        draw_text(&c, lx, ly, p->label, PALETTE[i], TEXT_SCALE, 0);
+    }
+    draw_axes(&c, &f, opt, 1);
+    draw_legend(&c, &f, legend, n, SWATCH_MARKER);
+    return finish_figure(&c, path);
+}
+
+// a group name that does not fit under its group is broken at spaces, filling each line
+// greedily (a single word wider than the group stays whole)
+static void wrap_label(char* out, const char* name, int max_width) {
+    sanitise_text(out, name);
+    char* line = out;
+    for (char* s = out; *s; s++) {
+        if (*s != ' ') continue;
+        char* next = strchr(s + 1, ' ');
+        char saved = next ? *next : 0;
+        if (next) *next = '\0'; // measure the line as it would be with the next word on it
+        int fits = text_width(line, TEXT_SCALE) <= max_width;
+        if (next) *next = saved;
+        if (!fits) { *s = '\n'; line = s + 1; }
+    }
+}
+
+int plot_bars(const char* path, const PlotOptions* opt, const BarChart* bars) {
+    if (check_args(path, opt, bars ? bars->n_bars : 0, "bars per group")) return 1;
+    if (bars->n_groups < 1 || !bars->mean) {
+        error_msg("%s: bar chart with %d groups and %s", path, bars->n_groups,
+                  bars->mean ? "means" : "no means");
+        return 1;
+    }
+    int G = bars->n_groups, B = bars->n_bars;
+    double ylo = opt->log_y ? INFINITY : 0, yhi = opt->log_y ? -INFINITY : 0;
+    for (int i = 0; i < G * B; i++) {
+        double m = bars->mean[i];
+        double s = bars->spread && isfinite(bars->spread[i]) ? fabs(bars->spread[i]) : 0;
+        double top = axis_y(m + s, opt->log_y), bottom = axis_y(m - s, opt->log_y);
+        if (!isfinite(m) || !isfinite(top)) continue;
+        extend(top, &ylo, &yhi);
+        if (isfinite(bottom)) extend(bottom, &ylo, &yhi);
+    }
+    // the x axis is categorical: group g spans [g, g + 1]
+    PlotOptions o = *opt;
+    o.x_min = 0; o.x_max = G;
+    int approx_group_w = (PLOT_WIDTH - 160) / G, label_lines = 1;
+    char label[TEXT_MAX];
+    for (int g = 0; g < G; g++) {
+        wrap_label(label, bars->group_names ? bars->group_names[g] : "", approx_group_w - 8);
+        int lines = text_lines(label);
+        if (lines > label_lines) label_lines = lines > 4 ? 4 : lines;
+    }
+    Canvas c;
+    if (build_canvas(&c, path)) return 1;
+    Frame f = {.x_label_lines = label_lines, .legend_on_top = 1};
+    setup_frame(&f, &o, 0, G, ylo, yhi);
+    draw_grid(&c, &f, 0);
+    double base = f.log_y ? f.y0 : fmin(fmax(0, f.y0), f.y1);
+    double group_w = x_pixel(&f, 1) - x_pixel(&f, 0), bar_w = 0.8 * group_w / B;
+    for (int g = 0; g < G; g++) {
+        for (int b = 0; b < B; b++) {
+            double m = bars->mean[g * B + b];
+            double x0 = x_pixel(&f, g) + 0.1 * group_w + b * bar_w, y = y_pixel(&f, axis_y(m, f.log_y));
+            if (!finite2(m, y)) continue;
+            set_clip(&c, f.left + 1, f.top + 1, f.right, f.bottom);
+            double yb = y_pixel(&f, base);
+            fill_rect(&c, (int)lround(x0) + 1, (int)lround(fmin(y, yb)), (int)lround(x0 + bar_w) - 1,
+                      (int)lround(fmax(y, yb)), PALETTE[b]);
+            double s = bars->spread && isfinite(bars->spread[g * B + b]) ? fabs(bars->spread[g * B + b]) : 0;
+            if (s > 0) {
+                double lo = y_pixel(&f, axis_y(m - s, f.log_y));
+                draw_error_bar(&c, x0 + bar_w / 2, isfinite(lo) ? lo : f.bottom,
+                               y_pixel(&f, axis_y(m + s, f.log_y)), 1);
+            }
+        }
+        set_clip(&c, 0, 0, c.width, c.height);
+        wrap_label(label, bars->group_names ? bars->group_names[g] : "", approx_group_w - 8);
+        int cx = (int)lround(x_pixel(&f, g + 0.5)), lines = text_lines(label);
+        draw_text_centred(&c, cx, f.bottom + 10 + (24 * lines - 6) / 2, label, INK, TEXT_SCALE);
+    }
+    LegendEntry legend[PLOT_MAX_SERIES];
+    for (int b = 0; b < B; b++)
+        legend[b] = (LegendEntry){bars->bar_names ? bars->bar_names[b] : NULL, PALETTE[b], -1};
+    draw_axes(&c, &f, &o, 0);
+    draw_legend_row(&c, &f, legend, B);
+    return finish_figure(&c, path);
+}
+
+// ----------------------------------------------------------------------------
+// PCA: the top two principal axes by power iteration on the covariance X^T X (X centred),
+// applied as X^T (X v) so the d x d matrix is never formed. The second axis is found the same
+// way while being kept orthogonal to the first (deflation).
+
+int pca_2d(const float* data, int n, int d, float* out_xy) {
+    if (!data || !out_xy || n < 2 || d < 1) {
+        error_msg("pca_2d: needs at least 2 rows of at least 1 value (got n = %d, d = %d)", n, d);
+        return 1;
+    }
+    for (size_t i = 0; i < (size_t)n * d; i++) {
+        if (!isfinite(data[i])) {
+            error_msg("pca_2d: non-finite value at row %zu, column %zu", i / d, i % d);
+            return 1;
+        }
+    }
+    double* mean = calloc(d, sizeof(double));
+    double* axes = calloc(2 * (size_t)d, sizeof(double)); // (2, d)
+    double* next = malloc(d * sizeof(double));
+    double* proj = malloc(n * sizeof(double));
+    if (!mean || !axes || !next || !proj) {
+        error_msg("pca_2d: out of memory for %d x %d data", n, d);
+        free(mean); free(axes); free(next); free(proj);
+        return 1;
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mean[j] += data[(size_t)i * d + j];
+    for (int j = 0; j < d; j++) mean[j] /= n;
+
+    uint64_t rng = 0x5eed;
+    for (int k = 0; k < 2 && k < d; k++) {
+        double* v = axes + (size_t)k * d;
+        for (int j = 0; j < d; j++) v[j] = random_normal(&rng); // fixed seed: same axes every run
+        for (int iter = 0;; iter++) {
+            // deflation: remove the first axis from the iterate, then normalise
+            if (k == 1) {
+                double dot = 0;
+                for (int j = 0; j < d; j++) dot += v[j] * axes[j];
+                for (int j = 0; j < d; j++) v[j] -= dot * axes[j];
+            }
+            double norm = 0;
+            for (int j = 0; j < d; j++) norm += v[j] * v[j];
+            norm = sqrt(norm);
+            if (norm < 1e-30) { memset(v, 0, d * sizeof(double)); break; } // rank < k + 1
+            for (int j = 0; j < d; j++) v[j] /= norm;
+            double change = 0; // converged when the direction stops moving
+            for (int j = 0; j < d && iter > 0; j++) change += (v[j] - next[j]) * (v[j] - next[j]);
+            if ((iter > 0 && change < 1e-20) || iter == 999) break;
+            memcpy(next, v, d * sizeof(double));
+            // v <- X^T (X v)
+            for (int i = 0; i < n; i++) {
+                double dot = 0;
+                for (int j = 0; j < d; j++) dot += (data[(size_t)i * d + j] - mean[j]) * v[j];
+                proj[i] = dot;
+            }
+            memset(v, 0, d * sizeof(double));
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < d; j++) v[j] += proj[i] * (data[(size_t)i * d + j] - mean[j]);
+        }
+        // a principal axis has no sign of its own: make its largest coefficient positive
+        int jmax = 0;
+        for (int j = 1; j < d; j++) if (fabs(v[j]) > fabs(v[jmax])) jmax = j;
+        if (v[jmax] < 0) for (int j = 0; j < d; j++) v[j] = -v[j];
+    }
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < 2; k++) {
+            double dot = 0;
+            for (int j = 0; j < d; j++) dot += (data[(size_t)i * d + j] - mean[j]) * axes[(size_t)k * d + j];
+            out_xy[2 * i + k] = (float)dot;
+        }
+    }
+    free(mean); free(axes); free(next); free(proj);
+    return 0;
 }
