@@ -1,0 +1,160 @@
+// mosr.h — the building blocks of the MOSR method (DESIGN.md §1), on plain float arrays:
+//   1. the representation losses of Representation Rerouting (erasure, retain) and their schedule,
+//   2. Overlap-Aware Loss Weighting (OALW): one erasure weight per malicious example,
+//   3. pooling a prompt's hidden states into one vector,
+//   4. Context-Aware Augmentation (CAA): [prompt ; part of a harmful completion ; refusal],
+//   5. the boundary analysis: a logistic-regression probe, Spearman correlation, refusal by score bin.
+// None of them touches a model: the defence loop (mosr.c) runs the model and hands them views of
+// its activations, so each piece can be tested alone.
+//
+// Conventions as in model.h: B batch, T time, C channels; N, M counts of prompts.
+// A token mask is (B, T) with 1 on the tokens a loss reads and 0 elsewhere (padding).
+#ifndef MOSR_MOSR_H
+#define MOSR_MOSR_H
+
+#include <stdint.h>
+
+#include "train.h"
+
+// ----------------------------------------------------------------------------
+// 1. representation losses: forward/backward pairs (llm.c style, outputs first)
+//
+// Both losses have the shape  Σ_b weight_b * mean_{t : mask[b,t] = 1} f(h[b,t], h0[b,t]) / Σ_b weight_b,
+// where h is the trainable model's residual stream after one layer and h0 the frozen model's.
+// Examples with no masked token are left out of both sums. Each function covers ONE layer; the
+// mean over the layers of L_t (or L_r) is the caller's: call forward once per layer and average,
+// and pass d_loss = coefficient / n_layers to each backward. Because every layer sees the same
+// tokens, this equals DESIGN.md's mean over (layer, token) pairs per example.
+
+// ReLU(cos(h, h0)) per token: its minimum, 0, is reached as soon as h is orthogonal to (or points
+// away from) h0 — the erasure does not need to flip the state, only to make it unrelated.
+// example_weight: (B) OALW weights, or NULL for all 1. Returns the weighted mean over examples.
+// token_cos: (B, T) receives cos(h, h0) per token (0 off the mask), or NULL.
+float erase_loss_forward(float* token_cos, const float* h, const float* h0, const float* token_mask,
+                         const float* example_weight, int B, int T, int C);
+// accumulates d_loss * d(loss)/d(h) into dh (B, T, C); h0 is frozen and gets no gradient
+void erase_loss_backward(float* dh, const float* h, const float* h0, const float* token_mask,
+                         const float* example_weight, float d_loss, int B, int T, int C);
+
+// || h - h0 ||_2 per token (the norm, not its square: the pull back is the same strength however
+// far a state has drifted). Plain mean over examples (DESIGN.md: mean_{x in D_r} l_retain(x)).
+float retain_loss_forward(const float* h, const float* h0, const float* token_mask, int B, int T, int C);
+void retain_loss_backward(float* dh, const float* h, const float* h0, const float* token_mask, float d_loss,
+                          int B, int T, int C);
+
+// The norms inside both losses are sqrt(Σ x² + NORM_EPS): smooth everywhere, so the retain
+// gradient at h == h0 is 0 instead of 0/0, and the cosine of a zero vector is 0, not NaN. The
+// bias this adds to a loss value is at most sqrt(NORM_EPS) = 1e-6 per token.
+#define NORM_EPS 1e-12f
+
+// The RR schedule: erasure fades from α to α/2 while retain grows from 0 to α/2 over T steps.
+//   c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
+void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int total_steps);
+
+// ----------------------------------------------------------------------------
+// 2. OALW: overlap of each malicious prompt with the pseudo-malicious reference set D_p
+
+enum { OVERLAP_TOPK = 0, OVERLAP_CENTROID = 1 };     // how s_i is measured
+enum { WEIGHT_LINEAR = 0, WEIGHT_SOFTMAX = 1 };      // how s_i becomes w_i
+
+typedef struct {
+    int score;    // OVERLAP_TOPK: s_i = mean of the k largest cos(r(x_i), r(p)), p in D_p;
+                  // OVERLAP_CENTROID: s_i = cos(r(x_i), mean of r(p) over D_p)
+    int k;        // default 8 (clamped to the size of D_p)
+    int form;     // WEIGHT_LINEAR: w_i = max(w_min, 1 - λ (s_i - min s)/(max s - min s));
+                  // WEIGHT_SOFTMAX: w_i ∝ exp(-s_i / τ). Both are then scaled to mean 1.
+    float lambda; // default 0.8
+    float w_min;  // default 0.1
+    float tau;    // softmax temperature, default 0.05 (s lives in [-1, 1])
+} OverlapOptions;
+
+void overlap_options_default(OverlapOptions* opt);
+
+// erase_weight: (N) out, mean 1.  overlap: (N) out, s_i (may be NULL).
+// nearest: (N, n_nearest) out, for each malicious prompt the indices of its most similar reference
+//   prompts, most similar first (may be NULL; n_nearest is clamped to M, the rest filled with -1).
+// nearest_cos: (N, n_nearest) out, their cosines (may be NULL; -2 where the index is -1).
+// malicious_repr: (N, C) pooled r(x_i); pseudo_reference: (M, C) pooled r(p).
+// Returns 0, or -1 after one error_msg line on bad sizes or options.
+int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* nearest_cos, int n_nearest,
+                    const float* malicious_repr, int N, const float* pseudo_reference, int M, int C,
+                    const OverlapOptions* opt);
+
+// cos(a, b) of two (C) vectors, with NORM_EPS in the norms
+float cosine_similarity(const float* a, const float* b, int C);
+
+// ----------------------------------------------------------------------------
+// 3. pooling a prompt's hidden states
+
+enum { POOL_MEAN = 0, POOL_LAST = 1 };
+
+// out: (B, C); h: (B, T, C); prompt_len: (B) prompt tokens of each row, BOS included, 1..T.
+// POOL_MEAN averages positions 1 .. len-1: position 0 is BOS in every chat prompt, its state is
+// the same for every prompt and would only pull all the pooled vectors together (a prompt of
+// length 1 pools its BOS). POOL_LAST takes position len-1 (in a chat prompt, the end of
+// "\nAssistant:": the state from which the answer's first token is predicted).
+// Returns 0, or -1 (error_msg) on a bad length or mode.
+int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode);
+
+// ----------------------------------------------------------------------------
+// 4. CAA: a refusal that follows the start of harmful content
+
+// Builds ex = [prompt ; first k tokens of harmful ; refusal (+ EOS)], k ~ uniform{lo .. hi} with
+//   K = floor(n_harmful * frac), lo = min(k_min, n_harmful), hi = max(K, lo)
+// (so k_min = 1 never gives k = 0 unless the completion is empty). Defaults: k_min 0, frac 0.5.
+// prompt_ids: (n_prompt) the chat-template prompt (chat_encode_prompt); harmful_ids: (n_harmful)
+// the completion (chat_encode_response, eos 0); refusal_ids: (n_refusal) the refusal
+// (chat_encode_response, eos 1; an EOS is appended if it does not end in one).
+// The loss mask is on the refusal only: mask[t] = 1 iff ids[t+1] is a refusal or EOS token.
+// If the sequence would exceed max_len, k shrinks to fit; if even k = 0 does not fit, -1.
+// k_out (may be NULL) receives k. rng: util.h state, advanced by one draw.
+// Returns 0; ex owns malloc'd ids and mask, released by free_example (train.h). No message on
+// -1: a too-long example is the caller's to count and skip.
+int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
+                      int n_harmful, const int* refusal_ids, int n_refusal, int k_min, float frac, int max_len,
+                      uint64_t* rng);
+
+// ----------------------------------------------------------------------------
+// 5. boundary analysis: a benign (0) vs malicious (1) linear probe, and what its score predicts
+
+typedef struct {
+    int C;
+    float* mean;    // (C) training-set feature means
+    float* inv_std; // (C) 1 / training-set standard deviation (1 for a constant feature)
+    float* weight;  // (C) logistic-regression weights on the standardised features
+    float bias;
+} Probe;
+
+// Fits P(malicious | x) = sigmoid(w . (x - mean) * inv_std + b) on x (N, C), label (N) in {0, 1},
+// minimising the mean log-loss + l2/2 |w|^2 (bias not regularised) by `steps` steps of full-batch
+// gradient descent with step 1/L (L the loss's smoothness bound, from a power iteration): no
+// learning rate to tune, and the result is deterministic. Typical: l2 1e-3, steps 300.
+// Returns 0, or -1 (error_msg) on bad sizes or labels. Release with free_probe.
+int train_probe(Probe* p, const float* x, const int* label, int N, int C, float l2, int steps);
+void free_probe(Probe* p);
+float probe_score(const Probe* p, const float* x);                // x (C) -> P(malicious)
+void probe_score_all(float* score, const Probe* p, const float* x, int N); // score (N), x (N, C)
+float probe_accuracy(const Probe* p, const float* x, const int* label, int N); // threshold 0.5
+
+// Spearman rank correlation of a (n) and b (n), finite values; tied values share their average
+// rank. NaN if n < 2 or either side is constant (the correlation is undefined there).
+float spearman(const float* a, const float* b, int n);
+// rank: (n) out, 1-based ranks of x, ties averaged
+void average_ranks(double* rank, const float* x, int n);
+
+// refusal rate per probe-score bin: does a higher score mean more refusals?
+typedef struct {
+    float lo, hi;  // score range of the bin (equal count: the min and max score inside it)
+    int count;     // prompts in the bin
+    int refused;   // of which refused
+    float rate;    // refused / count; NaN for an empty bin
+} ScoreBin;
+
+// n_bins bins of (nearly) equal count over score (n), in score order; refused (n) is 0/1.
+// Tied scores may straddle two bins. Returns 0, or -1 if n_bins < 1.
+int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const int* refused, int n);
+// bins between edges (n_bins + 1, increasing): bin j holds edges[j] <= s < edges[j+1], the last
+// bin also its upper edge; scores outside every bin are not counted. Returns 0, or -1 on bad edges.
+int score_bins_fixed(ScoreBin* bins, const float* edges, int n_bins, const float* score, const int* refused, int n);
+
+#endif

@@ -1,0 +1,499 @@
+// test_mosr.c — the building blocks of MOSR (mosr.h): the RR losses against finite differences of
+// a double-precision reference, the RR schedule, OALW weights from hand-made representations,
+// pooling, CAA examples, the probe, Spearman correlation and refusal-by-score bins.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "mosr.h"
+#include "tokenizer.h"
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// double-precision references of the two losses, written from DESIGN.md's formulas directly
+// (per-example mean over masked tokens, then the weighted mean over examples that have tokens)
+
+static double ref_norm(const double* x, int C) {
+    double s = 0.0;
+    for (int i = 0; i < C; i++) s += x[i] * x[i];
+    return sqrt(s + 1e-12);
+}
+
+// kind 0: erasure, ReLU(cos); kind 1: retain, |h - h0|
+static double ref_loss(int kind, const double* h, const float* h0f, const float* mask, const float* weight, int B,
+                       int T, int C) {
+    double num = 0.0, den = 0.0;
+    double* a0 = malloc(C * sizeof(double));
+    double* d = malloc(C * sizeof(double));
+    for (int b = 0; b < B; b++) {
+        double sum = 0.0;
+        int n = 0;
+        for (int t = 0; t < T; t++) {
+            if (mask[b * T + t] <= 0) continue;
+            const double* a = h + (size_t)(b * T + t) * C;
+            for (int i = 0; i < C; i++) a0[i] = h0f[(size_t)(b * T + t) * C + i];
+            if (kind == 0) {
+                double dot = 0.0;
+                for (int i = 0; i < C; i++) dot += a[i] * a0[i];
+                double cos = dot / (ref_norm(a, C) * ref_norm(a0, C));
+                sum += cos > 0 ? cos : 0;
+            } else {
+                for (int i = 0; i < C; i++) d[i] = a[i] - a0[i];
+                sum += ref_norm(d, C);
+            }
+            n++;
+        }
+        if (n == 0) continue;
+        double w = weight ? weight[b] : 1.0;
+        num += w * sum / n;
+        den += w;
+    }
+    free(a0);
+    free(d);
+    return den > 0 ? num / den : 0.0;
+}
+
+// random (B, T, C) states where h is h0 plus a perturbation: some tokens near h0 (cos > 0), some
+// pointing away (cos < 0, the ReLU's flat side), and for the retain loss one token with h == h0
+static void make_states(float* h, float* h0, int B, int T, int C, uint64_t* rng) {
+    for (int bt = 0; bt < B * T; bt++) {
+        float sign = (bt % 3 == 1) ? -1.0f : 1.0f; // tokens 1 and 16 are masked and point away
+        for (int i = 0; i < C; i++) {
+            float base = random_normal(rng);
+            h0[bt * C + i] = base;
+            h[bt * C + i] = sign * base + 0.7f * random_normal(rng);
+        }
+    }
+}
+
+// compares the analytic gradient (float, from the backward) with central differences of the
+// double reference; returns the largest |difference| relative to the largest gradient entry
+static double gradient_error(int kind, const float* h, const float* h0, const float* mask, const float* weight,
+                             const float* grad, int B, int T, int C) {
+    size_t n = (size_t)B * T * C;
+    double* hd = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) hd[i] = h[i];
+    double max_diff = 0.0, max_grad = 0.0;
+    const double eps = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        double keep = hd[i];
+        hd[i] = keep + eps;
+        double up = ref_loss(kind, hd, h0, mask, weight, B, T, C);
+        hd[i] = keep - eps;
+        double down = ref_loss(kind, hd, h0, mask, weight, B, T, C);
+        hd[i] = keep;
+        double numeric = (up - down) / (2 * eps);
+        max_diff = fmax(max_diff, fabs(numeric - grad[i]));
+        max_grad = fmax(max_grad, fabs(numeric));
+    }
+    free(hd);
+    return max_diff / fmax(max_grad, 1e-12);
+}
+
+static void test_losses(void) {
+    enum { B = 4, T = 5, C = 6 };
+    uint64_t rng = 42;
+    float h[B * T * C], h0[B * T * C];
+    make_states(h, h0, B, T, C, &rng);
+    // a retain token with h == h0 exactly: the norm's kink, where eps keeps the gradient finite
+    memcpy(h + (1 * T + 2) * C, h0 + (1 * T + 2) * C, C * sizeof(float));
+    float mask[B * T] = {
+        1, 1, 1, 0, 0, // padding at the end
+        1, 1, 1, 1, 1,
+        0, 0, 0, 0, 0, // an example with no masked token: must not count
+        0, 1, 1, 1, 0,
+    };
+    float weight[B] = {0.5f, 2.0f, 7.0f, 1.0f};
+
+    // erasure: value, then gradient with d_loss = 1
+    double hd[B * T * C];
+    for (int i = 0; i < B * T * C; i++) hd[i] = h[i];
+    float token_cos[B * T];
+    float erase = erase_loss_forward(token_cos, h, h0, mask, weight, B, T, C);
+    double erase_ref = ref_loss(0, hd, h0, mask, weight, B, T, C);
+    CHECK(fabs(erase - erase_ref) < 1e-5, "erase loss %.7f vs reference %.7f", erase, erase_ref);
+    int n_negative = 0;
+    for (int i = 0; i < B * T; i++) n_negative += mask[i] > 0 && token_cos[i] < 0;
+    CHECK(n_negative > 0, "the test covers the ReLU's flat side (%d tokens with cos < 0)", n_negative);
+    CHECK(token_cos[3] == 0.0f && token_cos[10] == 0.0f, "token_cos is 0 off the mask");
+
+    float grad[B * T * C];
+    memset(grad, 0, sizeof(grad));
+    erase_loss_backward(grad, h, h0, mask, weight, 1.0f, B, T, C);
+    double err = gradient_error(0, h, h0, mask, weight, grad, B, T, C);
+    CHECK(err < 1e-4, "erase gradient vs finite differences: relative error %.2e", err);
+    float off_mask = 0.0f;
+    for (int i = 0; i < B * T * C; i++) off_mask += mask[i / C] > 0 ? 0.0f : fabsf(grad[i]);
+    CHECK(off_mask == 0.0f, "no gradient on unmasked tokens (got %g)", off_mask);
+    // backward accumulates: a second call with d_loss 2 triples it
+    float grad3[B * T * C];
+    memcpy(grad3, grad, sizeof(grad));
+    erase_loss_backward(grad3, h, h0, mask, weight, 2.0f, B, T, C);
+    double acc_err = 0;
+    for (int i = 0; i < B * T * C; i++) acc_err = fmax(acc_err, fabs(grad3[i] - 3 * grad[i]));
+    CHECK(acc_err < 1e-6, "erase backward accumulates (+=), off by %.2e", acc_err);
+
+    // NULL weights equal all-ones weights
+    float ones[B] = {1, 1, 1, 1};
+    float e1 = erase_loss_forward(NULL, h, h0, mask, NULL, B, T, C);
+    float e2 = erase_loss_forward(NULL, h, h0, mask, ones, B, T, C);
+    CHECK(e1 == e2, "NULL weights = all ones (%g vs %g)", e1, e2);
+
+    // at h == h0 (step 0 of a defence) every cos is 1: the erasure loss is 1 whatever the weights
+    float same = erase_loss_forward(NULL, h0, h0, mask, weight, B, T, C);
+    CHECK(fabsf(same - 1.0f) < 1e-5, "erase loss at h = h0 is 1 (got %g)", same);
+
+    // retain: value and gradient, including the h == h0 token
+    float retain = retain_loss_forward(h, h0, mask, B, T, C);
+    double retain_ref = ref_loss(1, hd, h0, mask, NULL, B, T, C);
+    CHECK(fabs(retain - retain_ref) < 1e-5, "retain loss %.7f vs reference %.7f", retain, retain_ref);
+    memset(grad, 0, sizeof(grad));
+    retain_loss_backward(grad, h, h0, mask, 1.0f, B, T, C);
+    int finite = 1;
+    for (int i = 0; i < B * T * C; i++) finite &= isfinite(grad[i]);
+    CHECK(finite, "retain gradient finite everywhere (h == h0 on one token)");
+    float at_kink = 0.0f;
+    for (int i = 0; i < C; i++) at_kink += fabsf(grad[(1 * T + 2) * C + i]);
+    CHECK(at_kink == 0.0f, "retain gradient is 0 where h == h0 (got %g)", at_kink);
+    // the finite-difference check skips the kink token (|x| is not differentiable at 0)
+    float mask_no_kink[B * T];
+    memcpy(mask_no_kink, mask, sizeof(mask));
+    float grad_no_kink[B * T * C];
+    memset(grad_no_kink, 0, sizeof(grad_no_kink));
+    mask_no_kink[1 * T + 2] = 0;
+    retain_loss_backward(grad_no_kink, h, h0, mask_no_kink, 1.0f, B, T, C);
+    err = gradient_error(1, h, h0, mask_no_kink, NULL, grad_no_kink, B, T, C);
+    CHECK(err < 1e-4, "retain gradient vs finite differences: relative error %.2e", err);
+    float zero = retain_loss_forward(h0, h0, mask, B, T, C);
+    CHECK(zero >= 0.0f && zero < 2e-6f, "retain loss at h = h0 is ~0 (got %g)", zero);
+
+    // a batch with no masked token at all: loss 0, no gradient, no NaN
+    float none[B * T];
+    memset(none, 0, sizeof(none));
+    memset(grad, 0, sizeof(grad));
+    erase_loss_backward(grad, h, h0, none, weight, 1.0f, B, T, C);
+    CHECK(erase_loss_forward(NULL, h, h0, none, weight, B, T, C) == 0.0f && grad[0] == 0.0f,
+          "empty mask: loss 0 and no gradient");
+}
+
+static void test_schedule(void) {
+    float cs, cr;
+    rr_schedule(&cs, &cr, 10.0f, 0, 150);
+    CHECK(cs == 10.0f && cr == 0.0f, "t = 0: c_s = alpha, c_r = 0 (got %g, %g)", cs, cr);
+    rr_schedule(&cs, &cr, 10.0f, 75, 150);
+    CHECK(fabsf(cs - 7.5f) < 1e-6 && fabsf(cr - 2.5f) < 1e-6, "t = T/2: 7.5, 2.5 (got %g, %g)", cs, cr);
+    rr_schedule(&cs, &cr, 10.0f, 150, 150);
+    CHECK(fabsf(cs - 5.0f) < 1e-6 && fabsf(cr - 5.0f) < 1e-6, "t = T: alpha/2 each (got %g, %g)", cs, cr);
+}
+
+// ----------------------------------------------------------------------------
+// OALW with hand-made representations: references on the axes, so every cosine is known
+
+static void test_overlap(void) {
+    enum { C = 3, M = 3, N = 3 };
+    const float reference[M * C] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    // x0 on axis 0: cos = (1, 0, 0);  x1 between axes 0 and 1: cos = (1/√2, 1/√2, 0);
+    // x2 opposite axis 2: cos = (0, 0, -1)
+    float malicious[N * C] = {1, 0, 0, 1, 1, 0, 0, 0, -1};
+    OverlapOptions opt;
+    overlap_options_default(&opt);
+    CHECK(opt.k == 8 && opt.lambda == 0.8f && opt.w_min == 0.1f && opt.form == WEIGHT_LINEAR, "defaults of DESIGN.md");
+    opt.k = 2;
+    float w[N], s[N], near_cos[N * 2];
+    int near[N * 2];
+    CHECK(overlap_weights(w, s, near, near_cos, 2, malicious, N, reference, M, C, &opt) == 0, "top-k runs");
+    // s = mean of the two largest cosines: 0.5, 1/√2, 0
+    double r = 1.0 / sqrt(2.0);
+    CHECK(fabs(s[0] - 0.5) < 1e-6 && fabs(s[1] - r) < 1e-6 && fabs(s[2]) < 1e-6, "s = %g %g %g", s[0], s[1], s[2]);
+    // linear: min s = 0, max s = 1/√2; w = max(0.1, 1 - 0.8 (s - 0) / (1/√2))
+    double raw[N] = {1 - 0.8 * 0.5 / r, fmax(0.1, 1 - 0.8), 1.0};
+    double mean = (raw[0] + raw[1] + raw[2]) / 3;
+    for (int i = 0; i < N; i++)
+        CHECK(fabs(w[i] - raw[i] / mean) < 1e-5, "linear weight %d: %g, expected %g", i, w[i], raw[i] / mean);
+    // nearest references, most similar first, ties to the lower index
+    CHECK(near[0] == 0 && near[1] == 1, "x0's nearest: 0 then 1 (got %d %d)", near[0], near[1]);
+    CHECK(near[2] == 0 && near[3] == 1, "x1's nearest: 0 and 1 (got %d %d)", near[2], near[3]);
+    CHECK(near[4] == 0 && near[5] == 1 && fabsf(near_cos[4]) < 1e-6, "x2's nearest: 0, 1 at cos 0");
+    CHECK(fabs(near_cos[0] - 1) < 1e-6 && fabs(near_cos[2] - r) < 1e-6, "nearest cosines");
+
+    // w_min binds: with λ = 0.95 the top-overlap prompt would get 0.05
+    opt.lambda = 0.95f;
+    overlap_weights(w, NULL, NULL, NULL, 0, malicious, N, reference, M, C, &opt);
+    double raw2[N] = {1 - 0.95 * 0.5 / r, 0.1, 1.0};
+    double mean2 = (raw2[0] + raw2[1] + raw2[2]) / 3;
+    CHECK(fabs(w[1] - 0.1 / mean2) < 1e-5, "w_min clamps (got %g, expected %g)", w[1], 0.1 / mean2);
+
+    // scale does not matter (cosines), and the mean is 1
+    float scaled[N * C];
+    for (int i = 0; i < N * C; i++) scaled[i] = 5.0f * malicious[i];
+    float w_scaled[N];
+    overlap_weights(w_scaled, NULL, NULL, NULL, 0, scaled, N, reference, M, C, &opt);
+    CHECK(fabsf(w_scaled[0] - w[0]) < 1e-5 && fabsf(w_scaled[1] - w[1]) < 1e-5, "weights ignore the scale");
+    CHECK(fabsf(w[0] + w[1] + w[2] - 3.0f) < 1e-5, "weights have mean 1");
+
+    // centroid: the reference mean is (1, 1, 1)/3, cos = 1/√3, √(2/3), -1/√3
+    overlap_options_default(&opt);
+    opt.score = OVERLAP_CENTROID;
+    overlap_weights(w, s, NULL, NULL, 0, malicious, N, reference, M, C, &opt);
+    double c0 = 1 / sqrt(3.0), c1 = sqrt(2.0 / 3.0), c2 = -1 / sqrt(3.0);
+    CHECK(fabs(s[0] - c0) < 1e-6 && fabs(s[1] - c1) < 1e-6 && fabs(s[2] - c2) < 1e-6, "centroid s = %g %g %g", s[0],
+          s[1], s[2]);
+    double cr[N] = {fmax(0.1, 1 - 0.8 * (c0 - c2) / (c1 - c2)), 0.2, 1.0};
+    double cmean = (cr[0] + cr[1] + cr[2]) / 3;
+    CHECK(fabs(w[0] - cr[0] / cmean) < 1e-5 && fabs(w[1] - cr[1] / cmean) < 1e-5, "centroid weights");
+
+    // softmax, τ = 0.1 (k = 2 again): w ∝ exp(-s/τ), mean 1
+    overlap_options_default(&opt);
+    opt.k = 2;
+    opt.form = WEIGHT_SOFTMAX;
+    opt.tau = 0.1f;
+    overlap_weights(w, NULL, NULL, NULL, 0, malicious, N, reference, M, C, &opt);
+    double e[N] = {exp(-0.5 / 0.1), exp(-r / 0.1), exp(0.0)};
+    double esum = e[0] + e[1] + e[2];
+    for (int i = 0; i < N; i++)
+        CHECK(fabs(w[i] - 3 * e[i] / esum) < 1e-4, "softmax weight %d: %g, expected %g", i, w[i], 3 * e[i] / esum);
+
+    // identical prompts: max s == min s, all weights 1 (not 0/0)
+    float same[N * C] = {1, 2, 3, 1, 2, 3, 1, 2, 3};
+    overlap_options_default(&opt);
+    overlap_weights(w, NULL, NULL, NULL, 0, same, N, reference, M, C, &opt);
+    CHECK(w[0] == 1.0f && w[1] == 1.0f && w[2] == 1.0f, "equal overlap: weights 1 (got %g %g %g)", w[0], w[1], w[2]);
+
+    // k larger than the reference set is clamped; nearest beyond M is -1
+    opt.k = 100;
+    int near5[N * 5];
+    CHECK(overlap_weights(w, s, near5, NULL, 5, malicious, N, reference, M, C, &opt) == 0, "k > M clamps");
+    CHECK(fabs(s[0] - 1.0 / 3.0) < 1e-6 && near5[3] == -1 && near5[4] == -1 && near5[2] == 2, "k = M: mean of all");
+
+    // bad options are errors, not crashes
+    fprintf(stderr, "(three error lines expected:)\n");
+    opt.k = 0;
+    CHECK(overlap_weights(w, NULL, NULL, NULL, 0, malicious, N, reference, M, C, &opt) == -1, "k = 0 rejected");
+    overlap_options_default(&opt);
+    opt.form = WEIGHT_SOFTMAX;
+    opt.tau = 0.0f;
+    CHECK(overlap_weights(w, NULL, NULL, NULL, 0, malicious, N, reference, M, C, &opt) == -1, "tau = 0 rejected");
+    CHECK(overlap_weights(w, NULL, NULL, NULL, 0, malicious, N, reference, 0, C, &opt) == -1, "empty D_p rejected");
+}
+
+// ----------------------------------------------------------------------------
+
+static void test_pooling(void) {
+    enum { B = 2, T = 4, C = 3 };
+    float h[B * T * C], out[B * C];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++) h[(b * T + t) * C + c] = 100 * b + 10 * t + c;
+    int len[B] = {3, 1};
+    CHECK(pool_prompt(out, h, len, B, T, C, POOL_MEAN) == 0, "mean pooling runs");
+    // row 0: positions 1, 2 (BOS left out) -> 15 + c; row 1: only BOS -> 100 + c
+    CHECK(out[0] == 15 && out[2] == 17 && out[3] == 100 && out[5] == 102, "mean pooling: %g %g %g", out[0], out[2],
+          out[3]);
+    CHECK(pool_prompt(out, h, len, B, T, C, POOL_LAST) == 0, "last pooling runs");
+    CHECK(out[0] == 20 && out[1] == 21 && out[3] == 100, "last-token pooling: %g %g", out[0], out[3]);
+    fprintf(stderr, "(two error lines expected:)\n");
+    int bad[B] = {5, 1};
+    CHECK(pool_prompt(out, h, bad, B, T, C, POOL_MEAN) == -1, "prompt longer than T rejected");
+    CHECK(pool_prompt(out, h, len, B, T, C, 7) == -1, "unknown mode rejected");
+}
+
+// ----------------------------------------------------------------------------
+
+static void test_caa(void) {
+    int prompt[] = {TOKEN_BOS, 10, 11, 12};
+    int harmful[10];
+    for (int i = 0; i < 10; i++) harmful[i] = 20 + i;
+    int refusal[] = {30, 31, 32, TOKEN_EOS};
+    int np = 4, nh = 10, nr = 4;
+    uint64_t rng = 7;
+    int counts[11] = {0};
+    int layout_ok = 1, mask_ok = 1;
+    const int draws = 6000;
+    for (int d = 0; d < draws; d++) {
+        Example ex;
+        int k;
+        if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &rng) != 0) {
+            layout_ok = 0;
+            break;
+        }
+        counts[k]++;
+        layout_ok &= ex.n == np + k + nr && !memcmp(ex.ids, prompt, sizeof(prompt)) &&
+                     !memcmp(ex.ids + np, harmful, k * sizeof(int)) &&
+                     !memcmp(ex.ids + np + k, refusal, sizeof(refusal));
+        // mask[t] = 1 iff ids[t+1] belongs to the refusal (positions np + k .. n - 1)
+        for (int t = 0; t < ex.n; t++) mask_ok &= ex.mask[t] == ((t + 1 >= np + k && t + 1 < ex.n) ? 1.0f : 0.0f);
+        free_example(&ex);
+    }
+    CHECK(layout_ok, "[prompt ; harmful[:k] ; refusal] layout");
+    CHECK(mask_ok, "loss mask exactly on the refusal and its EOS");
+    // K = floor(10 * 0.5) = 5: k in 0..5, each ~1000 times
+    int in_range = counts[6] + counts[7] + counts[8] + counts[9] + counts[10] == 0, uniform = 1;
+    for (int k = 0; k <= 5; k++) uniform &= abs(counts[k] - draws / 6) < draws / 6 / 7; // within ~14 %
+    CHECK(in_range, "k never above K = 5");
+    CHECK(uniform, "k roughly uniform over 0..5: %d %d %d %d %d %d", counts[0], counts[1], counts[2], counts[3],
+          counts[4], counts[5]);
+
+    // k_min = 1 never gives 0
+    int zeros = 0, max_k = 0;
+    for (int d = 0; d < 2000; d++) {
+        Example ex;
+        int k;
+        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 1, 0.5f, 64, &rng);
+        zeros += k == 0;
+        max_k = k > max_k ? k : max_k;
+        free_example(&ex);
+    }
+    CHECK(zeros == 0 && max_k == 5, "k_min = 1: k in 1..5 (zeros %d, max %d)", zeros, max_k);
+
+    // a refusal without EOS gets one; it is a target too
+    Example ex;
+    int k;
+    int refusal_no_eos[] = {30, 31};
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, 0, 0.0f, 64, &rng);
+    CHECK(k == 0 && ex.n == 7 && ex.ids[6] == TOKEN_EOS && ex.mask[3] == 1 && ex.mask[5] == 1 && ex.mask[6] == 0,
+          "EOS appended and trained (n %d)", ex.n);
+    free_example(&ex);
+
+    // the context limit shrinks k, keeps the refusal whole, or gives up
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 5, 0.5f, 10, &rng);
+    CHECK(k == 2 && ex.n == 10 && ex.ids[9] == TOKEN_EOS, "k shrinks to fit max_len (k %d, n %d)", k, ex.n);
+    free_example(&ex);
+    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 7, &rng) == -1,
+          "prompt + refusal longer than max_len: -1");
+
+    // an empty completion with k_min = 1: k = 0, the only possibility
+    build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, 1, 0.5f, 64, &rng);
+    CHECK(k == 0 && ex.n == 8, "empty completion: k = 0");
+    free_example(&ex);
+
+    // the same seed gives the same prefixes
+    uint64_t r1 = 99, r2 = 99;
+    int same = 1;
+    for (int d = 0; d < 50; d++) {
+        Example e1, e2;
+        int k1, k2;
+        build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &r1);
+        build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &r2);
+        same &= k1 == k2;
+        free_example(&e1);
+        free_example(&e2);
+    }
+    CHECK(same, "seeded: same seed, same k");
+}
+
+// ----------------------------------------------------------------------------
+
+// n points in C dims: channel 0 is ±3 by class with noise 0.5 (separable with a wide margin),
+// channels 1.. are noise with channel-dependent scales (so standardisation matters)
+static void make_probe_data(float* x, int* label, int n, int C, uint64_t* rng) {
+    for (int i = 0; i < n; i++) {
+        label[i] = i % 2;
+        for (int c = 0; c < C; c++) x[i * C + c] = (1.0f + 10.0f * c) * random_normal(rng) + 5.0f;
+        x[i * C] = (label[i] ? 3.0f : -3.0f) + 0.5f * random_normal(rng);
+    }
+}
+
+static void test_probe(void) {
+    enum { N = 200, C = 16 };
+    static float x[N * C], x_test[N * C];
+    int label[N], label_test[N];
+    uint64_t rng = 3;
+    make_probe_data(x, label, N, C, &rng);
+    make_probe_data(x_test, label_test, N, C, &rng);
+    Probe p;
+    CHECK(train_probe(&p, x, label, N, C, 1e-3f, 300) == 0, "probe trains");
+    float acc_train = probe_accuracy(&p, x, label, N), acc_test = probe_accuracy(&p, x_test, label_test, N);
+    CHECK(acc_train == 1.0f, "separable: train accuracy %g", acc_train);
+    CHECK(acc_test >= 0.98f, "held-out accuracy %g", acc_test);
+    // a point halfway between the classes scores in between: the shape of the boundary finding
+    float mid[C];
+    for (int c = 0; c < C; c++) mid[c] = 5.0f;
+    mid[0] = 0.0f;
+    float s_mid = probe_score(&p, mid);
+    mid[0] = 3.0f;
+    float s_mal = probe_score(&p, mid);
+    mid[0] = -3.0f;
+    float s_ben = probe_score(&p, mid);
+    CHECK(s_mid > 0.2f && s_mid < 0.8f && s_mal > 0.95f && s_ben < 0.05f, "scores: benign %g, middle %g, malicious %g",
+          s_ben, s_mid, s_mal);
+    float scores[N];
+    probe_score_all(scores, &p, x_test, N);
+    CHECK(scores[5] == probe_score(&p, x_test + 5 * C), "probe_score_all matches probe_score");
+    // deterministic
+    Probe q;
+    train_probe(&q, x, label, N, C, 1e-3f, 300);
+    CHECK(!memcmp(p.weight, q.weight, C * sizeof(float)) && p.bias == q.bias, "same data, same probe");
+    free_probe(&q);
+    free_probe(&p);
+    // bad input
+    fprintf(stderr, "(two error lines expected:)\n");
+    int bad[N];
+    memcpy(bad, label, sizeof(bad));
+    bad[3] = 2;
+    CHECK(train_probe(&q, x, bad, N, C, 1e-3f, 10) == -1, "label 2 rejected");
+    int one_class[N] = {0};
+    CHECK(train_probe(&q, x, one_class, N, C, 1e-3f, 10) == -1, "one class rejected");
+}
+
+static void test_spearman(void) {
+    // ranks with ties: 10s share 1..3 -> 2, 20s share 4..5 -> 4.5, 30 -> 6
+    float x[] = {10, 20, 10, 30, 20, 10};
+    double rank[6];
+    average_ranks(rank, x, 6);
+    CHECK(rank[0] == 2 && rank[2] == 2 && rank[5] == 2 && rank[1] == 4.5 && rank[4] == 4.5 && rank[3] == 6,
+          "average ranks: %g %g %g %g %g %g", rank[0], rank[1], rank[2], rank[3], rank[4], rank[5]);
+    float a[] = {1, 2, 3, 4, 5};
+    float b[] = {5, 6, 7, 8, 7};
+    // ranks b = 1 2 3.5 5 3.5; deviations from 3: a (-2 -1 0 1 2), b (-2 -1 .5 2 .5)
+    // Σ = 4 + 1 + 0 + 2 + 1 = 8; Σa² = 10; Σb² = 9.5  ->  8 / √95
+    float rho = spearman(a, b, 5);
+    CHECK(fabs(rho - 8 / sqrt(95.0)) < 1e-6, "spearman with a tie: %g, expected %g", rho, 8 / sqrt(95.0));
+    float c[] = {1, 1, 2, 2}, d[] = {1, 2, 3, 4};
+    // ranks c = 1.5 1.5 3.5 3.5; deviations (-1 -1 1 1) and (-1.5 -.5 .5 1.5): 4 / √(4 * 5)
+    rho = spearman(c, d, 4);
+    CHECK(fabs(rho - 4 / sqrt(20.0)) < 1e-6, "spearman, tied pairs: %g, expected %g", rho, 4 / sqrt(20.0));
+    float cube[] = {1, 8, 27, 64, 125}, down[] = {9, 7, 5, 3, 1};
+    CHECK(fabsf(spearman(a, cube, 5) - 1) < 1e-6, "monotone, not linear: 1");
+    CHECK(fabsf(spearman(a, down, 5) + 1) < 1e-6, "reversed: -1");
+    float flat[] = {3, 3, 3, 3, 3};
+    CHECK(isnan(spearman(a, flat, 5)) && isnan(spearman(a, b, 1)), "constant or n < 2: NaN");
+}
+
+static void test_bins(void) {
+    float score[] = {0.9f, 0.1f, 0.5f, 0.3f, 0.7f, 0.2f, 1.0f};
+    int refused[] = {1, 0, 1, 0, 1, 0, 0};
+    ScoreBin bins[3];
+    // sorted: 0.1(0) 0.2(0) | 0.3(0) 0.5(1) | 0.7(1) 0.9(1) 1.0(0)  (sizes 2, 2, 3)
+    CHECK(score_bins_equal_count(bins, 3, score, refused, 7) == 0, "equal-count bins");
+    CHECK(bins[0].count == 2 && bins[1].count == 2 && bins[2].count == 3, "bin sizes %d %d %d", bins[0].count,
+          bins[1].count, bins[2].count);
+    CHECK(bins[0].rate == 0.0f && bins[1].rate == 0.5f && fabsf(bins[2].rate - 2.0f / 3) < 1e-6, "rates %g %g %g",
+          bins[0].rate, bins[1].rate, bins[2].rate);
+    CHECK(bins[1].lo == 0.3f && bins[1].hi == 0.5f && bins[2].hi == 1.0f, "bin ranges");
+    // fixed edges: [0, 0.5) [0.5, 1]; 1.0 falls in the last bin, -0.1 nowhere
+    float score2[] = {0.1f, 0.5f, 1.0f, -0.1f, 0.49f};
+    int refused2[] = {1, 1, 0, 1, 0};
+    float edges[] = {0.0f, 0.5f, 1.0f};
+    CHECK(score_bins_fixed(bins, edges, 2, score2, refused2, 5) == 0, "fixed bins");
+    CHECK(bins[0].count == 2 && bins[0].refused == 1 && bins[1].count == 2 && bins[1].refused == 1,
+          "fixed bins: %d/%d, %d/%d", bins[0].refused, bins[0].count, bins[1].refused, bins[1].count);
+    ScoreBin empty[4];
+    score_bins_equal_count(empty, 4, score, refused, 2);
+    CHECK(empty[0].count == 0 && isnan(empty[0].rate), "more bins than prompts: empty bins have NaN rate");
+    fprintf(stderr, "(one error line expected:)\n");
+    float bad_edges[] = {0.0f, 0.5f, 0.5f};
+    CHECK(score_bins_fixed(bins, bad_edges, 2, score2, refused2, 5) == -1, "non-increasing edges rejected");
+}
+
+int main(void) {
+    test_losses();
+    test_schedule();
+    test_overlap();
+    test_pooling();
+    test_caa();
+    test_probe();
+    test_spearman();
+    test_bins();
+    return check_summary("test_mosr");
+}
