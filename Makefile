@@ -9,7 +9,7 @@ HDR = model.h tokenizer.h train.h eval.h plot.h util.h mosr.h
 OBJ = $(SRC:.c=.o)
 # mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
 LIB_OBJ = $(OBJ) mosr_lib.o
-TESTS = tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_util \
+TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_util \
         tests/test_train tests/test_eval tests/test_plot tests/test_mosr
 
 .PHONY: all test bench data clean deps
