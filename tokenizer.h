@@ -44,10 +44,12 @@ const char* tokenizer_decode(Tokenizer* t, int prev_token, int token);
 // prints a piece, skipping unprintable single bytes (llama2.c's safe_printf)
 void safe_print_piece(const char* piece);
 
-// Trains a BPE vocabulary of vocab_size tokens (>= 259) on the concatenated texts:
-// <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then merges in the order learnt, scored
-// so that earlier merges win. Words are split at spaces in the sentencepiece way (a space
-// begins a word). 0 on success.
+// Trains a BPE vocabulary of vocab_size tokens (>= 259) on the texts (each with its dummy-prefix
+// space, as encode adds it; texts may hold any bytes): <unk>, <s>, </s>, the 256 byte tokens
+// <0x00>..<0xFF>, the code points of the texts (" " first, then most frequent first), then
+// merges in the order learnt, scored so that earlier merges win and encode reproduces the
+// training. Words are split at spaces in the sentencepiece way (a space begins a word). Stops
+// early (t->vocab_size < vocab_size) when every word has become one token. 0 on success.
 int tokenizer_train(Tokenizer* t, const char* const* texts, const size_t* text_lens, int n_texts,
                     int vocab_size);
 

@@ -1,0 +1,634 @@
+// test_tokenizer.c — the tokenizer against a plain re-implementation of llama2.c's encode loop
+// (quadratic, obviously right), against the ids of the Llama 2 cases, and on bad files, save and
+// load, decode, and training.
+//
+//   ./tests/test_tokenizer                 the tests (seconds)
+//   ./tests/test_tokenizer --bench FILE    encode speed vs the reference loop on ~1 MB of FILE,
+//                                          and training a 2048 vocabulary on ~2 MB of it
+#include "tests/check.h"
+#include "tokenizer.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SHARED "../shared/weights/"
+
+// ----------------------------------------------------------------------------
+// the reference: llama2.c's encode, step by step, with a sorted vocabulary and bsearch
+
+typedef struct {
+    const char* str;
+    int id;
+} RefEntry;
+
+typedef struct {
+    const Tokenizer* t;
+    RefEntry* sorted; // (vocab_size) pieces in strcmp order
+    char* buf;        // room for two pieces side by side
+} Reference;
+
+static int ref_compare(const void* a, const void* b) {
+    return strcmp(((const RefEntry*)a)->str, ((const RefEntry*)b)->str);
+}
+
+static void build_reference(Reference* r, const Tokenizer* t) {
+    r->t = t;
+    r->sorted = malloc(t->vocab_size * sizeof(RefEntry));
+    for (int i = 0; i < t->vocab_size; i++) r->sorted[i] = (RefEntry){t->vocab[i], i};
+    qsort(r->sorted, t->vocab_size, sizeof(RefEntry), ref_compare);
+    r->buf = malloc(2 * t->max_token_length + 8);
+}
+
+static void free_reference(Reference* r) { free(r->sorted); free(r->buf); }
+
+static int ref_lookup(const Reference* r, const char* s) {
+    RefEntry key = {s, 0};
+    RefEntry* hit = bsearch(&key, r->sorted, r->t->vocab_size, sizeof(RefEntry), ref_compare);
+    return hit ? hit->id : -1;
+}
+
+static int reference_encode(const Reference* r, const char* text, int bos, int eos, int* tokens) {
+    const Tokenizer* t = r->t;
+    int n = 0;
+    if (bos) tokens[n++] = TOKEN_BOS;
+    if (text[0] != '\0') {
+        int space = ref_lookup(r, " ");
+        tokens[n++] = space >= 0 ? space : ' ' + 3;
+    }
+    // chunks: a byte and the continuation bytes after it, at most 4
+    char* buf = r->buf;
+    for (const char* c = text; *c;) {
+        int len = 1;
+        while (len < 4 && ((unsigned char)c[len] & 0xC0) == 0x80) len++;
+        memcpy(buf, c, len);
+        buf[len] = '\0';
+        int id = ref_lookup(r, buf);
+        if (id >= 0) {
+            tokens[n++] = id;
+        } else {
+            for (int i = 0; i < len; i++) tokens[n++] = (unsigned char)buf[i] + 3;
+        }
+        c += len;
+    }
+    // merge the best pair, leftmost on ties, until no pair is in the vocabulary
+    for (;;) {
+        float best_score = -1e10f;
+        int best_id = -1, best_i = -1;
+        for (int i = 0; i + 1 < n; i++) {
+            strcpy(buf, t->vocab[tokens[i]]);
+            strcat(buf, t->vocab[tokens[i + 1]]);
+            int id = ref_lookup(r, buf);
+            if (id >= 0 && t->vocab_scores[id] > best_score) {
+                best_score = t->vocab_scores[id];
+                best_id = id;
+                best_i = i;
+            }
+        }
+        if (best_i < 0) break;
+        tokens[best_i] = best_id;
+        memmove(tokens + best_i + 1, tokens + best_i + 2, (n - best_i - 2) * sizeof(int));
+        n--;
+    }
+    if (eos) tokens[n++] = TOKEN_EOS;
+    return n;
+}
+
+// ----------------------------------------------------------------------------
+// helpers
+
+static int file_exists(const char* path) { return access(path, R_OK) == 0; }
+
+static void write_bytes(const char* path, const void* data, size_t n) {
+    FILE* f = fopen(path, "wb");
+    if (n > 0) fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+// decodes ids back to text the way generation prints them
+static char* decode_all(Tokenizer* t, const int* ids, int n) {
+    size_t cap = 64, len = 0;
+    char* out = malloc(cap);
+    for (int i = 0; i < n; i++) {
+        if (ids[i] == TOKEN_BOS || ids[i] == TOKEN_EOS) continue;
+        const char* piece = tokenizer_decode(t, i > 0 ? ids[i - 1] : TOKEN_BOS, ids[i]);
+        // a byte token of value 0 decodes to the empty string; no test text holds NUL
+        size_t m = strlen(piece);
+        if (len + m + 1 > cap) { cap = 2 * (len + m + 1); out = realloc(out, cap); }
+        memcpy(out + len, piece, m);
+        len += m;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+// random text of one of several kinds, NUL-terminated, at most max_len bytes
+static void random_text(uint64_t* rng, int kind, char* out, int max_len, const Tokenizer* t) {
+    int len = random_u32(rng) % (max_len + 1), n = 0;
+    while (n < len) {
+        uint32_t r = random_u32(rng);
+        if (kind == 0) { // ASCII, mostly letters and spaces, some punctuation and controls
+            const char* common = "eeettaaoinshrdlu      ";
+            char c = (r & 7) ? common[(r >> 3) % strlen(common)] : (char)(1 + (r >> 3) % 127);
+            out[n++] = c;
+        } else if (kind == 1) { // well-formed UTF-8 of 1 to 4 bytes
+            uint32_t cp;
+            switch ((r >> 2) & 3) {
+                case 0: cp = 0x20 + (r >> 4) % 0x5f; break;
+                case 1: cp = 0x80 + (r >> 4) % 0x780; break;
+                case 2: cp = 0x800 + (r >> 4) % 0xd000; break; // below the surrogates
+                default: cp = 0x10000 + (r >> 4) % 0x100000; break;
+            }
+            char b[4]; int m;
+            if (cp < 0x80) { b[0] = cp; m = 1; }
+            else if (cp < 0x800) { b[0] = 0xC0 | (cp >> 6); b[1] = 0x80 | (cp & 63); m = 2; }
+            else if (cp < 0x10000) { b[0] = 0xE0 | (cp >> 12); b[1] = 0x80 | ((cp >> 6) & 63); b[2] = 0x80 | (cp & 63); m = 3; }
+            else { b[0] = 0xF0 | (cp >> 18); b[1] = 0x80 | ((cp >> 12) & 63); b[2] = 0x80 | ((cp >> 6) & 63); b[3] = 0x80 | (cp & 63); m = 4; }
+            if (n + m > len) break;
+            memcpy(out + n, b, m);
+            n += m;
+        } else if (kind == 2) { // any bytes but NUL: stray continuation bytes, truncated sequences
+            out[n++] = (char)(1 + r % 255);
+        } else { // pieces of the vocabulary glued together: many merges, many near-ties
+            int id = 3 + (r >> 8) % (t->vocab_size - 3);
+            const char* p = t->vocab[id];
+            int m = (int)strlen(p);
+            if (m == 0 || n + m > len) break;
+            if (strncmp(p, "<0x", 3) == 0) continue; // a byte token's piece is not text
+            memcpy(out + n, p, m);
+            n += m;
+        }
+    }
+    out[n] = '\0';
+}
+
+// compares encode with the reference on random texts; returns the number of mismatches
+static int compare_on_random_texts(Tokenizer* t, const char* name, int n_texts, int max_len, uint64_t seed) {
+    Reference ref;
+    build_reference(&ref, t);
+    char* text = malloc(max_len + 1);
+    int* want = malloc((max_len + 3) * sizeof(int));
+    int* got = malloc((max_len + 3) * sizeof(int));
+    uint64_t rng = seed;
+    int bad = 0, round_trip_bad = 0;
+    for (int k = 0; k < n_texts; k++) {
+        int kind = k % 4, bos = (k / 4) % 2, eos = (k / 8) % 2;
+        random_text(&rng, kind, text, max_len, t);
+        int nw = reference_encode(&ref, text, bos, eos, want);
+        int ng = tokenizer_encode(t, text, bos, eos, got);
+        if (nw != ng || memcmp(want, got, nw * sizeof(int)) != 0) {
+            if (bad++ < 3) fprintf(stderr, "%s: kind %d text \"%s\": %d ids from the reference, %d from encode\n", name, kind, text, nw, ng);
+        }
+        // every text decodes back, byte for byte, when the vocabulary has all 256 byte tokens
+        char* back = decode_all(t, got, ng);
+        if (strcmp(back, text) != 0) round_trip_bad++;
+        free(back);
+    }
+    CHECK(bad == 0, "%s: %d of %d random texts encode differently from llama2.c's loop", name, bad, n_texts);
+    CHECK(round_trip_bad == 0, "%s: %d of %d random texts do not decode back to themselves", name, round_trip_bad, n_texts);
+    free(text); free(want); free(got);
+    free_reference(&ref);
+    return bad;
+}
+
+// writes a tokenizer.bin of the given pieces and scores
+static void write_tokenizer(const char* path, const char** pieces, const float* scores, int n) {
+    FILE* f = fopen(path, "wb");
+    uint32_t max_len = 0;
+    for (int i = 0; i < n; i++) if (strlen(pieces[i]) > max_len) max_len = strlen(pieces[i]);
+    fwrite(&max_len, 4, 1, f);
+    for (int i = 0; i < n; i++) {
+        int32_t len = strlen(pieces[i]);
+        fwrite(&scores[i], 4, 1, f);
+        fwrite(&len, 4, 1, f);
+        fwrite(pieces[i], 1, len, f);
+    }
+    fclose(f);
+}
+
+// ----------------------------------------------------------------------------
+// tests
+
+// the Llama 2 prompts of llama2.c's test.c with the ids Meta's code gives
+static void test_llama2_cases(Tokenizer* t) {
+    size_t size;
+    char* data = read_file(SHARED "llama2-tok32000.cases.jsonl", &size);
+    if (!data) { SKIP("cannot read the Llama 2 cases"); return; }
+    int n_cases = 0;
+    for (char* line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+        char* text = json_get_string(line, "text");
+        const char* ids = strstr(line, "\"ids_with_bos\"");
+        CHECK(text && ids, "case %d: no text or ids_with_bos field", n_cases);
+        if (!text || !ids) { free(text); continue; }
+        int want[1024], n_want = 0;
+        const char* p = strchr(ids, '[');
+        while (p && *p != ']' && n_want < 1024) {
+            char* end;
+            long v = strtol(p + 1, &end, 10);
+            if (end == p + 1) break;
+            want[n_want++] = (int)v;
+            p = end;
+        }
+        int* got = malloc((strlen(text) + 3) * sizeof(int));
+        int n_got = tokenizer_encode(t, text, 1, 0, got);
+        CHECK(n_got == n_want && memcmp(got, want, n_want * sizeof(int)) == 0,
+              "case %d (\"%.30s...\"): got %d ids, expected %d", n_cases, text, n_got, n_want);
+        char* back = decode_all(t, got, n_got);
+        CHECK(strcmp(back, text) == 0, "case %d does not decode back to its text", n_cases);
+        free(back);
+        free(got);
+        free(text);
+        n_cases++;
+    }
+    CHECK(n_cases == 5, "expected 5 cases in the file, found %d", n_cases);
+    free(data);
+}
+
+static void test_decode(Tokenizer* t) {
+    int ids[64];
+    int n = tokenizer_encode(t, "Hello", 1, 0, ids);
+    CHECK(n >= 2 && t->vocab[ids[1]][0] == ' ', "the first piece should carry the dummy-prefix space");
+    CHECK(n >= 2 && strcmp(tokenizer_decode(t, TOKEN_BOS, ids[1]), t->vocab[ids[1]] + 1) == 0,
+          "decode after BOS should drop the leading space");
+    CHECK(n >= 2 && strcmp(tokenizer_decode(t, 100, ids[1]), t->vocab[ids[1]]) == 0,
+          "decode after an ordinary token keeps the space");
+    // byte tokens decode to their raw byte
+    CHECK(strcmp(tokenizer_decode(t, 5, 0x0A + 3), "\n") == 0, "<0x0A> should decode to a newline");
+    CHECK((unsigned char)tokenizer_decode(t, 5, 0xE4 + 3)[0] == 0xE4, "<0xE4> should decode to the byte 0xE4");
+    CHECK(strcmp(tokenizer_decode(t, 5, -1), "") == 0 && strcmp(tokenizer_decode(t, 5, t->vocab_size), "") == 0,
+          "decode of an id out of range should give the empty string");
+    // an emoji outside the 512 vocabulary falls back to its 4 bytes, which decode back
+    const char* emoji = "\xF0\x9F\x98\x80";
+    n = tokenizer_encode(t, emoji, 0, 0, ids);
+    CHECK(n == 5 && ids[1] == 0xF0 + 3 && ids[4] == 0x80 + 3, "an unknown code point should fall back to byte ids");
+    char* back = decode_all(t, ids, n);
+    CHECK(strcmp(back, emoji) == 0, "byte fallback should decode back to the same bytes");
+    free(back);
+    // encode of "" is nothing but the optional BOS/EOS
+    CHECK(tokenizer_encode(t, "", 0, 0, ids) == 0, "encoding \"\" without BOS should give no ids");
+    n = tokenizer_encode(t, "", 1, 1, ids);
+    CHECK(n == 2 && ids[0] == TOKEN_BOS && ids[1] == TOKEN_EOS, "encoding \"\" with BOS and EOS should give [1, 2]");
+}
+
+static void test_save_load(Tokenizer* t, const char* original) {
+    const char* path = "/tmp/mosr_test_tokenizer_saved.bin";
+    CHECK(tokenizer_save(t, path) == 0, "save failed");
+    size_t n1, n2;
+    char* a = read_file(original, &n1);
+    char* b = read_file(path, &n2);
+    CHECK(a && b && n1 == n2 && memcmp(a, b, n1) == 0, "a loaded and saved tokenizer should equal the file it came from");
+    free(a); free(b);
+    Tokenizer u;
+    CHECK(tokenizer_load(&u, path, t->vocab_size) == 0, "reloading the saved tokenizer failed");
+    const char* text = "The quick brown fox jumps over the lazy dog. Ünïcödé \xE4\xB8\xAD\xE6\x96\x87!";
+    int x[128], y[128];
+    int nx = tokenizer_encode(t, text, 1, 1, x), ny = tokenizer_encode(&u, text, 1, 1, y);
+    CHECK(nx == ny && memcmp(x, y, nx * sizeof(int)) == 0, "the reloaded tokenizer encodes differently");
+    tokenizer_free(&u);
+    unlink(path);
+}
+
+static void test_bad_files(void) {
+    const char* path = "/tmp/mosr_test_tokenizer_bad.bin";
+    Tokenizer t;
+    // a good little file to damage: 3 tokens
+    unsigned char good[64];
+    size_t n = 0;
+    uint32_t max_len = 5;
+    memcpy(good + n, &max_len, 4); n += 4;
+    const char* pieces[3] = {"<unk>", "ab", "c"};
+    for (int i = 0; i < 3; i++) {
+        float score = -i; int32_t len = strlen(pieces[i]);
+        memcpy(good + n, &score, 4); memcpy(good + n + 4, &len, 4); memcpy(good + n + 8, pieces[i], len);
+        n += 8 + len;
+    }
+    write_bytes(path, good, n);
+    CHECK(tokenizer_load(&t, path, 0) == 0 && t.vocab_size == 3, "the undamaged file should load with 3 tokens");
+    if (t.vocab) {
+        CHECK(strcmp(t.vocab[1], "ab") == 0 && t.vocab_scores[2] == -2.0f, "pieces and scores should be read as written");
+        tokenizer_free(&t);
+    }
+    CHECK(tokenizer_load(&t, path, 3) == 0, "the undamaged file should load with vocab_size 3");
+    tokenizer_free(&t);
+    fprintf(stderr, "(the error lines below are expected)\n");
+    CHECK(tokenizer_load(&t, path, 4) != 0, "a file with fewer tokens than vocab_size should be rejected");
+    CHECK(tokenizer_load(&t, path, 2) != 0, "a file with more tokens than vocab_size should be rejected");
+    CHECK(tokenizer_load(&t, path, -1) != 0, "a negative vocab_size should be rejected");
+    // truncated at every length
+    int truncated_ok = 0;
+    for (size_t cut = 0; cut < n; cut++) {
+        write_bytes(path, good, cut);
+        if (tokenizer_load(&t, path, 0) == 0) { truncated_ok++; tokenizer_free(&t); }
+    }
+    // cutting right after a whole token leaves a shorter but well-formed file: 2 such cuts
+    CHECK(truncated_ok == 2, "truncated files: %d of %zu cuts loaded, expected only the 2 at token boundaries", truncated_ok, n);
+    int32_t bad_len;
+    unsigned char damaged[64];
+    memcpy(damaged, good, n);
+    bad_len = -7; memcpy(damaged + 4 + 4, &bad_len, 4);
+    write_bytes(path, damaged, n);
+    CHECK(tokenizer_load(&t, path, 0) != 0, "a negative token length should be rejected");
+    memcpy(damaged, good, n);
+    bad_len = 0x7fffffff; memcpy(damaged + 4 + 4, &bad_len, 4);
+    write_bytes(path, damaged, n);
+    CHECK(tokenizer_load(&t, path, 0) != 0, "a huge token length should be rejected (without allocating it)");
+    memcpy(damaged, good, n);
+    max_len = 1; memcpy(damaged, &max_len, 4);
+    write_bytes(path, damaged, n);
+    CHECK(tokenizer_load(&t, path, 0) != 0, "a token longer than max_token_length should be rejected");
+    memcpy(damaged, good, n);
+    float nan_score = NAN; memcpy(damaged + 4, &nan_score, 4);
+    write_bytes(path, damaged, n);
+    CHECK(tokenizer_load(&t, path, 0) != 0, "a NaN score should be rejected");
+    write_bytes(path, good, 4); // a header and no token
+    CHECK(tokenizer_load(&t, path, 0) != 0, "a file without tokens should be rejected");
+    CHECK(tokenizer_load(&t, "/tmp/mosr_no_such_tokenizer.bin", 0) != 0, "a missing file should be rejected");
+    CHECK(tokenizer_load(&t, "/tmp", 0) != 0, "a directory should be rejected");
+    CHECK(t.vocab == NULL && t.merge_table == NULL, "a failed load should leave an empty tokenizer");
+    fprintf(stderr, "(end of expected errors)\n");
+    unlink(path);
+}
+
+// A made-up vocabulary over a 4-letter alphabet with only a few distinct scores: ties
+// everywhere, merges that create pairs left of older ones, pieces reachable by several splits.
+static void test_ties(void) {
+    const char* path = "/tmp/mosr_test_tokenizer_ties.bin";
+    enum { MAX_TOKENS = 259 + 4 + 400 };
+    char* pieces[MAX_TOKENS];
+    float scores[MAX_TOKENS];
+    int n = 0;
+    const char* specials[3] = {"<unk>", "<s>", "</s>"};
+    for (int i = 0; i < 3; i++) { pieces[n] = strdup(specials[i]); scores[n++] = 0; }
+    for (int b = 0; b < 256; b++) { pieces[n] = malloc(8); snprintf(pieces[n], 8, "<0x%02X>", b); scores[n++] = 0; }
+    const char* letters = " abc";
+    for (int i = 0; i < 4; i++) { pieces[n] = malloc(2); pieces[n][0] = letters[i]; pieces[n][1] = 0; scores[n++] = -100; }
+    uint64_t rng = 42;
+    while (n < MAX_TOKENS) {
+        char s[8];
+        int len = 2 + random_u32(&rng) % 5;
+        for (int i = 0; i < len; i++) s[i] = letters[random_u32(&rng) % 4];
+        s[len] = 0;
+        int dup = 0;
+        for (int i = 0; i < n && !dup; i++) dup = strcmp(pieces[i], s) == 0;
+        if (dup) continue;
+        pieces[n] = strdup(s);
+        scores[n++] = -(float)(random_u32(&rng) % 3); // three scores: 0, -1, -2
+    }
+    write_tokenizer(path, (const char**)pieces, scores, n);
+    for (int i = 0; i < n; i++) free(pieces[i]);
+    Tokenizer t;
+    CHECK(tokenizer_load(&t, path, n) == 0, "the made-up vocabulary should load");
+    if (t.vocab) {
+        Reference ref;
+        build_reference(&ref, &t);
+        char text[201];
+        int want[210], got[210], bad = 0;
+        for (int k = 0; k < 3000; k++) {
+            int len = random_u32(&rng) % 200;
+            for (int i = 0; i < len; i++) text[i] = letters[random_u32(&rng) % 4];
+            text[len] = 0;
+            int nw = reference_encode(&ref, text, k & 1, 0, want);
+            int ng = tokenizer_encode(&t, text, k & 1, 0, got);
+            if (nw != ng || memcmp(want, got, nw * sizeof(int)) != 0) {
+                if (bad++ < 3) fprintf(stderr, "ties: \"%s\": %d ids from the reference, %d from encode\n", text, nw, ng);
+            }
+        }
+        CHECK(bad == 0, "ties: %d of 3000 texts encode differently from llama2.c's loop", bad);
+        free_reference(&ref);
+        tokenizer_free(&t);
+    }
+    unlink(path);
+}
+
+// a small corpus: a few sentences, some accents and CJK, repeated with variations
+static char* small_corpus(size_t* len) {
+    const char* lines[] = {
+        "The little dog ran to the park and played with the ball.",
+        "She said that the weather was nice, so they went outside to play.",
+        "Once upon a time there was a girl who loved to read books about dragons.",
+        "\"Can I help you?\" asked the old man. The children smiled and nodded.",
+        "Café, naïve, résumé: words with accents — and a dash.",
+        "\xE4\xB8\xAD\xE6\x96\x87\xE5\xAD\x97 and \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E text.",
+        "Numbers like 12, 345 and 6789 appear too.  Two  spaces,\ttabs\tand\nnewlines.",
+    };
+    int n_lines = sizeof(lines) / sizeof(lines[0]);
+    size_t cap = 1 << 16, n = 0;
+    char* out = malloc(cap);
+    uint64_t rng = 7;
+    for (int k = 0; k < 400; k++) {
+        const char* line = lines[random_u32(&rng) % n_lines];
+        size_t m = strlen(line);
+        if (n + m + 2 > cap) break;
+        memcpy(out + n, line, m);
+        n += m;
+        out[n++] = (random_u32(&rng) % 3) ? ' ' : '\n';
+    }
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+static void test_train(void) {
+    size_t len;
+    char* corpus = small_corpus(&len);
+    const char* texts[2] = {corpus, "A second text: the dog and the girl."};
+    size_t lens[2] = {len, strlen(texts[1])};
+    Tokenizer t;
+    double t0 = time_now();
+    int rc = tokenizer_train(&t, texts, lens, 2, 400);
+    double seconds = time_now() - t0;
+    CHECK(rc == 0, "training a 400 vocabulary failed");
+    if (rc != 0) { free(corpus); return; }
+    printf("train: 400 tokens on %zu bytes in %.3f s\n", len, seconds);
+    CHECK(t.vocab_size == 400, "vocab_size %d, asked for 400", t.vocab_size);
+    CHECK(strcmp(t.vocab[0], "<unk>") == 0 && strcmp(t.vocab[1], "<s>") == 0 && strcmp(t.vocab[2], "</s>") == 0,
+          "ids 0..2 should be <unk>, <s>, </s>");
+    CHECK(strcmp(t.vocab[3], "<0x00>") == 0 && strcmp(t.vocab[258], "<0xFF>") == 0, "ids 3..258 should be the byte tokens");
+    CHECK(strcmp(t.vocab[259], " ") == 0, "id 259 should be the space (dummy prefix)");
+    int decreasing = 1;
+    for (int i = 260; i < t.vocab_size; i++) decreasing &= t.vocab_scores[i] < t.vocab_scores[i - 1];
+    CHECK(decreasing, "scores should fall with the id after the byte tokens");
+    // the corpus repeats 7 sentences, so the merges learnt should shrink it a lot
+    int* all = malloc((len + 3) * sizeof(int));
+    int n_all = tokenizer_encode(&t, corpus, 0, 0, all);
+    printf("train: the corpus encodes to %d tokens, %.2f bytes per token\n", n_all, (double)len / n_all);
+    CHECK(n_all > 0 && n_all < (int)(len / 1.8), "the corpus of %zu bytes encodes to %d tokens: the merges do not compress", len, n_all);
+    free(all);
+    // is " the" a single token? it should be, in this corpus
+    int ids[64];
+    int n = tokenizer_encode(&t, "the", 0, 0, ids);
+    CHECK(n == 1 && strcmp(t.vocab[ids[0]], " the") == 0, "\"the\" should encode to the single token \" the\"");
+
+    // round trips: the training text, unseen characters, invalid bytes
+    const char* probes[] = {
+        corpus,
+        "Unseen: ZZZ qqq \xF0\x9F\x98\x80 emoji, \xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82 and Greek \xCE\xB1\xCE\xB2.",
+        "invalid \xFF\xFE bytes \x80 and a cut \xE4\xB8 sequence",
+        "literal <s> and </s> and <0x41> and <unk> pieces",
+        "   leading spaces and trailing   ",
+    };
+    for (int k = 0; k < 5; k++) {
+        const char* text = probes[k];
+        int* got = malloc((strlen(text) + 3) * sizeof(int));
+        int ng = tokenizer_encode(&t, text, 1, 0, got);
+        char* back = decode_all(&t, got, ng);
+        CHECK(strcmp(back, text) == 0, "trained vocabulary: probe %d does not decode back to itself", k);
+        int specials = 0;
+        for (int i = 1; i < ng; i++) specials += got[i] < 3;
+        CHECK(specials == 0, "probe %d: text should never encode to a special token", k);
+        free(back);
+        free(got);
+    }
+
+    // the encoder on the trained vocabulary agrees with llama2.c's loop, on a long text too
+    Reference ref;
+    build_reference(&ref, &t);
+    size_t m = len < 3000 ? len : 3000;
+    char* part = strndup(corpus, m);
+    int* want = malloc((m + 3) * sizeof(int));
+    int* got = malloc((m + 3) * sizeof(int));
+    int nw = reference_encode(&ref, part, 1, 1, want), ng = tokenizer_encode(&t, part, 1, 1, got);
+    CHECK(nw == ng && memcmp(want, got, nw * sizeof(int)) == 0, "trained vocabulary: 3000 bytes encode differently from llama2.c's loop");
+    free_reference(&ref);
+    compare_on_random_texts(&t, "trained", 400, 120, 11);
+
+    // saved and reloaded: the same ids
+    const char* path = "/tmp/mosr_test_tokenizer_trained.bin";
+    CHECK(tokenizer_save(&t, path) == 0, "saving the trained tokenizer failed");
+    Tokenizer u;
+    CHECK(tokenizer_load(&u, path, 400) == 0, "reloading the trained tokenizer failed");
+    if (u.vocab) {
+        int* again = malloc((m + 3) * sizeof(int));
+        int na = tokenizer_encode(&u, part, 1, 1, again);
+        CHECK(na == ng && memcmp(again, got, ng * sizeof(int)) == 0, "the reloaded trained tokenizer encodes differently");
+        free(again);
+        tokenizer_free(&u);
+    }
+    unlink(path);
+
+    // deterministic: the same corpus gives the same vocabulary
+    Tokenizer t2;
+    CHECK(tokenizer_train(&t2, texts, lens, 2, 400) == 0, "second training failed");
+    int same = t2.vocab_size == t.vocab_size;
+    for (int i = 0; same && i < t.vocab_size; i++) same = strcmp(t.vocab[i], t2.vocab[i]) == 0;
+    CHECK(same, "training twice on the same texts should give the same vocabulary");
+    tokenizer_free(&t2);
+
+    // a corpus too small for the vocabulary stops early; a too small vocab_size is refused
+    const char* tiny[1] = {"ab ab ab"};
+    size_t tiny_len[1] = {8};
+    CHECK(tokenizer_train(&t2, tiny, tiny_len, 1, 1000) == 0 && t2.vocab_size < 1000 && t2.vocab_size > 262,
+          "training on a tiny corpus should stop when every word is one token (got %d tokens)", t2.vocab_size);
+    tokenizer_free(&t2);
+    fprintf(stderr, "(the error line below is expected)\n");
+    CHECK(tokenizer_train(&t2, tiny, tiny_len, 1, 100) != 0, "vocab_size below 259 should be refused");
+    free(part); free(want); free(got);
+    free(corpus);
+    tokenizer_free(&t);
+}
+
+// ----------------------------------------------------------------------------
+// benchmark (not part of the test run)
+
+static int bench(const char* path) {
+    size_t size;
+    char* data = read_file(path, &size);
+    if (!data) return 1;
+    for (size_t i = 0; i < size; i++) if (data[i] == '\0') data[i] = ' ';
+    Tokenizer t;
+    if (tokenizer_load(&t, SHARED "llama2-tok32000.bin", 32000) != 0) return 1;
+    Reference ref;
+    build_reference(&ref, &t);
+    size_t mb = size < (1 << 20) ? size : (1 << 20);
+    int* ids = malloc((mb + 3) * sizeof(int));
+    int* want = malloc((mb + 3) * sizeof(int));
+    // the reference is quadratic: time it on growing prefixes and extrapolate to 1 MB
+    double ref_rate = 0; // seconds per byte^2
+    for (size_t n = 4096; n <= 16384 && n <= mb; n *= 2) {
+        char* part = strndup(data, n);
+        double t0 = time_now();
+        int nw = reference_encode(&ref, part, 1, 0, want);
+        double tr = time_now() - t0;
+        t0 = time_now();
+        int ng = tokenizer_encode(&t, part, 1, 0, ids);
+        double tf = time_now() - t0;
+        int same = nw == ng && memcmp(want, ids, nw * sizeof(int)) == 0;
+        printf("%6zu bytes: reference %.3f s, encode %.5f s, same ids: %s\n", n, tr, tf, same ? "yes" : "NO");
+        ref_rate = tr / ((double)n * n);
+        free(part);
+    }
+    char* part = strndup(data, mb);
+    double t0 = time_now();
+    int n = tokenizer_encode(&t, part, 1, 0, ids);
+    double tf = time_now() - t0;
+    double tr = ref_rate * (double)mb * mb;
+    printf("%zu bytes: encode %.3f s (%d tokens); reference extrapolated %.0f s: speedup ~%.0fx\n", mb, tf, n, tr, tr / tf);
+    free(part);
+    free_reference(&ref);
+    tokenizer_free(&t);
+
+    // training: 2048 tokens on up to 2 MB
+    size_t n2 = size < (2 << 20) ? size : (2 << 20);
+    const char* texts[1] = {data};
+    Tokenizer tt;
+    t0 = time_now();
+    int rc = tokenizer_train(&tt, texts, &n2, 1, 2048);
+    printf("train: 2048 tokens on %zu bytes in %.2f s (%s)\n", n2, time_now() - t0, rc == 0 ? "ok" : "FAILED");
+    if (rc == 0) {
+        char* part2 = strndup(data, mb);
+        t0 = time_now();
+        int n3 = tokenizer_encode(&tt, part2, 1, 0, ids);
+        printf("trained vocabulary: 1 MB encodes to %d tokens in %.3f s\n", n3, time_now() - t0);
+        free(part2);
+        tokenizer_free(&tt);
+    }
+    free(ids); free(want); free(data);
+    return rc != 0;
+}
+
+int main(int argc, char** argv) {
+    if (argc == 3 && strcmp(argv[1], "--bench") == 0) return bench(argv[2]);
+    double t0 = time_now();
+
+    test_bad_files();
+    test_ties();
+    test_train();
+
+    const char* tok512 = SHARED "tok512.bin";
+    const char* tok32k = SHARED "llama2-tok32000.bin";
+    if (!file_exists(tok512) || !file_exists(tok32k)) {
+        SKIP("%s not found: no tests against the llama2.c tokenizers", SHARED);
+    } else {
+        Tokenizer t512, t32k;
+        CHECK(tokenizer_load(&t512, tok512, 512) == 0, "cannot load %s", tok512);
+        CHECK(tokenizer_load(&t32k, tok32k, 0) == 0 && t32k.vocab_size == 32000, "cannot load %s with its count inferred", tok32k);
+        if (t512.vocab && t32k.vocab) {
+            test_llama2_cases(&t32k);
+            test_decode(&t512);
+            test_save_load(&t512, tok512);
+            test_save_load(&t32k, tok32k);
+            compare_on_random_texts(&t512, "tok512", 2000, 150, 1);
+            compare_on_random_texts(&t32k, "tok32000", 800, 100, 2);
+            // a longer text: llama2.c's loop is quadratic, so 2 KB is what a test can afford
+            Reference ref;
+            build_reference(&ref, &t32k);
+            char* text = malloc(2049);
+            int* want = malloc(2052 * sizeof(int));
+            int* got = malloc(2052 * sizeof(int));
+            uint64_t rng = 3;
+            random_text(&rng, 3, text, 2048, &t32k);
+            while (strlen(text) < 1500) random_text(&rng, 3, text, 2048, &t32k);
+            int nw = reference_encode(&ref, text, 1, 1, want), ng = tokenizer_encode(&t32k, text, 1, 1, got);
+            CHECK(nw == ng && memcmp(want, got, nw * sizeof(int)) == 0, "a %zu-byte text encodes differently from llama2.c's loop", strlen(text));
+            free(text); free(want); free(got);
+            free_reference(&ref);
+        }
+        tokenizer_free(&t512);
+        tokenizer_free(&t32k);
+    }
+    printf("test_tokenizer: %.2f s\n", time_now() - t0);
+    return check_summary("test_tokenizer");
+}

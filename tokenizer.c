@@ -1,0 +1,1050 @@
+// tokenizer.c — the byte-pair tokenizer of llama2.c: reading and writing tokenizer.bin, encoding
+// exactly as llama2.c's run.c does (same ids) but in O(n log n), decoding, and training a new
+// vocabulary from text.
+//
+// Conventions: a "piece" is the text of one token. llama2.c compares pieces as C strings
+// (strcmp, sprintf "%s%s"), so for encoding a piece ends at its first NUL byte; vocab_len keeps
+// the full byte length for saving and decoding.
+#include "tokenizer.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// llama2.c starts its search for the best pair at this score and only accepts pairs that beat
+// it, so a token scored at or below it is never the result of a merge
+#define NO_MERGE_SCORE -1e10f
+
+// ----------------------------------------------------------------------------
+// hash tables: strings -> index, and 64-bit keys (pairs of token ids) -> int
+
+static uint64_t hash_bytes(const char* s, int n) {
+    uint64_t h = 1469598103934665603ull; // FNV-1a
+    for (int i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211ull; }
+    return h;
+}
+
+static uint64_t hash_u64(uint64_t x) {
+    // the splitmix64 finaliser: pairs of small ids would cluster badly without it
+    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27; x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t pair_key(int left, int right) {
+    return ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
+}
+
+// Open addressing over indices into an outside table of strings (strs, lens): the vocabulary,
+// or the unique words during training. The map stores no strings of its own.
+typedef struct {
+    int* slots;  // (cap) an index into the string table, or -1 for an empty slot
+    size_t cap;  // a power of two, kept at least twice count
+    size_t count;
+} StrMap;
+
+static int str_map_init(StrMap* m, size_t expected) {
+    m->cap = 16;
+    while (m->cap < 2 * expected) m->cap *= 2;
+    m->count = 0;
+    m->slots = malloc(m->cap * sizeof(int));
+    if (!m->slots) return -1;
+    memset(m->slots, 0xff, m->cap * sizeof(int));
+    return 0;
+}
+
+static void str_map_free(StrMap* m) { free(m->slots); m->slots = NULL; }
+
+// index of the string s[0..n) in the table, or -1
+static int str_map_find(const StrMap* m, char* const* strs, const int* lens, const char* s, int n) {
+    size_t mask = m->cap - 1;
+    for (size_t i = hash_bytes(s, n) & mask;; i = (i + 1) & mask) {
+        int k = m->slots[i];
+        if (k < 0) return -1;
+        if (lens[k] == n && memcmp(strs[k], s, n) == 0) return k;
+    }
+}
+
+static void str_map_place(StrMap* m, char* const* strs, const int* lens, int index) {
+    size_t mask = m->cap - 1;
+    size_t i = hash_bytes(strs[index], lens[index]) & mask;
+    while (m->slots[i] >= 0) i = (i + 1) & mask;
+    m->slots[i] = index;
+    m->count++;
+}
+
+// adds strs[index]; if an equal string is already there the earlier index stays. 0 or -1 (OOM)
+static int str_map_add(StrMap* m, char* const* strs, const int* lens, int index) {
+    if (str_map_find(m, strs, lens, strs[index], lens[index]) >= 0) return 0;
+    if (2 * (m->count + 1) > m->cap) {
+        StrMap bigger;
+        if (str_map_init(&bigger, m->cap) != 0) return -1; // doubles the capacity
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->slots[i] >= 0) str_map_place(&bigger, strs, lens, m->slots[i]);
+        }
+        free(m->slots);
+        *m = bigger;
+    }
+    str_map_place(m, strs, lens, index);
+    return 0;
+}
+
+typedef struct {
+    uint64_t* keys; // (cap)
+    int* values;    // (cap) -1 marks an empty slot
+    size_t cap;     // a power of two, kept at least twice count
+    size_t count;
+} IntMap;
+
+static int int_map_init(IntMap* m, size_t expected) {
+    m->cap = 16;
+    while (m->cap < 2 * expected) m->cap *= 2;
+    m->count = 0;
+    m->keys = malloc(m->cap * sizeof(uint64_t));
+    m->values = malloc(m->cap * sizeof(int));
+    if (!m->keys || !m->values) { free(m->keys); free(m->values); m->keys = NULL; m->values = NULL; return -1; }
+    memset(m->values, 0xff, m->cap * sizeof(int));
+    return 0;
+}
+
+static void int_map_free(IntMap* m) {
+    free(m->keys); free(m->values);
+    m->keys = NULL; m->values = NULL;
+}
+
+static int int_map_get(const IntMap* m, uint64_t key) {
+    size_t mask = m->cap - 1;
+    for (size_t i = hash_u64(key) & mask;; i = (i + 1) & mask) {
+        if (m->values[i] < 0) return -1;
+        if (m->keys[i] == key) return m->values[i];
+    }
+}
+
+// inserts or overwrites; value must be >= 0. 0 or -1 (OOM)
+static int int_map_put(IntMap* m, uint64_t key, int value) {
+    if (2 * (m->count + 1) > m->cap) {
+        IntMap bigger;
+        if (int_map_init(&bigger, m->cap) != 0) return -1;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->values[i] >= 0) int_map_put(&bigger, m->keys[i], m->values[i]);
+        }
+        int_map_free(m);
+        *m = bigger;
+    }
+    size_t mask = m->cap - 1;
+    size_t i = hash_u64(key) & mask;
+    while (m->values[i] >= 0 && m->keys[i] != key) i = (i + 1) & mask;
+    if (m->values[i] < 0) m->count++;
+    m->keys[i] = key;
+    m->values[i] = value;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// the merge table: everything encode needs, built once per vocabulary
+
+typedef struct {
+    int* c_len;       // (vocab_size) piece lengths as strcmp sees them (up to the first NUL)
+    int* canon;       // (vocab_size) the id a lookup of this piece returns (the lowest id, if a
+                      // piece appears twice; llama2.c's bsearch would return one of them)
+    StrMap by_piece;  // piece -> canonical id
+    IntMap merges;    // pair_key(canonical left, canonical right) -> id of the concatenation
+    int space_id;     // the dummy prefix " ", or -1 if the vocabulary lacks it
+} MergeTable;
+
+static void free_merge_table(MergeTable* mt) {
+    if (!mt) return;
+    free(mt->c_len);
+    free(mt->canon);
+    str_map_free(&mt->by_piece);
+    int_map_free(&mt->merges);
+    free(mt);
+}
+
+static int build_merge_table(Tokenizer* t) {
+    int V = t->vocab_size;
+    MergeTable* mt = calloc(1, sizeof(MergeTable));
+    if (!mt) goto oom;
+    mt->c_len = malloc(V * sizeof(int));
+    mt->canon = malloc(V * sizeof(int));
+    if (!mt->c_len || !mt->canon) goto oom;
+    if (str_map_init(&mt->by_piece, V) != 0 || int_map_init(&mt->merges, V) != 0) goto oom;
+    for (int i = 0; i < V; i++) {
+        mt->c_len[i] = (int)strlen(t->vocab[i]);
+        if (str_map_add(&mt->by_piece, t->vocab, mt->c_len, i) != 0) goto oom;
+    }
+    for (int i = 0; i < V; i++) {
+        mt->canon[i] = str_map_find(&mt->by_piece, t->vocab, mt->c_len, t->vocab[i], mt->c_len[i]);
+    }
+    mt->space_id = str_map_find(&mt->by_piece, t->vocab, mt->c_len, " ", 1);
+
+    // Every pair whose concatenation is a piece comes from splitting that piece in two pieces,
+    // so trying each split point of each piece finds them all, once. The splits at 0 and at the
+    // end only matter for a vocabulary holding the empty piece, which llama2.c would merge too.
+    for (int k = 0; k < V; k++) {
+        if (mt->canon[k] != k || !(t->vocab_scores[k] > NO_MERGE_SCORE)) continue;
+        const char* s = t->vocab[k];
+        int n = mt->c_len[k];
+        for (int p = 0; p <= n; p++) {
+            int left = str_map_find(&mt->by_piece, t->vocab, mt->c_len, s, p);
+            if (left < 0) continue;
+            int right = str_map_find(&mt->by_piece, t->vocab, mt->c_len, s + p, n - p);
+            if (right < 0) continue;
+            if (int_map_put(&mt->merges, pair_key(left, right), k) != 0) goto oom;
+        }
+    }
+    free_merge_table(t->merge_table);
+    t->merge_table = mt;
+    return 0;
+oom:
+    free_merge_table(mt);
+    error_msg("tokenizer: out of memory building the merge table (%d tokens)", V);
+    return -1;
+}
+
+// ----------------------------------------------------------------------------
+// reading and writing tokenizer.bin
+
+void tokenizer_free(Tokenizer* t) {
+    if (t->vocab) {
+        for (int i = 0; i < t->vocab_size; i++) free(t->vocab[i]);
+    }
+    free(t->vocab);
+    free(t->vocab_len);
+    free(t->vocab_scores);
+    free(t->sorted_vocab);
+    free_merge_table(t->merge_table);
+    memset(t, 0, sizeof(*t));
+}
+
+static void init_byte_pieces(Tokenizer* t) {
+    for (int i = 0; i < 256; i++) {
+        t->byte_pieces[i * 2] = (unsigned char)i;
+        t->byte_pieces[i * 2 + 1] = '\0';
+    }
+}
+
+// Allocates an empty tokenizer of V tokens (pieces NULL). 0 or -1.
+static int alloc_tokenizer(Tokenizer* t, int V) {
+    memset(t, 0, sizeof(*t));
+    t->vocab = calloc(V, sizeof(char*));
+    t->vocab_len = calloc(V, sizeof(int));
+    t->vocab_scores = calloc(V, sizeof(float));
+    t->vocab_size = V;
+    init_byte_pieces(t);
+    if (!t->vocab || !t->vocab_len || !t->vocab_scores) { tokenizer_free(t); return -1; }
+    return 0;
+}
+
+static uint32_t read_u32(const char* p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+// Walks the tokens of the file without allocating anything: checks every length against what
+// is left of the file and counts the tokens (up to max_tokens if > 0). 0 or -1 with a message.
+static int scan_tokenizer_file(const char* path, const char* data, size_t size, int max_tokens,
+                               int* n_tokens) {
+    uint32_t max_len = read_u32(data);
+    size_t pos = 4;
+    int n = 0;
+    while (pos < size && (max_tokens == 0 || n < max_tokens)) {
+        if (size - pos < 8) {
+            error_msg("%s: truncated: token %d is cut off in its score and length", path, n);
+            return -1;
+        }
+        float score; int32_t len;
+        memcpy(&score, data + pos, 4);
+        memcpy(&len, data + pos + 4, 4);
+        pos += 8;
+        if (isnan(score)) { error_msg("%s: token %d has a NaN score", path, n); return -1; }
+        if (len < 0) { error_msg("%s: token %d has a negative length (%d)", path, n, (int)len); return -1; }
+        if ((size_t)len > size - pos) {
+            error_msg("%s: truncated: token %d claims %d bytes but only %zu remain", path, n, (int)len, size - pos);
+            return -1;
+        }
+        if ((uint32_t)len > max_len) {
+            error_msg("%s: token %d is %d bytes, longer than the header's max_token_length %u", path, n, (int)len, max_len);
+            return -1;
+        }
+        if (n == INT32_MAX) { error_msg("%s: too many tokens", path); return -1; }
+        pos += len;
+        n++;
+    }
+    if (n == 0) { error_msg("%s: holds no tokens", path); return -1; }
+    if (max_tokens > 0 && n < max_tokens) {
+        error_msg("%s: holds %d tokens, but the model's vocab_size is %d", path, n, max_tokens);
+        return -1;
+    }
+    if (pos < size) {
+        error_msg("%s: holds more than the model's vocab_size of %d tokens (%zu bytes follow the last one)",
+                  path, max_tokens, size - pos);
+        return -1;
+    }
+    *n_tokens = n;
+    return 0;
+}
+
+int tokenizer_load(Tokenizer* t, const char* path, int vocab_size) {
+    memset(t, 0, sizeof(*t));
+    if (vocab_size < 0) { error_msg("%s: invalid vocab_size %d", path, vocab_size); return -1; }
+    size_t size;
+    char* data = read_file(path, &size);
+    if (!data) return -1;
+    if (size == 0) { error_msg("%s: empty file, expected a tokenizer", path); free(data); return -1; }
+    if (size < 4) { error_msg("%s: %zu bytes is too short for a tokenizer header", path, size); free(data); return -1; }
+    int V;
+    if (scan_tokenizer_file(path, data, size, vocab_size, &V) != 0) { free(data); return -1; }
+    // the file is known good: from here on only memory can fail
+    if (alloc_tokenizer(t, V) != 0) goto oom;
+    t->max_token_length = read_u32(data);
+    size_t pos = 4;
+    for (int i = 0; i < V; i++) {
+        int32_t len;
+        memcpy(&t->vocab_scores[i], data + pos, 4);
+        memcpy(&len, data + pos + 4, 4);
+        pos += 8;
+        t->vocab[i] = malloc(len + 1);
+        if (!t->vocab[i]) goto oom;
+        memcpy(t->vocab[i], data + pos, len);
+        t->vocab[i][len] = '\0';
+        t->vocab_len[i] = len;
+        pos += len;
+    }
+    free(data);
+    if (build_merge_table(t) != 0) { tokenizer_free(t); return -1; }
+    return 0;
+oom:
+    free(data);
+    tokenizer_free(t);
+    error_msg("%s: out of memory reading %d tokens", path, V);
+    return -1;
+}
+
+int tokenizer_save(const Tokenizer* t, const char* path) {
+    // never write a header that our own reader would reject
+    uint32_t max_len = t->max_token_length;
+    for (int i = 0; i < t->vocab_size; i++) {
+        if ((uint32_t)t->vocab_len[i] > max_len) max_len = t->vocab_len[i];
+    }
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    int ok = fwrite(&max_len, 4, 1, af.f) == 1;
+    for (int i = 0; ok && i < t->vocab_size; i++) {
+        int32_t len = t->vocab_len[i];
+        ok = fwrite(&t->vocab_scores[i], 4, 1, af.f) == 1 && fwrite(&len, 4, 1, af.f) == 1 &&
+             fwrite(t->vocab[i], 1, len, af.f) == (size_t)len;
+    }
+    if (!ok) {
+        error_msg("%s: write failed", path);
+        atomic_abort(&af);
+        return -1;
+    }
+    return atomic_commit(&af);
+}
+
+// ----------------------------------------------------------------------------
+// encoding
+
+// llama2.c reads text in chunks of one byte plus the continuation bytes (10xxxxxx) that follow
+// it, at most 4 bytes: a UTF-8 code point when the text is well-formed, and something
+// harmless that falls back to bytes when it is not.
+static int chunk_length(const char* s, size_t n) {
+    int len = 1;
+    while ((size_t)len < n && len < 4 && ((unsigned char)s[len] & 0xC0) == 0x80) len++;
+    return len;
+}
+
+// A possible merge of two neighbouring symbols, remembered in a heap. Merges elsewhere do not
+// remove entries; an entry whose symbols have changed since it was pushed is stale and skipped.
+typedef struct {
+    float score;  // the score of the merged token: the heap's key
+    int left;     // the left symbol; symbols keep their initial positions, so a lower index is
+                  // further left, which breaks ties the way llama2.c's scan does
+    int right;    // the right symbol, the left one's neighbour when pushed
+    int left_id, right_id, merged_id;
+} MergeCandidate;
+
+typedef struct {
+    MergeCandidate* items; // (cap) a 4-ary max-heap: half the depth of a binary heap, and the
+                           // four children of a node sit side by side in memory
+    int n, cap;
+} MergeHeap;
+
+static int candidate_first(const MergeCandidate* a, const MergeCandidate* b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_sift_up(MergeHeap* h, int i) {
+    MergeCandidate c = h->items[i];
+    while (i > 0 && candidate_first(&c, &h->items[(i - 1) / 4])) {
+        h->items[i] = h->items[(i - 1) / 4];
+        i = (i - 1) / 4;
+    }
+    h->items[i] = c;
+}
+
+static void heap_sift_down(MergeHeap* h, int i) {
+    MergeCandidate c = h->items[i];
+    for (;;) {
+        int first = 4 * i + 1, best = first;
+        if (first >= h->n) break;
+        for (int k = first + 1; k < first + 4 && k < h->n; k++) {
+            if (candidate_first(&h->items[k], &h->items[best])) best = k;
+        }
+        if (!candidate_first(&h->items[best], &c)) break;
+        h->items[i] = h->items[best];
+        i = best;
+    }
+    h->items[i] = c;
+}
+
+// adds c at the end; the caller restores the heap order (sift up, or heapify at the start)
+static int heap_append(MergeHeap* h, MergeCandidate c) {
+    if (h->n == h->cap) {
+        int cap = h->cap * 2 + 16;
+        MergeCandidate* items = realloc(h->items, cap * sizeof(MergeCandidate));
+        if (!items) return -1;
+        h->items = items;
+        h->cap = cap;
+    }
+    h->items[h->n++] = c;
+    return 0;
+}
+
+static MergeCandidate heap_pop(MergeHeap* h) {
+    MergeCandidate top = h->items[0];
+    h->items[0] = h->items[--h->n];
+    if (h->n > 0) heap_sift_down(h, 0);
+    return top;
+}
+
+// the symbols of the text being encoded: a doubly linked list over their initial positions
+typedef struct {
+    int* id;   // (n) token id, or -1 once merged into its left neighbour
+    int* prev; // (n) index of the previous live symbol, or -1
+    int* next; // (n) index of the next live symbol, or -1
+} SymbolList;
+
+// pushes the merge of symbols a and b if their concatenation is a mergeable token (in heap
+// order if sift, else just appended)
+static int push_candidate(MergeHeap* h, const Tokenizer* t, const SymbolList* s, int a, int b, int sift) {
+    if (a < 0 || b < 0) return 0;
+    // a vocabulary of fewer than 259 tokens lacks some byte-fallback or special ids: those
+    // symbols just never merge
+    if (s->id[a] >= t->vocab_size || s->id[b] >= t->vocab_size) return 0;
+    const MergeTable* mt = t->merge_table;
+    int merged = int_map_get(&mt->merges, pair_key(mt->canon[s->id[a]], mt->canon[s->id[b]]));
+    if (merged < 0) return 0;
+    MergeCandidate c = {t->vocab_scores[merged], a, b, s->id[a], s->id[b], merged};
+    if (heap_append(h, c) != 0) return -1;
+    if (sift) heap_sift_up(h, h->n - 1);
+    return 0;
+}
+
+int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* tokens) {
+    if (!text) { error_msg("tokenizer: cannot encode NULL text"); return -1; }
+    if (!t->merge_table && build_merge_table(t) != 0) return -1;
+    const MergeTable* mt = t->merge_table;
+    size_t n_text = strlen(text);
+
+    // at most one symbol per byte, plus BOS and the dummy prefix
+    size_t cap = n_text + 2;
+    if (cap > INT32_MAX / 4) { error_msg("tokenizer: text of %zu bytes is too long to encode", n_text); return -1; }
+    SymbolList s;
+    s.id = malloc(3 * cap * sizeof(int));
+    MergeHeap heap = {NULL, 0, 0};
+    if (!s.id) goto oom;
+    s.prev = s.id + cap;
+    s.next = s.id + 2 * cap;
+
+    // sentencepiece's add_dummy_prefix: a space in front of non-empty text, so the first word
+    // looks like every other word. (A vocabulary without " " gets its byte token instead:
+    // llama2.c would write the id -1 here.)
+    int n = 0;
+    // BOS takes part in the merges, as it does in llama2.c (no real vocabulary merges it)
+    if (bos) s.id[n++] = TOKEN_BOS;
+    if (n_text > 0) s.id[n++] = mt->space_id >= 0 ? mt->space_id : ' ' + 3;
+
+    // the initial symbols: one per chunk found in the vocabulary, else one per byte (the byte
+    // tokens <0x00>..<0xFF> sit at ids 3..258)
+    for (size_t i = 0; i < n_text;) {
+        int len = chunk_length(text + i, n_text - i);
+        int id = str_map_find(&mt->by_piece, t->vocab, mt->c_len, text + i, len);
+        if (id >= 0) {
+            s.id[n++] = id;
+        } else {
+            for (int j = 0; j < len; j++) s.id[n++] = (unsigned char)text[i + j] + 3;
+        }
+        i += len;
+    }
+    for (int i = 0; i < n; i++) {
+        s.prev[i] = i - 1;
+        s.next[i] = i + 1 < n ? i + 1 : -1;
+    }
+
+    // llama2.c merges, again and again, the adjacent pair whose concatenation has the highest
+    // score, the leftmost one on ties. A heap of candidate merges gives the same order: it holds
+    // every live mergeable pair (all of them at the start, then the two new pairs around each
+    // merged symbol), ordered by score and then by position.
+    for (int i = 0; i + 1 < n; i++) {
+        if (push_candidate(&heap, t, &s, i, i + 1, 0) != 0) goto oom;
+    }
+    for (int i = heap.n > 1 ? (heap.n - 2) / 4 : -1; i >= 0; i--) heap_sift_down(&heap, i); // heapify: O(n)
+    while (heap.n > 0) {
+        MergeCandidate c = heap_pop(&heap);
+        if (s.id[c.left] != c.left_id || s.next[c.left] != c.right || s.id[c.right] != c.right_id) {
+            continue; // stale: one of the two symbols took part in another merge since
+        }
+        // the left symbol becomes the merged token, the right one leaves the list
+        int right = c.right;
+        s.id[c.left] = c.merged_id;
+        s.next[c.left] = s.next[right];
+        if (s.next[right] >= 0) s.prev[s.next[right]] = c.left;
+        s.id[right] = -1;
+        if (push_candidate(&heap, t, &s, s.prev[c.left], c.left, 1) != 0) goto oom;
+        if (push_candidate(&heap, t, &s, c.left, s.next[c.left], 1) != 0) goto oom;
+    }
+
+    // the first symbol never merges into a left neighbour, so the list still starts at 0
+    int n_tokens = 0;
+    for (int i = n > 0 ? 0 : -1; i >= 0; i = s.next[i]) tokens[n_tokens++] = s.id[i];
+    if (eos) tokens[n_tokens++] = TOKEN_EOS;
+    free(s.id);
+    free(heap.items);
+    return n_tokens;
+oom:
+    free(s.id);
+    free(heap.items);
+    error_msg("tokenizer: out of memory encoding %zu bytes", n_text);
+    return -1;
+}
+
+// ----------------------------------------------------------------------------
+// decoding
+
+// the byte of a piece "<0xHH>", or -1 for any other piece
+static int byte_piece_value(const char* piece) {
+    if (strncmp(piece, "<0x", 3) != 0 || !isxdigit((unsigned char)piece[3]) ||
+        !isxdigit((unsigned char)piece[4]) || piece[5] != '>' || piece[6] != '\0') {
+        return -1;
+    }
+    char hex[3] = {piece[3], piece[4], '\0'};
+    return (int)strtol(hex, NULL, 16);
+}
+
+const char* tokenizer_decode(Tokenizer* t, int prev_token, int token) {
+    if (token < 0 || token >= t->vocab_size) return "";
+    const char* piece = t->vocab[token];
+    // sentencepiece's dummy prefix: the first word after BOS carries a space the text never had
+    if (prev_token == TOKEN_BOS && piece[0] == ' ') piece++;
+    int byte = byte_piece_value(piece);
+    if (byte >= 0) piece = (const char*)t->byte_pieces + byte * 2;
+    return piece;
+}
+
+void safe_print_piece(const char* piece) {
+    if (!piece || piece[0] == '\0') return;
+    // a lone byte token may be a control code or half of a UTF-8 sequence: print only
+    // printable characters and whitespace
+    if (piece[1] == '\0') {
+        unsigned char b = piece[0];
+        if (!(isprint(b) || isspace(b))) return;
+    }
+    printf("%s", piece);
+}
+
+// ----------------------------------------------------------------------------
+// training a vocabulary
+//
+// Byte-pair encoding over words: the text (with the dummy-prefix space in front, as encode
+// adds it) is cut before every space, so a word is a space and what follows up to the next
+// space. Each unique word is stored once with its count; its symbols start as code points and
+// merge as the vocabulary grows.
+//
+// The vocabulary must make llama2.c's encoder (above) reproduce the training. Two rules get
+// that: (1) after a new token is added, every word holding a pair that concatenates to it is
+// re-encoded with exactly the encoder's rule (highest score first, leftmost on ties), so the
+// training's view of a word is always what the encoder would make of it; (2) no learnt token
+// contains "<0x", "<s>", "</s>" or "<unk>", and the special and byte tokens are scored so
+// that they never result from a merge: byte tokens and specials then never merge with
+// anything, in training or in the encoder.
+
+#define N_SPECIAL_AND_BYTES 259  // <unk>, <s>, </s>, <0x00>..<0xFF>
+#define MAX_WORD_SYMBOLS 64      // longer runs without spaces are cut, to bound re-encoding
+#define MAX_TRAIN_VOCAB (1 << 20)
+
+typedef struct {
+    int left, right;   // token ids
+    int64_t count;     // occurrences in the corpus (word count times occurrences in the word)
+    int forbidden;     // never to be learnt (see rule 2 above)
+    int* words;        // (n_words) words that hold the pair or once did: the ones to revisit
+    int n_words, cap_words;
+} TrainPair;
+
+typedef struct {
+    // the vocabulary so far (grows)
+    char** vocab;      // (cap_vocab) pieces
+    int* vocab_len;    // (cap_vocab)
+    int n_vocab, cap_vocab;
+    StrMap by_piece;
+    // the unique words
+    char** word;       // (n_words) bytes of each word, not NUL-terminated (may hold NULs)
+    int* word_len;     // (n_words)
+    int64_t* freq;     // (n_words) occurrences in the corpus
+    int* sym_start;    // (n_words) offset of the word's symbols in sym
+    int* n_sym;        // (n_words) current number of symbols (only shrinks)
+    int* sym;          // (total initial symbols) token ids of every word
+    int* visited;      // (n_words) the last training step that re-encoded the word
+    int n_words;
+    // pair statistics
+    TrainPair* pairs;  // (n_pairs)
+    int n_pairs, cap_pairs;
+    IntMap pair_index; // pair_key(left, right) -> index into pairs
+} Trainer;
+
+static int is_forbidden_piece(const char* s, int n) {
+    static const char* reserved[] = {"<0x", "<s>", "</s>", "<unk>"};
+    for (int r = 0; r < 4; r++) {
+        int m = (int)strlen(reserved[r]);
+        for (int i = 0; i + m <= n; i++) {
+            if (memcmp(s + i, reserved[r], m) == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+static int trainer_add_token(Trainer* tr, const char* s, int n) {
+    if (tr->n_vocab == tr->cap_vocab) {
+        int cap = tr->cap_vocab * 2 + 512;
+        char** v = realloc(tr->vocab, cap * sizeof(char*));
+        if (!v) return -1;
+        tr->vocab = v;
+        int* l = realloc(tr->vocab_len, cap * sizeof(int));
+        if (!l) return -1;
+        tr->vocab_len = l;
+        tr->cap_vocab = cap;
+    }
+    char* piece = malloc(n + 1);
+    if (!piece) return -1;
+    memcpy(piece, s, n);
+    piece[n] = '\0';
+    int id = tr->n_vocab++;
+    tr->vocab[id] = piece;
+    tr->vocab_len[id] = n;
+    return str_map_add(&tr->by_piece, tr->vocab, tr->vocab_len, id);
+}
+
+// index of the pair (left, right) in tr->pairs, created with count 0 if new; -1 on OOM
+static int trainer_pair(Trainer* tr, int left, int right) {
+    uint64_t key = pair_key(left, right);
+    int p = int_map_get(&tr->pair_index, key);
+    if (p >= 0) return p;
+    if (tr->n_pairs == tr->cap_pairs) {
+        int cap = tr->cap_pairs * 2 + 1024;
+        TrainPair* pairs = realloc(tr->pairs, cap * sizeof(TrainPair));
+        if (!pairs) return -1;
+        tr->pairs = pairs;
+        tr->cap_pairs = cap;
+    }
+    p = tr->n_pairs++;
+    TrainPair* tp = &tr->pairs[p];
+    memset(tp, 0, sizeof(*tp));
+    tp->left = left;
+    tp->right = right;
+    // byte tokens and specials never merge; and see rule 2
+    char buf[2 * 256];
+    int ln = tr->vocab_len[left], rn = tr->vocab_len[right];
+    tp->forbidden = left < N_SPECIAL_AND_BYTES || right < N_SPECIAL_AND_BYTES || ln + rn > (int)sizeof(buf);
+    if (!tp->forbidden) {
+        memcpy(buf, tr->vocab[left], ln);
+        memcpy(buf + ln, tr->vocab[right], rn);
+        tp->forbidden = is_forbidden_piece(buf, ln + rn);
+    }
+    if (int_map_put(&tr->pair_index, key, p) != 0) return -1;
+    return p;
+}
+
+static int pair_add_word(TrainPair* tp, int w) {
+    if (tp->n_words > 0 && tp->words[tp->n_words - 1] == w) return 0;
+    if (tp->n_words == tp->cap_words) {
+        int cap = tp->cap_words * 2 + 4;
+        int* words = realloc(tp->words, cap * sizeof(int));
+        if (!words) return -1;
+        tp->words = words;
+        tp->cap_words = cap;
+    }
+    tp->words[tp->n_words++] = w;
+    return 0;
+}
+
+// id of the learnt token spelling left+right, or -1. (Two pieces can spell "<s>" or "<0x41>",
+// but those tokens are scored so that the encoder never merges into them.)
+static int trainer_merged(const Trainer* tr, int left, int right) {
+    if (left < N_SPECIAL_AND_BYTES || right < N_SPECIAL_AND_BYTES) return -1;
+    char buf[2 * 256];
+    int ln = tr->vocab_len[left], rn = tr->vocab_len[right];
+    if (ln + rn > (int)sizeof(buf)) return -1;
+    memcpy(buf, tr->vocab[left], ln);
+    memcpy(buf + ln, tr->vocab[right], rn);
+    int id = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, buf, ln + rn);
+    return id >= N_SPECIAL_AND_BYTES ? id : -1;
+}
+
+// Re-encodes a word's symbols in place with the encoder's rule: merge the pair that makes the
+// highest-scoring token — the lowest id, since scores fall with the id — leftmost on ties.
+// Words are short, so the plain quadratic loop is fine here.
+static void reencode_word(const Trainer* tr, int* sym, int* n) {
+    for (;;) {
+        int best_i = -1, best_id = INT32_MAX;
+        for (int i = 0; i + 1 < *n; i++) {
+            int id = trainer_merged(tr, sym[i], sym[i + 1]);
+            if (id >= 0 && id < best_id) { best_id = id; best_i = i; }
+        }
+        if (best_i < 0) return;
+        sym[best_i] = best_id;
+        memmove(sym + best_i + 1, sym + best_i + 2, (*n - best_i - 2) * sizeof(int));
+        (*n)--;
+    }
+}
+
+static int seq_has_pair(const int* sym, int n, int left, int right) {
+    for (int i = 0; i + 1 < n; i++) {
+        if (sym[i] == left && sym[i + 1] == right) return 1;
+    }
+    return 0;
+}
+
+// re-encodes word w and moves its pair counts from the old symbols to the new ones
+static int trainer_update_word(Trainer* tr, int w) {
+    int* sym = tr->sym + tr->sym_start[w];
+    int n_old = tr->n_sym[w], n = n_old;
+    int old[4 * MAX_WORD_SYMBOLS]; // byte fallback turns a chunk into up to 4 symbols
+    memcpy(old, sym, n_old * sizeof(int));
+    reencode_word(tr, sym, &n);
+    if (n == n_old) return 0;
+    tr->n_sym[w] = n;
+    for (int i = 0; i + 1 < n_old; i++) {
+        int p = int_map_get(&tr->pair_index, pair_key(old[i], old[i + 1]));
+        tr->pairs[p].count -= tr->freq[w];
+    }
+    for (int i = 0; i + 1 < n; i++) {
+        int p = trainer_pair(tr, sym[i], sym[i + 1]);
+        if (p < 0) return -1;
+        tr->pairs[p].count += tr->freq[w];
+        if (!seq_has_pair(old, n_old, sym[i], sym[i + 1]) && pair_add_word(&tr->pairs[p], w) != 0) return -1;
+    }
+    return 0;
+}
+
+// Cuts the texts into unique words with counts. Each text gets the dummy-prefix space.
+static int trainer_count_words(Trainer* tr, const char* const* texts, const size_t* text_lens, int n_texts,
+                               StrMap* word_map, int* cap_words) {
+    for (int k = 0; k < n_texts; k++) {
+        const char* text = texts[k];
+        size_t n = text_lens[k];
+        if (n == 0) continue;
+        // the word being built: a pointer into the text, except that the first word of a text
+        // also holds the dummy prefix, so it is assembled in a small buffer
+        char first[1 + 4 * MAX_WORD_SYMBOLS];
+        const char* start = NULL;
+        int len = 0, n_chunks = 0, in_first = 1;
+        first[0] = ' ';
+        len = 1; n_chunks = 1;
+        for (size_t i = 0; i <= n;) {
+            int chunk = i < n ? chunk_length(text + i, n - i) : 0;
+            int is_space = chunk == 1 && text[i] == ' ';
+            if (i == n || is_space || n_chunks == MAX_WORD_SYMBOLS) {
+                // the word so far is complete
+                const char* bytes = in_first ? first : start;
+                int w = str_map_find(word_map, tr->word, tr->word_len, bytes, len);
+                if (w < 0) {
+                    if (tr->n_words == *cap_words) {
+                        int cap = *cap_words * 2 + 1024;
+                        char** words = realloc(tr->word, cap * sizeof(char*));
+                        if (!words) return -1;
+                        tr->word = words;
+                        int* lens = realloc(tr->word_len, cap * sizeof(int));
+                        if (!lens) return -1;
+                        tr->word_len = lens;
+                        int64_t* freq = realloc(tr->freq, cap * sizeof(int64_t));
+                        if (!freq) return -1;
+                        tr->freq = freq;
+                        *cap_words = cap;
+                    }
+                    w = tr->n_words++;
+                    tr->word[w] = malloc(len);
+                    if (!tr->word[w]) return -1;
+                    memcpy(tr->word[w], bytes, len);
+                    tr->word_len[w] = len;
+                    tr->freq[w] = 0;
+                    if (str_map_add(word_map, tr->word, tr->word_len, w) != 0) return -1;
+                }
+                tr->freq[w]++;
+                if (i == n) break;
+                in_first = 0;
+                start = text + i;
+                len = 0;
+                n_chunks = 0;
+            }
+            if (in_first) memcpy(first + len, text + i, chunk);
+            len += chunk;
+            n_chunks++;
+            i += chunk;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    const char* bytes;
+    int len;
+    int64_t count;
+} CodePoint;
+
+static int compare_code_points(const void* a, const void* b) {
+    const CodePoint* x = a;
+    const CodePoint* y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    int c = memcmp(x->bytes, y->bytes, x->len < y->len ? x->len : y->len);
+    if (c != 0) return c;
+    return x->len - y->len;
+}
+
+// Adds the code points of the corpus (most frequent first, " " always first) while there is
+// room. Only well-formed UTF-8 other than NUL qualifies; the rest stays with byte tokens.
+static int trainer_add_code_points(Trainer* tr, int vocab_size) {
+    CodePoint* cps = NULL;
+    int n_cps = 0, cap = 0;
+    IntMap index; // packed bytes of a code point -> index into cps
+    if (int_map_init(&index, 1024) != 0) return -1;
+    int rc = -1;
+    for (int w = 0; w < tr->n_words; w++) {
+        const char* s = tr->word[w];
+        for (int i = 0; i < tr->word_len[w];) {
+            int len = chunk_length(s + i, tr->word_len[w] - i);
+            if (utf8_valid(s + i, len) && s[i] != '\0') {
+                uint64_t key = len;
+                for (int j = 0; j < len; j++) key |= (uint64_t)(unsigned char)s[i + j] << (8 * (j + 1));
+                int c = int_map_get(&index, key);
+                if (c < 0) {
+                    if (n_cps == cap) {
+                        cap = cap * 2 + 256;
+                        CodePoint* bigger = realloc(cps, cap * sizeof(CodePoint));
+                        if (!bigger) goto done;
+                        cps = bigger;
+                    }
+                    c = n_cps++;
+                    cps[c] = (CodePoint){s + i, len, 0};
+                    if (int_map_put(&index, key, c) != 0) goto done;
+                }
+                cps[c].count += tr->freq[w];
+            }
+            i += len;
+        }
+    }
+    qsort(cps, n_cps, sizeof(CodePoint), compare_code_points);
+    // the dummy-prefix space comes first, whatever its count: every encoding starts with it
+    if (tr->n_vocab < vocab_size && trainer_add_token(tr, " ", 1) != 0) goto done;
+    for (int c = 0; c < n_cps && tr->n_vocab < vocab_size; c++) {
+        if (cps[c].len == 1 && cps[c].bytes[0] == ' ') continue;
+        if (trainer_add_token(tr, cps[c].bytes, cps[c].len) != 0) goto done;
+    }
+    rc = 0;
+done:
+    free(cps);
+    int_map_free(&index);
+    return rc;
+}
+
+// the initial symbols of every word, and the pair counts over them
+static int trainer_init_symbols(Trainer* tr) {
+    size_t total = 0;
+    for (int w = 0; w < tr->n_words; w++) total += tr->word_len[w];
+    tr->sym = malloc((total + 1) * sizeof(int));
+    tr->sym_start = malloc((tr->n_words + 1) * sizeof(int));
+    tr->n_sym = malloc((tr->n_words + 1) * sizeof(int));
+    tr->visited = malloc((tr->n_words + 1) * sizeof(int));
+    if (!tr->sym || !tr->sym_start || !tr->n_sym || !tr->visited || total > INT32_MAX) return -1;
+    int n = 0;
+    for (int w = 0; w < tr->n_words; w++) {
+        const char* s = tr->word[w];
+        tr->sym_start[w] = n;
+        tr->visited[w] = -1;
+        for (int i = 0; i < tr->word_len[w];) {
+            int len = chunk_length(s + i, tr->word_len[w] - i);
+            int id = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, s + i, len);
+            if (id >= N_SPECIAL_AND_BYTES) {
+                tr->sym[n++] = id;
+            } else {
+                for (int j = 0; j < len; j++) tr->sym[n++] = (unsigned char)s[i + j] + 3;
+            }
+            i += len;
+        }
+        tr->n_sym[w] = n - tr->sym_start[w];
+        const int* sym = tr->sym + tr->sym_start[w];
+        for (int i = 0; i + 1 < tr->n_sym[w]; i++) {
+            int p = trainer_pair(tr, sym[i], sym[i + 1]);
+            if (p < 0 || pair_add_word(&tr->pairs[p], w) != 0) return -1;
+            tr->pairs[p].count += tr->freq[w];
+        }
+    }
+    return 0;
+}
+
+// the most frequent pair that may be learnt, ties to the lowest (left, right); -1 if none
+static int trainer_best_pair(const Trainer* tr) {
+    int best = -1;
+    for (int p = 0; p < tr->n_pairs; p++) {
+        const TrainPair* tp = &tr->pairs[p];
+        if (tp->forbidden || tp->count <= 0) continue;
+        if (best < 0) { best = p; continue; }
+        const TrainPair* b = &tr->pairs[best];
+        if (tp->count > b->count ||
+            (tp->count == b->count && (tp->left < b->left || (tp->left == b->left && tp->right < b->right)))) {
+            best = p;
+        }
+    }
+    return best;
+}
+
+// one step: learns the best pair as a new token and re-encodes the words it touches.
+// 1 if a token was learnt, 0 if nothing is left to learn, -1 on OOM.
+static int trainer_step(Trainer* tr, int step) {
+    for (;;) {
+        int best = trainer_best_pair(tr);
+        if (best < 0) return 0;
+        TrainPair* bp = &tr->pairs[best];
+        char buf[2 * 256];
+        int ln = tr->vocab_len[bp->left], rn = tr->vocab_len[bp->right];
+        memcpy(buf, tr->vocab[bp->left], ln);
+        memcpy(buf + ln, tr->vocab[bp->right], rn);
+        if (str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, buf, ln + rn) >= 0) {
+            bp->forbidden = 1; // already a token (cannot happen while words stay encoded; a guard)
+            continue;
+        }
+        if (trainer_add_token(tr, buf, ln + rn) != 0) return -1;
+        // every word holding any split of the new token into two tokens may merge now
+        const char* piece = tr->vocab[tr->n_vocab - 1];
+        for (int k = 1; k < ln + rn; k++) {
+            int left = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, piece, k);
+            int right = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, piece + k, ln + rn - k);
+            if (left < 0 || right < 0) continue;
+            int p = int_map_get(&tr->pair_index, pair_key(left, right));
+            if (p < 0) continue;
+            // (a word's update may add pairs and move tr->pairs, so index it afresh)
+            for (int j = 0; j < tr->pairs[p].n_words; j++) {
+                int w = tr->pairs[p].words[j];
+                if (tr->visited[w] == step) continue;
+                tr->visited[w] = step;
+                if (trainer_update_word(tr, w) != 0) return -1;
+            }
+        }
+        return 1;
+    }
+}
+
+static void free_trainer(Trainer* tr) {
+    for (int i = 0; i < tr->n_vocab; i++) free(tr->vocab[i]);
+    free(tr->vocab);
+    free(tr->vocab_len);
+    str_map_free(&tr->by_piece);
+    for (int w = 0; w < tr->n_words; w++) free(tr->word[w]);
+    free(tr->word);
+    free(tr->word_len);
+    free(tr->freq);
+    free(tr->sym_start);
+    free(tr->n_sym);
+    free(tr->sym);
+    free(tr->visited);
+    for (int p = 0; p < tr->n_pairs; p++) free(tr->pairs[p].words);
+    free(tr->pairs);
+    int_map_free(&tr->pair_index);
+}
+
+// The promise of rule 1, checked: encoding each whole word gives the training's symbols.
+static int trainer_check_encoder(const Trainer* tr, Tokenizer* t) {
+    int* ids = malloc((4 * MAX_WORD_SYMBOLS + 3) * sizeof(int));
+    char* text = malloc(4 * MAX_WORD_SYMBOLS + 1);
+    if (!ids || !text) { free(ids); free(text); return -1; }
+    int rc = 0;
+    for (int w = 0; w < tr->n_words && rc == 0; w++) {
+        const char* s = tr->word[w];
+        int len = tr->word_len[w];
+        // only words that begin with the " " chunk stand alone: the encoder adds that space
+        // itself as the dummy prefix. Pieces of a long word cut in the middle do not.
+        if (len < 2 || s[0] != ' ' || chunk_length(s, len) != 1 || memchr(s, '\0', len)) continue;
+        memcpy(text, s + 1, len - 1);
+        text[len - 1] = '\0';
+        int n = tokenizer_encode(t, text, 0, 0, ids);
+        const int* sym = tr->sym + tr->sym_start[w];
+        if (n != tr->n_sym[w] || memcmp(ids, sym, n * sizeof(int)) != 0) {
+            error_msg("tokenizer train: internal error: the encoder splits the word '%.*s' differently from training", len, s);
+            rc = -1;
+        }
+    }
+    free(ids);
+    free(text);
+    return rc;
+}
+
+int tokenizer_train(Tokenizer* t, const char* const* texts, const size_t* text_lens, int n_texts,
+                    int vocab_size) {
+    memset(t, 0, sizeof(*t));
+    if (vocab_size < N_SPECIAL_AND_BYTES || vocab_size > MAX_TRAIN_VOCAB) {
+        error_msg("tokenizer train: vocab_size must be in %d..%d, got %d", N_SPECIAL_AND_BYTES, MAX_TRAIN_VOCAB, vocab_size);
+        return -1;
+    }
+    Trainer tr;
+    memset(&tr, 0, sizeof(tr));
+    StrMap word_map = {NULL, 0, 0};
+    int cap_words = 0, rc = -1;
+    if (str_map_init(&tr.by_piece, vocab_size) != 0 || int_map_init(&tr.pair_index, 1 << 16) != 0 ||
+        str_map_init(&word_map, 1 << 14) != 0) goto oom;
+
+    // the fixed head of the vocabulary, as llama2.c's tokenizers have it
+    const char* specials[3] = {"<unk>", "<s>", "</s>"};
+    for (int i = 0; i < 3; i++) {
+        if (trainer_add_token(&tr, specials[i], (int)strlen(specials[i])) != 0) goto oom;
+    }
+    for (int b = 0; b < 256; b++) {
+        char piece[8];
+        snprintf(piece, sizeof(piece), "<0x%02X>", b);
+        if (trainer_add_token(&tr, piece, 6) != 0) goto oom;
+    }
+    if (trainer_count_words(&tr, texts, text_lens, n_texts, &word_map, &cap_words) != 0) goto oom;
+    str_map_free(&word_map);
+    if (trainer_add_code_points(&tr, vocab_size) != 0) goto oom;
+    if (trainer_init_symbols(&tr) != 0) goto oom;
+
+    // the merges
+    for (int step = 0; tr.n_vocab < vocab_size; step++) {
+        int r = trainer_step(&tr, step);
+        if (r < 0) goto oom;
+        if (r == 0) break; // every word is a single token: the corpus has nothing more to teach
+    }
+
+    // hand the vocabulary over. Scores fall with the id, so the encoder prefers earlier merges;
+    // the specials and byte tokens get the score that llama2.c never merges into.
+    if (alloc_tokenizer(t, tr.n_vocab) != 0) goto oom;
+    for (int i = 0; i < tr.n_vocab; i++) {
+        t->vocab[i] = tr.vocab[i];
+        t->vocab_len[i] = tr.vocab_len[i];
+        t->vocab_scores[i] = i < N_SPECIAL_AND_BYTES ? NO_MERGE_SCORE : (float)-(i - N_SPECIAL_AND_BYTES);
+        if ((unsigned)tr.vocab_len[i] > t->max_token_length) t->max_token_length = tr.vocab_len[i];
+        tr.vocab[i] = NULL;
+    }
+    if (build_merge_table(t) != 0) goto fail;
+    if (trainer_check_encoder(&tr, t) != 0) goto fail;
+    rc = 0;
+    goto done;
+oom:
+    error_msg("tokenizer train: out of memory");
+fail:
+    tokenizer_free(t);
+done:
+    str_map_free(&word_map);
+    free_trainer(&tr);
+    return rc;
+}
