@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "eval.h"
 #include "train.h"
 
 // ----------------------------------------------------------------------------
@@ -156,5 +157,24 @@ int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const
 // bins between edges (n_bins + 1, increasing): bin j holds edges[j] <= s < edges[j+1], the last
 // bin also its upper edge; scores outside every bin are not counted. Returns 0, or -1 on bad edges.
 int score_bins_fixed(ScoreBin* bins, const float* edges, int n_bins, const float* score, const int* refused, int n);
+
+// ----------------------------------------------------------------------------
+// 6. representations of prompt sets, and the boundary analysis (mosr analyze)
+
+// The pooled representation of every prompt of set at every layer: each prompt in the chat
+// template (chat_encode_prompt; a prompt longer than the context keeps BOS and its end), run in
+// batches through all layers (padded on the right: attention is causal, so padding never changes
+// a prompt's own states), each layer's h_l pooled with pool_prompt(pool_mode).
+// out: (L, N, C), L = n_layers, N = set->n. Progress (prompts/s) on stderr.
+// Returns 0, or -1 after one error_msg line. Uses the model's activation block.
+int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, float* out);
+
+// Writes data as a NumPy .npy file, format version 1.0: float32 in the machine's byte order
+// (named in the header), C order, shape (shape[0], ..., shape[ndim-1]); the header is padded so
+// the data starts at a multiple of 64 bytes. Atomic. 0 on success.
+int write_npy(const char* path, const float* data, const int* shape, int ndim);
+
+// `mosr analyze ...`: the command line (see --help)
+int analyze_main(int argc, char** argv);
 
 #endif
