@@ -4,12 +4,12 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -std=gn
 LDLIBS = -lopenblas -lstb -lm
 PYTHON = /usr/bin/python3
 
-SRC = model.c tokenizer.c train.c eval.c plot.c util.c
+SRC = model.c model_infer.c tokenizer.c train.c eval.c plot.c util.c
 HDR = model.h tokenizer.h train.h eval.h plot.h util.h mosr.h
 OBJ = $(SRC:.c=.o)
 # mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
 LIB_OBJ = $(OBJ) mosr_lib.o
-TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_util \
+TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
         tests/test_train tests/test_eval tests/test_plot tests/test_mosr
 
 .PHONY: all test bench data clean deps

@@ -13,6 +13,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "tokenizer.h"
 
 typedef struct {
     int dim;        // C: transformer width
@@ -65,7 +68,13 @@ typedef struct {
     float* lnf_rstd;  // (B, T)
     float* logits;    // (B, T, V)
     float* losses;    // (B, T)           per-token cross-entropy (0 where the mask is 0)
+    float* rope_cos;  // (T, HS/2)        RoPE rotation tables, filled when the block is laid out
+    float* rope_sin;  // (T, HS/2)
 } ActivationTensors;
+// m->dacts uses the same names for the gradients, but holds only what the backward needs, and
+// each layer tensor for ONE layer (B, T, ...): the backward walks down the layers and reuses them.
+// dacts.residual is the running gradient of the residual stream; dacts.att is scratch (dP, dS).
+// The norms' rstd, res_att, losses and the RoPE tables have no gradient (NULL).
 
 // The KV cache and scratch of the single-token decode path (llama2.c's RunState), for up to
 // `n_slots` sequences decoded side by side (batched generation).
@@ -83,6 +92,8 @@ typedef struct {
     float* logits;      // (S, V)
     float* key_cache;   // (L, S, seq_len, KVD)
     float* value_cache; // (L, S, seq_len, KVD)
+    float* rope_cos;    // (S, HS/2) the RoPE rotation of each slot's position, shared by all
+    float* rope_sin;    // (S, HS/2) heads and layers
 } DecodeState;
 
 typedef struct {
@@ -102,6 +113,7 @@ typedef struct {
     int act_B, act_T;          // allocated capacity of the activation blocks
     int B, T;                  // shape of the last forward
     int n_run;                 // layers run by the last forward (n_layers = all + logits)
+    int* inputs;               // (B, T) the tokens of the last forward, for the embedding backward
 
     DecodeState decode;        // allocated on first model_decode
 } Model;
@@ -160,6 +172,8 @@ void model_decode_alloc(Model* m, int n_slots);
 // Feeds tokens[i] at position pos[i] to sequence slot i (i < n). Returns logits (n, V), owned by
 // the model and valid until the next call.
 float* model_decode(Model* m, const int* tokens, const int* pos, int n);
+// frees the KV cache and scratch (model_free calls it)
+void decode_state_free(DecodeState* d);
 
 // ----------------------------------------------------------------------------
 // the sampler: greedy (temperature 0), temperature, top-p; seeded
@@ -180,5 +194,13 @@ typedef struct {
 void build_sampler(Sampler* s, int vocab_size, float temperature, float topp, uint64_t seed);
 void free_sampler(Sampler* s);
 int sample(Sampler* s, float* logits); // modifies logits in place
+
+// ----------------------------------------------------------------------------
+// generation: llama2.c run's generate(), byte for byte
+
+// Encodes prompt (NULL = "") with BOS, feeds it, then samples until pos reaches steps (<= 0 or more
+// than seq_len: seq_len) or BOS is sampled; writes each piece to out as it comes, then "\n", and
+// "achieved tok/s: N" on stderr. The tokenizer must have the model's vocabulary size. 0 on success.
+int generate(Model* m, Tokenizer* tok, Sampler* sampler, const char* prompt, int steps, FILE* out);
 
 #endif
