@@ -402,3 +402,60 @@ void json_write_string(FILE* f, const char* s) {
     }
     fputc('"', f);
 }
+
+// ----------------------------------------------------------------------------
+// walking arrays and objects in place
+
+int json_iter_begin(JsonIter* it, const char* p) {
+    p = skip_ws(p);
+    if (*p != '[' && *p != '{') return -1;
+    it->close = *p == '[' ? ']' : '}';
+    it->p = p + 1;
+    it->count = 0;
+    return 0;
+}
+
+int json_iter_next(JsonIter* it, char** key, const char** value) {
+    if (key) *key = NULL;
+    if (!it->p) return -1;
+    const char* p = skip_ws(it->p);
+    // after an element comes ',' or the closing bracket; before the first, the bracket or a value
+    if (*p == it->close) { it->p = p; return 0; }
+    if (it->count > 0) {
+        if (*p != ',') { it->p = NULL; return -1; }
+        p = skip_ws(p + 1);
+    }
+    if (it->close == '}') {
+        size_t len;
+        const char* after = parse_string(p, NULL, &len);
+        if (!after || *skip_ws(after) != ':') { it->p = NULL; return -1; }
+        if (key) {
+            *key = malloc(len + 1);
+            if (!*key) { it->p = NULL; return -1; }
+            parse_string(p, *key, NULL);
+            (*key)[len] = '\0';
+        }
+        p = skip_ws(skip_ws(after) + 1);
+    }
+    const char* end = skip_value(p, 1);
+    if (!end) {
+        if (key) { free(*key); *key = NULL; }
+        it->p = NULL;
+        return -1;
+    }
+    *value = p;
+    it->p = end;
+    it->count++;
+    return 1;
+}
+
+char* json_parse_string(const char* p) {
+    p = skip_ws(p);
+    size_t len;
+    if (!parse_string(p, NULL, &len)) return NULL;
+    char* out = malloc(len + 1);
+    if (!out) return NULL;
+    parse_string(p, out, NULL);
+    out[len] = '\0';
+    return out;
+}

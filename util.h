@@ -69,4 +69,20 @@ int json_get_number(const char* object, const char* key, double* out); // 0 if f
 // writes s as a JSON string literal (with quotes and escapes) to f
 void json_write_string(FILE* f, const char* s);
 
+// Walking a whole JSON document in place (for prompt sets stored as JSON arrays, eval.c): an
+// iterator over the elements of an array or the members of an object. No tree is built.
+typedef struct {
+    const char* p; // the next character to read
+    char close;    // ']' or '}'
+    int count;     // elements returned so far
+} JsonIter;
+// starts at the '[' or '{' at p (after white space); 0 on success, -1 if p is neither
+int json_iter_begin(JsonIter* it, const char* p);
+// Moves to the next element: 1 with *value at its first character (and, for an object, *key set
+// to the member's decoded name, malloc'd; pass key NULL to ignore it), 0 past the last, -1 if malformed.
+int json_iter_next(JsonIter* it, char** key, const char** value);
+// decodes the JSON string literal at p (after white space) into a malloc'd buffer; NULL if p is
+// not a well-formed string
+char* json_parse_string(const char* p);
+
 #endif
