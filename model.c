@@ -12,6 +12,9 @@
 
 #include "util.h"
 
+// frees the decode path's KV cache and scratch (defined with the decode path, below)
+void decode_state_free(DecodeState* d);
+
 // ----------------------------------------------------------------------------
 // the parameters: one block, named views into it
 
@@ -113,3 +116,733 @@ void model_init_random(Model* m, uint64_t seed) {
 // ----------------------------------------------------------------------------
 // (the batched forward/backward, the decode path, the sampler and the checkpoint reader/writer
 // follow; see the section banners below)
+
+// ----------------------------------------------------------------------------
+// neural net blocks: forward/backward pairs
+//
+// Every op is a pair of plain functions on float arrays, outputs first. A forward reads its
+// inputs and writes its outputs. A backward ACCUMULATES (+=) into the gradients of its inputs and
+// weights, so when several paths meet in one tensor their contributions simply add up; the caller
+// zeroes gradients once (one memset), never the ops. Inside each backward a comment quotes the
+// forward line it differentiates. N is the number of token rows (B * T) for the ops that do not
+// care about B and T separately.
+//
+// OpenMP is used only where no two threads write the same element; where a backward would
+// need that (a weight gradient summed over tokens) it is split into passes that do not.
+
+// glibc ships vector versions of expf (libmvec, 16 lanes with AVX-512) but math.h announces them
+// only under -ffast-math. Announcing them here lets the `omp simd` loops below (softmax, SwiGLU)
+// call them: about 4x faster than the scalar expf, and as accurate (within an ulp or so).
+#pragma omp declare simd notinbranch
+float expf(float);
+
+// Zeroes n floats on all threads: the backward clears tens of MB per layer, and one thread
+// alone would leave the other idle while it does.
+static void zero_floats(float* x, size_t n) {
+    const size_t chunk = 1 << 16;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i += chunk) memset(x + i, 0, (n - i < chunk ? n - i : chunk) * sizeof(float));
+}
+
+// --- token embedding ---
+
+void encoder_forward(float* out, const int* tokens, const float* wte, int N, int C) {
+    // out (N, C), tokens (N), wte (V, C)
+    #pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        memcpy(out + (size_t)i * C, wte + (size_t)tokens[i] * C, C * sizeof(float));
+    }
+}
+
+void encoder_backward(float* dwte, const float* dout, const int* tokens, int N, int C) {
+    // forward: out[i, :] = wte[tokens[i], :]   =>   dwte[tokens[i], :] += dout[i, :]
+    // a token can repeat in the batch, so two rows may hit the same dwte row: one thread (it is
+    // N * C additions, nothing next to the matmuls)
+    for (int i = 0; i < N; i++) {
+        float* dw = dwte + (size_t)tokens[i] * C;
+        const float* d = dout + (size_t)i * C;
+        for (int c = 0; c < C; c++) dw[c] += d[c];
+    }
+}
+
+// --- RMSNorm: out = x * w / sqrt(mean(x^2) + 1e-5) ---
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C) {
+    // out (N, C), rstd (N): 1/rms of each row, kept for the backward; inp (N, C), weight (C)
+    #pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float* x = inp + (size_t)i * C;
+        float* o = out + (size_t)i * C;
+        float ss = 0.0f;
+        #pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float s = 1.0f / sqrtf(ss / C + 1e-5f);
+        for (int c = 0; c < C; c++) o[c] = weight[c] * (s * x[c]);
+        rstd[i] = s;
+    }
+}
+
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                      const float* weight, const float* rstd, int N, int C) {
+    // forward: o[c] = weight[c] * (s * x[c]),  s = 1 / sqrt(mean(x^2) + eps)
+    // Write xhat = s * x. Then dweight[c] += dout[c] * xhat[c], and with g = dout * weight,
+    // since ds/dx[j] = -s^3 x[j] / C:
+    //   dx[j] = s * g[j] - s^3 x[j] / C * sum_c g[c] x[c] = s * (g[j] - xhat[j] * mean_c(g[c] xhat[c]))
+    // pass 1, over rows: dinp (each thread owns its rows)
+    #pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float* x = inp + (size_t)i * C;
+        const float* d = dout + (size_t)i * C;
+        float* dx = dinp + (size_t)i * C;
+        float s = rstd[i], dot = 0.0f;
+        #pragma omp simd reduction(+ : dot)
+        for (int c = 0; c < C; c++) dot += d[c] * weight[c] * x[c] * s;
+        float mean = dot / C;
+        for (int c = 0; c < C; c++) dx[c] += s * (d[c] * weight[c] - x[c] * s * mean);
+    }
+    // pass 2, over blocks of channels: dweight sums over all rows, so each thread owns a block
+    // of channels and walks every row for it (skipped when the weight is frozen: dweight NULL)
+    if (!dweight) return;
+    const int CB = 32;
+    #pragma omp parallel for
+    for (int c0 = 0; c0 < C; c0 += CB) {
+        int c1 = c0 + CB < C ? c0 + CB : C;
+        for (int i = 0; i < N; i++) {
+            const float* x = inp + (size_t)i * C;
+            const float* d = dout + (size_t)i * C;
+            float s = rstd[i];
+            for (int c = c0; c < c1; c++) dweight[c] += d[c] * x[c] * s;
+        }
+    }
+}
+
+// --- linear map: out = inp W^T with W stored (OC, IC), sgemm on whole blocks of rows ---
+// We split each product into a few large blocks ourselves and hand each block to one
+// single-threaded sgemm (OpenBLAS runs single-threaded inside an OpenMP region). The blocks are
+// big enough for sgemm to run at full speed, and dynamic scheduling lets whichever thread is
+// running take the next one. That matters on a busy machine: OpenBLAS's own threading makes its
+// threads wait for each other several times inside every call, so one descheduled thread stalls
+// the other; here a matmul waits for a late thread once, at its end. On a quiet machine the two
+// ways run at the same speed.
+
+// block size for splitting n rows (or output channels): about four blocks per thread, so a late
+// thread holds little back, and 64..512 rows, so each sgemm stays efficient
+static int matmul_block(int n) {
+    int b = n / (4 * omp_get_max_threads());
+    return b < 64 ? 64 : b > 512 ? 512 : b;
+}
+
+void matmul_forward(float* out, const float* inp, const float* weight, int N, int IC, int OC) {
+    // out (N, OC), inp (N, IC), weight (OC, IC)
+    int rb = matmul_block(N);
+    #pragma omp parallel for schedule(dynamic)
+    for (int r0 = 0; r0 < N; r0 += rb) {
+        int rows = N - r0 < rb ? N - r0 : rb;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC,
+                    1.0f, inp + (size_t)r0 * IC, IC, weight, IC, 0.0f, out + (size_t)r0 * OC, OC);
+    }
+}
+
+void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                     const float* weight, int N, int IC, int OC) {
+    // forward: out = inp W^T
+    //   dinp (N, IC) += dout (N, OC) W (OC, IC)         split by rows of dinp
+    //   dW  (OC, IC) += dout^T (OC, N) inp (N, IC)      split by rows of dW (output channels)
+    // beta = 1 makes both accumulate. Either may be NULL when that gradient is not wanted.
+    // Both products are one pool of tasks: they run side by side with one wait at the end.
+    int rb = matmul_block(N), cb = matmul_block(OC);
+    int n_row_tasks = dinp ? (N + rb - 1) / rb : 0;
+    int n_col_tasks = dweight ? (OC + cb - 1) / cb : 0;
+    #pragma omp parallel for schedule(dynamic)
+    for (int task = 0; task < n_row_tasks + n_col_tasks; task++) {
+        if (task < n_row_tasks) {
+            int r0 = task * rb, rows = N - r0 < rb ? N - r0 : rb;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC,
+                        1.0f, dout + (size_t)r0 * OC, OC, weight, IC, 1.0f, dinp + (size_t)r0 * IC, IC);
+        } else {
+            int o0 = (task - n_row_tasks) * cb, cols = OC - o0 < cb ? OC - o0 : cb;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, IC, N,
+                        1.0f, dout + o0, OC, inp, IC, 1.0f, dweight + (size_t)o0 * IC, IC);
+        }
+    }
+}
+
+// --- RoPE, in place (as llama2.c's run.c) ---
+// The rotation works in place on the q and k the matmuls just wrote, so what the model keeps
+// is the rotated q and k that attention used. Its backward therefore also works in place: it
+// turns d(rotated) into d(unrotated), the one exception to "backward accumulates".
+
+void rope_forward(float* x, const float* freq_cos, const float* freq_sin, int B, int T, int n_heads, int HS) {
+    // x (B, T, n_heads * HS); freq_cos, freq_sin (T, HS/2): angle pos / 10000^(i/HS) for pair i/2
+    int D = n_heads * HS;
+    #pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        int t = bt % T;
+        const float* fc = freq_cos + (size_t)t * (HS / 2);
+        const float* fs = freq_sin + (size_t)t * (HS / 2);
+        float* xt = x + (size_t)bt * D;
+        for (int h = 0; h < n_heads; h++) {
+            float* xh = xt + h * HS;
+            for (int i = 0; i < HS / 2; i++) {
+                float v0 = xh[2 * i], v1 = xh[2 * i + 1];
+                xh[2 * i] = v0 * fc[i] - v1 * fs[i];
+                xh[2 * i + 1] = v0 * fs[i] + v1 * fc[i];
+            }
+        }
+    }
+}
+
+void rope_backward(float* dx, const float* freq_cos, const float* freq_sin, int B, int T, int n_heads, int HS) {
+    // forward: (y0, y1) = (v0 cos - v1 sin, v0 sin + v1 cos), a rotation, whose transpose is the
+    // rotation back:  dv0 = dy0 cos + dy1 sin,  dv1 = -dy0 sin + dy1 cos   (in place)
+    int D = n_heads * HS;
+    #pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        int t = bt % T;
+        const float* fc = freq_cos + (size_t)t * (HS / 2);
+        const float* fs = freq_sin + (size_t)t * (HS / 2);
+        float* dxt = dx + (size_t)bt * D;
+        for (int h = 0; h < n_heads; h++) {
+            float* dh = dxt + h * HS;
+            for (int i = 0; i < HS / 2; i++) {
+                float d0 = dh[2 * i], d1 = dh[2 * i + 1];
+                dh[2 * i] = d0 * fc[i] + d1 * fs[i];
+                dh[2 * i + 1] = -d0 * fs[i] + d1 * fc[i];
+            }
+        }
+    }
+}
+
+// --- causal self-attention with grouped-query heads ---
+// Per (batch, query head h), with kv head g = h / (NH / NKV):
+//   scores = q_h k_g^T / sqrt(HS)   (sgemm)
+//   att    = causal softmax(scores) (in place, row by row)
+//   out_h  = att v_g                (sgemm)
+// The heads are read and written in place inside the (B, T, heads * HS) tensors through the
+// sgemm leading dimensions: no copies, no transposes. Rows go in blocks of ATT_BLOCK: block
+// [r0, r1) only attends to keys [0, r1), so the sgemms skip most of the masked upper triangle.
+// Memory: att keeps every (L, B, NH, T, T) probability for the backward. At T <= 256 that is
+// fine (100 MB at the bench size: 6 layers, B 8, 8 heads, T 256); much longer sequences would
+// want a flash-style recompute instead.
+#define ATT_BLOCK 64
+
+// softmax of row[0..t] in place, and zero for the masked future row[t+1..T)
+static void causal_softmax_row(float* row, int t, int T) {
+    float maxval = row[0];
+    #pragma omp simd reduction(max : maxval)
+    for (int j = 1; j <= t; j++) maxval = row[j] > maxval ? row[j] : maxval;
+    float sum = 0.0f;
+    #pragma omp simd reduction(+ : sum)
+    for (int j = 0; j <= t; j++) {
+        row[j] = expf(row[j] - maxval);
+        sum += row[j];
+    }
+    float inv = 1.0f / sum;
+    #pragma omp simd
+    for (int j = 0; j <= t; j++) row[j] *= inv;
+    for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+}
+
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                       int B, int T, int NH, int NKV, int HS) {
+    // out (B, T, NH*HS), att (B, NH, T, T); q (B, T, NH*HS), k and v (B, T, NKV*HS)
+    int C = NH * HS, KVD = NKV * HS, group = NH / NKV;
+    float scale = 1.0f / sqrtf((float)HS);
+    // one (b, h) per task; the sgemms inside run single-threaded (OpenBLAS sees the parallel region)
+    #pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float* qh = q + (size_t)b * T * C + h * HS;               // (T, HS), row stride C
+            const float* kh = k + (size_t)b * T * KVD + (h / group) * HS;   // (T, HS), row stride KVD
+            const float* vh = v + (size_t)b * T * KVD + (h / group) * HS;   // (T, HS), row stride KVD
+            float* atth = att + ((size_t)b * NH + h) * T * T;                // (T, T)
+            float* outh = out + (size_t)b * T * C + h * HS;                  // (T, HS), row stride C
+            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, rows = r1 - r0;
+                // scores[r0:r1, 0:r1] = scale * q[r0:r1] k[0:r1]^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, scale,
+                            qh + (size_t)r0 * C, C, kh, KVD, 0.0f, atth + (size_t)r0 * T, T);
+                for (int t = r0; t < r1; t++) causal_softmax_row(atth + (size_t)t * T, t, T);
+                // out[r0:r1] = att[r0:r1, 0:r1] v[0:r1]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, 1.0f,
+                            atth + (size_t)r0 * T, T, vh, KVD, 0.0f, outh + (size_t)r0 * C, C);
+            }
+        }
+    }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout,
+                        const float* q, const float* k, const float* v, const float* att,
+                        int B, int T, int NH, int NKV, int HS) {
+    // dq (B, T, NH*HS), dk and dv (B, T, NKV*HS) accumulate; datt (B, NH, T, T) is scratch
+    // (overwritten); dout (B, T, NH*HS); q, k, v, att as in the forward.
+    int C = NH * HS, KVD = NKV * HS, group = NH / NKV;
+    float scale = 1.0f / sqrtf((float)HS);
+    // The query heads of one group all add into the same dk and dv rows, so a task is one
+    // (b, kv head) and walks its query heads in turn: no two threads write the same element.
+    #pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        for (int g = 0; g < NKV; g++) {
+            const float* kh = k + (size_t)b * T * KVD + g * HS;
+            const float* vh = v + (size_t)b * T * KVD + g * HS;
+            float* dkh = dk + (size_t)b * T * KVD + g * HS;
+            float* dvh = dv + (size_t)b * T * KVD + g * HS;
+            for (int h = g * group; h < (g + 1) * group; h++) {
+                const float* qh = q + (size_t)b * T * C + h * HS;
+                const float* atth = att + ((size_t)b * NH + h) * T * T;
+                const float* douth = dout + (size_t)b * T * C + h * HS;
+                float* dqh = dq + (size_t)b * T * C + h * HS;
+                float* datth = datt + ((size_t)b * NH + h) * T * T;
+                for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                    int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, rows = r1 - r0;
+                    float* da = datth + (size_t)r0 * T;
+                    const float* a = atth + (size_t)r0 * T;
+                    // forward: out[r0:r1] = att[r0:r1, 0:r1] v[0:r1]
+                    //   datt[r0:r1, 0:r1]  = dout[r0:r1] v[0:r1]^T
+                    //   dv[0:r1]          += att[r0:r1, 0:r1]^T dout[r0:r1]
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, 1.0f,
+                                douth + (size_t)r0 * C, C, vh, KVD, 0.0f, da, T);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, 1.0f,
+                                a, T, douth + (size_t)r0 * C, C, 1.0f, dvh, KVD);
+                    // forward: att[t, 0..t] = softmax(scores[t, 0..t])
+                    //   dscores[t, j] = att[t, j] * (datt[t, j] - sum_i att[t, i] datt[t, i])
+                    // computed in place over datt; the masked future (j > t) gets 0
+                    for (int t = r0; t < r1; t++) {
+                        float* dr = datth + (size_t)t * T;
+                        const float* ar = atth + (size_t)t * T;
+                        float dot = 0.0f;
+                        #pragma omp simd reduction(+ : dot)
+                        for (int j = 0; j <= t; j++) dot += ar[j] * dr[j];
+                        #pragma omp simd
+                        for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - dot);
+                        for (int j = t + 1; j < r1; j++) dr[j] = 0.0f;
+                    }
+                    // forward: scores[r0:r1, 0:r1] = scale * q[r0:r1] k[0:r1]^T
+                    //   dq[r0:r1] += scale * dscores[r0:r1, 0:r1] k[0:r1]
+                    //   dk[0:r1]  += scale * dscores[r0:r1, 0:r1]^T q[r0:r1]
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, scale,
+                                da, T, kh, KVD, 1.0f, dqh + (size_t)r0 * C, C);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, scale,
+                                da, T, qh + (size_t)r0 * C, C, 1.0f, dkh, KVD);
+                }
+            }
+        }
+    }
+}
+
+// --- residual connection ---
+// Its backward is the identity: the gradient of the sum flows unchanged into both inputs. The
+// model's backward keeps ONE running gradient of the residual stream, so both inputs' gradients
+// are that same buffer and there is nothing to compute (see model_backward).
+
+void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) {
+    // out (n) = inp1 + inp2; out may alias either input
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = inp1[i] + inp2[i];
+}
+
+// --- SwiGLU gate: out = silu(h1) * h3, silu(a) = a * sigmoid(a) ---
+
+void swiglu_forward(float* out, const float* h1, const float* h3, size_t n) {
+    // out, h1, h3 (n) = (N, H)
+    #pragma omp parallel for simd
+    for (size_t i = 0; i < n; i++) {
+        float a = h1[i];
+        out[i] = a * (1.0f / (1.0f + expf(-a))) * h3[i];
+    }
+}
+
+void swiglu_backward(float* dh1, float* dh3, const float* dout, const float* h1, const float* h3, size_t n) {
+    // forward: out = a * sig(a) * h3 with a = h1, sig(a) = 1 / (1 + exp(-a))
+    //   dh3 += dout * a * sig(a)
+    //   dh1 += dout * h3 * d(a sig(a))/da = dout * h3 * sig(a) * (1 + a (1 - sig(a)))
+    #pragma omp parallel for simd
+    for (size_t i = 0; i < n; i++) {
+        float a = h1[i], sig = 1.0f / (1.0f + expf(-a));
+        dh3[i] += dout[i] * a * sig;
+        dh1[i] += dout[i] * h3[i] * sig * (1.0f + a * (1.0f - sig));
+    }
+}
+
+// --- softmax cross-entropy over the vocabulary, with a loss mask ---
+// Forward and backward are fused: the backward needs exactly the softmax the forward computes,
+// so both come out of one pass over the logits (V exps per token, not 2V).
+//   losses[i]  = -log softmax(logits[i])[targets[i]]              where mask[i] > 0, else 0
+//   dlogits[i] = dscale * (softmax(logits[i]) - onehot(targets[i])) where mask[i] > 0, else 0
+// Writes (=) dlogits: the logits have no other consumer. Returns the sum of the losses.
+
+double crossentropy_forward_backward(float* losses, float* dlogits, const float* logits,
+                                     const int* targets, const float* mask, float dscale, int N, int V) {
+    // losses (N), dlogits (N, V), logits (N, V), targets (N), mask (N) or NULL = every token
+    double total = 0.0;
+    #pragma omp parallel for reduction(+ : total)
+    for (int i = 0; i < N; i++) {
+        const float* lg = logits + (size_t)i * V;
+        float* dl = dlogits + (size_t)i * V;
+        if (mask && !(mask[i] > 0.0f)) {
+            losses[i] = 0.0f;
+            memset(dl, 0, V * sizeof(float));
+            continue;
+        }
+        float maxval = lg[0];
+        #pragma omp simd reduction(max : maxval)
+        for (int j = 1; j < V; j++) maxval = lg[j] > maxval ? lg[j] : maxval;
+        float sum = 0.0f;
+        #pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) {
+            dl[j] = expf(lg[j] - maxval);
+            sum += dl[j];
+        }
+        // loss = log(sum exp) - logit[target], in a numerically safe form
+        losses[i] = logf(sum) + maxval - lg[targets[i]];
+        total += losses[i];
+        float f = dscale / sum;
+        #pragma omp simd
+        for (int j = 0; j < V; j++) dl[j] *= f;
+        dl[targets[i]] -= dscale;
+    }
+    return total;
+}
+
+// ----------------------------------------------------------------------------
+// the model: batched forward, loss, backward
+
+// RoPE tables computed exactly as llama2.c's run.c does, in float, so this batched forward and
+// a run.c-style single-token decode rotate by bit-identical angles.
+static void rope_tables(float* freq_cos, float* freq_sin, int T, int HS) {
+    // freq_cos, freq_sin (T, HS/2)
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < HS; i += 2) {
+            float freq = 1.0f / powf(10000.0f, i / (float)HS);
+            float val = t * freq;
+            freq_cos[(size_t)t * (HS / 2) + i / 2] = cosf(val);
+            freq_sin[(size_t)t * (HS / 2) + i / 2] = sinf(val);
+        }
+    }
+}
+
+// Lays the activations of a forward over (B, T) out in `memory` and returns how many floats
+// they take (with memory NULL it only counts). The total grows with B*T and with T, so a block
+// sized for a capacity (Bc, Tc) holds any (B, T) with B*T <= Bc*Tc and T <= Tc.
+static size_t point_activations(ActivationTensors* a, float* memory, const Config* c, int B, int T) {
+    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size, NH = c->n_heads;
+    size_t KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads), BT = (size_t)B * T;
+    struct { float** ptr; size_t size; } t[] = {
+        {&a->encoded, BT * C},
+        {&a->ln1, L * BT * C},     {&a->ln1_rstd, L * BT},
+        {&a->q, L * BT * C},       {&a->k, L * BT * KVD},      {&a->v, L * BT * KVD},
+        {&a->att, L * B * NH * T * T},
+        {&a->atty, L * BT * C},    {&a->res_att, L * BT * C},
+        {&a->ln2, L * BT * C},     {&a->ln2_rstd, L * BT},
+        {&a->h1, L * BT * H},      {&a->h3, L * BT * H},       {&a->hg, L * BT * H},
+        {&a->residual, L * BT * C},
+        {&a->lnf, BT * C},         {&a->lnf_rstd, BT},
+        {&a->logits, BT * V},      {&a->losses, BT},
+        {&a->rope_cos, (size_t)T * (C / NH / 2)}, {&a->rope_sin, (size_t)T * (C / NH / 2)},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        if (memory) *t[i].ptr = memory + total;
+        total += t[i].size;
+    }
+    return total;
+}
+
+// The same for the activation gradients (see model.h): one layer's worth of each layer tensor.
+// The tensors from ln1 to hg are contiguous, so the backward zeroes them in one go per layer.
+static size_t point_activation_grads(ActivationTensors* d, float* memory, const Config* c, int B, int T) {
+    size_t C = c->dim, H = c->hidden_dim, V = c->vocab_size, NH = c->n_heads;
+    size_t KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads), BT = (size_t)B * T;
+    memset(d, 0, sizeof(*d));
+    struct { float** ptr; size_t size; } t[] = {
+        // per layer, zeroed before each layer's backward
+        {&d->ln1, BT * C}, {&d->q, BT * C}, {&d->k, BT * KVD}, {&d->v, BT * KVD},
+        {&d->atty, BT * C}, {&d->ln2, BT * C}, {&d->h1, BT * H}, {&d->h3, BT * H}, {&d->hg, BT * H},
+        // per layer scratch, fully overwritten
+        {&d->att, (size_t)B * NH * T * T},
+        // once per backward
+        {&d->residual, BT * C}, {&d->lnf, BT * C}, {&d->logits, BT * V},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        if (memory) *t[i].ptr = memory + total;
+        total += t[i].size;
+    }
+    return total;
+}
+
+// makes sure the activation blocks hold a forward over (B, T); 0 on success
+static int ensure_activations(Model* m, int B, int T) {
+    long need_bt = (long)B * T, have_bt = (long)m->act_B * m->act_T;
+    if (m->act_memory && need_bt <= have_bt && T <= m->act_T) return 0;
+    // grow to cover both the old and the new shape, so alternating shapes do not reallocate
+    int cap_T = T > m->act_T ? T : m->act_T;
+    long cap_bt = need_bt > have_bt ? need_bt : have_bt;
+    int cap_B = (int)((cap_bt + cap_T - 1) / cap_T);
+    free(m->act_memory);
+    free(m->dact_memory);
+    free(m->inputs);
+    ActivationTensors scratch;
+    size_t n_acts = point_activations(&scratch, NULL, &m->config, cap_B, cap_T);
+    size_t n_dacts = point_activation_grads(&scratch, NULL, &m->config, cap_B, cap_T);
+    m->act_memory = malloc(n_acts * sizeof(float));
+    m->dact_memory = malloc(n_dacts * sizeof(float));
+    m->inputs = malloc((size_t)cap_B * cap_T * sizeof(int));
+    if (!m->act_memory || !m->dact_memory || !m->inputs) {
+        error_msg("out of memory for the activations of a batch of %d x %d tokens (%zu MB)", B, T,
+                  (n_acts + n_dacts) * sizeof(float) >> 20);
+        free(m->act_memory);
+        free(m->dact_memory);
+        free(m->inputs);
+        m->act_memory = m->dact_memory = NULL;
+        m->inputs = NULL;
+        m->act_B = m->act_T = 0;
+        return -1;
+    }
+    m->act_B = cap_B;
+    m->act_T = cap_T;
+    return 0;
+}
+
+// One layer's slice of a parameter (or gradient) block: the weights layer l reads.
+typedef struct {
+    float* rms_att; // (C)
+    float* rms_ffn; // (C)
+    float* wq;      // (NH*HS, C)
+    float* wk;      // (KVD, C)
+    float* wv;      // (KVD, C)
+    float* wo;      // (C, NH*HS)
+    float* w1;      // (H, C)
+    float* w2;      // (C, H)
+    float* w3;      // (H, C)
+} LayerWeights;
+
+static LayerWeights layer_weights(const ParameterTensors* p, const Config* c, int l) {
+    size_t C = c->dim, H = c->hidden_dim, KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads);
+    LayerWeights w = {p->rms_att + l * C, p->rms_ffn + l * C, p->wq + l * C * C, p->wk + l * KVD * C,
+                      p->wv + l * KVD * C, p->wo + l * C * C, p->w1 + l * H * C, p->w2 + l * C * H,
+                      p->w3 + l * H * C};
+    return w;
+}
+
+// One layer's slice of the activations of a forward over (B, T), with shapes as in model.h
+// minus the leading L; `inp` is the layer's input: the embeddings or the previous layer's output.
+typedef struct {
+    float *inp, *ln1, *ln1_rstd, *q, *k, *v, *att, *atty, *res_att, *ln2, *ln2_rstd, *h1, *h3, *hg, *residual;
+} LayerActs;
+
+static LayerActs layer_acts(const ActivationTensors* a, const Config* c, int B, int T, int l) {
+    size_t C = c->dim, H = c->hidden_dim, KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads);
+    size_t BT = (size_t)B * T, NH = c->n_heads;
+    LayerActs x = {l == 0 ? a->encoded : a->residual + (l - 1) * BT * C,
+                   a->ln1 + l * BT * C, a->ln1_rstd + l * BT, a->q + l * BT * C, a->k + l * BT * KVD,
+                   a->v + l * BT * KVD, a->att + l * BT * NH * T, a->atty + l * BT * C, a->res_att + l * BT * C,
+                   a->ln2 + l * BT * C, a->ln2_rstd + l * BT, a->h1 + l * BT * H, a->h3 + l * BT * H,
+                   a->hg + l * BT * H, a->residual + l * BT * C};
+    return x;
+}
+
+void model_alloc_grads(Model* m) {
+    if (!m->grad_memory) {
+        m->grad_memory = malloc(m->n_params * sizeof(float));
+        if (!m->grad_memory) {
+            error_msg("out of memory for the gradients of %zu parameters", m->n_params);
+            return;
+        }
+        // same layout as the parameters; with a shared classifier grads.wcls aliases
+        // grads.token_embedding, so the classifier's and the embedding's gradients add up
+        point_parameters(&m->grads, m->grad_memory, m->param_sizes, m->config.shared_classifier);
+    }
+    model_zero_grads(m);
+}
+
+void model_zero_grads(Model* m) {
+    if (m->grad_memory) zero_floats(m->grad_memory, m->n_params);
+}
+
+void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
+    const Config* c = &m->config;
+    int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    int NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS;
+    m->n_run = 0; // until this forward has succeeded, there is nothing to differentiate
+    if (B <= 0 || T <= 0 || T > c->seq_len || n_run <= 0 || n_run > L) {
+        error_msg("model_forward: bad shape B=%d T=%d n_run=%d (seq_len %d, %d layers)",
+                  B, T, n_run, c->seq_len, L);
+        return;
+    }
+    if (ensure_activations(m, B, T) != 0) return;
+    ActivationTensors* a = &m->acts;
+    point_activations(a, m->act_memory, c, B, T);
+    point_activation_grads(&m->dacts, m->dact_memory, c, B, T);
+    rope_tables(a->rope_cos, a->rope_sin, T, HS);
+    m->B = B;
+    m->T = T;
+
+    // keep the tokens for the embedding backward; an out-of-range id is a caller bug, reported
+    // and read as token 0 rather than read outside the table
+    int bad = 0;
+    for (int i = 0; i < B * T; i++) {
+        int tok = inputs[i];
+        if (tok < 0 || tok >= V) { bad++; tok = 0; }
+        m->inputs[i] = tok;
+    }
+    if (bad) error_msg("model_forward: %d token ids outside 0..%d (read as 0)", bad, V - 1);
+
+    ParameterTensors* p = &m->params;
+    size_t BT = (size_t)B * T;
+    encoder_forward(a->encoded, m->inputs, p->token_embedding, B * T, C);
+    for (int l = 0; l < n_run; l++) {
+        LayerWeights w = layer_weights(p, c, l);
+        LayerActs x = layer_acts(a, c, B, T, l);
+        // attention block: inp + wo . attention(rope(wq . ln1), rope(wk . ln1), wv . ln1)
+        rmsnorm_forward(x.ln1, x.ln1_rstd, x.inp, w.rms_att, B * T, C);
+        matmul_forward(x.q, x.ln1, w.wq, B * T, C, C);
+        matmul_forward(x.k, x.ln1, w.wk, B * T, C, KVD);
+        matmul_forward(x.v, x.ln1, w.wv, B * T, C, KVD);
+        rope_forward(x.q, a->rope_cos, a->rope_sin, B, T, NH, HS);
+        rope_forward(x.k, a->rope_cos, a->rope_sin, B, T, NKV, HS);
+        attention_forward(x.atty, x.att, x.q, x.k, x.v, B, T, NH, NKV, HS);
+        matmul_forward(x.res_att, x.atty, w.wo, B * T, C, C);
+        residual_forward(x.res_att, x.inp, x.res_att, BT * C);
+        // feed-forward block: res_att + w2 . (silu(w1 . ln2) * (w3 . ln2))
+        rmsnorm_forward(x.ln2, x.ln2_rstd, x.res_att, w.rms_ffn, B * T, C);
+        matmul_forward(x.h1, x.ln2, w.w1, B * T, C, H);
+        matmul_forward(x.h3, x.ln2, w.w3, B * T, C, H);
+        swiglu_forward(x.hg, x.h1, x.h3, BT * H);
+        matmul_forward(x.residual, x.hg, w.w2, B * T, H, C);
+        residual_forward(x.residual, x.res_att, x.residual, BT * C);
+    }
+    if (n_run == L) {
+        rmsnorm_forward(a->lnf, a->lnf_rstd, a->residual + (L - 1) * BT * C, p->rms_final, B * T, C);
+        matmul_forward(a->logits, a->lnf, p->wcls, B * T, C, V);
+    }
+    m->n_run = n_run;
+}
+
+float* model_hidden(Model* m, int layer) {
+    if (layer < 0 || layer >= m->n_run) {
+        error_msg("model_hidden: layer %d was not run by the last forward (%d layers run)", layer, m->n_run);
+        return NULL;
+    }
+    return m->acts.residual + (size_t)layer * m->B * m->T * m->config.dim;
+}
+
+float model_loss(Model* m, const int* targets, const float* mask, float grad_scale) {
+    const Config* c = &m->config;
+    int N = m->B * m->T, V = c->vocab_size;
+    if (m->n_run != c->n_layers) {
+        error_msg("model_loss: the last forward did not compute logits (ran %d of %d layers)",
+                  m->n_run, c->n_layers);
+        return NAN;
+    }
+    // the tokens that count, and a check that their targets index the vocabulary
+    int count = 0;
+    for (int i = 0; i < N; i++) {
+        if (mask && !(mask[i] > 0.0f)) continue;
+        if (targets[i] < 0 || targets[i] >= V) {
+            error_msg("model_loss: target %d at position %d is outside the vocabulary (0..%d)",
+                      targets[i], i, V - 1);
+            return NAN;
+        }
+        count++;
+    }
+    if (count == 0) {
+        // nothing to learn from: zero loss and zero gradient
+        memset(m->acts.losses, 0, N * sizeof(float));
+        memset(m->dacts.logits, 0, (size_t)N * V * sizeof(float));
+        return 0.0f;
+    }
+    double total = crossentropy_forward_backward(m->acts.losses, m->dacts.logits, m->acts.logits,
+                                                 targets, mask, grad_scale / count, N, V);
+    return (float)(total / count);
+}
+
+void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
+    const Config* c = &m->config;
+    int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    int NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS;
+    int B = m->B, T = m->T, n_run = m->n_run;
+    // without a gradient block only LoRA adapters can learn: the frozen weights get no gradient
+    // (every dweight below is NULL) while the activation gradients flow as usual
+    int weight_grads = m->grad_memory != NULL;
+    if (!weight_grads && m->lora.n_params == 0) {
+        error_msg("model_backward: gradients not allocated (call model_alloc_grads)");
+        return;
+    }
+    if (n_run == 0) {
+        error_msg("model_backward: no forward to differentiate");
+        return;
+    }
+    if (use_logits_grad && n_run != L) {
+        error_msg("model_backward: logits gradient asked for, but the last forward ran %d of %d layers",
+                  n_run, L);
+        return;
+    }
+    for (int l = n_run; dhidden && l < L; l++) {
+        if (dhidden[l]) error_msg("model_backward: dhidden[%d] ignored: layer %d was not run", l, l);
+    }
+
+    ParameterTensors* p = &m->params;
+    ParameterTensors* g = &m->grads; // all NULL when weight_grads is 0
+    ActivationTensors* a = &m->acts;
+    ActivationTensors* d = &m->dacts;
+    size_t BT = (size_t)B * T;
+    // dres: the running gradient of the residual stream, d loss / d h_l as we walk down
+    float* dres = d->residual;
+    zero_floats(dres, BT * C);
+
+    if (use_logits_grad) {
+        // d->logits holds d loss / d logits (model_loss)
+        zero_floats(d->lnf, BT * C);
+        matmul_backward(d->lnf, g->wcls, d->logits, a->lnf, p->wcls, B * T, C, V);
+        rmsnorm_backward(dres, g->rms_final, d->lnf, a->residual + (L - 1) * BT * C, p->rms_final,
+                         a->lnf_rstd, B * T, C);
+    }
+    // floats of the per-layer gradient scratch that accumulates (ln1 .. hg, contiguous)
+    size_t layer_scratch = (size_t)((d->hg + BT * H) - d->ln1);
+
+    for (int l = n_run - 1; l >= 0; l--) {
+        // gradients injected by a loss on h_l enter the stream where the forward left layer l
+        if (dhidden && dhidden[l]) {
+            const float* inj = dhidden[l];
+            #pragma omp parallel for
+            for (size_t i = 0; i < BT * C; i++) dres[i] += inj[i];
+        }
+        zero_floats(d->ln1, layer_scratch);
+
+        LayerWeights w = layer_weights(p, c, l);
+        LayerWeights dw = {0};
+        if (weight_grads) dw = layer_weights(g, c, l);
+        LayerActs x = layer_acts(a, c, B, T, l);
+
+        // feed-forward block, in reverse. The residual add (residual = res_att + ffn) passes
+        // dres unchanged to both sides: to w2's output here and, as the same buffer, to res_att.
+        matmul_backward(d->hg, dw.w2, dres, x.hg, w.w2, B * T, H, C);
+        swiglu_backward(d->h1, d->h3, d->hg, x.h1, x.h3, BT * H);
+        matmul_backward(d->ln2, dw.w3, d->h3, x.ln2, w.w3, B * T, C, H);
+        matmul_backward(d->ln2, dw.w1, d->h1, x.ln2, w.w1, B * T, C, H);
+        rmsnorm_backward(dres, dw.rms_ffn, d->ln2, x.res_att, w.rms_ffn, x.ln2_rstd, B * T, C);
+        // attention block, in reverse (dres now holds d loss / d res_att; again the residual
+        // add gives it unchanged to wo's output and to the layer's input)
+        matmul_backward(d->atty, dw.wo, dres, x.atty, w.wo, B * T, C, C);
+        attention_backward(d->q, d->k, d->v, d->att, d->atty, x.q, x.k, x.v, x.att, B, T, NH, NKV, HS);
+        rope_backward(d->k, a->rope_cos, a->rope_sin, B, T, NKV, HS);
+        rope_backward(d->q, a->rope_cos, a->rope_sin, B, T, NH, HS);
+        matmul_backward(d->ln1, dw.wv, d->v, x.ln1, w.wv, B * T, C, KVD);
+        matmul_backward(d->ln1, dw.wk, d->k, x.ln1, w.wk, B * T, C, KVD);
+        matmul_backward(d->ln1, dw.wq, d->q, x.ln1, w.wq, B * T, C, C);
+        rmsnorm_backward(dres, dw.rms_att, d->ln1, x.inp, w.rms_att, x.ln1_rstd, B * T, C);
+        // dres now holds d loss / d inp: the gradient of layer l-1's output (or of the embeddings)
+    }
+    if (weight_grads) encoder_backward(g->token_embedding, dres, m->inputs, B * T, C);
+}
+
+void model_free(Model* m) {
+    free(m->param_memory);
+    free(m->grad_memory);
+    free(m->act_memory);
+    free(m->dact_memory);
+    free(m->inputs);
+    decode_state_free(&m->decode);
+    memset(m, 0, sizeof(*m));
+}

@@ -74,7 +74,7 @@ typedef struct {
 // m->dacts uses the same names for the gradients, but holds only what the backward needs, and
 // each layer tensor for ONE layer (B, T, ...): the backward walks down the layers and reuses them.
 // dacts.residual is the running gradient of the residual stream; dacts.att is scratch (dP, dS).
-// The norms' rstd, res_att, losses and the RoPE tables have no gradient (NULL).
+// encoded, res_att, the norms' rstd, losses and the RoPE tables have no buffer there (NULL).
 
 // The KV cache and scratch of the single-token decode path (llama2.c's RunState), for up to
 // `n_slots` sequences decoded side by side (batched generation).
@@ -96,6 +96,32 @@ typedef struct {
     float* rope_sin;    // (S, HS/2) heads and layers
 } DecodeState;
 
+// LoRA adapters (Hu et al. 2021) on chosen linear maps of a range of layers: a map y = x W^T
+// becomes y = x W^T + (alpha / rank) * (x A^T) B^T, with A (rank, in) and B (out, rank) trained and W
+// frozen. Parameters (and gradients) live in one block; per map, the layers [layer_begin,
+// layer_end) are contiguous. `enabled` = 0 gives back the frozen model M0 from the same weights.
+enum { LORA_WQ, LORA_WK, LORA_WV, LORA_WO, LORA_W1, LORA_W2, LORA_W3, N_LORA_MAPS };
+extern const char* const LORA_MAP_NAMES[N_LORA_MAPS]; // "wq", "wk", ..., "w3"
+
+typedef struct {
+    int rank;
+    float alpha;
+    int layer_begin, layer_end;   // adapted layers: [layer_begin, layer_end)
+    int targets;                  // bit (1 << LORA_WQ) etc. set for each adapted map
+    float* a[N_LORA_MAPS];        // (layer_end - layer_begin, rank, in), NULL if not adapted
+    float* b[N_LORA_MAPS];        // (layer_end - layer_begin, out, rank)
+    float* da[N_LORA_MAPS];       // gradients, same shapes
+    float* db[N_LORA_MAPS];
+    float* param_memory;          // all a and b
+    float* grad_memory;           // all da and db
+    size_t n_params;
+    float* act_memory;            // x A^T of every adapted map in the last forward, kept for backward
+    size_t act_capacity;
+    int enabled;
+    int applied;                  // 1 if the last model_forward added the adapters (the backward then
+                                  // differentiates them; a forward with enabled = 0 has nothing to)
+} LoRA;
+
 typedef struct {
     Config config;
     ParameterTensors params;   // views into param_memory
@@ -115,6 +141,7 @@ typedef struct {
     int n_run;                 // layers run by the last forward (n_layers = all + logits)
     int* inputs;               // (B, T) the tokens of the last forward, for the embedding backward
 
+    LoRA lora;                 // adapters; lora.n_params == 0 when there are none
     DecodeState decode;        // allocated on first model_decode
 } Model;
 
@@ -202,5 +229,19 @@ int sample(Sampler* s, float* logits); // modifies logits in place
 // than seq_len: seq_len) or BOS is sampled; writes each piece to out as it comes, then "\n", and
 // "achieved tok/s: N" on stderr. The tokenizer must have the model's vocabulary size. 0 on success.
 int generate(Model* m, Tokenizer* tok, Sampler* sampler, const char* prompt, int steps, FILE* out);
+
+// ----------------------------------------------------------------------------
+// LoRA
+
+// Adds adapters to the model: A ~ N(0, 1/in) (Kaiming-like), B ~ N(0, b_init_std) — a B of exactly 0
+// would make the defence's cosine start at its maximum, where its gradient is 0 (DESIGN.md 1.3).
+// With adapters present and m->grads NULL, model_backward fills only the adapters' gradients.
+int model_lora_init(Model* m, int rank, float alpha, int layer_begin, int layer_end, int targets,
+                    float b_init_std, uint64_t seed);
+void model_lora_zero_grads(Model* m);
+// W += (alpha / rank) B A for every adapted map, then drops the adapters: the model is an
+// ordinary one again (what model_save writes, and what llama2.c's run can load)
+void model_lora_merge(Model* m);
+void model_lora_free(Model* m);
 
 #endif

@@ -1,0 +1,1243 @@
+// train.c — supervised training of the Llama model (mosr train) and its throughput benchmark
+// (mosr bench): the chat template, examples and batches, AdamW, the learning-rate schedule,
+// gradient clipping, crash-safe checkpoints with a resumable training state, and the loop.
+// Conventions (B, T, C, V) are stated in model.h.
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "eval.h"
+#include "plot.h"
+#include "util.h"
+
+// llama2.c-style: running out of memory here has no sensible recovery, so say so and exit
+static void* malloc_or_die(size_t size) {
+    void* p = malloc(size ? size : 1);
+    if (!p) {
+        error_msg("out of memory (asked for %zu bytes)", size);
+        exit(EXIT_FAILURE_RUN);
+    }
+    return p;
+}
+
+static void* calloc_or_die(size_t n, size_t size) {
+    void* p = calloc(n ? n : 1, size);
+    if (!p) {
+        error_msg("out of memory (asked for %zu x %zu bytes)", n, size);
+        exit(EXIT_FAILURE_RUN);
+    }
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// the chat template (train.h documents it)
+
+int chat_encode_prompt(Tokenizer* t, const char* prompt, int* ids) {
+    size_t len = strlen(prompt);
+    char* text = malloc_or_die(len + sizeof(CHAT_USER_PREFIX) + sizeof(CHAT_ASSISTANT_PREFIX));
+    sprintf(text, "%s%s%s", CHAT_USER_PREFIX, prompt, CHAT_ASSISTANT_PREFIX);
+    int n = tokenizer_encode(t, text, 1, 0, ids);
+    free(text);
+    return n;
+}
+
+int chat_encode_response(Tokenizer* t, const char* response, int eos, int* ids) {
+    // the encoder's dummy prefix makes a non-empty response start with a space token, which is
+    // exactly what follows "Assistant:" in the template
+    return tokenizer_encode(t, response, 0, eos, ids);
+}
+
+// ----------------------------------------------------------------------------
+// examples
+
+int example_from_chat(Example* ex, Tokenizer* t, const char* prompt, const char* response, int max_ids) {
+    memset(ex, 0, sizeof(*ex));
+    int cap = (int)(strlen(prompt) + 32 + strlen(response) + 3);
+    ex->ids = malloc(cap * sizeof(int));
+    ex->mask = malloc(cap * sizeof(float));
+    if (!ex->ids || !ex->mask) {
+        free_example(ex);
+        return -1;
+    }
+    int n_prompt = chat_encode_prompt(t, prompt, ex->ids);
+    int n = n_prompt + chat_encode_response(t, response, 1, ex->ids + n_prompt);
+    if (max_ids > 0 && n > max_ids) n = max_ids; // cut long examples at the context length
+    ex->n = n;
+    // mask[i] says whether predicting ids[i+1] counts: it does when ids[i+1] belongs to the
+    // response (its tokens and the closing EOS), never for the prompt
+    int counted = 0;
+    for (int i = 0; i < n; i++) {
+        ex->mask[i] = (i + 1 >= n_prompt && i + 1 < n) ? 1.0f : 0.0f;
+        counted += ex->mask[i] > 0;
+    }
+    return counted;
+}
+
+void free_example(Example* ex) {
+    free(ex->ids);
+    free(ex->mask);
+    ex->ids = NULL;
+    ex->mask = NULL;
+    ex->n = 0;
+}
+
+// A data set: every example of the training (or validation) files, in file order.
+typedef struct {
+    Example* examples; // (n)
+    int n, cap;
+    int n_cut;         // examples cut to the context length
+    int n_dropped;     // examples with nothing left to learn (no counted position)
+    long n_counted;    // counted positions over all examples
+} ExampleSet;
+
+static void example_set_add(ExampleSet* s, Example ex) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 256;
+        Example* bigger = realloc(s->examples, s->cap * sizeof(Example));
+        if (!bigger) {
+            error_msg("out of memory for %d examples", s->cap);
+            exit(EXIT_FAILURE_RUN);
+        }
+        s->examples = bigger;
+    }
+    s->examples[s->n++] = ex;
+}
+
+static void free_example_set(ExampleSet* s) {
+    for (int i = 0; i < s->n; i++) free_example(&s->examples[i]);
+    free(s->examples);
+    memset(s, 0, sizeof(*s));
+}
+
+// reads prompt/response pairs from a JSONL (or any prompt_set_load format) file. Items without
+// the response field are skipped (e.g. benign items when training on "refusal"). 0 on success.
+static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const char* response_field,
+                          int kind, int max_ids) {
+    PromptSet ps;
+    if (prompt_set_load(&ps, path) != 0) return -1;
+    int n_before = s->n, n_missing = 0;
+    for (int i = 0; i < ps.n; i++) {
+        PromptItem* it = &ps.items[i];
+        const char* response = !strcmp(response_field, "refusal") ? it->refusal
+                             : !strcmp(response_field, "harmful") ? it->harmful
+                             : !strcmp(response_field, "answer")  ? it->answer
+                                                                  : it->response;
+        if (!it->prompt || !response) {
+            n_missing++;
+            continue;
+        }
+        Example ex;
+        int counted = example_from_chat(&ex, t, it->prompt, response, max_ids);
+        if (counted < 0) {
+            error_msg("out of memory reading %s", path);
+            exit(EXIT_FAILURE_RUN);
+        }
+        if (counted == 0) { // the prompt alone fills the context: nothing to learn
+            s->n_dropped++;
+            free_example(&ex);
+            continue;
+        }
+        s->n_cut += ex.ids[ex.n - 1] != TOKEN_EOS;
+        s->n_counted += counted;
+        ex.kind = kind;
+        example_set_add(s, ex);
+    }
+    prompt_set_free(&ps);
+    if (n_missing) fprintf(stderr, "%s: %d items without a prompt or \"%s\" skipped\n", path, n_missing, response_field);
+    if (s->n == n_before) {
+        error_msg("%s: no usable prompt/%s items", path, response_field);
+        return -1;
+    }
+    return 0;
+}
+
+// reads plain text: one BOS, the whole file encoded, cut into rows of max_ids ids. Consecutive rows
+// overlap by one id so that every token is predicted exactly once. 0 on success.
+static int load_text_file(ExampleSet* s, Tokenizer* t, const char* path, int kind, int max_ids) {
+    size_t len;
+    char* text = read_file(path, &len);
+    if (!text) return -1;
+    if (strlen(text) != len || !utf8_valid(text, len)) {
+        error_msg("%s: not UTF-8 text", path);
+        free(text);
+        return -1;
+    }
+    int* ids = malloc_or_die((len + 3) * sizeof(int));
+    int n = tokenizer_encode(t, text, 1, 0, ids);
+    free(text);
+    if (n < 2) {
+        error_msg("%s: too little text to train on", path);
+        free(ids);
+        return -1;
+    }
+    for (int start = 0; start + 1 < n; start += max_ids - 1) {
+        Example ex = {0};
+        ex.n = n - start < max_ids ? n - start : max_ids;
+        ex.ids = malloc_or_die(ex.n * sizeof(int));
+        ex.mask = malloc_or_die(ex.n * sizeof(float));
+        memcpy(ex.ids, ids + start, ex.n * sizeof(int));
+        for (int i = 0; i < ex.n; i++) ex.mask[i] = i < ex.n - 1 ? 1.0f : 0.0f;
+        ex.kind = kind;
+        s->n_counted += ex.n - 1;
+        example_set_add(s, ex);
+    }
+    free(ids);
+    return 0;
+}
+
+// FNV-1a over every id and mask bit: a resumed run must see exactly the data of the first run
+static uint64_t example_set_hash(const ExampleSet* s) {
+    uint64_t h = 1469598103934665603ull;
+    for (int e = 0; e < s->n; e++) {
+        const Example* ex = &s->examples[e];
+        for (int i = 0; i < ex->n; i++) {
+            uint32_t word = (uint32_t)ex->ids[i] * 2u + (ex->mask[i] > 0);
+            for (int k = 0; k < 4; k++) h = (h ^ ((word >> (8 * k)) & 0xff)) * 1099511628211ull;
+        }
+        h = (h ^ 0xff) * 1099511628211ull; // example boundary
+    }
+    return h;
+}
+
+// ----------------------------------------------------------------------------
+// batches
+
+void build_batch(Batch* b, int max_B, int max_T) {
+    memset(b, 0, sizeof(*b));
+    b->max_B = max_B;
+    b->max_T = max_T;
+    b->inputs = malloc_or_die((size_t)max_B * max_T * sizeof(int));
+    b->targets = malloc_or_die((size_t)max_B * max_T * sizeof(int));
+    b->mask = malloc_or_die((size_t)max_B * max_T * sizeof(float));
+}
+
+void free_batch(Batch* b) {
+    free(b->inputs);
+    free(b->targets);
+    free(b->mask);
+    memset(b, 0, sizeof(*b));
+}
+
+// copies the positions [0, len) of an example into row r at offset `at`; returns len
+static int batch_put(Batch* b, int r, int at, const Example* ex, int len) {
+    int* in = b->inputs + (size_t)r * b->T + at;
+    int* tg = b->targets + (size_t)r * b->T + at;
+    float* mk = b->mask + (size_t)r * b->T + at;
+    for (int t = 0; t < len; t++) {
+        in[t] = ex->ids[t];
+        tg[t] = ex->ids[t + 1];
+        mk[t] = ex->mask[t];
+        b->n_counted += mk[t] > 0;
+    }
+    b->n_real += len;
+    return len;
+}
+
+// pads row r from position `from` to the end: id 0, mask 0
+static void batch_pad_row(Batch* b, int r, int from) {
+    for (int t = from; t < b->T; t++) {
+        size_t i = (size_t)r * b->T + t;
+        b->inputs[i] = 0;
+        b->targets[i] = 0;
+        b->mask[i] = 0.0f;
+    }
+}
+
+// positions an example contributes to a row of capacity max_T: one per predicted id
+static int example_positions(const Example* ex, int max_T) {
+    return ex->n - 1 < max_T ? ex->n - 1 : max_T;
+}
+
+void batch_fill_padded(Batch* b, const Example* const* rows, int n) {
+    // sort-free padding: T is the longest row of this batch, so short batches stay cheap
+    b->B = n;
+    b->T = 1;
+    b->n_real = b->n_counted = 0;
+    for (int r = 0; r < n; r++) {
+        int len = example_positions(rows[r], b->max_T);
+        if (len > b->T) b->T = len;
+    }
+    for (int r = 0; r < n; r++) {
+        int len = batch_put(b, r, 0, rows[r], example_positions(rows[r], b->max_T));
+        batch_pad_row(b, r, len);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the data loader: a seeded shuffle of the examples each epoch, and a position in it
+
+typedef struct {
+    const ExampleSet* data;
+    int* order;   // (n) this epoch's permutation of example indices
+    int pos;      // the next example is order[pos]
+    int epoch;    // passes over the data completed
+    uint64_t rng; // drives the shuffles; saved with the training state
+} DataLoader;
+
+static void shuffle(int* a, int n, uint64_t* rng) {
+    for (int i = n - 1; i > 0; i--) { // Fisher-Yates
+        int j = random_u32(rng) % (uint32_t)(i + 1);
+        int tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+    }
+}
+
+static void build_loader(DataLoader* l, const ExampleSet* data, uint64_t seed) {
+    l->data = data;
+    l->order = malloc_or_die(data->n * sizeof(int));
+    for (int i = 0; i < data->n; i++) l->order[i] = i;
+    l->pos = 0;
+    l->epoch = 0;
+    l->rng = seed * 0x9E3779B97F4A7C15ull + 0x5EED; // a different stream than the model init's
+    if (l->rng == 0) l->rng = 1;                    // xorshift must not start at 0
+    shuffle(l->order, data->n, &l->rng);
+}
+
+static void free_loader(DataLoader* l) {
+    free(l->order);
+    l->order = NULL;
+}
+
+static const Example* loader_current(const DataLoader* l) {
+    return &l->data->examples[l->order[l->pos]];
+}
+
+static void loader_advance(DataLoader* l) {
+    if (++l->pos == l->data->n) { // end of the epoch: reshuffle, go again
+        l->pos = 0;
+        l->epoch++;
+        shuffle(l->order, l->data->n, &l->rng);
+    }
+}
+
+// packing: rows of exactly max_T positions, filled with whole examples one after another (each
+// keeps its own mask); an example that does not fit in what is left of a row starts the next row
+// and the rest is padded. Attention is not blocked between the examples of a row.
+static void batch_fill_packed(Batch* b, DataLoader* l, int B) {
+    b->B = B;
+    b->T = b->max_T;
+    b->n_real = b->n_counted = 0;
+    for (int r = 0; r < B; r++) {
+        int fill = 0;
+        while (fill < b->T) {
+            const Example* ex = loader_current(l);
+            int len = example_positions(ex, b->max_T);
+            if (len > b->T - fill) break; // cannot happen on an empty row: len <= max_T
+            fill += batch_put(b, r, fill, ex, len);
+            loader_advance(l);
+        }
+        batch_pad_row(b, r, fill);
+    }
+}
+
+static void next_batch(Batch* b, DataLoader* l, int B, int pack) {
+    if (pack) {
+        batch_fill_packed(b, l, B);
+        return;
+    }
+    const Example* rows[B];
+    for (int r = 0; r < B; r++) {
+        rows[r] = loader_current(l);
+        loader_advance(l);
+    }
+    batch_fill_padded(b, rows, B);
+}
+
+// rows one epoch makes, to turn --epochs into steps (packing: counted on the file order)
+static long rows_per_epoch(const ExampleSet* s, int max_T, int pack) {
+    if (!pack) return s->n;
+    long rows = 1;
+    int fill = 0;
+    for (int i = 0; i < s->n; i++) {
+        int len = example_positions(&s->examples[i], max_T);
+        if (len > max_T - fill) {
+            rows++;
+            fill = 0;
+        }
+        fill += len;
+    }
+    return rows;
+}
+
+// ----------------------------------------------------------------------------
+// AdamW, the learning-rate schedule, gradient clipping
+
+void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int step) {
+    // step counts from 1: the bias corrections undo the zero init of the moments
+    float beta1_correction = 1.0f - powf(beta1, step);
+    float beta2_correction = 1.0f - powf(beta2, step);
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float g = grads[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+        float m_hat = m[i] / beta1_correction;
+        float v_hat = v[i] / beta2_correction;
+        // decoupled weight decay: the decay is not scaled by the adaptive denominator
+        params[i] -= lr * (m_hat / (sqrtf(v_hat) + eps) + weight_decay * params[i]);
+    }
+}
+
+float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {
+    if (step < warmup) return lr_max * (step + 1) / warmup; // linear warmup, never exactly 0
+    if (total - 1 <= warmup) return lr_max;
+    float progress = (float)(step - warmup) / (float)(total - 1 - warmup); // 0 .. 1
+    if (progress > 1.0f) progress = 1.0f;
+    return lr_min + 0.5f * (lr_max - lr_min) * (1.0f + cosf((float)M_PI * progress));
+}
+
+// Fixed chunks summed in a fixed order, so the norm (and the clipping, and so the whole run) is
+// the same for any thread count; an OpenMP reduction would combine partial sums in any order.
+#define NORM_CHUNKS 64
+float grad_norm(const float* grads, size_t n) {
+    double partial[NORM_CHUNKS];
+    #pragma omp parallel for
+    for (int c = 0; c < NORM_CHUNKS; c++) {
+        size_t lo = n * c / NORM_CHUNKS, hi = n * (c + 1) / NORM_CHUNKS;
+        double sum = 0.0;
+        for (size_t i = lo; i < hi; i++) sum += (double)grads[i] * grads[i];
+        partial[c] = sum;
+    }
+    double total = 0.0;
+    for (int c = 0; c < NORM_CHUNKS; c++) total += partial[c];
+    return (float)sqrt(total);
+}
+
+float grad_clip(float* grads, size_t n, float max_norm) {
+    float norm = grad_norm(grads, n);
+    if (max_norm > 0.0f && norm > max_norm && isfinite(norm)) {
+        float scale = max_norm / norm;
+        #pragma omp parallel for
+        for (size_t i = 0; i < n; i++) grads[i] *= scale;
+    }
+    return norm;
+}
+
+static int all_finite(const float* x, size_t n) {
+    int bad = 0;
+    #pragma omp parallel for reduction(|| : bad)
+    for (size_t i = 0; i < n; i++) bad = bad || !isfinite(x[i]);
+    return !bad;
+}
+
+// ----------------------------------------------------------------------------
+// the run log: one row per step, kept in memory, written as CSV and drawn as a PNG
+
+typedef struct {
+    double step, loss, val_loss, lr, tokens_per_s, elapsed; // val_loss is NaN when not measured
+} LogRow;
+
+typedef struct {
+    LogRow* rows;
+    int n, cap;
+} RunLog;
+
+static void run_log_add(RunLog* log, LogRow row) {
+    if (log->n == log->cap) {
+        log->cap = log->cap ? 2 * log->cap : 1024;
+        LogRow* bigger = realloc(log->rows, log->cap * sizeof(LogRow));
+        if (!bigger) {
+            error_msg("out of memory for the run log");
+            exit(EXIT_FAILURE_RUN);
+        }
+        log->rows = bigger;
+    }
+    log->rows[log->n++] = row;
+}
+
+// the CSV is rewritten whole and atomically (at evaluations, checkpoints and the end), so it
+// always agrees with the last training state; float columns print with 9 digits, exactly
+static int write_log_csv(const RunLog* log, const char* path) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    fprintf(af.f, "step,loss,val_loss,lr,tokens_per_s,elapsed\n");
+    for (int i = 0; i < log->n; i++) {
+        const LogRow* r = &log->rows[i];
+        fprintf(af.f, "%d,%.9g,", (int)r->step, r->loss);
+        if (!isnan(r->val_loss)) fprintf(af.f, "%.9g", r->val_loss);
+        fprintf(af.f, ",%.9g,%.1f,%.3f\n", r->lr, r->tokens_per_s, r->elapsed);
+    }
+    return atomic_commit(&af);
+}
+
+static int write_loss_plot(const RunLog* log, const char* path) {
+    float* x = malloc_or_die((log->n + 1) * sizeof(float));
+    float* y = malloc_or_die((log->n + 1) * sizeof(float));
+    float* vx = malloc_or_die((log->n + 1) * sizeof(float));
+    float* vy = malloc_or_die((log->n + 1) * sizeof(float));
+    int n_val = 0;
+    for (int i = 0; i < log->n; i++) {
+        x[i] = (float)log->rows[i].step;
+        y[i] = (float)log->rows[i].loss;
+        if (!isnan(log->rows[i].val_loss)) {
+            vx[n_val] = x[i];
+            vy[n_val++] = (float)log->rows[i].val_loss;
+        }
+    }
+    Series series[2] = {{"train loss", x, y, log->n}, {"validation loss", vx, vy, n_val}};
+    PlotOptions opt = {.title = "mosr train: loss", .x_label = "step", .y_label = "loss (nats/token)",
+                       .log_y = 1};
+    int rc = plot_lines(path, &opt, series, n_val > 0 ? 2 : 1);
+    free(x);
+    free(y);
+    free(vx);
+    free(vy);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// the training state: everything a resumed run needs to continue bit for bit. It holds the
+// parameters too, so it never depends on the checkpoint next to it: a crash between writing the
+// checkpoint and the state cannot pair a new model with old moments.
+
+#define TRAIN_STATE_MAGIC 0x5453524dU // "MRST" in a little-endian file
+#define TRAIN_STATE_VERSION 1
+
+typedef struct {
+    uint32_t magic;
+    int32_t version;
+    Config config;      // 8 x int32
+    int64_t step;       // optimiser steps done
+    int64_t n_params;
+    int64_t n_examples;
+    int64_t loader_pos;
+    int64_t loader_epoch;
+    int64_t n_log_rows;
+    uint64_t loader_rng;
+    uint64_t data_hash;
+    uint64_t seed;
+    int32_t batch, grad_accum, seq_len, pack;
+    int32_t threads;    // OpenMP threads of the run: another count may change the last bits
+    int32_t unused;
+    double elapsed;     // seconds of training so far
+    // then: params, adam m, adam v (n_params floats each), order (n_examples int32),
+    // log rows (n_log_rows LogRow)
+} TrainStateHeader;
+_Static_assert(sizeof(TrainStateHeader) == 144, "the state header layout must not change silently");
+
+static size_t train_state_size(const TrainStateHeader* h) {
+    return sizeof(TrainStateHeader) + 3 * (size_t)h->n_params * sizeof(float) +
+           (size_t)h->n_examples * sizeof(int32_t) + (size_t)h->n_log_rows * sizeof(LogRow);
+}
+
+static int train_state_save(const char* path, const TrainStateHeader* h, const float* params, const float* m,
+                            const float* v, const int* order, const LogRow* rows) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    fwrite(h, sizeof(*h), 1, af.f);
+    fwrite(params, sizeof(float), h->n_params, af.f);
+    fwrite(m, sizeof(float), h->n_params, af.f);
+    fwrite(v, sizeof(float), h->n_params, af.f);
+    fwrite(order, sizeof(int32_t), h->n_examples, af.f);
+    fwrite(rows, sizeof(LogRow), h->n_log_rows, af.f);
+    return atomic_commit(&af);
+}
+
+// reads the header and checks the magic, version and that the file is exactly as long as the
+// header says; leaves f positioned after the header. 0 on success.
+static int train_state_open(FILE** out, TrainStateHeader* h, const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (!f) {
+        error_msg("%s: cannot open the training state: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    const char* problem = NULL;
+    if (fstat(fileno(f), &st) != 0 || fread(h, sizeof(*h), 1, f) != 1) problem = "too short for a header";
+    else if (h->magic != TRAIN_STATE_MAGIC) problem = "not a mosr training state (bad magic)";
+    else if (h->version != TRAIN_STATE_VERSION) problem = "unsupported training state version";
+    else if (h->n_params <= 0 || h->n_params > (1ll << 34) || h->n_examples <= 0 || h->n_examples > (1ll << 31) ||
+             h->n_log_rows < 0 || h->n_log_rows > (1ll << 31) || h->step < 0)
+        problem = "corrupt header (counts out of range)";
+    else if ((size_t)st.st_size != train_state_size(h)) problem = "size does not match its header (truncated?)";
+    if (problem) {
+        error_msg("%s: %s", path, problem);
+        fclose(f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+static int read_floats(FILE* f, void* dst, size_t size, size_t n, const char* path) {
+    if (fread(dst, size, n, f) != n) {
+        error_msg("%s: read failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// options of mosr train
+
+typedef struct {
+    // the model: from a checkpoint, or built from these flags
+    const char* init_path;
+    const char* tokenizer_path;
+    int dim, n_layers, n_heads, n_kv_heads, hidden_dim, seq_len, shared_classifier;
+    // the data
+    const char* data_paths[64];
+    int data_is_text[64];
+    int n_data;
+    const char* val_path;
+    const char* response_field;
+    int pack;
+    // the optimisation
+    long steps;
+    float epochs;
+    int batch, grad_accum;
+    float lr, lr_min, weight_decay, beta1, beta2, eps, clip;
+    int warmup;
+    // bookkeeping
+    int eval_every, val_batches, save_every, print_every, stop_at;
+    const char* out_path;
+    const char* log_path;
+    const char* plot_path;
+    int resume;
+    uint64_t seed;
+    int threads;
+} TrainOptions;
+
+static void train_defaults(TrainOptions* o) {
+    memset(o, 0, sizeof(*o));
+    o->dim = 128;
+    o->n_layers = 4;
+    o->n_heads = 4;
+    o->n_kv_heads = 0; // = n_heads
+    o->hidden_dim = 0; // llama's rule from dim
+    o->seq_len = 0;    // 256 from scratch; the checkpoint's with --init
+    o->response_field = "response";
+    o->steps = 0;
+    o->epochs = 0.0f; // neither given: one epoch
+    o->batch = 16;
+    o->grad_accum = 1;
+    o->lr = 1e-3f;
+    o->lr_min = -1.0f; // = lr / 10
+    o->weight_decay = 0.1f;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.95f;
+    o->eps = 1e-8f;
+    o->clip = 1.0f;
+    o->warmup = 100;
+    o->eval_every = 100;
+    o->val_batches = 0; // all
+    o->save_every = 500;
+    o->print_every = 10;
+    o->seed = 1337;
+}
+
+static void train_usage(void) {
+    fprintf(stderr,
+        "usage: mosr train -z TOKENIZER.bin (--data FILE.jsonl | --text FILE)... [options]\n"
+        "Supervised training of a chat model, from scratch or from a checkpoint.\n"
+        "\n"
+        "model (from scratch unless --init):\n"
+        "  --init MODEL.bin      start from this checkpoint (its config wins over the flags below)\n"
+        "  -z, --tokenizer FILE  tokenizer.bin (required); a new model takes its vocabulary size\n"
+        "  --dim N               width (default 128)\n"
+        "  --layers N            layers (default 4)\n"
+        "  --heads N             query heads (default 4)\n"
+        "  --kv-heads N          key/value heads (default = heads)\n"
+        "  --hidden N            SwiGLU width (default 8*dim/3 rounded up to 32)\n"
+        "  --seq-len N           context length; with --init at most the model's (default 256)\n"
+        "  --shared-classifier   tie the classifier to the token embedding (default untied)\n"
+        "data:\n"
+        "  --data FILE           JSONL prompt/response items (repeatable), rendered through the chat\n"
+        "                        template of train.h; the loss is on the response tokens and EOS only\n"
+        "  --text FILE           plain text (repeatable): all tokens count, cut into seq-len rows\n"
+        "  --response-field F    train on this field instead: response|refusal|harmful|answer\n"
+        "                        (default response); items without it are skipped\n"
+        "  --val FILE            validation data, read like the training data (JSONL if any --data)\n"
+        "  --pack                pack examples into full seq-len rows (default: one example a row,\n"
+        "                        padded to the longest in the batch)\n"
+        "optimisation:\n"
+        "  --steps N             optimiser steps (default: one epoch)\n"
+        "  --epochs X            passes over the data, instead of --steps\n"
+        "  --batch N             rows per micro-batch (default 16)\n"
+        "  --grad-accum N        micro-batches per step; the loss is the mean over all their\n"
+        "                        counted tokens (default 1)\n"
+        "  --lr X                peak learning rate (default 1e-3)\n"
+        "  --lr-min X            final learning rate of the cosine decay (default lr/10)\n"
+        "  --warmup N            linear warmup steps (default 100)\n"
+        "  --weight-decay X      AdamW decoupled decay, not on the rmsnorm gains (default 0.1)\n"
+        "  --beta1 X, --beta2 X  AdamW moments (default 0.9, 0.95)\n"
+        "  --clip X              clip the global gradient norm to X; 0 = off (default 1.0)\n"
+        "  --seed N              model init and data shuffle (default 1337)\n"
+        "  --threads N           OpenMP threads (default: all); a resume must use the same count\n"
+        "output:\n"
+        "  -o, --out MODEL.bin   checkpoint, written atomically every --save-every steps, at the end\n"
+        "                        and on Ctrl-C; the training state goes to MODEL.bin.state\n"
+        "  --save-every N        (default 500)\n"
+        "  --resume              continue the run saved in MODEL.bin.state (same flags, seed, threads)\n"
+        "  --eval-every N        validation loss every N steps and at the end (default 100)\n"
+        "  --val-batches N       batches of the validation set to use (default all)\n"
+        "  --print-every N       progress line on stderr every N steps (default 10)\n"
+        "  --log FILE.csv        step,loss,val_loss,lr,tokens_per_s,elapsed (rewritten atomically at\n"
+        "                        evaluations, checkpoints and the end)\n"
+        "  --plot FILE.png       loss curve, drawn at checkpoints and the end\n"
+        "  --stop-at N           stop after step N (a resumed run past N: after its first step) as\n"
+        "                        Ctrl-C would, with checkpoint and state, e.g. to split a run into sessions\n"
+        "A NaN or Inf loss stops the run with exit code 1 and keeps the last good checkpoint.\n");
+}
+
+// flag-value parsing: one clear line and EXIT_USAGE on a bad value
+static int parse_long(const char* flag, const char* s, long lo, long hi, long* out) {
+    char* end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || *end || end == s || x < lo || x > hi) {
+        error_msg("%s: expected an integer in %ld..%ld, got '%s'", flag, lo, hi, s);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_int(const char* flag, const char* s, int lo, int hi, int* out) {
+    long x;
+    if (parse_long(flag, s, lo, hi, &x) != 0) return -1;
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_float(const char* flag, const char* s, float lo, float hi, float* out) {
+    char* end;
+    errno = 0;
+    float x = strtof(s, &end);
+    if (errno || *end || end == s || !(x >= lo && x <= hi)) {
+        error_msg("%s: expected a number in %g..%g, got '%s'", flag, lo, hi, s);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+// returns 0 to run, 1 after --help, -1 on a usage error
+static int parse_train_args(TrainOptions* o, int argc, char** argv) {
+    train_defaults(o);
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            train_usage();
+            return 1;
+        }
+        // flags without a value
+        if (!strcmp(a, "--pack")) { o->pack = 1; continue; }
+        if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
+        if (!strcmp(a, "--shared-classifier")) { o->shared_classifier = 1; continue; }
+        if (i + 1 >= argc) {
+            error_msg("%s: %s", a, a[0] == '-' ? "missing value (see mosr train --help)" : "unexpected argument");
+            return -1;
+        }
+        const char* v = argv[++i];
+        int rc = 0;
+        long seed;
+        if (!strcmp(a, "--init")) o->init_path = v;
+        else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) o->tokenizer_path = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out_path = v;
+        else if (!strcmp(a, "--log")) o->log_path = v;
+        else if (!strcmp(a, "--plot")) o->plot_path = v;
+        else if (!strcmp(a, "--val")) o->val_path = v;
+        else if (!strcmp(a, "--response-field")) o->response_field = v;
+        else if (!strcmp(a, "--data") || !strcmp(a, "--text")) {
+            if (o->n_data == 64) {
+                error_msg("%s: at most 64 data files", a);
+                return -1;
+            }
+            o->data_is_text[o->n_data] = !strcmp(a, "--text");
+            o->data_paths[o->n_data++] = v;
+        }
+        else if (!strcmp(a, "--dim")) rc = parse_int(a, v, 1, 65536, &o->dim);
+        else if (!strcmp(a, "--layers")) rc = parse_int(a, v, 1, 1024, &o->n_layers);
+        else if (!strcmp(a, "--heads")) rc = parse_int(a, v, 1, 65536, &o->n_heads);
+        else if (!strcmp(a, "--kv-heads")) rc = parse_int(a, v, 1, 65536, &o->n_kv_heads);
+        else if (!strcmp(a, "--hidden")) rc = parse_int(a, v, 1, 262144, &o->hidden_dim);
+        else if (!strcmp(a, "--seq-len")) rc = parse_int(a, v, 1, 1 << 20, &o->seq_len);
+        else if (!strcmp(a, "--steps")) rc = parse_long(a, v, 1, 1l << 30, &o->steps);
+        else if (!strcmp(a, "--epochs")) rc = parse_float(a, v, 1e-6f, 1e6f, &o->epochs);
+        else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 4096, &o->batch);
+        else if (!strcmp(a, "--grad-accum")) rc = parse_int(a, v, 1, 4096, &o->grad_accum);
+        else if (!strcmp(a, "--lr")) rc = parse_float(a, v, 0.0f, 1e38f, &o->lr);
+        else if (!strcmp(a, "--lr-min")) rc = parse_float(a, v, 0.0f, 1e38f, &o->lr_min);
+        else if (!strcmp(a, "--warmup")) rc = parse_int(a, v, 0, 1 << 30, &o->warmup);
+        else if (!strcmp(a, "--weight-decay")) rc = parse_float(a, v, 0.0f, 1e6f, &o->weight_decay);
+        else if (!strcmp(a, "--beta1")) rc = parse_float(a, v, 0.0f, 0.999999f, &o->beta1);
+        else if (!strcmp(a, "--beta2")) rc = parse_float(a, v, 0.0f, 0.999999f, &o->beta2);
+        else if (!strcmp(a, "--clip")) rc = parse_float(a, v, 0.0f, 1e30f, &o->clip);
+        else if (!strcmp(a, "--eval-every")) rc = parse_int(a, v, 1, 1 << 30, &o->eval_every);
+        else if (!strcmp(a, "--val-batches")) rc = parse_int(a, v, 1, 1 << 30, &o->val_batches);
+        else if (!strcmp(a, "--save-every")) rc = parse_int(a, v, 1, 1 << 30, &o->save_every);
+        else if (!strcmp(a, "--print-every")) rc = parse_int(a, v, 1, 1 << 30, &o->print_every);
+        else if (!strcmp(a, "--stop-at")) rc = parse_int(a, v, 1, 1 << 30, &o->stop_at);
+        else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 1, 1024, &o->threads);
+        else if (!strcmp(a, "--seed")) {
+            rc = parse_long(a, v, 0, 0x7fffffffffffffffl, &seed);
+            o->seed = (uint64_t)seed;
+        } else {
+            error_msg("unknown flag %s (see mosr train --help)", a);
+            return -1;
+        }
+        if (rc) return -1;
+    }
+    // what must be there, and what cannot go together
+    if (!o->tokenizer_path) { error_msg("missing -z TOKENIZER.bin (see mosr train --help)"); return -1; }
+    if (o->n_data == 0) { error_msg("missing --data FILE.jsonl or --text FILE (see mosr train --help)"); return -1; }
+    if (o->steps && o->epochs > 0) { error_msg("give --steps or --epochs, not both"); return -1; }
+    if (o->resume && !o->out_path) { error_msg("--resume needs -o MODEL.bin (the run to continue)"); return -1; }
+    const char* fields[] = {"response", "refusal", "harmful", "answer"};
+    int known = 0;
+    for (int i = 0; i < 4; i++) known |= !strcmp(o->response_field, fields[i]);
+    if (!known) { error_msg("--response-field: expected response|refusal|harmful|answer, got '%s'", o->response_field); return -1; }
+    if (o->lr_min < 0) o->lr_min = o->lr / 10.0f;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// Ctrl-C: the handler only raises a flag; the loop saves at the end of the step and exits.
+// A second Ctrl-C kills the process the default way (SA_RESETHAND).
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void format_duration(double s, char* buf, size_t len) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, len, "%lds", t);
+}
+
+// mean loss over the counted tokens of (up to max_batches batches of) a data set, in file order
+static float validation_loss(Model* m, const ExampleSet* val, Batch* b, int max_batches) {
+    double sum = 0.0;
+    long count = 0;
+    const Example* rows[b->max_B];
+    for (int start = 0, k = 0; start < val->n && (max_batches == 0 || k < max_batches); start += b->max_B, k++) {
+        int n = val->n - start < b->max_B ? val->n - start : b->max_B;
+        for (int r = 0; r < n; r++) rows[r] = &val->examples[start + r];
+        batch_fill_padded(b, rows, n);
+        if (b->n_counted == 0) continue;
+        model_forward(m, b->inputs, b->B, b->T, m->config.n_layers);
+        sum += (double)model_loss(m, b->targets, b->mask, 0.0f) * b->n_counted;
+        count += b->n_counted;
+    }
+    return count ? (float)(sum / count) : NAN;
+}
+
+// loads every --data / --text file (or the --val file) into one example set. 0 on success.
+static int load_data(ExampleSet* s, Tokenizer* t, const TrainOptions* o, int max_ids, int validation) {
+    memset(s, 0, sizeof(*s));
+    int any_chat = 0;
+    for (int i = 0; i < o->n_data; i++) any_chat |= !o->data_is_text[i];
+    for (int i = 0; i < (validation ? 1 : o->n_data); i++) {
+        const char* path = validation ? o->val_path : o->data_paths[i];
+        int text = validation ? !any_chat : o->data_is_text[i];
+        int rc = text ? load_text_file(s, t, path, i, max_ids)
+                      : load_chat_file(s, t, path, o->response_field, i, max_ids);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// mosr train
+
+int train_main(int argc, char** argv) {
+    TrainOptions o;
+    int parsed = parse_train_args(&o, argc, argv);
+    if (parsed != 0) return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+
+    // everything the cleanup at the end may free
+    int exit_code = EXIT_BAD_INPUT;
+    Tokenizer tok;
+    int have_tok = 0, have_model = 0;
+    Model model;
+    ExampleSet train = {0}, val = {0};
+    DataLoader loader = {0};
+    Batch batches[o.grad_accum];
+    int n_batches_built = 0;
+    float *adam_m = NULL, *adam_v = NULL;
+    RunLog log = {0};
+    FILE* state_file = NULL;
+    char state_path[4200] = "";
+    if (o.out_path) snprintf(state_path, sizeof(state_path), "%s.state", o.out_path);
+    struct sigaction old_sigint;
+    int handler_installed = 0;
+
+    if (tokenizer_load(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
+    have_tok = 1;
+
+    // the model: from a resumed state, a checkpoint, or the config flags
+    TrainStateHeader resumed = {0};
+    if (o.resume) {
+        if (train_state_open(&state_file, &resumed, state_path) != 0) goto cleanup;
+        if (model_build(&model, &resumed.config) != 0) goto cleanup;
+        have_model = 1;
+        if (o.seq_len && o.seq_len != resumed.seq_len) {
+            error_msg("%s: the run used --seq-len %d, not %d", state_path, resumed.seq_len, o.seq_len);
+            exit_code = EXIT_USAGE;
+            goto cleanup;
+        }
+        o.seq_len = resumed.seq_len;
+    } else if (o.init_path) {
+        if (model_load(&model, o.init_path) != 0) goto cleanup;
+        have_model = 1;
+        if (o.seq_len == 0 || o.seq_len > model.config.seq_len) {
+            if (o.seq_len > model.config.seq_len)
+                fprintf(stderr, "note: --seq-len %d is more than the model's %d; using %d\n", o.seq_len,
+                        model.config.seq_len, model.config.seq_len);
+            o.seq_len = model.config.seq_len;
+        }
+    } else {
+        if (o.seq_len == 0) o.seq_len = 256;
+        Config c = {.dim = o.dim, .n_layers = o.n_layers, .n_heads = o.n_heads,
+                    .n_kv_heads = o.n_kv_heads ? o.n_kv_heads : o.n_heads,
+                    .hidden_dim = o.hidden_dim ? o.hidden_dim : (8 * o.dim / 3 + 31) / 32 * 32,
+                    .vocab_size = tok.vocab_size, .seq_len = o.seq_len,
+                    .shared_classifier = o.shared_classifier};
+        if (model_build(&model, &c) != 0) { exit_code = EXIT_USAGE; goto cleanup; }
+        have_model = 1;
+        model_init_random(&model, o.seed);
+    }
+    Config* c = &model.config;
+    if (tok.vocab_size > c->vocab_size) {
+        error_msg("%s: %d tokens, but the model has a vocabulary of %d", o.tokenizer_path, tok.vocab_size,
+                  c->vocab_size);
+        goto cleanup;
+    }
+    int T = o.seq_len, B = o.batch;
+
+    // the data, tokenised once up front; rows hold at most T + 1 ids (T predictions)
+    if (load_data(&train, &tok, &o, T + 1, 0) != 0) goto cleanup;
+    if (o.val_path && load_data(&val, &tok, &o, T + 1, 1) != 0) goto cleanup;
+    uint64_t data_hash = example_set_hash(&train);
+    long rows = rows_per_epoch(&train, T, o.pack);
+    long total_steps = o.steps ? o.steps
+                     : (long)ceil((o.epochs > 0 ? o.epochs : 1.0) * rows / ((double)B * o.grad_accum));
+    if (total_steps < 1) total_steps = 1;
+    fprintf(stderr, "data: %d examples (%ld counted tokens), %d cut to %d tokens, %d dropped; %ld %s rows an epoch\n",
+            train.n, train.n_counted, train.n_cut, T + 1, train.n_dropped, rows, o.pack ? "packed" : "padded");
+    if (o.val_path) fprintf(stderr, "validation: %d examples (%ld counted tokens)\n", val.n, val.n_counted);
+
+    // the optimiser state, the gradients, the loader and the batch buffers
+    exit_code = EXIT_FAILURE_RUN;
+    model_alloc_grads(&model);
+    adam_m = calloc_or_die(model.n_params, sizeof(float));
+    adam_v = calloc_or_die(model.n_params, sizeof(float));
+    build_loader(&loader, &train, o.seed);
+    for (; n_batches_built < o.grad_accum; n_batches_built++) build_batch(&batches[n_batches_built], B, T);
+    Batch val_batch;
+    build_batch(&val_batch, B, T);
+    size_t n_norm_params = model.param_sizes[0] + model.param_sizes[1] + model.param_sizes[2];
+
+    // resuming: parameters, moments, data order and log come from the state file
+    int step = 0;
+    double elapsed_before = 0.0;
+    if (o.resume) {
+        const TrainStateHeader* h = &resumed;
+        const char* mismatch = NULL;
+        if ((size_t)h->n_params != model.n_params) mismatch = "parameter count";
+        else if (h->n_examples != train.n || h->data_hash != data_hash) mismatch = "training data";
+        else if (h->seed != o.seed) mismatch = "--seed";
+        else if (h->batch != B) mismatch = "--batch";
+        else if (h->grad_accum != o.grad_accum) mismatch = "--grad-accum";
+        else if (h->pack != o.pack) mismatch = "--pack";
+        if (mismatch) {
+            error_msg("%s: the %s differs from the run being resumed", state_path, mismatch);
+            exit_code = EXIT_USAGE;
+            goto cleanup;
+        }
+        if (h->threads != omp_get_max_threads())
+            fprintf(stderr, "note: the run used %d threads, this one %d: its losses may differ in the last bits\n",
+                    h->threads, omp_get_max_threads());
+        int32_t* order = malloc_or_die(h->n_examples * sizeof(int32_t));
+        LogRow* rows_in = malloc_or_die((h->n_log_rows + 1) * sizeof(LogRow));
+        int bad = read_floats(state_file, model.param_memory, sizeof(float), h->n_params, state_path) ||
+                  read_floats(state_file, adam_m, sizeof(float), h->n_params, state_path) ||
+                  read_floats(state_file, adam_v, sizeof(float), h->n_params, state_path) ||
+                  read_floats(state_file, order, sizeof(int32_t), h->n_examples, state_path) ||
+                  read_floats(state_file, rows_in, sizeof(LogRow), h->n_log_rows, state_path);
+        for (int i = 0; i < h->n_examples && !bad; i++) bad = order[i] < 0 || order[i] >= train.n;
+        if (!bad && (h->loader_pos < 0 || h->loader_pos >= train.n)) bad = 1;
+        if (bad) {
+            error_msg("%s: corrupt training state", state_path);
+            free(order);
+            free(rows_in);
+            exit_code = EXIT_BAD_INPUT;
+            goto cleanup;
+        }
+        for (int i = 0; i < train.n; i++) loader.order[i] = order[i];
+        loader.pos = (int)h->loader_pos;
+        loader.epoch = (int)h->loader_epoch;
+        loader.rng = h->loader_rng;
+        for (int i = 0; i < h->n_log_rows; i++) run_log_add(&log, rows_in[i]);
+        free(order);
+        free(rows_in);
+        step = (int)h->step;
+        elapsed_before = h->elapsed;
+        fclose(state_file);
+        state_file = NULL;
+        fprintf(stderr, "resuming %s at step %d\n", state_path, step);
+    }
+
+    fprintf(stderr, "model: dim %d, %d layers, %d/%d heads, hidden %d, vocab %d, seq_len %d: %.2fM parameters\n",
+            c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size, c->seq_len,
+            model.n_params / 1e6);
+    fprintf(stderr, "training: %ld steps of %d x %d rows x %d positions, lr %g -> %g (warmup %d), %d threads\n",
+            total_steps, o.grad_accum, B, T, o.lr, o.lr_min, o.warmup, omp_get_max_threads());
+    if (!o.out_path) fprintf(stderr, "note: no -o given, nothing will be saved\n");
+
+    // Ctrl-C asks the loop to stop at the end of the current step
+    stop_requested = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    handler_installed = sigaction(SIGINT, &sa, &old_sigint) == 0;
+
+    double t_start = time_now(), t_print = t_start;
+    long tokens_since_print = 0;
+    int start_step = step, diverged = 0;
+    float loss = 0.0f;
+    while (step < total_steps) {
+        double t0 = time_now();
+        float lr = lr_schedule(step, o.warmup, (int)total_steps, o.lr, o.lr_min);
+
+        // 1) the micro-batches of this step, all of them up front: the loss is the mean over
+        //    every counted token of the step, so each micro-batch's gradient is weighted by its
+        //    share of those tokens
+        long n_counted = 0, n_real = 0;
+        for (int k = 0; k < o.grad_accum; k++) {
+            next_batch(&batches[k], &loader, B, o.pack);
+            n_counted += batches[k].n_counted;
+            n_real += batches[k].n_real;
+        }
+
+        // 2) forward, loss and backward of each micro-batch, accumulating the gradients
+        model_zero_grads(&model);
+        double loss_sum = 0.0;
+        for (int k = 0; k < o.grad_accum; k++) {
+            Batch* b = &batches[k];
+            if (b->n_counted == 0) continue; // nothing to learn in this micro-batch
+            float share = (float)b->n_counted / (float)n_counted;
+            model_forward(&model, b->inputs, b->B, b->T, c->n_layers);
+            float micro_loss = model_loss(&model, b->targets, b->mask, share);
+            loss_sum += (double)micro_loss * share;
+            model_backward(&model, 1, NULL);
+        }
+        loss = (float)loss_sum;
+
+        // 3) a NaN or Inf stops the run before it can touch the parameters or a checkpoint
+        float norm = grad_clip(model.grad_memory, model.n_params, o.clip);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            error_msg("step %d: the %s is %s: the run diverged (try a lower --lr or --clip); the last "
+                      "checkpoint%s is kept", step + 1, isfinite(loss) ? "gradient norm" : "loss",
+                      isnan(isfinite(loss) ? norm : loss) ? "NaN" : "Inf", o.out_path ? "" : " (none)");
+            diverged = 1;
+            break;
+        }
+
+        // 4) AdamW: no weight decay on the rmsnorm gains (the first three tensors of the block)
+        adamw_update(model.param_memory, model.grad_memory, adam_m, adam_v, n_norm_params, lr, o.beta1,
+                     o.beta2, o.eps, 0.0f, step + 1);
+        adamw_update(model.param_memory + n_norm_params, model.grad_memory + n_norm_params,
+                     adam_m + n_norm_params, adam_v + n_norm_params, model.n_params - n_norm_params, lr,
+                     o.beta1, o.beta2, o.eps, o.weight_decay, step + 1);
+        step++;
+
+        // 5) bookkeeping: the log row, validation, the progress line
+        double t1 = time_now();
+        double elapsed = elapsed_before + (t1 - t_start);
+        LogRow row = {step, loss, NAN, lr, n_real / (t1 - t0), elapsed};
+        int last = step == total_steps || stop_requested || (o.stop_at && step >= o.stop_at);
+        if (o.val_path && (step % o.eval_every == 0 || last)) {
+            row.val_loss = validation_loss(&model, &val, &val_batch, o.val_batches);
+        }
+        run_log_add(&log, row);
+        tokens_since_print += n_real;
+        if (step % o.print_every == 0 || step == start_step + 1 || last) {
+            double now = time_now();
+            double mean_step = (now - t_start) / (step - start_step);
+            char eta[32], spent[32];
+            format_duration(mean_step * (total_steps - step), eta, sizeof(eta));
+            format_duration(elapsed, spent, sizeof(spent));
+            fprintf(stderr, "step %d/%ld | loss %.4f", step, total_steps, loss);
+            if (!isnan(row.val_loss)) fprintf(stderr, " | val %.4f", row.val_loss);
+            fprintf(stderr, " | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed, ETA %s\n", lr, norm,
+                    tokens_since_print / (now - t_print), spent, eta);
+            t_print = now;
+            tokens_since_print = 0;
+        }
+
+        // 6) checkpoint: every --save-every steps, at the end, on Ctrl-C or --stop-at
+        int stop = stop_requested || (o.stop_at && step >= o.stop_at);
+        if (o.out_path && (step % o.save_every == 0 || step == total_steps || stop)) {
+            // the parameters are checked first: a checkpoint is never overwritten with NaNs
+            if (!all_finite(model.param_memory, model.n_params)) {
+                error_msg("step %d: the parameters hold NaN or Inf: the run diverged (try a lower --lr); "
+                          "the last checkpoint is kept", step);
+                diverged = 1;
+                break;
+            }
+            TrainStateHeader h = {.magic = TRAIN_STATE_MAGIC, .version = TRAIN_STATE_VERSION,
+                                  .config = *c, .step = step, .n_params = (int64_t)model.n_params,
+                                  .n_examples = train.n, .loader_pos = loader.pos, .loader_epoch = loader.epoch,
+                                  .n_log_rows = log.n, .loader_rng = loader.rng, .data_hash = data_hash,
+                                  .seed = o.seed, .batch = B, .grad_accum = o.grad_accum, .seq_len = T,
+                                  .pack = o.pack, .threads = omp_get_max_threads(), .elapsed = elapsed};
+            // the checkpoint first, then the state (which carries its own copy of the parameters)
+            if (model_save(&model, o.out_path, 1) != 0 ||
+                train_state_save(state_path, &h, model.param_memory, adam_m, adam_v, loader.order, log.rows) != 0)
+                goto cleanup;
+            if (o.log_path && write_log_csv(&log, o.log_path) != 0) goto cleanup;
+            if (o.plot_path && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;
+            fprintf(stderr, "saved %s (step %d)\n", o.out_path, step);
+        } else if (o.log_path && !isnan(row.val_loss) && write_log_csv(&log, o.log_path) != 0) {
+            goto cleanup;
+        }
+        if (stop) {
+            fprintf(stderr, "stopped at step %d%s\n", step, stop_requested ? " (Ctrl-C)" : "");
+            break;
+        }
+    }
+
+    // the log and the plot always show the run as it went, diverged or not
+    if (o.log_path && log.n > 0 && write_log_csv(&log, o.log_path) != 0) goto cleanup;
+    if (o.plot_path && log.n > 0 && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;
+    if (!diverged) {
+        char spent[32];
+        format_duration(time_now() - t_start, spent, sizeof(spent));
+        fprintf(stderr, "done: step %d, loss %.4f, %s this session\n", step, loss, spent);
+    }
+    exit_code = diverged ? EXIT_FAILURE_RUN : EXIT_OK;
+
+cleanup:
+    if (handler_installed) sigaction(SIGINT, &old_sigint, NULL);
+    if (state_file) fclose(state_file);
+    for (int k = 0; k < n_batches_built; k++) free_batch(&batches[k]);
+    if (n_batches_built) free_batch(&val_batch);
+    free(adam_m);
+    free(adam_v);
+    free(log.rows);
+    free_loader(&loader);
+    free_example_set(&train);
+    free_example_set(&val);
+    if (have_model) model_free(&model);
+    if (have_tok) tokenizer_free(&tok);
+    return exit_code;
+}
+
+// ----------------------------------------------------------------------------
+// mosr bench: training throughput of a randomly initialised model on random tokens
+
+static void bench_usage(void) {
+    fprintf(stderr,
+        "usage: mosr bench [options]\n"
+        "Times full training steps (forward of all layers, loss on every token, backward, AdamW lr 1e-4\n"
+        "wd 0.1 on all parameters) of a random model on random tokens. Prints each step's time; the\n"
+        "last line is 'train tok/s: N', the mean over the steps after the first (warm-up) one.\n"
+        "  --dim N        width (default 128)\n"
+        "  --layers N     layers (default 4)\n"
+        "  --heads N      query heads (default 4)\n"
+        "  --kv-heads N   key/value heads (default = heads)\n"
+        "  --hidden N     SwiGLU width (default 352)\n"
+        "  --vocab N      vocabulary size (default 512)\n"
+        "  --seq N        sequence length T (default 256)\n"
+        "  --batch N      batch size B (default 16)\n"
+        "  --steps N      training steps, the first one a warm-up (default 10)\n"
+        "  --threads N    OpenMP threads (default: all)\n");
+}
+
+int bench_main(int argc, char** argv) {
+    Config c = {.dim = 128, .n_layers = 4, .n_heads = 4, .n_kv_heads = 0, .hidden_dim = 352,
+                .vocab_size = 512, .seq_len = 256, .shared_classifier = 0};
+    int B = 16, steps = 10, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            bench_usage();
+            return EXIT_OK;
+        }
+        if (i + 1 >= argc) {
+            error_msg("%s: missing value (see mosr bench --help)", a);
+            return EXIT_USAGE;
+        }
+        const char* v = argv[++i];
+        int rc;
+        if (!strcmp(a, "--dim")) rc = parse_int(a, v, 1, 65536, &c.dim);
+        else if (!strcmp(a, "--layers")) rc = parse_int(a, v, 1, 1024, &c.n_layers);
+        else if (!strcmp(a, "--heads")) rc = parse_int(a, v, 1, 65536, &c.n_heads);
+        else if (!strcmp(a, "--kv-heads")) rc = parse_int(a, v, 1, 65536, &c.n_kv_heads);
+        else if (!strcmp(a, "--hidden")) rc = parse_int(a, v, 1, 262144, &c.hidden_dim);
+        else if (!strcmp(a, "--vocab")) rc = parse_int(a, v, 1, 1 << 24, &c.vocab_size);
+        else if (!strcmp(a, "--seq")) rc = parse_int(a, v, 1, 1 << 20, &c.seq_len);
+        else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 4096, &B);
+        else if (!strcmp(a, "--steps")) rc = parse_int(a, v, 2, 1 << 20, &steps);
+        else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 1, 1024, &threads);
+        else {
+            error_msg("unknown flag %s (see mosr bench --help)", a);
+            return EXIT_USAGE;
+        }
+        if (rc) return EXIT_USAGE;
+    }
+    if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
+    if (threads > 0) omp_set_num_threads(threads);
+    int T = c.seq_len;
+
+    Model model;
+    if (model_build(&model, &c) != 0) return EXIT_USAGE;
+    model_init_random(&model, 1337);
+    model_alloc_grads(&model);
+    float* adam_m = calloc_or_die(model.n_params, sizeof(float));
+    float* adam_v = calloc_or_die(model.n_params, sizeof(float));
+    // random tokens (B, T + 1): inputs are the first T of each row, targets the last T
+    uint64_t rng = 42;
+    int* tokens = malloc_or_die((size_t)B * (T + 1) * sizeof(int));
+    int* inputs = malloc_or_die((size_t)B * T * sizeof(int));
+    int* targets = malloc_or_die((size_t)B * T * sizeof(int));
+    for (size_t i = 0; i < (size_t)B * (T + 1); i++) tokens[i] = random_u32(&rng) % c.vocab_size;
+    for (int b = 0; b < B; b++) {
+        memcpy(inputs + (size_t)b * T, tokens + (size_t)b * (T + 1), T * sizeof(int));
+        memcpy(targets + (size_t)b * T, tokens + (size_t)b * (T + 1) + 1, T * sizeof(int));
+    }
+    printf("bench: dim %d, %d layers, %d/%d heads, hidden %d, vocab %d, B %d, T %d, %d threads: %.2fM parameters\n",
+           c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim, c.vocab_size, B, T, omp_get_max_threads(),
+           model.n_params / 1e6);
+
+    double timed = 0.0;
+    for (int step = 1; step <= steps; step++) {
+        double t0 = time_now();
+        model_zero_grads(&model);
+        model_forward(&model, inputs, B, T, c.n_layers);
+        float loss = model_loss(&model, targets, NULL, 1.0f);
+        model_backward(&model, 1, NULL);
+        adamw_update(model.param_memory, model.grad_memory, adam_m, adam_v, model.n_params, 1e-4f, 0.9f, 0.95f,
+                     1e-8f, 0.1f, step);
+        double dt = time_now() - t0;
+        if (step > 1) timed += dt;
+        printf("step %d: loss %.4f, %.1f ms%s\n", step, loss, dt * 1e3, step == 1 ? " (warm-up)" : "");
+    }
+    printf("train tok/s: %.0f\n", (double)B * T * (steps - 1) / timed);
+
+    free(tokens);
+    free(inputs);
+    free(targets);
+    free(adam_m);
+    free(adam_v);
+    model_free(&model);
+    return EXIT_OK;
+}
