@@ -4,7 +4,7 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -std=gn
 LDLIBS = -lopenblas -lstb -lm
 PYTHON = /usr/bin/python3
 
-SRC = model.c model_infer.c tokenizer.c train.c eval.c plot.c util.c
+SRC = model.c tokenizer.c train.c eval.c plot.c util.c
 HDR = model.h tokenizer.h train.h eval.h plot.h util.h mosr.h
 OBJ = $(SRC:.c=.o)
 # mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
@@ -42,7 +42,7 @@ test: mosr $(TESTS)
 	@bash tests/run.sh $(TESTS)
 
 bench: mosr
-	@bash bench/run.sh
+	@bash bench/run.sh && bash bench/bench_generate.sh
 
 data:
 	$(MAKE) -C data

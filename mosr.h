@@ -177,4 +177,83 @@ int write_npy(const char* path, const float* data, const int* shape, int ndim);
 // `mosr analyze ...`: the command line (see --help)
 int analyze_main(int argc, char** argv);
 
+// ----------------------------------------------------------------------------
+// 7. the defences: RR and MOSR (mosr defend; DESIGN.md 1.3, 1.4)
+//
+// Trains LoRA adapters on a model with the RR losses (erase the malicious examples' states at the
+// target layers, keep the retain examples' states at the retain layers), optionally weighted by
+// OALW and joined by CAA's refusal cross-entropy, then merges the adapters into the weights.
+
+enum { DEFEND_RR = 0, DEFEND_MOSR = 1 };
+enum { ERASE_ALL = 0, ERASE_RESPONSE = 1 };                         // which tokens are erased
+enum { RETAIN_REFUSAL_ALL = 0, RETAIN_REFUSAL_ONLY = 1, RETAIN_REFUSAL_NONE = 2 }; // malicious -> refusal
+#define DEFEND_MAX_LAYERS 64
+
+typedef struct {
+    int method;                 // DEFEND_RR or DEFEND_MOSR (sets the defaults of oalw and caa)
+    // LoRA on all seven maps of layers [0, max target]
+    int rank;                   // default 8
+    float lora_alpha;           // default 16
+    float lora_b_std;           // B ~ N(0, this), default 1e-3 (0 = the usual LoRA init: RR cannot start)
+    // RR
+    int targets[DEFEND_MAX_LAYERS], n_targets;        // L_t; n_targets 0 = about 1/3 and 2/3 of depth
+    int retain_layers[DEFEND_MAX_LAYERS], n_retain;   // L_r; n_retain 0 = every layer up to max(L_t)
+    float alpha;                // α of the schedule, default 10
+    int steps;                  // default 150
+    int batch;                  // erase rows and retain rows per step (each), default 16
+    float lr;                   // AdamW, constant, default 1e-3
+    uint64_t seed;              // LoRA init, sampling, CAA prefixes; default 1337
+    int erase_tokens;           // ERASE_ALL (prompt + response, default) or ERASE_RESPONSE
+    int retain_refusal;         // RETAIN_REFUSAL_ALL (default), _ONLY (refusal tokens), _NONE
+    int retain_borderline;      // 1 (default): pseudo-malicious -> helpful rows in the retain set
+    // OALW
+    int oalw;                   // 1: per-example erasure weights (default: on for MOSR)
+    int oalw_layer;             // l_w, -1 = the first target
+    int oalw_pool;              // POOL_MEAN (default) or POOL_LAST
+    OverlapOptions overlap;     // overlap_options_default
+    int oalw_every;             // recompute the weights with Mθ every N steps; 0 = once, from M0
+    const char* oalw_out;       // JSONL of every malicious example's weight, or NULL
+    // CAA
+    int caa;                    // 1: refusal cross-entropy on augmented examples (default: on for MOSR)
+    int caa_kmin;               // default 0
+    float caa_frac;             // K = frac * completion length, default 0.5
+    float caa_weight;           // c_a, default 1
+    int caa_batch;              // CAA rows per step, default = batch
+    int caa_counterweight;      // 1: as many pseudo -> helpful rows beside them, same loss (default 0)
+    // data and reporting
+    const char* data_path;      // default data/defense.jsonl
+    const char* reference_path; // D_p, default data/reference.jsonl
+    const char* log_path;       // CSV, or NULL
+    const char* plot_path;      // PNG of the loss terms, or NULL
+    int print_every;            // progress line every N steps (default 10; 0 = quiet)
+} DefenseConfig;
+
+void defense_config_default(DefenseConfig* c, int method);
+
+// one row per step: the loss terms before their coefficients (erase: OALW-weighted mean over L_t;
+// retain: mean over L_r; caa: cross-entropy of the CAA batch, NaN without CAA)
+typedef struct {
+    int step;
+    float c_erase, c_retain;
+    float erase, retain, caa;
+    float tokens_per_s, elapsed;
+} DefenseLogRow;
+
+typedef struct {
+    DefenseLogRow* rows; // (n)
+    int n;
+} DefenseLog;
+
+// Runs the defence on m (which must have no adapters) and merges the adapters: m is an ordinary
+// model afterwards, ready for model_save. m should have no gradient block (model_load makes
+// none): then the backward computes the adapters' gradients only. log (may be NULL) receives every step's row; release
+// it with free_defense_log. Returns a util.h exit code (EXIT_OK; EXIT_USAGE for a config the
+// model cannot take; EXIT_BAD_INPUT for bad data files; EXIT_FAILURE_RUN on a non-finite loss),
+// after one error_msg line.
+int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log);
+void free_defense_log(DefenseLog* log);
+
+// `mosr defend ...`: the command line (see --help)
+int defend_main(int argc, char** argv);
+
 #endif

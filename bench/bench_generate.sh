@@ -38,11 +38,8 @@ else
 fi
 
 # --- the decode path alone: 1 sequence, then batched ---
-# link against model.o; until model_infer.c is part of model.c, add it
 bin=bench/bench_generate
-if ! $CC $CFLAGS -o $bin bench/bench_generate.c model.o tokenizer.o util.o -lopenblas -lm 2>/dev/null; then
-  $CC $CFLAGS -o $bin bench/bench_generate.c model.o model_infer.c tokenizer.o util.o -lopenblas -lm || exit 1
-fi
+$CC $CFLAGS -o $bin bench/bench_generate.c model.o tokenizer.o util.o -lopenblas -lm || exit 1
 for n in 1 8 32; do
   ./$bin "$MODEL" 256 "$n" || exit 1
 done

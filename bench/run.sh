@@ -33,15 +33,9 @@ if [ -z "${OMP_WAIT_POLICY:-}" ] && awk -v l="$load" -v n="$(nproc)" 'BEGIN { ex
   echo "note: the machine is busy; using OMP_WAIT_POLICY=passive for both sides (numbers are noisy)"
 fi
 
-# --- mosr: the CLI's bench if it builds, else the engine-only bench/bench_model ---
-if make -s mosr >/dev/null 2>&1 && [ -x ./mosr ]; then
-  MOSR_CMD="./mosr bench $SIZE --steps $((STEPS + 1)) --threads $THREADS"
-else
-  echo "note: ./mosr does not build; timing the engine alone with bench/bench_model"
-  $CC $CFLAGS -I. -o bench/bench_model bench/bench_model.c model.c $(ls model_infer.c 2>/dev/null) util.c tokenizer.c \
-      -lopenblas -lm || exit 1
-  MOSR_CMD="./bench/bench_model $SIZE --steps $STEPS"
-fi
+# --- mosr ---
+make -s mosr || exit 1
+MOSR_CMD="./mosr bench $SIZE --steps $((STEPS + 1)) --threads $THREADS"
 
 tokps() { grep -E 'tok/s' | tail -1 | grep -oE '[0-9]+(\.[0-9]+)?$'; }
 

@@ -35,10 +35,6 @@ void swiglu_backward(float* dh1, float* dh3, const float* dout, const float* h1,
 double crossentropy_forward_backward(float* losses, float* dlogits, const float* logits,
                                      const int* targets, const float* mask, float dscale, int N, int V);
 
-// The decode path lives in model_infer.c, which the lead appends to model.c. Until then this
-// weak stand-in lets the test link; once the real one is in model.o, the linker takes that one.
-__attribute__((weak)) void decode_state_free(DecodeState* d) { (void)d; }
-
 static uint64_t rng = 1234;
 
 static float* randn(size_t n, float scale) {
