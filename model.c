@@ -640,6 +640,216 @@ static LayerActs layer_acts(const ActivationTensors* a, const Config* c, int B, 
     return x;
 }
 
+// ----------------------------------------------------------------------------
+// LoRA adapters: y = x W^T + s (x A^T) B^T, s = alpha / rank, with W frozen
+//
+// The adapters live beside the frozen weights, in their own parameter and gradient blocks; the
+// forward adds their term right after the frozen map's matmul (before RoPE for wq and wk, before
+// the residual add for wo and w2), and keeps x A^T for the backward. With lora.enabled = 0 the
+// same weights give back the frozen model M0: no second copy of the model.
+
+const char* const LORA_MAP_NAMES[N_LORA_MAPS] = {"wq", "wk", "wv", "wo", "w1", "w2", "w3"};
+
+// the (in, out) sizes of each map
+static void lora_map_dims(const Config* c, int map, int* in, int* out) {
+    int C = c->dim, H = c->hidden_dim, KVD = c->n_kv_heads * (c->dim / c->n_heads);
+    static const int is_kv[N_LORA_MAPS] = {0, 1, 1, 0, 0, 0, 0};
+    *in = map == LORA_W2 ? H : C;
+    *out = map == LORA_W1 || map == LORA_W3 ? H : is_kv[map] ? KVD : C;
+}
+
+// --- one adapter: forward and backward on (N, in) -> (N, out) ---
+// Split into blocks the way matmul_forward / matmul_backward are (one single-threaded sgemm per
+// block, inside one OpenMP loop), so the adapters add no waits of OpenBLAS's own threads.
+
+void lora_forward(float* out, float* xa, const float* inp, const float* a, const float* b, float scale, int N,
+                  int IC, int OC, int rank) {
+    // out (N, OC) += scale * xa B^T,  xa (N, rank) = inp A^T (kept for the backward),
+    // inp (N, IC), a (rank, IC), b (OC, rank). Rows are independent: split by rows.
+    int rb = matmul_block(N);
+    #pragma omp parallel for schedule(dynamic)
+    for (int r0 = 0; r0 < N; r0 += rb) {
+        int rows = N - r0 < rb ? N - r0 : rb;
+        float* x = xa + (size_t)r0 * rank;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, rank, IC, 1.0f, inp + (size_t)r0 * IC, IC, a, IC,
+                    0.0f, x, rank);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, rank, scale, x, rank, b, rank, 1.0f,
+                    out + (size_t)r0 * OC, OC);
+    }
+}
+
+void lora_backward(float* dinp, float* da, float* db, float* dxa, const float* dout, const float* inp,
+                   const float* xa, const float* a, const float* b, float scale, int N, int IC, int OC, int rank) {
+    // forward: out += scale * xa B^T, xa = inp A^T
+    //   dxa (N, rank)   = scale * dout B         (scratch, overwritten)   } pass 1, by rows
+    //   dinp (N, IC)   += dxa A                                            }
+    //   dB  (OC, rank) += scale * dout^T xa      by rows of dB            } pass 2, one pool
+    //   dA  (rank, IC) += dxa^T inp              by columns of dA         } of tasks
+    // dinp may be NULL (nothing below wants it).
+    int rb = matmul_block(N);
+    #pragma omp parallel for schedule(dynamic)
+    for (int r0 = 0; r0 < N; r0 += rb) {
+        int rows = N - r0 < rb ? N - r0 : rb;
+        float* dx = dxa + (size_t)r0 * rank;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, rank, OC, scale, dout + (size_t)r0 * OC, OC, b,
+                    rank, 0.0f, dx, rank);
+        if (dinp)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, rank, 1.0f, dx, rank, a, IC, 1.0f,
+                        dinp + (size_t)r0 * IC, IC);
+    }
+    int ob = matmul_block(OC), ib = matmul_block(IC);
+    int n_b_tasks = (OC + ob - 1) / ob, n_a_tasks = (IC + ib - 1) / ib;
+    #pragma omp parallel for schedule(dynamic)
+    for (int task = 0; task < n_b_tasks + n_a_tasks; task++) {
+        if (task < n_b_tasks) {
+            int o0 = task * ob, cols = OC - o0 < ob ? OC - o0 : ob;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, rank, N, scale, dout + o0, OC, xa, rank, 1.0f,
+                        db + (size_t)o0 * rank, rank);
+        } else {
+            int i0 = (task - n_b_tasks) * ib, cols = IC - i0 < ib ? IC - i0 : ib;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rank, cols, N, 1.0f, dxa, rank, inp + i0, IC, 1.0f,
+                        da + i0, IC);
+        }
+    }
+}
+
+// --- the model's adapters ---
+
+int model_lora_init(Model* m, int rank, float alpha, int layer_begin, int layer_end, int targets,
+                    float b_init_std, uint64_t seed) {
+    const Config* c = &m->config;
+    if (rank < 1 || layer_begin < 0 || layer_end > c->n_layers || layer_begin >= layer_end || targets <= 0 ||
+        targets >= (1 << N_LORA_MAPS) || !(alpha > 0.0f) || !(b_init_std >= 0.0f)) {
+        error_msg("LoRA: bad adapters (rank %d, alpha %g, layers [%d, %d) of %d, maps 0x%x, B std %g)", rank, alpha,
+                  layer_begin, layer_end, c->n_layers, targets, b_init_std);
+        return -1;
+    }
+    model_lora_free(m);
+    LoRA* lo = &m->lora;
+    size_t n_layers = layer_end - layer_begin, total = 0;
+    for (int k = 0; k < N_LORA_MAPS; k++) {
+        int in, out;
+        lora_map_dims(c, k, &in, &out);
+        if (targets & (1 << k)) total += n_layers * rank * ((size_t)in + out);
+    }
+    lo->param_memory = malloc(total * sizeof(float));
+    lo->grad_memory = calloc(total, sizeof(float));
+    if (!lo->param_memory || !lo->grad_memory) {
+        error_msg("LoRA: out of memory for %zu adapter parameters", total);
+        model_lora_free(m);
+        return -1;
+    }
+    lo->rank = rank;
+    lo->alpha = alpha;
+    lo->layer_begin = layer_begin;
+    lo->layer_end = layer_end;
+    lo->targets = targets;
+    lo->n_params = total;
+    // per map: A of every adapted layer, then B of every adapted layer
+    size_t offset = 0;
+    uint64_t rng = seed ? seed : 1; // xorshift must not start at 0
+    for (int k = 0; k < N_LORA_MAPS; k++) {
+        if (!(targets & (1 << k))) continue;
+        int in, out;
+        lora_map_dims(c, k, &in, &out);
+        size_t a_size = n_layers * rank * in, b_size = n_layers * out * rank;
+        lo->a[k] = lo->param_memory + offset;
+        lo->da[k] = lo->grad_memory + offset;
+        lo->b[k] = lo->param_memory + offset + a_size;
+        lo->db[k] = lo->grad_memory + offset + a_size;
+        // A ~ N(0, 1/in): x A^T has about x's scale. B ~ N(0, b_init_std): small, so the model
+        // starts next to M0, but not on it (DESIGN.md 1.3: at B = 0 the erasure has no gradient)
+        float a_std = 1.0f / sqrtf((float)in);
+        for (size_t i = 0; i < a_size; i++) lo->a[k][i] = a_std * random_normal(&rng);
+        for (size_t i = 0; i < b_size; i++) lo->b[k][i] = b_init_std * random_normal(&rng);
+        offset += a_size + b_size;
+    }
+    lo->enabled = 1;
+    return 0;
+}
+
+void model_lora_zero_grads(Model* m) {
+    if (m->lora.grad_memory) memset(m->lora.grad_memory, 0, m->lora.n_params * sizeof(float));
+}
+
+// the frozen weight of map k at layer l, (out, in)
+static float* lora_base_weight(Model* m, int k, int l) {
+    LayerWeights w = layer_weights(&m->params, &m->config, l);
+    float* maps[N_LORA_MAPS] = {w.wq, w.wk, w.wv, w.wo, w.w1, w.w2, w.w3};
+    return maps[k];
+}
+
+void model_lora_merge(Model* m) {
+    LoRA* lo = &m->lora;
+    if (lo->n_params == 0) return;
+    float scale = lo->alpha / lo->rank;
+    for (int k = 0; k < N_LORA_MAPS; k++) {
+        if (!(lo->targets & (1 << k))) continue;
+        int in, out;
+        lora_map_dims(&m->config, k, &in, &out);
+        for (int l = lo->layer_begin; l < lo->layer_end; l++) {
+            size_t j = l - lo->layer_begin;
+            // W (out, in) += scale * B (out, rank) A (rank, in)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, lo->rank, scale,
+                        lo->b[k] + j * out * lo->rank, lo->rank, lo->a[k] + j * lo->rank * in, in, 1.0f,
+                        lora_base_weight(m, k, l), in);
+        }
+    }
+    model_lora_free(m);
+}
+
+void model_lora_free(Model* m) {
+    free(m->lora.param_memory);
+    free(m->lora.grad_memory);
+    free(m->lora.act_memory);
+    memset(&m->lora, 0, sizeof(m->lora));
+}
+
+// The forward keeps x A^T of every adapted map of every adapted layer for the backward, laid out
+// (layer, map, B*T, rank), and one more (B*T, rank) block: the backward's dxa scratch.
+// Returns 0, or -1 if it cannot hold a forward over BT rows.
+static int lora_ensure_acts(LoRA* lo, size_t BT) {
+    size_t need = ((size_t)(lo->layer_end - lo->layer_begin) * N_LORA_MAPS + 1) * BT * lo->rank;
+    if (lo->act_memory && lo->act_capacity >= need) return 0;
+    free(lo->act_memory);
+    lo->act_memory = malloc(need * sizeof(float));
+    lo->act_capacity = lo->act_memory ? need : 0;
+    if (!lo->act_memory) error_msg("LoRA: out of memory for the activations of %zu rows", BT);
+    return lo->act_memory ? 0 : -1;
+}
+
+// x A^T of map k at layer l in the last forward, (BT, rank); NULL if that map is not adapted there
+static float* lora_xa(const LoRA* lo, int k, int l, size_t BT) {
+    if (!(lo->targets & (1 << k)) || l < lo->layer_begin || l >= lo->layer_end) return NULL;
+    return lo->act_memory + ((size_t)(l - lo->layer_begin) * N_LORA_MAPS + k) * BT * lo->rank;
+}
+
+// forward hook: out (BT, out) += the adapter of map k at layer l on inp, if there is one
+static void lora_apply(Model* m, int k, int l, float* out, const float* inp, size_t BT) {
+    LoRA* lo = &m->lora;
+    float* xa = lo->applied ? lora_xa(lo, k, l, BT) : NULL;
+    if (!xa) return;
+    int in, o;
+    lora_map_dims(&m->config, k, &in, &o);
+    size_t j = l - lo->layer_begin;
+    lora_forward(out, xa, inp, lo->a[k] + j * lo->rank * in, lo->b[k] + j * o * lo->rank, lo->alpha / lo->rank,
+                 (int)BT, in, o, lo->rank);
+}
+
+// backward hook: the adapter's gradients and its part of dinp, for map k at layer l
+static void lora_apply_backward(Model* m, int k, int l, float* dinp, const float* dout, const float* inp, size_t BT) {
+    LoRA* lo = &m->lora;
+    float* xa = lo->applied ? lora_xa(lo, k, l, BT) : NULL;
+    if (!xa) return;
+    int in, o;
+    lora_map_dims(&m->config, k, &in, &o);
+    size_t j = l - lo->layer_begin;
+    float* dxa = lo->act_memory + (size_t)(lo->layer_end - lo->layer_begin) * N_LORA_MAPS * BT * lo->rank;
+    lora_backward(dinp, lo->da[k] + j * lo->rank * in, lo->db[k] + j * o * lo->rank, dxa, dout, inp, xa,
+                  lo->a[k] + j * lo->rank * in, lo->b[k] + j * o * lo->rank, lo->alpha / lo->rank, (int)BT, in, o,
+                  lo->rank);
+}
+
 void model_alloc_grads(Model* m) {
     if (!m->grad_memory) {
         m->grad_memory = malloc(m->n_params * sizeof(float));
@@ -688,6 +898,9 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
 
     ParameterTensors* p = &m->params;
     size_t BT = (size_t)B * T;
+    // the adapters take part when present and enabled; the backward asks lora.applied
+    m->lora.applied = m->lora.n_params > 0 && m->lora.enabled;
+    if (m->lora.applied && lora_ensure_acts(&m->lora, BT) != 0) return;
     encoder_forward(a->encoded, m->inputs, p->token_embedding, B * T, C);
     for (int l = 0; l < n_run; l++) {
         LayerWeights w = layer_weights(p, c, l);
@@ -695,19 +908,26 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
         // attention block: inp + wo . attention(rope(wq . ln1), rope(wk . ln1), wv . ln1)
         rmsnorm_forward(x.ln1, x.ln1_rstd, x.inp, w.rms_att, B * T, C);
         matmul_forward(x.q, x.ln1, w.wq, B * T, C, C);
+        lora_apply(m, LORA_WQ, l, x.q, x.ln1, BT);
         matmul_forward(x.k, x.ln1, w.wk, B * T, C, KVD);
+        lora_apply(m, LORA_WK, l, x.k, x.ln1, BT);
         matmul_forward(x.v, x.ln1, w.wv, B * T, C, KVD);
+        lora_apply(m, LORA_WV, l, x.v, x.ln1, BT);
         rope_forward(x.q, a->rope_cos, a->rope_sin, B, T, NH, HS);
         rope_forward(x.k, a->rope_cos, a->rope_sin, B, T, NKV, HS);
         attention_forward(x.atty, x.att, x.q, x.k, x.v, B, T, NH, NKV, HS);
         matmul_forward(x.res_att, x.atty, w.wo, B * T, C, C);
+        lora_apply(m, LORA_WO, l, x.res_att, x.atty, BT);
         residual_forward(x.res_att, x.inp, x.res_att, BT * C);
         // feed-forward block: res_att + w2 . (silu(w1 . ln2) * (w3 . ln2))
         rmsnorm_forward(x.ln2, x.ln2_rstd, x.res_att, w.rms_ffn, B * T, C);
         matmul_forward(x.h1, x.ln2, w.w1, B * T, C, H);
+        lora_apply(m, LORA_W1, l, x.h1, x.ln2, BT);
         matmul_forward(x.h3, x.ln2, w.w3, B * T, C, H);
+        lora_apply(m, LORA_W3, l, x.h3, x.ln2, BT);
         swiglu_forward(x.hg, x.h1, x.h3, BT * H);
         matmul_forward(x.residual, x.hg, w.w2, B * T, H, C);
+        lora_apply(m, LORA_W2, l, x.residual, x.hg, BT);
         residual_forward(x.residual, x.res_att, x.residual, BT * C);
     }
     if (n_run == L) {
@@ -816,19 +1036,26 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
         // feed-forward block, in reverse. The residual add (residual = res_att + ffn) passes
         // dres unchanged to both sides: to w2's output here and, as the same buffer, to res_att.
         matmul_backward(d->hg, dw.w2, dres, x.hg, w.w2, B * T, H, C);
+        lora_apply_backward(m, LORA_W2, l, d->hg, dres, x.hg, BT);
         swiglu_backward(d->h1, d->h3, d->hg, x.h1, x.h3, BT * H);
         matmul_backward(d->ln2, dw.w3, d->h3, x.ln2, w.w3, B * T, C, H);
+        lora_apply_backward(m, LORA_W3, l, d->ln2, d->h3, x.ln2, BT);
         matmul_backward(d->ln2, dw.w1, d->h1, x.ln2, w.w1, B * T, C, H);
+        lora_apply_backward(m, LORA_W1, l, d->ln2, d->h1, x.ln2, BT);
         rmsnorm_backward(dres, dw.rms_ffn, d->ln2, x.res_att, w.rms_ffn, x.ln2_rstd, B * T, C);
         // attention block, in reverse (dres now holds d loss / d res_att; again the residual
         // add gives it unchanged to wo's output and to the layer's input)
         matmul_backward(d->atty, dw.wo, dres, x.atty, w.wo, B * T, C, C);
+        lora_apply_backward(m, LORA_WO, l, d->atty, dres, x.atty, BT);
         attention_backward(d->q, d->k, d->v, d->att, d->atty, x.q, x.k, x.v, x.att, B, T, NH, NKV, HS);
         rope_backward(d->k, a->rope_cos, a->rope_sin, B, T, NKV, HS);
         rope_backward(d->q, a->rope_cos, a->rope_sin, B, T, NH, HS);
         matmul_backward(d->ln1, dw.wv, d->v, x.ln1, w.wv, B * T, C, KVD);
+        lora_apply_backward(m, LORA_WV, l, d->ln1, d->v, x.ln1, BT);
         matmul_backward(d->ln1, dw.wk, d->k, x.ln1, w.wk, B * T, C, KVD);
+        lora_apply_backward(m, LORA_WK, l, d->ln1, d->k, x.ln1, BT);
         matmul_backward(d->ln1, dw.wq, d->q, x.ln1, w.wq, B * T, C, C);
+        lora_apply_backward(m, LORA_WQ, l, d->ln1, d->q, x.ln1, BT);
         rmsnorm_backward(dres, dw.rms_att, d->ln1, x.inp, w.rms_att, x.ln1_rstd, B * T, C);
         // dres now holds d loss / d inp: the gradient of layer l-1's output (or of the embeddings)
     }
@@ -842,6 +1069,7 @@ void model_free(Model* m) {
     free(m->dact_memory);
     free(m->inputs);
     decode_state_free(&m->decode);
+    model_lora_free(m);
     memset(m, 0, sizeof(*m));
 }
 
@@ -1123,6 +1351,11 @@ int model_save(const Model* m, const char* path, int version) {
         error_msg("%s: cannot write checkpoint version %d (only 0 and 1)", path, version);
         return -1;
     }
+    // a checkpoint holds plain weights: live adapters must be merged into them first
+    if (m->lora.n_params > 0 && m->lora.enabled) {
+        error_msg("%s: not written: the model has LoRA adapters that are not merged (model_lora_merge)", path);
+        return -1;
+    }
     AtomicFile af;
     if (atomic_open(&af, path)) return -1;
     write_checkpoint(m, af.f, version);
@@ -1341,6 +1574,12 @@ static void decode_attention(float* out, float* att, const float* q, const float
 float* model_decode(Model* m, const int* tokens, const int* pos, int n) {
     const Config* c = &m->config;
     const ParameterTensors* w = &m->params;
+    // The decode path does not apply LoRA adapters: decoding a model whose adapters are on would
+    // silently give M0's answers. Merge them first (model_lora_merge); this is a caller's bug.
+    if (m->lora.n_params > 0 && m->lora.enabled) {
+        error_msg("decode: the model has LoRA adapters switched on; merge them (model_lora_merge) before decoding");
+        abort();
+    }
     if (n > m->decode.n_slots) model_decode_alloc(m, n);
     DecodeState* s = &m->decode;
     if (n <= 0 || n > s->n_slots) return NULL; // out of memory (reported by model_decode_alloc)

@@ -1548,16 +1548,6 @@ done:
 //   -> AdamW on the adapters.
 // M0 is the same weights with the adapters switched off, so there is never a second model.
 
-// TEMPORARY (until model.c has LoRA): weak stand-ins so the tree links; the real ones win.
-__attribute__((weak)) int model_lora_init(Model* m, int rank, float alpha, int layer_begin, int layer_end,
-                                          int targets, float b_init_std, uint64_t seed) {
-    error_msg("LoRA is not built into model.c yet");
-    return -1;
-}
-__attribute__((weak)) void model_lora_zero_grads(Model* m) {}
-__attribute__((weak)) void model_lora_merge(Model* m) {}
-__attribute__((weak)) void model_lora_free(Model* m) {}
-
 void defense_config_default(DefenseConfig* c, int method) {
     memset(c, 0, sizeof(*c));
     c->method = method;
@@ -1745,8 +1735,9 @@ static int rep_mask_from(int n_prompt, int response_only) {
 
 // Lays rows out as one right-padded (B, T) block (token 0 and mask 0 after each row; attention is
 // causal, so the padding never reaches a row's own states). The whole sequence is input, its
-// last token (EOS) included: the losses read states, not predictions. mask: (B, T), the row's
-// own mask where `on` is 1 for that row, 0 elsewhere. Returns T.
+// last token (EOS) included: the losses read states, not predictions. Rows [0, n_erase) are
+// erase rows, the rest retain rows; erase_mask and retain_mask (B, T) each hold the masks of
+// their own rows and 0 on the other rows. Returns T.
 static int fill_rep_block(int* inputs, float* erase_mask, float* retain_mask, const RepRow* rows, int n_erase,
                           int n_rows, int max_T) {
     int T = 1;

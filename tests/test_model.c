@@ -1,6 +1,7 @@
 // test_model.c — the training path of the model: every op's backward against central
 // differences, the whole model's gradient (plain, shared classifier, dhidden injections), and a
-// cross-check of logits, loss, hidden states and every parameter gradient against PyTorch.
+// cross-check of logits, loss, hidden states and every parameter gradient against PyTorch;
+// and the LoRA adapters: gradients, merged == unmerged, and against PyTorch (tests/torch_lora.py).
 //
 // Run from the repository root: make tests/test_model && ./tests/test_model
 #include <math.h>
@@ -569,14 +570,256 @@ static void test_torch(void) {
     for (int i = 0; i < 2; i++) torch_case_free(&cases[i]);
 }
 
+// ----------------------------------------------------------------------------
+// 4. LoRA adapters: their gradients against central differences (with the frozen weights
+// getting none), merged == unmerged, and enabled = 0 == the frozen model
+
+// the (in, out) sizes of LoRA map k (model.h: a (rank, in), b (out, rank) per layer)
+static void lora_dims(const Config* c, int k, size_t* in, size_t* out) {
+    size_t C = c->dim, H = c->hidden_dim, KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads);
+    *in = k == LORA_W2 ? H : C;
+    *out = (k == LORA_W1 || k == LORA_W3) ? H : (k == LORA_WK || k == LORA_WV) ? KVD : C;
+}
+
+static void check_lora_grads(const char* name, Config c, int B, int T, int n_run, int use_logits, int n_inject,
+                             int layer_begin, int layer_end) {
+    Model m;
+    CHECK(model_build(&m, &c) == 0, "%s: model_build", name);
+    init_test_weights(&m, 0.3f);
+    // no model_alloc_grads: with m->grads NULL only the adapters learn
+    const int rank = 3;
+    CHECK(model_lora_init(&m, rank, 6.0f, layer_begin, layer_end, (1 << N_LORA_MAPS) - 1, 0.3f, 77) == 0,
+          "%s: model_lora_init", name);
+    ModelLoss o = {B, T, n_run, use_logits, malloc(B * T * sizeof(int)), malloc(B * T * sizeof(int)),
+                   malloc(B * T * sizeof(float)), calloc(c.n_layers, sizeof(float*))};
+    for (int i = 0; i < B * T; i++) {
+        o.inputs[i] = random_u32(&rng) % c.vocab_size;
+        o.targets[i] = random_u32(&rng) % c.vocab_size;
+        o.mask[i] = (i % 4 == 1 || i == B * T - 1) ? 0.0f : 1.0f;
+    }
+    for (int l = n_run - n_inject; l < n_run; l++) o.R[l] = randn((size_t)B * T * c.dim, 0.1f);
+
+    size_t n = m.lora.n_params;
+    model_lora_zero_grads(&m);
+    model_objective(&m, &o);
+    model_backward(&m, use_logits, o.R);
+    float* once = malloc(n * sizeof(float));
+    memcpy(once, m.lora.grad_memory, n * sizeof(float));
+    model_objective(&m, &o);
+    model_backward(&m, use_logits, o.R);
+    double worst_acc = 0.0;
+    for (size_t i = 0; i < n; i++) worst_acc = fmax(worst_acc, fabs(m.lora.grad_memory[i] - 2.0f * once[i]));
+    CHECK(worst_acc < 1e-5, "%s: LoRA gradients do not accumulate (%.2e off)", name, worst_acc);
+    CHECK(m.grad_memory == NULL, "%s: no gradient block for the frozen weights was made", name);
+
+    printf("%s (LoRA rank %d on layers [%d, %d), run %d, logits %d, inject %d):\n", name, rank, layer_begin,
+           layer_end, n_run, use_logits, n_inject);
+    const float eps = 3e-3f;
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int k = 0; k < N_LORA_MAPS; k++) {
+        size_t in, out;
+        lora_dims(&c, k, &in, &out);
+        size_t n_layers = layer_end - layer_begin;
+        for (int which = 0; which < 2; which++) { // A, then B
+            float* p = which == 0 ? m.lora.a[k] : m.lora.b[k];
+            const float* g = once + ((which == 0 ? m.lora.da[k] : m.lora.db[k]) - m.lora.grad_memory);
+            size_t size = n_layers * rank * (which == 0 ? in : out);
+            int n_sample = size < 12 ? (int)size : 12;
+            float analytic[12];
+            double numeric[12];
+            for (int s = 0; s < n_sample; s++) {
+                size_t j = random_u32(&rng) % size;
+                float save = p[j];
+                p[j] = save + eps;
+                double lp = model_objective(&m, &o);
+                p[j] = save - eps;
+                double lm = model_objective(&m, &o);
+                p[j] = save;
+                numeric[s] = (lp - lm) / (2.0 * eps);
+                analytic[s] = g[j];
+            }
+            double err = rel_err(analytic, numeric, n_sample), scale = 0.0;
+            for (int s = 0; s < n_sample; s++) scale = fmax(scale, fabs(numeric[s]));
+            printf("  lora %s.%c  worst rel err %.2e  (max |grad| %.1e)\n", LORA_MAP_NAMES[k], which ? 'B' : 'A', err,
+                   scale);
+            // an adapter whose layer does not run gets nothing; the rest must match
+            if (layer_begin >= n_run) {
+                double mx = 0.0;
+                for (size_t j = 0; j < size; j++) mx = fmax(mx, fabs(g[j]));
+                CHECK(mx == 0.0, "%s: lora %s has gradient %.2e but its layers did not run", name, LORA_MAP_NAMES[k], mx);
+            } else {
+                CHECK(err < 2e-2 && scale > 0.0, "%s: lora %s.%c gradient rel err %.3e (max %.1e)", name,
+                      LORA_MAP_NAMES[k], which ? 'B' : 'A', err, scale);
+            }
+        }
+    }
+    omp_set_num_threads(threads);
+    for (int l = 0; l < c.n_layers; l++) free(o.R[l]);
+    free(o.R), free(o.inputs), free(o.targets), free(o.mask), free(once);
+    model_free(&m);
+}
+
+static void test_lora_grads(void) {
+    Config c = {.dim = 8, .hidden_dim = 12, .n_layers = 3, .n_heads = 2, .n_kv_heads = 1,
+                .vocab_size = 11, .seq_len = 8, .shared_classifier = 0};
+    // cross-entropy through every layer; the top layer has no adapter, so the gradient reaches
+    // the adapters through frozen weights (MOSR's CAA path)
+    check_lora_grads("lora, logits, unshared classifier", c, 2, 5, 3, 1, 0, 0, 2);
+    c.shared_classifier = 1;
+    check_lora_grads("lora, logits, shared classifier", c, 2, 5, 3, 1, 0, 0, 2);
+    // representation losses only, as RR runs them: 2 of 3 layers, injections at both
+    c.shared_classifier = 0;
+    check_lora_grads("lora, dhidden only", c, 2, 5, 2, 0, 2, 0, 2);
+    // adapters that do not start at layer 0, with both losses at once
+    check_lora_grads("lora, layers [1, 3), logits + dhidden", c, 2, 5, 3, 1, 1, 1, 3);
+}
+
+// logits (B*T*V) of a forward through the whole model, copied out
+static float* all_logits(Model* m, const int* inputs, int B, int T) {
+    model_forward(m, inputs, B, T, m->config.n_layers);
+    size_t n = (size_t)B * T * m->config.vocab_size;
+    float* out = malloc(n * sizeof(float));
+    memcpy(out, m->acts.logits, n * sizeof(float));
+    return out;
+}
+
+static void test_lora_merge(void) {
+    Config c = {.dim = 32, .hidden_dim = 64, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                .vocab_size = 50, .seq_len = 16, .shared_classifier = 1};
+    enum { B = 2, T = 9 };
+    Model m;
+    CHECK(model_build(&m, &c) == 0, "merge: model_build");
+    init_test_weights(&m, 0.1f);
+    int inputs[B * T];
+    for (int i = 0; i < B * T; i++) inputs[i] = random_u32(&rng) % c.vocab_size;
+    size_t n = (size_t)B * T * c.vocab_size;
+    float* base = all_logits(&m, inputs, B, T);
+
+    // B = 0: the adapters change nothing, bit for bit
+    model_lora_init(&m, 4, 8.0f, 0, 3, (1 << N_LORA_MAPS) - 1, 0.0f, 5);
+    float* zero = all_logits(&m, inputs, B, T);
+    CHECK(memcmp(zero, base, n * sizeof(float)) == 0, "LoRA with B = 0 gives the frozen model's logits exactly");
+    free(zero);
+
+    // real adapters on some maps: enabled = 0 is M0 exactly; merged == unmerged
+    model_lora_init(&m, 4, 8.0f, 1, 3, (1 << LORA_WQ) | (1 << LORA_WV) | (1 << LORA_W2) | (1 << LORA_W3), 0.2f, 6);
+    float* adapted = all_logits(&m, inputs, B, T);
+    m.lora.enabled = 0;
+    float* off = all_logits(&m, inputs, B, T);
+    CHECK(memcmp(off, base, n * sizeof(float)) == 0, "LoRA switched off gives the frozen model's logits exactly");
+    m.lora.enabled = 1;
+    model_lora_merge(&m);
+    CHECK(m.lora.n_params == 0 && m.lora.param_memory == NULL, "merging drops the adapters");
+    float* merged = all_logits(&m, inputs, B, T);
+    double diff = 0.0, scale = 0.0, change = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs(merged[i] - adapted[i]));
+        scale = fmax(scale, fabs(adapted[i]));
+        change = fmax(change, fabs(adapted[i] - base[i]));
+    }
+    printf("LoRA merge: max |merged - unmerged| %.2e (logits up to %.2f; the adapters moved them by up to %.2f)\n",
+           diff, scale, change);
+    CHECK(change > 1e-2, "the adapters change the logits (by %.3e)", change);
+    CHECK(diff < 1e-5 * fmax(scale, 1.0), "merged == unmerged logits (max diff %.2e)", diff);
+    free(base), free(adapted), free(off), free(merged);
+
+    // bad adapters are refused with a message, not a crash
+    fprintf(stderr, "(two error lines expected:)\n");
+    CHECK(model_lora_init(&m, 0, 8.0f, 0, 3, 1, 0.0f, 1) != 0, "rank 0 is refused");
+    CHECK(model_lora_init(&m, 4, 8.0f, 2, 4, 1, 0.0f, 1) != 0, "layers past the model are refused");
+    model_free(&m);
+}
+
+// the adapters against PyTorch (tests/torch_lora.py): a torch_model.py case file, plus a LoRA
+// file (int32 rank, layer_begin, layer_end, targets; float32 alpha; the adapter block)
+static void test_torch_lora(void) {
+    Config c = {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                .vocab_size = 23, .seq_len = 32, .shared_classifier = 0};
+    TorchCase cases[2];
+    char lora_path[2][64];
+    memset(cases, 0, sizeof(cases));
+    int ok = 1;
+    for (int i = 0; i < 2 && ok; i++) {
+        c.shared_classifier = i;
+        ok = torch_case_write(&cases[i], c, 2, 20, 10 + i) == 0;
+        // case 0: all maps of layers [0, 2); case 1: some maps of layers [1, 3)
+        int begin = i, end = i + 2, targets = i ? (1 << LORA_WK) | (1 << LORA_WO) | (1 << LORA_W1) : (1 << N_LORA_MAPS) - 1;
+        ok = ok && model_lora_init(&cases[i].m, 3, 6.0f, begin, end, targets, 0.3f, 21 + i) == 0;
+        snprintf(lora_path[i], sizeof(lora_path[i]), "/tmp/mosr_torch_lora.%d.%d", (int)getpid(), i);
+        FILE* f = ok ? fopen(lora_path[i], "wb") : NULL;
+        if (!f) { ok = 0; break; }
+        const LoRA* lo = &cases[i].m.lora;
+        int header[4] = {lo->rank, lo->layer_begin, lo->layer_end, lo->targets};
+        fwrite(header, sizeof(int), 4, f);
+        fwrite(&lo->alpha, sizeof(float), 1, f);
+        fwrite(lo->param_memory, sizeof(float), lo->n_params, f);
+        ok = fclose(f) == 0;
+    }
+    CHECK(ok, "torch lora: could not write the exchange files in /tmp");
+    if (ok) {
+        char cmd[768];
+        snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/torch_lora.py %s %s %s %s %s %s", cases[0].in_path,
+                 lora_path[0], cases[0].out_path, cases[1].in_path, lora_path[1], cases[1].out_path);
+        int rc = system(cmd);
+        int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        if (code == 77) SKIP("torch lora cross-check: torch is not importable by /usr/bin/python3");
+        else CHECK(code == 0, "torch lora cross-check: tests/torch_lora.py failed (exit %d)", code);
+        for (int i = 0; i < 2 && code == 0; i++) {
+            Model* m = &cases[i].m;
+            int N = cases[i].B * cases[i].T;
+            size_t n_logits = (size_t)N * c.vocab_size, n_ref = 1 + n_logits + m->lora.n_params;
+            float* ref = malloc(n_ref * sizeof(float));
+            FILE* f = fopen(cases[i].out_path, "rb");
+            size_t got = f ? fread(ref, sizeof(float), n_ref, f) : 0;
+            if (f) fclose(f);
+            CHECK(got == n_ref, "torch lora: %s holds %zu floats, expected %zu", cases[i].out_path, got, n_ref);
+            if (got == n_ref) {
+                model_forward(m, cases[i].inputs, cases[i].B, cases[i].T, c.n_layers);
+                float loss = model_loss(m, cases[i].targets, cases[i].mask, 1.0f);
+                model_lora_zero_grads(m);
+                model_backward(m, 1, NULL);
+                double* refd = malloc(n_ref * sizeof(double));
+                for (size_t j = 0; j < n_ref; j++) refd[j] = ref[j];
+                printf("LoRA vs PyTorch (case %d: layers [%d, %d), maps 0x%x, %s classifier):\n", i,
+                       m->lora.layer_begin, m->lora.layer_end, m->lora.targets, i ? "shared" : "unshared");
+                double e = fabs(loss - refd[0]) / fabs(refd[0]);
+                CHECK(e < 1e-5, "torch lora: loss %f vs %f", loss, ref[0]);
+                e = rel_err(m->acts.logits, refd + 1, n_logits);
+                printf("  logits     rel err %.2e\n", e);
+                CHECK(e < 1e-4, "torch lora: logits rel err %.3e", e);
+                for (int k = 0; k < N_LORA_MAPS; k++) {
+                    if (!(m->lora.targets & (1 << k))) continue;
+                    size_t in, out, nl = m->lora.layer_end - m->lora.layer_begin;
+                    lora_dims(&c, k, &in, &out);
+                    size_t off_a = m->lora.da[k] - m->lora.grad_memory, off_b = m->lora.db[k] - m->lora.grad_memory;
+                    double ea = rel_err(m->lora.da[k], refd + 1 + n_logits + off_a, nl * 3 * in);
+                    double eb = rel_err(m->lora.db[k], refd + 1 + n_logits + off_b, nl * out * 3);
+                    printf("  d%s.A rel err %.2e   d%s.B rel err %.2e\n", LORA_MAP_NAMES[k], ea, LORA_MAP_NAMES[k], eb);
+                    CHECK(ea < 1e-4 && eb < 1e-4, "torch lora: d%s rel err A %.3e B %.3e", LORA_MAP_NAMES[k], ea, eb);
+                }
+                free(refd);
+            }
+            free(ref);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        remove(lora_path[i]);
+        torch_case_free(&cases[i]);
+    }
+}
+
 int main(void) {
     double t0 = time_now();
     test_ops();
     double t1 = time_now();
     test_model_grads();
     test_shapes();
+    test_lora_grads();
+    test_lora_merge();
     double t2 = time_now();
     test_torch();
+    test_torch_lora();
     printf("(ops %.1f s, model %.1f s, torch %.1f s)\n", t1 - t0, t2 - t1, time_now() - t2);
     return check_summary("test_model");
 }
