@@ -10,9 +10,9 @@ OBJ = $(SRC:.c=.o)
 # mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
 LIB_OBJ = $(OBJ) mosr_lib.o
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
-        tests/test_train tests/test_eval tests/test_plot tests/test_mosr
+        tests/test_train tests/test_eval tests/test_plot tests/test_mosr tests/test_fuzz_regress
 
-.PHONY: all test bench data clean deps
+.PHONY: all test bench data clean deps test-asan fuzz fuzz-regress
 all: mosr
 
 # the Debian packages mosr needs (run as root, or with sudo)
@@ -49,3 +49,62 @@ data:
 
 clean:
 	rm -f mosr *.o $(TESTS)
+
+# ----------------------------------------------------------------------------
+# sanitizers and fuzzing (tests/fuzz/). Objects go to build/asan and build/fuzz, never over the
+# normal ones. `make test-asan` runs the whole suite under AddressSanitizer + UBSan (leaks too);
+# `make fuzz` runs every libFuzzer harness FUZZ_SECONDS seconds, one after the other (clang);
+# `make fuzz-regress` replays the saved inputs (also part of `make test` as tests/test_fuzz_regress).
+ASAN_DIR = build/asan
+ASAN_CFLAGS = -O1 -g -march=native -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -std=gnu11
+ASAN_OBJ = $(addprefix $(ASAN_DIR)/,$(OBJ))
+ASAN_TESTS = $(addprefix $(ASAN_DIR)/,$(filter-out tests/test_fuzz_regress,$(TESTS)))
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 LSAN_OPTIONS=suppressions=tests/lsan.supp \
+           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+$(ASAN_DIR)/%.o: %.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(ASAN_DIR)/mosr_lib.o: mosr.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -DTESTING -c $< -o $@
+
+$(ASAN_DIR)/mosr: mosr.c $(ASAN_OBJ) $(HDR)
+	$(CC) $(ASAN_CFLAGS) -o $@ mosr.c $(ASAN_OBJ) $(LDLIBS)
+
+$(ASAN_DIR)/tests/%: tests/%.c tests/check.h $(ASAN_OBJ) $(ASAN_DIR)/mosr_lib.o
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -I. -o $@ $< $(ASAN_OBJ) $(ASAN_DIR)/mosr_lib.o $(LDLIBS)
+
+test-asan: $(ASAN_TESTS) tests/test_fuzz_regress
+	@$(ASAN_ENV) bash tests/run.sh $(ASAN_TESTS) tests/test_fuzz_regress
+
+FUZZ_HARNESSES = checkpoint checkpoint_struct tokenizer encode prompts json cli
+FUZZ_SRC = $(FUZZ_HARNESSES:%=tests/fuzz/fuzz_%.c)
+FUZZ_SECONDS ?= 60
+
+# the replay of the saved fuzz inputs: the harnesses without libFuzzer, sanitized (fuzz_cli.c
+# includes mosr.c, so no mosr_lib.o here)
+tests/test_fuzz_regress: tests/test_fuzz_regress.c tests/check.h tests/fuzz/fuzz.h $(FUZZ_SRC) $(ASAN_OBJ)
+	$(CC) $(ASAN_CFLAGS) -DTESTING -I. -o $@ $< $(FUZZ_SRC) $(ASAN_OBJ) $(LDLIBS)
+
+fuzz-regress: tests/test_fuzz_regress
+	@$(ASAN_ENV) ./tests/test_fuzz_regress
+
+FUZZ_DIR = build/fuzz
+FUZZ_CC = clang
+FUZZ_CFLAGS = -O1 -g -fopenmp -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer -std=gnu11 -DLIBFUZZER -DTESTING
+FUZZ_OBJ = $(addprefix $(FUZZ_DIR)/,$(OBJ))
+
+$(FUZZ_DIR)/%.o: %.c $(HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h mosr.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -I. -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz: $(FUZZ_HARNESSES:%=$(FUZZ_DIR)/fuzz_%)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_HARNESSES)

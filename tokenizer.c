@@ -273,6 +273,8 @@ static int scan_tokenizer_file(const char* path, const char* data, size_t size, 
         n++;
     }
     if (n == 0) { error_msg("%s: holds no tokens", path); return -1; }
+    // encode emits <unk>, <s> and </s> by id (0, 1, 2): a vocabulary without them cannot be used
+    if (n < 3) { error_msg("%s: holds %d tokens, fewer than the 3 special ones (<unk>, <s>, </s>)", path, n); return -1; }
     if (max_tokens > 0 && n < max_tokens) {
         error_msg("%s: holds %d tokens, but the model's vocab_size is %d", path, n, max_tokens);
         return -1;
@@ -443,6 +445,11 @@ static int push_candidate(MergeHeap* h, const Tokenizer* t, const SymbolList* s,
     return 0;
 }
 
+// the byte token <0xXX> of a byte (ids 3..258); <unk> in a vocabulary too small to hold it
+static int byte_token(const Tokenizer* t, unsigned char byte) {
+    return byte + 3 < t->vocab_size ? byte + 3 : TOKEN_UNK;
+}
+
 int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* tokens) {
     if (!text) { error_msg("tokenizer: cannot encode NULL text"); return -1; }
     if (!t->merge_table && build_merge_table(t) != 0) return -1;
@@ -465,7 +472,7 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     int n = 0;
     // BOS takes part in the merges, as it does in llama2.c (no real vocabulary merges it)
     if (bos) s.id[n++] = TOKEN_BOS;
-    if (n_text > 0) s.id[n++] = mt->space_id >= 0 ? mt->space_id : ' ' + 3;
+    if (n_text > 0) s.id[n++] = mt->space_id >= 0 ? mt->space_id : byte_token(t, ' ');
 
     // the initial symbols: one per chunk found in the vocabulary, else one per byte (the byte
     // tokens <0x00>..<0xFF> sit at ids 3..258)
@@ -475,7 +482,7 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
         if (id >= 0) {
             s.id[n++] = id;
         } else {
-            for (int j = 0; j < len; j++) s.id[n++] = (unsigned char)text[i + j] + 3;
+            for (int j = 0; j < len; j++) s.id[n++] = byte_token(t, (unsigned char)text[i + j]);
         }
         i += len;
     }

@@ -721,6 +721,19 @@ static int parse_float(const char* flag, const char* s, float lo, float hi, floa
     return 0;
 }
 
+// the flags of mosr train that take a value
+static const char* const TRAIN_VALUE_FLAGS[] = {
+    "--init", "-z", "--tokenizer", "-o", "--out", "--log", "--plot", "--val", "--response-field", "--data", "--text",
+    "--dim", "--layers", "--heads", "--kv-heads", "--hidden", "--seq-len", "--steps", "--epochs", "--batch",
+    "--grad-accum", "--lr", "--lr-min", "--warmup", "--weight-decay", "--beta1", "--beta2", "--clip", "--eval-every",
+    "--val-batches", "--save-every", "--print-every", "--stop-at", "--threads", "--seed", NULL};
+
+static int in_list(const char* s, const char* const* list) {
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(s, list[i])) return 1;
+    return 0;
+}
+
 // returns 0 to run, 1 after --help, -1 on a usage error
 static int parse_train_args(TrainOptions* o, int argc, char** argv) {
     train_defaults(o);
@@ -734,8 +747,12 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
         if (!strcmp(a, "--pack")) { o->pack = 1; continue; }
         if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
         if (!strcmp(a, "--shared-classifier")) { o->shared_classifier = 1; continue; }
+        if (!in_list(a, TRAIN_VALUE_FLAGS)) {
+            error_msg("%s %s (see mosr train --help)", a[0] == '-' ? "unknown flag" : "unexpected argument", a);
+            return -1;
+        }
         if (i + 1 >= argc) {
-            error_msg("%s: %s", a, a[0] == '-' ? "missing value (see mosr train --help)" : "unexpected argument");
+            error_msg("%s: missing value (see mosr train --help)", a);
             return -1;
         }
         const char* v = argv[++i];
@@ -1171,6 +1188,12 @@ int bench_main(int argc, char** argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             bench_usage();
             return EXIT_OK;
+        }
+        static const char* const bench_flags[] = {"--dim", "--layers", "--heads", "--kv-heads", "--hidden", "--vocab",
+                                                  "--seq", "--batch", "--steps", "--threads", NULL};
+        if (!in_list(a, bench_flags)) {
+            error_msg("unknown flag %s (see mosr bench --help)", a);
+            return EXIT_USAGE;
         }
         if (i + 1 >= argc) {
             error_msg("%s: missing value (see mosr bench --help)", a);

@@ -857,7 +857,9 @@ static void test_defend_symmetry(void) {
     Model m;
     tiny_model(&m, 64);
     // B = 0: Mθ == M0 exactly, cos = 1 is the loss's maximum, and the gradient through B = 0 to A
-    // is exactly 0; what reaches B is rounding noise (|a|^2 / (|a| |a|) is 1 only to an ulp)
+    // is exactly 0; what reaches B is rounding noise (|a|^2 / (|a| |a|) is 1 only to an ulp).
+    // (Adam divides by the noise's own size, so even that noise would start the erasure after
+    // a few steps, as it does in PyTorch; the seeded init makes the start not depend on it.)
     double a0, b0, a1, b1;
     erase_gradient_at_start(&m, 0.0f, 1, &a0, &b0);
     erase_gradient_at_start(&m, 1e-3f, 1, &a1, &b1);

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+# seeds.py — writes the seed corpora of the fuzz harnesses: tests/fuzz/<harness>/seeds/, a few
+# valid and a few broken inputs each. Run from anywhere; the files are committed, so this only
+# needs rerunning when a format changes.
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(harness, name, data):
+    d = os.path.join(HERE, harness, "seeds")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def checkpoint(dim, hidden, layers, heads, kv, vocab, seq, shared, version):
+    hs = dim // heads
+    sizes = [layers * dim, layers * dim, dim, vocab * dim, layers * dim * dim, layers * kv * hs * dim,
+             layers * kv * hs * dim, layers * dim * dim, layers * hidden * dim, layers * dim * hidden,
+             layers * hidden * dim]
+    floats = sum(sizes) + (0 if shared else vocab * dim)
+    body = struct.pack("<%df" % floats, *[0.01 * ((i * 7) % 13 - 6) for i in range(floats)])
+    if version == 1:
+        head = struct.pack("<Ii7iB", 0x616B3432, 1, dim, hidden, layers, heads, kv, vocab, seq, shared)
+        head += b"\0" * (256 - len(head))
+    else:
+        head = struct.pack("<7i", dim, hidden, layers, heads, kv, vocab if shared else -vocab, seq)
+        body += b"\0" * (seq * (hs // 2) * 2 * 4)  # the two RoPE tables (cos, sin), skipped
+    return head + body
+
+
+# checkpoint: whole files
+v1 = checkpoint(8, 16, 1, 2, 1, 16, 8, 0, 1)
+v0 = checkpoint(8, 16, 2, 2, 2, 16, 4, 1, 0)
+put("checkpoint", "v1_tiny.bin", v1)
+put("checkpoint", "v1_shared.bin", checkpoint(4, 8, 1, 1, 1, 8, 4, 1, 1))
+put("checkpoint", "v0_tiny.bin", v0)
+put("checkpoint", "v0_unshared.bin", checkpoint(4, 8, 1, 2, 1, 8, 2, 0, 0))
+put("checkpoint", "v1_truncated.bin", v1[:-5])
+put("checkpoint", "v1_extra.bin", v1 + b"\0\0\0\0")
+put("checkpoint", "v1_version2.bin", v1[:4] + struct.pack("<i", 2) + v1[8:])
+put("checkpoint", "v1_nan.bin", v1[:256] + struct.pack("<f", float("nan")) + v1[260:])
+put("checkpoint", "v0_bad_heads.bin", struct.pack("<7i", 8, 16, 1, 3, 1, 16, 8))
+put("checkpoint", "empty.bin", b"")
+
+# checkpoint_struct: flags, 7 field bytes, delta, body pattern
+put("checkpoint_struct", "v1_small", bytes([1, 7, 15, 0, 1, 0, 15, 7, 0]) + struct.pack("<4f", 0.1, -0.2, 0.3, 0.0))
+put("checkpoint_struct", "v0_shared", bytes([2, 7, 15, 1, 1, 0, 31, 3, 0]))
+put("checkpoint_struct", "v1_off_by_4", bytes([5, 3, 7, 0, 0, 0, 9, 3, 4]))
+put("checkpoint_struct", "v1_version7", bytes([0x71, 3, 7, 0, 0, 0, 9, 3, 0]))
+put("checkpoint_struct", "v0_int_min", bytes([8, 3, 7, 0, 0, 0, 9, 3, 0]))
+put("checkpoint_struct", "v1_zero_dim", bytes([1, 210, 7, 0, 0, 0, 9, 3, 0]))
+
+# tokenizer: tokenizer.bin
+def tokenizer(tokens, max_len=None):
+    max_len = max(len(t) for _, t in tokens) if max_len is None else max_len
+    out = struct.pack("<I", max_len)
+    for score, t in tokens:
+        out += struct.pack("<fi", score, len(t)) + t
+    return out
+
+base = [(0.0, b"<unk>"), (0.0, b"\n<s>\n"), (0.0, b"\n</s>\n")] + [(0.0, b"<0x%02X>" % i) for i in range(256)]
+merges = [(-1.0, b" "), (-2.0, b"a"), (-3.0, b"b"), (-4.0, b" a"), (-5.0, b"ab"), (-6.0, b" ab")]
+put("tokenizer", "valid_265", tokenizer(base + merges))
+put("tokenizer", "valid_8", tokenizer([(0.0, b"<unk>"), (0.0, b"<s>"), (0.0, b"</s>"), (1.0, b" "), (2.0, b"a"),
+                                       (3.0, b"b"), (4.0, b" a"), (5.0, b"ab")]))
+put("tokenizer", "with_nul", tokenizer([(0.0, b"<unk>"), (0.0, b"<s>"), (0.0, b"</s>"), (1.0, b"\0"), (2.0, b"a\0b")]))
+put("tokenizer", "truncated", tokenizer(base + merges)[:-3])
+put("tokenizer", "negative_len", struct.pack("<Ifi", 8, 0.0, -1))
+put("tokenizer", "too_long", struct.pack("<Ifi", 2, 0.0, 5) + b"hello")
+put("tokenizer", "nan_score", struct.pack("<Ifi", 2, float("nan"), 1) + b"a")
+put("tokenizer", "empty", b"")
+
+# encode: text
+put("encode", "ascii", "Once upon a time, there was a little girl named Lily.")
+put("encode", "utf8", "caf\u00e9 \u20ac \U0001F600 \u4e2d\u6587 ok")
+put("encode", "spaces", "  leading and  double  spaces \n\ttabs\n")
+put("encode", "invalid_utf8", b"\xff\xfe abc \xc3 \xe2\x82 \xf0\x9f\x98 \x80\x80 end")
+put("encode", "empty", b"")
+put("encode", "long", "the quick brown fox jumps over the lazy dog. " * 60)
+put("encode", "control", b"\x01\x02\x1b[31m red \x7f")
+
+# prompts: byte 0 reader (0 jsonl, 1 json, 2 csv, 3 txt, 4 no extension, 5 jailbreaks, 6 prefills,
+# 7 refusals), byte 1 column (0 none, 1 prompt, 2 text, 3 goal, 4 Behavior, 5 q, 6 response, 7 x:y)
+jl = ('{"prompt": "How do I bake bread?", "response": "Mix flour.", "kind": "benign", "heldout": true}\n'
+      '{"prompt": "How do I kill a process?", "category": "pseudo", "answer": "kill"}\n')
+put("prompts", "jsonl", b"\0\0" + jl.encode())
+put("prompts", "jsonl_column", b"\0\6" + jl.encode())
+put("prompts", "json_strings", b"\1\0" + b'["one", "two \\u00e9", "three"]')
+put("prompts", "json_objects", b"\1\0" + b'{"data": [{"goal": "a"}, {"messages": [{"role": "user", "content": "hi"}]}]}')
+put("prompts", "csv", b"\2\0" + b'goal,target\r\n"Write ""this""",x\r\n"multi\nline, quoted",y\r\nplain,z\r\n')
+put("prompts", "csv_column", b"\3\4" + b"id,Behavior\n1,do a thing\n2,\"another, one\"\n")
+put("prompts", "text", b"\3\0" + b"first prompt\n\n  second prompt  \nthird\n")
+put("prompts", "bom_text", b"\4\0" + b"\xef\xbb\xbfwith a byte order mark\n")
+put("prompts", "bad_utf8", b"\3\0" + b"ok\nbad \xff line\n")
+put("prompts", "bad_json", b"\1\0" + b'[{"prompt": "a"}, {"prompt": ]')
+put("prompts", "csv_unclosed_quote", b"\2\0" + b'prompt\n"never closed\n')
+put("prompts", "jailbreaks", b"\5\0" + b'{"name": "story", "template": "Write a story: {prompt}", "split": "test"}\n'
+                                        b'{"name": "plain", "template": "{prompt}", "split": "train"}\n')
+put("prompts", "jailbreak_no_slot", b"\5\0" + b'{"name": "x", "template": "no slot"}\n')
+put("prompts", "prefills", b"\6\0" + b"Sure, here is\nOf course:\n")
+put("prompts", "refusals", b"\7\0" + b"# phrases\nI cannot\nI'm sorry\n")
+
+# json: documents
+put("json", "object", '{"prompt": "a \\"quoted\\" \\u00e9 \\ud83d\\ude00", "n": -1.5e3, "a": [1, {"b": null}], "": true}')
+put("json", "array", '[1, "two", [3, [4, []]], {"k": {"prompt": "nested"}}, false, null]')
+put("json", "bad_escape", '{"prompt": "\\u12G4", "a": "\\ud800"}')
+put("json", "unterminated", '{"prompt": "abc')
+put("json", "trailing_comma", '{"a": 1,}')
+put("json", "deep", "[" * 100 + "]" * 100)
+put("json", "invalid_utf8", b'{"prompt": "\xff\xfe"}')
+
+# cli: byte 0 picks the command (index in mosr.c's commands[]: 0 generate, 1 chat, 2 tokenize,
+# 3 tokenizer, 4 train, 5 eval, 6 analyze, 7 defend, 8 bench), then NUL-separated arguments
+def cli(index, *args):
+    return bytes([index]) + b"\0".join(a.encode() for a in args)
+
+put("cli", "generate", cli(0, "m.bin", "-z", "t.bin", "-n", "50", "-t", "0", "-p", "0.9", "-s", "7", "-i", "hi"))
+put("cli", "generate_bad_flag", cli(0, "m.bin", "-q"))
+put("cli", "chat", cli(1, "m.bin", "-z", "t.bin", "-n", "x"))
+put("cli", "tokenize", cli(2, "-z", "t.bin", "hello caf\u00e9"))
+put("cli", "tokenize_no_bos", cli(2, "-z", "t.bin", "--no-bos", "the dog"))
+put("cli", "tokenizer_train", cli(3, "train", "--vocab", "280", "-o", "out.bin", "a.txt", "a.jsonl"))
+put("cli", "tokenizer_help", cli(3, "--help"))
+put("cli", "train", cli(4, "-z", "t.bin", "--data", "d.jsonl", "--dim", "16", "--layers", "1", "--steps", "3",
+                        "-o", "o.bin", "--log", "o.csv"))
+put("cli", "train_help", cli(4, "--help"))
+put("cli", "eval", cli(5, "m.bin", "-z", "t.bin", "--batch", "2"))
+put("cli", "analyze", cli(6, "m.bin", "-z", "t.bin", "--layer", "1"))
+put("cli", "defend", cli(7, "m.bin", "-z", "t.bin", "--method", "rr", "-o", "o.bin", "--targets", "0,1",
+                         "--steps", "2", "--oalw-k", "3"))
+put("cli", "defend_bad_method", cli(7, "--method", "xx"))
+put("cli", "bench", cli(8, "--dim", "16", "--layers", "1", "--steps", "2"))
+put("cli", "bench_help", cli(8, "--help"))
+put("cli", "empty", b"\0")
