@@ -10,7 +10,9 @@ OBJ = $(SRC:.c=.o)
 # mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
 LIB_OBJ = $(OBJ) mosr_lib.o
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
-        tests/test_train tests/test_eval tests/test_plot tests/test_mosr tests/test_fuzz_regress
+        tests/test_train tests/test_eval tests/test_plot tests/test_mosr tests/test_numerics tests/test_fuzz_regress
+# tests written as scripts: run by tests/run.sh like the programs, never compiled
+SCRIPT_TESTS = tests/test_cli.sh
 
 .PHONY: all test bench data clean deps base test-asan fuzz fuzz-regress
 all: mosr
@@ -39,7 +41,7 @@ tests/%: tests/%.c tests/check.h $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 test: mosr $(TESTS)
-	@bash tests/run.sh $(TESTS)
+	@bash tests/run.sh $(TESTS) $(SCRIPT_TESTS)
 
 bench: mosr
 	@bash bench/run.sh && bash bench/bench_generate.sh
@@ -87,7 +89,7 @@ FUZZ_SECONDS ?= 60
 
 # the replay of the saved fuzz inputs: the harnesses without libFuzzer, sanitized (fuzz_cli.c
 # includes mosr.c, so no mosr_lib.o here)
-tests/test_fuzz_regress: tests/test_fuzz_regress.c tests/check.h tests/fuzz/fuzz.h $(FUZZ_SRC) $(ASAN_OBJ)
+tests/test_fuzz_regress: tests/test_fuzz_regress.c tests/check.h tests/fuzz/fuzz.h $(FUZZ_SRC) mosr.c $(HDR) $(ASAN_OBJ)
 	$(CC) $(ASAN_CFLAGS) -DTESTING -I. -o $@ $< $(FUZZ_SRC) $(ASAN_OBJ) $(LDLIBS)
 
 fuzz-regress: tests/test_fuzz_regress

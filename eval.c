@@ -505,7 +505,8 @@ int prompt_set_load(PromptSet* s, const char* spec) {
 
     ItemList l = {0};
     int status;
-    if (*first == '{' && holds_many_values(first)) status = read_jsonl(&l, text, column, path);
+    // a .jsonl file of one line is still JSONL, not a JSON document
+    if (*first == '{' && (ends_with(path, ".jsonl") || holds_many_values(first))) status = read_jsonl(&l, text, column, path);
     else if (*first == '{' || *first == '[') status = read_json(&l, text, column, path);
     else if (ends_with(path, ".csv") || column) status = read_csv(&l, text, column, path);
     else status = read_text(&l, text, path);
@@ -1352,6 +1353,12 @@ int eval_main(int argc, char** argv) {
             model_path = a;
             continue;
         }
+        static const char* const value_flags[] = {"-z", "--tokenizer", "--set", "--expect", "--attack", "--json",
+            "--dump", "--refusals", "--jailbreaks", "--prefills", "--val", "--ref", "--ref-nll", "--batch", "--max-new",
+            "--threads"};
+        int known = 0; // an unknown flag is named as such, not as one missing its value
+        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(a, value_flags[k]);
+        if (!known) { error_msg("eval: unknown option '%s' (see mosr eval --help)", a); return EXIT_USAGE; }
         if (i + 1 >= argc) { error_msg("eval: %s needs a value", a); return EXIT_USAGE; }
         const char* v = argv[++i];
         if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) tok_path = v;
@@ -1394,8 +1401,7 @@ int eval_main(int argc, char** argv) {
         else { error_msg("eval: unknown option '%s' (see mosr eval --help)", a); return EXIT_USAGE; }
     }
     if (!model_path || !tok_path || (n_sets == 0 && !val_path)) {
-        error_msg("eval: needs MODEL.bin, -z TOKENIZER.bin and at least one --set (or --val)");
-        eval_usage(stderr);
+        error_msg("eval: needs MODEL.bin, -z TOKENIZER.bin and at least one --set (or --val) (see mosr eval --help)");
         return EXIT_USAGE;
     }
     for (int s = 0; s < n_sets; s++)
@@ -1433,6 +1439,7 @@ int eval_main(int argc, char** argv) {
     int dump_open = 0;
     double ppl = -1;
 
+    if (json_path && output_check(json_path) != 0) { rc = EXIT_FAILURE_RUN; goto done; }
     if (model_load(&m, model_path) != 0) goto done;
     have_model = 1;
     if (tokenizer_load(&t, tok_path, m.config.vocab_size) != 0) goto done;

@@ -165,6 +165,16 @@ void encoder_backward(float* dwte, const float* dout, const int* tokens, int N, 
 
 // --- RMSNorm: out = x * w / sqrt(mean(x^2) + 1e-5) ---
 
+// 1 / sqrt(mean(x^2) + 1e-5) of the row x (C), summed in double. The float sum of squares, which
+// both rmsnorms use (the decode path must match llama2.c's run.c bit for bit), overflows to Inf
+// once |x| nears 1e19 — a diverging model gets there — and the row would come out as zeros; such
+// rows are summed again here, where nothing overflows below FLT_MAX.
+static float rms_inverse_double(const float* x, int C) {
+    double ss = 0.0;
+    for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+    return (float)(1.0 / sqrt(ss / C + 1e-5));
+}
+
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C) {
     // out (N, C), rstd (N): 1/rms of each row, kept for the backward; inp (N, C), weight (C)
     #pragma omp parallel for
@@ -174,7 +184,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
         float ss = 0.0f;
         #pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float s = 1.0f / sqrtf(ss / C + 1e-5f);
+        float s = isinf(ss) ? rms_inverse_double(x, C) : 1.0f / sqrtf(ss / C + 1e-5f);
         for (int c = 0; c < C; c++) o[c] = weight[c] * (s * x[c]);
         rstd[i] = s;
     }
@@ -492,7 +502,8 @@ double crossentropy_forward_backward(float* losses, float* dlogits, const float*
             sum += dl[j];
         }
         // loss = log(sum exp) - logit[target], in a numerically safe form
-        losses[i] = logf(sum) + maxval - lg[targets[i]];
+        // the difference first: at logits of 1e4, (maxval + log(sum)) would keep log(sum) to ~1e-3 only
+        losses[i] = logf(sum) + (maxval - lg[targets[i]]);
         total += losses[i];
         float f = dscale / sum;
         #pragma omp simd
@@ -1445,7 +1456,7 @@ static void decode_rmsnorm(float* out, const float* x, const float* weight, int 
         for (int j = 0; j < C; j++) ss += xi[j] * xi[j];
         ss /= C;
         ss += 1e-5f;
-        ss = 1.0f / sqrtf(ss);
+        ss = isinf(ss) ? rms_inverse_double(xi, C) : 1.0f / sqrtf(ss);
         for (int j = 0; j < C; j++) oi[j] = weight[j] * (ss * xi[j]);
     }
 }
@@ -1723,6 +1734,10 @@ static int sample_topp(const float* probs, int n, float topp, ProbIndex* probind
 int sample(Sampler* s, float* logits) {
     int n = s->vocab_size;
     if (s->temperature == 0.0f) return sample_argmax(logits, n);
+    // a temperature so low that logit / temperature overflows is the greedy limit; dividing anyway
+    // would give Inf - Inf = NaN in the softmax and a meaningless draw
+    int best = sample_argmax(logits, n);
+    if (isinf(logits[best] / s->temperature)) return best;
     for (int i = 0; i < n; i++) logits[i] /= s->temperature;
     decode_softmax(logits, n);
     float coin = random_f32(&s->rng_state);

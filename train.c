@@ -122,7 +122,7 @@ static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const c
                           int kind, int max_ids) {
     PromptSet ps;
     if (prompt_set_load(&ps, path) != 0) return -1;
-    int n_before = s->n, n_missing = 0;
+    int n_before = s->n, n_missing = 0, n_dropped_before = s->n_dropped;
     for (int i = 0; i < ps.n; i++) {
         PromptItem* it = &ps.items[i];
         const char* response = !strcmp(response_field, "refusal") ? it->refusal
@@ -150,11 +150,14 @@ static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const c
         example_set_add(s, ex);
     }
     prompt_set_free(&ps);
-    if (n_missing) fprintf(stderr, "%s: %d items without a prompt or \"%s\" skipped\n", path, n_missing, response_field);
+    // a file with nothing usable fails in one line that says why; otherwise the skips are a note
     if (s->n == n_before) {
-        error_msg("%s: no usable prompt/%s items", path, response_field);
+        error_msg("%s: no usable prompt/%s items (%d without a prompt or \"%s\", %d whose prompt fills the "
+                  "context of %d tokens)", path, response_field, n_missing, response_field,
+                  s->n_dropped - n_dropped_before, max_ids - 1);
         return -1;
     }
+    if (n_missing) fprintf(stderr, "%s: %d items without a prompt or \"%s\" skipped\n", path, n_missing, response_field);
     return 0;
 }
 
@@ -896,6 +899,9 @@ int train_main(int argc, char** argv) {
 
     if (tokenizer_load(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
     have_tok = 1;
+    exit_code = EXIT_FAILURE_RUN;
+    if (o.out_path && output_check(o.out_path) != 0) goto cleanup;
+    exit_code = EXIT_BAD_INPUT;
 
     // the model: from a resumed state, a checkpoint, or the config flags
     TrainStateHeader resumed = {0};

@@ -66,6 +66,19 @@ void atomic_abort(AtomicFile* af) {
     unlink(af->tmp_path);
 }
 
+int output_check(const char* path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        error_msg("%s: is a directory, expected a file to write", path);
+        return -1;
+    }
+    // the surest test of "can a file be made there" is making one: the temp file of an atomic write
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    atomic_abort(&af);
+    return 0;
+}
+
 char* read_file(const char* path, size_t* size_out) {
     struct stat st;
     if (stat(path, &st) != 0) {

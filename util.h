@@ -34,6 +34,9 @@ typedef struct {
 int atomic_open(AtomicFile* af, const char* path);    // 0 on success
 int atomic_commit(AtomicFile* af);                    // flush + fsync + rename; 0 on success
 void atomic_abort(AtomicFile* af);                    // close and delete the temp file
+// checks before a long run that path can be written (not a directory; its directory exists and
+// takes a file), so the run does not fail only at its end; 0 if so, else -1 and a message
+int output_check(const char* path);
 
 // reads a whole file into a malloc'd, NUL-terminated buffer; NULL (and a message) on error
 char* read_file(const char* path, size_t* size_out);

@@ -1,5 +1,6 @@
 // fuzz_cli.c — the command line of every subcommand (mosr.c's commands[]), on argv built from the
-// input: byte 0 picks the subcommand, the rest is split at NUL bytes into its arguments.
+// input: byte 0 picks the subcommand (by its index in CLI_COMMANDS below, so that saved inputs
+// keep their meaning when commands[] changes), the rest is split at NUL bytes into its arguments.
 //
 // The runs must stay short and must not touch anything outside a scratch directory, so:
 //   - arguments holding '/' are refused (every path is relative to the scratch directory);
@@ -9,12 +10,19 @@
 //   - bench needs no input file, so its argv ends in an unknown flag: it parses and stops;
 //   - files a run writes are removed after it, and the OpenMP thread count is put back.
 // A subcommand that calls exit() is a crash here: only main exits (util.h).
+#define _GNU_SOURCE // nftw
+#include <ftw.h>
 #include <omp.h>
 
 #include "fuzz.h"
 #include "mosr.c" // with -DTESTING: everything but main, commands[] included
 
 #define CLI_MAX_ARGS 64
+
+// never reorder: the saved inputs name the subcommand by its index here; new ones go at the end
+static const char* const CLI_COMMANDS[] = {"generate", "chat",    "tokenize", "tokenizer", "train", "eval",
+                                           "analyze",  "defend",  "bench",    "demo",      "ablation"};
+#define N_CLI_COMMANDS ((int)(sizeof(CLI_COMMANDS) / sizeof(CLI_COMMANDS[0])))
 
 static char cli_files_dir[512], cli_empty_dir[512];
 static int cli_home = -1; // the directory to return to after a run
@@ -55,26 +63,27 @@ int fuzz_cli_init(void) {
     return 0;
 }
 
-// removes what a run wrote into dir: everything but the files put there by init
+// removes what a run wrote into dir (files and directories): all but the files init put there
+static int cli_remove(const char* path, const struct stat* st, int type, struct FTW* ftw) {
+    if (ftw->level == 0) return 0; // dir itself
+    const char* n = path + ftw->base;
+    if (ftw->level == 1 && (!strcmp(n, "t.bin") || !strcmp(n, "a.txt") || !strcmp(n, "a.jsonl"))) return 0;
+    remove(path);
+    return 0;
+}
+
 static void cli_clean(const char* dir) {
-    DIR* d = opendir(dir);
-    if (!d) return;
-    struct dirent* e;
-    char path[1024];
-    while ((e = readdir(d))) {
-        const char* n = e->d_name;
-        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "t.bin") || !strcmp(n, "a.txt") || !strcmp(n, "a.jsonl"))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, n);
-        unlink(path);
-    }
-    closedir(d);
+    nftw(dir, cli_remove, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int fuzz_cli(const uint8_t* data, size_t size) {
     if (size < 1) return 0;
     if (cli_home < 0) fuzz_cli_init();
-    const Command* command = &commands[data[0] % N_COMMANDS];
+    const char* name = CLI_COMMANDS[data[0] % N_CLI_COMMANDS];
+    const Command* command = NULL;
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(commands[i].name, name)) command = &commands[i];
+    if (!command) return 0; // a subcommand that is gone
     char* args = fuzz_cstring(data + 1, size - 1);
     char* argv[CLI_MAX_ARGS + 3];
     int argc = 0;
@@ -85,6 +94,7 @@ int fuzz_cli(const uint8_t* data, size_t size) {
         i += strlen(args + i) + 1;
     }
     int with_files = !strcmp(command->name, "tokenize") || !strcmp(command->name, "tokenizer");
+    // bench needs no input file: make sure it stops after parsing (demo and ablation need weights/)
     if (!strcmp(command->name, "bench")) argv[argc++] = "--fuzz-stop-here";
     argv[argc] = NULL;
     for (int i = 1; i < argc; i++) {

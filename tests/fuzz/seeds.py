@@ -113,7 +113,8 @@ put("json", "deep", "[" * 100 + "]" * 100)
 put("json", "invalid_utf8", b'{"prompt": "\xff\xfe"}')
 
 # cli: byte 0 picks the command (index in mosr.c's commands[]: 0 generate, 1 chat, 2 tokenize,
-# 3 tokenizer, 4 train, 5 eval, 6 analyze, 7 defend, 8 bench), then NUL-separated arguments
+# 3 tokenizer, 4 train, 5 eval, 6 analyze, 7 defend, 8 bench, 9 demo, 10 ablation: fuzz_cli.c CLI_COMMANDS),
+# then NUL-separated arguments
 def cli(index, *args):
     return bytes([index]) + b"\0".join(a.encode() for a in args)
 
@@ -135,3 +136,5 @@ put("cli", "defend_bad_method", cli(7, "--method", "xx"))
 put("cli", "bench", cli(8, "--dim", "16", "--layers", "1", "--steps", "2"))
 put("cli", "bench_help", cli(8, "--help"))
 put("cli", "empty", b"\0")
+put("cli", "demo", cli(9, "--quick", "--out", "o", "--steps", "2", "--eval-limit", "3"))
+put("cli", "ablation", cli(10, "--seeds", "1", "--no-sweep", "--out", "o", "--model", "m.bin"))
