@@ -3968,7 +3968,8 @@ typedef struct {
     const char* summary;
 } Command;
 
-static const Command commands[] = {
+// (tests call the *_main functions directly, so the TESTING build does not use this table)
+static const Command commands[] __attribute__((unused)) = {
     {"generate", cmd_generate, "generate text from a llama2.c checkpoint (llama2.c's run)"},
     {"chat", cmd_chat, "talk to a chat model"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
@@ -3983,13 +3984,14 @@ static const Command commands[] = {
 };
 #define N_COMMANDS ((int)(sizeof(commands) / sizeof(commands[0])))
 
+
+#ifndef TESTING
 static void usage(FILE* f) {
     fprintf(f, "usage: mosr COMMAND [options]   (mosr COMMAND --help for its options)\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nexit codes: 0 ok, 1 the run failed, 2 bad command line, 3 bad input file\n");
 }
 
-#ifndef TESTING
 int main(int argc, char** argv) {
     if (argc < 2) {
         usage(stderr);
