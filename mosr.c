@@ -2556,6 +2556,7 @@ typedef struct {
     int eval_limit;         // prompts per test set, evenly spaced; 0 = all
     int layer;              // the scatter's layer; -1 = the highest default target layer
     int batch, max_new;     // decode slots, generated tokens per answer
+    int eval_threads;       // threads while answering (default 1: see demo_evaluate)
     float ref_nll;          // broken rule 5 with the base model as reference; 0 = off
     int print_every;        // defence progress lines
     int seeds;              // ablation: seeds per variant
@@ -2571,6 +2572,7 @@ typedef struct {
     PromptSet val_file, val;       // val.jsonl, and its items that are not malicious (shallow copies)
     int have_val;
     EvalConfig eval;               // the refusal rule, the test jailbreak wrappers, the prefills
+    int eval_threads;
     char defense_path[4200], reference_path[4200];
 } DemoData;
 
@@ -2624,6 +2626,7 @@ static int demo_data_load(DemoData* d, const DemoArgs* a) {
     if (d->eval.n_prefills == 0) { error_msg("%s: no prefill", path); return -1; }
     d->eval.batch = a->batch;
     d->eval.max_new = a->max_new;
+    d->eval_threads = a->eval_threads;
     snprintf(d->defense_path, sizeof(d->defense_path), "%s/defense.jsonl", dir);
     snprintf(d->reference_path, sizeof(d->reference_path), "%s/reference.jsonl", dir);
     return 0;
@@ -2637,6 +2640,10 @@ static int demo_answers_per_eval(const DemoData* d) {
 
 // Evaluates one model on the test split: all sets and attacks in one continuous batch, then the
 // validation perplexity. 0 on success.
+// It runs on d->eval_threads threads, 1 unless asked: decoding feeds at most --batch rows a step,
+// too little to split, and on the shipped model's size 2 threads were measured several times
+// slower than 1 (dim 128, 4 layers, 100 answers: 0.7 s on 1 thread, 5.8 s on 2). The defences,
+// on whole (B, T) blocks, do gain from threads, and keep --threads.
 static int demo_evaluate(DemoMetrics* s, Model* m, Tokenizer* t, const DemoData* d) {
     const PromptSet* malicious = &d->sets[DEMO_MALICIOUS].set;
     const EvalSpec specs[5] = {{malicious, 1, ATTACK_DIRECT}, {malicious, 1, ATTACK_JAILBREAK},
@@ -2644,7 +2651,12 @@ static int demo_evaluate(DemoMetrics* s, Model* m, Tokenizer* t, const DemoData*
                                {&d->sets[DEMO_BENIGN].set, 0, ATTACK_DIRECT}};
     EvalResult r[5];
     double start = time_now();
-    if (eval_sets(m, t, &d->eval, specs, 5, r) != 0) return -1;
+    int threads = omp_get_max_threads();
+    if (d->eval_threads > 0) omp_set_num_threads(d->eval_threads);
+    int status = eval_sets(m, t, &d->eval, specs, 5, r);
+    double ppl = status == 0 && d->val.n > 0 ? eval_perplexity(m, t, &d->val, DEMO_PPL_BATCH) : -1.0;
+    omp_set_num_threads(threads);
+    if (status != 0) return -1;
     for (int a = 0; a < 3; a++) s->asr[a] = fraction(r[a].compliance, r[a].n);
     const EvalResult* pseudo = &r[3];
     const EvalResult* benign = &r[4];
@@ -2654,7 +2666,6 @@ static int demo_evaluate(DemoMetrics* s, Model* m, Tokenizer* t, const DemoData*
     s->benign_accuracy = benign->n_reference > 0 ? fraction(benign->correct, benign->n_reference)
                                                  : fraction(benign->compliance, benign->n);
     s->benign_refused = fraction(benign->refusal + benign->broken, benign->n);
-    double ppl = d->val.n > 0 ? eval_perplexity(m, t, &d->val, DEMO_PPL_BATCH) : -1.0;
     s->val_perplexity = ppl > 0 ? (float)ppl : NAN;
     s->seconds = (float)(time_now() - start);
     return 0;
@@ -2715,7 +2726,7 @@ static int demo_probe(DemoRepresentation* r, const float* reps, const float* bas
 // projection xy = Xc V (Xc = X minus its mean); V's columns are eigenvectors of Xc^T Xc with
 // eigenvalues |xy[:, k]|^2, so they come back as V[:, k] = Xc^T xy[:, k] / |xy[:, k]|^2.
 // mean: (C) out; axes: (2, C) out; x: (n, C). 0 on success.
-static int pca_axes(float* mean, float* axes, const float* x, int n, int C) {
+int pca_axes(float* mean, float* axes, const float* x, int n, int C) {
     float* xy = malloc((size_t)n * 2 * sizeof(float)); // (n, 2)
     if (!xy || pca_2d(x, n, C, xy) != 0) {
         free(xy);
@@ -2740,7 +2751,7 @@ static int pca_axes(float* mean, float* axes, const float* x, int n, int C) {
 }
 
 // xy (n, 2) = (x - mean) axes^T, x (n, C)
-static void pca_project(float* xy, const float* x, int n, int C, const float* mean, const float* axes) {
+void pca_project(float* xy, const float* x, int n, int C, const float* mean, const float* axes) {
     for (int i = 0; i < n; i++)
         for (int k = 0; k < 2; k++) {
             double dot = 0.0;
@@ -2956,10 +2967,11 @@ static void demo_usage(FILE* f, int ablation) {
         "%s"
         "  --eval-limit N      at most N prompts per test set, evenly spaced; 0 = all (default %s)\n"
         "  --quick             --eval-limit 100 --steps 60: a first look in a fraction of the time\n"
-        "  --layer L           layer of the scatter plots and the probe (default: the higher of\n"
-        "                      defend's two default target layers, 2 * n_layers / 3)\n"
+        "%s"
         "  --batch N           answers decoded side by side (default 32)\n"
         "  --max-new N         tokens per answer (default 128)\n"
+        "  --eval-threads N    threads while answering (default 1: decoding a few rows at a time does\n"
+        "                      not gain from more, and was measured slower on 2)\n"
         "  --ref-nll X         also count as broken an answer whose mean NLL under the base model is\n"
         "                      above X nats (eval's rule 5); 0 = off (default 5)\n"
         "  --print-every N     defence progress every N steps, 0 = none (default 25)\n"
@@ -2969,7 +2981,9 @@ static void demo_usage(FILE* f, int ablation) {
         ablation ? "  --seeds N           seeds per variant (default 3)\n"
                    "  --no-sweep          the ablation only\n"
                    "  --sweep-only        the sweep only (and the base model)\n" : "",
-        ablation ? "200" : "0");
+        ablation ? "200" : "0",
+        ablation ? "" : "  --layer L           layer of the scatter plots and the probe (default: the higher of\n"
+                        "                      defend's two default target layers, 2 * n_layers / 3)\n");
 }
 
 // Parses either command's flags. Returns EXIT_OK, EXIT_USAGE (after a message) or -1 after --help.
@@ -2977,11 +2991,11 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     const char* cmd = ablation ? "ablation" : "demo";
     *a = (DemoArgs){.model_path = "weights/base.bin", .tok_path = "weights/tokenizer.bin", .data_dir = "data",
                     .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
-                    .layer = -1, .batch = 32, .max_new = 128, .ref_nll = 5.0f, .print_every = 25, .seeds = 3,
+                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1, .ref_nll = 5.0f, .print_every = 25, .seeds = 3,
                     .sweep = 1};
     int quick = 0;
     static const char* const value_flags[] = {"--model", "-z", "--data", "--out", "--steps", "--seed", "--threads",
-        "--eval-limit", "--layer", "--batch", "--max-new", "--ref-nll", "--print-every", "--seeds"};
+        "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--ref-nll", "--print-every", "--seeds"};
     for (int i = 1; i < argc; i++) {
         const char* f = argv[i];
         if (is_help(f)) { demo_usage(stdout, ablation); return -1; }
@@ -2991,7 +3005,8 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         if (ablation && !strcmp(f, "--sweep-only")) { a->sweep = 2; continue; }
         int known = 0;
         for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
-        if (!known || (!ablation && !strcmp(f, "--seeds"))) return unknown_flag(cmd, f);
+        if (!known || (!ablation && !strcmp(f, "--seeds")) || (ablation && !strcmp(f, "--layer")))
+            return unknown_flag(cmd, f);
         if (i + 1 >= argc) {
             error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
             return EXIT_USAGE;
@@ -3013,6 +3028,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         else if (!strcmp(f, "--layer")) bad = arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &a->layer);
         else if (!strcmp(f, "--batch")) bad = arg_int(cmd, f, v, 1, 4096, &a->batch);
         else if (!strcmp(f, "--max-new")) bad = arg_int(cmd, f, v, 1, 1 << 16, &a->max_new);
+        else if (!strcmp(f, "--eval-threads")) bad = arg_int(cmd, f, v, 1, 1024, &a->eval_threads);
         else if (!strcmp(f, "--ref-nll")) bad = arg_float(cmd, f, v, 0, 1e6, &a->ref_nll);
         else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &a->print_every);
         else if (!strcmp(f, "--seeds")) bad = arg_int(cmd, f, v, 1, 100, &a->seeds);
@@ -3103,10 +3119,10 @@ static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* 
     json_write_string(f, a->tok_path);
     fputs(", \"data\": ", f);
     json_write_string(f, a->data_dir);
-    fprintf(f, ", \"steps\": %d, \"seed\": %llu, \"threads\": %d, \"eval_limit\": %d, \"layer\": %d, "
-            "\"max_new\": %d, \"ref_nll\": %g}",
-            a->steps, (unsigned long long)a->seed, omp_get_max_threads(), a->eval_limit, a->layer, a->max_new,
-            a->ref_nll);
+    fprintf(f, ", \"steps\": %d, \"seed\": %llu, \"threads\": %d, \"eval_threads\": %d, \"eval_limit\": %d, "
+            "\"layer\": %d, \"max_new\": %d, \"ref_nll\": %g}",
+            a->steps, (unsigned long long)a->seed, omp_get_max_threads(), a->eval_threads, a->eval_limit, a->layer,
+            a->max_new, a->ref_nll);
     int n_heldout = 0;
     for (int i = 0; i < d->sets[DEMO_PSEUDO].set.n; i++) n_heldout += d->sets[DEMO_PSEUDO].set.items[i].heldout;
     fprintf(f, ",\n \"sets\": {\"malicious\": %d, \"jailbreak_wrappers\": %d, \"prefills\": %d, \"pseudo\": %d, "

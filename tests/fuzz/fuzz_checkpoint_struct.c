@@ -30,7 +30,7 @@ static size_t struct_expected_bytes(const Config* c, int version) {
     size_t floats = param_sizes_for(c, sizes);
     if (version == 0) floats += (size_t)c->seq_len * (c->dim / c->n_heads);
     size_t header = version == 1 ? 256 : 28;
-    if (floats > (1u << 22)) return 0; // over 16 MB: too slow to write for every input
+    if (floats > (1u << 18)) return 0; // over 1 MB: too slow to write for every input
     return header + floats * sizeof(float);
 }
 

@@ -42,7 +42,6 @@ static void cli_write(const char* dir, const char* name, const char* text) {
 }
 
 int fuzz_cli_init(void) {
-    (void)usage; // main's, compiled out with -DTESTING
     if (cli_home >= 0) return 0;
     const char* scratch = fuzz_scratch_dir("cli");
     snprintf(cli_files_dir, sizeof(cli_files_dir), "%s/files", scratch);
