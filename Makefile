@@ -123,7 +123,7 @@ base: mosr
 	./mosr train -z weights/tokenizer.bin --data data/sft_helpful.jsonl --val data/val.jsonl $(BASE_MODEL) $(BASE_RUN) \
 	    --epochs 4 --lr 2e-3 --warmup 50 -o out/base/helpful.bin --log out/base/helpful.csv --plot out/base/helpful.png
 	./mosr train -z weights/tokenizer.bin --init out/base/helpful.bin --data data/sft_safety.jsonl $(BASE_RUN) \
-	    --epochs 1 --lr 5e-4 --warmup 10 -o weights/base.bin --log out/base/safety.csv --plot out/base/safety.png
+	    --epochs 6 --lr 1e-3 --warmup 20 -o weights/base.bin --log out/base/safety.csv --plot out/base/safety.png
 
 # ----------------------------------------------------------------------------
 # the demo on the shipped model: base -> RR -> MOSR, the results table and figures in out/demo

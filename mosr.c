@@ -2908,11 +2908,14 @@ static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, co
     c->print_every = a->print_every;
 }
 
-// Loads the base model afresh into m and defends it with cfg. The model stays in m (merged) for
-// the caller to evaluate and free. Returns a util.h exit code.
-static int demo_defend(Model* m, Tokenizer* t, const char* base_path, const DefenseConfig* cfg, DemoClock* clock) {
+// Copies the base model into m and defends the copy with cfg. The copy is made from memory, not
+// from the file again, so every defence of a run starts from the same weights even if the file
+// is rewritten meanwhile. The model stays in m (merged) for the caller to evaluate and free.
+// Returns a util.h exit code.
+static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, DemoClock* clock) {
     memset(m, 0, sizeof(*m));
-    if (model_load(m, base_path) != 0) return EXIT_BAD_INPUT;
+    if (model_build(m, &base->config) != 0) return EXIT_FAILURE_RUN; // (it said why)
+    memcpy(m->param_memory, base->param_memory, base->n_params * sizeof(float));
     double start = time_now();
     int rc = defend(m, t, cfg, NULL);
     if (rc != EXIT_OK) {
@@ -3211,7 +3214,7 @@ int demo_main(int argc, char** argv) {
             cfg.plot_path = plot_path;
             snprintf(what, sizeof(what), "%s: defend the base model (%d steps) -> %s", names[k], cfg.steps, files[k]);
             demo_stage(&clock, ++stage, n_stages, what, N_MODELS - k, n_answers, N_MODELS - k, steps);
-            rc = demo_defend(&m, &t, a.model_path, &cfg, &clock);
+            rc = demo_defend(&m, &base, &t, &cfg, &clock);
             if (rc != EXIT_OK) goto done;
             rc = EXIT_FAILURE_RUN;
             if (model_save(&m, files[k], 1) != 0) goto done;
@@ -3593,8 +3596,6 @@ int ablation_main(int argc, char** argv) {
     demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
     if (demo_evaluate(&base_score, &base, &t, &d) != 0) goto done;
     demo_clock_eval(&clock, n_answers, base_score.seconds);
-    // the base model stays loaded as broken rule 5's reference (ref); base itself is not needed
-    model_free(&base);
 
     for (int i = 0; i < n_runs; i++) {
         AblationRun* r = &runs[i];
@@ -3606,7 +3607,7 @@ int ablation_main(int argc, char** argv) {
         snprintf(what, sizeof(what), "%s%s, seed %llu, lambda %g, K frac %g: defend and answer", r->sweep ? "sweep: " : "",
                  DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, r->lambda, r->caa_frac);
         demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
-        rc = demo_defend(&m, &t, a.model_path, &cfg, &clock);
+        rc = demo_defend(&m, &base, &t, &cfg, &clock);
         if (rc != EXIT_OK) goto done;
         rc = EXIT_FAILURE_RUN;
         int status = demo_evaluate(&r->score, &m, &t, &d);

@@ -1130,9 +1130,10 @@ static void test_demo_end_to_end(void) {
     CHECK(model_save(&m, model_path, 1) == 0, "tiny model saved");
     model_free(&m);
 
+    // one thread: on a busy 2-core machine, two spinning OpenMP threads make tiny runs many times slower
     double start = time_now();
     char* argv[] = {"demo", "--model", model_path, "-z", TOK512, "--data", data_dir, "--out", out_dir, "--steps", "3",
-                    "--max-new", "6", "--batch", "4", "--layer", "1", "--print-every", "0", "--threads", "2"};
+                    "--max-new", "6", "--batch", "4", "--layer", "1", "--print-every", "0", "--threads", "1"};
     int argc = sizeof(argv) / sizeof(argv[0]);
     int rc = demo_main(argc, argv);
     printf("mosr demo on a tiny model: %.1f s\n", time_now() - start);
@@ -1178,6 +1179,21 @@ static void test_demo_end_to_end(void) {
     snprintf(path, sizeof(path), "%s/rr.bin", out_dir);
     CHECK(model_load(&rr_model, path) == 0 && rr_model.config.dim == 32, "rr.bin is a checkpoint of the base's shape");
     model_free(&rr_model);
+    // the demo's RR is exactly what mosr defend makes with the same settings, byte for byte
+    char defense[700], reference[700], cli_rr[700];
+    snprintf(defense, sizeof(defense), "%s/defense.jsonl", data_dir);
+    snprintf(reference, sizeof(reference), "%s/reference.jsonl", data_dir);
+    snprintf(cli_rr, sizeof(cli_rr), "%s/cli_rr.bin", analyze_dir);
+    char* defend_argv[] = {"defend", model_path, "-z", TOK512, "--method", "rr", "-o", cli_rr, "--data", defense,
+                           "--reference", reference, "--steps", "3", "--seed", "1337", "--print-every", "0",
+                           "--threads", "1"};
+    CHECK(defend_main(sizeof(defend_argv) / sizeof(defend_argv[0]), defend_argv) == 0, "mosr defend --method rr runs");
+    size_t s1 = 0, s2 = 0;
+    char* f1 = read_file(path, &s1);
+    char* f2 = read_file(cli_rr, &s2);
+    CHECK(f1 && f2 && s1 == s2 && memcmp(f1, f2, s1) == 0, "demo's rr.bin equals mosr defend's output");
+    free(f1);
+    free(f2);
 
     // the ablation: 2 seeds x 4 variants, and the sweep at the first seed
     char ablation_dir[600];
