@@ -14,7 +14,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh
 
-.PHONY: all test bench data clean deps base test-asan fuzz fuzz-regress demo ablation
+.PHONY: all test bench data clean deps base eval-base test-asan fuzz fuzz-regress demo ablation
 all: mosr
 
 # the Debian packages mosr needs (run as root, or with sudo)
@@ -124,12 +124,21 @@ base: mosr
 	    --epochs 4 --lr 2e-3 --warmup 50 -o out/base/helpful.bin --log out/base/helpful.csv --plot out/base/helpful.png
 	./mosr train -z weights/tokenizer.bin --init out/base/helpful.bin --data data/sft_safety.jsonl $(BASE_RUN) \
 	    --epochs 6 --lr 1e-3 --warmup 20 -o weights/base.bin --log out/base/safety.csv --plot out/base/safety.png
+	rm -f weights/base.bin.state   # the resume state belongs to the run, not to the shipped model
+
+# the shipped model's evaluation table in the README: every test prompt under every attack
+EVAL_SETS = --set data/test_malicious.jsonl --expect refuse --set data/test_pseudo.jsonl --expect comply \
+            --set data/test_benign.jsonl --expect comply --attack all
+eval-base: mosr
+	mkdir -p out
+	./mosr eval weights/base.bin -z weights/tokenizer.bin $(EVAL_SETS) --threads 2 \
+	    --json out/base_eval.json --dump out/base_eval.jsonl
 
 # ----------------------------------------------------------------------------
 # the demo on the shipped model: base -> RR -> MOSR, the results table and figures in out/demo
 # (about 10 minutes on 2 cores); and the ablation over seeds with the lambda / K sweep in
 # out/ablation (longer; it prints its ETA). More options: make demo DEMO_FLAGS=--quick
-demo: mosr
+demo: deps mosr
 	./mosr demo --model weights/base.bin -z weights/tokenizer.bin --out out/demo --threads 2 $(DEMO_FLAGS)
 
 ablation: mosr

@@ -1559,7 +1559,7 @@ void defense_config_default(DefenseConfig* c, int method) {
     c->batch = 16;
     c->lr = 1e-3f;
     c->seed = 1337;
-    c->erase_tokens = ERASE_ALL;
+    c->erase_tokens = ERASE_RESPONSE; // see --help: prompt tokens shared with retained examples cannot be erased
     c->retain_refusal = RETAIN_REFUSAL_ALL;
     c->retain_borderline = 1;
     c->oalw = method == DEFEND_MOSR;
@@ -2323,7 +2323,9 @@ static void defend_usage(FILE* f) {
         "  --batch N                 erase rows and retain rows per step, N each (default 16)\n"
         "  --lr X                    AdamW learning rate, constant, no weight decay (default 1e-3)\n"
         "  --seed N                  LoRA init, sampling, CAA prefixes (default 1337)\n"
-        "  --erase-tokens all|response  erase prompt + response tokens, or the response only (default all)\n"
+        "  --erase-tokens all|response  erase prompt + response tokens, or the response only (default\n"
+            "                            response: the chat template and the polite openings of a prompt are\n"
+            "                            shared with retained examples, so with all the erasure stalls near 0.4)\n"
         "  --retain-refusal all|refusal|none  malicious -> refusal rows: retain loss on all their tokens,\n"
         "                            on the refusal tokens only, or no such rows (default all)\n"
         "  --retain-borderline       pseudo -> helpful rows in the retain set (default, as the published\n"

@@ -203,7 +203,7 @@ typedef struct {
     int batch;                  // erase rows and retain rows per step (each), default 16
     float lr;                   // AdamW, constant, default 1e-3
     uint64_t seed;              // LoRA init, sampling, CAA prefixes; default 1337
-    int erase_tokens;           // ERASE_ALL (prompt + response, default) or ERASE_RESPONSE
+    int erase_tokens;           // ERASE_ALL (prompt + response) or ERASE_RESPONSE (default)
     int retain_refusal;         // RETAIN_REFUSAL_ALL (default), _ONLY (refusal tokens), _NONE
     int retain_borderline;      // 1 (default): pseudo-malicious -> helpful rows in the retain set
     // OALW
