@@ -2815,7 +2815,7 @@ static int write_tradeoff_plot(const char* path, const char* const* names, const
                                     spread_y ? spread_y[k] : 0.0f};
     PlotOptions opt = {.title = "safety vs over-refusal (lower left is better)",
                        .x_label = "over-refusal on test_pseudo (refusal + broken)",
-                       .y_label = "attack success, worst of direct / jailbreak / prefill",
+                       .y_label = "worst attack success rate",
                        .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f, .y_max = 1.0f};
     return plot_points(path, &opt, points, n < PLOT_MAX_SERIES ? n : PLOT_MAX_SERIES);
 }
@@ -3566,7 +3566,7 @@ static int write_sweep_plot(const char* path, const AblationRun* runs, int n_run
     }
     PlotOptions opt = {.title = "sweeps of OALW's lambda and CAA's K: safety vs over-refusal",
                        .x_label = "over-refusal on test_pseudo (refusal + broken)",
-                       .y_label = "attack success, worst of direct / jailbreak / prefill",
+                       .y_label = "worst attack success rate",
                        .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f, .y_max = 1.0f};
     return plot_lines(path, &opt, series, n_series);
 }
