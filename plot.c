@@ -420,14 +420,21 @@ static void draw_legend(Canvas* c, const Frame* f, const LegendEntry* e, int n, 
 // bar charts fill their plot area, so their legend is one centred row above it
 static void draw_legend_row(Canvas* c, const Frame* f, const LegendEntry* e, int n) {
     const int swatch = 16, gap = 8, spacing = 28;
-    int total = 0;
-    for (int i = 0; i < n; i++) total += swatch + gap + text_width(e[i].name ? e[i].name : "", TEXT_SCALE) + spacing;
+    // many or long names: the row would run off the canvas, so fall back to the small font
+    int scale = TEXT_SCALE, total;
+    for (;;) {
+        total = 0;
+        for (int i = 0; i < n; i++) total += swatch + gap + text_width(e[i].name ? e[i].name : "", scale) + spacing;
+        if (total - spacing <= c->width - 16 || scale == 1) break;
+        scale = 1;
+    }
     int x = (f->left + f->right - (total - spacing)) / 2, cy = f->top - 22;
+    if (x < 8) x = 8;
     for (int i = 0; i < n; i++) {
         fill_rect(c, x, cy - 8, x + swatch, cy + 8, e[i].color);
         x += swatch + gap;
-        draw_text(c, x, cy - 8, e[i].name ? e[i].name : "", INK, TEXT_SCALE, 0);
-        x += text_width(e[i].name ? e[i].name : "", TEXT_SCALE) + spacing;
+        draw_text(c, x, cy - 4 * scale, e[i].name ? e[i].name : "", INK, scale, 0);
+        x += text_width(e[i].name ? e[i].name : "", scale) + spacing;
     }
 }
 
