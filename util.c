@@ -378,13 +378,7 @@ static const char* find_key(const char* object, const char* key) {
 char* json_get_string(const char* object, const char* key) {
     const char* p = find_key(object, key);
     if (!p || *p != '"') return NULL;
-    size_t len;
-    if (!parse_string(p, NULL, &len)) return NULL;
-    char* out = malloc(len + 1);
-    if (!out) return NULL;
-    parse_string(p, out, NULL);
-    out[len] = '\0';
-    return out;
+    return json_parse_string(p);
 }
 
 int json_get_number(const char* object, const char* key, double* out) {
