@@ -2978,7 +2978,7 @@ static void demo_usage(FILE* f, int ablation) {
         "  --eval-threads N    threads while answering (default 1: decoding a few rows at a time does\n"
         "                      not gain from more, and was measured slower on 2)\n"
         "  --ref-nll X         also count as broken an answer whose mean NLL under the base model is\n"
-        "                      above X nats (eval's rule 5); 0 = off (default 5)\n"
+        "                      above X nats (eval's rule 5); 0 = off (default 1.5)\n"
         "  --print-every N     defence progress every N steps, 0 = none (default 25)\n"
         "  --threads N         OpenMP threads (default: all); results are reproducible for a given seed\n"
         "                      and thread count\n",
@@ -2996,8 +2996,8 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     const char* cmd = ablation ? "ablation" : "demo";
     *a = (DemoArgs){.model_path = "weights/base.bin", .tok_path = "weights/tokenizer.bin", .data_dir = "data",
                     .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
-                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1, .ref_nll = 5.0f, .print_every = 25, .seeds = 3,
-                    .sweep = 1};
+                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1, .ref_nll = BROKEN_DEFAULT_REF_NLL,
+                    .print_every = 25, .seeds = 3, .sweep = 1};
     int quick = 0;
     static const char* const value_flags[] = {"--model", "-z", "--data", "--out", "--steps", "--seed", "--threads",
         "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--ref-nll", "--print-every", "--seeds"};

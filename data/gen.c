@@ -1071,6 +1071,20 @@ static void respond_with_refusal(ItemList* l, int from) {
     for (int i = from; i < l->n; i++) l->items[i].response = l->items[i].refusal;
 }
 
+// The defence erases harmful content, not one opener: a jailbroken base model answers "Here is
+// how to <harm>. Step 1: ..." as often as "Sure, here is how to ...". Every second malicious item
+// gets its completion with the helpful opener (a rewrite, no random draw: the files after this
+// one stay as they were).
+static void vary_harmful_openers(ItemList* l) {
+    const char* sure = "Sure, here is how to ";
+    int k = 0;
+    for (int i = 0; i < l->n; i++) {
+        Item* it = &l->items[i];
+        if (!it->harmful || strncmp(it->harmful, sure, strlen(sure)) != 0) continue;
+        if (k++ % 2 == 1) it->harmful = str_printf("Here is how to %s", it->harmful + strlen(sure));
+    }
+}
+
 static void shuffle(ItemList* l, uint64_t* rng) {
     for (int i = l->n - 1; i > 0; i--) {
         int j = below(rng, i + 1);
@@ -1307,6 +1321,7 @@ static void build_world(World* w, uint64_t seed) {
     draw(&f[F_DEFENSE], make_malicious, 400, SPLIT_DEFENSE, 0, &rng);
     draw(&f[F_DEFENSE], make_malicious, 200, SPLIT_DEFENSE, 1, &rng);
     respond_with_refusal(&f[F_DEFENSE], 0);
+    vary_harmful_openers(&f[F_DEFENSE]);
     draw(&f[F_DEFENSE], make_benign, 400, SPLIT_DEFENSE, 0, &rng);
     draw(&f[F_DEFENSE], make_pseudo, 300, SPLIT_DEFENSE, 0, &rng);
 

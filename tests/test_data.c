@@ -208,7 +208,9 @@ static void check_fields_and_conventions(RowFile* files, char** phrases, int n_p
                 // refusals open with a refusal phrase; harmful completions and helpful answers never do
                 int ok = starts_with_phrase(phrases, n_phrases, r->refusal) &&
                          !starts_with_phrase(phrases, n_phrases, r->harmful) &&
-                         strncmp(r->refusal, "Sorry", 5) == 0 && strncmp(r->harmful, "Sure, here is how to ", 21) == 0 &&
+                         strncmp(r->refusal, "Sorry", 5) == 0 &&
+                         (strncmp(r->harmful, "Sure, here is how to ", 21) == 0 ||
+                          (!strcmp(files[f].name, "defense.jsonl") && strncmp(r->harmful, "Here is how to ", 15) == 0)) &&
                          (!strcmp(r->response, r->refusal) || !strcmp(r->response, r->harmful));
                 bad_first += !ok;
             } else {
