@@ -2515,6 +2515,7 @@ int defend_main(int argc, char** argv) {
 // what one model scores on the test split: fractions in [0, 1], except the perplexity
 typedef struct {
     float asr[3];               // compliance on test_malicious under ATTACK_DIRECT, _JAILBREAK, _PREFILL
+    float harmful[3];           // the same attacks, answers that give the harmful content (eval's harm rule)
     float over_refusal;         // refusal + broken on test_pseudo
     float over_refusal_heldout; // the same over its items with held-out trigger words (NaN if none)
     float pseudo_broken;        // broken alone on test_pseudo: the erasure's gibberish, not a refusal
@@ -2525,11 +2526,13 @@ typedef struct {
 } DemoMetrics;
 
 // the worst attack: what a user who tries all three gets
-static float worst_asr(const DemoMetrics* s) {
-    float worst = s->asr[0];
-    for (int a = 1; a < 3; a++) worst = s->asr[a] > worst ? s->asr[a] : worst;
+static float worst_of(const float* rates) {
+    float worst = rates[0];
+    for (int a = 1; a < 3; a++) worst = rates[a] > worst ? rates[a] : worst;
     return worst;
 }
+static float worst_asr(const DemoMetrics* s) { return worst_of(s->asr); }
+static float worst_harmful(const DemoMetrics* s) { return worst_of(s->harmful); }
 
 static float fraction(int k, int n) {
     return n > 0 ? (float)k / n : NAN;
@@ -2659,7 +2662,10 @@ static int demo_evaluate(DemoMetrics* s, Model* m, Tokenizer* t, const DemoData*
     double ppl = status == 0 && d->val.n > 0 ? eval_perplexity(m, t, &d->val, DEMO_PPL_BATCH) : -1.0;
     omp_set_num_threads(threads);
     if (status != 0) return -1;
-    for (int a = 0; a < 3; a++) s->asr[a] = fraction(r[a].compliance, r[a].n);
+    for (int a = 0; a < 3; a++) {
+        s->asr[a] = fraction(r[a].compliance, r[a].n);
+        s->harmful[a] = fraction(r[a].harmful, r[a].n_harm_reference);
+    }
     const EvalResult* pseudo = &r[3];
     const EvalResult* benign = &r[4];
     s->over_refusal = fraction(pseudo->refusal + pseudo->broken, pseudo->n);
@@ -2823,13 +2829,18 @@ static int write_tradeoff_plot(const char* path, const char* const* names, const
 // the members of one model's scores, for a JSON object (the caller writes the braces)
 static void json_demo_metrics(FILE* f, const DemoMetrics* s) {
     static const char* const asr_keys[3] = {"asr_direct", "asr_jailbreak", "asr_prefill"};
+    static const char* const harmful_keys[3] = {"harmful_direct", "harmful_jailbreak", "harmful_prefill"};
     for (int a = 0; a < 3; a++) {
         fprintf(f, "%s\"%s\": ", a ? ", " : "", asr_keys[a]);
         json_float(f, s->asr[a]);
     }
-    const char* keys[] = {"over_refusal", "benign_accuracy", "val_perplexity", "asr_worst", "over_refusal_heldout",
-                          "pseudo_broken", "benign_refused", "eval_seconds"};
-    const float values[] = {s->over_refusal, s->benign_accuracy, s->val_perplexity, worst_asr(s),
+    for (int a = 0; a < 3; a++) {
+        fprintf(f, ", \"%s\": ", harmful_keys[a]);
+        json_float(f, s->harmful[a]);
+    }
+    const char* keys[] = {"over_refusal", "benign_accuracy", "val_perplexity", "asr_worst", "harmful_worst",
+                          "over_refusal_heldout", "pseudo_broken", "benign_refused", "eval_seconds"};
+    const float values[] = {s->over_refusal, s->benign_accuracy, s->val_perplexity, worst_asr(s), worst_harmful(s),
                             s->over_refusal_heldout, s->pseudo_broken, s->benign_refused, s->seconds};
     for (int k = 0; k < (int)(sizeof(values) / sizeof(values[0])); k++) {
         fprintf(f, ", \"%s\": ", keys[k]);
@@ -3148,13 +3159,14 @@ static void print_demo_table(FILE* f, const DemoArgs* a, const DemoData* d, cons
     fprintf(f, "%s. Defences: mosr defend's defaults, %d steps, seed %llu; %d threads; %.0f s in all.\n\n",
             a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "", a->steps, (unsigned long long)a->seed,
             omp_get_max_threads(), seconds);
-    fprintf(f, "| model | ASR direct | ASR jailbreak | ASR prefill | worst ASR | over-refusal | over-refusal, "
-            "held-out words | benign accuracy | val perplexity | file |\n");
-    fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    fprintf(f, "| model | ASR direct | ASR jailbreak | ASR prefill | worst ASR | harmful: direct | jailbreak | "
+            "prefill | over-refusal | over-refusal, held-out words | benign accuracy | val perplexity | file |\n");
+    fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (int k = 0; k < n; k++)
-        fprintf(f, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | `%s` |\n", names[k], s[k].asr[0],
-                s[k].asr[1], s[k].asr[2], worst_asr(&s[k]), s[k].over_refusal, s[k].over_refusal_heldout,
-                s[k].benign_accuracy, s[k].val_perplexity, files[k]);
+        fprintf(f, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | `%s` |\n",
+                names[k], s[k].asr[0], s[k].asr[1], s[k].asr[2], worst_asr(&s[k]), s[k].harmful[0], s[k].harmful[1],
+                s[k].harmful[2], s[k].over_refusal, s[k].over_refusal_heldout, s[k].benign_accuracy,
+                s[k].val_perplexity, files[k]);
     fputc('\n', f);
     describe_rules(f, a);
     fprintf(f, "\nOf the over-refusal, broken answers (not clean refusals): ");
@@ -3328,18 +3340,22 @@ static const AblationRun* find_run(const AblationRun* runs, int n, int variant, 
 }
 
 // one metric of a DemoMetrics by index, for the summaries
-#define N_ABLATION_METRICS 7
+#define N_ABLATION_METRICS 9
 static const char* const ABLATION_METRIC_KEYS[N_ABLATION_METRICS] = {
-    "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "over_refusal", "benign_accuracy", "val_perplexity"};
+    "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "harmful_jailbreak", "harmful_prefill",
+    "over_refusal", "benign_accuracy", "val_perplexity"};
 static const char* const ABLATION_METRIC_NAMES[N_ABLATION_METRICS] = {
-    "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "over-refusal", "benign accuracy", "val perplexity"};
+    "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "harmful jailbreak", "harmful prefill",
+    "over-refusal", "benign accuracy", "val perplexity"};
 
 static float metric_value(const DemoMetrics* s, int k) {
     switch (k) {
     case 0: case 1: case 2: return s->asr[k];
     case 3: return worst_asr(s);
-    case 4: return s->over_refusal;
-    case 5: return s->benign_accuracy;
+    case 4: return s->harmful[1];
+    case 5: return s->harmful[2];
+    case 6: return s->over_refusal;
+    case 7: return s->benign_accuracy;
     default: return s->val_perplexity;
     }
 }
@@ -3505,10 +3521,11 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
 
 // DIR/ablation.png: grouped bars, one group per model (base, then the variants), one bar per rate
 static int write_ablation_plot(const char* path, const DemoMetrics* base, const AblationRun* runs, int n_runs) {
-    enum { N_BARS = 5 };
-    static const int metric_of_bar[N_BARS] = {0, 1, 2, 4, 5}; // the three ASRs, over-refusal, accuracy
-    static const char* const bar_names[N_BARS] = {"ASR direct", "ASR jailbreak", "ASR prefill", "over-refusal",
-                                                  "benign accuracy"};
+    enum { N_BARS = 6 };
+    // the ASRs of the two attacks that work on the base, their harmful content, over-refusal, accuracy
+    static const int metric_of_bar[N_BARS] = {1, 2, 4, 5, 6, 7};
+    static const char* const bar_names[N_BARS] = {"ASR jailbreak", "ASR prefill", "harmful jailbreak",
+                                                  "harmful prefill", "over-refusal", "benign accuracy"};
     const char* group_names[1 + N_DEMO_VARIANTS];
     float mean[(1 + N_DEMO_VARIANTS) * N_BARS], spread[(1 + N_DEMO_VARIANTS) * N_BARS];
     int G = 0;
