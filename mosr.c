@@ -1559,9 +1559,9 @@ void defense_config_default(DefenseConfig* c, int method) {
     c->batch = 16;
     c->lr = 1e-3f;
     c->seed = 1337;
-    c->erase_tokens = ERASE_RESPONSE; // see --help: prompt tokens shared with retained examples cannot be erased
+    c->erase_tokens = ERASE_ALL;
     c->retain_refusal = RETAIN_REFUSAL_ALL;
-    c->retain_borderline = 1;
+    c->retain_borderline = 0; // a knob: with it, RR is stronger and MOSR has little left to fix
     c->oalw = method == DEFEND_MOSR;
     c->oalw_layer = -1;
     c->oalw_pool = POOL_MEAN;
@@ -2323,13 +2323,14 @@ static void defend_usage(FILE* f) {
         "  --batch N                 erase rows and retain rows per step, N each (default 16)\n"
         "  --lr X                    AdamW learning rate, constant, no weight decay (default 1e-3)\n"
         "  --seed N                  LoRA init, sampling, CAA prefixes (default 1337)\n"
-        "  --erase-tokens all|response  erase prompt + response tokens, or the response only (default\n"
-            "                            response: the chat template and the polite openings of a prompt are\n"
-            "                            shared with retained examples, so with all the erasure stalls near 0.4)\n"
+        "  --erase-tokens all|response  erase prompt + response tokens (default, DESIGN.md 1.3), or the\n"
+        "                            response only (milder: prompt states, which pseudo-malicious prompts\n"
+        "                            share, are left alone)\n"
         "  --retain-refusal all|refusal|none  malicious -> refusal rows: retain loss on all their tokens,\n"
         "                            on the refusal tokens only, or no such rows (default all)\n"
-        "  --retain-borderline       pseudo -> helpful rows in the retain set (default, as the published\n"
-        "  --no-retain-borderline    Circuit Breakers recipe), or not\n"
+        "  --retain-borderline       pseudo -> helpful rows in the retain set too, as the published\n"
+        "                            Circuit Breakers recipe does with XSTest-like data (default off:\n"
+        "  --no-retain-borderline    D_r = benign + malicious -> refusal, DESIGN.md 1.3)\n"
         "LoRA (all seven maps of layers 0..max target):\n"
         "  --rank N                  (default 8)\n"
         "  --lora-alpha X            scale alpha/rank (default 16)\n"
@@ -2384,21 +2385,68 @@ static int pick_name(const char* cmd, const char* flag, const char* value, const
     return -1;
 }
 
-int defend_main(int argc, char** argv) {
-    const char* cmd = "defend";
-    const char *model_path = NULL, *tok_path = NULL, *out_path = NULL, *log_path = NULL, *plot_path = NULL;
-    int version = 1, threads = 0, method = DEFEND_MOSR, oalw = -1, caa = -1;
-    static const char* const methods[] = {"rr", "mosr"};
+// The defence's knobs: the DefenseConfig fields a flag sets, other than the data, the output, the
+// steps and seed, and the method's two components. mosr defend, demo and ablation all take them.
+static const char* const DEFENSE_KNOB_FLAGS[] = {"--targets", "--retain-layers", "--alpha", "--batch", "--lr",
+    "--erase-tokens", "--retain-refusal", "--rank", "--lora-alpha", "--lora-b-std", "--oalw-layer", "--oalw-pool",
+    "--oalw-score", "--oalw-form", "--oalw-k", "--oalw-lambda", "--oalw-wmin", "--oalw-tau", "--oalw-every",
+    "--caa-kmin", "--caa-frac", "--caa-weight", "--caa-batch"};
+
+// 1 if f is a knob without a value (and sets it), else 0
+static int defense_switch(DefenseConfig* c, const char* f) {
+    if (!strcmp(f, "--retain-borderline")) c->retain_borderline = 1;
+    else if (!strcmp(f, "--no-retain-borderline")) c->retain_borderline = 0;
+    else if (!strcmp(f, "--caa-counterweight")) c->caa_counterweight = 1;
+    else return 0;
+    return 1;
+}
+
+static int is_defense_knob(const char* f) {
+    for (size_t k = 0; k < sizeof(DEFENSE_KNOB_FLAGS) / sizeof(DEFENSE_KNOB_FLAGS[0]); k++)
+        if (!strcmp(f, DEFENSE_KNOB_FLAGS[k])) return 1;
+    return 0;
+}
+
+// sets the knob f (one of DEFENSE_KNOB_FLAGS) to v: 0 on success, 1 on a bad value (reported)
+static int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v) {
     static const char* const erase_names[] = {"all", "response"};
     static const char* const refusal_names[] = {"all", "refusal", "none"};
     static const char* const pool_names[] = {"mean", "last"};
     static const char* const score_names[] = {"topk", "centroid"};
     static const char* const form_names[] = {"linear", "softmax"};
-    static const char* const value_flags[] = {"-z", "-o", "--out", "--method", "--data", "--reference", "--targets",
-        "--retain-layers", "--alpha", "--steps", "--batch", "--lr", "--seed", "--erase-tokens", "--retain-refusal",
-        "--rank", "--lora-alpha", "--lora-b-std", "--oalw-layer", "--oalw-pool", "--oalw-score", "--oalw-form",
-        "--oalw-k", "--oalw-lambda", "--oalw-wmin", "--oalw-tau", "--oalw-every", "--oalw-out", "--caa-kmin",
-        "--caa-frac", "--caa-weight", "--caa-batch", "--log", "--plot", "--print-every", "--threads"};
+    if (!strcmp(f, "--targets")) return parse_layer_list(cmd, f, v, c->targets, &c->n_targets) != 0;
+    if (!strcmp(f, "--retain-layers")) return parse_layer_list(cmd, f, v, c->retain_layers, &c->n_retain) != 0;
+    if (!strcmp(f, "--alpha")) return arg_float(cmd, f, v, 0, 1e6, &c->alpha) != 0;
+    if (!strcmp(f, "--batch")) return arg_int(cmd, f, v, 1, 4096, &c->batch) != 0;
+    if (!strcmp(f, "--lr")) return arg_float(cmd, f, v, 1e-9, 10, &c->lr) != 0;
+    if (!strcmp(f, "--erase-tokens")) return (c->erase_tokens = pick_name(cmd, f, v, erase_names, 2)) < 0;
+    if (!strcmp(f, "--retain-refusal")) return (c->retain_refusal = pick_name(cmd, f, v, refusal_names, 3)) < 0;
+    if (!strcmp(f, "--rank")) return arg_int(cmd, f, v, 1, 1024, &c->rank) != 0;
+    if (!strcmp(f, "--lora-alpha")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->lora_alpha) != 0;
+    if (!strcmp(f, "--lora-b-std")) return arg_float(cmd, f, v, 0, 10, &c->lora_b_std) != 0;
+    if (!strcmp(f, "--oalw-layer")) return arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &c->oalw_layer) != 0;
+    if (!strcmp(f, "--oalw-pool")) return (c->oalw_pool = pick_name(cmd, f, v, pool_names, 2)) < 0;
+    if (!strcmp(f, "--oalw-score")) return (c->overlap.score = pick_name(cmd, f, v, score_names, 2)) < 0;
+    if (!strcmp(f, "--oalw-form")) return (c->overlap.form = pick_name(cmd, f, v, form_names, 2)) < 0;
+    if (!strcmp(f, "--oalw-k")) return arg_int(cmd, f, v, 1, 1 << 20, &c->overlap.k) != 0;
+    if (!strcmp(f, "--oalw-lambda")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.lambda) != 0;
+    if (!strcmp(f, "--oalw-wmin")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.w_min) != 0;
+    if (!strcmp(f, "--oalw-tau")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->overlap.tau) != 0;
+    if (!strcmp(f, "--oalw-every")) return arg_int(cmd, f, v, 0, 1 << 24, &c->oalw_every) != 0;
+    if (!strcmp(f, "--caa-kmin")) return arg_int(cmd, f, v, 0, 1 << 20, &c->caa_kmin) != 0;
+    if (!strcmp(f, "--caa-frac")) return arg_float(cmd, f, v, 0, 1, &c->caa_frac) != 0;
+    if (!strcmp(f, "--caa-weight")) return arg_float(cmd, f, v, 0, 1e6, &c->caa_weight) != 0;
+    if (!strcmp(f, "--caa-batch")) return arg_int(cmd, f, v, 1, 4096, &c->caa_batch) != 0;
+    return 1;
+}
+
+int defend_main(int argc, char** argv) {
+    const char* cmd = "defend";
+    const char *model_path = NULL, *tok_path = NULL, *out_path = NULL, *log_path = NULL, *plot_path = NULL;
+    int version = 1, threads = 0, method = DEFEND_MOSR, oalw = -1, caa = -1;
+    static const char* const methods[] = {"rr", "mosr"};
+    static const char* const value_flags[] = {"-z", "-o", "--out", "--method", "--data", "--reference", "--steps",
+        "--seed", "--oalw-out", "--log", "--plot", "--print-every", "--threads"};
     // the method sets the defaults that the other flags then override, so it is read first
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--method") && (method = pick_name(cmd, "--method", argv[i + 1], methods, 2)) < 0)
@@ -2415,14 +2463,12 @@ int defend_main(int argc, char** argv) {
         }
         if (is_help(f)) { defend_usage(stdout); return EXIT_OK; }
         if (!strcmp(f, "--v0")) { version = 0; continue; }
-        if (!strcmp(f, "--retain-borderline")) { cfg.retain_borderline = 1; continue; }
-        if (!strcmp(f, "--no-retain-borderline")) { cfg.retain_borderline = 0; continue; }
+        if (defense_switch(&cfg, f)) continue;
         if (!strcmp(f, "--oalw")) { oalw = 1; continue; }
         if (!strcmp(f, "--no-oalw")) { oalw = 0; continue; }
         if (!strcmp(f, "--caa")) { caa = 1; continue; }
         if (!strcmp(f, "--no-caa")) { caa = 0; continue; }
-        if (!strcmp(f, "--caa-counterweight")) { cfg.caa_counterweight = 1; continue; }
-        int known = 0;
+        int known = is_defense_knob(f);
         for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
         if (!known) return unknown_flag(cmd, f);
         if (i + 1 >= argc) {
@@ -2432,40 +2478,18 @@ int defend_main(int argc, char** argv) {
         const char* v = argv[++i];
         int bad = 0;
         if (!strcmp(f, "--method")) continue; // read above
+        else if (is_defense_knob(f)) bad = defense_knob(&cfg, cmd, f, v);
         else if (!strcmp(f, "-z")) tok_path = v;
         else if (!strcmp(f, "-o") || !strcmp(f, "--out")) out_path = v;
         else if (!strcmp(f, "--data")) cfg.data_path = v;
         else if (!strcmp(f, "--reference")) cfg.reference_path = v;
-        else if (!strcmp(f, "--targets")) bad = parse_layer_list(cmd, f, v, cfg.targets, &cfg.n_targets);
-        else if (!strcmp(f, "--retain-layers")) bad = parse_layer_list(cmd, f, v, cfg.retain_layers, &cfg.n_retain);
-        else if (!strcmp(f, "--alpha")) bad = arg_float(cmd, f, v, 0, 1e6, &cfg.alpha);
         else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.steps);
-        else if (!strcmp(f, "--batch")) bad = arg_int(cmd, f, v, 1, 4096, &cfg.batch);
-        else if (!strcmp(f, "--lr")) bad = arg_float(cmd, f, v, 1e-9, 10, &cfg.lr);
         else if (!strcmp(f, "--seed")) {
             unsigned long long seed;
             bad = arg_u64(cmd, f, v, &seed);
             cfg.seed = seed;
         }
-        else if (!strcmp(f, "--erase-tokens")) bad = (cfg.erase_tokens = pick_name(cmd, f, v, erase_names, 2)) < 0;
-        else if (!strcmp(f, "--retain-refusal")) bad = (cfg.retain_refusal = pick_name(cmd, f, v, refusal_names, 3)) < 0;
-        else if (!strcmp(f, "--rank")) bad = arg_int(cmd, f, v, 1, 1024, &cfg.rank);
-        else if (!strcmp(f, "--lora-alpha")) bad = arg_float(cmd, f, v, 1e-6, 1e6, &cfg.lora_alpha);
-        else if (!strcmp(f, "--lora-b-std")) bad = arg_float(cmd, f, v, 0, 10, &cfg.lora_b_std);
-        else if (!strcmp(f, "--oalw-layer")) bad = arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &cfg.oalw_layer);
-        else if (!strcmp(f, "--oalw-pool")) bad = (cfg.oalw_pool = pick_name(cmd, f, v, pool_names, 2)) < 0;
-        else if (!strcmp(f, "--oalw-score")) bad = (cfg.overlap.score = pick_name(cmd, f, v, score_names, 2)) < 0;
-        else if (!strcmp(f, "--oalw-form")) bad = (cfg.overlap.form = pick_name(cmd, f, v, form_names, 2)) < 0;
-        else if (!strcmp(f, "--oalw-k")) bad = arg_int(cmd, f, v, 1, 1 << 20, &cfg.overlap.k);
-        else if (!strcmp(f, "--oalw-lambda")) bad = arg_float(cmd, f, v, 0, 1e3, &cfg.overlap.lambda);
-        else if (!strcmp(f, "--oalw-wmin")) bad = arg_float(cmd, f, v, 0, 1e3, &cfg.overlap.w_min);
-        else if (!strcmp(f, "--oalw-tau")) bad = arg_float(cmd, f, v, 1e-6, 1e6, &cfg.overlap.tau);
-        else if (!strcmp(f, "--oalw-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.oalw_every);
         else if (!strcmp(f, "--oalw-out")) cfg.oalw_out = v;
-        else if (!strcmp(f, "--caa-kmin")) bad = arg_int(cmd, f, v, 0, 1 << 20, &cfg.caa_kmin);
-        else if (!strcmp(f, "--caa-frac")) bad = arg_float(cmd, f, v, 0, 1, &cfg.caa_frac);
-        else if (!strcmp(f, "--caa-weight")) bad = arg_float(cmd, f, v, 0, 1e6, &cfg.caa_weight);
-        else if (!strcmp(f, "--caa-batch")) bad = arg_int(cmd, f, v, 1, 4096, &cfg.caa_batch);
         else if (!strcmp(f, "--log")) log_path = v;
         else if (!strcmp(f, "--plot")) plot_path = v;
         else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.print_every);
@@ -2566,6 +2590,7 @@ typedef struct {
     int print_every;        // defence progress lines
     int seeds;              // ablation: seeds per variant
     int sweep;              // ablation: 0 no sweep, 1 ablation + sweep, 2 sweep only
+    DefenseConfig defense;  // defend()'s defaults with the knobs given; each variant sets OALW and CAA
 } DemoArgs;
 
 typedef struct {
@@ -2911,7 +2936,8 @@ enum { VARIANT_RR = 0, VARIANT_RR_OALW = 1, VARIANT_RR_CAA = 2, VARIANT_MOSR = 3
 // defend()'s defaults, with the variant's components, the run's seed and the demo's data
 static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, const DemoArgs* a, const DemoData* d) {
     const DemoVariant* v = &DEMO_VARIANTS[variant];
-    defense_config_default(c, v->oalw && v->caa ? DEFEND_MOSR : DEFEND_RR);
+    *c = a->defense;
+    c->method = v->oalw && v->caa ? DEFEND_MOSR : DEFEND_RR;
     c->oalw = v->oalw;
     c->caa = v->caa;
     c->steps = a->steps;
@@ -2992,7 +3018,12 @@ static void demo_usage(FILE* f, int ablation) {
         "                      above X nats (eval's rule 5); 0 = off (default 1.5)\n"
         "  --print-every N     defence progress every N steps, 0 = none (default 25)\n"
         "  --threads N         OpenMP threads (default: all); results are reproducible for a given seed\n"
-        "                      and thread count\n",
+        "                      and thread count\n"
+        "  and every knob of mosr defend (see mosr defend --help), for every defence of the run:\n"
+        "  --erase-tokens, --retain-refusal, --retain-borderline, --no-retain-borderline, --targets,\n"
+        "  --retain-layers, --alpha, --batch, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
+        "  --oalw-pool, --oalw-score, --oalw-form, --oalw-k, --oalw-lambda, --oalw-wmin, --oalw-tau,\n"
+        "  --oalw-every, --caa-kmin, --caa-frac, --caa-weight, --caa-batch, --caa-counterweight\n",
         ablation ? "ablation" : "demo", ablation ? "; seed k of a variant is N + k" : "",
         ablation ? "  --seeds N           seeds per variant (default 3)\n"
                    "  --no-sweep          the ablation only\n"
@@ -3009,6 +3040,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
                     .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
                     .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1, .ref_nll = BROKEN_DEFAULT_REF_NLL,
                     .print_every = 25, .seeds = 3, .sweep = 1};
+    defense_config_default(&a->defense, DEFEND_RR);
     int quick = 0;
     static const char* const value_flags[] = {"--model", "-z", "--data", "--out", "--steps", "--seed", "--threads",
         "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--ref-nll", "--print-every", "--seeds"};
@@ -3019,7 +3051,8 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         if (!strcmp(f, "--quick")) { quick = 1; continue; }
         if (ablation && !strcmp(f, "--no-sweep")) { a->sweep = 0; continue; }
         if (ablation && !strcmp(f, "--sweep-only")) { a->sweep = 2; continue; }
-        int known = 0;
+        if (defense_switch(&a->defense, f)) continue;
+        int known = is_defense_knob(f);
         for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
         if (!known || (!ablation && !strcmp(f, "--seeds")) || (ablation && !strcmp(f, "--layer")))
             return unknown_flag(cmd, f);
@@ -3029,7 +3062,8 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         }
         const char* v = argv[++i];
         int bad = 0;
-        if (!strcmp(f, "--model")) a->model_path = v;
+        if (is_defense_knob(f)) bad = defense_knob(&a->defense, cmd, f, v);
+        else if (!strcmp(f, "--model")) a->model_path = v;
         else if (!strcmp(f, "-z")) a->tok_path = v;
         else if (!strcmp(f, "--data")) a->data_dir = v;
         else if (!strcmp(f, "--out")) a->out_dir = v;
@@ -3052,11 +3086,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     }
     // --quick fills in only what was not given
     if (a->eval_limit < 0) a->eval_limit = quick ? 100 : ablation ? 200 : 0;
-    if (a->steps < 0) {
-        DefenseConfig dc;
-        defense_config_default(&dc, DEFEND_RR);
-        a->steps = quick ? 60 : dc.steps;
-    }
+    if (a->steps < 0) a->steps = quick ? 60 : a->defense.steps;
     return EXIT_OK;
 }
 
@@ -3150,15 +3180,29 @@ static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* 
     return atomic_commit(&af);
 }
 
+// the settings that decide a defence's outcome (DESIGN.md 1.4, "knobs"), in words
+static void describe_defense(FILE* f, const DefenseConfig* c) {
+    static const char* const refusal_rows[] = {"malicious -> refusal (all its tokens)",
+                                               "malicious -> refusal (the refusal tokens)", NULL};
+    fprintf(f, "erasure over %s; retain set: benign", c->erase_tokens == ERASE_ALL ? "prompt + response tokens"
+                                                                                    : "response tokens");
+    if (refusal_rows[c->retain_refusal]) fprintf(f, ", %s", refusal_rows[c->retain_refusal]);
+    if (c->retain_borderline) fputs(", pseudo-malicious -> helpful (borderline)", f);
+    fprintf(f, "; alpha %g, lr %g, LoRA rank %d; OALW lambda %g; CAA k from %d to %g x the completion%s", c->alpha,
+            c->lr, c->rank, c->overlap.lambda, c->caa_kmin, c->caa_frac,
+            c->caa_counterweight ? ", with pseudo -> helpful counterweight rows" : "");
+}
+
 // the table, in Markdown, to f (stdout and DIR/results.md)
 static void print_demo_table(FILE* f, const DemoArgs* a, const DemoData* d, const char* const* names,
                              char (*files)[4200], const DemoMetrics* s, const DemoRepresentation* r, int n,
                              double seconds) {
     fprintf(f, "# mosr demo: base vs RR vs MOSR\n\nBase model `%s`, test split of `%s/`: ", a->model_path, a->data_dir);
     describe_sets(f, d);
-    fprintf(f, "%s. Defences: mosr defend's defaults, %d steps, seed %llu; %d threads; %.0f s in all.\n\n",
-            a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "", a->steps, (unsigned long long)a->seed,
-            omp_get_max_threads(), seconds);
+    fprintf(f, "%s. Defences: %d steps, seed %llu; ", a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "",
+            a->steps, (unsigned long long)a->seed);
+    describe_defense(f, &a->defense);
+    fprintf(f, ". %d threads; %.0f s in all.\n\n", omp_get_max_threads(), seconds);
     fprintf(f, "| model | ASR direct | ASR jailbreak | ASR prefill | worst ASR | harmful: direct | jailbreak | "
             "prefill | over-refusal | over-refusal, held-out words | benign accuracy | val perplexity | file |\n");
     fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
@@ -3300,10 +3344,8 @@ static const float SWEEP_FRACS[] = {0.25f, 0.5f, 1.0f};
 // OALW and MOSR and the K sweep of RR + CAA and MOSR (a sweep point equal to an ablation run is
 // that run, not a second one). runs must hold N_DEMO_VARIANTS * seeds + 14. Returns the count.
 static int plan_ablation(AblationRun* runs, const DemoArgs* a) {
-    OverlapOptions o;
-    overlap_options_default(&o);
-    DefenseConfig dc;
-    defense_config_default(&dc, DEFEND_MOSR);
+    const OverlapOptions o = a->defense.overlap;
+    const DefenseConfig dc = a->defense;
     int n = 0;
     if (a->sweep != 2)
         for (int v = 0; v < N_DEMO_VARIANTS; v++)
@@ -3440,14 +3482,13 @@ static int write_ablation_json(const char* path, const DemoArgs* a, const DemoMe
 }
 
 // DIR/sweep.json: the sweep's points in curve order (variant, then the knob increasing)
-static int write_sweep_json(const char* path, const AblationRun* runs, int n_runs, uint64_t seed) {
+static int write_sweep_json(const char* path, const AblationRun* runs, int n_runs, const DemoArgs* a) {
     AtomicFile af;
     if (atomic_open(&af, path) != 0) return -1;
     FILE* f = af.f;
-    OverlapOptions o;
-    overlap_options_default(&o);
-    DefenseConfig dc;
-    defense_config_default(&dc, DEFEND_MOSR);
+    const uint64_t seed = a->seed;
+    const OverlapOptions o = a->defense.overlap;
+    const DefenseConfig dc = a->defense;
     fprintf(f, "{\"seed\": %llu, \"asr_worst_is\": \"max of asr_direct, asr_jailbreak, asr_prefill\",\n "
             "\"lambda\": [", (unsigned long long)seed);
     int first = 1;
@@ -3480,9 +3521,10 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
                                  const AblationRun* runs, int n_runs, double seconds) {
     fprintf(f, "# mosr ablation: what OALW and CAA add to RR\n\nBase model `%s`; test split: ", a->model_path);
     describe_sets(f, d);
-    fprintf(f, "%s. Defences: mosr defend's defaults, %d steps; seeds %llu..%llu; %d threads; %.0f s in all.\n\n",
-            a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "", a->steps,
-            (unsigned long long)a->seed, (unsigned long long)(a->seed + a->seeds - 1), omp_get_max_threads(), seconds);
+    fprintf(f, "%s. Defences: %d steps; seeds %llu..%llu; ", a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "",
+            a->steps, (unsigned long long)a->seed, (unsigned long long)(a->seed + a->seeds - 1));
+    describe_defense(f, &a->defense);
+    fprintf(f, ". %d threads; %.0f s in all.\n\n", omp_get_max_threads(), seconds);
     fprintf(f, "| variant | seeds |");
     for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, " %s |", ABLATION_METRIC_NAMES[k]);
     fprintf(f, "\n|---|---:|");
@@ -3550,11 +3592,10 @@ static int write_ablation_plot(const char* path, const DemoMetrics* base, const 
 }
 
 // DIR/sweep.png: a line per (variant, knob) through its sweep points, and the RR mean as a point
-static int write_sweep_plot(const char* path, const AblationRun* runs, int n_runs, uint64_t seed) {
-    OverlapOptions o;
-    overlap_options_default(&o);
-    DefenseConfig dc;
-    defense_config_default(&dc, DEFEND_MOSR);
+static int write_sweep_plot(const char* path, const AblationRun* runs, int n_runs, const DemoArgs* a) {
+    const uint64_t seed = a->seed;
+    const OverlapOptions o = a->defense.overlap;
+    const DefenseConfig dc = a->defense;
     static const char* const names[4] = {"rr+oalw, lambda 0 .. 0.95", "mosr, lambda 0 .. 0.95",
                                          "rr+caa, K 0.25 .. 1", "mosr, K 0.25 .. 1"};
     static const int variant_of[4] = {VARIANT_RR_OALW, VARIANT_MOSR, VARIANT_RR_CAA, VARIANT_MOSR};
@@ -3649,9 +3690,9 @@ int ablation_main(int argc, char** argv) {
     }
     if (a.sweep) {
         snprintf(path, sizeof(path), "%s/sweep.json", a.out_dir);
-        if (write_sweep_json(path, runs, n_runs, a.seed) != 0) goto done;
+        if (write_sweep_json(path, runs, n_runs, &a) != 0) goto done;
         snprintf(path, sizeof(path), "%s/sweep.png", a.out_dir);
-        if (write_sweep_plot(path, runs, n_runs, a.seed) != 0) goto done;
+        if (write_sweep_plot(path, runs, n_runs, &a) != 0) goto done;
     }
     snprintf(path, sizeof(path), "%s/ablation.md", a.out_dir);
     AtomicFile md;

@@ -308,6 +308,12 @@ expect 3 "model.bin" defend "$M" -z "$M" -o out.bin
 expect 1 "cannot write" "${D[@]}" -o nodir/out.bin
 expect 1 "is a directory" "${D[@]}" -o "$FX/dir"
 
+# demo and ablation take defend's knobs, with the same checks, before any work starts
+expect 2 "demo: --erase-tokens takes all|response" demo --erase-tokens some
+expect 2 "ablation: --caa-frac expects a number" ablation --caa-frac 2
+expect 2 "demo: unknown option '--oalw-out'" demo --oalw-out w.jsonl
+expect 2 "ablation: --retain-refusal needs a value" ablation --retain-refusal
+
 # bench
 expect 2 "unknown flag --frob" bench --frob
 expect 2 "unknown flag extra" bench extra
