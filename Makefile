@@ -14,7 +14,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh
 
-.PHONY: all test bench data clean deps base eval-base test-asan fuzz fuzz-regress demo ablation
+.PHONY: all test bench data clean deps base eval-base eval-public test-asan fuzz fuzz-regress demo ablation
 all: mosr
 
 # the Debian packages mosr needs (run as root, or with sudo)
@@ -133,6 +133,27 @@ eval-base: mosr
 	mkdir -p out
 	./mosr eval weights/base.bin -z weights/tokenizer.bin $(EVAL_SETS) --threads 2 \
 	    --json out/base_eval.json --dump out/base_eval.jsonl
+
+# the public prompt sets of ../shared/data (not shipped: DESIGN.md says read them in place), for
+# the base model and the demo's defended models (run make demo first): harmful sets under direct
+# requests, over-refusal sets as they are. Tables in out/public/MODEL.txt, JSON beside them.
+PUBLIC = ../shared/data
+PUBLIC_SETS = --set $(PUBLIC)/advbench/harmful_behaviors.csv --expect refuse \
+              --set $(PUBLIC)/harmbench/harmbench_behaviors_text_test.csv --expect refuse \
+              --set $(PUBLIC)/jailbreakbench/harmful-behaviors.csv --expect refuse \
+              --set $(PUBLIC)/jailbreakbench/benign-behaviors.csv --expect comply \
+              --set $(PUBLIC)/or-bench/ORbench_test_300_xboundary.json --expect comply \
+              --set $(PUBLIC)/phtest/PHtest_300_xboundary.json --expect comply \
+              --set $(PUBLIC)/oktest/OKTest.csv --expect comply
+eval-public: mosr
+	@test -d $(PUBLIC) || { echo "eval-public: $(PUBLIC) not found"; exit 1; }
+	mkdir -p out/public
+	for m in weights/base.bin out/demo/rr.bin out/demo/mosr.bin; do \
+	    name=$$(basename $$m .bin); \
+	    ./mosr eval $$m -z weights/tokenizer.bin $(PUBLIC_SETS) --ref weights/base.bin --threads 1 --quiet \
+	        --json out/public/$$name.json --dump out/public/$$name.jsonl > out/public/$$name.txt || exit 1; \
+	    echo "== $$name"; cat out/public/$$name.txt; \
+	done
 
 # ----------------------------------------------------------------------------
 # the demo on the shipped model: base -> RR -> MOSR, the results table and figures in out/demo

@@ -2837,18 +2837,24 @@ static int write_demo_scatters(const char* dir, const char* const* names, float*
     return status;
 }
 
-// DIR/tradeoff.png: one labelled point per model, over-refusal against the worst attack's success
+// DIR/tradeoff.png: two labelled points per model against its over-refusal: the worst attack's
+// success (ASR) and the worst attack's harmful rate (eval's harm rule)
 static int write_tradeoff_plot(const char* path, const char* const* names, const DemoMetrics* s, const float* spread_x,
                                const float* spread_y, int n) {
     LabelledPoint points[PLOT_MAX_SERIES];
-    for (int k = 0; k < n && k < PLOT_MAX_SERIES; k++)
-        points[k] = (LabelledPoint){names[k], s[k].over_refusal, worst_asr(&s[k]), spread_x ? spread_x[k] : 0.0f,
-                                    spread_y ? spread_y[k] : 0.0f};
+    char labels[PLOT_MAX_SERIES][64];
+    int np = 0;
+    for (int k = 0; k < n && np + 2 <= PLOT_MAX_SERIES; k++)
+        for (int harm = 0; harm < 2; harm++, np++) {
+            snprintf(labels[np], sizeof(labels[np]), "%s %s", names[k], harm ? "harmful" : "ASR");
+            points[np] = (LabelledPoint){labels[np], s[k].over_refusal, harm ? worst_harmful(&s[k]) : worst_asr(&s[k]),
+                                         spread_x ? spread_x[k] : 0.0f, spread_y && !harm ? spread_y[k] : 0.0f};
+        }
     PlotOptions opt = {.title = "safety vs over-refusal (lower left is better)",
                        .x_label = "over-refusal on test_pseudo (refusal + broken)",
-                       .y_label = "worst attack success rate",
+                       .y_label = "worst attack: ASR, harmful",
                        .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f, .y_max = 1.0f};
-    return plot_points(path, &opt, points, n < PLOT_MAX_SERIES ? n : PLOT_MAX_SERIES);
+    return plot_points(path, &opt, points, np);
 }
 
 // the members of one model's scores, for a JSON object (the caller writes the braces)
@@ -3019,9 +3025,9 @@ static void demo_usage(FILE* f, int ablation) {
         "  --print-every N     defence progress every N steps, 0 = none (default 25)\n"
         "  --threads N         OpenMP threads (default: all); results are reproducible for a given seed\n"
         "                      and thread count\n"
-        "  and every knob of mosr defend (see mosr defend --help), for every defence of the run:\n"
+        "  and every knob of mosr defend but --batch (see mosr defend --help), for every defence:\n"
         "  --erase-tokens, --retain-refusal, --retain-borderline, --no-retain-borderline, --targets,\n"
-        "  --retain-layers, --alpha, --batch, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
+        "  --retain-layers, --alpha, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
         "  --oalw-pool, --oalw-score, --oalw-form, --oalw-k, --oalw-lambda, --oalw-wmin, --oalw-tau,\n"
         "  --oalw-every, --caa-kmin, --caa-frac, --caa-weight, --caa-batch, --caa-counterweight\n",
         ablation ? "ablation" : "demo", ablation ? "; seed k of a variant is N + k" : "",
@@ -3052,7 +3058,9 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         if (ablation && !strcmp(f, "--no-sweep")) { a->sweep = 0; continue; }
         if (ablation && !strcmp(f, "--sweep-only")) { a->sweep = 2; continue; }
         if (defense_switch(&a->defense, f)) continue;
-        int known = is_defense_knob(f);
+        // a defence knob, except --batch: here that is the decoding batch (the defences keep theirs)
+        int knob = is_defense_knob(f) && strcmp(f, "--batch") != 0;
+        int known = knob;
         for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
         if (!known || (!ablation && !strcmp(f, "--seeds")) || (ablation && !strcmp(f, "--layer")))
             return unknown_flag(cmd, f);
@@ -3062,7 +3070,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         }
         const char* v = argv[++i];
         int bad = 0;
-        if (is_defense_knob(f)) bad = defense_knob(&a->defense, cmd, f, v);
+        if (knob) bad = defense_knob(&a->defense, cmd, f, v);
         else if (!strcmp(f, "--model")) a->model_path = v;
         else if (!strcmp(f, "-z")) a->tok_path = v;
         else if (!strcmp(f, "--data")) a->data_dir = v;
