@@ -227,6 +227,17 @@ static void check_fields_and_conventions(RowFile* files, char** phrases, int n_p
         CHECK(bad_answer == 0, "%s: %d reference answers are not in their response", files[f].name, bad_answer);
         CHECK(bad_length == 0, "%s: %d prompts or responses are too long", files[f].name, bad_length);
         CHECK(bad_chat == 0, "%s: %d prompts hold a newline or a chat turn marker", files[f].name, bad_chat);
+        // the erasure set holds the harmful content under both openers, half and half
+        if (!strcmp(files[f].name, "defense.jsonl")) {
+            int sure = 0, here = 0;
+            for (int i = 0; i < files[f].n; i++) {
+                const char* h = files[f].rows[i].harmful;
+                sure += h && !strncmp(h, "Sure, here is how to ", 21);
+                here += h && !strncmp(h, "Here is how to ", 15);
+            }
+            CHECK(sure > 0 && (sure == here || sure == here + 1), "defense.jsonl: %d 'Sure' and %d 'Here' openers",
+                  sure, here);
+        }
     }
 }
 
