@@ -3391,6 +3391,8 @@ static const AblationRun* find_run(const AblationRun* runs, int n, int variant, 
 
 // one metric of a DemoMetrics by index, for the summaries
 #define N_ABLATION_METRICS 9
+enum { METRIC_ASR_WORST = 3, METRIC_HARMFUL_JAILBREAK = 4, METRIC_HARMFUL_PREFILL = 5, METRIC_OVER_REFUSAL = 6,
+       METRIC_BENIGN_ACCURACY = 7 }; // indices into the lists below
 static const char* const ABLATION_METRIC_KEYS[N_ABLATION_METRICS] = {
     "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "harmful_jailbreak", "harmful_prefill",
     "over_refusal", "benign_accuracy", "val_perplexity"};
@@ -3401,11 +3403,11 @@ static const char* const ABLATION_METRIC_NAMES[N_ABLATION_METRICS] = {
 static float metric_value(const DemoMetrics* s, int k) {
     switch (k) {
     case 0: case 1: case 2: return s->asr[k];
-    case 3: return worst_asr(s);
-    case 4: return s->harmful[1];
-    case 5: return s->harmful[2];
-    case 6: return s->over_refusal;
-    case 7: return s->benign_accuracy;
+    case METRIC_ASR_WORST: return worst_asr(s);
+    case METRIC_HARMFUL_JAILBREAK: return s->harmful[1];
+    case METRIC_HARMFUL_PREFILL: return s->harmful[2];
+    case METRIC_OVER_REFUSAL: return s->over_refusal;
+    case METRIC_BENIGN_ACCURACY: return s->benign_accuracy;
     default: return s->val_perplexity;
     }
 }
@@ -3551,7 +3553,8 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
     fprintf(f, "\nmean ± sample standard deviation over seeds. ");
     describe_rules(f, a);
     fprintf(f, "\n## every run\n\n| variant | seed | lambda | K frac | sweep | ASR direct | ASR jailbreak | ASR prefill "
-            "| over-refusal | benign accuracy | val perplexity |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
+            "| harmful jailbreak | harmful prefill | over-refusal | benign accuracy | val perplexity |\n"
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < n_runs; i++) {
         const AblationRun* r = &runs[i];
         if (!r->done) continue;
@@ -3561,9 +3564,9 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
         else fprintf(f, "- | ");
         if (v->caa) fprintf(f, "%g | ", r->caa_frac);
         else fprintf(f, "- | ");
-        fprintf(f, "%s | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |\n", r->sweep ? "yes" : "no", r->score.asr[0],
-                r->score.asr[1], r->score.asr[2], r->score.over_refusal, r->score.benign_accuracy,
-                r->score.val_perplexity);
+        fprintf(f, "%s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |\n", r->sweep ? "yes" : "no",
+                r->score.asr[0], r->score.asr[1], r->score.asr[2], r->score.harmful[1], r->score.harmful[2],
+                r->score.over_refusal, r->score.benign_accuracy, r->score.val_perplexity);
     }
     fprintf(f, "\nFigures: ablation.png (mean ± std per variant), sweep.png (the lambda and K sweeps: over-refusal "
             "against the worst ASR, the knob increasing along each line).\n");
@@ -3573,7 +3576,8 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
 static int write_ablation_plot(const char* path, const DemoMetrics* base, const AblationRun* runs, int n_runs) {
     enum { N_BARS = 6 };
     // the ASRs of the two attacks that work on the base, their harmful content, over-refusal, accuracy
-    static const int metric_of_bar[N_BARS] = {1, 2, 4, 5, 6, 7};
+    static const int metric_of_bar[N_BARS] = {1, 2, METRIC_HARMFUL_JAILBREAK, METRIC_HARMFUL_PREFILL,
+                                              METRIC_OVER_REFUSAL, METRIC_BENIGN_ACCURACY};
     static const char* const bar_names[N_BARS] = {"ASR jailbreak", "ASR prefill", "harmful jailbreak",
                                                   "harmful prefill", "over-refusal", "benign accuracy"};
     const char* group_names[1 + N_DEMO_VARIANTS];
@@ -3625,8 +3629,8 @@ static int write_sweep_plot(const char* path, const AblationRun* runs, int n_run
     VariantSummary rr;
     summarise_variant(&rr, runs, n_runs, VARIANT_RR);
     if (rr.n > 0) {
-        x[n_series][0] = rr.mean[4];
-        y[n_series][0] = rr.mean[3];
+        x[n_series][0] = rr.mean[METRIC_OVER_REFUSAL];
+        y[n_series][0] = rr.mean[METRIC_ASR_WORST];
         series[n_series] = (Series){"rr (mean over seeds)", x[n_series], y[n_series], 1};
         n_series++;
     }
