@@ -644,6 +644,7 @@ int plot_points(const char* path, const PlotOptions* opt, const LabelledPoint* p
     setup_frame(&f, opt, xlo, xhi, ylo, yhi);
     draw_grid(&c, &f, 1);
     LegendEntry legend[PLOT_MAX_SERIES];
+    int placed[PLOT_MAX_SERIES][3], n_placed = 0; // the labels drawn so far: x, y, width
     for (int i = 0; i < n; i++) {
         const LabelledPoint* p = &points[i];
         legend[i] = (LegendEntry){p->label, PALETTE[i], i};
@@ -661,10 +662,22 @@ int plot_points(const char* path, const PlotOptions* opt, const LabelledPoint* p
         draw_rimmed_marker(&c, x, y, i, 6, PALETTE[i]);
         if (x < f.left || x > f.right || y < f.top || y > f.bottom) continue; // off the axes
         // the label goes above right of the point, moved left or down where it would leave
-        // the plot area
-        int w = text_width(p->label, TEXT_SCALE);
-        int lx = x + 10 + w < f.right - 4 ? (int)x + 10 : (int)x - 10 - w;
-        int ly = y - 24 > f.top + 2 ? (int)y - 24 : (int)y + 10;
+        // the plot area; then tried below, left and left-below while it overlaps a label placed before
+        int w = text_width(p->label, TEXT_SCALE), h = 16;
+        int right = x + 10 + w < f.right - 4, above = y - 24 > f.top + 2;
+        int lx = 0, ly = 0;
+        for (int attempt = 0; attempt < 4; attempt++) {
+            int r = attempt < 2 ? right : !right, a = attempt % 2 == 0 ? above : !above;
+            lx = r ? (int)x + 10 : (int)x - 10 - w;
+            ly = a ? (int)y - 24 : (int)y + 10;
+            int clash = lx < f.left + 2 || ly + h > f.bottom - 2;
+            for (int j = 0; j < n_placed && !clash; j++)
+                clash = lx < placed[j][0] + placed[j][2] && placed[j][0] < lx + w && ly < placed[j][1] + h &&
+                        placed[j][1] < ly + h;
+            if (!clash) break;
+            if (attempt == 3) { lx = right ? (int)x + 10 : (int)x - 10 - w; ly = above ? (int)y - 24 : (int)y + 10; }
+        }
+        placed[n_placed][0] = lx, placed[n_placed][1] = ly, placed[n_placed][2] = w, n_placed++;
         draw_text(&c, lx, ly, p->label, PALETTE[i], TEXT_SCALE, 0);
     }
     draw_axes(&c, &f, opt, 1);
