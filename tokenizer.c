@@ -216,7 +216,6 @@ void tokenizer_free(Tokenizer* t) {
     free(t->vocab);
     free(t->vocab_len);
     free(t->vocab_scores);
-    free(t->sorted_vocab);
     free_merge_table(t->merge_table);
     memset(t, 0, sizeof(*t));
 }

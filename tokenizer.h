@@ -11,17 +11,11 @@
 #define TOKEN_EOS 2
 
 typedef struct {
-    char* str;
-    int id;
-} TokenIndex;
-
-typedef struct {
     char** vocab;             // (vocab_size) NUL-terminated token strings
     int* vocab_len;           // (vocab_size) byte lengths (tokens may hold a NUL byte)
     float* vocab_scores;      // (vocab_size) merge scores: higher merges first
     int vocab_size;
     unsigned int max_token_length;
-    TokenIndex* sorted_vocab; // built lazily for lookups by string
     unsigned char byte_pieces[512]; // the 256 single-byte strings, for decode of <0xXX>
     void* merge_table;        // private: pair -> merged token hash table for fast encode
 } Tokenizer;

@@ -31,6 +31,17 @@ typedef struct {
     char* buf;        // room for two pieces side by side
 } Reference;
 
+
+// the test's files live in a fresh directory of their own (made in main), not at fixed /tmp paths
+static char tmp_dir[] = "/tmp/mosr_test_tokenizer.XXXXXX";
+static const char* tmp_file(const char* name) {
+    static char paths[4][sizeof(tmp_dir) + 64];
+    static int next = 0;
+    char* p = paths[next++ % 4];
+    snprintf(p, sizeof(paths[0]), "%s/%s", tmp_dir, name);
+    return p;
+}
+
 static int ref_compare(const void* a, const void* b) {
     return strcmp(((const RefEntry*)a)->str, ((const RefEntry*)b)->str);
 }
@@ -274,7 +285,7 @@ static void test_decode(Tokenizer* t) {
 }
 
 static void test_save_load(Tokenizer* t, const char* original) {
-    const char* path = "/tmp/mosr_test_tokenizer_saved.bin";
+    const char* path = tmp_file("saved.bin");
     CHECK(tokenizer_save(t, path) == 0, "save failed");
     size_t n1, n2;
     char* a = read_file(original, &n1);
@@ -292,7 +303,7 @@ static void test_save_load(Tokenizer* t, const char* original) {
 }
 
 static void test_bad_files(void) {
-    const char* path = "/tmp/mosr_test_tokenizer_bad.bin";
+    const char* path = tmp_file("bad.bin");
     Tokenizer t;
     // a good little file to damage: 3 tokens
     unsigned char good[64];
@@ -346,8 +357,8 @@ static void test_bad_files(void) {
     CHECK(tokenizer_load(&t, path, 0) != 0, "a NaN score should be rejected");
     write_bytes(path, good, 4); // a header and no token
     CHECK(tokenizer_load(&t, path, 0) != 0, "a file without tokens should be rejected");
-    CHECK(tokenizer_load(&t, "/tmp/mosr_no_such_tokenizer.bin", 0) != 0, "a missing file should be rejected");
-    CHECK(tokenizer_load(&t, "/tmp", 0) != 0, "a directory should be rejected");
+    CHECK(tokenizer_load(&t, tmp_file("missing.bin"), 0) != 0, "a missing file should be rejected");
+    CHECK(tokenizer_load(&t, tmp_dir, 0) != 0, "a directory should be rejected");
     CHECK(t.vocab == NULL && t.merge_table == NULL, "a failed load should leave an empty tokenizer");
     fprintf(stderr, "(end of expected errors)\n");
     unlink(path);
@@ -356,7 +367,7 @@ static void test_bad_files(void) {
 // A made-up vocabulary over a 4-letter alphabet with only a few distinct scores: ties
 // everywhere, merges that create pairs left of older ones, pieces reachable by several splits.
 static void test_ties(void) {
-    const char* path = "/tmp/mosr_test_tokenizer_ties.bin";
+    const char* path = tmp_file("ties.bin");
     enum { MAX_TOKENS = 259 + 4 + 400 };
     char* pieces[MAX_TOKENS];
     float scores[MAX_TOKENS];
@@ -497,7 +508,7 @@ static void test_train(void) {
     compare_on_random_texts(&t, "trained", 400, 120, 11);
 
     // saved and reloaded: the same ids
-    const char* path = "/tmp/mosr_test_tokenizer_trained.bin";
+    const char* path = tmp_file("trained.bin");
     CHECK(tokenizer_save(&t, path) == 0, "saving the trained tokenizer failed");
     Tokenizer u;
     CHECK(tokenizer_load(&u, path, 400) == 0, "reloading the trained tokenizer failed");
@@ -593,6 +604,10 @@ static int bench(const char* path) {
 int main(int argc, char** argv) {
     if (argc == 3 && strcmp(argv[1], "--bench") == 0) return bench(argv[2]);
     double t0 = time_now();
+    if (!mkdtemp(tmp_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
 
     test_bad_files();
     test_ties();
@@ -630,6 +645,7 @@ int main(int argc, char** argv) {
         tokenizer_free(&t512);
         tokenizer_free(&t32k);
     }
+    rmdir(tmp_dir); // empty by now: every test removes its file
     printf("test_tokenizer: %.2f s\n", time_now() - t0);
     return check_summary("test_tokenizer");
 }
