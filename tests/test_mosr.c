@@ -21,6 +21,17 @@
 // double-precision references of the two losses, written from DESIGN.md's formulas directly
 // (per-example mean over masked tokens, then the weighted mean over examples that have tokens)
 
+
+// 1 if both files can be read and hold the same bytes
+static int same_file(const char* a, const char* b) {
+    size_t na = 0, nb = 0;
+    char* x = read_file(a, &na);
+    char* y = read_file(b, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
 static double ref_norm(const double* x, int C) {
     double s = 0.0;
     for (int i = 0; i < C; i++) s += x[i] * x[i];
@@ -978,12 +989,7 @@ static void test_defend_end_to_end(void) {
     // the same seed and threads give the same model, byte for byte
     argv[7] = out2_path;
     CHECK(defend_main(argc, argv) == 0, "second run");
-    size_t s1 = 0, s2 = 0;
-    char* f1 = read_file(out_path, &s1);
-    char* f2 = read_file(out2_path, &s2);
-    CHECK(f1 && f2 && s1 == s2 && memcmp(f1, f2, s1) == 0, "a defence run is deterministic given seed and threads");
-    free(f1);
-    free(f2);
+    CHECK(same_file(out_path, out2_path), "a defence run is deterministic given seed and threads");
 
     // RR alone through the library call, with the v0 checkpoint path and response-only erasure
     Tokenizer t;
@@ -1188,12 +1194,7 @@ static void test_demo_end_to_end(void) {
                            "--reference", reference, "--steps", "3", "--seed", "1337", "--print-every", "0",
                            "--threads", "1"};
     CHECK(defend_main(sizeof(defend_argv) / sizeof(defend_argv[0]), defend_argv) == 0, "mosr defend --method rr runs");
-    size_t s1 = 0, s2 = 0;
-    char* f1 = read_file(path, &s1);
-    char* f2 = read_file(cli_rr, &s2);
-    CHECK(f1 && f2 && s1 == s2 && memcmp(f1, f2, s1) == 0, "demo's rr.bin equals mosr defend's output");
-    free(f1);
-    free(f2);
+    CHECK(same_file(path, cli_rr), "demo's rr.bin equals mosr defend's output");
 
     // the ablation: 2 seeds x 4 variants, and the sweep at the first seed
     char ablation_dir[600];
