@@ -4,11 +4,11 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -std=gn
 LDLIBS = -lopenblas -lstb -lm
 PYTHON = /usr/bin/python3
 
-SRC = model.c tokenizer.c train.c eval.c plot.c util.c
-HDR = model.h tokenizer.h train.h eval.h plot.h util.h mosr.h
+SRC = model.c tokenizer.c data.c train.c eval.c plot.c util.c mosr.c analyze.c defend.c demo.c
+HDR = model.h tokenizer.h data.h train.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
 OBJ = $(SRC:.c=.o)
-# mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
-LIB_OBJ = $(OBJ) mosr_lib.o
+# the tests link every object but main.o (main.c holds only the dispatcher and main())
+LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
         tests/test_train tests/test_eval tests/test_plot tests/test_mosr tests/test_numerics tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
@@ -31,11 +31,8 @@ deps:
 %.o: %.c $(HDR)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-mosr_lib.o: mosr.c $(HDR)
-	$(CC) $(CFLAGS) -DTESTING -c $< -o $@
-
-mosr: mosr.c $(OBJ) $(HDR)
-	$(CC) $(CFLAGS) -o $@ mosr.c $(OBJ) $(LDLIBS)
+mosr: main.c $(OBJ) $(HDR)
+	$(CC) $(CFLAGS) -o $@ main.c $(OBJ) $(LDLIBS)
 
 tests/%: tests/%.c tests/check.h $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
@@ -69,16 +66,12 @@ $(ASAN_DIR)/%.o: %.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -c $< -o $@
 
-$(ASAN_DIR)/mosr_lib.o: mosr.c $(HDR)
-	@mkdir -p $(@D)
-	$(CC) $(ASAN_CFLAGS) -DTESTING -c $< -o $@
+$(ASAN_DIR)/mosr: main.c $(ASAN_OBJ) $(HDR)
+	$(CC) $(ASAN_CFLAGS) -o $@ main.c $(ASAN_OBJ) $(LDLIBS)
 
-$(ASAN_DIR)/mosr: mosr.c $(ASAN_OBJ) $(HDR)
-	$(CC) $(ASAN_CFLAGS) -o $@ mosr.c $(ASAN_OBJ) $(LDLIBS)
-
-$(ASAN_DIR)/tests/%: tests/%.c tests/check.h $(ASAN_OBJ) $(ASAN_DIR)/mosr_lib.o
+$(ASAN_DIR)/tests/%: tests/%.c tests/check.h $(ASAN_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ASAN_CFLAGS) -I. -o $@ $< $(ASAN_OBJ) $(ASAN_DIR)/mosr_lib.o $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -I. -o $@ $< $(ASAN_OBJ) $(LDLIBS)
 
 test-asan: $(ASAN_TESTS) tests/test_fuzz_regress
 	@$(ASAN_ENV) bash tests/run.sh $(ASAN_TESTS) tests/test_fuzz_regress
@@ -88,8 +81,8 @@ FUZZ_SRC = $(FUZZ_HARNESSES:%=tests/fuzz/fuzz_%.c)
 FUZZ_SECONDS ?= 60
 
 # the replay of the saved fuzz inputs: the harnesses without libFuzzer, sanitized (fuzz_cli.c
-# includes mosr.c, so no mosr_lib.o here)
-tests/test_fuzz_regress: tests/test_fuzz_regress.c tests/check.h tests/fuzz/fuzz.h $(FUZZ_SRC) mosr.c $(HDR) $(ASAN_OBJ)
+# includes main.c with -DTESTING, for its commands[] without main())
+tests/test_fuzz_regress: tests/test_fuzz_regress.c tests/check.h tests/fuzz/fuzz.h $(FUZZ_SRC) main.c $(HDR) $(ASAN_OBJ)
 	$(CC) $(ASAN_CFLAGS) -DTESTING -I. -o $@ $< $(FUZZ_SRC) $(ASAN_OBJ) $(LDLIBS)
 
 fuzz-regress: tests/test_fuzz_regress
@@ -105,7 +98,7 @@ $(FUZZ_DIR)/%.o: %.c $(HDR)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h mosr.c $(FUZZ_OBJ)
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h main.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -I. -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
 fuzz: $(FUZZ_HARNESSES:%=$(FUZZ_DIR)/fuzz_%)

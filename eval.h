@@ -4,47 +4,8 @@
 
 #include <stdio.h>
 
-#include "model.h"
-#include "tokenizer.h"
+#include "data.h"
 
-// ----------------------------------------------------------------------------
-// prompt sets
-
-// One prompt of a set. Every string field is NULL when the source does not have it.
-typedef struct {
-    char* prompt;
-    char* response; // reference response (training data)
-    char* kind;     // "benign" | "malicious" | "pseudo"
-    char* category;
-    char* refusal;  // malicious: the refusal to train on
-    char* harmful;  // malicious: the placeholder harmful completion
-    char* answer;   // a short reference answer that a correct response contains
-    char* wrapper;  // name of the jailbreak wrapper, if wrapped
-    int heldout;    // 1: uses trigger words never seen in training
-} PromptItem;
-
-typedef struct {
-    PromptItem* items;
-    int n;
-    char name[256]; // the file name without directory and extension (or as given)
-} PromptSet;
-
-// Reads a prompt set. spec is "FILE" or "FILE:COLUMN". Formats:
-//   - JSONL (one object a line; the prompt field is found as in JSON below), when the file
-//     starts with '{' and holds more than one value;
-//   - JSON: an array of strings, an array of objects, or an object whose "data" member is such
-//     an array. In an object the prompt is COLUMN, or the first of prompt / instruction / goal,
-//     else the content of the first "user" entry of a "messages" chat list, else behavior / text;
-//   - CSV with a header row (RFC 4180: quoted fields, doubled quotes, commas and newlines inside
-//     quotes, CRLF), when the name ends in .csv or a COLUMN is given; the prompt column is COLUMN,
-//     or the first of prompt / goal / behavior / forbidden_prompt / instruction / text;
-//   - otherwise plain text, one prompt a line (empty lines skipped).
-// Column names are matched case-insensitively. Prompts are trimmed of surrounding white space.
-// Other fields named like PromptItem's (response, category, answer, ...) are read too.
-// The file must be valid UTF-8 (else the line of the first bad byte is reported). A missing
-// prompt column is reported with the columns that exist. 0 on success; one line on stderr on failure.
-int prompt_set_load(PromptSet* s, const char* spec);
-void prompt_set_free(PromptSet* s);
 
 // ----------------------------------------------------------------------------
 // classifying an answer
@@ -144,10 +105,6 @@ char* decode_text(Tokenizer* t, int prev_token, const int* ids, int n);
 typedef enum { ATTACK_DIRECT = 0, ATTACK_JAILBREAK = 1, ATTACK_PREFILL = 2 } Attack;
 extern const char* const ATTACK_NAMES[3]; // "direct", "jailbreak", "prefill"
 
-typedef struct {
-    char* name;
-    char* template; // holds one "{prompt}" slot
-} Jailbreak;
 
 // What is shared by every set: the refusal rule, the attacks, the generation settings.
 typedef struct {
@@ -165,14 +122,6 @@ typedef struct {
     // (eval_sets collects the harm rule's steps from the refuse sets' items itself)
 } EvalConfig;
 
-#define EVAL_MAX_WRAPPERS 64 // jailbreak wrappers one run can use
-
-// reads data/jailbreaks.jsonl-style files ({"name", "template", "split"}), keeping `split`
-int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split);
-void jailbreaks_free(Jailbreak* j, int n);
-// reads one prefill a line (empty lines skipped)
-int prefills_load(char*** out, int* n, const char* path);
-void prefills_free(char** p, int n);
 
 // One row of the report: one set under one attack.
 //   jailbreak: every prompt inside every wrapper (n = prompts x wrappers);

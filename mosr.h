@@ -1,11 +1,12 @@
-// mosr.h — the building blocks of the MOSR method (DESIGN.md §1), on plain float arrays:
-//   1. the representation losses of Representation Rerouting (erasure, retain) and their schedule,
-//   2. Overlap-Aware Loss Weighting (OALW): one erasure weight per malicious example,
-//   3. pooling a prompt's hidden states into one vector,
+// mosr.h — the MOSR method (DESIGN.md §1), in §1's order, on plain float arrays:
+//   1. representations: a prompt's hidden states pooled into one vector, for whole prompt sets,
+//   2. the representation losses of Representation Rerouting (erasure, retain) and their schedule,
+//   3. Overlap-Aware Loss Weighting (OALW): one erasure weight per malicious example,
 //   4. Context-Aware Augmentation (CAA): [prompt ; part of a harmful completion ; refusal],
-//   5. the boundary analysis: a logistic-regression probe, Spearman correlation, refusal by score bin.
-// None of them touches a model: the defence loop (mosr.c) runs the model and hands them views of
-// its activations, so each piece can be tested alone.
+//   5. the defence's knobs, and one defence step: L_MOSR on a batch, its gradient, into the adapters.
+// The losses, the weights and the pooling touch no model: the step runs the model and hands them
+// views of its activations, so each piece can be tested alone. The runs around the method are
+// analyze.c (§1.2), defend.c (the defence) and demo.c (demo and ablation).
 //
 // Conventions as in model.h: B batch, T time, C channels; N, M counts of prompts.
 // A token mask is (B, T) with 1 on the tokens a loss reads and 0 elsewhere (padding).
@@ -18,7 +19,29 @@
 #include "train.h"
 
 // ----------------------------------------------------------------------------
-// 1. representation losses: forward/backward pairs (llm.c style, outputs first)
+// 1. representations: pooling a prompt's hidden states
+
+enum { POOL_MEAN = 0, POOL_LAST = 1 };
+
+// out: (B, C); h: (B, T, C); prompt_len: (B) prompt tokens of each row, BOS included, 1..T.
+// POOL_MEAN averages positions 1 .. len-1: position 0 is BOS in every chat prompt, its state is
+// the same for every prompt and would only pull all the pooled vectors together (a prompt of
+// length 1 pools its BOS). POOL_LAST takes position len-1 (in a chat prompt, the end of
+// "\nAssistant:": the state from which the answer's first token is predicted).
+// Returns 0, or -1 (error_msg) on a bad length or mode.
+int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode);
+
+
+// The pooled representation of every prompt of set at every layer: each prompt in the chat
+// template (chat_encode_prompt; a prompt longer than the context keeps BOS and its end), run in
+// batches through all layers (padded on the right: attention is causal, so padding never changes
+// a prompt's own states), each layer's h_l pooled with pool_prompt(pool_mode).
+// out: (L, N, C), L = n_layers, N = set->n. Progress (prompts/s) on stderr.
+// Returns 0, or -1 after one error_msg line. Uses the model's activation block.
+int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, float* out);
+
+// ----------------------------------------------------------------------------
+// 2. representation losses: forward/backward pairs (llm.c style, outputs first)
 //
 // Both losses have the shape  Σ_b weight_b * mean_{t : mask[b,t] = 1} f(h[b,t], h0[b,t]) / Σ_b weight_b,
 // where h is the trainable model's residual stream after one layer and h0 the frozen model's.
@@ -53,7 +76,7 @@ void retain_loss_backward(float* dh, const float* h, const float* h0, const floa
 void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int total_steps);
 
 // ----------------------------------------------------------------------------
-// 2. OALW: overlap of each malicious prompt with the pseudo-malicious reference set D_p
+// 3. OALW: overlap of each malicious prompt with the pseudo-malicious reference set D_p
 
 enum { OVERLAP_TOPK = 0, OVERLAP_CENTROID = 1 };     // how s_i is measured
 enum { WEIGHT_LINEAR = 0, WEIGHT_SOFTMAX = 1 };      // how s_i becomes w_i
@@ -85,19 +108,6 @@ int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* ne
 float cosine_similarity(const float* a, const float* b, int C);
 
 // ----------------------------------------------------------------------------
-// 3. pooling a prompt's hidden states
-
-enum { POOL_MEAN = 0, POOL_LAST = 1 };
-
-// out: (B, C); h: (B, T, C); prompt_len: (B) prompt tokens of each row, BOS included, 1..T.
-// POOL_MEAN averages positions 1 .. len-1: position 0 is BOS in every chat prompt, its state is
-// the same for every prompt and would only pull all the pooled vectors together (a prompt of
-// length 1 pools its BOS). POOL_LAST takes position len-1 (in a chat prompt, the end of
-// "\nAssistant:": the state from which the answer's first token is predicted).
-// Returns 0, or -1 (error_msg) on a bad length or mode.
-int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode);
-
-// ----------------------------------------------------------------------------
 // 4. CAA: a refusal that follows the start of harmful content
 
 // Builds ex = [prompt ; first k tokens of harmful ; refusal (+ EOS)], k ~ uniform{lo .. hi} with
@@ -116,69 +126,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
                       uint64_t* rng);
 
 // ----------------------------------------------------------------------------
-// 5. boundary analysis: a benign (0) vs malicious (1) linear probe, and what its score predicts
-
-typedef struct {
-    int C;
-    float* mean;    // (C) training-set feature means
-    float* inv_std; // (C) 1 / training-set standard deviation (1 for a constant feature)
-    float* weight;  // (C) logistic-regression weights on the standardised features
-    float bias;
-} Probe;
-
-// Fits P(malicious | x) = sigmoid(w . (x - mean) * inv_std + b) on x (N, C), label (N) in {0, 1},
-// minimising the mean log-loss + l2/2 |w|^2 (bias not regularised) by `steps` steps of full-batch
-// gradient descent with step 1/L (L the loss's smoothness bound, from a power iteration): no
-// learning rate to tune, and the result is deterministic. Typical: l2 1e-3, steps 300.
-// Returns 0, or -1 (error_msg) on bad sizes or labels. Release with free_probe.
-int train_probe(Probe* p, const float* x, const int* label, int N, int C, float l2, int steps);
-void free_probe(Probe* p);
-float probe_score(const Probe* p, const float* x);                // x (C) -> P(malicious)
-void probe_score_all(float* score, const Probe* p, const float* x, int N); // score (N), x (N, C)
-float probe_accuracy(const Probe* p, const float* x, const int* label, int N); // threshold 0.5
-
-// Spearman rank correlation of a (n) and b (n), finite values; tied values share their average
-// rank. NaN if n < 2 or either side is constant (the correlation is undefined there).
-float spearman(const float* a, const float* b, int n);
-// rank: (n) out, 1-based ranks of x, ties averaged
-void average_ranks(double* rank, const float* x, int n);
-
-// refusal rate per probe-score bin: does a higher score mean more refusals?
-typedef struct {
-    float lo, hi;  // score range of the bin (equal count: the min and max score inside it)
-    int count;     // prompts in the bin
-    int refused;   // of which refused
-    float rate;    // refused / count; NaN for an empty bin
-} ScoreBin;
-
-// n_bins bins of (nearly) equal count over score (n), in score order; refused (n) is 0/1.
-// Tied scores may straddle two bins. Returns 0, or -1 if n_bins < 1.
-int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const int* refused, int n);
-// bins between edges (n_bins + 1, increasing): bin j holds edges[j] <= s < edges[j+1], the last
-// bin also its upper edge; scores outside every bin are not counted. Returns 0, or -1 on bad edges.
-int score_bins_fixed(ScoreBin* bins, const float* edges, int n_bins, const float* score, const int* refused, int n);
-
-// ----------------------------------------------------------------------------
-// 6. representations of prompt sets, and the boundary analysis (mosr analyze)
-
-// The pooled representation of every prompt of set at every layer: each prompt in the chat
-// template (chat_encode_prompt; a prompt longer than the context keeps BOS and its end), run in
-// batches through all layers (padded on the right: attention is causal, so padding never changes
-// a prompt's own states), each layer's h_l pooled with pool_prompt(pool_mode).
-// out: (L, N, C), L = n_layers, N = set->n. Progress (prompts/s) on stderr.
-// Returns 0, or -1 after one error_msg line. Uses the model's activation block.
-int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, float* out);
-
-// Writes data as a NumPy .npy file, format version 1.0: float32 in the machine's byte order
-// (named in the header), C order, shape (shape[0], ..., shape[ndim-1]); the header is padded so
-// the data starts at a multiple of 64 bytes. Atomic. 0 on success.
-int write_npy(const char* path, const float* data, const int* shape, int ndim);
-
-// `mosr analyze ...`: the command line (see --help)
-int analyze_main(int argc, char** argv);
-
-// ----------------------------------------------------------------------------
-// 7. the defences: RR and MOSR (mosr defend; DESIGN.md 1.3, 1.4)
+// 5. the defences: RR and MOSR (DESIGN.md 1.3, 1.4)
 //
 // Trains LoRA adapters on a model with the RR losses (erase the malicious examples' states at the
 // target layers, keep the retain examples' states at the retain layers), optionally weighted by
@@ -229,49 +177,5 @@ typedef struct {
 } DefenseConfig;
 
 void defense_config_default(DefenseConfig* c, int method);
-
-// one row per step: the loss terms before their coefficients (erase: OALW-weighted mean over L_t;
-// retain: mean over L_r; caa: cross-entropy of the CAA batch, NaN without CAA)
-typedef struct {
-    int step;
-    float c_erase, c_retain;
-    float erase, retain, caa;
-    float tokens_per_s, elapsed;
-} DefenseLogRow;
-
-typedef struct {
-    DefenseLogRow* rows; // (n)
-    int n;
-} DefenseLog;
-
-// Runs the defence on m (which must have no adapters) and merges the adapters: m is an ordinary
-// model afterwards, ready for model_save. m should have no gradient block (model_load makes
-// none): then the backward computes the adapters' gradients only. log (may be NULL) receives every step's row; release
-// it with free_defense_log. Returns a util.h exit code (EXIT_OK; EXIT_USAGE for a config the
-// model cannot take; EXIT_BAD_INPUT for bad data files; EXIT_FAILURE_RUN on a non-finite loss),
-// after one error_msg line.
-int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log);
-void free_defense_log(DefenseLog* log);
-
-// `mosr defend ...`: the command line (see --help)
-int defend_main(int argc, char** argv);
-
-// ----------------------------------------------------------------------------
-// 8. the demo and the ablation (mosr demo, mosr ablation)
-//
-// Both defend fresh copies of the base model with defend() and answer the test split with eval.c
-// (direct, jailbreak and prefill attacks on test_malicious; test_pseudo; test_benign; val's
-// perplexity). See their --help for what they write.
-
-// The principal axes of x (n, C) as pca_2d (plot.h) finds them, so that other models' states can
-// be drawn in the same coordinates: mean (C) and axes (2, C) out; pca_project(xy, x, ...) then
-// gives xy (n, 2) = (x - mean) axes^T, which for x itself is pca_2d's result. 0 on success.
-int pca_axes(float* mean, float* axes, const float* x, int n, int C);
-void pca_project(float* xy, const float* x, int n, int C, const float* mean, const float* axes);
-
-// `mosr demo ...`: base, RR and MOSR side by side: results.md, results.json, figures
-int demo_main(int argc, char** argv);
-// `mosr ablation ...`: RR, RR + OALW, RR + CAA, MOSR over seeds; the sweep of OALW's λ and CAA's K
-int ablation_main(int argc, char** argv);
 
 #endif

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "eval.h"
 #include "plot.h"
 #include "util.h"
 
@@ -34,58 +33,6 @@ static void* calloc_or_die(size_t n, size_t size) {
         exit(EXIT_FAILURE_RUN);
     }
     return p;
-}
-
-// ----------------------------------------------------------------------------
-// the chat template (train.h documents it)
-
-int chat_encode_prompt(Tokenizer* t, const char* prompt, int* ids) {
-    size_t len = strlen(prompt);
-    char* text = malloc_or_die(len + sizeof(CHAT_USER_PREFIX) + sizeof(CHAT_ASSISTANT_PREFIX));
-    sprintf(text, "%s%s%s", CHAT_USER_PREFIX, prompt, CHAT_ASSISTANT_PREFIX);
-    int n = tokenizer_encode(t, text, 1, 0, ids);
-    free(text);
-    return n;
-}
-
-int chat_encode_response(Tokenizer* t, const char* response, int eos, int* ids) {
-    // the encoder's dummy prefix makes a non-empty response start with a space token, which is
-    // exactly what follows "Assistant:" in the template
-    return tokenizer_encode(t, response, 0, eos, ids);
-}
-
-// ----------------------------------------------------------------------------
-// examples
-
-int example_from_chat(Example* ex, Tokenizer* t, const char* prompt, const char* response, int max_ids) {
-    memset(ex, 0, sizeof(*ex));
-    int cap = (int)(strlen(prompt) + 32 + strlen(response) + 3);
-    ex->ids = malloc(cap * sizeof(int));
-    ex->mask = malloc(cap * sizeof(float));
-    if (!ex->ids || !ex->mask) {
-        free_example(ex);
-        return -1;
-    }
-    int n_prompt = chat_encode_prompt(t, prompt, ex->ids);
-    int n = n_prompt + chat_encode_response(t, response, 1, ex->ids + n_prompt);
-    if (max_ids > 0 && n > max_ids) n = max_ids; // cut long examples at the context length
-    ex->n = n;
-    // mask[i] says whether predicting ids[i+1] counts: it does when ids[i+1] belongs to the
-    // response (its tokens and the closing EOS), never for the prompt
-    int counted = 0;
-    for (int i = 0; i < n; i++) {
-        ex->mask[i] = (i + 1 >= n_prompt && i + 1 < n) ? 1.0f : 0.0f;
-        counted += ex->mask[i] > 0;
-    }
-    return counted;
-}
-
-void free_example(Example* ex) {
-    free(ex->ids);
-    free(ex->mask);
-    ex->ids = NULL;
-    ex->mask = NULL;
-    ex->n = 0;
 }
 
 // A data set: every example of the training (or validation) files, in file order.
@@ -119,7 +66,7 @@ static void free_example_set(ExampleSet* s) {
 // reads prompt/response pairs from a JSONL (or any prompt_set_load format) file. Items without
 // the response field are skipped (e.g. benign items when training on "refusal"). 0 on success.
 static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const char* response_field,
-                          int kind, int max_ids) {
+                          int max_ids) {
     PromptSet ps;
     if (prompt_set_load(&ps, path) != 0) return -1;
     int n_before = s->n, n_missing = 0, n_dropped_before = s->n_dropped;
@@ -146,7 +93,6 @@ static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const c
         }
         s->n_cut += ex.ids[ex.n - 1] != TOKEN_EOS;
         s->n_counted += counted;
-        ex.kind = kind;
         example_set_add(s, ex);
     }
     prompt_set_free(&ps);
@@ -163,7 +109,7 @@ static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const c
 
 // reads plain text: one BOS, the whole file encoded, cut into rows of max_ids ids. Consecutive rows
 // overlap by one id so that every token is predicted exactly once. 0 on success.
-static int load_text_file(ExampleSet* s, Tokenizer* t, const char* path, int kind, int max_ids) {
+static int load_text_file(ExampleSet* s, Tokenizer* t, const char* path, int max_ids) {
     size_t len;
     char* text = read_file(path, &len);
     if (!text) return -1;
@@ -187,7 +133,6 @@ static int load_text_file(ExampleSet* s, Tokenizer* t, const char* path, int kin
         ex.mask = malloc_or_die(ex.n * sizeof(float));
         memcpy(ex.ids, ids + start, ex.n * sizeof(int));
         for (int i = 0; i < ex.n; i++) ex.mask[i] = i < ex.n - 1 ? 1.0f : 0.0f;
-        ex.kind = kind;
         s->n_counted += ex.n - 1;
         example_set_add(s, ex);
     }
@@ -207,70 +152,6 @@ static uint64_t example_set_hash(const ExampleSet* s) {
         h = (h ^ 0xff) * 1099511628211ull; // example boundary
     }
     return h;
-}
-
-// ----------------------------------------------------------------------------
-// batches
-
-void build_batch(Batch* b, int max_B, int max_T) {
-    memset(b, 0, sizeof(*b));
-    b->max_B = max_B;
-    b->max_T = max_T;
-    b->inputs = malloc_or_die((size_t)max_B * max_T * sizeof(int));
-    b->targets = malloc_or_die((size_t)max_B * max_T * sizeof(int));
-    b->mask = malloc_or_die((size_t)max_B * max_T * sizeof(float));
-}
-
-void free_batch(Batch* b) {
-    free(b->inputs);
-    free(b->targets);
-    free(b->mask);
-    memset(b, 0, sizeof(*b));
-}
-
-// copies the positions [0, len) of an example into row r at offset `at`; returns len
-static int batch_put(Batch* b, int r, int at, const Example* ex, int len) {
-    int* in = b->inputs + (size_t)r * b->T + at;
-    int* tg = b->targets + (size_t)r * b->T + at;
-    float* mk = b->mask + (size_t)r * b->T + at;
-    for (int t = 0; t < len; t++) {
-        in[t] = ex->ids[t];
-        tg[t] = ex->ids[t + 1];
-        mk[t] = ex->mask[t];
-        b->n_counted += mk[t] > 0;
-    }
-    b->n_real += len;
-    return len;
-}
-
-// pads row r from position `from` to the end: id 0, mask 0
-static void batch_pad_row(Batch* b, int r, int from) {
-    for (int t = from; t < b->T; t++) {
-        size_t i = (size_t)r * b->T + t;
-        b->inputs[i] = 0;
-        b->targets[i] = 0;
-        b->mask[i] = 0.0f;
-    }
-}
-
-// positions an example contributes to a row of capacity max_T: one per predicted id
-static int example_positions(const Example* ex, int max_T) {
-    return ex->n - 1 < max_T ? ex->n - 1 : max_T;
-}
-
-void batch_fill_padded(Batch* b, const Example* const* rows, int n) {
-    // sort-free padding: T is the longest row of this batch, so short batches stay cheap
-    b->B = n;
-    b->T = 1;
-    b->n_real = b->n_counted = 0;
-    for (int r = 0; r < n; r++) {
-        int len = example_positions(rows[r], b->max_T);
-        if (len > b->T) b->T = len;
-    }
-    for (int r = 0; r < n; r++) {
-        int len = batch_put(b, r, 0, rows[r], example_positions(rows[r], b->max_T));
-        batch_pad_row(b, r, len);
-    }
 }
 
 // ----------------------------------------------------------------------------
@@ -864,8 +745,8 @@ static int load_data(ExampleSet* s, Tokenizer* t, const TrainOptions* o, int max
     for (int i = 0; i < (validation ? 1 : o->n_data); i++) {
         const char* path = validation ? o->val_path : o->data_paths[i];
         int text = validation ? !any_chat : o->data_is_text[i];
-        int rc = text ? load_text_file(s, t, path, i, max_ids)
-                      : load_chat_file(s, t, path, o->response_field, i, max_ids);
+        int rc = text ? load_text_file(s, t, path, max_ids)
+                      : load_chat_file(s, t, path, o->response_field, max_ids);
         if (rc != 0) return -1;
     }
     return 0;

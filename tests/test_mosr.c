@@ -12,7 +12,7 @@
 #include "check.h"
 #include "eval.h"
 #include "model.h"
-#include "mosr.h"
+#include "demo.h" // and through it analyze.h, defend.h, mosr.h
 #include "plot.h"
 #include "tokenizer.h"
 #include "util.h"

@@ -174,7 +174,7 @@ static void test_chat_template(void) {
 static void test_batch_padding(void) {
     int ids_a[5] = {1, 10, 11, 12, 2}, ids_b[3] = {1, 20, 2};
     float mask_a[5] = {0, 1, 1, 1, 0}, mask_b[3] = {1, 1, 0};
-    Example a = {ids_a, mask_a, 5, 0}, b = {ids_b, mask_b, 3, 0};
+    Example a = {ids_a, mask_a, 5}, b = {ids_b, mask_b, 3};
     const Example* rows[2] = {&a, &b};
     Batch batch;
     build_batch(&batch, 4, 8);

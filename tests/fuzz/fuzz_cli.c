@@ -1,4 +1,4 @@
-// fuzz_cli.c — the command line of every subcommand (mosr.c's commands[]), on argv built from the
+// fuzz_cli.c — the command line of every subcommand (main.c's commands[]), on argv built from the
 // input: byte 0 picks the subcommand (by its index in CLI_COMMANDS below, so that saved inputs
 // keep their meaning when commands[] changes), the rest is split at NUL bytes into its arguments.
 //
@@ -15,7 +15,7 @@
 #include <omp.h>
 
 #include "fuzz.h"
-#include "mosr.c" // with -DTESTING: everything but main, commands[] included
+#include "main.c" // with -DTESTING: the dispatcher's commands[], without main()
 
 #define CLI_MAX_ARGS 64
 

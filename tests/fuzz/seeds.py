@@ -112,7 +112,7 @@ put("json", "trailing_comma", '{"a": 1,}')
 put("json", "deep", "[" * 100 + "]" * 100)
 put("json", "invalid_utf8", b'{"prompt": "\xff\xfe"}')
 
-# cli: byte 0 picks the command (index in mosr.c's commands[]: 0 generate, 1 chat, 2 tokenize,
+# cli: byte 0 picks the command (index in main.c's commands[]: 0 generate, 1 chat, 2 tokenize,
 # 3 tokenizer, 4 train, 5 eval, 6 analyze, 7 defend, 8 bench, 9 demo, 10 ablation: fuzz_cli.c CLI_COMMANDS),
 # then NUL-separated arguments
 def cli(index, *args):

@@ -1,0 +1,1093 @@
+// analyze.c — mosr analyze (DESIGN.md §1.2): where pseudo-malicious prompts sit between benign
+// and malicious ones, and whether that predicts refusals: probes, boundary statistics, plots.
+#include "analyze.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "plot.h"
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// representations and the boundary analysis (mosr analyze)
+//
+// DESIGN.md §1.2: pseudo-malicious prompts sit on the boundary between the benign and the
+// malicious clusters, and the closer one sits to the malicious side, the likelier the model
+// refuses it. This part measures that claim instead of assuming it. Every prompt of every set is
+// run once through the model; its hidden states at every layer are pooled into one vector (a row
+// of an (L, N, C) block, N = all prompts of all sets); then, layer by layer, a benign-vs-malicious
+// probe is trained on the train rows and asked where the test and pseudo-malicious rows fall, and
+// whether its score (or plain similarity to the malicious prompts) tracks the model's refusals.
+
+// ----------------------------------------------------------------------------
+// boundary analysis: a benign-vs-malicious probe, and what its score says about refusals
+//
+// If pseudo-malicious prompts lie on the boundary, a linear probe trained on benign (0) vs
+// malicious (1) scores them in between, and the higher a pseudo prompt scores, the likelier the
+// model refuses it: a rank correlation and a refusal-rate-by-score table measure exactly that.
+
+static float sigmoid(float z) {
+    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
+    float e = expf(z); // for z < 0: no overflow in exp(-z)
+    return e / (1.0f + e);
+}
+
+// z: (N, C) out, the standardised features (x - mean) * inv_std
+static void standardise(float* z, const Probe* p, const float* x, int N) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < p->C; c++) {
+            size_t i = (size_t)n * p->C + c;
+            z[i] = (x[i] - p->mean[c]) * p->inv_std[c];
+        }
+}
+
+// the largest eigenvalue of z^T z / N (z (N, C)) by power iteration, from a fixed start
+static double largest_eigenvalue(const float* z, int N, int C) {
+    double* v = malloc(C * sizeof(double));
+    double* zv = malloc(N * sizeof(double));
+    double lambda = 0.0;
+    for (int c = 0; c < C; c++) v[c] = 1.0 / sqrt(C);
+    for (int it = 0; it < 100; it++) {
+        for (int n = 0; n < N; n++) {
+            double s = 0.0;
+            for (int c = 0; c < C; c++) s += z[(size_t)n * C + c] * v[c];
+            zv[n] = s;
+        }
+        double norm = 0.0;
+        for (int c = 0; c < C; c++) {
+            double s = 0.0;
+            for (int n = 0; n < N; n++) s += z[(size_t)n * C + c] * zv[n];
+            v[c] = s / N;
+            norm += v[c] * v[c];
+        }
+        norm = sqrt(norm);
+        lambda = norm; // |A v| for a unit v: tends to the top eigenvalue from below
+        if (norm == 0.0) break;
+        for (int c = 0; c < C; c++) v[c] /= norm;
+    }
+    free(v);
+    free(zv);
+    return lambda;
+}
+
+int train_probe(Probe* p, const float* x, const int* label, int N, int C, float l2, int steps) {
+    int n_malicious = 0;
+    for (int n = 0; n < N; n++) {
+        if (label[n] != 0 && label[n] != 1) {
+            error_msg("probe: label %d of example %d is not 0 (benign) or 1 (malicious)", label[n], n);
+            return -1;
+        }
+        n_malicious += label[n];
+    }
+    if (N < 2 || C < 1 || n_malicious == 0 || n_malicious == N || !(l2 >= 0.0f) || steps < 0) {
+        error_msg("probe: needs both classes and C >= 1 (got N %d, %d malicious, C %d)", N, n_malicious, C);
+        return -1;
+    }
+    p->C = C;
+    p->mean = calloc(C, sizeof(float));
+    p->inv_std = malloc(C * sizeof(float));
+    p->weight = calloc(C, sizeof(float));
+    p->bias = 0.0f;
+    // standardise with the training statistics: hidden-state channels differ in scale by orders
+    // of magnitude, and one step size must suit them all
+    for (int c = 0; c < C; c++) {
+        double sum = 0.0, sum_sq = 0.0;
+        for (int n = 0; n < N; n++) sum += x[(size_t)n * C + c];
+        double mean = sum / N;
+        for (int n = 0; n < N; n++) sum_sq += (x[(size_t)n * C + c] - mean) * (x[(size_t)n * C + c] - mean);
+        double std = sqrt(sum_sq / N);
+        p->mean[c] = (float)mean;
+        p->inv_std[c] = std > 1e-8 ? (float)(1.0 / std) : 1.0f; // a constant channel stays 0
+    }
+    float* z = malloc((size_t)N * C * sizeof(float));
+    standardise(z, p, x, N);
+    // The log-loss's Hessian is at most [z 1]^T [z 1] / 4N (+ l2); the columns of z are centred, so
+    // its top eigenvalue is max(λ_max(z^T z / N), 1) / 4 + l2 = L, and 1/L is a safe step (half
+    // the 2/L at which gradient descent stops being sure to descend).
+    double L = fmax(largest_eigenvalue(z, N, C), 1.0) / 4.0 + l2;
+    double step = 1.0 / L;
+    double* w = calloc(C, sizeof(double));
+    double* grad = malloc(C * sizeof(double));
+    double bias = 0.0;
+    for (int it = 0; it < steps; it++) {
+        // loss = mean_n log(1 + exp(-y' (w.z_n + b))) + l2/2 |w|^2; d/d logit_n = (p_n - y_n) / N
+        for (int c = 0; c < C; c++) grad[c] = l2 * w[c];
+        double grad_bias = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float* zn = z + (size_t)n * C;
+            double logit = bias;
+            for (int c = 0; c < C; c++) logit += w[c] * zn[c];
+            double err = (sigmoid((float)logit) - label[n]) / N;
+            for (int c = 0; c < C; c++) grad[c] += err * zn[c];
+            grad_bias += err;
+        }
+        for (int c = 0; c < C; c++) w[c] -= step * grad[c];
+        bias -= step * grad_bias;
+    }
+    for (int c = 0; c < C; c++) p->weight[c] = (float)w[c];
+    p->bias = (float)bias;
+    free(w);
+    free(grad);
+    free(z);
+    return 0;
+}
+
+void free_probe(Probe* p) {
+    free(p->mean);
+    free(p->inv_std);
+    free(p->weight);
+    p->mean = p->inv_std = p->weight = NULL;
+}
+
+float probe_score(const Probe* p, const float* x) {
+    float logit = p->bias;
+    for (int c = 0; c < p->C; c++) logit += p->weight[c] * (x[c] - p->mean[c]) * p->inv_std[c];
+    return sigmoid(logit);
+}
+
+void probe_score_all(float* score, const Probe* p, const float* x, int N) {
+    for (int n = 0; n < N; n++) score[n] = probe_score(p, x + (size_t)n * p->C);
+}
+
+float probe_accuracy(const Probe* p, const float* x, const int* label, int N) {
+    int correct = 0;
+    for (int n = 0; n < N; n++) correct += (probe_score(p, x + (size_t)n * p->C) >= 0.5f) == (label[n] == 1);
+    return N > 0 ? (float)correct / N : NAN;
+}
+
+typedef struct {
+    float value;
+    int index;
+} ValueIndex;
+
+// by value, then by index: a total order, so sorting is deterministic (qsort is not stable)
+static int compare_value_index(const void* a, const void* b) {
+    const ValueIndex* x = a;
+    const ValueIndex* y = b;
+    if (x->value != y->value) return x->value < y->value ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+// sorted: (n) out, the values of x with their positions, in increasing order
+static ValueIndex* sorted_with_index(const float* x, int n) {
+    ValueIndex* sorted = malloc((n > 0 ? n : 1) * sizeof(ValueIndex));
+    for (int i = 0; i < n; i++) sorted[i] = (ValueIndex){x[i], i};
+    qsort(sorted, n, sizeof(ValueIndex), compare_value_index);
+    return sorted;
+}
+
+void average_ranks(double* rank, const float* x, int n) {
+    ValueIndex* sorted = sorted_with_index(x, n);
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n && sorted[j + 1].value == sorted[i].value) j++;
+        double shared = (i + j) / 2.0 + 1.0; // positions i..j, 1-based, averaged
+        for (int q = i; q <= j; q++) rank[sorted[q].index] = shared;
+        i = j + 1;
+    }
+    free(sorted);
+}
+
+float spearman(const float* a, const float* b, int n) {
+    if (n < 2) return NAN;
+    double* rank_a = malloc(n * sizeof(double));
+    double* rank_b = malloc(n * sizeof(double));
+    average_ranks(rank_a, a, n);
+    average_ranks(rank_b, b, n);
+    // the Pearson correlation of the ranks (the 1 - 6 Σd²/... shortcut is wrong with ties)
+    double mean = (n + 1) / 2.0; // the mean of any average-rank vector
+    double cov = 0.0, var_a = 0.0, var_b = 0.0;
+    for (int i = 0; i < n; i++) {
+        cov += (rank_a[i] - mean) * (rank_b[i] - mean);
+        var_a += (rank_a[i] - mean) * (rank_a[i] - mean);
+        var_b += (rank_b[i] - mean) * (rank_b[i] - mean);
+    }
+    free(rank_a);
+    free(rank_b);
+    if (var_a == 0.0 || var_b == 0.0) return NAN;
+    return (float)(cov / sqrt(var_a * var_b));
+}
+
+static void close_bin(ScoreBin* bin) {
+    bin->rate = bin->count > 0 ? (float)bin->refused / bin->count : NAN;
+}
+
+int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const int* refused, int n) {
+    if (n_bins < 1 || n < 0) {
+        error_msg("score bins: needs at least one bin (got %d)", n_bins);
+        return -1;
+    }
+    ValueIndex* sorted = sorted_with_index(score, n);
+    for (int j = 0; j < n_bins; j++) {
+        // bin j holds sorted positions [j n / n_bins, (j+1) n / n_bins): sizes differ by at most 1
+        int begin = (int)((long long)j * n / n_bins), end = (int)((long long)(j + 1) * n / n_bins);
+        ScoreBin* bin = &bins[j];
+        bin->count = end - begin;
+        bin->refused = 0;
+        for (int q = begin; q < end; q++) bin->refused += refused[sorted[q].index] != 0;
+        bin->lo = bin->count ? sorted[begin].value : NAN;
+        bin->hi = bin->count ? sorted[end - 1].value : NAN;
+        close_bin(bin);
+    }
+    free(sorted);
+    return 0;
+}
+
+int score_bins_fixed(ScoreBin* bins, const float* edges, int n_bins, const float* score, const int* refused, int n) {
+    if (n_bins < 1) {
+        error_msg("score bins: needs at least one bin (got %d)", n_bins);
+        return -1;
+    }
+    for (int j = 0; j < n_bins; j++) {
+        if (!(edges[j] < edges[j + 1])) {
+            error_msg("score bins: edges must increase (edge %d is %g, edge %d is %g)", j, edges[j], j + 1,
+                      edges[j + 1]);
+            return -1;
+        }
+        bins[j] = (ScoreBin){edges[j], edges[j + 1], 0, 0, 0.0f};
+    }
+    for (int i = 0; i < n; i++) {
+        float s = score[i];
+        if (!(s >= edges[0] && s <= edges[n_bins])) continue; // outside every bin (or NaN)
+        int j = 0;
+        while (j < n_bins - 1 && s >= edges[j + 1]) j++;
+        bins[j].count++;
+        bins[j].refused += refused[i] != 0;
+    }
+    for (int j = 0; j < n_bins; j++) close_bin(&bins[j]);
+    return 0;
+}
+
+typedef struct {
+    const char* name;
+    double start;
+} AnswerProgress;
+
+// generate_batched's progress callback: about once a second
+static void report_answers(int done, int total, void* ctx) {
+    const AnswerProgress* p = ctx;
+    double elapsed = time_now() - p->start;
+    fprintf(stderr, "\ranswers: %s %d/%d prompts, %.1f prompts/s   ", p->name, done, total,
+            elapsed > 0 ? done / elapsed : 0.0);
+}
+
+// Answers every prompt of a set greedily with eval.c's batched generator and labels each answer
+// with eval.c's rule (refusal / broken / compliance). label: (set->n) out. 0 on success.
+static int label_answers(AnswerLabel* label, Model* m, Tokenizer* t, const RefusalList* refusals, const PromptSet* set,
+                         int batch, int max_new) {
+    int N = set->n, seq_len = m->config.seq_len;
+    // leave room to answer, as eval.c does: a prompt may take at most seq_len - min(max_new, seq_len/2)
+    int room = max_new < seq_len / 2 ? max_new : seq_len / 2;
+    int** ids = calloc(N, sizeof(int*));
+    int* lens = malloc(N * sizeof(int));
+    Generation* gens = calloc(N, sizeof(Generation));
+    int status = ids && lens && gens ? 0 : -1;
+    for (int i = 0; i < N && status == 0; i++) {
+        ids[i] = malloc((strlen(set->items[i].prompt) + 32) * sizeof(int));
+        int cut;
+        if (ids[i]) lens[i] = chat_encode_prompt_within(t, set->items[i].prompt, seq_len - room, ids[i], &cut);
+        else status = -1;
+    }
+    if (status != 0) error_msg("answers to %s: out of memory", set->name);
+    double start = time_now();
+    AnswerProgress progress = {set->name, start};
+    if (status == 0) status = generate_batched(m, ids, lens, N, batch, max_new, gens, report_answers, &progress);
+    int generated = status == 0; // (on failure generate_batched has freed what it made)
+    for (int i = 0; i < N && status == 0; i++) {
+        char* answer = decode_text(t, ids[i][lens[i] - 1], gens[i].ids, gens[i].n);
+        if (!answer) { error_msg("answers to %s: out of memory", set->name); status = -1; break; }
+        label[i] = classify_answer(refusals, answer, gens[i].ids, gens[i].n, gens[i].ended);
+        free(answer);
+    }
+    if (status == 0) {
+        double seconds = time_now() - start;
+        fprintf(stderr, "\ranswers: %s: %d prompts in %.1f s (%.1f prompts/s)   \n", set->name, N, seconds,
+                seconds > 0 ? N / seconds : 0.0);
+    }
+    if (generated) generation_free(gens, N);
+    for (int i = 0; ids && i < N; i++) free(ids[i]);
+    free(ids);
+    free(lens);
+    free(gens);
+    return status;
+}
+
+// ----------------------------------------------------------------------------
+// the .npy dump: NumPy's format version 1.0, so np.load reads it with no code of ours
+
+// 1 on a little-endian machine: the header must name the byte order the floats are written in
+static int little_endian(void) {
+    uint16_t one = 1;
+    return *(const uint8_t*)&one == 1;
+}
+
+int write_npy(const char* path, const float* data, const int* shape, int ndim) {
+    // header: "\x93NUMPY", version 1 0, uint16 (little-endian) length of the dict that follows,
+    // the dict as a Python literal, padded with spaces and a final '\n' so that the data starts
+    // at a multiple of 64 bytes (NumPy asks for 16; it writes 64 itself)
+    char dict[256];
+    int len = snprintf(dict, sizeof(dict), "{'descr': '%cf4', 'fortran_order': False, 'shape': (",
+                       little_endian() ? '<' : '>');
+    size_t count = 1;
+    for (int d = 0; d < ndim; d++) {
+        len += snprintf(dict + len, sizeof(dict) - len, ndim == 1 ? "%d," : d ? ", %d" : "%d", shape[d]);
+        count *= (size_t)shape[d];
+    }
+    len += snprintf(dict + len, sizeof(dict) - len, "), }");
+    int total = 10 + len + 1;
+    int padded = (total + 63) / 64 * 64;
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    fwrite("\x93NUMPY\x01\x00", 1, 8, af.f);
+    uint16_t header_len = (uint16_t)(padded - 10);
+    unsigned char hl[2] = {header_len & 0xff, header_len >> 8};
+    fwrite(hl, 1, 2, af.f);
+    fwrite(dict, 1, len, af.f);
+    for (int i = total; i < padded; i++) fputc(' ', af.f);
+    fputc('\n', af.f);
+    if (fwrite(data, sizeof(float), count, af.f) != count) {
+        error_msg("%s: write failed", path);
+        atomic_abort(&af);
+        return -1;
+    }
+    return atomic_commit(&af);
+}
+
+// ----------------------------------------------------------------------------
+// the sets of an analysis, and the rows they give
+
+static const char* const ROLE_NAMES[] = {"benign_train", "malicious_train", "benign_test", "malicious_test",
+                                         "pseudo"};
+static const char* const ROLE_KINDS[] = {"benign", "malicious", "benign", "malicious", "pseudo"};
+int analysis_set_load(AnalysisSet* s, const char* path, int role, int limit) {
+    memset(s, 0, sizeof(*s));
+    s->path = path;
+    s->role = role;
+    if (prompt_set_load(&s->file, path) != 0) return -1;
+    const char* kind = ROLE_KINDS[role];
+    int* keep = malloc((s->file.n > 0 ? s->file.n : 1) * sizeof(int)); // indices of the items of that kind
+    int n_kind = 0;
+    for (int i = 0; i < s->file.n; i++) {
+        const char* k = s->file.items[i].kind;
+        if (!k || !strcmp(k, kind)) keep[n_kind++] = i;
+    }
+    if (n_kind == 0) {
+        error_msg("%s: no prompts of kind \"%s\" (needed as the %s set)", path, kind, ROLE_NAMES[role]);
+        free(keep);
+        prompt_set_free(&s->file);
+        return -1;
+    }
+    int n = limit > 0 && limit < n_kind ? limit : n_kind;
+    s->set.items = malloc(n * sizeof(PromptItem));
+    for (int j = 0; j < n; j++) s->set.items[j] = s->file.items[keep[(long long)j * n_kind / n]];
+    s->set.n = n;
+    snprintf(s->set.name, sizeof(s->set.name), "%s", s->file.name);
+    free(keep);
+    return 0;
+}
+
+void analysis_set_free(AnalysisSet* s) {
+    free(s->set.items); // shallow copies: the strings belong to s->file
+    prompt_set_free(&s->file);
+}
+
+// A group of rows the report describes: a test set, a pseudo set, its held-out part, all pseudo.
+typedef struct {
+    char name[300];
+    int role;  // ROLE_BENIGN_TEST, ROLE_MALICIOUS_TEST or ROLE_PSEUDO
+    int* rows; // (n) indices into the N rows
+    int n;
+} RowGroup;
+
+// ----------------------------------------------------------------------------
+// the per-layer measurements
+
+
+typedef struct {
+    int L, N, G;
+    float* train_accuracy; // (L) probe accuracy on the rows it was trained on
+    float* test_accuracy;  // (L) on the benign and malicious test rows
+    float* score;          // (L, N) probe score P(malicious) of every row
+    float* centroid_cos;   // (L, N) cos to the mean malicious-train representation (NaN on train rows)
+    float* topk_cos;       // (L, N) mean of the k largest cos to malicious-train rows (NaN on train rows)
+    float* mean_score;     // (L, G) per group
+    float* mean_centroid;  // (L, G)
+    float* mean_topk;      // (L, G)
+    float* rho_score;      // (L, G) Spearman(score, refused) on pseudo groups; NaN elsewhere
+    float* rho_centroid;   // (L, G) Spearman(centroid_cos, refused)
+    float* rho_topk;       // (L, G) Spearman(topk_cos, refused)
+} Boundary;
+
+static void build_boundary(Boundary* b, int L, int N, int G) {
+    b->L = L, b->N = N, b->G = G;
+    b->train_accuracy = malloc(L * sizeof(float));
+    b->test_accuracy = malloc(L * sizeof(float));
+    b->score = malloc((size_t)L * N * sizeof(float));
+    b->centroid_cos = malloc((size_t)L * N * sizeof(float));
+    b->topk_cos = malloc((size_t)L * N * sizeof(float));
+    float** per_group[] = {&b->mean_score, &b->mean_centroid, &b->mean_topk, &b->rho_score, &b->rho_centroid,
+                           &b->rho_topk};
+    for (int i = 0; i < 6; i++) *per_group[i] = malloc((size_t)L * G * sizeof(float));
+}
+
+static void free_boundary(Boundary* b) {
+    free(b->train_accuracy); free(b->test_accuracy); free(b->score); free(b->centroid_cos); free(b->topk_cos);
+    free(b->mean_score); free(b->mean_centroid); free(b->mean_topk);
+    free(b->rho_score); free(b->rho_centroid); free(b->rho_topk);
+}
+
+static float group_mean(const float* x, const RowGroup* g) {
+    double sum = 0.0;
+    for (int i = 0; i < g->n; i++) sum += x[g->rows[i]];
+    return g->n > 0 ? (float)(sum / g->n) : NAN;
+}
+
+// Spearman(x, refused) over the group's rows; refused (N) holds 0/1 (or -1: not answered)
+static float group_spearman(const float* x, const int* refused, const RowGroup* g) {
+    float* a = malloc((g->n > 0 ? g->n : 1) * sizeof(float));
+    float* r = malloc((g->n > 0 ? g->n : 1) * sizeof(float));
+    int n = 0;
+    for (int i = 0; i < g->n; i++) {
+        int row = g->rows[i];
+        if (refused[row] < 0) continue;
+        a[n] = x[row];
+        r[n++] = (float)refused[row];
+    }
+    float rho = spearman(a, r, n);
+    free(a);
+    free(r);
+    return rho;
+}
+
+// Fills b for every layer. reps (L, N, C); the first n_train rows are the probe's training rows
+// with labels train_label (n_train); test rows [test_first, test_first + n_test) are labelled
+// test_label. Rows from n_train on are compared with the malicious-train rows (the `malicious`
+// rows: [mal_first, mal_first + n_mal)) by centroid and top-k cosine; with center, the cosines
+// are taken after subtracting the mean of the train rows. refused (N): 0/1/-1.
+// Returns 0, or -1 if a probe cannot be trained.
+static int measure_boundary(Boundary* b, const float* reps, int C, int n_train, const int* train_label,
+                            int test_first, int n_test, const int* test_label, int mal_first, int n_mal, int topk,
+                            int center, const RowGroup* groups, const int* refused) {
+    int L = b->L, N = b->N, G = b->G, n_eval = N - n_train;
+    float* weight = malloc((n_eval > 0 ? n_eval : 1) * sizeof(float)); // overlap_weights' w_i, unused here
+    float* centred = center ? malloc((size_t)N * C * sizeof(float)) : NULL; // (N, C)
+    double* mean = center ? malloc(C * sizeof(double)) : NULL;              // (C)
+    int status = 0;
+    for (int l = 0; l < L && status == 0; l++) {
+        const float* x = reps + (size_t)l * N * C;
+        float* score = b->score + (size_t)l * N;
+        float* centroid_cos = b->centroid_cos + (size_t)l * N;
+        float* topk_cos = b->topk_cos + (size_t)l * N;
+        // the probe: standardised logistic regression, benign 0 vs malicious 1
+        Probe probe;
+        if (train_probe(&probe, x, train_label, n_train, C, PROBE_L2, PROBE_STEPS) != 0) { status = -1; break; }
+        b->train_accuracy[l] = probe_accuracy(&probe, x, train_label, n_train);
+        b->test_accuracy[l] = probe_accuracy(&probe, x + (size_t)test_first * C, test_label, n_test);
+        probe_score_all(score, &probe, x, N);
+        free_probe(&probe);
+        // similarity to the malicious prompts, without a probe: the OALW overlap measures (mosr.h),
+        // with the malicious-train rows as the reference set
+        for (int i = 0; i < n_train; i++) centroid_cos[i] = topk_cos[i] = NAN;
+        OverlapOptions opt;
+        overlap_options_default(&opt);
+        opt.k = topk;
+        const float* xs = x; // the rows the similarities see
+        if (center) {
+            // every hidden state shares a large common component (raw cosines all near 1): taking it
+            // out leaves the directions in which prompts differ
+            for (int c = 0; c < C; c++) mean[c] = 0.0;
+            for (int i = 0; i < n_train; i++)
+                for (int c = 0; c < C; c++) mean[c] += x[(size_t)i * C + c] / n_train;
+            for (int i = 0; i < N; i++)
+                for (int c = 0; c < C; c++) centred[(size_t)i * C + c] = x[(size_t)i * C + c] - (float)mean[c];
+            xs = centred;
+        }
+        if (n_eval > 0) {
+            const float* mal = xs + (size_t)mal_first * C;
+            status |= overlap_weights(weight, topk_cos + n_train, NULL, NULL, 0, xs + (size_t)n_train * C, n_eval, mal,
+                                      n_mal, C, &opt);
+            opt.score = OVERLAP_CENTROID;
+            status |= overlap_weights(weight, centroid_cos + n_train, NULL, NULL, 0, xs + (size_t)n_train * C, n_eval,
+                                      mal, n_mal, C, &opt);
+        }
+        for (int g = 0; g < G; g++) {
+            size_t lg = (size_t)l * G + g;
+            b->mean_score[lg] = group_mean(score, &groups[g]);
+            b->mean_centroid[lg] = group_mean(centroid_cos, &groups[g]);
+            b->mean_topk[lg] = group_mean(topk_cos, &groups[g]);
+            b->rho_score[lg] = group_spearman(score, refused, &groups[g]);
+            b->rho_centroid[lg] = group_spearman(centroid_cos, refused, &groups[g]);
+            b->rho_topk[lg] = group_spearman(topk_cos, refused, &groups[g]);
+        }
+    }
+    free(weight);
+    free(centred);
+    free(mean);
+    return status;
+}
+
+// ----------------------------------------------------------------------------
+// mosr analyze: the command
+
+typedef struct {
+    const char* model_path;
+    const char* tok_path;
+    const char* paths[4];   // benign train, malicious train, benign test, malicious test
+    const char* pseudo[16];
+    int n_pseudo;
+    int pool;               // POOL_MEAN or POOL_LAST
+    int layer;              // for the scatter and the bins; -1 = the middle
+    int train_limit;        // prompts per train set, 0 = all
+    int n_bins, topk, batch, max_new;
+    int answer;             // 0: skip generation (no refusal labels)
+    int center;             // 1: similarities after subtracting the mean of the train rows
+    const char* out_dir;
+    const char* json_path;  // NULL = out_dir/analyze.json
+    const char* dump_path;
+    const char* refusals_path;
+} AnalyzeArgs;
+
+static void analyze_usage(FILE* f) {
+    fprintf(f,
+        "usage: mosr analyze MODEL.bin -z TOKENIZER.bin [options]\n"
+        "\n"
+        "Where do pseudo-malicious prompts sit between benign and malicious ones, and does that\n"
+        "predict refusals? (DESIGN.md 1.2) Every prompt's hidden states are pooled at every layer;\n"
+        "per layer a benign-vs-malicious logistic-regression probe is trained on the train sets and\n"
+        "scored on the test and pseudo sets. The model answers every pseudo prompt greedily; the\n"
+        "report relates each prompt's probe score (and its cosine to the malicious-train centroid,\n"
+        "and its mean top-k cosine to malicious-train prompts) to whether the answer was refused\n"
+        "(refusal or broken, eval's rule): Spearman per layer, and refusal rate per score bin.\n"
+        "\n"
+        "A set keeps the items whose \"kind\" is its role's (benign / malicious / pseudo) or that have\n"
+        "no kind, so one mixed file can serve as several sets.\n"
+        "  --benign-train FILE     default data/sft_helpful.jsonl (its benign items)\n"
+        "  --malicious-train FILE  default data/sft_helpful.jsonl (its malicious items, wrapped too)\n"
+        "  --train-limit N         at most N prompts per train set, evenly spaced (default 1000; 0 = all)\n"
+        "  --benign-test FILE      default data/test_benign.jsonl\n"
+        "  --malicious-test FILE   default data/test_malicious.jsonl\n"
+        "  --pseudo FILE           a pseudo-malicious set; repeat for more (default data/test_pseudo.jsonl).\n"
+        "                          Items with \"heldout\": true are also reported on their own.\n"
+        "  --pool mean|last        mean over the prompt tokens after BOS, or the last prompt token (default mean)\n"
+        "  --layer L               layer of the scatter plots and the bins table (default n_layers / 2)\n"
+        "  --bins N                equal-count score bins (default 5)\n"
+        "  --topk K                neighbours in the top-k similarity (default 8)\n"
+        "  --center                take the cosines after subtracting the mean train representation\n"
+        "                          (default: raw, as OALW's overlap sees them)\n"
+        "  --no-answers            skip generation: representations and probe only, no refusal numbers\n"
+        "  --refusals FILE         refusal phrases, one a line (default data/refusal_phrases.txt)\n"
+        "  --batch N               prompts decoded side by side (default 16)\n"
+        "  --max-new N             tokens generated per answer (default 128)\n"
+        "  --out DIR               figures go here (default analysis; created if missing):\n"
+        "                          scatter_layerL.png, scatter_refused_layerL.png, probe_by_layer.png,\n"
+        "                          refusal_by_layer.png\n"
+        "  --json FILE             every number as JSON (default DIR/analyze.json)\n"
+        "  --dump FILE.npy         the raw representations as a NumPy .npy file (format 1.0, float32,\n"
+        "                          C order, shape (L, N, C): layer, prompt row, channel), plus\n"
+        "                          FILE.rows.jsonl, line i describing row i: {\"row\", \"set\", \"role\",\n"
+        "                          \"heldout\", \"prompt\", \"label\", \"refused\", \"score\"} (label and\n"
+        "                          refused null where not answered; score: the probe at --layer).\n"
+        "                          Rows are the sets in the order benign-train, malicious-train,\n"
+        "                          benign-test, malicious-test, then each --pseudo; np.load reads it.\n");
+}
+
+// the CLI's shared helpers, defined with the command line below
+
+// Parses the command line into a. Returns EXIT_OK, EXIT_USAGE (after a message), or -1 when
+// --help was printed.
+static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
+    const char* cmd = "analyze";
+    *a = (AnalyzeArgs){.paths = {"data/sft_helpful.jsonl", "data/sft_helpful.jsonl", "data/test_benign.jsonl",
+                                 "data/test_malicious.jsonl"},
+                       .pool = POOL_MEAN, .layer = -1, .train_limit = 1000, .n_bins = 5, .topk = 8, .batch = 16,
+                       .max_new = 128, .answer = 1, .out_dir = "analysis",
+                       .refusals_path = "data/refusal_phrases.txt"};
+    static const char* const set_flags[4] = {"--benign-train", "--malicious-train", "--benign-test",
+                                             "--malicious-test"};
+    static const char* const value_flags[] = {"-z", "--benign-train", "--malicious-train", "--benign-test",
+        "--malicious-test", "--pseudo", "--pool", "--layer", "--train-limit", "--bins", "--topk", "--batch",
+        "--max-new", "--refusals", "--out", "--json", "--dump"};
+    for (int i = 1; i < argc; i++) {
+        const char* f = argv[i];
+        if (f[0] != '-' || f[1] == '\0') { // a positional argument
+            if (a->model_path) { error_msg("%s: unexpected argument '%s'", cmd, f); return EXIT_USAGE; }
+            a->model_path = f;
+            continue;
+        }
+        if (is_help(f)) { analyze_usage(stdout); return -1; }
+        if (!strcmp(f, "--no-answers")) { a->answer = 0; continue; }
+        if (!strcmp(f, "--center")) { a->center = 1; continue; }
+        int known = 0;
+        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
+        if (!known) return unknown_flag(cmd, f);
+        if (i + 1 >= argc) {
+            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
+            return EXIT_USAGE;
+        }
+        const char* v = argv[++i];
+        int matched = 0;
+        for (int s = 0; s < 4; s++)
+            if (!strcmp(f, set_flags[s])) { a->paths[s] = v; matched = 1; }
+        if (matched) continue;
+        if (!strcmp(f, "-z")) a->tok_path = v;
+        else if (!strcmp(f, "--pseudo")) {
+            if (a->n_pseudo == 16) { error_msg("%s: at most 16 --pseudo sets", cmd); return EXIT_USAGE; }
+            a->pseudo[a->n_pseudo++] = v;
+        }
+        else if (!strcmp(f, "--pool")) {
+            if (!strcmp(v, "mean")) a->pool = POOL_MEAN;
+            else if (!strcmp(v, "last")) a->pool = POOL_LAST;
+            else { error_msg("%s: --pool takes mean or last, got '%s'", cmd, v); return EXIT_USAGE; }
+        }
+        else if (!strcmp(f, "--layer")) { if (arg_int(cmd, f, v, 0, 1 << 20, &a->layer)) return EXIT_USAGE; }
+        else if (!strcmp(f, "--train-limit")) { if (arg_int(cmd, f, v, 0, 1 << 30, &a->train_limit)) return EXIT_USAGE; }
+        else if (!strcmp(f, "--bins")) { if (arg_int(cmd, f, v, 1, 1000, &a->n_bins)) return EXIT_USAGE; }
+        else if (!strcmp(f, "--topk")) { if (arg_int(cmd, f, v, 1, 1 << 20, &a->topk)) return EXIT_USAGE; }
+        else if (!strcmp(f, "--batch")) { if (arg_int(cmd, f, v, 1, 4096, &a->batch)) return EXIT_USAGE; }
+        else if (!strcmp(f, "--max-new")) { if (arg_int(cmd, f, v, 1, 1 << 20, &a->max_new)) return EXIT_USAGE; }
+        else if (!strcmp(f, "--refusals")) a->refusals_path = v;
+        else if (!strcmp(f, "--out")) a->out_dir = v;
+        else if (!strcmp(f, "--json")) a->json_path = v;
+        else if (!strcmp(f, "--dump")) a->dump_path = v;
+    }
+    if (!a->model_path || !a->tok_path) {
+        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr analyze --help)", cmd);
+        return EXIT_USAGE;
+    }
+    if (a->n_pseudo == 0) a->pseudo[a->n_pseudo++] = "data/test_pseudo.jsonl";
+    return EXIT_OK;
+}
+
+// the row groups the report describes: benign test, malicious test, then per pseudo set the set
+// and (if it mixes both) its held-out items, then all pseudo rows together (if there are several
+// sets). groups: room for 2 + 2 * n_pseudo + 1. Returns the count.
+static int build_groups(RowGroup* groups, const AnalysisSet* sets, int n_sets) {
+    int G = 0;
+    for (int s = ROLE_BENIGN_TEST; s < n_sets; s++) {
+        const AnalysisSet* as = &sets[s];
+        int n_heldout = 0;
+        for (int i = 0; i < as->set.n; i++) n_heldout += as->set.items[i].heldout != 0;
+        for (int part = 0; part < 2; part++) { // 0: the whole set; 1: its held-out items
+            if (part == 1 && (as->role != ROLE_PSEUDO || n_heldout == 0 || n_heldout == as->set.n)) continue;
+            RowGroup* g = &groups[G++];
+            g->role = as->role;
+            snprintf(g->name, sizeof(g->name), "%s%s", as->role == ROLE_BENIGN_TEST ? "benign_test"
+                                                       : as->role == ROLE_MALICIOUS_TEST ? "malicious_test"
+                                                                                       : as->set.name,
+                     part ? ":heldout" : "");
+            g->rows = malloc(as->set.n * sizeof(int));
+            g->n = 0;
+            for (int i = 0; i < as->set.n; i++)
+                if (!part || as->set.items[i].heldout) g->rows[g->n++] = as->first_row + i;
+        }
+    }
+    if (n_sets - ROLE_PSEUDO > 1) {
+        RowGroup* g = &groups[G++];
+        snprintf(g->name, sizeof(g->name), "pseudo:all");
+        g->role = ROLE_PSEUDO;
+        g->n = 0;
+        int total = 0;
+        for (int s = ROLE_PSEUDO; s < n_sets; s++) total += sets[s].set.n;
+        g->rows = malloc(total * sizeof(int));
+        for (int s = ROLE_PSEUDO; s < n_sets; s++)
+            for (int i = 0; i < sets[s].set.n; i++) g->rows[g->n++] = sets[s].first_row + i;
+    }
+    return G;
+}
+
+// the pseudo group the summary lines are about: all pseudo rows, or the only pseudo set
+static int main_pseudo_group(const RowGroup* groups, int G) {
+    return groups[G - 1].role == ROLE_PSEUDO && !strcmp(groups[G - 1].name, "pseudo:all") ? G - 1 : 2;
+}
+
+// a number for JSON: NaN and infinities become null
+void json_float(FILE* f, float x) {
+    if (isfinite(x)) fprintf(f, "%.6g", x);
+    else fputs("null", f);
+}
+
+static void json_float_array(FILE* f, const float* x, int n, int stride) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        json_float(f, x[(size_t)i * stride]);
+    }
+    fputc(']', f);
+}
+
+static void print_report(FILE* f, const AnalyzeArgs* a, const Boundary* b, const RowGroup* groups, int G, int layer,
+                         const ScoreBin* bins, int have_answers, const float* refusal_rate) {
+    int main_g = main_pseudo_group(groups, G);
+    fprintf(f, "\nprobe P(malicious) by layer (pool %s; test accuracy on benign + malicious test sets)\n",
+            a->pool == POOL_MEAN ? "mean" : "last");
+    int width[2 + 2 * 16 + 1]; // a column per group, as wide as its name
+    fprintf(f, "%5s %8s %8s", "layer", "train", "test");
+    for (int g = 0; g < G; g++) {
+        width[g] = strlen(groups[g].name) > 8 ? (int)strlen(groups[g].name) : 8;
+        fprintf(f, " %*s", width[g], groups[g].name);
+    }
+    if (have_answers) fprintf(f, " %12s %14s %11s  [%s]", "rho(score)", "rho(centroid)", "rho(top-k)", groups[main_g].name);
+    fputc('\n', f);
+    for (int l = 0; l < b->L; l++) {
+        fprintf(f, "%5d %8.3f %8.3f", l, b->train_accuracy[l], b->test_accuracy[l]);
+        for (int g = 0; g < G; g++) fprintf(f, " %*.3f", width[g], b->mean_score[(size_t)l * G + g]);
+        size_t lg = (size_t)l * G + main_g;
+        if (have_answers) {
+            // n/a: Spearman is undefined when every prompt was refused, or none was
+            const float rho[3] = {b->rho_score[lg], b->rho_centroid[lg], b->rho_topk[lg]};
+            const int w[3] = {12, 14, 11};
+            for (int k = 0; k < 3; k++) {
+                if (isfinite(rho[k])) fprintf(f, " %+*.3f", w[k], rho[k]);
+                else fprintf(f, " %*s", w[k], "n/a");
+            }
+        }
+        fputc('\n', f);
+    }
+    if (!have_answers) return;
+    fprintf(f, "\nrefused (refusal or broken) per pseudo group:");
+    for (int g = 0; g < G; g++)
+        if (groups[g].role == ROLE_PSEUDO) fprintf(f, "  %s %.3f (n %d)", groups[g].name, refusal_rate[g], groups[g].n);
+    fprintf(f, "\n\nrefusal rate by probe score at layer %d, %d equal-count bins, %s\n", layer, a->n_bins,
+            groups[main_g].name);
+    fprintf(f, "%5s %17s %6s %8s %6s\n", "bin", "score range", "count", "refused", "rate");
+    for (int j = 0; j < a->n_bins; j++) {
+        const ScoreBin* bin = &bins[(size_t)main_g * a->n_bins + j];
+        fprintf(f, "%5d   %6.3f - %6.3f %6d %8d %6.3f\n", j, bin->lo, bin->hi, bin->count, bin->refused, bin->rate);
+    }
+}
+
+static int write_analysis_json(const char* path, const AnalyzeArgs* a, const Model* m, const AnalysisSet* sets,
+                               int n_sets, const Boundary* b, const RowGroup* groups, int G, int layer,
+                               const ScoreBin* bins, int have_answers, const float* refusal_rate) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    FILE* f = af.f;
+    fputs("{\"model\": ", f);
+    json_write_string(f, a->model_path);
+    fprintf(f, ", \"n_layers\": %d, \"dim\": %d, \"pool\": \"%s\", \"layer\": %d, \"topk\": %d, \"center\": %s",
+            m->config.n_layers, m->config.dim, a->pool == POOL_MEAN ? "mean" : "last", layer, a->topk,
+            a->center ? "true" : "false");
+    fprintf(f, ",\n \"probe\": {\"l2\": %g, \"steps\": %d}", PROBE_L2, PROBE_STEPS);
+    fprintf(f, ",\n \"refused_is\": %s", have_answers ? "\"refusal or broken\"" : "null");
+    fputs(",\n \"sets\": [", f);
+    for (int s = 0; s < n_sets; s++) {
+        fprintf(f, "%s\n  {\"role\": \"%s\", \"name\": ", s ? "," : "", ROLE_NAMES[sets[s].role]);
+        json_write_string(f, sets[s].set.name);
+        fputs(", \"file\": ", f);
+        json_write_string(f, sets[s].path);
+        fprintf(f, ", \"n\": %d, \"first_row\": %d}", sets[s].set.n, sets[s].first_row);
+    }
+    fputs("],\n \"train_accuracy\": ", f);
+    json_float_array(f, b->train_accuracy, b->L, 1);
+    fputs(",\n \"test_accuracy\": ", f);
+    json_float_array(f, b->test_accuracy, b->L, 1);
+    fputs(",\n \"groups\": [", f);
+    for (int g = 0; g < G; g++) {
+        fprintf(f, "%s\n  {\"name\": ", g ? "," : "");
+        json_write_string(f, groups[g].name);
+        fprintf(f, ", \"role\": \"%s\", \"n\": %d", ROLE_KINDS[groups[g].role], groups[g].n);
+        // per layer, index = layer
+        fputs(",\n   \"mean_score\": ", f);
+        json_float_array(f, b->mean_score + g, b->L, G);
+        fputs(",\n   \"mean_centroid_cos\": ", f);
+        json_float_array(f, b->mean_centroid + g, b->L, G);
+        fputs(",\n   \"mean_topk_cos\": ", f);
+        json_float_array(f, b->mean_topk + g, b->L, G);
+        if (have_answers && groups[g].role == ROLE_PSEUDO) {
+            fputs(",\n   \"refusal_rate\": ", f);
+            json_float(f, refusal_rate[g]);
+            fputs(",\n   \"spearman_score_refused\": ", f);
+            json_float_array(f, b->rho_score + g, b->L, G);
+            fputs(",\n   \"spearman_centroid_refused\": ", f);
+            json_float_array(f, b->rho_centroid + g, b->L, G);
+            fputs(",\n   \"spearman_topk_refused\": ", f);
+            json_float_array(f, b->rho_topk + g, b->L, G);
+            fprintf(f, ",\n   \"bins_at_layer\": [");
+            for (int j = 0; j < a->n_bins; j++) {
+                const ScoreBin* bin = &bins[(size_t)g * a->n_bins + j];
+                fprintf(f, "%s{\"lo\": ", j ? ", " : "");
+                json_float(f, bin->lo);
+                fputs(", \"hi\": ", f);
+                json_float(f, bin->hi);
+                fprintf(f, ", \"count\": %d, \"refused\": %d, \"rate\": ", bin->count, bin->refused);
+                json_float(f, bin->rate);
+                fputc('}', f);
+            }
+            fputc(']', f);
+        }
+        fputc('}', f);
+    }
+    fputs("]}\n", f);
+    return atomic_commit(&af);
+}
+
+// the two scatter plots at one layer: PCA of the test and pseudo rows, coloured by set, and (with
+// answers) with the pseudo rows split by whether the model refused them
+static int write_scatters(const char* dir, const float* x, int n_train, int N, int C, const AnalysisSet* sets,
+                          int n_sets, const int* refused, int have_answers, int layer) {
+    int n = N - n_train;
+    float* xy = malloc((size_t)n * 2 * sizeof(float));
+    int* class_of = malloc(n * sizeof(int));
+    int status = pca_2d(x + (size_t)n_train * C, n, C, xy);
+    char path[4200], title[128];
+    PlotOptions opt = {.title = title, .x_label = "principal component 1", .y_label = "principal component 2"};
+    if (status == 0) {
+        static const char* const names[] = {"benign (test)", "malicious (test)", "pseudo-malicious",
+                                            "pseudo-malicious, held-out words"};
+        for (int s = ROLE_BENIGN_TEST; s < n_sets; s++)
+            for (int i = 0; i < sets[s].set.n; i++)
+                class_of[sets[s].first_row - n_train + i] = sets[s].role == ROLE_BENIGN_TEST      ? 0
+                                                            : sets[s].role == ROLE_MALICIOUS_TEST ? 1
+                                                            : sets[s].set.items[i].heldout        ? 3
+                                                                                                  : 2;
+        snprintf(title, sizeof(title), "prompt representations at layer %d (PCA)", layer);
+        snprintf(path, sizeof(path), "%s/scatter_layer%d.png", dir, layer);
+        status = plot_scatter(path, &opt, xy, class_of, n, names, 4);
+    }
+    if (status == 0 && have_answers) {
+        static const char* const names[] = {"benign (test)", "malicious (test)", "pseudo: answered",
+                                            "pseudo: refused"};
+        for (int i = 0; i < n; i++)
+            if (class_of[i] >= 2) class_of[i] = refused[n_train + i] ? 3 : 2;
+        snprintf(title, sizeof(title), "pseudo-malicious prompts the model refuses, layer %d (PCA)", layer);
+        snprintf(path, sizeof(path), "%s/scatter_refused_layer%d.png", dir, layer);
+        status = plot_scatter(path, &opt, xy, class_of, n, names, 4);
+    }
+    free(xy);
+    free(class_of);
+    return status;
+}
+
+// per-layer lines: probe accuracy and group mean scores; (with answers) the three Spearman rhos
+static int write_layer_plots(const char* dir, const Boundary* b, const RowGroup* groups, int G, int have_answers) {
+    int L = b->L;
+    float* layers = malloc(L * sizeof(float));
+    float* column = malloc((size_t)(G + 1) * L * sizeof(float)); // per-group values, gathered contiguous
+    for (int l = 0; l < L; l++) layers[l] = (float)l;
+    Series series[PLOT_MAX_SERIES];
+    char names[PLOT_MAX_SERIES][340];
+    int n = 0;
+    series[n++] = (Series){"test accuracy", layers, b->test_accuracy, L};
+    for (int g = 0; g < G && n < PLOT_MAX_SERIES; g++, n++) {
+        for (int l = 0; l < L; l++) column[(size_t)g * L + l] = b->mean_score[(size_t)l * G + g];
+        snprintf(names[n], sizeof(names[n]), "%s", groups[g].name);
+        series[n] = (Series){names[n], layers, column + (size_t)g * L, L};
+    }
+    char path[4200];
+    PlotOptions opt = {.title = "benign-vs-malicious probe by layer", .x_label = "layer",
+                       .y_label = "probe accuracy; group mean P(malicious)", .x_min = -0.25f, .x_max = L - 0.75f,
+                       .y_min = 0.0f, .y_max = 1.0f};
+    snprintf(path, sizeof(path), "%s/probe_by_layer.png", dir);
+    int status = plot_lines(path, &opt, series, n);
+    if (status == 0 && have_answers) {
+        int g = main_pseudo_group(groups, G);
+        const float* per_group[3] = {b->rho_score, b->rho_centroid, b->rho_topk};
+        static const char* const rho_names[3] = {"probe score", "cos to malicious centroid", "top-k cos to malicious"};
+        for (int k = 0; k < 3; k++) {
+            for (int l = 0; l < L; l++) column[(size_t)k * L + l] = per_group[k][(size_t)l * G + g];
+            series[k] = (Series){rho_names[k], layers, column + (size_t)k * L, L};
+        }
+        char title[400];
+        snprintf(title, sizeof(title), "Spearman with refused, %s", groups[g].name);
+        PlotOptions ropt = {.title = title, .x_label = "layer", .y_label = "Spearman rho with refused (0/1)",
+                            .x_min = -0.25f, .x_max = L - 0.75f, .y_min = -1.0f, .y_max = 1.0f};
+        snprintf(path, sizeof(path), "%s/refusal_by_layer.png", dir);
+        status = plot_lines(path, &ropt, series, 3);
+    }
+    free(layers);
+    free(column);
+    return status;
+}
+
+// FILE.npy -> FILE.rows.jsonl (any other name gets .rows.jsonl appended)
+static void rows_path_for(char* out, size_t cap, const char* npy_path) {
+    size_t n = strlen(npy_path);
+    if (n > 4 && !strcmp(npy_path + n - 4, ".npy")) n -= 4;
+    snprintf(out, cap, "%.*s.rows.jsonl", (int)n, npy_path);
+}
+
+static int write_rows_jsonl(const char* path, const AnalysisSet* sets, int n_sets, const AnswerLabel* label,
+                            const int* refused, const float* score) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    for (int s = 0; s < n_sets; s++) {
+        for (int i = 0; i < sets[s].set.n; i++) {
+            int row = sets[s].first_row + i;
+            const PromptItem* it = &sets[s].set.items[i];
+            fprintf(af.f, "{\"row\": %d, \"set\": ", row);
+            json_write_string(af.f, sets[s].set.name);
+            fprintf(af.f, ", \"role\": \"%s\", \"heldout\": %s, \"prompt\": ", ROLE_NAMES[sets[s].role],
+                    it->heldout ? "true" : "false");
+            json_write_string(af.f, it->prompt);
+            if (refused[row] >= 0) fprintf(af.f, ", \"label\": \"%s\", \"refused\": %d", LABEL_NAMES[label[row]], refused[row]);
+            else fputs(", \"label\": null, \"refused\": null", af.f);
+            fputs(", \"score\": ", af.f);
+            json_float(af.f, score[row]);
+            fputs("}\n", af.f);
+        }
+    }
+    return atomic_commit(&af);
+}
+
+// creates dir if it does not exist (one level, as mkdir does)
+int ensure_dir(const char* dir) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return 0;
+        error_msg("%s: exists and is not a directory", dir);
+        return -1;
+    }
+    if (mkdir(dir, 0755) != 0) {
+        error_msg("%s: cannot create the directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int analyze_main(int argc, char** argv) {
+    AnalyzeArgs a;
+    int rc = analyze_parse(&a, argc, argv);
+    if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
+
+    Model m = {0};
+    Tokenizer t = {0};
+    AnalysisSet sets[4 + 16];
+    int n_sets = 0;
+    RefusalList refusals = {0};
+    float* reps = NULL;
+    int* refused = NULL;
+    AnswerLabel* label = NULL;
+    RowGroup groups[2 + 2 * 16 + 1];
+    int G = 0;
+    Boundary b = {0};
+    ScoreBin* bins = NULL;
+    float* refusal_rate = NULL;
+
+    // 1. inputs
+    rc = load_model_and_tokenizer(&m, &t, a.model_path, a.tok_path);
+    if (rc) return rc;
+    rc = EXIT_BAD_INPUT;
+    int L = m.config.n_layers, C = m.config.dim;
+    int layer = a.layer < 0 ? L / 2 : a.layer;
+    if (layer >= L) {
+        error_msg("analyze: --layer %d, but %s has layers 0..%d", layer, a.model_path, L - 1);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    for (; n_sets < 4 + a.n_pseudo; n_sets++) {
+        int role = n_sets < 4 ? n_sets : ROLE_PSEUDO;
+        const char* path = n_sets < 4 ? a.paths[n_sets] : a.pseudo[n_sets - 4];
+        if (analysis_set_load(&sets[n_sets], path, role, role <= ROLE_MALICIOUS_TRAIN ? a.train_limit : 0) != 0)
+            goto done;
+    }
+    if (a.answer && refusal_list_load(&refusals, a.refusals_path) != 0) goto done;
+    if (ensure_dir(a.out_dir) != 0) goto done;
+    int N = 0;
+    for (int s = 0; s < n_sets; s++) {
+        sets[s].first_row = N;
+        N += sets[s].set.n;
+    }
+    int n_train = sets[ROLE_BENIGN_TEST].first_row;
+
+    // 2. representations: (L, N, C), each set collected on its own and scattered into its rows
+    rc = EXIT_FAILURE_RUN;
+    reps = malloc((size_t)L * N * C * sizeof(float));
+    if (!reps) { error_msg("analyze: out of memory for %d x %d x %d representations", L, N, C); goto done; }
+    for (int s = 0; s < n_sets; s++) {
+        int n = sets[s].set.n;
+        float* block = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
+        if (!block || collect_representations(&m, &t, &sets[s].set, a.pool, block) != 0) { free(block); goto done; }
+        for (int l = 0; l < L; l++)
+            memcpy(reps + ((size_t)l * N + sets[s].first_row) * C, block + (size_t)l * n * C, (size_t)n * C * sizeof(float));
+        free(block);
+    }
+
+    // 3. the model's answers to the pseudo prompts: refused = refusal or broken (the over-refusal rule)
+    refused = malloc(N * sizeof(int));
+    label = malloc(N * sizeof(AnswerLabel));
+    for (int i = 0; i < N; i++) { refused[i] = -1; label[i] = LABEL_COMPLIANCE; }
+    for (int s = ROLE_PSEUDO; s < n_sets && a.answer; s++) {
+        if (label_answers(label + sets[s].first_row, &m, &t, &refusals, &sets[s].set, a.batch, a.max_new) != 0)
+            goto done;
+        for (int i = 0; i < sets[s].set.n; i++) refused[sets[s].first_row + i] = label[sets[s].first_row + i] != LABEL_COMPLIANCE;
+    }
+
+    // 4. per layer: probe, scores, similarities, correlations
+    int* train_label = malloc(n_train * sizeof(int));
+    for (int i = 0; i < n_train; i++) train_label[i] = i >= sets[ROLE_MALICIOUS_TRAIN].first_row;
+    int test_first = n_train, n_test = sets[ROLE_BENIGN_TEST].set.n + sets[ROLE_MALICIOUS_TEST].set.n;
+    int* test_label = malloc(n_test * sizeof(int));
+    for (int i = 0; i < n_test; i++) test_label[i] = test_first + i >= sets[ROLE_MALICIOUS_TEST].first_row;
+    G = build_groups(groups, sets, n_sets);
+    build_boundary(&b, L, N, G);
+    double t0 = time_now();
+    int status = measure_boundary(&b, reps, C, n_train, train_label, test_first, n_test, test_label,
+                                  sets[ROLE_MALICIOUS_TRAIN].first_row, sets[ROLE_MALICIOUS_TRAIN].set.n, a.topk,
+                                  a.center, groups, refused);
+    free(train_label);
+    free(test_label);
+    if (status != 0) goto done;
+    fprintf(stderr, "probes: %d layers in %.1f s\n", L, time_now() - t0);
+
+    // 5. refusal rates and score bins at the chosen layer, per pseudo group
+    refusal_rate = malloc(G * sizeof(float));
+    bins = calloc((size_t)G * a.n_bins, sizeof(ScoreBin));
+    float* score_buf = malloc(N * sizeof(float));
+    int* refused_buf = malloc(N * sizeof(int));
+    for (int g = 0; g < G && a.answer; g++) {
+        if (groups[g].role != ROLE_PSEUDO) continue;
+        int n_refused = 0;
+        for (int i = 0; i < groups[g].n; i++) {
+            int row = groups[g].rows[i];
+            score_buf[i] = b.score[(size_t)layer * N + row];
+            refused_buf[i] = refused[row];
+            n_refused += refused[row];
+        }
+        refusal_rate[g] = groups[g].n ? (float)n_refused / groups[g].n : NAN;
+        score_bins_equal_count(bins + (size_t)g * a.n_bins, a.n_bins, score_buf, refused_buf, groups[g].n);
+    }
+    free(score_buf);
+    free(refused_buf);
+
+    // 6. outputs
+    print_report(stdout, &a, &b, groups, G, layer, bins, a.answer, refusal_rate);
+    char json_default[4200], rows_path[4200];
+    snprintf(json_default, sizeof(json_default), "%s/analyze.json", a.out_dir);
+    const char* json_path = a.json_path ? a.json_path : json_default;
+    if (write_analysis_json(json_path, &a, &m, sets, n_sets, &b, groups, G, layer, bins, a.answer, refusal_rate) != 0)
+        goto done;
+    if (write_scatters(a.out_dir, reps + (size_t)layer * N * C, n_train, N, C, sets, n_sets, refused, a.answer, layer) != 0)
+        goto done;
+    if (write_layer_plots(a.out_dir, &b, groups, G, a.answer) != 0) goto done;
+    if (a.dump_path) {
+        int shape[3] = {L, N, C};
+        rows_path_for(rows_path, sizeof(rows_path), a.dump_path);
+        if (write_npy(a.dump_path, reps, shape, 3) != 0) goto done;
+        if (write_rows_jsonl(rows_path, sets, n_sets, label, refused, b.score + (size_t)layer * N) != 0) goto done;
+        fprintf(stderr, "analyze: representations (%d, %d, %d) -> %s, rows -> %s\n", L, N, C, a.dump_path, rows_path);
+    }
+    fprintf(stderr, "analyze: results -> %s, figures -> %s/\n", json_path, a.out_dir);
+    rc = EXIT_OK;
+
+done:
+    for (int s = 0; s < n_sets; s++) analysis_set_free(&sets[s]);
+    for (int g = 0; g < G; g++) free(groups[g].rows);
+    if (b.L) free_boundary(&b);
+    refusal_list_free(&refusals);
+    free(reps);
+    free(refused);
+    free(label);
+    free(bins);
+    free(refusal_rate);
+    tokenizer_free(&t);
+    model_free(&m);
+    return rc;
+}
+

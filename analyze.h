@@ -1,0 +1,89 @@
+// analyze.h — mosr analyze (DESIGN.md §1.2): the boundary analysis and its building blocks.
+#ifndef MOSR_ANALYZE_H
+#define MOSR_ANALYZE_H
+
+#include "mosr.h"
+
+// ----------------------------------------------------------------------------
+// a benign (0) vs malicious (1) linear probe, and what its score predicts
+
+typedef struct {
+    int C;
+    float* mean;    // (C) training-set feature means
+    float* inv_std; // (C) 1 / training-set standard deviation (1 for a constant feature)
+    float* weight;  // (C) logistic-regression weights on the standardised features
+    float bias;
+} Probe;
+
+// Fits P(malicious | x) = sigmoid(w . (x - mean) * inv_std + b) on x (N, C), label (N) in {0, 1},
+// minimising the mean log-loss + l2/2 |w|^2 (bias not regularised) by `steps` steps of full-batch
+// gradient descent with step 1/L (L the loss's smoothness bound, from a power iteration): no
+// learning rate to tune, and the result is deterministic. Typical: l2 1e-3, steps 300.
+// Returns 0, or -1 (error_msg) on bad sizes or labels. Release with free_probe.
+int train_probe(Probe* p, const float* x, const int* label, int N, int C, float l2, int steps);
+void free_probe(Probe* p);
+float probe_score(const Probe* p, const float* x);                // x (C) -> P(malicious)
+void probe_score_all(float* score, const Probe* p, const float* x, int N); // score (N), x (N, C)
+float probe_accuracy(const Probe* p, const float* x, const int* label, int N); // threshold 0.5
+
+// Spearman rank correlation of a (n) and b (n), finite values; tied values share their average
+// rank. NaN if n < 2 or either side is constant (the correlation is undefined there).
+float spearman(const float* a, const float* b, int n);
+// rank: (n) out, 1-based ranks of x, ties averaged
+void average_ranks(double* rank, const float* x, int n);
+
+// refusal rate per probe-score bin: does a higher score mean more refusals?
+typedef struct {
+    float lo, hi;  // score range of the bin (equal count: the min and max score inside it)
+    int count;     // prompts in the bin
+    int refused;   // of which refused
+    float rate;    // refused / count; NaN for an empty bin
+} ScoreBin;
+
+// n_bins bins of (nearly) equal count over score (n), in score order; refused (n) is 0/1.
+// Tied scores may straddle two bins. Returns 0, or -1 if n_bins < 1.
+int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const int* refused, int n);
+// bins between edges (n_bins + 1, increasing): bin j holds edges[j] <= s < edges[j+1], the last
+// bin also its upper edge; scores outside every bin are not counted. Returns 0, or -1 on bad edges.
+int score_bins_fixed(ScoreBin* bins, const float* edges, int n_bins, const float* score, const int* refused, int n);
+
+// the probe's settings in analyze and demo: a light L2, and enough steps to converge
+#define PROBE_L2 1e-3f
+#define PROBE_STEPS 300
+
+// ----------------------------------------------------------------------------
+// the sets of an analysis (mosr demo draws the same sets)
+
+enum { ROLE_BENIGN_TRAIN, ROLE_MALICIOUS_TRAIN, ROLE_BENIGN_TEST, ROLE_MALICIOUS_TEST, ROLE_PSEUDO };
+
+typedef struct {
+    PromptSet file;  // the file as loaded: owns every string
+    PromptSet set;   // the prompts analysed: a selection of file's items (shallow copies)
+    const char* path;
+    int role;        // ROLE_*
+    int first_row;   // where its rows start in the (L, N, C) block
+} AnalysisSet;
+
+// Loads a set and keeps the items of the role's kind (an item without a "kind" field is kept),
+// then at most `limit` of them (0 = all), evenly spaced through the file so that a file sorted
+// by category still gives every category. 0 on success. Release with analysis_set_free.
+int analysis_set_load(AnalysisSet* s, const char* path, int role, int limit);
+void analysis_set_free(AnalysisSet* s);
+
+// ----------------------------------------------------------------------------
+// the command
+
+// Writes data as a NumPy .npy file, format version 1.0: float32 in the machine's byte order
+// (named in the header), C order, shape (shape[0], ..., shape[ndim-1]); the header is padded so
+// the data starts at a multiple of 64 bytes. Atomic. 0 on success.
+int write_npy(const char* path, const float* data, const int* shape, int ndim);
+
+// `mosr analyze ...`: the command line (see --help)
+int analyze_main(int argc, char** argv);
+
+// output helpers shared with mosr demo: a float in JSON (null when not finite), and a directory
+// made if missing (0 on success, else one error line)
+void json_float(FILE* f, float x);
+int ensure_dir(const char* dir);
+
+#endif

@@ -1,0 +1,150 @@
+// data.h — what every command reads, and the one layout the model is fed in:
+//   the chat template; Example (ids and a loss mask) and Batch (B padded rows of T positions);
+//   prompt sets (JSONL, JSON, CSV, text), jailbreak wrappers and prefills;
+//   the command line's common steps (--help, unknown flags, loading a model and its tokenizer).
+#ifndef MOSR_DATA_H
+#define MOSR_DATA_H
+
+#include "model.h"
+#include "tokenizer.h"
+
+// ----------------------------------------------------------------------------
+// The chat template, the one place it is defined. A conversation is the concatenation of
+//   encode("User: " + prompt + "\nAssistant:", BOS, no EOS)
+//   encode(response, no BOS, EOS)        (the encoder's dummy prefix makes it start with a space)
+// A model answers a prompt by continuing the first part until it emits EOS.
+#define CHAT_USER_PREFIX "User: "
+#define CHAT_ASSISTANT_PREFIX "\nAssistant:"
+
+// encodes the prompt part; ids must hold strlen(prompt) + 32 ids. Returns the count.
+int chat_encode_prompt(Tokenizer* t, const char* prompt, int* ids);
+// encodes a response continuation (with EOS unless eos is 0); ids must hold strlen + 3. Returns count.
+int chat_encode_response(Tokenizer* t, const char* response, int eos, int* ids);
+// The chat-template ids of one prompt, at most `limit` of them. A prompt too long for that keeps
+// BOS and its end (the "\nAssistant:" from which the answer grows), as eval.c cuts prompts.
+// ids must hold strlen(prompt) + 32 ids. Returns the count; *cut is 1 if the prompt was cut.
+int chat_encode_prompt_within(Tokenizer* t, const char* prompt, int limit, int* ids, int* cut);
+
+// One training sequence: ids and, for each position t, whether predicting ids[t+1] counts.
+typedef struct {
+    int* ids;    // (n)
+    float* mask; // (n) mask[t] = 1 if the loss on predicting ids[t+1] is counted; mask[n-1] = 0
+    int n;
+} Example;
+
+// builds the chat example prompt ++ response (+ EOS) with the loss on the response tokens and EOS
+// only; at most max_ids ids are kept (0 = no limit). Returns the number of counted positions
+// (0 if the response was cut away, -1 if out of memory).
+int example_from_chat(Example* ex, Tokenizer* t, const char* prompt, const char* response, int max_ids);
+void free_example(Example* ex);
+
+// ----------------------------------------------------------------------------
+// A batch: B rows of T positions. Row b, position t predicts targets[b,t] from inputs[b,..t].
+// A row made of an example of n ids holds inputs ids[0..n-1), targets ids[1..n), its mask, and
+// then padding: input and target id 0, mask 0.
+typedef struct {
+    int* inputs;      // (B, T) stored with row stride T (the current T, not max_T)
+    int* targets;     // (B, T)
+    float* mask;      // (B, T)
+    int B, T;         // shape of the current contents
+    int max_B, max_T; // capacity
+    int n_real;       // positions that are not padding
+    int n_counted;    // positions with mask > 0
+} Batch;
+
+void build_batch(Batch* b, int max_B, int max_T);
+void free_batch(Batch* b);
+// one example a row, padded to the longest (examples longer than max_T + 1 ids are cut); n <= max_B
+void batch_fill_padded(Batch* b, const Example* const* rows, int n);
+// the pieces batch_fill_padded is made of, for packed rows (train.c): copies positions [0, len) of
+// ex into row r at offset `at` (returns len); pads row r from position `from` to the end
+int batch_put(Batch* b, int r, int at, const Example* ex, int len);
+void batch_pad_row(Batch* b, int r, int from);
+// positions an example contributes to a row of capacity max_T: one per predicted id
+int example_positions(const Example* ex, int max_T);
+
+// ----------------------------------------------------------------------------
+// prompt sets
+
+// One prompt of a set. Every string field is NULL when the source does not have it.
+typedef struct {
+    char* prompt;
+    char* response; // reference response (training data)
+    char* kind;     // "benign" | "malicious" | "pseudo"
+    char* category;
+    char* refusal;  // malicious: the refusal to train on
+    char* harmful;  // malicious: the placeholder harmful completion
+    char* answer;   // a short reference answer that a correct response contains
+    char* wrapper;  // name of the jailbreak wrapper, if wrapped
+    int heldout;    // 1: uses trigger words never seen in training
+} PromptItem;
+
+typedef struct {
+    PromptItem* items;
+    int n;
+    char name[256]; // the file name without directory and extension (or as given)
+} PromptSet;
+
+// Reads a prompt set. spec is "FILE" or "FILE:COLUMN". Formats:
+//   - JSONL (one object a line; the prompt field is found as in JSON below), when the file
+//     starts with '{' and holds more than one value;
+//   - JSON: an array of strings, an array of objects, or an object whose "data" member is such
+//     an array. In an object the prompt is COLUMN, or the first of prompt / instruction / goal,
+//     else the content of the first "user" entry of a "messages" chat list, else behavior / text;
+//   - CSV with a header row (RFC 4180: quoted fields, doubled quotes, commas and newlines inside
+//     quotes, CRLF), when the name ends in .csv or a COLUMN is given; the prompt column is COLUMN,
+//     or the first of prompt / goal / behavior / forbidden_prompt / instruction / text;
+//   - otherwise plain text, one prompt a line (empty lines skipped).
+// Column names are matched case-insensitively. Prompts are trimmed of surrounding white space.
+// Other fields named like PromptItem's (response, category, answer, ...) are read too.
+// The file must be valid UTF-8 (else the line of the first bad byte is reported). A missing
+// prompt column is reported with the columns that exist. 0 on success; one line on stderr on failure.
+int prompt_set_load(PromptSet* s, const char* spec);
+void prompt_set_free(PromptSet* s);
+
+// a growing list of items, as the readers build it
+typedef struct {
+    PromptItem* items; // (n), room for cap
+    int n, cap;
+} ItemList;
+// the plain-text layout: one item per non-empty line, its prompt the trimmed line (eval.c reads
+// its refusal phrases this way). 0 on success.
+int read_text(ItemList* l, const char* buf, const char* path);
+
+// ----------------------------------------------------------------------------
+// attacks: jailbreak wrappers and prefills
+
+typedef struct {
+    char* name;
+    char* template; // holds one "{prompt}" slot
+} Jailbreak;
+
+#define EVAL_MAX_WRAPPERS 64 // jailbreak wrappers one run can use
+
+// reads data/jailbreaks.jsonl-style files ({"name", "template", "split"}), keeping `split`
+int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split);
+void jailbreaks_free(Jailbreak* j, int n);
+// reads one prefill a line (empty lines skipped)
+int prefills_load(char*** out, int* n, const char* path);
+void prefills_free(char** p, int n);
+
+// ----------------------------------------------------------------------------
+// the command line's common steps, shared by every subcommand
+
+// flag parsing in every subcommand follows one pattern: walk argv, match a flag, take its value
+// with NEXT_VALUE (which complains if the value is missing), parse it with util.h's arg_* helpers.
+#define NEXT_VALUE(cmd)                                                    \
+    ({                                                                     \
+        if (i + 1 >= argc) {                                               \
+            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, argv[i], cmd); \
+            return EXIT_USAGE;                                             \
+        }                                                                  \
+        argv[++i];                                                         \
+    })
+
+int is_help(const char* arg);                         // -h or --help
+int unknown_flag(const char* cmd, const char* arg);   // says so; returns EXIT_USAGE
+// loads a model and its tokenizer, checking that they agree on the vocabulary; a util.h exit code
+int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path);
+
+#endif

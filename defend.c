@@ -1,0 +1,979 @@
+// defend.c — mosr defend: the defence run around defense_step() (mosr.c): its data, the
+// loop, logs and plots, the checkpoint out.
+#include "defend.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "plot.h"
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// the defences: RR and MOSR (mosr defend)
+//
+// One step of the defence, as DESIGN.md §2 draws it:
+//   erase rows (malicious prompt + harmful completion) and retain rows (benign -> helpful,
+//   malicious -> refusal, pseudo -> helpful) in one (B, T) block
+//   -> model_forward with LoRA off, up to the highest layer a loss reads: h_l^0 (copied out)
+//   -> model_forward with LoRA on: h_l^θ
+//   -> c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
+//   -> model_backward (m->grads NULL: only the adapters get gradients)
+//   [MOSR] -> CAA rows through the whole model, c_a * cross-entropy on the refusal, backward
+//   -> AdamW on the adapters.
+// M0 is the same weights with the adapters switched off, so there is never a second model.
+
+
+
+// One item of the defence file, encoded once through the chat template.
+typedef struct {
+    int* prompt;   // (n_prompt) "User: ...\nAssistant:", BOS first
+    int* response; // (n_response) the answer the retain set keeps (helpful, or the refusal), EOS last
+    int* harmful;  // (n_harmful) malicious items: the harmful completion, EOS last; NULL otherwise
+    int* refusal;  // (n_refusal) malicious items: the refusal, EOS last; NULL otherwise
+    int n_prompt, n_response, n_harmful, n_refusal;
+    int item;      // index in the file
+} DefenseItem;
+
+// The defence's material: every item encoded, and index lists of the roles they play.
+typedef struct {
+    PromptSet file;
+    DefenseItem* items;  // (file.n)
+    int* erase;          // (n_erase) malicious items with a harmful completion: D_m
+    int* retain;         // (n_retain) benign, malicious (refusal) and pseudo items: D_r
+    int* retain_refusal; // (n_retain) 1 if that retain row is a malicious -> refusal row
+    int* pseudo;         // (n_pseudo) pseudo items with a response: CAA's counterweight
+    int n_erase, n_retain, n_pseudo;
+} DefenseData;
+
+// encodes a response (with EOS) into a malloc'd array; *n receives the count
+static int* encode_response_ids(Tokenizer* t, const char* text, int* n) {
+    int* ids = malloc((strlen(text) + 3) * sizeof(int));
+    if (ids) *n = chat_encode_response(t, text, 1, ids);
+    return ids;
+}
+
+static void free_defense_data(DefenseData* d) {
+    for (int i = 0; d->items && i < d->file.n; i++) {
+        free(d->items[i].prompt);
+        free(d->items[i].response);
+        free(d->items[i].harmful);
+        free(d->items[i].refusal);
+    }
+    free(d->items);
+    free(d->erase);
+    free(d->retain);
+    free(d->retain_refusal);
+    free(d->pseudo);
+    prompt_set_free(&d->file);
+    memset(d, 0, sizeof(*d));
+}
+
+// Loads and encodes the defence file and sorts its items into the sets the config asks for.
+// Returns EXIT_OK, or EXIT_BAD_INPUT after one error line.
+static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* cfg) {
+    memset(d, 0, sizeof(*d));
+    if (prompt_set_load(&d->file, cfg->data_path) != 0) return EXIT_BAD_INPUT;
+    int N = d->file.n;
+    d->items = calloc(N > 0 ? N : 1, sizeof(DefenseItem));
+    d->erase = malloc((N > 0 ? N : 1) * sizeof(int));
+    d->retain = malloc((N > 0 ? N : 1) * sizeof(int));
+    d->retain_refusal = malloc((N > 0 ? N : 1) * sizeof(int));
+    d->pseudo = malloc((N > 0 ? N : 1) * sizeof(int));
+    if (!d->items || !d->erase || !d->retain || !d->retain_refusal || !d->pseudo) {
+        error_msg("%s: out of memory", cfg->data_path);
+        return EXIT_BAD_INPUT;
+    }
+    for (int i = 0; i < N; i++) {
+        const PromptItem* it = &d->file.items[i];
+        DefenseItem* e = &d->items[i];
+        e->item = i;
+        const char* kind = it->kind ? it->kind : "";
+        int malicious = !strcmp(kind, "malicious"), benign = !strcmp(kind, "benign"), pseudo = !strcmp(kind, "pseudo");
+        e->prompt = malloc((strlen(it->prompt) + 32) * sizeof(int));
+        if (!e->prompt) { error_msg("%s: out of memory", cfg->data_path); return EXIT_BAD_INPUT; }
+        e->n_prompt = chat_encode_prompt(t, it->prompt, e->prompt);
+        // the retained answer: a malicious item's refusal, anyone else's response
+        const char* keep = malicious ? (it->refusal ? it->refusal : it->response) : it->response;
+        if (keep) e->response = encode_response_ids(t, keep, &e->n_response);
+        if (malicious && it->harmful) e->harmful = encode_response_ids(t, it->harmful, &e->n_harmful);
+        if (malicious && keep) e->refusal = encode_response_ids(t, keep, &e->n_refusal);
+        if (malicious && e->harmful) d->erase[d->n_erase++] = i;
+        int retained = (benign && e->response) || (pseudo && e->response && cfg->retain_borderline) ||
+                       (malicious && e->response && cfg->retain_refusal != RETAIN_REFUSAL_NONE);
+        if (retained) {
+            d->retain_refusal[d->n_retain] = malicious;
+            d->retain[d->n_retain++] = i;
+        }
+        if (pseudo && e->response) d->pseudo[d->n_pseudo++] = i;
+    }
+    if (d->n_erase == 0) {
+        error_msg("%s: no malicious item with a \"harmful\" completion: nothing to erase", cfg->data_path);
+        return EXIT_BAD_INPUT;
+    }
+    if (d->n_retain == 0) {
+        error_msg("%s: no benign, pseudo or malicious item with a response: nothing to retain", cfg->data_path);
+        return EXIT_BAD_INPUT;
+    }
+    if (cfg->caa && cfg->caa_counterweight && d->n_pseudo == 0) {
+        error_msg("%s: --caa-counterweight needs pseudo items with a response", cfg->data_path);
+        return EXIT_BAD_INPUT;
+    }
+    for (int k = 0; k < d->n_erase; k++) {
+        if (!d->items[d->erase[k]].refusal && cfg->caa) {
+            error_msg("%s: line %d: a malicious item without a refusal (CAA needs one)", cfg->data_path,
+                      d->erase[k] + 1);
+            return EXIT_BAD_INPUT;
+        }
+    }
+    return EXIT_OK;
+}
+
+// An endless walk through n indices in shuffled order, reshuffled at each pass (seeded).
+typedef struct {
+    int* order; // (n)
+    int n, next;
+} Cycle;
+
+static void build_cycle(Cycle* c, int n) {
+    c->order = malloc((n > 0 ? n : 1) * sizeof(int));
+    for (int i = 0; i < n; i++) c->order[i] = i;
+    c->n = n;
+    c->next = n; // the first call shuffles
+}
+
+static int cycle_next(Cycle* c, uint64_t* rng) {
+    if (c->next == c->n) {
+        for (int i = c->n - 1; i > 0; i--) { // Fisher-Yates
+            int j = (int)(random_u32(rng) % (uint32_t)(i + 1));
+            int tmp = c->order[i];
+            c->order[i] = c->order[j];
+            c->order[j] = tmp;
+        }
+        c->next = 0;
+    }
+    return c->order[c->next++];
+}
+
+static void free_cycle(Cycle* c) {
+    free(c->order);
+    c->order = NULL;
+}
+
+// One row of the representation block: [prompt ; answer], cut to the context, with the loss
+// reading positions [mask_from, len).
+typedef struct {
+    const int* prompt;
+    const int* answer;
+    int n_prompt, n_answer;
+    int mask_from;
+} RepRow;
+
+// The first position a representation loss reads. Position 0 is BOS, whose state is the same for
+// every sequence: erasing it would erase every benign input's too, so it is never read. With
+// response_only, the loss starts at the first response token.
+static int rep_mask_from(int n_prompt, int response_only) {
+    return response_only ? n_prompt : 1;
+}
+
+// Lays rows out as one right-padded (B, T) block (token 0 and mask 0 after each row; attention is
+// causal, so the padding never reaches a row's own states). The whole sequence is input, its
+// last token (EOS) included: the losses read states, not predictions. Rows [0, n_erase) are
+// erase rows, the rest retain rows; erase_mask and retain_mask (B, T) each hold the masks of
+// their own rows and 0 on the other rows. Returns T.
+static int fill_rep_block(int* inputs, float* erase_mask, float* retain_mask, const RepRow* rows, int n_erase,
+                          int n_rows, int max_T) {
+    int T = 1;
+    for (int r = 0; r < n_rows; r++) {
+        int len = rows[r].n_prompt + rows[r].n_answer;
+        if (len > T) T = len;
+    }
+    if (T > max_T) T = max_T;
+    for (int r = 0; r < n_rows; r++) {
+        const RepRow* row = &rows[r];
+        int len = row->n_prompt + row->n_answer < T ? row->n_prompt + row->n_answer : T;
+        float* mine = r < n_erase ? erase_mask : retain_mask;
+        float* other = r < n_erase ? retain_mask : erase_mask;
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)r * T + t;
+            inputs[i] = t >= len ? 0 : t < row->n_prompt ? row->prompt[t] : row->answer[t - row->n_prompt];
+            mine[i] = t >= row->mask_from && t < len ? 1.0f : 0.0f;
+            other[i] = 0.0f;
+        }
+    }
+    return T;
+}
+
+// an Example [prompt ; response] with the loss on predicting the response (train.h convention)
+static int example_from_ids(Example* ex, const int* prompt, int n_prompt, const int* response, int n_response) {
+    int n = n_prompt + n_response;
+    ex->ids = malloc(n * sizeof(int));
+    ex->mask = calloc(n, sizeof(float));
+    ex->n = n;
+    if (!ex->ids || !ex->mask) return -1;
+    memcpy(ex->ids, prompt, n_prompt * sizeof(int));
+    memcpy(ex->ids + n_prompt, response, n_response * sizeof(int));
+    for (int t = n_prompt - 1; t < n - 1; t++) ex->mask[t] = 1.0f;
+    return 0;
+}
+
+// parses "2,4" into distinct sorted layer indices; 0 on success
+static int parse_layer_list(const char* cmd, const char* flag, const char* s, int* layers, int* n) {
+    *n = 0;
+    const char* p = s;
+    while (*p) {
+        char* end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v >= DEFEND_MAX_LAYERS || (*end && *end != ',')) {
+            error_msg("%s: %s expects layer indices like 2,4 (each 0..%d), got '%s'", cmd, flag,
+                      DEFEND_MAX_LAYERS - 1, s);
+            return -1;
+        }
+        int dup = 0;
+        for (int k = 0; k < *n; k++) dup |= layers[k] == (int)v;
+        if (!dup) layers[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0) {
+        error_msg("%s: %s expects at least one layer", cmd, flag);
+        return -1;
+    }
+    for (int i = 1; i < *n; i++) // insertion sort: a handful of layers
+        for (int j = i; j > 0 && layers[j - 1] > layers[j]; j--) {
+            int tmp = layers[j];
+            layers[j] = layers[j - 1];
+            layers[j - 1] = tmp;
+        }
+    return 0;
+}
+
+// The layers a run uses, with the defaults filled in and checked against the model.
+typedef struct {
+    int targets[DEFEND_MAX_LAYERS], n_targets;
+    int retain[DEFEND_MAX_LAYERS], n_retain;
+    int max_target;
+    int n_run;       // layers the representation forward runs: up to the highest layer a loss reads
+    int oalw_layer;
+} DefenseLayers;
+
+static int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L) {
+    memset(dl, 0, sizeof(*dl));
+    if (cfg->n_targets > 0) {
+        memcpy(dl->targets, cfg->targets, cfg->n_targets * sizeof(int));
+        dl->n_targets = cfg->n_targets;
+    } else {
+        // about 1/3 and 2/3 of the depth (the published {10, 20} of 32 layers; {1, 2} of 4)
+        for (int k = 1; k <= 2; k++) {
+            int l = k * L / 3;
+            if (l > L - 1) l = L - 1;
+            if (dl->n_targets == 0 || dl->targets[dl->n_targets - 1] != l) dl->targets[dl->n_targets++] = l;
+        }
+    }
+    dl->max_target = dl->targets[dl->n_targets - 1];
+    if (cfg->n_retain > 0) {
+        memcpy(dl->retain, cfg->retain_layers, cfg->n_retain * sizeof(int));
+        dl->n_retain = cfg->n_retain;
+    } else {
+        for (int l = 0; l <= dl->max_target; l++) dl->retain[dl->n_retain++] = l;
+    }
+    int top = dl->max_target > dl->retain[dl->n_retain - 1] ? dl->max_target : dl->retain[dl->n_retain - 1];
+    dl->oalw_layer = cfg->oalw_layer >= 0 ? cfg->oalw_layer : dl->targets[0];
+    if (top >= L || dl->oalw_layer >= L) {
+        error_msg("defend: layer %d asked for (targets, retain or OALW layer), but the model has layers 0..%d",
+                  top > dl->oalw_layer ? top : dl->oalw_layer, L - 1);
+        return -1;
+    }
+    dl->n_run = top + 1;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// OALW inside the defence: the weights of every erase example, a summary, a JSONL report
+
+#define OALW_NEAREST 3 // reference prompts listed per malicious prompt in the report
+
+// the q-quantile (0..1) of x (n), by linear interpolation between order statistics
+static float quantile(const float* x, int n, float q) {
+    float* s = malloc(n * sizeof(float));
+    memcpy(s, x, n * sizeof(float));
+    for (int i = 1; i < n; i++) // insertion sort: n is a few hundred, once per run
+        for (int j = i; j > 0 && s[j - 1] > s[j]; j--) {
+            float tmp = s[j];
+            s[j] = s[j - 1];
+            s[j - 1] = tmp;
+        }
+    float pos = q * (n - 1);
+    int lo = (int)pos;
+    float v = lo + 1 < n ? s[lo] + (pos - lo) * (s[lo + 1] - s[lo]) : s[lo];
+    free(s);
+    return v;
+}
+
+// Pooled prompt representations at `layer` of every item in idx (n), under the model as it is
+// now (the caller switches the adapters on or off). out: (n, C). 0 on success.
+static int pooled_prompts(float* out, Model* m, Tokenizer* t, const PromptSet* file, const int* idx, int n,
+                          int layer, int pool) {
+    int L = m->config.n_layers, C = m->config.dim;
+    PromptSet set = {0};
+    set.items = malloc(n * sizeof(PromptItem));
+    float* all = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
+    int status = set.items && all ? 0 : -1;
+    if (status == 0) {
+        for (int i = 0; i < n; i++) set.items[i] = file->items[idx ? idx[i] : i]; // shallow copies
+        set.n = n;
+        snprintf(set.name, sizeof(set.name), "%s", file->name);
+        status = collect_representations(m, t, &set, pool, all);
+    }
+    if (status == 0) memcpy(out, all + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
+    else if (!set.items || !all) error_msg("overlap weights: out of memory");
+    free(set.items);
+    free(all);
+    return status;
+}
+
+// prints the weights' spread, by category and wrapped vs direct
+static void print_oalw_summary(const DefenseData* d, const float* weight, const float* overlap) {
+    int N = d->n_erase;
+    float lo = weight[0], hi = weight[0];
+    double mean = 0.0;
+    for (int i = 0; i < N; i++) {
+        lo = fminf(lo, weight[i]);
+        hi = fmaxf(hi, weight[i]);
+        mean += weight[i] / N;
+    }
+    fprintf(stderr, "oalw: %d weights: min %.3f mean %.3f max %.3f | quantiles 10%% %.3f 25%% %.3f 50%% %.3f "
+            "75%% %.3f 90%% %.3f\n", N, lo, mean, hi, quantile(weight, N, 0.1f), quantile(weight, N, 0.25f),
+            quantile(weight, N, 0.5f), quantile(weight, N, 0.75f), quantile(weight, N, 0.9f));
+    // by category (in order of first appearance), then wrapped vs direct
+    const char* seen[64];
+    int n_seen = 0;
+    for (int i = 0; i < N && n_seen < 64; i++) {
+        const char* cat = d->file.items[d->erase[i]].category ? d->file.items[d->erase[i]].category : "(none)";
+        int known = 0;
+        for (int k = 0; k < n_seen; k++) known |= !strcmp(seen[k], cat);
+        if (!known) seen[n_seen++] = cat;
+    }
+    for (int k = 0; k < n_seen; k++) {
+        double w = 0.0, s = 0.0;
+        int count = 0;
+        for (int i = 0; i < N; i++) {
+            const char* cat = d->file.items[d->erase[i]].category ? d->file.items[d->erase[i]].category : "(none)";
+            if (strcmp(cat, seen[k])) continue;
+            w += weight[i];
+            s += overlap[i];
+            count++;
+        }
+        fprintf(stderr, "oalw:   %-12s %4d prompts  mean weight %.3f  mean overlap %.4f\n", seen[k], count,
+                w / count, s / count);
+    }
+    for (int wrapped = 0; wrapped < 2; wrapped++) {
+        double w = 0.0, s = 0.0;
+        int count = 0;
+        for (int i = 0; i < N; i++) {
+            if ((d->file.items[d->erase[i]].wrapper != NULL) != wrapped) continue;
+            w += weight[i];
+            s += overlap[i];
+            count++;
+        }
+        if (count)
+            fprintf(stderr, "oalw:   %-12s %4d prompts  mean weight %.3f  mean overlap %.4f\n",
+                    wrapped ? "wrapped" : "direct", count, w / count, s / count);
+    }
+}
+
+// one line per malicious example: its weight, overlap and nearest reference prompts
+static int write_oalw_jsonl(const char* path, const DefenseData* d, const PromptSet* reference, const float* weight,
+                            const float* overlap, const int* nearest, const float* nearest_cos, int step) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    for (int i = 0; i < d->n_erase; i++) {
+        const PromptItem* it = &d->file.items[d->erase[i]];
+        fprintf(af.f, "{\"index\": %d, \"line\": %d, \"step\": %d, \"prompt\": ", i, d->erase[i] + 1, step);
+        json_write_string(af.f, it->prompt);
+        fprintf(af.f, ", \"category\": ");
+        if (it->category) json_write_string(af.f, it->category);
+        else fprintf(af.f, "null");
+        fprintf(af.f, ", \"wrapped\": %s, \"overlap\": %.6f, \"weight\": %.6f, \"nearest\": [",
+                it->wrapper ? "true" : "false", overlap[i], weight[i]);
+        for (int j = 0; j < OALW_NEAREST; j++) {
+            int r = nearest[(size_t)i * OALW_NEAREST + j];
+            if (r < 0) break;
+            fprintf(af.f, "%s{\"prompt\": ", j ? ", " : "");
+            json_write_string(af.f, reference->items[r].prompt);
+            fprintf(af.f, ", \"cos\": %.6f}", nearest_cos[(size_t)i * OALW_NEAREST + j]);
+        }
+        fprintf(af.f, "]}\n");
+    }
+    return atomic_commit(&af);
+}
+
+// Computes the erasure weight of every erase example (d->n_erase) into weight, from the model
+// as it is (adapters off for M0, on for Mθ: the caller's choice). 0 on success.
+static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData* d, const PromptSet* reference,
+                        const DefenseConfig* cfg, int layer, int step) {
+    int N = d->n_erase, M = reference->n, C = m->config.dim;
+    float* mal = malloc((size_t)N * C * sizeof(float));
+    float* ref = malloc((size_t)M * C * sizeof(float));
+    float* overlap = malloc(N * sizeof(float));
+    int* nearest = malloc((size_t)N * OALW_NEAREST * sizeof(int));
+    float* nearest_cos = malloc((size_t)N * OALW_NEAREST * sizeof(float));
+    int status = mal && ref && overlap && nearest && nearest_cos ? 0 : -1;
+    if (status != 0) error_msg("overlap weights: out of memory");
+    if (status == 0) status = pooled_prompts(mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
+    if (status == 0) status = pooled_prompts(ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
+    if (status == 0)
+        status = overlap_weights(weight, overlap, nearest, nearest_cos, OALW_NEAREST, mal, N, ref, M, C, &cfg->overlap);
+    if (status == 0) {
+        fprintf(stderr, "oalw: weights at layer %d (%s pooling, %s) from %s, step %d\n", layer,
+                cfg->oalw_pool == POOL_LAST ? "last-token" : "mean", cfg->overlap.form == WEIGHT_SOFTMAX ? "softmax" : "linear",
+                step == 0 ? "M0" : "the adapted model", step);
+        print_oalw_summary(d, weight, overlap);
+        if (cfg->oalw_out) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
+    }
+    free(mal);
+    free(ref);
+    free(overlap);
+    free(nearest);
+    free(nearest_cos);
+    return status;
+}
+
+// loads D_p: the items of kind pseudo (or without a kind). EXIT_OK or EXIT_BAD_INPUT.
+static int load_reference(PromptSet* file, PromptSet* ref, const char* path) {
+    if (prompt_set_load(file, path) != 0) return EXIT_BAD_INPUT;
+    ref->items = malloc((file->n > 0 ? file->n : 1) * sizeof(PromptItem));
+    ref->n = 0;
+    for (int i = 0; i < file->n; i++)
+        if (!file->items[i].kind || !strcmp(file->items[i].kind, "pseudo")) ref->items[ref->n++] = file->items[i];
+    snprintf(ref->name, sizeof(ref->name), "%s", file->name);
+    if (ref->n == 0) {
+        error_msg("%s: no pseudo-malicious prompts for the OALW reference set", path);
+        return EXIT_BAD_INPUT;
+    }
+    return EXIT_OK;
+}
+
+void free_defense_log(DefenseLog* log) {
+    free(log->rows);
+    log->rows = NULL;
+    log->n = 0;
+}
+
+// ----------------------------------------------------------------------------
+// the defence loop
+
+// the run log as CSV (step, coefficients, loss terms, speed), written atomically
+static int write_defense_csv(const DefenseLog* log, const char* path) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    fprintf(af.f, "step,c_erase,c_retain,erase,retain,caa,tokens_per_s,elapsed\n");
+    for (int i = 0; i < log->n; i++) {
+        const DefenseLogRow* r = &log->rows[i];
+        fprintf(af.f, "%d,%.9g,%.9g,%.9g,%.9g,", r->step, r->c_erase, r->c_retain, r->erase, r->retain);
+        if (!isnan(r->caa)) fprintf(af.f, "%.9g", r->caa);
+        fprintf(af.f, ",%.1f,%.3f\n", r->tokens_per_s, r->elapsed);
+    }
+    return atomic_commit(&af);
+}
+
+// the three loss terms against the step, before their coefficients
+static int write_defense_plot(const DefenseLog* log, const char* path, int with_caa) {
+    int n = log->n;
+    float* x = malloc((n + 1) * sizeof(float));
+    float* y = malloc(3 * (n + 1) * sizeof(float)); // erase, retain, caa
+    for (int i = 0; i < n; i++) {
+        x[i] = (float)log->rows[i].step;
+        y[i] = log->rows[i].erase;
+        y[(n + 1) + i] = log->rows[i].retain;
+        y[2 * (n + 1) + i] = log->rows[i].caa;
+    }
+    Series series[3] = {{"erase: ReLU(cos) at L_t", x, y, n}, {"retain: |h - h0| at L_r", x, y + (n + 1), n},
+                        {"CAA: refusal cross-entropy", x, y + 2 * (n + 1), n}};
+    PlotOptions opt = {.title = "mosr defend: loss terms", .x_label = "step", .y_label = "loss (before coefficients)"};
+    int rc = plot_lines(path, &opt, series, with_caa ? 3 : 2);
+    free(x);
+    free(y);
+    return rc;
+}
+
+static void defense_log_add(DefenseLog* log, DefenseLogRow row, int capacity) {
+    if (!log->rows) log->rows = malloc((capacity > 0 ? capacity : 1) * sizeof(DefenseLogRow));
+    if (log->rows && log->n < capacity) log->rows[log->n++] = row;
+}
+
+int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out) {
+    const Config* c = &m->config;
+    int L = c->n_layers, C = c->dim, seq_len = c->seq_len;
+    if (m->lora.n_params > 0) {
+        error_msg("defend: the model already has LoRA adapters (merge or free them first)");
+        return EXIT_USAGE;
+    }
+    if (cfg->steps < 0 || cfg->batch < 1 || cfg->rank < 1 || !(cfg->lr > 0.0f)) {
+        error_msg("defend: bad config (steps %d, batch %d, rank %d, lr %g)", cfg->steps, cfg->batch, cfg->rank, cfg->lr);
+        return EXIT_USAGE;
+    }
+    DefenseLayers dl;
+    if (defense_layers(&dl, cfg, L) != 0) return EXIT_USAGE;
+
+    // everything the cleanup frees
+    int rc = EXIT_BAD_INPUT;
+    DefenseData d = {0};
+    PromptSet ref_file = {0}, reference = {0};
+    Cycle erase_cycle = {0}, retain_cycle = {0}, caa_cycle = {0}, pseudo_cycle = {0};
+    float *erase_weight = NULL, *h0 = NULL, *dh = NULL, *adam_m = NULL, *adam_v = NULL;
+    float *erase_mask = NULL, *retain_mask = NULL, *row_weight = NULL;
+    int* inputs = NULL;
+    RepRow* rows = NULL;
+    Example* caa_rows = NULL;
+    const Example** caa_ptrs = NULL;
+    Batch caa_batch = {0};
+    DefenseLog log = {0};
+    float** dhidden = calloc(L, sizeof(float*)); // (L) model_backward's injections: d loss / d h_l or NULL
+    int* need = malloc(L * sizeof(int));          // (L) slot of layer l in h0 and dh, -1 if no loss reads it
+    int n_caa = cfg->caa ? (cfg->caa_batch > 0 ? cfg->caa_batch : cfg->batch) : 0;
+    int n_counter = cfg->caa && cfg->caa_counterweight ? n_caa : 0;
+
+    // 1. data
+    rc = load_defense_data(&d, t, cfg);
+    if (rc != EXIT_OK) goto done;
+    if (cfg->oalw && (rc = load_reference(&ref_file, &reference, cfg->reference_path)) != EXIT_OK) goto done;
+    rc = EXIT_FAILURE_RUN;
+    fprintf(stderr, "defend: %s, %d erase examples, %d retain examples (%s refusal rows, %s borderline), "
+            "targets", cfg->method == DEFEND_MOSR ? "MOSR" : "RR", d.n_erase, d.n_retain,
+            cfg->retain_refusal == RETAIN_REFUSAL_ALL ? "all-token" : cfg->retain_refusal == RETAIN_REFUSAL_ONLY ? "refusal-token" : "no",
+            cfg->retain_borderline ? "with" : "no");
+    for (int k = 0; k < dl.n_targets; k++) fprintf(stderr, "%s%d", k ? "," : " ", dl.targets[k]);
+    fprintf(stderr, ", retain layers %d..%d (%d), OALW %s, CAA %s%s\n", dl.retain[0], dl.retain[dl.n_retain - 1],
+            dl.n_retain, cfg->oalw ? "on" : "off", cfg->caa ? "on" : "off",
+            cfg->caa && cfg->caa_counterweight ? " + counterweight" : "");
+
+    // 2. adapters on all seven maps of layers [0, max target]; M0 = the same with enabled = 0
+    if (model_lora_init(m, cfg->rank, cfg->lora_alpha, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, cfg->lora_b_std,
+                        cfg->seed) != 0)
+        goto done;
+    size_t n_lora = m->lora.n_params;
+    fprintf(stderr, "defend: LoRA rank %d alpha %g on layers 0..%d: %zu trainable parameters\n", cfg->rank,
+            cfg->lora_alpha, dl.max_target, n_lora);
+
+    // 3. buffers: the representation block holds batch erase + batch retain rows
+    int B = 2 * cfg->batch;
+    if (!dhidden || !need) { error_msg("defend: out of memory"); goto done; }
+    for (int l = 0; l < L; l++) need[l] = -1;
+    for (int k = 0; k < dl.n_targets; k++) need[dl.targets[k]] = 1;
+    for (int k = 0; k < dl.n_retain; k++) need[dl.retain[k]] = 1;
+    int n_need = 0;
+    for (int l = 0; l < L; l++) need[l] = need[l] > 0 ? n_need++ : -1;
+    size_t block = (size_t)B * seq_len * C;
+    h0 = malloc(n_need * block * sizeof(float));         // (n_need, B, T, C) at the current T
+    dh = malloc(n_need * block * sizeof(float));
+    inputs = malloc((size_t)B * seq_len * sizeof(int));
+    erase_mask = malloc((size_t)B * seq_len * sizeof(float));
+    retain_mask = malloc((size_t)B * seq_len * sizeof(float));
+    row_weight = malloc(B * sizeof(float));
+    rows = malloc(B * sizeof(RepRow));
+    erase_weight = malloc(d.n_erase * sizeof(float));
+    adam_m = calloc(n_lora, sizeof(float));
+    adam_v = calloc(n_lora, sizeof(float));
+    if (!h0 || !dh || !inputs || !erase_mask || !retain_mask || !row_weight || !rows || !erase_weight || !adam_m ||
+        !adam_v) {
+        error_msg("defend: out of memory for a batch of %d x %d", B, seq_len);
+        goto done;
+    }
+    for (int i = 0; i < d.n_erase; i++) erase_weight[i] = 1.0f;
+    if (n_caa > 0) {
+        caa_rows = calloc(n_caa + n_counter, sizeof(Example));
+        caa_ptrs = malloc((n_caa + n_counter) * sizeof(Example*));
+        build_batch(&caa_batch, n_caa + n_counter, seq_len);
+    }
+    build_cycle(&erase_cycle, d.n_erase);
+    build_cycle(&retain_cycle, d.n_retain);
+    build_cycle(&caa_cycle, d.n_erase);
+    build_cycle(&pseudo_cycle, d.n_pseudo);
+    // separate random streams, so that switching CAA on or off leaves the RR batches unchanged
+    uint64_t rng_data = cfg->seed * 0x9E3779B97F4A7C15ULL + 1, rng_caa = cfg->seed * 0xD1B54A32D192ED03ULL + 7;
+
+    // 4. OALW weights from M0 (adapters off), before any training
+    if (cfg->oalw) {
+        m->lora.enabled = 0;
+        if (compute_oalw(erase_weight, m, t, &d, &reference, cfg, dl.oalw_layer, 0) != 0) goto done;
+    }
+
+    // 5. the loop
+    double start = time_now();
+    long tokens = 0;
+    for (int step = 0; step < cfg->steps; step++) {
+        if (cfg->oalw && cfg->oalw_every > 0 && step > 0 && step % cfg->oalw_every == 0) {
+            m->lora.enabled = 1;
+            if (compute_oalw(erase_weight, m, t, &d, &reference, cfg, dl.oalw_layer, step) != 0) goto done;
+        }
+        float c_erase, c_retain;
+        rr_schedule(&c_erase, &c_retain, cfg->alpha, step, cfg->steps);
+
+        // the erase rows, then the retain rows, in one block
+        for (int r = 0; r < B; r++) {
+            int erase = r < cfg->batch;
+            int k = cycle_next(erase ? &erase_cycle : &retain_cycle, &rng_data);
+            const DefenseItem* it = &d.items[erase ? d.erase[k] : d.retain[k]];
+            int response_only = erase ? cfg->erase_tokens == ERASE_RESPONSE
+                                      : d.retain_refusal[k] && cfg->retain_refusal == RETAIN_REFUSAL_ONLY;
+            rows[r] = (RepRow){it->prompt, erase ? it->harmful : it->response, it->n_prompt,
+                               erase ? it->n_harmful : it->n_response, rep_mask_from(it->n_prompt, response_only)};
+            row_weight[r] = erase ? erase_weight[k] : 1.0f;
+        }
+        int T = fill_rep_block(inputs, erase_mask, retain_mask, rows, cfg->batch, B, seq_len);
+        size_t BTC = (size_t)B * T * C;
+
+        // M0's states: the same weights with the adapters off, only as deep as a loss reads
+        m->lora.enabled = 0;
+        model_forward(m, inputs, B, T, dl.n_run);
+        if (m->n_run != dl.n_run) goto done;
+        for (int l = 0; l < dl.n_run; l++)
+            if (need[l] >= 0) memcpy(h0 + need[l] * BTC, model_hidden(m, l), BTC * sizeof(float));
+        // Mθ's states, and the losses on them
+        m->lora.enabled = 1;
+        model_forward(m, inputs, B, T, dl.n_run);
+        if (m->n_run != dl.n_run) goto done;
+        memset(dh, 0, n_need * BTC * sizeof(float));
+        for (int l = 0; l < L; l++) dhidden[l] = need[l] >= 0 ? dh + need[l] * BTC : NULL;
+        float erase_loss = 0.0f, retain_loss = 0.0f;
+        for (int k = 0; k < dl.n_targets; k++) {
+            int l = dl.targets[k];
+            const float* h = model_hidden(m, l);
+            const float* h_frozen = h0 + need[l] * BTC;
+            erase_loss += erase_loss_forward(NULL, h, h_frozen, erase_mask, row_weight, B, T, C) / dl.n_targets;
+            erase_loss_backward(dhidden[l], h, h_frozen, erase_mask, row_weight, c_erase / dl.n_targets, B, T, C);
+        }
+        for (int k = 0; k < dl.n_retain; k++) {
+            int l = dl.retain[k];
+            const float* h = model_hidden(m, l);
+            const float* h_frozen = h0 + need[l] * BTC;
+            retain_loss += retain_loss_forward(h, h_frozen, retain_mask, B, T, C) / dl.n_retain;
+            retain_loss_backward(dhidden[l], h, h_frozen, retain_mask, c_retain / dl.n_retain, B, T, C);
+        }
+        model_lora_zero_grads(m);
+        model_backward(m, 0, dhidden);
+        tokens += (long)B * T;
+
+        // CAA: [prompt ; k harmful tokens ; refusal] through the whole model, CE on the refusal.
+        // Its own forward and backward: the forward overwrites the activations the RR backward read.
+        float caa_loss = NAN; // stays NaN (a blank in the log) in a step where no CAA row fits the context
+        int caa_ran = 0;
+        if (n_caa > 0) {
+            for (int r = 0; r < n_caa + n_counter; r++) free_example(&caa_rows[r]);
+            int n_rows = 0;
+            for (int r = 0; r < n_caa; r++) {
+                const DefenseItem* it = &d.items[d.erase[cycle_next(&caa_cycle, &rng_caa)]];
+                // the completion without its EOS: a prefix of it is context, never an ending
+                if (build_caa_example(&caa_rows[n_rows], NULL, it->prompt, it->n_prompt, it->harmful, it->n_harmful - 1,
+                                      it->refusal, it->n_refusal, cfg->caa_kmin, cfg->caa_frac, seq_len + 1,
+                                      &rng_caa) == 0)
+                    n_rows++;
+            }
+            for (int r = 0; r < n_counter; r++) {
+                const DefenseItem* it = &d.items[d.pseudo[cycle_next(&pseudo_cycle, &rng_caa)]];
+                if (example_from_ids(&caa_rows[n_rows], it->prompt, it->n_prompt, it->response, it->n_response) == 0)
+                    n_rows++;
+            }
+            for (int r = 0; r < n_rows; r++) caa_ptrs[r] = &caa_rows[r];
+            if (n_rows > 0) {
+                batch_fill_padded(&caa_batch, caa_ptrs, n_rows);
+                model_forward(m, caa_batch.inputs, caa_batch.B, caa_batch.T, L);
+                if (m->n_run != L) goto done;
+                caa_loss = model_loss(m, caa_batch.targets, caa_batch.mask, cfg->caa_weight);
+                caa_ran = 1;
+                model_backward(m, 1, NULL);
+                tokens += (long)caa_batch.B * caa_batch.T;
+            }
+        }
+        if (!isfinite(erase_loss) || !isfinite(retain_loss) || (caa_ran && !isfinite(caa_loss))) {
+            error_msg("defend: step %d: a loss is not finite (erase %g, retain %g, caa %g); nothing saved", step,
+                      erase_loss, retain_loss, caa_loss);
+            goto done;
+        }
+        adamw_update(m->lora.param_memory, m->lora.grad_memory, adam_m, adam_v, n_lora, cfg->lr, 0.9f, 0.999f, 1e-8f,
+                     0.0f, step + 1);
+
+        double elapsed = time_now() - start;
+        float rate = elapsed > 0 ? (float)(tokens / elapsed) : 0.0f;
+        defense_log_add(&log, (DefenseLogRow){step, c_erase, c_retain, erase_loss, retain_loss, caa_loss, rate,
+                                              (float)elapsed}, cfg->steps);
+        if (cfg->print_every > 0 && (step % cfg->print_every == 0 || step == cfg->steps - 1)) {
+            double eta = elapsed / (step + 1) * (cfg->steps - step - 1);
+            fprintf(stderr, "step %4d/%d | erase %.4f retain %.4f", step + 1, cfg->steps, erase_loss, retain_loss);
+            if (n_caa > 0) fprintf(stderr, " caa %.4f", caa_loss);
+            fprintf(stderr, " | c_s %.2f c_r %.2f | %.0f tok/s | ETA %.0f s\n", c_erase, c_retain, rate, eta);
+        }
+    }
+    if (cfg->steps > 0)
+        fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s)\n", cfg->steps, time_now() - start,
+                tokens / fmax(time_now() - start, 1e-9));
+
+    // 6. the adapters go into the weights: an ordinary model again
+    model_lora_merge(m);
+    if (cfg->log_path && write_defense_csv(&log, cfg->log_path) != 0) goto done;
+    if (cfg->plot_path && log.n > 0 && write_defense_plot(&log, cfg->plot_path, n_caa > 0) != 0) goto done;
+    rc = EXIT_OK;
+
+done:
+    if (m->lora.n_params > 0 && rc != EXIT_OK) model_lora_free(m);
+    if (log_out && rc == EXIT_OK) *log_out = log;
+    else free_defense_log(&log);
+    for (int r = 0; caa_rows && r < n_caa + n_counter; r++) free_example(&caa_rows[r]);
+    free(caa_rows);
+    free(caa_ptrs);
+    if (caa_batch.inputs) free_batch(&caa_batch);
+    free_cycle(&erase_cycle);
+    free_cycle(&retain_cycle);
+    free_cycle(&caa_cycle);
+    free_cycle(&pseudo_cycle);
+    free(erase_weight);
+    free(h0);
+    free(dh);
+    free(inputs);
+    free(erase_mask);
+    free(retain_mask);
+    free(row_weight);
+    free(rows);
+    free(adam_m);
+    free(adam_v);
+    free(dhidden);
+    free(need);
+    free(reference.items); // shallow copies: the strings belong to ref_file
+    prompt_set_free(&ref_file);
+    free_defense_data(&d);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// mosr defend: the command
+
+static void defend_usage(FILE* f) {
+    fprintf(f,
+        "usage: mosr defend MODEL.bin -z TOKENIZER.bin --method rr|mosr -o OUT.bin [options]\n"
+        "\n"
+        "Hardens a chat model with Representation Rerouting (RR, DESIGN.md 1.3), or with MOSR = RR +\n"
+        "Overlap-Aware Loss Weighting + Context-Aware Augmentation (1.4), trained as LoRA adapters\n"
+        "that are merged into the weights of OUT.bin (an ordinary checkpoint).\n"
+        "\n"
+        "  --method rr|mosr          rr: OALW and CAA off; mosr: both on (default mosr)\n"
+        "  -o, --out OUT.bin         the defended model (required)\n"
+        "  --v0                      write OUT.bin as a llama2.c v0 checkpoint (default v1)\n"
+        "data:\n"
+        "  --data FILE               erase, retain and borderline examples (default data/defense.jsonl):\n"
+        "                            malicious items with \"harmful\" are erased (prompt + completion);\n"
+        "                            benign -> response, malicious -> refusal, pseudo -> response retained\n"
+        "  --reference FILE          D_p, OALW's pseudo-malicious reference set (default data/reference.jsonl)\n"
+        "RR:\n"
+        "  --targets LIST            target layers L_t, e.g. 2,4 (default: n_layers/3 and 2*n_layers/3)\n"
+        "  --retain-layers LIST      retain layers L_r (default: every layer up to the highest target)\n"
+        "  --alpha X                 schedule: c_s = X (1 - t/2T), c_r = X t/2T (default 10)\n"
+        "  --steps N                 optimiser steps (default 150)\n"
+        "  --batch N                 erase rows and retain rows per step, N each (default 16)\n"
+        "  --lr X                    AdamW learning rate, constant, no weight decay (default 1e-3)\n"
+        "  --seed N                  LoRA init, sampling, CAA prefixes (default 1337)\n"
+        "  --erase-tokens all|response  erase prompt + response tokens (default, DESIGN.md 1.3), or the\n"
+        "                            response only (milder: prompt states, which pseudo-malicious prompts\n"
+        "                            share, are left alone)\n"
+        "  --retain-refusal all|refusal|none  malicious -> refusal rows: retain loss on all their tokens,\n"
+        "                            on the refusal tokens only, or no such rows (default all)\n"
+        "  --retain-borderline       pseudo -> helpful rows in the retain set too, as the published\n"
+        "                            Circuit Breakers recipe does with XSTest-like data (default off:\n"
+        "  --no-retain-borderline    D_r = benign + malicious -> refusal, DESIGN.md 1.3)\n"
+        "LoRA (all seven maps of layers 0..max target):\n"
+        "  --rank N                  (default 8)\n"
+        "  --lora-alpha X            scale alpha/rank (default 16)\n"
+        "  --lora-b-std X            B ~ N(0, X): breaks the cos = 1 symmetry at step 0; 0 = the usual\n"
+        "                            LoRA init, under which the erasure cannot start (default 1e-3)\n"
+        "OALW (on with --method mosr):\n"
+        "  --oalw, --no-oalw         switch it on or off\n"
+        "  --oalw-layer L            l_w, the layer of the pooled representations (default: first target)\n"
+        "  --oalw-pool mean|last     mean over the prompt tokens after BOS, or the last one (default mean)\n"
+        "  --oalw-score topk|centroid  s_i: mean of the k largest cosines to D_p, or the cosine to its\n"
+        "                            centroid (default topk)\n"
+        "  --oalw-k K                (default 8)\n"
+        "  --oalw-form linear|softmax  w = max(w_min, 1 - lambda (s - min s)/(max s - min s)), or\n"
+        "                            w ~ exp(-s/tau); either scaled to mean 1 (default linear)\n"
+        "  --oalw-lambda X           (default 0.8)\n"
+        "  --oalw-wmin X             (default 0.1)\n"
+        "  --oalw-tau X              (default 0.05)\n"
+        "  --oalw-every N            recompute the weights with the adapted model every N steps\n"
+        "                            (default 0: once, from M0, before training)\n"
+        "  --oalw-out FILE.jsonl     every malicious example's weight, overlap and nearest reference prompts\n"
+        "CAA (on with --method mosr):\n"
+        "  --caa, --no-caa           switch it on or off\n"
+        "  --caa-kmin N              k ~ U{kmin .. K}: harmful tokens before the refusal (default 0)\n"
+        "  --caa-frac X              K = X * the completion's length (default 0.5)\n"
+        "  --caa-weight X            c_a, the weight of the refusal cross-entropy (default 1)\n"
+        "  --caa-batch N             CAA rows per step (default: --batch)\n"
+        "  --caa-counterweight       as many pseudo -> helpful rows beside them, in the same loss (default off)\n"
+        "output:\n"
+        "  --log FILE.csv            step,c_erase,c_retain,erase,retain,caa,tokens_per_s,elapsed\n"
+        "                            (default OUT.csv: OUT.bin without .bin)\n"
+        "  --plot FILE.png           the loss terms against the step (default OUT_loss.png)\n"
+        "  --print-every N           progress line every N steps, 0 = none (default 10)\n"
+        "  --threads N               OpenMP threads (default: all); a run is reproducible for a given\n"
+        "                            seed and thread count\n");
+}
+
+// out path without a trailing ".bin", plus suffix
+static void derived_path(char* buf, size_t len, const char* out, const char* suffix) {
+    size_t n = strlen(out);
+    if (n > 4 && !strcmp(out + n - 4, ".bin")) n -= 4;
+    snprintf(buf, len, "%.*s%s", (int)n, out, suffix);
+}
+
+// picks value from names (n): its index, or -1 after a usage message
+static int pick_name(const char* cmd, const char* flag, const char* value, const char* const* names, int n) {
+    char choices[256] = "";
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(value, names[i])) return i;
+        snprintf(choices + strlen(choices), sizeof(choices) - strlen(choices), "%s%s", i ? "|" : "", names[i]);
+    }
+    error_msg("%s: %s takes %s, got '%s'", cmd, flag, choices, value);
+    return -1;
+}
+
+// The defence's knobs: the DefenseConfig fields a flag sets, other than the data, the output, the
+// steps and seed, and the method's two components. mosr defend, demo and ablation all take them.
+static const char* const DEFENSE_KNOB_FLAGS[] = {"--targets", "--retain-layers", "--alpha", "--batch", "--lr",
+    "--erase-tokens", "--retain-refusal", "--rank", "--lora-alpha", "--lora-b-std", "--oalw-layer", "--oalw-pool",
+    "--oalw-score", "--oalw-form", "--oalw-k", "--oalw-lambda", "--oalw-wmin", "--oalw-tau", "--oalw-every",
+    "--caa-kmin", "--caa-frac", "--caa-weight", "--caa-batch"};
+
+// 1 if f is a knob without a value (and sets it), else 0
+int defense_switch(DefenseConfig* c, const char* f) {
+    if (!strcmp(f, "--retain-borderline")) c->retain_borderline = 1;
+    else if (!strcmp(f, "--no-retain-borderline")) c->retain_borderline = 0;
+    else if (!strcmp(f, "--caa-counterweight")) c->caa_counterweight = 1;
+    else return 0;
+    return 1;
+}
+
+int is_defense_knob(const char* f) {
+    for (size_t k = 0; k < sizeof(DEFENSE_KNOB_FLAGS) / sizeof(DEFENSE_KNOB_FLAGS[0]); k++)
+        if (!strcmp(f, DEFENSE_KNOB_FLAGS[k])) return 1;
+    return 0;
+}
+
+// sets the knob f (one of DEFENSE_KNOB_FLAGS) to v: 0 on success, 1 on a bad value (reported)
+int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v) {
+    static const char* const erase_names[] = {"all", "response"};
+    static const char* const refusal_names[] = {"all", "refusal", "none"};
+    static const char* const pool_names[] = {"mean", "last"};
+    static const char* const score_names[] = {"topk", "centroid"};
+    static const char* const form_names[] = {"linear", "softmax"};
+    if (!strcmp(f, "--targets")) return parse_layer_list(cmd, f, v, c->targets, &c->n_targets) != 0;
+    if (!strcmp(f, "--retain-layers")) return parse_layer_list(cmd, f, v, c->retain_layers, &c->n_retain) != 0;
+    if (!strcmp(f, "--alpha")) return arg_float(cmd, f, v, 0, 1e6, &c->alpha) != 0;
+    if (!strcmp(f, "--batch")) return arg_int(cmd, f, v, 1, 4096, &c->batch) != 0;
+    if (!strcmp(f, "--lr")) return arg_float(cmd, f, v, 1e-9, 10, &c->lr) != 0;
+    if (!strcmp(f, "--erase-tokens")) return (c->erase_tokens = pick_name(cmd, f, v, erase_names, 2)) < 0;
+    if (!strcmp(f, "--retain-refusal")) return (c->retain_refusal = pick_name(cmd, f, v, refusal_names, 3)) < 0;
+    if (!strcmp(f, "--rank")) return arg_int(cmd, f, v, 1, 1024, &c->rank) != 0;
+    if (!strcmp(f, "--lora-alpha")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->lora_alpha) != 0;
+    if (!strcmp(f, "--lora-b-std")) return arg_float(cmd, f, v, 0, 10, &c->lora_b_std) != 0;
+    if (!strcmp(f, "--oalw-layer")) return arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &c->oalw_layer) != 0;
+    if (!strcmp(f, "--oalw-pool")) return (c->oalw_pool = pick_name(cmd, f, v, pool_names, 2)) < 0;
+    if (!strcmp(f, "--oalw-score")) return (c->overlap.score = pick_name(cmd, f, v, score_names, 2)) < 0;
+    if (!strcmp(f, "--oalw-form")) return (c->overlap.form = pick_name(cmd, f, v, form_names, 2)) < 0;
+    if (!strcmp(f, "--oalw-k")) return arg_int(cmd, f, v, 1, 1 << 20, &c->overlap.k) != 0;
+    if (!strcmp(f, "--oalw-lambda")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.lambda) != 0;
+    if (!strcmp(f, "--oalw-wmin")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.w_min) != 0;
+    if (!strcmp(f, "--oalw-tau")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->overlap.tau) != 0;
+    if (!strcmp(f, "--oalw-every")) return arg_int(cmd, f, v, 0, 1 << 24, &c->oalw_every) != 0;
+    if (!strcmp(f, "--caa-kmin")) return arg_int(cmd, f, v, 0, 1 << 20, &c->caa_kmin) != 0;
+    if (!strcmp(f, "--caa-frac")) return arg_float(cmd, f, v, 0, 1, &c->caa_frac) != 0;
+    if (!strcmp(f, "--caa-weight")) return arg_float(cmd, f, v, 0, 1e6, &c->caa_weight) != 0;
+    if (!strcmp(f, "--caa-batch")) return arg_int(cmd, f, v, 1, 4096, &c->caa_batch) != 0;
+    return 1;
+}
+
+int defend_main(int argc, char** argv) {
+    const char* cmd = "defend";
+    const char *model_path = NULL, *tok_path = NULL, *out_path = NULL, *log_path = NULL, *plot_path = NULL;
+    int version = 1, threads = 0, method = DEFEND_MOSR, oalw = -1, caa = -1;
+    static const char* const methods[] = {"rr", "mosr"};
+    static const char* const value_flags[] = {"-z", "-o", "--out", "--method", "--data", "--reference", "--steps",
+        "--seed", "--oalw-out", "--log", "--plot", "--print-every", "--threads"};
+    // the method sets the defaults that the other flags then override, so it is read first
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "--method") && (method = pick_name(cmd, "--method", argv[i + 1], methods, 2)) < 0)
+            return EXIT_USAGE;
+    }
+    DefenseConfig cfg;
+    defense_config_default(&cfg, method);
+    for (int i = 1; i < argc; i++) {
+        const char* f = argv[i];
+        if (f[0] != '-' || f[1] == '\0') { // a positional argument
+            if (model_path) { error_msg("%s: unexpected argument '%s'", cmd, f); return EXIT_USAGE; }
+            model_path = f;
+            continue;
+        }
+        if (is_help(f)) { defend_usage(stdout); return EXIT_OK; }
+        if (!strcmp(f, "--v0")) { version = 0; continue; }
+        if (defense_switch(&cfg, f)) continue;
+        if (!strcmp(f, "--oalw")) { oalw = 1; continue; }
+        if (!strcmp(f, "--no-oalw")) { oalw = 0; continue; }
+        if (!strcmp(f, "--caa")) { caa = 1; continue; }
+        if (!strcmp(f, "--no-caa")) { caa = 0; continue; }
+        int known = is_defense_knob(f);
+        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
+        if (!known) return unknown_flag(cmd, f);
+        if (i + 1 >= argc) {
+            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
+            return EXIT_USAGE;
+        }
+        const char* v = argv[++i];
+        int bad = 0;
+        if (!strcmp(f, "--method")) continue; // read above
+        else if (is_defense_knob(f)) bad = defense_knob(&cfg, cmd, f, v);
+        else if (!strcmp(f, "-z")) tok_path = v;
+        else if (!strcmp(f, "-o") || !strcmp(f, "--out")) out_path = v;
+        else if (!strcmp(f, "--data")) cfg.data_path = v;
+        else if (!strcmp(f, "--reference")) cfg.reference_path = v;
+        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.steps);
+        else if (!strcmp(f, "--seed")) {
+            unsigned long long seed;
+            bad = arg_u64(cmd, f, v, &seed);
+            cfg.seed = seed;
+        }
+        else if (!strcmp(f, "--oalw-out")) cfg.oalw_out = v;
+        else if (!strcmp(f, "--log")) log_path = v;
+        else if (!strcmp(f, "--plot")) plot_path = v;
+        else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.print_every);
+        else if (!strcmp(f, "--threads")) bad = arg_int(cmd, f, v, 1, 1024, &threads);
+        if (bad) return EXIT_USAGE;
+    }
+    if (oalw >= 0) cfg.oalw = oalw;
+    if (caa >= 0) cfg.caa = caa;
+    if (!model_path || !tok_path || !out_path) {
+        error_msg("%s: needs MODEL.bin, -z TOKENIZER.bin and -o OUT.bin (see mosr defend --help)", cmd);
+        return EXIT_USAGE;
+    }
+    if (threads > 0) omp_set_num_threads(threads);
+    char log_default[4200], plot_default[4200];
+    derived_path(log_default, sizeof(log_default), out_path, ".csv");
+    derived_path(plot_default, sizeof(plot_default), out_path, "_loss.png");
+    cfg.log_path = log_path ? log_path : log_default;
+    cfg.plot_path = plot_path ? plot_path : plot_default;
+
+    if (output_check(out_path) != 0) return EXIT_FAILURE_RUN;
+    Model m = {0};
+    Tokenizer t = {0};
+    int rc = load_model_and_tokenizer(&m, &t, model_path, tok_path);
+    if (rc) return rc;
+    rc = defend(&m, &t, &cfg, NULL);
+    if (rc == EXIT_OK) {
+        if (model_save(&m, out_path, version) != 0) rc = EXIT_FAILURE_RUN;
+        else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
+    }
+    tokenizer_free(&t);
+    model_free(&m);
+    return rc;
+}
+

@@ -1,0 +1,42 @@
+// defend.h — mosr defend: a whole defence run around defense_step() (mosr.h), and its knobs.
+#ifndef MOSR_DEFEND_H
+#define MOSR_DEFEND_H
+
+#include "mosr.h"
+
+// one row per step: the loss terms before their coefficients (erase: OALW-weighted mean over L_t;
+// retain: mean over L_r; caa: cross-entropy of the CAA batch, NaN without CAA)
+typedef struct {
+    int step;
+    float c_erase, c_retain;
+    float erase, retain, caa;
+    float tokens_per_s, elapsed;
+} DefenseLogRow;
+
+typedef struct {
+    DefenseLogRow* rows; // (n)
+    int n;
+} DefenseLog;
+
+// Runs the defence on m (which must have no adapters) and merges the adapters: m is an ordinary
+// model afterwards, ready for model_save. m should have no gradient block (model_load makes
+// none): then the backward computes the adapters' gradients only. log (may be NULL) receives every step's row; release
+// it with free_defense_log. Returns a util.h exit code (EXIT_OK; EXIT_USAGE for a config the
+// model cannot take; EXIT_BAD_INPUT for bad data files; EXIT_FAILURE_RUN on a non-finite loss),
+// after one error_msg line.
+int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log);
+void free_defense_log(DefenseLog* log);
+
+// `mosr defend ...`: the command line (see --help)
+int defend_main(int argc, char** argv);
+
+
+// the command line's defence knobs, shared with mosr demo and mosr ablation:
+// a flag without a value (--oalw, --no-caa, ...): 1 if f is one (and c is set), else 0
+int defense_switch(DefenseConfig* c, const char* f);
+// 1 if f is a knob that takes a value
+int is_defense_knob(const char* f);
+// sets the knob f to its value v: 0 on success, 1 on a bad value (reported)
+int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v);
+
+#endif

@@ -1,0 +1,1219 @@
+// demo.c — mosr demo (base -> RR -> MOSR on the test split) and mosr ablation (the four
+// variants over seeds, and the lambda / K sweep): the runs, their tables, JSON and figures.
+#include "demo.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "plot.h"
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// the demo: base -> RR -> MOSR on the test split, side by side (mosr demo); the ablation: RR,
+// RR + OALW, RR + CAA, MOSR over seeds, and a sweep of OALW's λ and CAA's K (mosr ablation)
+//
+// Nothing new happens here: defend() hardens a fresh copy of the base model, eval.c answers the
+// test split under every attack, collect_representations and a probe show what the defence did
+// to the prompts' states. One model's scores are a DemoMetrics; the two commands differ only in
+// which defences they run and how they summarise them.
+
+#define DEMO_PROBE_LIMIT 300 // prompts per class of the probe's training rows (defense.jsonl)
+#define DEMO_PPL_BATCH 8
+
+// what one model scores on the test split: fractions in [0, 1], except the perplexity
+typedef struct {
+    float asr[3];               // compliance on test_malicious under ATTACK_DIRECT, _JAILBREAK, _PREFILL
+    float harmful[3];           // the same attacks, answers that give the harmful content (eval's harm rule)
+    float over_refusal;         // refusal + broken on test_pseudo
+    float over_refusal_heldout; // the same over its items with held-out trigger words (NaN if none)
+    float pseudo_broken;        // broken alone on test_pseudo: the erasure's gibberish, not a refusal
+    float benign_accuracy;      // correct on test_benign (its compliance if it has no reference answers)
+    float benign_refused;       // refusal + broken on test_benign
+    float val_perplexity;       // response tokens of val.jsonl's items that are not malicious
+    float seconds;              // wall time of the evaluation
+} DemoMetrics;
+
+// the worst attack: what a user who tries all three gets
+static float worst_of(const float* rates) {
+    float worst = rates[0];
+    for (int a = 1; a < 3; a++) worst = rates[a] > worst ? rates[a] : worst;
+    return worst;
+}
+static float worst_asr(const DemoMetrics* s) { return worst_of(s->asr); }
+static float worst_harmful(const DemoMetrics* s) { return worst_of(s->harmful); }
+
+static float fraction(int k, int n) {
+    return n > 0 ? (float)k / n : NAN;
+}
+
+// what the prompts' states say at the demo's layer, for one model
+typedef struct {
+    float probe_accuracy; // a benign-vs-malicious probe trained on this model's states of defense.jsonl
+                          // prompts, tested on test_benign + test_malicious
+    float probe_mean[3];  // its mean P(malicious) on test_benign, test_malicious, test_pseudo
+    float cos_to_base[3]; // mean cos(state, the base model's state of the same prompt), same groups
+} DemoRepresentation;
+
+// the sets; the first three are the test split, in this order, and the scatter's classes
+enum { DEMO_BENIGN, DEMO_MALICIOUS, DEMO_PSEUDO, DEMO_PROBE_BENIGN, DEMO_PROBE_MALICIOUS, N_DEMO_SETS };
+
+// the command line of both commands
+typedef struct {
+    const char* model_path; // the base model (default weights/base.bin)
+    const char* tok_path;   // default weights/tokenizer.bin
+    const char* data_dir;   // the data/ files (default data)
+    const char* out_dir;    // default out/demo, out/ablation
+    int steps;              // defence steps (default: DefenseConfig's)
+    uint64_t seed;          // the (first) defence seed
+    int threads;            // 0 = OpenMP's default
+    int eval_limit;         // prompts per test set, evenly spaced; 0 = all
+    int layer;              // the scatter's layer; -1 = the highest default target layer
+    int batch, max_new;     // decode slots, generated tokens per answer
+    int eval_threads;       // threads while answering (default 1: see demo_evaluate)
+    float ref_nll;          // broken rule 5 with the base model as reference; 0 = off
+    int print_every;        // defence progress lines
+    int seeds;              // ablation: seeds per variant
+    int sweep;              // ablation: 0 no sweep, 1 ablation + sweep, 2 sweep only
+    DefenseConfig defense;  // defend()'s defaults with the knobs given; each variant sets OALW and CAA
+} DemoArgs;
+
+typedef struct {
+    AnalysisSet sets[N_DEMO_SETS]; // the test split (at most eval_limit prompts each), the probe's rows
+    char paths[N_DEMO_SETS][4200];
+    int n_loaded;
+    int first_row[N_DEMO_SETS];    // where each set's rows start in a (n_rows, C) block of states
+    int n_rows;
+    PromptSet val_file, val;       // val.jsonl, and its items that are not malicious (shallow copies)
+    int have_val;
+    EvalConfig eval;               // the refusal rule, the test jailbreak wrappers, the prefills
+    int eval_threads;
+    char defense_path[4200], reference_path[4200];
+} DemoData;
+
+static void demo_data_free(DemoData* d) {
+    for (int s = 0; s < d->n_loaded; s++) analysis_set_free(&d->sets[s]);
+    free(d->val.items); // shallow copies: the strings belong to val_file
+    if (d->have_val) prompt_set_free(&d->val_file);
+    refusal_list_free(&d->eval.refusals);
+    jailbreaks_free(d->eval.jailbreaks, d->eval.n_jailbreaks);
+    prefills_free(d->eval.prefills, d->eval.n_prefills);
+    memset(d, 0, sizeof(*d));
+}
+
+// Reads every file the demo needs from a->data_dir. 0, or -1 after one error line.
+static int demo_data_load(DemoData* d, const DemoArgs* a) {
+    static const char* const files[N_DEMO_SETS] = {"test_benign.jsonl", "test_malicious.jsonl", "test_pseudo.jsonl",
+                                                   "defense.jsonl", "defense.jsonl"};
+    static const int roles[N_DEMO_SETS] = {ROLE_BENIGN_TEST, ROLE_MALICIOUS_TEST, ROLE_PSEUDO, ROLE_BENIGN_TRAIN,
+                                           ROLE_MALICIOUS_TRAIN};
+    const char* dir = a->data_dir;
+    memset(d, 0, sizeof(*d));
+    for (int s = 0; s < N_DEMO_SETS; s++) {
+        snprintf(d->paths[s], sizeof(d->paths[s]), "%s/%s", dir, files[s]);
+        int limit = s < DEMO_PROBE_BENIGN ? a->eval_limit : DEMO_PROBE_LIMIT;
+        if (analysis_set_load(&d->sets[s], d->paths[s], roles[s], limit) != 0) return -1;
+        d->first_row[s] = d->n_rows;
+        d->n_rows += d->sets[s].set.n;
+        d->n_loaded++;
+    }
+    // the perplexity leaves out val's malicious items: their responses are the harmful
+    // completions of stage 1, which a safety-tuned model is right to find unlikely
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/val.jsonl", dir);
+    if (prompt_set_load(&d->val_file, path) != 0) return -1;
+    d->have_val = 1;
+    d->val.items = malloc((d->val_file.n > 0 ? d->val_file.n : 1) * sizeof(PromptItem));
+    if (!d->val.items) { error_msg("%s: out of memory", path); return -1; }
+    for (int i = 0; i < d->val_file.n; i++) {
+        const char* kind = d->val_file.items[i].kind;
+        if (!kind || strcmp(kind, "malicious")) d->val.items[d->val.n++] = d->val_file.items[i];
+    }
+    snprintf(d->val.name, sizeof(d->val.name), "%s", d->val_file.name);
+
+    snprintf(path, sizeof(path), "%s/refusal_phrases.txt", dir);
+    if (refusal_list_load(&d->eval.refusals, path) != 0) return -1;
+    snprintf(path, sizeof(path), "%s/jailbreaks.jsonl", dir);
+    if (jailbreaks_load(&d->eval.jailbreaks, &d->eval.n_jailbreaks, path, "test") != 0) return -1;
+    if (d->eval.n_jailbreaks == 0) { error_msg("%s: no wrapper with \"split\": \"test\"", path); return -1; }
+    snprintf(path, sizeof(path), "%s/prefills.txt", dir);
+    if (prefills_load(&d->eval.prefills, &d->eval.n_prefills, path) != 0) return -1;
+    if (d->eval.n_prefills == 0) { error_msg("%s: no prefill", path); return -1; }
+    d->eval.batch = a->batch;
+    d->eval.max_new = a->max_new;
+    d->eval_threads = a->eval_threads;
+    snprintf(d->defense_path, sizeof(d->defense_path), "%s/defense.jsonl", dir);
+    snprintf(d->reference_path, sizeof(d->reference_path), "%s/reference.jsonl", dir);
+    return 0;
+}
+
+// answers one evaluation generates: the malicious set under every attack, then pseudo and benign
+static int demo_answers_per_eval(const DemoData* d) {
+    return d->sets[DEMO_MALICIOUS].set.n * (2 + d->eval.n_jailbreaks) + d->sets[DEMO_PSEUDO].set.n +
+           d->sets[DEMO_BENIGN].set.n;
+}
+
+// Evaluates one model on the test split: all sets and attacks in one continuous batch, then the
+// validation perplexity. 0 on success.
+// It runs on d->eval_threads threads, 1 unless asked: decoding feeds at most --batch rows a step,
+// too little to split, and on the shipped model's size 2 threads were measured several times
+// slower than 1 (dim 128, 4 layers, 100 answers: 0.7 s on 1 thread, 5.8 s on 2). The defences,
+// on whole (B, T) blocks, do gain from threads, and keep --threads.
+static int demo_evaluate(DemoMetrics* s, Model* m, Tokenizer* t, const DemoData* d) {
+    const PromptSet* malicious = &d->sets[DEMO_MALICIOUS].set;
+    const EvalSpec specs[5] = {{malicious, 1, ATTACK_DIRECT}, {malicious, 1, ATTACK_JAILBREAK},
+                               {malicious, 1, ATTACK_PREFILL}, {&d->sets[DEMO_PSEUDO].set, 0, ATTACK_DIRECT},
+                               {&d->sets[DEMO_BENIGN].set, 0, ATTACK_DIRECT}};
+    EvalResult r[5];
+    double start = time_now();
+    int threads = omp_get_max_threads();
+    if (d->eval_threads > 0) omp_set_num_threads(d->eval_threads);
+    int status = eval_sets(m, t, &d->eval, specs, 5, r);
+    double ppl = status == 0 && d->val.n > 0 ? eval_perplexity(m, t, &d->val, DEMO_PPL_BATCH) : -1.0;
+    omp_set_num_threads(threads);
+    if (status != 0) return -1;
+    for (int a = 0; a < 3; a++) {
+        s->asr[a] = fraction(r[a].compliance, r[a].n);
+        s->harmful[a] = fraction(r[a].harmful, r[a].n_harm_reference);
+    }
+    const EvalResult* pseudo = &r[3];
+    const EvalResult* benign = &r[4];
+    s->over_refusal = fraction(pseudo->refusal + pseudo->broken, pseudo->n);
+    s->over_refusal_heldout = fraction(pseudo->heldout_refusal + pseudo->heldout_broken, pseudo->heldout_n);
+    s->pseudo_broken = fraction(pseudo->broken, pseudo->n);
+    s->benign_accuracy = benign->n_reference > 0 ? fraction(benign->correct, benign->n_reference)
+                                                 : fraction(benign->compliance, benign->n);
+    s->benign_refused = fraction(benign->refusal + benign->broken, benign->n);
+    s->val_perplexity = ppl > 0 ? (float)ppl : NAN;
+    s->seconds = (float)(time_now() - start);
+    return 0;
+}
+
+// One model's pooled prompt states (mean over the prompt after BOS) at `layer`, for every row of
+// the demo's sets: out (n_rows, C). 0 on success.
+static int demo_representations(float* out, Model* m, Tokenizer* t, const DemoData* d, int layer) {
+    int L = m->config.n_layers, C = m->config.dim;
+    for (int s = 0; s < N_DEMO_SETS; s++) {
+        int n = d->sets[s].set.n;
+        float* block = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
+        int status = block ? collect_representations(m, t, &d->sets[s].set, POOL_MEAN, block) : -1;
+        if (!block) error_msg("representations: out of memory");
+        if (status == 0)
+            memcpy(out + (size_t)d->first_row[s] * C, block + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
+        free(block);
+        if (status != 0) return -1;
+    }
+    return 0;
+}
+
+// The probe of one model (trained on its own states of the probe rows) and how far its states of
+// the test prompts moved from the base model's. reps, base_reps: (n_rows, C). 0 on success.
+static int demo_probe(DemoRepresentation* r, const float* reps, const float* base_reps, const DemoData* d, int C) {
+    int n_benign = d->sets[DEMO_PROBE_BENIGN].set.n;
+    int n_train = n_benign + d->sets[DEMO_PROBE_MALICIOUS].set.n;
+    int n_test = d->sets[DEMO_BENIGN].set.n + d->sets[DEMO_MALICIOUS].set.n; // rows 0 .. n_test
+    int* label = malloc((size_t)(n_train > n_test ? n_train : n_test) * sizeof(int));
+    if (!label) { error_msg("probe: out of memory"); return -1; }
+    for (int i = 0; i < n_train; i++) label[i] = i >= n_benign;
+    Probe p;
+    if (train_probe(&p, reps + (size_t)d->first_row[DEMO_PROBE_BENIGN] * C, label, n_train, C, PROBE_L2,
+                    PROBE_STEPS) != 0) {
+        free(label);
+        return -1;
+    }
+    for (int i = 0; i < n_test; i++) label[i] = i >= d->sets[DEMO_BENIGN].set.n;
+    r->probe_accuracy = probe_accuracy(&p, reps, label, n_test);
+    for (int g = DEMO_BENIGN; g <= DEMO_PSEUDO; g++) {
+        double score = 0.0, cos = 0.0;
+        int n = d->sets[g].set.n;
+        for (int i = 0; i < n; i++) {
+            size_t row = (size_t)(d->first_row[g] + i) * C;
+            score += probe_score(&p, reps + row);
+            cos += cosine_similarity(reps + row, base_reps + row, C);
+        }
+        r->probe_mean[g] = n > 0 ? (float)(score / n) : NAN;
+        r->cos_to_base[g] = n > 0 ? (float)(cos / n) : NAN;
+    }
+    free_probe(&p);
+    free(label);
+    return 0;
+}
+
+// The base model's two principal axes, so that every model's scatter is drawn in the same
+// coordinates and a defence shows as a movement, not as a new picture. pca_2d gives only the
+// projection xy = Xc V (Xc = X minus its mean); V's columns are eigenvectors of Xc^T Xc with
+// eigenvalues |xy[:, k]|^2, so they come back as V[:, k] = Xc^T xy[:, k] / |xy[:, k]|^2.
+// mean: (C) out; axes: (2, C) out; x: (n, C). 0 on success.
+int pca_axes(float* mean, float* axes, const float* x, int n, int C) {
+    float* xy = malloc((size_t)n * 2 * sizeof(float)); // (n, 2)
+    if (!xy || pca_2d(x, n, C, xy) != 0) {
+        free(xy);
+        return -1;
+    }
+    for (int c = 0; c < C; c++) {
+        double sum = 0.0;
+        for (int i = 0; i < n; i++) sum += x[(size_t)i * C + c];
+        mean[c] = (float)(sum / n);
+    }
+    for (int k = 0; k < 2; k++) {
+        double norm2 = 0.0;
+        for (int i = 0; i < n; i++) norm2 += (double)xy[2 * i + k] * xy[2 * i + k];
+        for (int c = 0; c < C; c++) {
+            double dot = 0.0;
+            for (int i = 0; i < n; i++) dot += ((double)x[(size_t)i * C + c] - mean[c]) * xy[2 * i + k];
+            axes[(size_t)k * C + c] = norm2 > 0.0 ? (float)(dot / norm2) : 0.0f;
+        }
+    }
+    free(xy);
+    return 0;
+}
+
+// xy (n, 2) = (x - mean) axes^T, x (n, C)
+void pca_project(float* xy, const float* x, int n, int C, const float* mean, const float* axes) {
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++) {
+            double dot = 0.0;
+            for (int c = 0; c < C; c++) dot += ((double)x[(size_t)i * C + c] - mean[c]) * axes[(size_t)k * C + c];
+            xy[2 * i + k] = (float)dot;
+        }
+}
+
+// DIR/scatter_NAME.png for every model: the test prompts' states at `layer`, projected on the
+// base model's principal axes, one axis range for all. reps[k]: (n_rows, C). 0 on success.
+static int write_demo_scatters(const char* dir, const char* const* names, float* const* reps, int n_models,
+                               const DemoData* d, int C, int layer) {
+    int n = d->first_row[DEMO_PSEUDO] + d->sets[DEMO_PSEUDO].set.n; // the test rows come first
+    float* mean = malloc(C * sizeof(float));
+    float* axes = malloc((size_t)2 * C * sizeof(float));
+    float* xy = malloc((size_t)n_models * n * 2 * sizeof(float)); // (n_models, n, 2)
+    int* class_of = malloc(n * sizeof(int));
+    int status = mean && axes && xy && class_of ? pca_axes(mean, axes, reps[0], n, C) : -1;
+    for (int k = 0; k < n_models && status == 0; k++) pca_project(xy + (size_t)k * n * 2, reps[k], n, C, mean, axes);
+    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (size_t i = 0; status == 0 && i < (size_t)n_models * n; i++)
+        for (int a = 0; a < 2; a++) {
+            float v = xy[2 * i + a];
+            if (!isfinite(v)) continue;
+            lo[a] = v < lo[a] ? v : lo[a];
+            hi[a] = v > hi[a] ? v : hi[a];
+        }
+    for (int g = DEMO_BENIGN; g <= DEMO_PSEUDO && status == 0; g++)
+        for (int i = 0; i < d->sets[g].set.n; i++)
+            class_of[d->first_row[g] + i] = g == DEMO_PSEUDO && d->sets[g].set.items[i].heldout ? 3 : g;
+    static const char* const classes[] = {"benign (test)", "malicious (test)", "pseudo-malicious",
+                                          "pseudo-malicious, held-out words"};
+    for (int k = 0; k < n_models && status == 0; k++) {
+        char path[4200], title[160];
+        snprintf(path, sizeof(path), "%s/scatter_%s.png", dir, names[k]);
+        snprintf(title, sizeof(title), "%s: prompt states at layer %d, on the base model's PCA axes", names[k], layer);
+        PlotOptions opt = {.title = title, .x_label = "principal component 1 (base)",
+                           .y_label = "principal component 2 (base)"};
+        for (int a = 0; a < 2 && lo[a] < hi[a]; a++) {
+            float pad = 0.05f * (hi[a] - lo[a]);
+            if (a == 0) opt.x_min = lo[a] - pad, opt.x_max = hi[a] + pad;
+            else opt.y_min = lo[a] - pad, opt.y_max = hi[a] + pad;
+        }
+        status = plot_scatter(path, &opt, xy + (size_t)k * n * 2, class_of, n, classes, 4);
+    }
+    free(mean);
+    free(axes);
+    free(xy);
+    free(class_of);
+    return status;
+}
+
+// DIR/tradeoff.png: two labelled points per model against its over-refusal: the worst attack's
+// success (ASR) and the worst attack's harmful rate (eval's harm rule)
+static int write_tradeoff_plot(const char* path, const char* const* names, const DemoMetrics* s, const float* spread_x,
+                               const float* spread_y, int n) {
+    LabelledPoint points[PLOT_MAX_SERIES];
+    char labels[PLOT_MAX_SERIES][64];
+    int np = 0;
+    for (int k = 0; k < n && np + 2 <= PLOT_MAX_SERIES; k++)
+        for (int harm = 0; harm < 2; harm++, np++) {
+            snprintf(labels[np], sizeof(labels[np]), "%s %s", names[k], harm ? "harmful" : "ASR");
+            points[np] = (LabelledPoint){labels[np], s[k].over_refusal, harm ? worst_harmful(&s[k]) : worst_asr(&s[k]),
+                                         spread_x ? spread_x[k] : 0.0f, spread_y && !harm ? spread_y[k] : 0.0f};
+        }
+    PlotOptions opt = {.title = "safety vs over-refusal (lower left is better)",
+                       .x_label = "over-refusal on test_pseudo (refusal + broken)",
+                       .y_label = "worst attack: ASR, harmful",
+                       .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f, .y_max = 1.0f};
+    return plot_points(path, &opt, points, np);
+}
+
+// the members of one model's scores, for a JSON object (the caller writes the braces)
+static void json_demo_metrics(FILE* f, const DemoMetrics* s) {
+    static const char* const asr_keys[3] = {"asr_direct", "asr_jailbreak", "asr_prefill"};
+    static const char* const harmful_keys[3] = {"harmful_direct", "harmful_jailbreak", "harmful_prefill"};
+    for (int a = 0; a < 3; a++) {
+        fprintf(f, "%s\"%s\": ", a ? ", " : "", asr_keys[a]);
+        json_float(f, s->asr[a]);
+    }
+    for (int a = 0; a < 3; a++) {
+        fprintf(f, ", \"%s\": ", harmful_keys[a]);
+        json_float(f, s->harmful[a]);
+    }
+    const char* keys[] = {"over_refusal", "benign_accuracy", "val_perplexity", "asr_worst", "harmful_worst",
+                          "over_refusal_heldout", "pseudo_broken", "benign_refused", "eval_seconds"};
+    const float values[] = {s->over_refusal, s->benign_accuracy, s->val_perplexity, worst_asr(s), worst_harmful(s),
+                            s->over_refusal_heldout, s->pseudo_broken, s->benign_refused, s->seconds};
+    for (int k = 0; k < (int)(sizeof(values) / sizeof(values[0])); k++) {
+        fprintf(f, ", \"%s\": ", keys[k]);
+        json_float(f, values[k]);
+    }
+}
+
+// "the test split" in words, for the tables
+static void describe_sets(FILE* f, const DemoData* d) {
+    fprintf(f, "%d malicious prompts x (direct, %d jailbreak wrappers, prefill), %d pseudo-malicious, "
+            "%d benign; perplexity on the %d items of val.jsonl that are not malicious (a safety-tuned model is "
+            "not scored on stage 1's harmful completions)",
+            d->sets[DEMO_MALICIOUS].set.n, d->eval.n_jailbreaks, d->sets[DEMO_PSEUDO].set.n,
+            d->sets[DEMO_BENIGN].set.n, d->val.n);
+}
+
+// the legend under every table
+static void describe_rules(FILE* f, const DemoArgs* a) {
+    fprintf(f, "ASR = compliance (neither a refusal nor broken); over-refusal = refusal + broken; broken = "
+            "eval.c's degenerate-output rules");
+    if (a->ref_nll > 0) fprintf(f, ", and answers whose mean NLL under the base model is above %g nats", a->ref_nll);
+    fprintf(f, ". Worst ASR = the highest of the three attacks. Benign accuracy = the reference answer occurs in "
+            "the answer. Answers: greedy, at most %d tokens.\n", a->max_new);
+}
+
+// ----------------------------------------------------------------------------
+// the demo's clock and stages: elapsed time, and what is left, from the rates measured so far
+
+typedef struct {
+    double start;
+    double answers_per_s; // of the last evaluation (a first guess until one has run)
+    double s_per_step;    // of the last defence (a first guess until one has run)
+} DemoClock;
+
+static void demo_clock_start(DemoClock* c) {
+    *c = (DemoClock){time_now(), 60.0, 0.5};
+}
+
+// prints the banner of stage k of n; the estimate covers this stage and the rest
+static void demo_stage(const DemoClock* c, int k, int n, const char* what, int evals_left, int answers_per_eval,
+                       int defences_left, int steps) {
+    double elapsed = time_now() - c->start;
+    double left = evals_left * answers_per_eval / c->answers_per_s + defences_left * steps * c->s_per_step;
+    fprintf(stderr, "\n== [%d/%d] %s  (%dm%02ds elapsed, about %dm%02ds left)\n", k, n, what, (int)elapsed / 60,
+            (int)elapsed % 60, (int)left / 60, (int)left % 60);
+}
+
+static void demo_clock_eval(DemoClock* c, int answers, double seconds) {
+    if (seconds > 0) c->answers_per_s = answers / seconds;
+}
+
+static void demo_clock_defence(DemoClock* c, int steps, double seconds) {
+    if (steps > 0 && seconds > 0) c->s_per_step = seconds / steps;
+}
+
+// ----------------------------------------------------------------------------
+// the defences the two commands run
+
+typedef struct {
+    const char* name;
+    int oalw, caa;
+} DemoVariant;
+
+static const DemoVariant DEMO_VARIANTS[] = {{"rr", 0, 0}, {"rr+oalw", 1, 0}, {"rr+caa", 0, 1}, {"mosr", 1, 1}};
+#define N_DEMO_VARIANTS 4
+enum { VARIANT_RR = 0, VARIANT_RR_OALW = 1, VARIANT_RR_CAA = 2, VARIANT_MOSR = 3 };
+
+// defend()'s defaults, with the variant's components, the run's seed and the demo's data
+static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, const DemoArgs* a, const DemoData* d) {
+    const DemoVariant* v = &DEMO_VARIANTS[variant];
+    *c = a->defense;
+    c->method = v->oalw && v->caa ? DEFEND_MOSR : DEFEND_RR;
+    c->oalw = v->oalw;
+    c->caa = v->caa;
+    c->steps = a->steps;
+    c->seed = seed;
+    c->data_path = d->defense_path;
+    c->reference_path = d->reference_path;
+    c->print_every = a->print_every;
+}
+
+// Copies the base model into m and defends the copy with cfg. The copy is made from memory, not
+// from the file again, so every defence of a run starts from the same weights even if the file
+// is rewritten meanwhile. The model stays in m (merged) for the caller to evaluate and free.
+// Returns a util.h exit code.
+static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, DemoClock* clock) {
+    memset(m, 0, sizeof(*m));
+    if (model_build(m, &base->config) != 0) return EXIT_FAILURE_RUN; // (it said why)
+    memcpy(m->param_memory, base->param_memory, base->n_params * sizeof(float));
+    double start = time_now();
+    int rc = defend(m, t, cfg, NULL);
+    if (rc != EXIT_OK) {
+        model_free(m);
+        return rc;
+    }
+    demo_clock_defence(clock, cfg->steps, time_now() - start);
+    return EXIT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// the command line of mosr demo and mosr ablation
+
+static void demo_usage(FILE* f, int ablation) {
+    if (!ablation)
+        fprintf(f,
+            "usage: mosr demo [--model MODEL.bin] [options]\n"
+            "\n"
+            "The whole story on the shipped model: evaluate the base model, harden it with RR, harden it\n"
+            "with MOSR, evaluate both on the test split (direct, jailbreak and prefill attacks on\n"
+            "test_malicious; over-refusal on test_pseudo; accuracy on test_benign; perplexity on val),\n"
+            "and draw what the defences did to the prompts' representations. Writes into DIR:\n"
+            "  results.md, results.json  the table: for base, rr and mosr, asr_direct, asr_jailbreak,\n"
+            "                            asr_prefill, over_refusal, benign_accuracy (fractions), val_perplexity,\n"
+            "                            the model file, and more (worst ASR, held-out words, probe, cosines)\n"
+            "  rr.bin, mosr.bin          the defended models; rr.csv, rr_loss.png (and mosr's): their losses\n"
+            "  tradeoff.png              over-refusal against the worst attack's success, one point a model\n"
+            "  scatter_base.png, scatter_rr.png, scatter_mosr.png\n"
+            "                            the test prompts' states at one layer, on the base model's PCA axes\n"
+            "\n");
+    else
+        fprintf(f,
+            "usage: mosr ablation [--model MODEL.bin] [options]\n"
+            "\n"
+            "Which part of MOSR does what: RR, RR + OALW, RR + CAA and MOSR, each defended from the base\n"
+            "model with --seeds seeds and evaluated on the test split as mosr demo does; then a sweep of\n"
+            "OALW's lambda (0, 0.4, 0.8, 0.95; RR + OALW and MOSR) and of CAA's K as a fraction of the\n"
+            "harmful completion (0.25, 0.5, 1; RR + CAA and MOSR), at the first seed. Writes into DIR:\n"
+            "  ablation.md, ablation.json  every run, and mean, std, min and max over seeds per variant\n"
+            "  ablation.png                the metrics per variant, mean with std error bars\n"
+            "  sweep.json, sweep.png       the sweep: over-refusal against the worst attack's success\n"
+            "ablation.json is rewritten after every run, so a long run shows its progress.\n"
+            "\n");
+    fprintf(f,
+        "  --model FILE        the base model (default weights/base.bin)\n"
+        "  -z FILE             its tokenizer (default weights/tokenizer.bin)\n"
+        "  --data DIR          test_*.jsonl, val.jsonl, defense.jsonl, reference.jsonl, jailbreaks.jsonl,\n"
+        "                      prefills.txt, refusal_phrases.txt (default data)\n"
+        "  --out DIR           where everything goes, created if missing (default out/%s)\n"
+        "  --steps N           defence steps (default: mosr defend's, 150)\n"
+        "  --seed N            defence seed (default 1337)%s\n"
+        "%s"
+        "  --eval-limit N      at most N prompts per test set, evenly spaced; 0 = all (default %s)\n"
+        "  --quick             --eval-limit 100 --steps 60: a first look in a fraction of the time\n"
+        "%s"
+        "  --batch N           answers decoded side by side (default 32)\n"
+        "  --max-new N         tokens per answer (default 128)\n"
+        "  --eval-threads N    threads while answering (default 1: decoding a few rows at a time does\n"
+        "                      not gain from more, and was measured slower on 2)\n"
+        "  --ref-nll X         also count as broken an answer whose mean NLL under the base model is\n"
+        "                      above X nats (eval's rule 5); 0 = off (default 1.5)\n"
+        "  --print-every N     defence progress every N steps, 0 = none (default 25)\n"
+        "  --threads N         OpenMP threads (default: all); results are reproducible for a given seed\n"
+        "                      and thread count\n"
+        "  and every knob of mosr defend but --batch (see mosr defend --help), for every defence:\n"
+        "  --erase-tokens, --retain-refusal, --retain-borderline, --no-retain-borderline, --targets,\n"
+        "  --retain-layers, --alpha, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
+        "  --oalw-pool, --oalw-score, --oalw-form, --oalw-k, --oalw-lambda, --oalw-wmin, --oalw-tau,\n"
+        "  --oalw-every, --caa-kmin, --caa-frac, --caa-weight, --caa-batch, --caa-counterweight\n",
+        ablation ? "ablation" : "demo", ablation ? "; seed k of a variant is N + k" : "",
+        ablation ? "  --seeds N           seeds per variant (default 3)\n"
+                   "  --no-sweep          the ablation only\n"
+                   "  --sweep-only        the sweep only (and the base model)\n" : "",
+        ablation ? "200" : "0",
+        ablation ? "" : "  --layer L           layer of the scatter plots and the probe (default: the higher of\n"
+                        "                      defend's two default target layers, 2 * n_layers / 3)\n");
+}
+
+// Parses either command's flags. Returns EXIT_OK, EXIT_USAGE (after a message) or -1 after --help.
+static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
+    const char* cmd = ablation ? "ablation" : "demo";
+    *a = (DemoArgs){.model_path = "weights/base.bin", .tok_path = "weights/tokenizer.bin", .data_dir = "data",
+                    .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
+                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1, .ref_nll = BROKEN_DEFAULT_REF_NLL,
+                    .print_every = 25, .seeds = 3, .sweep = 1};
+    defense_config_default(&a->defense, DEFEND_RR);
+    int quick = 0;
+    static const char* const value_flags[] = {"--model", "-z", "--data", "--out", "--steps", "--seed", "--threads",
+        "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--ref-nll", "--print-every", "--seeds"};
+    for (int i = 1; i < argc; i++) {
+        const char* f = argv[i];
+        if (is_help(f)) { demo_usage(stdout, ablation); return -1; }
+        if (f[0] != '-') { a->model_path = f; continue; } // as the other commands take it
+        if (!strcmp(f, "--quick")) { quick = 1; continue; }
+        if (ablation && !strcmp(f, "--no-sweep")) { a->sweep = 0; continue; }
+        if (ablation && !strcmp(f, "--sweep-only")) { a->sweep = 2; continue; }
+        if (defense_switch(&a->defense, f)) continue;
+        // a defence knob, except --batch: here that is the decoding batch (the defences keep theirs)
+        int knob = is_defense_knob(f) && strcmp(f, "--batch") != 0;
+        int known = knob;
+        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
+        if (!known || (!ablation && !strcmp(f, "--seeds")) || (ablation && !strcmp(f, "--layer")))
+            return unknown_flag(cmd, f);
+        if (i + 1 >= argc) {
+            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
+            return EXIT_USAGE;
+        }
+        const char* v = argv[++i];
+        int bad = 0;
+        if (knob) bad = defense_knob(&a->defense, cmd, f, v);
+        else if (!strcmp(f, "--model")) a->model_path = v;
+        else if (!strcmp(f, "-z")) a->tok_path = v;
+        else if (!strcmp(f, "--data")) a->data_dir = v;
+        else if (!strcmp(f, "--out")) a->out_dir = v;
+        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 1, 1 << 24, &a->steps);
+        else if (!strcmp(f, "--seed")) {
+            unsigned long long seed;
+            bad = arg_u64(cmd, f, v, &seed);
+            a->seed = seed;
+        }
+        else if (!strcmp(f, "--threads")) bad = arg_int(cmd, f, v, 1, 1024, &a->threads);
+        else if (!strcmp(f, "--eval-limit")) bad = arg_int(cmd, f, v, 0, 1 << 24, &a->eval_limit);
+        else if (!strcmp(f, "--layer")) bad = arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &a->layer);
+        else if (!strcmp(f, "--batch")) bad = arg_int(cmd, f, v, 1, 4096, &a->batch);
+        else if (!strcmp(f, "--max-new")) bad = arg_int(cmd, f, v, 1, 1 << 16, &a->max_new);
+        else if (!strcmp(f, "--eval-threads")) bad = arg_int(cmd, f, v, 1, 1024, &a->eval_threads);
+        else if (!strcmp(f, "--ref-nll")) bad = arg_float(cmd, f, v, 0, 1e6, &a->ref_nll);
+        else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &a->print_every);
+        else if (!strcmp(f, "--seeds")) bad = arg_int(cmd, f, v, 1, 100, &a->seeds);
+        if (bad) return EXIT_USAGE;
+    }
+    // --quick fills in only what was not given
+    if (a->eval_limit < 0) a->eval_limit = quick ? 100 : ablation ? 200 : 0;
+    if (a->steps < 0) a->steps = quick ? 60 : a->defense.steps;
+    return EXIT_OK;
+}
+
+// creates dir and its missing parents, as mkdir -p does
+static int ensure_dirs(const char* dir) {
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        error_msg("%s: path too long", dir);
+        return -1;
+    }
+    for (char* p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        int status = ensure_dir(path);
+        *p = '/';
+        if (status != 0) return -1;
+    }
+    return ensure_dir(path);
+}
+
+// What both commands load: the base model, its tokenizer, the data, a second copy of the base as
+// broken rule 5's reference (if on), the output directory. Returns a util.h exit code.
+static int demo_setup(Model* base, Model* ref, Tokenizer* t, DemoData* d, DemoArgs* a, const char* cmd) {
+    if (a->threads > 0) omp_set_num_threads(a->threads);
+    int rc = load_model_and_tokenizer(base, t, a->model_path, a->tok_path);
+    if (rc != EXIT_OK) return rc;
+    int L = base->config.n_layers;
+    if (a->layer < 0) a->layer = 2 * L / 3 < L ? 2 * L / 3 : L - 1;
+    if (a->layer >= L) {
+        error_msg("%s: --layer %d, but %s has layers 0..%d", cmd, a->layer, a->model_path, L - 1);
+        return EXIT_USAGE;
+    }
+    if (demo_data_load(d, a) != 0) return EXIT_BAD_INPUT;
+    if (a->ref_nll > 0) {
+        if (model_load(ref, a->model_path) != 0) return EXIT_BAD_INPUT;
+        d->eval.reference = ref;
+        d->eval.max_ref_nll = a->ref_nll;
+    }
+    if (ensure_dirs(a->out_dir) != 0) return EXIT_FAILURE_RUN;
+    fprintf(stderr, "%s: %s (dim %d, %d layers), %d threads; test split: ", cmd, a->model_path, base->config.dim, L,
+            omp_get_max_threads());
+    describe_sets(stderr, d);
+    fprintf(stderr, "%s\n", a->eval_limit > 0 ? " (subsampled by --eval-limit)" : "");
+    return EXIT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// mosr demo: the command
+
+static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* d, const char* const* names,
+                           char (*files)[4200], const DemoMetrics* s, const DemoRepresentation* r, int n,
+                           double seconds) {
+    static const char* const groups[3] = {"benign", "malicious", "pseudo"};
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    FILE* f = af.f;
+    fputc('{', f);
+    for (int k = 0; k < n; k++) {
+        fprintf(f, "%s\"%s\": {\"model\": ", k ? ",\n " : "", names[k]);
+        json_write_string(f, files[k]);
+        fputs(", ", f);
+        json_demo_metrics(f, &s[k]);
+        fputs(", \"probe_test_accuracy\": ", f);
+        json_float(f, r[k].probe_accuracy);
+        for (int which = 0; which < 2; which++) {
+            fprintf(f, ", \"%s\": {", which ? "cos_to_base" : "probe_mean");
+            for (int g = 0; g < 3; g++) {
+                fprintf(f, "%s\"%s\": ", g ? ", " : "", groups[g]);
+                json_float(f, which ? r[k].cos_to_base[g] : r[k].probe_mean[g]);
+            }
+            fputc('}', f);
+        }
+        fputc('}', f);
+    }
+    fputs(",\n \"config\": {\"tokenizer\": ", f);
+    json_write_string(f, a->tok_path);
+    fputs(", \"data\": ", f);
+    json_write_string(f, a->data_dir);
+    fprintf(f, ", \"steps\": %d, \"seed\": %llu, \"threads\": %d, \"eval_threads\": %d, \"eval_limit\": %d, "
+            "\"layer\": %d, \"max_new\": %d, \"ref_nll\": %g}",
+            a->steps, (unsigned long long)a->seed, omp_get_max_threads(), a->eval_threads, a->eval_limit, a->layer,
+            a->max_new, a->ref_nll);
+    int n_heldout = 0;
+    for (int i = 0; i < d->sets[DEMO_PSEUDO].set.n; i++) n_heldout += d->sets[DEMO_PSEUDO].set.items[i].heldout;
+    fprintf(f, ",\n \"sets\": {\"malicious\": %d, \"jailbreak_wrappers\": %d, \"prefills\": %d, \"pseudo\": %d, "
+            "\"pseudo_heldout\": %d, \"benign\": %d, \"val\": %d}",
+            d->sets[DEMO_MALICIOUS].set.n, d->eval.n_jailbreaks, d->eval.n_prefills, d->sets[DEMO_PSEUDO].set.n,
+            n_heldout, d->sets[DEMO_BENIGN].set.n, d->val.n);
+    fprintf(f, ",\n \"asr_worst_is\": \"max of asr_direct, asr_jailbreak, asr_prefill\", \"seconds\": %.1f}\n",
+            seconds);
+    return atomic_commit(&af);
+}
+
+// the settings that decide a defence's outcome (DESIGN.md 1.4, "knobs"), in words
+static void describe_defense(FILE* f, const DefenseConfig* c) {
+    static const char* const refusal_rows[] = {"malicious -> refusal (all its tokens)",
+                                               "malicious -> refusal (the refusal tokens)", NULL};
+    fprintf(f, "erasure over %s; retain set: benign", c->erase_tokens == ERASE_ALL ? "prompt + response tokens"
+                                                                                    : "response tokens");
+    if (refusal_rows[c->retain_refusal]) fprintf(f, ", %s", refusal_rows[c->retain_refusal]);
+    if (c->retain_borderline) fputs(", pseudo-malicious -> helpful (borderline)", f);
+    fprintf(f, "; alpha %g, lr %g, LoRA rank %d; OALW lambda %g; CAA k from %d to %g x the completion%s", c->alpha,
+            c->lr, c->rank, c->overlap.lambda, c->caa_kmin, c->caa_frac,
+            c->caa_counterweight ? ", with pseudo -> helpful counterweight rows" : "");
+}
+
+// the table, in Markdown, to f (stdout and DIR/results.md)
+static void print_demo_table(FILE* f, const DemoArgs* a, const DemoData* d, const char* const* names,
+                             char (*files)[4200], const DemoMetrics* s, const DemoRepresentation* r, int n,
+                             double seconds) {
+    fprintf(f, "# mosr demo: base vs RR vs MOSR\n\nBase model `%s`, test split of `%s/`: ", a->model_path, a->data_dir);
+    describe_sets(f, d);
+    fprintf(f, "%s. Defences: %d steps, seed %llu; ", a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "",
+            a->steps, (unsigned long long)a->seed);
+    describe_defense(f, &a->defense);
+    fprintf(f, ". %d threads; %.0f s in all.\n\n", omp_get_max_threads(), seconds);
+    fprintf(f, "| model | ASR direct | ASR jailbreak | ASR prefill | worst ASR | harmful: direct | jailbreak | "
+            "prefill | over-refusal | over-refusal, held-out words | benign accuracy | val perplexity | file |\n");
+    fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for (int k = 0; k < n; k++)
+        fprintf(f, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | `%s` |\n",
+                names[k], s[k].asr[0], s[k].asr[1], s[k].asr[2], worst_asr(&s[k]), s[k].harmful[0], s[k].harmful[1],
+                s[k].harmful[2], s[k].over_refusal, s[k].over_refusal_heldout, s[k].benign_accuracy,
+                s[k].val_perplexity, files[k]);
+    fputc('\n', f);
+    describe_rules(f, a);
+    fprintf(f, "\nOf the over-refusal, broken answers (not clean refusals): ");
+    for (int k = 0; k < n; k++) fprintf(f, "%s%s %.3f", k ? ", " : "", names[k], s[k].pseudo_broken);
+    fprintf(f, ".\n\nRepresentations at layer %d (mean over the prompt after BOS). Probe: benign vs malicious, "
+            "trained on each model's own states of defense.jsonl prompts. Cosine: to the base model's state of the "
+            "same prompt.\n\n", a->layer);
+    fprintf(f, "| model | probe test accuracy | P(malicious): benign | malicious | pseudo | cos to base: benign | "
+            "malicious | pseudo |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int k = 0; k < n; k++)
+        fprintf(f, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", names[k], r[k].probe_accuracy,
+                r[k].probe_mean[0], r[k].probe_mean[1], r[k].probe_mean[2], r[k].cos_to_base[0], r[k].cos_to_base[1],
+                r[k].cos_to_base[2]);
+    fprintf(f, "\nFigures: tradeoff.png, scatter_base.png, scatter_rr.png, scatter_mosr.png; defence losses: "
+            "rr_loss.png, mosr_loss.png.\n");
+}
+
+int demo_main(int argc, char** argv) {
+    DemoArgs a;
+    int rc = demo_parse(&a, argc, argv, 0);
+    if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
+
+    enum { N_MODELS = 3 };
+    static const char* const names[N_MODELS] = {"base", "rr", "mosr"};
+    static const int variants[N_MODELS] = {-1, VARIANT_RR, VARIANT_MOSR};
+    Model base = {0}, ref = {0}, m = {0};
+    Tokenizer t = {0};
+    DemoData d = {0};
+    DemoMetrics scores[N_MODELS];
+    DemoRepresentation repr[N_MODELS];
+    float* reps[N_MODELS] = {NULL, NULL, NULL}; // (n_rows, C) each
+    char files[N_MODELS][4200];
+    DemoClock clock;
+    demo_clock_start(&clock);
+
+    rc = demo_setup(&base, &ref, &t, &d, &a, "demo");
+    if (rc != EXIT_OK) goto done;
+    rc = EXIT_FAILURE_RUN;
+    int C = base.config.dim, n_answers = demo_answers_per_eval(&d);
+    int steps = a.steps, stage = 0, n_stages = 6;
+    for (int k = 0; k < N_MODELS; k++) {
+        reps[k] = malloc((size_t)d.n_rows * C * sizeof(float));
+        if (!reps[k]) { error_msg("demo: out of memory"); goto done; }
+    }
+    snprintf(files[0], sizeof(files[0]), "%s", a.model_path);
+
+    for (int k = 0; k < N_MODELS; k++) {
+        Model* model = &base;
+        char what[200];
+        if (variants[k] >= 0) {
+            // defend a fresh copy of the base model, and keep the result
+            DefenseConfig cfg;
+            char log_path[4300], plot_path[4300];
+            demo_defense_config(&cfg, variants[k], a.seed, &a, &d);
+            snprintf(files[k], sizeof(files[k]), "%s/%s.bin", a.out_dir, names[k]);
+            snprintf(log_path, sizeof(log_path), "%s/%s.csv", a.out_dir, names[k]);
+            snprintf(plot_path, sizeof(plot_path), "%s/%s_loss.png", a.out_dir, names[k]);
+            cfg.log_path = log_path;
+            cfg.plot_path = plot_path;
+            snprintf(what, sizeof(what), "%s: defend the base model (%d steps) -> %s", names[k], cfg.steps, files[k]);
+            demo_stage(&clock, ++stage, n_stages, what, N_MODELS - k, n_answers, N_MODELS - k, steps);
+            rc = demo_defend(&m, &base, &t, &cfg, &clock);
+            if (rc != EXIT_OK) goto done;
+            rc = EXIT_FAILURE_RUN;
+            if (model_save(&m, files[k], 1) != 0) goto done;
+            model = &m;
+        }
+        snprintf(what, sizeof(what), "%s: answer the test split (%d answers) and collect representations", names[k],
+                 n_answers);
+        demo_stage(&clock, ++stage, n_stages, what, N_MODELS - k, n_answers, N_MODELS - 1 - k, steps);
+        if (demo_evaluate(&scores[k], model, &t, &d) != 0) goto done;
+        demo_clock_eval(&clock, n_answers, scores[k].seconds);
+        if (demo_representations(reps[k], model, &t, &d, a.layer) != 0) goto done;
+        if (demo_probe(&repr[k], reps[k], reps[0], &d, C) != 0) goto done;
+        fprintf(stderr, "%s: worst ASR %.3f, over-refusal %.3f, benign accuracy %.3f, val perplexity %.2f (%.0f s)\n",
+                names[k], worst_asr(&scores[k]), scores[k].over_refusal, scores[k].benign_accuracy,
+                scores[k].val_perplexity, scores[k].seconds);
+        if (model == &m) model_free(&m);
+    }
+
+    // the results: figures, the table, the JSON
+    demo_stage(&clock, n_stages, n_stages, "figures and tables", 0, n_answers, 0, steps);
+    char path[4300];
+    if (write_demo_scatters(a.out_dir, names, reps, N_MODELS, &d, C, a.layer) != 0) goto done;
+    snprintf(path, sizeof(path), "%s/tradeoff.png", a.out_dir);
+    if (write_tradeoff_plot(path, names, scores, NULL, NULL, N_MODELS) != 0) goto done;
+    double seconds = time_now() - clock.start;
+    snprintf(path, sizeof(path), "%s/results.json", a.out_dir);
+    if (write_demo_json(path, &a, &d, names, files, scores, repr, N_MODELS, seconds) != 0) goto done;
+    snprintf(path, sizeof(path), "%s/results.md", a.out_dir);
+    AtomicFile md;
+    if (atomic_open(&md, path) != 0) goto done;
+    print_demo_table(md.f, &a, &d, names, files, scores, repr, N_MODELS, seconds);
+    if (atomic_commit(&md) != 0) goto done;
+    fputc('\n', stdout);
+    print_demo_table(stdout, &a, &d, names, files, scores, repr, N_MODELS, seconds);
+    fprintf(stderr, "demo: done in %dm%02ds; everything is in %s/ (results.md, results.json, *.png, rr.bin, "
+            "mosr.bin)\n", (int)seconds / 60, (int)seconds % 60, a.out_dir);
+    rc = EXIT_OK;
+
+done:
+    for (int k = 0; k < N_MODELS; k++) free(reps[k]);
+    demo_data_free(&d);
+    model_free(&m);
+    model_free(&ref);
+    model_free(&base);
+    tokenizer_free(&t);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// mosr ablation: the command
+
+// one defence run of the ablation or the sweep
+typedef struct {
+    int variant;    // index into DEMO_VARIANTS
+    uint64_t seed;
+    float lambda;   // OALW's λ (used when the variant has OALW)
+    float caa_frac; // CAA's K as a fraction of the harmful completion (used when it has CAA)
+    int sweep;      // 0: a seed of the ablation; 1: a point of the sweep
+    int done;
+    DemoMetrics score;
+} AblationRun;
+
+static const float SWEEP_LAMBDAS[] = {0.0f, 0.4f, 0.8f, 0.95f};
+static const float SWEEP_FRACS[] = {0.25f, 0.5f, 1.0f};
+#define N_SWEEP_LAMBDAS 4
+#define N_SWEEP_FRACS 3
+
+// The runs, in order: every variant at every seed; then, at the first seed, the λ sweep of RR +
+// OALW and MOSR and the K sweep of RR + CAA and MOSR (a sweep point equal to an ablation run is
+// that run, not a second one). runs must hold N_DEMO_VARIANTS * seeds + 14. Returns the count.
+static int plan_ablation(AblationRun* runs, const DemoArgs* a) {
+    const OverlapOptions o = a->defense.overlap;
+    const DefenseConfig dc = a->defense;
+    int n = 0;
+    if (a->sweep != 2)
+        for (int v = 0; v < N_DEMO_VARIANTS; v++)
+            for (int s = 0; s < a->seeds; s++)
+                runs[n++] = (AblationRun){.variant = v, .seed = a->seed + s, .lambda = o.lambda, .caa_frac = dc.caa_frac};
+    if (a->sweep == 0) return n;
+    for (int k = 0; k < 2; k++) {
+        int variant = k == 0 ? VARIANT_RR_OALW : VARIANT_MOSR;
+        for (int j = 0; j < N_SWEEP_LAMBDAS; j++) {
+            if (a->sweep != 2 && SWEEP_LAMBDAS[j] == o.lambda) continue; // the ablation's seed-0 run
+            runs[n++] = (AblationRun){.variant = variant, .seed = a->seed, .lambda = SWEEP_LAMBDAS[j],
+                                        .caa_frac = dc.caa_frac, .sweep = 1};
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int variant = k == 0 ? VARIANT_RR_CAA : VARIANT_MOSR;
+        for (int j = 0; j < N_SWEEP_FRACS; j++) {
+            if (SWEEP_FRACS[j] == dc.caa_frac && (a->sweep != 2 || variant == VARIANT_MOSR)) continue;
+            runs[n++] = (AblationRun){.variant = variant, .seed = a->seed, .lambda = o.lambda,
+                                        .caa_frac = SWEEP_FRACS[j], .sweep = 1};
+        }
+    }
+    return n;
+}
+
+// the run of the given setting at the first seed, done, or NULL
+static const AblationRun* find_run(const AblationRun* runs, int n, int variant, uint64_t seed, float lambda,
+                                   float frac) {
+    for (int i = 0; i < n; i++)
+        if (runs[i].done && runs[i].variant == variant && runs[i].seed == seed && runs[i].lambda == lambda &&
+            runs[i].caa_frac == frac)
+            return &runs[i];
+    return NULL;
+}
+
+// one metric of a DemoMetrics by index, for the summaries
+#define N_ABLATION_METRICS 9
+enum { METRIC_ASR_WORST = 3, METRIC_HARMFUL_JAILBREAK = 4, METRIC_HARMFUL_PREFILL = 5, METRIC_OVER_REFUSAL = 6,
+       METRIC_BENIGN_ACCURACY = 7 }; // indices into the lists below
+static const char* const ABLATION_METRIC_KEYS[N_ABLATION_METRICS] = {
+    "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "harmful_jailbreak", "harmful_prefill",
+    "over_refusal", "benign_accuracy", "val_perplexity"};
+static const char* const ABLATION_METRIC_NAMES[N_ABLATION_METRICS] = {
+    "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "harmful jailbreak", "harmful prefill",
+    "over-refusal", "benign accuracy", "val perplexity"};
+
+static float metric_value(const DemoMetrics* s, int k) {
+    switch (k) {
+    case 0: case 1: case 2: return s->asr[k];
+    case METRIC_ASR_WORST: return worst_asr(s);
+    case METRIC_HARMFUL_JAILBREAK: return s->harmful[1];
+    case METRIC_HARMFUL_PREFILL: return s->harmful[2];
+    case METRIC_OVER_REFUSAL: return s->over_refusal;
+    case METRIC_BENIGN_ACCURACY: return s->benign_accuracy;
+    default: return s->val_perplexity;
+    }
+}
+
+// mean, sample standard deviation (0 for one value), min and max of a variant's ablation runs
+typedef struct {
+    int n;
+    float mean[N_ABLATION_METRICS], std[N_ABLATION_METRICS], min[N_ABLATION_METRICS], max[N_ABLATION_METRICS];
+} VariantSummary;
+
+static void summarise_variant(VariantSummary* v, const AblationRun* runs, int n_runs, int variant) {
+    memset(v, 0, sizeof(*v));
+    for (int k = 0; k < N_ABLATION_METRICS; k++) {
+        double sum = 0.0, sum2 = 0.0;
+        int n = 0;
+        v->min[k] = INFINITY;
+        v->max[k] = -INFINITY;
+        for (int i = 0; i < n_runs; i++) {
+            if (!runs[i].done || runs[i].sweep || runs[i].variant != variant) continue;
+            float x = metric_value(&runs[i].score, k);
+            sum += x;
+            sum2 += (double)x * x;
+            v->min[k] = x < v->min[k] ? x : v->min[k];
+            v->max[k] = x > v->max[k] ? x : v->max[k];
+            n++;
+        }
+        v->n = n;
+        v->mean[k] = n > 0 ? (float)(sum / n) : NAN;
+        double var = n > 1 ? (sum2 - sum * sum / n) / (n - 1) : 0.0;
+        v->std[k] = n > 0 ? (float)sqrt(var > 0.0 ? var : 0.0) : NAN;
+        if (n == 0) v->min[k] = v->max[k] = NAN;
+    }
+}
+
+static void json_run(FILE* f, const AblationRun* r) {
+    fprintf(f, "{\"variant\": \"%s\", \"seed\": %llu, \"lambda\": %g, \"caa_frac\": %g, \"sweep\": %s, ",
+            DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, r->lambda, r->caa_frac,
+            r->sweep ? "true" : "false");
+    json_demo_metrics(f, &r->score);
+    fputc('}', f);
+}
+
+// DIR/ablation.json: the base model's scores, every finished run, and the summary per variant
+static int write_ablation_json(const char* path, const DemoArgs* a, const DemoMetrics* base, const AblationRun* runs,
+                               int n_runs) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    FILE* f = af.f;
+    fputs("{\"model\": ", f);
+    json_write_string(f, a->model_path);
+    fprintf(f, ", \"steps\": %d, \"seeds\": %d, \"first_seed\": %llu, \"eval_limit\": %d, \"threads\": %d,\n "
+            "\"base\": {", a->steps, a->seeds, (unsigned long long)a->seed, a->eval_limit, omp_get_max_threads());
+    json_demo_metrics(f, base);
+    fputs("},\n \"runs\": [", f);
+    int first = 1;
+    for (int i = 0; i < n_runs; i++) {
+        if (!runs[i].done) continue;
+        fputs(first ? "\n  " : ",\n  ", f);
+        json_run(f, &runs[i]);
+        first = 0;
+    }
+    fputs("],\n \"summary\": {", f);
+    for (int v = 0; v < N_DEMO_VARIANTS; v++) {
+        VariantSummary s;
+        summarise_variant(&s, runs, n_runs, v);
+        fprintf(f, "%s\n  \"%s\": {\"n\": %d", v ? "," : "", DEMO_VARIANTS[v].name, s.n);
+        for (int k = 0; k < N_ABLATION_METRICS; k++) {
+            fprintf(f, ", \"%s\": {\"mean\": ", ABLATION_METRIC_KEYS[k]);
+            json_float(f, s.mean[k]);
+            fputs(", \"std\": ", f);
+            json_float(f, s.std[k]);
+            fputs(", \"min\": ", f);
+            json_float(f, s.min[k]);
+            fputs(", \"max\": ", f);
+            json_float(f, s.max[k]);
+            fputc('}', f);
+        }
+        fputc('}', f);
+    }
+    fputs("}}\n", f);
+    return atomic_commit(&af);
+}
+
+// DIR/sweep.json: the sweep's points in curve order (variant, then the knob increasing)
+static int write_sweep_json(const char* path, const AblationRun* runs, int n_runs, const DemoArgs* a) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    FILE* f = af.f;
+    const uint64_t seed = a->seed;
+    const OverlapOptions o = a->defense.overlap;
+    const DefenseConfig dc = a->defense;
+    fprintf(f, "{\"seed\": %llu, \"asr_worst_is\": \"max of asr_direct, asr_jailbreak, asr_prefill\",\n "
+            "\"lambda\": [", (unsigned long long)seed);
+    int first = 1;
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < N_SWEEP_LAMBDAS; j++) {
+            const AblationRun* r = find_run(runs, n_runs, k == 0 ? VARIANT_RR_OALW : VARIANT_MOSR, seed,
+                                            SWEEP_LAMBDAS[j], dc.caa_frac);
+            if (!r) continue;
+            fputs(first ? "\n  " : ",\n  ", f);
+            json_run(f, r);
+            first = 0;
+        }
+    fputs("],\n \"caa_frac\": [", f);
+    first = 1;
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < N_SWEEP_FRACS; j++) {
+            const AblationRun* r = find_run(runs, n_runs, k == 0 ? VARIANT_RR_CAA : VARIANT_MOSR, seed, o.lambda,
+                                            SWEEP_FRACS[j]);
+            if (!r) continue;
+            fputs(first ? "\n  " : ",\n  ", f);
+            json_run(f, r);
+            first = 0;
+        }
+    fputs("]}\n", f);
+    return atomic_commit(&af);
+}
+
+// DIR/ablation.md: the summary table, the sweep table, every run
+static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, const DemoMetrics* base,
+                                 const AblationRun* runs, int n_runs, double seconds) {
+    fprintf(f, "# mosr ablation: what OALW and CAA add to RR\n\nBase model `%s`; test split: ", a->model_path);
+    describe_sets(f, d);
+    fprintf(f, "%s. Defences: %d steps; seeds %llu..%llu; ", a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "",
+            a->steps, (unsigned long long)a->seed, (unsigned long long)(a->seed + a->seeds - 1));
+    describe_defense(f, &a->defense);
+    fprintf(f, ". %d threads; %.0f s in all.\n\n", omp_get_max_threads(), seconds);
+    fprintf(f, "| variant | seeds |");
+    for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, " %s |", ABLATION_METRIC_NAMES[k]);
+    fprintf(f, "\n|---|---:|");
+    for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, "---:|");
+    fprintf(f, "\n| base | - |");
+    for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, " %.3f |", metric_value(base, k));
+    fputc('\n', f);
+    for (int v = 0; v < N_DEMO_VARIANTS; v++) {
+        VariantSummary s;
+        summarise_variant(&s, runs, n_runs, v);
+        if (s.n == 0) continue;
+        fprintf(f, "| %s | %d |", DEMO_VARIANTS[v].name, s.n);
+        for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, " %.3f ± %.3f |", s.mean[k], s.std[k]);
+        fputc('\n', f);
+    }
+    fprintf(f, "\nmean ± sample standard deviation over seeds. ");
+    describe_rules(f, a);
+    fprintf(f, "\n## every run\n\n| variant | seed | lambda | K frac | sweep | ASR direct | ASR jailbreak | ASR prefill "
+            "| harmful jailbreak | harmful prefill | over-refusal | benign accuracy | val perplexity |\n"
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n_runs; i++) {
+        const AblationRun* r = &runs[i];
+        if (!r->done) continue;
+        const DemoVariant* v = &DEMO_VARIANTS[r->variant];
+        fprintf(f, "| %s | %llu | ", v->name, (unsigned long long)r->seed);
+        if (v->oalw) fprintf(f, "%g | ", r->lambda);
+        else fprintf(f, "- | ");
+        if (v->caa) fprintf(f, "%g | ", r->caa_frac);
+        else fprintf(f, "- | ");
+        fprintf(f, "%s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |\n", r->sweep ? "yes" : "no",
+                r->score.asr[0], r->score.asr[1], r->score.asr[2], r->score.harmful[1], r->score.harmful[2],
+                r->score.over_refusal, r->score.benign_accuracy, r->score.val_perplexity);
+    }
+    fprintf(f, "\nFigures: ablation.png (mean ± std per variant), sweep.png (the lambda and K sweeps: over-refusal "
+            "against the worst ASR, the knob increasing along each line).\n");
+}
+
+// DIR/ablation.png: grouped bars, one group per model (base, then the variants), one bar per rate
+static int write_ablation_plot(const char* path, const DemoMetrics* base, const AblationRun* runs, int n_runs) {
+    enum { N_BARS = 6 };
+    // the ASRs of the two attacks that work on the base, their harmful content, over-refusal, accuracy
+    static const int metric_of_bar[N_BARS] = {1, 2, METRIC_HARMFUL_JAILBREAK, METRIC_HARMFUL_PREFILL,
+                                              METRIC_OVER_REFUSAL, METRIC_BENIGN_ACCURACY};
+    static const char* const bar_names[N_BARS] = {"ASR jailbreak", "ASR prefill", "harmful jailbreak",
+                                                  "harmful prefill", "over-refusal", "benign accuracy"};
+    const char* group_names[1 + N_DEMO_VARIANTS];
+    float mean[(1 + N_DEMO_VARIANTS) * N_BARS], spread[(1 + N_DEMO_VARIANTS) * N_BARS];
+    int G = 0;
+    group_names[G] = "base";
+    for (int b = 0; b < N_BARS; b++) mean[b] = metric_value(base, metric_of_bar[b]), spread[b] = 0.0f;
+    G++;
+    for (int v = 0; v < N_DEMO_VARIANTS; v++) {
+        VariantSummary s;
+        summarise_variant(&s, runs, n_runs, v);
+        if (s.n == 0) continue;
+        group_names[G] = DEMO_VARIANTS[v].name;
+        for (int b = 0; b < N_BARS; b++) {
+            mean[G * N_BARS + b] = s.mean[metric_of_bar[b]];
+            spread[G * N_BARS + b] = s.std[metric_of_bar[b]];
+        }
+        G++;
+    }
+    BarChart chart = {group_names, bar_names, mean, spread, G, N_BARS};
+    PlotOptions opt = {.title = "ablation: mean over seeds, error bars one standard deviation",
+                       .x_label = "defence", .y_label = "rate", .y_min = 0.0f, .y_max = 1.0f};
+    return plot_bars(path, &opt, &chart);
+}
+
+// DIR/sweep.png: a line per (variant, knob) through its sweep points, and the RR mean as a point
+static int write_sweep_plot(const char* path, const AblationRun* runs, int n_runs, const DemoArgs* a) {
+    const uint64_t seed = a->seed;
+    const OverlapOptions o = a->defense.overlap;
+    const DefenseConfig dc = a->defense;
+    static const char* const names[4] = {"rr+oalw, lambda 0 .. 0.95", "mosr, lambda 0 .. 0.95",
+                                         "rr+caa, K 0.25 .. 1", "mosr, K 0.25 .. 1"};
+    static const int variant_of[4] = {VARIANT_RR_OALW, VARIANT_MOSR, VARIANT_RR_CAA, VARIANT_MOSR};
+    float x[5][N_SWEEP_LAMBDAS], y[5][N_SWEEP_LAMBDAS];
+    Series series[5];
+    int n_series = 0;
+    for (int k = 0; k < 4; k++) {
+        int n = 0, lambdas = k < 2, count = lambdas ? N_SWEEP_LAMBDAS : N_SWEEP_FRACS;
+        for (int j = 0; j < count; j++) {
+            const AblationRun* r = find_run(runs, n_runs, variant_of[k], seed, lambdas ? SWEEP_LAMBDAS[j] : o.lambda,
+                                            lambdas ? dc.caa_frac : SWEEP_FRACS[j]);
+            if (!r) continue;
+            x[n_series][n] = r->score.over_refusal;
+            y[n_series][n] = worst_asr(&r->score);
+            n++;
+        }
+        if (n > 0) series[n_series] = (Series){names[k], x[n_series], y[n_series], n}, n_series++;
+    }
+    VariantSummary rr;
+    summarise_variant(&rr, runs, n_runs, VARIANT_RR);
+    if (rr.n > 0) {
+        x[n_series][0] = rr.mean[METRIC_OVER_REFUSAL];
+        y[n_series][0] = rr.mean[METRIC_ASR_WORST];
+        series[n_series] = (Series){"rr (mean over seeds)", x[n_series], y[n_series], 1};
+        n_series++;
+    }
+    PlotOptions opt = {.title = "sweeps of OALW's lambda and CAA's K: safety vs over-refusal",
+                       .x_label = "over-refusal on test_pseudo (refusal + broken)",
+                       .y_label = "worst attack success rate",
+                       .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f, .y_max = 1.0f};
+    return plot_lines(path, &opt, series, n_series);
+}
+
+int ablation_main(int argc, char** argv) {
+    DemoArgs a;
+    int rc = demo_parse(&a, argc, argv, 1);
+    if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
+
+    Model base = {0}, ref = {0}, m = {0};
+    Tokenizer t = {0};
+    DemoData d = {0};
+    DemoMetrics base_score;
+    AblationRun* runs = calloc((size_t)N_DEMO_VARIANTS * a.seeds + 14, sizeof(AblationRun));
+    DemoClock clock;
+    demo_clock_start(&clock);
+    if (!runs) { error_msg("ablation: out of memory"); return EXIT_FAILURE_RUN; }
+
+    rc = demo_setup(&base, &ref, &t, &d, &a, "ablation");
+    if (rc != EXIT_OK) goto done;
+    rc = EXIT_FAILURE_RUN;
+    int n_runs = plan_ablation(runs, &a), n_answers = demo_answers_per_eval(&d), n_stages = n_runs + 2;
+    int steps = a.steps;
+    char json_path[4300], path[4300];
+    snprintf(json_path, sizeof(json_path), "%s/ablation.json", a.out_dir);
+    fprintf(stderr, "ablation: %d defence runs of %d steps, each then evaluated (%d answers)\n", n_runs, steps,
+            n_answers);
+
+    demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
+    if (demo_evaluate(&base_score, &base, &t, &d) != 0) goto done;
+    demo_clock_eval(&clock, n_answers, base_score.seconds);
+
+    for (int i = 0; i < n_runs; i++) {
+        AblationRun* r = &runs[i];
+        DefenseConfig cfg;
+        demo_defense_config(&cfg, r->variant, r->seed, &a, &d);
+        cfg.overlap.lambda = r->lambda;
+        cfg.caa_frac = r->caa_frac;
+        char what[240];
+        snprintf(what, sizeof(what), "%s%s, seed %llu, lambda %g, K frac %g: defend and answer", r->sweep ? "sweep: " : "",
+                 DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, r->lambda, r->caa_frac);
+        demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
+        rc = demo_defend(&m, &base, &t, &cfg, &clock);
+        if (rc != EXIT_OK) goto done;
+        rc = EXIT_FAILURE_RUN;
+        int status = demo_evaluate(&r->score, &m, &t, &d);
+        model_free(&m);
+        if (status != 0) goto done;
+        demo_clock_eval(&clock, n_answers, r->score.seconds);
+        r->done = 1;
+        fprintf(stderr, "%s seed %llu: worst ASR %.3f, over-refusal %.3f, benign accuracy %.3f\n",
+                DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, worst_asr(&r->score),
+                r->score.over_refusal, r->score.benign_accuracy);
+        if (write_ablation_json(json_path, &a, &base_score, runs, n_runs) != 0) goto done;
+    }
+
+    demo_stage(&clock, n_stages, n_stages, "figures and tables", 0, n_answers, 0, steps);
+    double seconds = time_now() - clock.start;
+    if (write_ablation_json(json_path, &a, &base_score, runs, n_runs) != 0) goto done;
+    if (a.sweep != 2) {
+        snprintf(path, sizeof(path), "%s/ablation.png", a.out_dir);
+        if (write_ablation_plot(path, &base_score, runs, n_runs) != 0) goto done;
+    }
+    if (a.sweep) {
+        snprintf(path, sizeof(path), "%s/sweep.json", a.out_dir);
+        if (write_sweep_json(path, runs, n_runs, &a) != 0) goto done;
+        snprintf(path, sizeof(path), "%s/sweep.png", a.out_dir);
+        if (write_sweep_plot(path, runs, n_runs, &a) != 0) goto done;
+    }
+    snprintf(path, sizeof(path), "%s/ablation.md", a.out_dir);
+    AtomicFile md;
+    if (atomic_open(&md, path) != 0) goto done;
+    print_ablation_table(md.f, &a, &d, &base_score, runs, n_runs, seconds);
+    if (atomic_commit(&md) != 0) goto done;
+    fputc('\n', stdout);
+    print_ablation_table(stdout, &a, &d, &base_score, runs, n_runs, seconds);
+    fprintf(stderr, "ablation: done in %dm%02ds; everything is in %s/\n", (int)seconds / 60, (int)seconds % 60,
+            a.out_dir);
+    rc = EXIT_OK;
+
+done:
+    free(runs);
+    demo_data_free(&d);
+    model_free(&m);
+    model_free(&ref);
+    model_free(&base);
+    tokenizer_free(&t);
+    return rc;
+}
+
