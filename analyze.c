@@ -240,31 +240,6 @@ int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const
     return 0;
 }
 
-int score_bins_fixed(ScoreBin* bins, const float* edges, int n_bins, const float* score, const int* refused, int n) {
-    if (n_bins < 1) {
-        error_msg("score bins: needs at least one bin (got %d)", n_bins);
-        return -1;
-    }
-    for (int j = 0; j < n_bins; j++) {
-        if (!(edges[j] < edges[j + 1])) {
-            error_msg("score bins: edges must increase (edge %d is %g, edge %d is %g)", j, edges[j], j + 1,
-                      edges[j + 1]);
-            return -1;
-        }
-        bins[j] = (ScoreBin){edges[j], edges[j + 1], 0, 0, 0.0f};
-    }
-    for (int i = 0; i < n; i++) {
-        float s = score[i];
-        if (!(s >= edges[0] && s <= edges[n_bins])) continue; // outside every bin (or NaN)
-        int j = 0;
-        while (j < n_bins - 1 && s >= edges[j + 1]) j++;
-        bins[j].count++;
-        bins[j].refused += refused[i] != 0;
-    }
-    for (int j = 0; j < n_bins; j++) close_bin(&bins[j]);
-    return 0;
-}
-
 typedef struct {
     const char* name;
     double start;

@@ -43,9 +43,6 @@ typedef struct {
 // n_bins bins of (nearly) equal count over score (n), in score order; refused (n) is 0/1.
 // Tied scores may straddle two bins. Returns 0, or -1 if n_bins < 1.
 int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const int* refused, int n);
-// bins between edges (n_bins + 1, increasing): bin j holds edges[j] <= s < edges[j+1], the last
-// bin also its upper edge; scores outside every bin are not counted. Returns 0, or -1 on bad edges.
-int score_bins_fixed(ScoreBin* bins, const float* edges, int n_bins, const float* score, const int* refused, int n);
 
 // the probe's settings in analyze and demo: a light L2, and enough steps to converge
 #define PROBE_L2 1e-3f

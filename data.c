@@ -144,6 +144,29 @@ void batch_fill_padded(Batch* b, const Example* const* rows, int n) {
     }
 }
 
+void batch_fill_states(Batch* b, const Example* const* rows, int n) {
+    b->B = n;
+    b->T = 1;
+    b->n_real = b->n_counted = 0;
+    for (int r = 0; r < n; r++) {
+        int len = rows[r]->n < b->max_T ? rows[r]->n : b->max_T;
+        if (len > b->T) b->T = len;
+    }
+    for (int r = 0; r < n; r++) {
+        const Example* ex = rows[r];
+        int len = ex->n < b->T ? ex->n : b->T;
+        for (int t = 0; t < len; t++) {
+            size_t i = (size_t)r * b->T + t;
+            b->inputs[i] = ex->ids[t];
+            b->targets[i] = t + 1 < ex->n ? ex->ids[t + 1] : 0;
+            b->mask[i] = ex->mask[t];
+            b->n_counted += ex->mask[t] > 0;
+        }
+        b->n_real += len;
+        batch_pad_row(b, r, len);
+    }
+}
+
 
 // ----------------------------------------------------------------------------
 // small string helpers

@@ -25,10 +25,12 @@ int chat_encode_response(Tokenizer* t, const char* response, int eos, int* ids);
 // ids must hold strlen(prompt) + 32 ids. Returns the count; *cut is 1 if the prompt was cut.
 int chat_encode_prompt_within(Tokenizer* t, const char* prompt, int limit, int* ids, int* cut);
 
-// One training sequence: ids and, for each position t, whether predicting ids[t+1] counts.
+// One sequence and its loss mask: mask[t] = 1 if the loss at position t counts. In a batch for
+// next-token training (batch_fill_padded) that is the loss on predicting ids[t+1] (so mask[n-1]
+// = 0); in a batch whose losses read hidden states (batch_fill_states) it is the state at t.
 typedef struct {
     int* ids;    // (n)
-    float* mask; // (n) mask[t] = 1 if the loss on predicting ids[t+1] is counted; mask[n-1] = 0
+    float* mask; // (n)
     int n;
 } Example;
 
@@ -62,6 +64,12 @@ int batch_put(Batch* b, int r, int at, const Example* ex, int len);
 void batch_pad_row(Batch* b, int r, int from);
 // positions an example contributes to a row of capacity max_T: one per predicted id
 int example_positions(const Example* ex, int max_T);
+// The layout of losses that read hidden states instead of predictions (the defence's erase and
+// retain rows): every id of a row is an input, its last one (EOS) included, so row b holds
+// inputs ids[0..n) (at most max_T), mask[t] = the example's mask[t], then padding (id 0, mask 0;
+// attention is causal, so the padding never reaches a row's own states). targets hold
+// ids[1..n) and 0 after: such a batch has no next-token loss. n <= max_B.
+void batch_fill_states(Batch* b, const Example* const* rows, int n);
 
 // ----------------------------------------------------------------------------
 // prompt sets

@@ -49,6 +49,8 @@ typedef struct {
     int* retain_refusal; // (n_retain) 1 if that retain row is a malicious -> refusal row
     int* pseudo;         // (n_pseudo) pseudo items with a response: CAA's counterweight
     int n_erase, n_retain, n_pseudo;
+    Example* erase_rows;  // (n_erase) [prompt ; harmful completion], the mask on the erased tokens
+    Example* retain_rows; // (n_retain) [prompt ; kept answer], the mask on the retained tokens
 } DefenseData;
 
 // encodes a response (with EOS) into a malloc'd array; *n receives the count
@@ -65,6 +67,10 @@ static void free_defense_data(DefenseData* d) {
         free(d->items[i].harmful);
         free(d->items[i].refusal);
     }
+    for (int k = 0; d->erase_rows && k < d->n_erase; k++) free_example(&d->erase_rows[k]);
+    for (int k = 0; d->retain_rows && k < d->n_retain; k++) free_example(&d->retain_rows[k]);
+    free(d->erase_rows);
+    free(d->retain_rows);
     free(d->items);
     free(d->erase);
     free(d->retain);
@@ -131,6 +137,24 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
             return EXIT_BAD_INPUT;
         }
     }
+    // the representation rows, in the states layout: the tokens each loss reads
+    d->erase_rows = calloc(d->n_erase > 0 ? d->n_erase : 1, sizeof(Example));
+    d->retain_rows = calloc(d->n_retain > 0 ? d->n_retain : 1, sizeof(Example));
+    int status = d->erase_rows && d->retain_rows ? 0 : -1;
+    for (int k = 0; k < d->n_erase && status == 0; k++) {
+        const DefenseItem* it = &d->items[d->erase[k]];
+        status = representation_row(&d->erase_rows[k], it->prompt, it->n_prompt, it->harmful, it->n_harmful,
+                                    cfg->erase_tokens == ERASE_RESPONSE);
+    }
+    for (int k = 0; k < d->n_retain && status == 0; k++) {
+        const DefenseItem* it = &d->items[d->retain[k]];
+        status = representation_row(&d->retain_rows[k], it->prompt, it->n_prompt, it->response, it->n_response,
+                                    d->retain_refusal[k] && cfg->retain_refusal == RETAIN_REFUSAL_ONLY);
+    }
+    if (status != 0) {
+        error_msg("%s: out of memory", cfg->data_path);
+        return EXIT_BAD_INPUT;
+    }
     return EXIT_OK;
 }
 
@@ -165,51 +189,7 @@ static void free_cycle(Cycle* c) {
     c->order = NULL;
 }
 
-// One row of the representation block: [prompt ; answer], cut to the context, with the loss
-// reading positions [mask_from, len).
-typedef struct {
-    const int* prompt;
-    const int* answer;
-    int n_prompt, n_answer;
-    int mask_from;
-} RepRow;
-
-// The first position a representation loss reads. Position 0 is BOS, whose state is the same for
-// every sequence: erasing it would erase every benign input's too, so it is never read. With
-// response_only, the loss starts at the first response token.
-static int rep_mask_from(int n_prompt, int response_only) {
-    return response_only ? n_prompt : 1;
-}
-
-// Lays rows out as one right-padded (B, T) block (token 0 and mask 0 after each row; attention is
-// causal, so the padding never reaches a row's own states). The whole sequence is input, its
-// last token (EOS) included: the losses read states, not predictions. Rows [0, n_erase) are
-// erase rows, the rest retain rows; erase_mask and retain_mask (B, T) each hold the masks of
-// their own rows and 0 on the other rows. Returns T.
-static int fill_rep_block(int* inputs, float* erase_mask, float* retain_mask, const RepRow* rows, int n_erase,
-                          int n_rows, int max_T) {
-    int T = 1;
-    for (int r = 0; r < n_rows; r++) {
-        int len = rows[r].n_prompt + rows[r].n_answer;
-        if (len > T) T = len;
-    }
-    if (T > max_T) T = max_T;
-    for (int r = 0; r < n_rows; r++) {
-        const RepRow* row = &rows[r];
-        int len = row->n_prompt + row->n_answer < T ? row->n_prompt + row->n_answer : T;
-        float* mine = r < n_erase ? erase_mask : retain_mask;
-        float* other = r < n_erase ? retain_mask : erase_mask;
-        for (int t = 0; t < T; t++) {
-            size_t i = (size_t)r * T + t;
-            inputs[i] = t >= len ? 0 : t < row->n_prompt ? row->prompt[t] : row->answer[t - row->n_prompt];
-            mine[i] = t >= row->mask_from && t < len ? 1.0f : 0.0f;
-            other[i] = 0.0f;
-        }
-    }
-    return T;
-}
-
-// an Example [prompt ; response] with the loss on predicting the response (train.h convention)
+// an Example [prompt ; response] with the loss on predicting the response (next-token layout)
 static int example_from_ids(Example* ex, const int* prompt, int n_prompt, const int* response, int n_response) {
     int n = n_prompt + n_response;
     ex->ids = malloc(n * sizeof(int));
@@ -249,46 +229,6 @@ static int parse_layer_list(const char* cmd, const char* flag, const char* s, in
             layers[j] = layers[j - 1];
             layers[j - 1] = tmp;
         }
-    return 0;
-}
-
-// The layers a run uses, with the defaults filled in and checked against the model.
-typedef struct {
-    int targets[DEFEND_MAX_LAYERS], n_targets;
-    int retain[DEFEND_MAX_LAYERS], n_retain;
-    int max_target;
-    int n_run;       // layers the representation forward runs: up to the highest layer a loss reads
-    int oalw_layer;
-} DefenseLayers;
-
-static int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L) {
-    memset(dl, 0, sizeof(*dl));
-    if (cfg->n_targets > 0) {
-        memcpy(dl->targets, cfg->targets, cfg->n_targets * sizeof(int));
-        dl->n_targets = cfg->n_targets;
-    } else {
-        // about 1/3 and 2/3 of the depth (the published {10, 20} of 32 layers; {1, 2} of 4)
-        for (int k = 1; k <= 2; k++) {
-            int l = k * L / 3;
-            if (l > L - 1) l = L - 1;
-            if (dl->n_targets == 0 || dl->targets[dl->n_targets - 1] != l) dl->targets[dl->n_targets++] = l;
-        }
-    }
-    dl->max_target = dl->targets[dl->n_targets - 1];
-    if (cfg->n_retain > 0) {
-        memcpy(dl->retain, cfg->retain_layers, cfg->n_retain * sizeof(int));
-        dl->n_retain = cfg->n_retain;
-    } else {
-        for (int l = 0; l <= dl->max_target; l++) dl->retain[dl->n_retain++] = l;
-    }
-    int top = dl->max_target > dl->retain[dl->n_retain - 1] ? dl->max_target : dl->retain[dl->n_retain - 1];
-    dl->oalw_layer = cfg->oalw_layer >= 0 ? cfg->oalw_layer : dl->targets[0];
-    if (top >= L || dl->oalw_layer >= L) {
-        error_msg("defend: layer %d asked for (targets, retain or OALW layer), but the model has layers 0..%d",
-                  top > dl->oalw_layer ? top : dl->oalw_layer, L - 1);
-        return -1;
-    }
-    dl->n_run = top + 1;
     return 0;
 }
 
@@ -506,9 +446,169 @@ static void defense_log_add(DefenseLog* log, DefenseLogRow row, int capacity) {
     if (log->rows && log->n < capacity) log->rows[log->n++] = row;
 }
 
+// Everything a defence run holds between its steps.
+typedef struct {
+    DefenseData data;
+    PromptSet ref_file, reference; // D_p for OALW (reference: shallow copies of ref_file's items)
+    DefenseState state;            // M0's states, the injected gradients, AdamW (mosr.h)
+    float* erase_weight;           // (n_erase) OALW's w_i of every erase example; 1 without OALW
+    float* row_weight;             // (batch) those of this step's erase rows
+    Batch rr;                      // batch erase rows, then batch retain rows (states layout)
+    const Example** rr_rows;       // (2 batch)
+    Batch caa;                     // n_caa CAA rows, then n_counter counterweight rows (next-token)
+    Example* caa_rows;             // (n_caa + n_counter) this step's, built fresh every step
+    const Example** caa_ptrs;      // (n_caa + n_counter)
+    int n_caa, n_counter;
+    Cycle erase_cycle, retain_cycle, caa_cycle, pseudo_cycle;
+    uint64_t rng_data, rng_caa;    // separate streams: switching CAA on or off leaves the RR rows as they are
+    DefenseLog log;
+    long tokens;                   // positions run so far
+    double start;
+} DefenseRun;
+
+static void free_defense_run(DefenseRun* r) {
+    free_defense_log(&r->log);
+    for (int k = 0; r->caa_rows && k < r->n_caa + r->n_counter; k++) free_example(&r->caa_rows[k]);
+    free(r->caa_rows);
+    free(r->caa_ptrs);
+    if (r->caa.inputs) free_batch(&r->caa);
+    if (r->rr.inputs) free_batch(&r->rr);
+    free(r->rr_rows);
+    free_cycle(&r->erase_cycle);
+    free_cycle(&r->retain_cycle);
+    free_cycle(&r->caa_cycle);
+    free_cycle(&r->pseudo_cycle);
+    free(r->erase_weight);
+    free(r->row_weight);
+    free_defense_state(&r->state);
+    free(r->reference.items); // shallow copies: the strings belong to ref_file
+    prompt_set_free(&r->ref_file);
+    free_defense_data(&r->data);
+    memset(r, 0, sizeof(*r));
+}
+
+// The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same with
+// enabled = 0), the buffers, and OALW's weights from M0. A util.h exit code.
+static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl) {
+    memset(r, 0, sizeof(*r));
+    DefenseData* d = &r->data;
+    int rc = load_defense_data(d, t, cfg);
+    if (rc != EXIT_OK) return rc;
+    if (cfg->oalw && (rc = load_reference(&r->ref_file, &r->reference, cfg->reference_path)) != EXIT_OK) return rc;
+    fprintf(stderr, "defend: %s, %d erase examples, %d retain examples (%s refusal rows, %s borderline), "
+            "targets", cfg->method == DEFEND_MOSR ? "MOSR" : "RR", d->n_erase, d->n_retain,
+            cfg->retain_refusal == RETAIN_REFUSAL_ALL ? "all-token" : cfg->retain_refusal == RETAIN_REFUSAL_ONLY ? "refusal-token" : "no",
+            cfg->retain_borderline ? "with" : "no");
+    for (int k = 0; k < dl->n_targets; k++) fprintf(stderr, "%s%d", k ? "," : " ", dl->targets[k]);
+    fprintf(stderr, ", retain layers %d..%d (%d), OALW %s, CAA %s%s\n", dl->retain[0], dl->retain[dl->n_retain - 1],
+            dl->n_retain, cfg->oalw ? "on" : "off", cfg->caa ? "on" : "off",
+            cfg->caa && cfg->caa_counterweight ? " + counterweight" : "");
+
+    if (model_lora_init(m, cfg->rank, cfg->lora_alpha, 0, dl->max_target + 1, (1 << N_LORA_MAPS) - 1, cfg->lora_b_std,
+                        cfg->seed) != 0)
+        return EXIT_FAILURE_RUN;
+    fprintf(stderr, "defend: LoRA rank %d alpha %g on layers 0..%d: %zu trainable parameters\n", cfg->rank,
+            cfg->lora_alpha, dl->max_target, m->lora.n_params);
+
+    int seq_len = m->config.seq_len, B = 2 * cfg->batch;
+    r->n_caa = cfg->caa ? (cfg->caa_batch > 0 ? cfg->caa_batch : cfg->batch) : 0;
+    r->n_counter = cfg->caa && cfg->caa_counterweight ? r->n_caa : 0;
+    int ok = build_defense_state(&r->state, m, dl, B) == 0;
+    r->erase_weight = malloc(d->n_erase * sizeof(float));
+    r->row_weight = malloc(cfg->batch * sizeof(float));
+    r->rr_rows = malloc(B * sizeof(Example*));
+    if (!ok || !r->erase_weight || !r->row_weight || !r->rr_rows) {
+        error_msg("defend: out of memory for a batch of %d x %d", B, seq_len);
+        return EXIT_FAILURE_RUN;
+    }
+    build_batch(&r->rr, B, seq_len);
+    for (int i = 0; i < d->n_erase; i++) r->erase_weight[i] = 1.0f;
+    if (r->n_caa > 0) {
+        r->caa_rows = calloc(r->n_caa + r->n_counter, sizeof(Example));
+        r->caa_ptrs = malloc((r->n_caa + r->n_counter) * sizeof(Example*));
+        build_batch(&r->caa, r->n_caa + r->n_counter, seq_len);
+    }
+    build_cycle(&r->erase_cycle, d->n_erase);
+    build_cycle(&r->retain_cycle, d->n_retain);
+    build_cycle(&r->caa_cycle, d->n_erase);
+    build_cycle(&r->pseudo_cycle, d->n_pseudo);
+    r->rng_data = cfg->seed * 0x9E3779B97F4A7C15ULL + 1;
+    r->rng_caa = cfg->seed * 0xD1B54A32D192ED03ULL + 7;
+
+    // OALW's weights from M0 (adapters off), before any training
+    if (cfg->oalw) {
+        m->lora.enabled = 0;
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0) != 0) return EXIT_FAILURE_RUN;
+    }
+    r->start = time_now();
+    return EXIT_OK;
+}
+
+// this step's CAA rows: [prompt ; k harmful tokens ; refusal], then the counterweight rows
+// (pseudo -> helpful); rows that do not fit the context are skipped. Returns the row count.
+static int draw_caa_rows(DefenseRun* r, const DefenseConfig* cfg, int seq_len) {
+    const DefenseData* d = &r->data;
+    for (int k = 0; k < r->n_caa + r->n_counter; k++) free_example(&r->caa_rows[k]);
+    int n_rows = 0;
+    for (int k = 0; k < r->n_caa; k++) {
+        const DefenseItem* it = &d->items[d->erase[cycle_next(&r->caa_cycle, &r->rng_caa)]];
+        // the completion without its EOS: a prefix of it is context, never an ending
+        if (build_caa_example(&r->caa_rows[n_rows], NULL, it->prompt, it->n_prompt, it->harmful, it->n_harmful - 1,
+                              it->refusal, it->n_refusal, cfg->caa_kmin, cfg->caa_frac, seq_len + 1, &r->rng_caa) == 0)
+            n_rows++;
+    }
+    for (int k = 0; k < r->n_counter; k++) {
+        const DefenseItem* it = &d->items[d->pseudo[cycle_next(&r->pseudo_cycle, &r->rng_caa)]];
+        if (example_from_ids(&r->caa_rows[n_rows], it->prompt, it->n_prompt, it->response, it->n_response) == 0)
+            n_rows++;
+    }
+    for (int k = 0; k < n_rows; k++) r->caa_ptrs[k] = &r->caa_rows[k];
+    return n_rows;
+}
+
+// One step of the run: OALW's weights again if due, this step's rows, defense_step, the log.
+// A util.h exit code.
+static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, int step) {
+    const DefenseData* d = &r->data;
+    if (cfg->oalw && cfg->oalw_every > 0 && step > 0 && step % cfg->oalw_every == 0) {
+        m->lora.enabled = 1;
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, r->state.layers.oalw_layer, step) != 0)
+            return EXIT_FAILURE_RUN;
+    }
+    // the erase rows, then the retain rows, in one block
+    for (int k = 0; k < 2 * cfg->batch; k++) {
+        int erase = k < cfg->batch;
+        int i = cycle_next(erase ? &r->erase_cycle : &r->retain_cycle, &r->rng_data);
+        r->rr_rows[k] = erase ? &d->erase_rows[i] : &d->retain_rows[i];
+        if (erase) r->row_weight[k] = r->erase_weight[i];
+    }
+    batch_fill_states(&r->rr, r->rr_rows, 2 * cfg->batch);
+    const Batch* caa = NULL;
+    if (r->n_caa > 0) {
+        int n_rows = draw_caa_rows(r, cfg, m->config.seq_len);
+        if (n_rows > 0) {
+            batch_fill_padded(&r->caa, r->caa_ptrs, n_rows);
+            caa = &r->caa;
+        }
+    }
+    DefenseStepResult s;
+    if (defense_step(&r->state, m, cfg, step, &r->rr, cfg->batch, r->row_weight, caa, &s) != 0) return EXIT_FAILURE_RUN;
+    r->tokens += s.tokens;
+
+    double elapsed = time_now() - r->start;
+    float rate = elapsed > 0 ? (float)(r->tokens / elapsed) : 0.0f;
+    defense_log_add(&r->log, (DefenseLogRow){step, s.c_erase, s.c_retain, s.erase, s.retain, s.caa, rate,
+                                             (float)elapsed}, cfg->steps);
+    if (cfg->print_every > 0 && (step % cfg->print_every == 0 || step == cfg->steps - 1)) {
+        double eta = elapsed / (step + 1) * (cfg->steps - step - 1);
+        fprintf(stderr, "step %4d/%d | erase %.4f retain %.4f", step + 1, cfg->steps, s.erase, s.retain);
+        if (r->n_caa > 0) fprintf(stderr, " caa %.4f", s.caa);
+        fprintf(stderr, " | c_s %.2f c_r %.2f | %.0f tok/s | ETA %.0f s\n", s.c_erase, s.c_retain, rate, eta);
+    }
+    return EXIT_OK;
+}
+
 int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out) {
-    const Config* c = &m->config;
-    int L = c->n_layers, C = c->dim, seq_len = c->seq_len;
     if (m->lora.n_params > 0) {
         error_msg("defend: the model already has LoRA adapters (merge or free them first)");
         return EXIT_USAGE;
@@ -518,234 +618,27 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
         return EXIT_USAGE;
     }
     DefenseLayers dl;
-    if (defense_layers(&dl, cfg, L) != 0) return EXIT_USAGE;
+    if (defense_layers(&dl, cfg, m->config.n_layers) != 0) return EXIT_USAGE;
 
-    // everything the cleanup frees
-    int rc = EXIT_BAD_INPUT;
-    DefenseData d = {0};
-    PromptSet ref_file = {0}, reference = {0};
-    Cycle erase_cycle = {0}, retain_cycle = {0}, caa_cycle = {0}, pseudo_cycle = {0};
-    float *erase_weight = NULL, *h0 = NULL, *dh = NULL, *adam_m = NULL, *adam_v = NULL;
-    float *erase_mask = NULL, *retain_mask = NULL, *row_weight = NULL;
-    int* inputs = NULL;
-    RepRow* rows = NULL;
-    Example* caa_rows = NULL;
-    const Example** caa_ptrs = NULL;
-    Batch caa_batch = {0};
-    DefenseLog log = {0};
-    float** dhidden = calloc(L, sizeof(float*)); // (L) model_backward's injections: d loss / d h_l or NULL
-    int* need = malloc(L * sizeof(int));          // (L) slot of layer l in h0 and dh, -1 if no loss reads it
-    int n_caa = cfg->caa ? (cfg->caa_batch > 0 ? cfg->caa_batch : cfg->batch) : 0;
-    int n_counter = cfg->caa && cfg->caa_counterweight ? n_caa : 0;
-
-    // 1. data
-    rc = load_defense_data(&d, t, cfg);
-    if (rc != EXIT_OK) goto done;
-    if (cfg->oalw && (rc = load_reference(&ref_file, &reference, cfg->reference_path)) != EXIT_OK) goto done;
-    rc = EXIT_FAILURE_RUN;
-    fprintf(stderr, "defend: %s, %d erase examples, %d retain examples (%s refusal rows, %s borderline), "
-            "targets", cfg->method == DEFEND_MOSR ? "MOSR" : "RR", d.n_erase, d.n_retain,
-            cfg->retain_refusal == RETAIN_REFUSAL_ALL ? "all-token" : cfg->retain_refusal == RETAIN_REFUSAL_ONLY ? "refusal-token" : "no",
-            cfg->retain_borderline ? "with" : "no");
-    for (int k = 0; k < dl.n_targets; k++) fprintf(stderr, "%s%d", k ? "," : " ", dl.targets[k]);
-    fprintf(stderr, ", retain layers %d..%d (%d), OALW %s, CAA %s%s\n", dl.retain[0], dl.retain[dl.n_retain - 1],
-            dl.n_retain, cfg->oalw ? "on" : "off", cfg->caa ? "on" : "off",
-            cfg->caa && cfg->caa_counterweight ? " + counterweight" : "");
-
-    // 2. adapters on all seven maps of layers [0, max target]; M0 = the same with enabled = 0
-    if (model_lora_init(m, cfg->rank, cfg->lora_alpha, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, cfg->lora_b_std,
-                        cfg->seed) != 0)
-        goto done;
-    size_t n_lora = m->lora.n_params;
-    fprintf(stderr, "defend: LoRA rank %d alpha %g on layers 0..%d: %zu trainable parameters\n", cfg->rank,
-            cfg->lora_alpha, dl.max_target, n_lora);
-
-    // 3. buffers: the representation block holds batch erase + batch retain rows
-    int B = 2 * cfg->batch;
-    if (!dhidden || !need) { error_msg("defend: out of memory"); goto done; }
-    for (int l = 0; l < L; l++) need[l] = -1;
-    for (int k = 0; k < dl.n_targets; k++) need[dl.targets[k]] = 1;
-    for (int k = 0; k < dl.n_retain; k++) need[dl.retain[k]] = 1;
-    int n_need = 0;
-    for (int l = 0; l < L; l++) need[l] = need[l] > 0 ? n_need++ : -1;
-    size_t block = (size_t)B * seq_len * C;
-    h0 = malloc(n_need * block * sizeof(float));         // (n_need, B, T, C) at the current T
-    dh = malloc(n_need * block * sizeof(float));
-    inputs = malloc((size_t)B * seq_len * sizeof(int));
-    erase_mask = malloc((size_t)B * seq_len * sizeof(float));
-    retain_mask = malloc((size_t)B * seq_len * sizeof(float));
-    row_weight = malloc(B * sizeof(float));
-    rows = malloc(B * sizeof(RepRow));
-    erase_weight = malloc(d.n_erase * sizeof(float));
-    adam_m = calloc(n_lora, sizeof(float));
-    adam_v = calloc(n_lora, sizeof(float));
-    if (!h0 || !dh || !inputs || !erase_mask || !retain_mask || !row_weight || !rows || !erase_weight || !adam_m ||
-        !adam_v) {
-        error_msg("defend: out of memory for a batch of %d x %d", B, seq_len);
-        goto done;
+    DefenseRun run;
+    int rc = build_defense_run(&run, m, t, cfg, &dl);
+    for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) rc = defense_run_step(&run, m, t, cfg, step);
+    if (rc == EXIT_OK && cfg->steps > 0)
+        fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s)\n", cfg->steps, time_now() - run.start,
+                run.tokens / fmax(time_now() - run.start, 1e-9));
+    if (rc == EXIT_OK) {
+        // the adapters go into the weights: an ordinary model again
+        model_lora_merge(m);
+        if (cfg->log_path && write_defense_csv(&run.log, cfg->log_path) != 0) rc = EXIT_FAILURE_RUN;
+        else if (cfg->plot_path && run.log.n > 0 && write_defense_plot(&run.log, cfg->plot_path, run.n_caa > 0) != 0)
+            rc = EXIT_FAILURE_RUN;
     }
-    for (int i = 0; i < d.n_erase; i++) erase_weight[i] = 1.0f;
-    if (n_caa > 0) {
-        caa_rows = calloc(n_caa + n_counter, sizeof(Example));
-        caa_ptrs = malloc((n_caa + n_counter) * sizeof(Example*));
-        build_batch(&caa_batch, n_caa + n_counter, seq_len);
-    }
-    build_cycle(&erase_cycle, d.n_erase);
-    build_cycle(&retain_cycle, d.n_retain);
-    build_cycle(&caa_cycle, d.n_erase);
-    build_cycle(&pseudo_cycle, d.n_pseudo);
-    // separate random streams, so that switching CAA on or off leaves the RR batches unchanged
-    uint64_t rng_data = cfg->seed * 0x9E3779B97F4A7C15ULL + 1, rng_caa = cfg->seed * 0xD1B54A32D192ED03ULL + 7;
-
-    // 4. OALW weights from M0 (adapters off), before any training
-    if (cfg->oalw) {
-        m->lora.enabled = 0;
-        if (compute_oalw(erase_weight, m, t, &d, &reference, cfg, dl.oalw_layer, 0) != 0) goto done;
-    }
-
-    // 5. the loop
-    double start = time_now();
-    long tokens = 0;
-    for (int step = 0; step < cfg->steps; step++) {
-        if (cfg->oalw && cfg->oalw_every > 0 && step > 0 && step % cfg->oalw_every == 0) {
-            m->lora.enabled = 1;
-            if (compute_oalw(erase_weight, m, t, &d, &reference, cfg, dl.oalw_layer, step) != 0) goto done;
-        }
-        float c_erase, c_retain;
-        rr_schedule(&c_erase, &c_retain, cfg->alpha, step, cfg->steps);
-
-        // the erase rows, then the retain rows, in one block
-        for (int r = 0; r < B; r++) {
-            int erase = r < cfg->batch;
-            int k = cycle_next(erase ? &erase_cycle : &retain_cycle, &rng_data);
-            const DefenseItem* it = &d.items[erase ? d.erase[k] : d.retain[k]];
-            int response_only = erase ? cfg->erase_tokens == ERASE_RESPONSE
-                                      : d.retain_refusal[k] && cfg->retain_refusal == RETAIN_REFUSAL_ONLY;
-            rows[r] = (RepRow){it->prompt, erase ? it->harmful : it->response, it->n_prompt,
-                               erase ? it->n_harmful : it->n_response, rep_mask_from(it->n_prompt, response_only)};
-            row_weight[r] = erase ? erase_weight[k] : 1.0f;
-        }
-        int T = fill_rep_block(inputs, erase_mask, retain_mask, rows, cfg->batch, B, seq_len);
-        size_t BTC = (size_t)B * T * C;
-
-        // M0's states: the same weights with the adapters off, only as deep as a loss reads
-        m->lora.enabled = 0;
-        model_forward(m, inputs, B, T, dl.n_run);
-        if (m->n_run != dl.n_run) goto done;
-        for (int l = 0; l < dl.n_run; l++)
-            if (need[l] >= 0) memcpy(h0 + need[l] * BTC, model_hidden(m, l), BTC * sizeof(float));
-        // Mθ's states, and the losses on them
-        m->lora.enabled = 1;
-        model_forward(m, inputs, B, T, dl.n_run);
-        if (m->n_run != dl.n_run) goto done;
-        memset(dh, 0, n_need * BTC * sizeof(float));
-        for (int l = 0; l < L; l++) dhidden[l] = need[l] >= 0 ? dh + need[l] * BTC : NULL;
-        float erase_loss = 0.0f, retain_loss = 0.0f;
-        for (int k = 0; k < dl.n_targets; k++) {
-            int l = dl.targets[k];
-            const float* h = model_hidden(m, l);
-            const float* h_frozen = h0 + need[l] * BTC;
-            erase_loss += erase_loss_forward(NULL, h, h_frozen, erase_mask, row_weight, B, T, C) / dl.n_targets;
-            erase_loss_backward(dhidden[l], h, h_frozen, erase_mask, row_weight, c_erase / dl.n_targets, B, T, C);
-        }
-        for (int k = 0; k < dl.n_retain; k++) {
-            int l = dl.retain[k];
-            const float* h = model_hidden(m, l);
-            const float* h_frozen = h0 + need[l] * BTC;
-            retain_loss += retain_loss_forward(h, h_frozen, retain_mask, B, T, C) / dl.n_retain;
-            retain_loss_backward(dhidden[l], h, h_frozen, retain_mask, c_retain / dl.n_retain, B, T, C);
-        }
-        model_lora_zero_grads(m);
-        model_backward(m, 0, dhidden);
-        tokens += (long)B * T;
-
-        // CAA: [prompt ; k harmful tokens ; refusal] through the whole model, CE on the refusal.
-        // Its own forward and backward: the forward overwrites the activations the RR backward read.
-        float caa_loss = NAN; // stays NaN (a blank in the log) in a step where no CAA row fits the context
-        int caa_ran = 0;
-        if (n_caa > 0) {
-            for (int r = 0; r < n_caa + n_counter; r++) free_example(&caa_rows[r]);
-            int n_rows = 0;
-            for (int r = 0; r < n_caa; r++) {
-                const DefenseItem* it = &d.items[d.erase[cycle_next(&caa_cycle, &rng_caa)]];
-                // the completion without its EOS: a prefix of it is context, never an ending
-                if (build_caa_example(&caa_rows[n_rows], NULL, it->prompt, it->n_prompt, it->harmful, it->n_harmful - 1,
-                                      it->refusal, it->n_refusal, cfg->caa_kmin, cfg->caa_frac, seq_len + 1,
-                                      &rng_caa) == 0)
-                    n_rows++;
-            }
-            for (int r = 0; r < n_counter; r++) {
-                const DefenseItem* it = &d.items[d.pseudo[cycle_next(&pseudo_cycle, &rng_caa)]];
-                if (example_from_ids(&caa_rows[n_rows], it->prompt, it->n_prompt, it->response, it->n_response) == 0)
-                    n_rows++;
-            }
-            for (int r = 0; r < n_rows; r++) caa_ptrs[r] = &caa_rows[r];
-            if (n_rows > 0) {
-                batch_fill_padded(&caa_batch, caa_ptrs, n_rows);
-                model_forward(m, caa_batch.inputs, caa_batch.B, caa_batch.T, L);
-                if (m->n_run != L) goto done;
-                caa_loss = model_loss(m, caa_batch.targets, caa_batch.mask, cfg->caa_weight);
-                caa_ran = 1;
-                model_backward(m, 1, NULL);
-                tokens += (long)caa_batch.B * caa_batch.T;
-            }
-        }
-        if (!isfinite(erase_loss) || !isfinite(retain_loss) || (caa_ran && !isfinite(caa_loss))) {
-            error_msg("defend: step %d: a loss is not finite (erase %g, retain %g, caa %g); nothing saved", step,
-                      erase_loss, retain_loss, caa_loss);
-            goto done;
-        }
-        adamw_update(m->lora.param_memory, m->lora.grad_memory, adam_m, adam_v, n_lora, cfg->lr, 0.9f, 0.999f, 1e-8f,
-                     0.0f, step + 1);
-
-        double elapsed = time_now() - start;
-        float rate = elapsed > 0 ? (float)(tokens / elapsed) : 0.0f;
-        defense_log_add(&log, (DefenseLogRow){step, c_erase, c_retain, erase_loss, retain_loss, caa_loss, rate,
-                                              (float)elapsed}, cfg->steps);
-        if (cfg->print_every > 0 && (step % cfg->print_every == 0 || step == cfg->steps - 1)) {
-            double eta = elapsed / (step + 1) * (cfg->steps - step - 1);
-            fprintf(stderr, "step %4d/%d | erase %.4f retain %.4f", step + 1, cfg->steps, erase_loss, retain_loss);
-            if (n_caa > 0) fprintf(stderr, " caa %.4f", caa_loss);
-            fprintf(stderr, " | c_s %.2f c_r %.2f | %.0f tok/s | ETA %.0f s\n", c_erase, c_retain, rate, eta);
-        }
-    }
-    if (cfg->steps > 0)
-        fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s)\n", cfg->steps, time_now() - start,
-                tokens / fmax(time_now() - start, 1e-9));
-
-    // 6. the adapters go into the weights: an ordinary model again
-    model_lora_merge(m);
-    if (cfg->log_path && write_defense_csv(&log, cfg->log_path) != 0) goto done;
-    if (cfg->plot_path && log.n > 0 && write_defense_plot(&log, cfg->plot_path, n_caa > 0) != 0) goto done;
-    rc = EXIT_OK;
-
-done:
     if (m->lora.n_params > 0 && rc != EXIT_OK) model_lora_free(m);
-    if (log_out && rc == EXIT_OK) *log_out = log;
-    else free_defense_log(&log);
-    for (int r = 0; caa_rows && r < n_caa + n_counter; r++) free_example(&caa_rows[r]);
-    free(caa_rows);
-    free(caa_ptrs);
-    if (caa_batch.inputs) free_batch(&caa_batch);
-    free_cycle(&erase_cycle);
-    free_cycle(&retain_cycle);
-    free_cycle(&caa_cycle);
-    free_cycle(&pseudo_cycle);
-    free(erase_weight);
-    free(h0);
-    free(dh);
-    free(inputs);
-    free(erase_mask);
-    free(retain_mask);
-    free(row_weight);
-    free(rows);
-    free(adam_m);
-    free(adam_v);
-    free(dhidden);
-    free(need);
-    free(reference.items); // shallow copies: the strings belong to ref_file
-    prompt_set_free(&ref_file);
-    free_defense_data(&d);
+    if (log_out && rc == EXIT_OK) {
+        *log_out = run.log;
+        run.log = (DefenseLog){0};
+    }
+    free_defense_run(&run);
     return rc;
 }
 

@@ -257,6 +257,19 @@ void retain_loss_backward(float* dh, const float* h, const float* h0, const floa
     free(coef);
 }
 
+int representation_row(Example* ex, const int* prompt, int n_prompt, const int* answer, int n_answer,
+                       int response_only) {
+    int n = n_prompt + n_answer, from = response_only ? n_prompt : 1;
+    ex->n = n;
+    ex->ids = malloc((n > 0 ? n : 1) * sizeof(int));
+    ex->mask = malloc((n > 0 ? n : 1) * sizeof(float));
+    if (!ex->ids || !ex->mask) return -1;
+    memcpy(ex->ids, prompt, n_prompt * sizeof(int));
+    memcpy(ex->ids + n_prompt, answer, n_answer * sizeof(int));
+    for (int t = 0; t < n; t++) ex->mask[t] = t >= from ? 1.0f : 0.0f;
+    return 0;
+}
+
 void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int total_steps) {
     // early on the model must move away from M0 on harmful inputs; later, holding on to what it
     // knows matters more. T = 0 (no steps) counts as the start.
@@ -457,4 +470,136 @@ void defense_config_default(DefenseConfig* c, int method) {
     c->data_path = "data/defense.jsonl";
     c->reference_path = "data/reference.jsonl";
     c->print_every = 10;
+}
+
+int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L) {
+    memset(dl, 0, sizeof(*dl));
+    if (cfg->n_targets > 0) {
+        memcpy(dl->targets, cfg->targets, cfg->n_targets * sizeof(int));
+        dl->n_targets = cfg->n_targets;
+    } else {
+        // about 1/3 and 2/3 of the depth (the published {10, 20} of 32 layers; {1, 2} of 4)
+        for (int k = 1; k <= 2; k++) {
+            int l = k * L / 3;
+            if (l > L - 1) l = L - 1;
+            if (dl->n_targets == 0 || dl->targets[dl->n_targets - 1] != l) dl->targets[dl->n_targets++] = l;
+        }
+    }
+    dl->max_target = dl->targets[dl->n_targets - 1];
+    if (cfg->n_retain > 0) {
+        memcpy(dl->retain, cfg->retain_layers, cfg->n_retain * sizeof(int));
+        dl->n_retain = cfg->n_retain;
+    } else {
+        for (int l = 0; l <= dl->max_target; l++) dl->retain[dl->n_retain++] = l;
+    }
+    int top = dl->max_target > dl->retain[dl->n_retain - 1] ? dl->max_target : dl->retain[dl->n_retain - 1];
+    dl->oalw_layer = cfg->oalw_layer >= 0 ? cfg->oalw_layer : dl->targets[0];
+    if (top >= L || dl->oalw_layer >= L) {
+        error_msg("defend: layer %d asked for (targets, retain or OALW layer), but the model has layers 0..%d",
+                  top > dl->oalw_layer ? top : dl->oalw_layer, L - 1);
+        return -1;
+    }
+    dl->n_run = top + 1;
+    return 0;
+}
+
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B) {
+    const Config* c = &m->config;
+    int L = c->n_layers;
+    memset(s, 0, sizeof(*s));
+    s->layers = *dl;
+    s->slot = malloc(L * sizeof(int));
+    s->dhidden = calloc(L, sizeof(float*));
+    if (!s->slot || !s->dhidden) return -1;
+    for (int l = 0; l < L; l++) s->slot[l] = -1;
+    for (int k = 0; k < dl->n_targets; k++) s->slot[dl->targets[k]] = 1;
+    for (int k = 0; k < dl->n_retain; k++) s->slot[dl->retain[k]] = 1;
+    for (int l = 0; l < L; l++) s->slot[l] = s->slot[l] > 0 ? s->n_slots++ : -1;
+    size_t block = (size_t)max_B * c->seq_len * c->dim;
+    s->h0 = malloc(s->n_slots * block * sizeof(float));
+    s->dh = malloc(s->n_slots * block * sizeof(float));
+    s->n_lora = m->lora.n_params;
+    s->adam_m = calloc(s->n_lora, sizeof(float));
+    s->adam_v = calloc(s->n_lora, sizeof(float));
+    return s->h0 && s->dh && s->adam_m && s->adam_v ? 0 : -1;
+}
+
+void free_defense_state(DefenseState* s) {
+    free(s->slot);
+    free(s->dhidden);
+    free(s->h0);
+    free(s->dh);
+    free(s->adam_m);
+    free(s->adam_v);
+    memset(s, 0, sizeof(*s));
+}
+
+int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, int n_erase,
+                 const float* erase_weight, const Batch* caa, DefenseStepResult* out) {
+    const DefenseLayers* dl = &s->layers;
+    int L = m->config.n_layers, C = m->config.dim, B = rr->B, T = rr->T;
+    size_t BTC = (size_t)B * T * C;
+    size_t erase_part = (size_t)n_erase * T * C; // the retain rows start here in every (B, T, C) block
+    const float* erase_mask = rr->mask;                          // (n_erase, T)
+    const float* retain_mask = rr->mask + (size_t)n_erase * T;   // (B - n_erase, T)
+    // c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
+    rr_schedule(&out->c_erase, &out->c_retain, cfg->alpha, step, cfg->steps);
+    out->tokens = 0;
+
+    // h_l^0: M0's states, the same weights with the adapters off, only as deep as a loss reads
+    m->lora.enabled = 0;
+    model_forward(m, rr->inputs, B, T, dl->n_run);
+    if (m->n_run != dl->n_run) return -1; // model_forward said why
+    for (int l = 0; l < dl->n_run; l++)
+        if (s->slot[l] >= 0) memcpy(s->h0 + s->slot[l] * BTC, model_hidden(m, l), BTC * sizeof(float));
+    // h_l^θ: Mθ's states
+    m->lora.enabled = 1;
+    model_forward(m, rr->inputs, B, T, dl->n_run);
+    if (m->n_run != dl->n_run) return -1;
+    memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
+    for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
+
+    // c_s(t) * Σ_i w_i l_erase(x_i) / Σ_i w_i,  l_erase = mean_{l in L_t, tok} ReLU(cos(h_l^θ, h_l^0))
+    out->erase = 0.0f;
+    for (int k = 0; k < dl->n_targets; k++) {
+        int l = dl->targets[k];
+        const float* h = model_hidden(m, l);
+        const float* h0 = s->h0 + s->slot[l] * BTC;
+        out->erase += erase_loss_forward(NULL, h, h0, erase_mask, erase_weight, n_erase, T, C) / dl->n_targets;
+        erase_loss_backward(s->dhidden[l], h, h0, erase_mask, erase_weight, out->c_erase / dl->n_targets, n_erase,
+                            T, C);
+    }
+    // + c_r(t) * mean_{x in D_r} l_retain(x),  l_retain = mean_{l in L_r, tok} || h_l^θ - h_l^0 ||_2
+    out->retain = 0.0f;
+    for (int k = 0; k < dl->n_retain; k++) {
+        int l = dl->retain[k];
+        const float* h = model_hidden(m, l) + erase_part;
+        const float* h0 = s->h0 + s->slot[l] * BTC + erase_part;
+        out->retain += retain_loss_forward(h, h0, retain_mask, B - n_erase, T, C) / dl->n_retain;
+        retain_loss_backward(s->dhidden[l] + erase_part, h, h0, retain_mask, out->c_retain / dl->n_retain,
+                             B - n_erase, T, C);
+    }
+    model_lora_zero_grads(m);
+    model_backward(m, 0, s->dhidden); // only the adapters get gradients
+    out->tokens += (long)B * T;
+
+    // + c_a * CE_refusal(D_aug): the CAA rows through the whole model, cross-entropy on the refusal.
+    // Its own forward and backward: the forward overwrites the activations the RR backward read.
+    out->caa = NAN;
+    if (caa && caa->B > 0) {
+        model_forward(m, caa->inputs, caa->B, caa->T, L);
+        if (m->n_run != L) return -1;
+        out->caa = model_loss(m, caa->targets, caa->mask, cfg->caa_weight);
+        model_backward(m, 1, NULL);
+        out->tokens += (long)caa->B * caa->T;
+    }
+    if (!isfinite(out->erase) || !isfinite(out->retain) || (caa && caa->B > 0 && !isfinite(out->caa))) {
+        error_msg("defend: step %d: a loss is not finite (erase %g, retain %g, caa %g); nothing saved", step,
+                  out->erase, out->retain, out->caa);
+        return -1;
+    }
+    // AdamW on the adapters: constant rate, no weight decay
+    adamw_update(m->lora.param_memory, m->lora.grad_memory, s->adam_m, s->adam_v, s->n_lora, cfg->lr, 0.9f, 0.999f,
+                 1e-8f, 0.0f, step + 1);
+    return 0;
 }

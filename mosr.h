@@ -71,6 +71,15 @@ void retain_loss_backward(float* dh, const float* h, const float* h0, const floa
 // bias this adds to a loss value is at most sqrt(NORM_EPS) = 1e-6 per token.
 #define NORM_EPS 1e-12f
 
+// Which tokens a representation loss reads (DESIGN.md 1.3: "prompt and response tokens; padding
+// excluded"). Builds ex = [prompt ; answer] in batch_fill_states' layout with mask[t] = 1 from
+// position 1 on: position 0 is BOS, whose state is the same for every sequence, so erasing it
+// would erase every benign input's too. With response_only (--erase-tokens response, or the
+// retain loss on a refusal's tokens only), from the first answer token on. ex owns malloc'd ids
+// and mask (free_example). 0, or -1 if out of memory.
+int representation_row(Example* ex, const int* prompt, int n_prompt, const int* answer, int n_answer,
+                       int response_only);
+
 // The RR schedule: erasure fades from α to α/2 while retain grows from 0 to α/2 over T steps.
 //   c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
 void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int total_steps);
@@ -151,9 +160,9 @@ typedef struct {
     int batch;                  // erase rows and retain rows per step (each), default 16
     float lr;                   // AdamW, constant, default 1e-3
     uint64_t seed;              // LoRA init, sampling, CAA prefixes; default 1337
-    int erase_tokens;           // ERASE_ALL (prompt + response) or ERASE_RESPONSE (default)
+    int erase_tokens;           // ERASE_ALL (prompt + response, default) or ERASE_RESPONSE
     int retain_refusal;         // RETAIN_REFUSAL_ALL (default), _ONLY (refusal tokens), _NONE
-    int retain_borderline;      // 1 (default): pseudo-malicious -> helpful rows in the retain set
+    int retain_borderline;      // 1: pseudo-malicious -> helpful rows in the retain set (default 0)
     // OALW
     int oalw;                   // 1: per-example erasure weights (default: on for MOSR)
     int oalw_layer;             // l_w, -1 = the first target
@@ -177,5 +186,54 @@ typedef struct {
 } DefenseConfig;
 
 void defense_config_default(DefenseConfig* c, int method);
+
+// The layers a run uses, with the defaults filled in and checked against the model's L layers:
+// L_t (about 1/3 and 2/3 of the depth), L_r (every layer up to max L_t), OALW's l_w (first target).
+typedef struct {
+    int targets[DEFEND_MAX_LAYERS], n_targets;
+    int retain[DEFEND_MAX_LAYERS], n_retain;
+    int max_target;
+    int n_run;       // layers the representation forward runs: up to the highest layer a loss reads
+    int oalw_layer;
+} DefenseLayers;
+
+// 0, or -1 after one error line (a layer the model does not have)
+int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L);
+
+// What one defence step needs besides its batches: M0's states at the layers a loss reads, the
+// gradients injected there, and AdamW's moments of the adapters.
+typedef struct {
+    DefenseLayers layers;
+    int* slot;        // (L) where layer l sits in h0 and dh, -1 if no loss reads it
+    int n_slots;
+    float* h0;        // (n_slots, B, T, C) M0's hidden states, at the current (B, T)
+    float* dh;        // (n_slots, B, T, C) d L_MOSR / d h_l
+    float** dhidden;  // (L) model_backward's injections: views into dh, or NULL
+    float *adam_m, *adam_v; // (n_lora) AdamW's moments of the adapters
+    size_t n_lora;
+} DefenseState;
+
+// for rows of up to max_B x seq_len positions; m must already carry its adapters. 0 on success
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B);
+void free_defense_state(DefenseState* s);
+
+// what a step measured: the loss terms before their coefficients (erase: OALW-weighted mean over
+// L_t; retain: mean over L_r; caa: cross-entropy of the CAA rows, NaN if the step had none)
+typedef struct {
+    float c_erase, c_retain;
+    float erase, retain, caa;
+    long tokens; // positions run through the model (both forwards count once)
+} DefenseStepResult;
+
+// One optimiser step of
+//   L_MOSR(t) = c_s(t) * Σ w_i l_erase(x_i) / Σ w_i + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
+// on the adapters of m. rr: the representation rows, laid out by batch_fill_states, rows
+// [0, n_erase) from D_m and the rest from D_r, each row's mask on the tokens its loss reads.
+// erase_weight: (n_erase) OALW's w_i of the erase rows, or NULL (RR: all 1). caa: the CAA rows
+// (next-token layout, the mask on the refusal), or NULL (RR). step t of cfg->steps sets c_s and
+// c_r (rr_schedule); cfg->caa_weight is c_a, cfg->lr AdamW's rate. Returns 0, or -1 after one
+// error line (the model could not run, or a loss is not finite: then the adapters are unchanged).
+int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, int n_erase,
+                 const float* erase_weight, const Batch* caa, DefenseStepResult* out);
 
 #endif
