@@ -15,20 +15,7 @@
 #include "util.h"
 
 // ----------------------------------------------------------------------------
-// the defences: RR and MOSR (mosr defend)
-//
-// One step of the defence, as DESIGN.md §2 draws it:
-//   erase rows (malicious prompt + harmful completion) and retain rows (benign -> helpful,
-//   malicious -> refusal, pseudo -> helpful) in one (B, T) block
-//   -> model_forward with LoRA off, up to the highest layer a loss reads: h_l^0 (copied out)
-//   -> model_forward with LoRA on: h_l^θ
-//   -> c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
-//   -> model_backward (m->grads NULL: only the adapters get gradients)
-//   [MOSR] -> CAA rows through the whole model, c_a * cross-entropy on the refusal, backward
-//   -> AdamW on the adapters.
-// M0 is the same weights with the adapters switched off, so there is never a second model.
-
-
+// the defence's material: the data file, encoded once, and the rows the losses read
 
 // One item of the defence file, encoded once through the chat template.
 typedef struct {

@@ -19,6 +19,7 @@
 // 1. representations (DESIGN.md 1.2, 1.4 r(x)). Pooling: one vector per prompt, from a (B, T, C)
 // block of hidden states
 
+// POOL_MEAN: r = mean_{t = 1 .. len-1} h[t] (BOS left out);  POOL_LAST: r = h[len - 1]
 int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode) {
     if (mode != POOL_MEAN && mode != POOL_LAST) {
         error_msg("pool_prompt: unknown pooling mode %d", mode);
@@ -60,6 +61,7 @@ static int compare_length(const void* a, const void* b) {
     return x->index - y->index;
 }
 
+// r_l(x) for every prompt x of a set and every layer l: (L, N, C), batches sorted by length
 int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, float* out) {
     int L = m->config.n_layers, C = m->config.dim, seq_len = m->config.seq_len, N = set->n;
     if (pool_mode != POOL_MEAN && pool_mode != POOL_LAST) {
@@ -170,6 +172,8 @@ static void example_coefficients(double* coef, const float* token_mask, const fl
     for (int b = 0; b < B; b++) coef[b] = total_weight > 0.0 ? coef[b] / total_weight : 0.0;
 }
 
+// l_erase(x) = mean_{tok} ReLU( cos( h_l^θ(x)[tok], h_l^0(x)[tok] ) ), and over the batch
+//   Σ_i w_i l_erase(x_i) / Σ_i w_i   (w_i: OALW's weights, all 1 for RR)
 float erase_loss_forward(float* token_cos, const float* h, const float* h0, const float* token_mask,
                          const float* example_weight, int B, int T, int C) {
     double* coef = malloc(B * sizeof(double));
@@ -216,6 +220,7 @@ void erase_loss_backward(float* dh, const float* h, const float* h0, const float
     free(coef);
 }
 
+// l_retain(x) = mean_{tok} || h_l^θ(x)[tok] - h_l^0(x)[tok] ||_2, and over the batch mean_x l_retain(x)
 float retain_loss_forward(const float* h, const float* h0, const float* token_mask, int B, int T, int C) {
     double* coef = malloc(B * sizeof(double));
     example_coefficients(coef, token_mask, NULL, B, T);
@@ -270,6 +275,7 @@ int representation_row(Example* ex, const int* prompt, int n_prompt, const int* 
     return 0;
 }
 
+// c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
 void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int total_steps) {
     // early on the model must move away from M0 on harmful inputs; later, holding on to what it
     // knows matters more. T = 0 (no steps) counts as the start.
@@ -327,6 +333,7 @@ static void top_indices(int* order, int n_best, const float* row, int M) {
 }
 
 // w (N): the linear or softmax form of mosr.h, scaled to mean 1
+// linear:  w_i = max(w_min, 1 - λ (s_i - min s) / (max s - min s));  softmax: w_i ∝ exp(-s_i / τ)
 static void weights_from_overlap(float* w, const float* s, int N, const OverlapOptions* opt) {
     float lo = s[0], hi = s[0];
     for (int i = 1; i < N; i++) {
@@ -348,6 +355,8 @@ static void weights_from_overlap(float* w, const float* s, int N, const OverlapO
     for (int i = 0; i < N; i++) w[i] = (float)(w[i] * N / sum);
 }
 
+// s_i = mean of the k largest cos(r(x_i), r(p)), p in D_p   (or: cos(r(x_i), centroid of D_p)),
+// then w_i from s_i, scaled so that mean_i w_i = 1
 int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* nearest_cos, int n_nearest,
                     const float* malicious_repr, int N, const float* pseudo_reference, int M, int C,
                     const OverlapOptions* opt) {
@@ -408,6 +417,8 @@ int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* ne
 // pseudo-malicious prompts share. Refusing after some harmful tokens ties it to the content, and
 // is also the situation a prefilling attack creates.
 
+// x_aug = [ malicious prompt ; first k tokens of its harmful completion ; refusal ],
+//   k ~ uniform{k_min .. K},  K = frac * the completion's length;  loss mask on the refusal only
 int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
                       int n_harmful, const int* refusal_ids, int n_refusal, int k_min, float frac, int max_len,
                       uint64_t* rng) {
@@ -443,6 +454,17 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 
 // ----------------------------------------------------------------------------
 // 5. the defence (DESIGN.md 1.4): its knobs, and one step of L_MOSR
+//
+// One step of the defence, as DESIGN.md §2 draws it:
+//   erase rows (malicious prompt + harmful completion) and retain rows (benign -> helpful,
+//   malicious -> refusal, pseudo -> helpful) in one (B, T) block
+//   -> model_forward with LoRA off, up to the highest layer a loss reads: h_l^0 (copied out)
+//   -> model_forward with LoRA on: h_l^θ
+//   -> c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
+//   -> model_backward (m->grads NULL: only the adapters get gradients)
+//   [MOSR] -> CAA rows through the whole model, c_a * cross-entropy on the refusal, backward
+//   -> AdamW on the adapters.
+// M0 is the same weights with the adapters switched off, so there is never a second model.
 
 void defense_config_default(DefenseConfig* c, int method) {
     memset(c, 0, sizeof(*c));

@@ -128,7 +128,7 @@ float cosine_similarity(const float* a, const float* b, int C);
 // The loss mask is on the refusal only: mask[t] = 1 iff ids[t+1] is a refusal or EOS token.
 // If the sequence would exceed max_len, k shrinks to fit; if even k = 0 does not fit, -1.
 // k_out (may be NULL) receives k. rng: util.h state, advanced by one draw.
-// Returns 0; ex owns malloc'd ids and mask, released by free_example (train.h). No message on
+// Returns 0; ex owns malloc'd ids and mask, released by free_example (data.h). No message on
 // -1: a too-long example is the caller's to count and skip.
 int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
                       int n_harmful, const int* refusal_ids, int n_refusal, int k_min, float frac, int max_len,

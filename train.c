@@ -536,7 +536,7 @@ static void train_usage(void) {
         "  --shared-classifier   tie the classifier to the token embedding (default untied)\n"
         "data:\n"
         "  --data FILE           JSONL prompt/response items (repeatable), rendered through the chat\n"
-        "                        template of train.h; the loss is on the response tokens and EOS only\n"
+        "                        template of data.h; the loss is on the response tokens and EOS only\n"
         "  --text FILE           plain text (repeatable): all tokens count, cut into seq-len rows\n"
         "  --response-field F    train on this field instead: response|refusal|harmful|answer\n"
         "                        (default response); items without it are skipped\n"
