@@ -505,9 +505,11 @@ static void test_bins(void) {
 }
 
 // ----------------------------------------------------------------------------
-// representations and mosr analyze, on a tiny random model with the 512-token tokenizer
+// representations and mosr analyze, on a tiny random model with the shipped tokenizer (the tests
+// run from the repository root)
 
-#define TOK512 "../shared/weights/tok512.bin"
+#define TOKENIZER "weights/tokenizer.bin"
+#define TOKENIZER_VOCAB 2048
 
 static char analyze_dir[] = "/tmp/mosr_test_analyze_XXXXXX";
 
@@ -524,16 +526,15 @@ static const char* write_analyze_file(const char* name, const char* text) {
 }
 
 static void tiny_model(Model* m, int seq_len) {
-    Config c = {.dim = 32, .hidden_dim = 64, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 512,
-                .seq_len = seq_len, .shared_classifier = 1};
+    Config c = {.dim = 32, .hidden_dim = 64, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                .vocab_size = TOKENIZER_VOCAB, .seq_len = seq_len, .shared_classifier = 1};
     memset(m, 0, sizeof(*m));
     if (model_build(m, &c) == 0) model_init_random(m, 99);
 }
 
 static void test_collect_representations(void) {
-    if (access(TOK512, R_OK) != 0) { SKIP(TOK512 " is absent: collect_representations not run"); return; }
     Tokenizer t;
-    if (tokenizer_load(&t, TOK512, 512) != 0) { CHECK(0, "tok512 loads"); return; }
+    if (tokenizer_load(&t, TOKENIZER, TOKENIZER_VOCAB) != 0) { CHECK(0, TOKENIZER " loads"); return; }
     Model m;
     tiny_model(&m, 48);
     int L = m.config.n_layers, C = m.config.dim;
@@ -556,12 +557,13 @@ static void test_collect_representations(void) {
         CHECK(collect_representations(&m, &t, &set, mode, out) == 0, "collect_representations runs (mode %d)", mode);
         // each prompt alone, unpadded, must give the same pooled vector at every layer
         float worst = 0.0f;
-        int worst_i = -1;
+        int worst_i = -1, n_cut = 0;
         for (int i = 0; i < N; i++) {
             int n = chat_encode_prompt(&t, prompts[i], ids);
             if (n > m.config.seq_len) { // cut as documented: BOS, then the last seq_len - 1 tokens
                 memmove(ids + 1, ids + n - (m.config.seq_len - 1), (m.config.seq_len - 1) * sizeof(int));
                 n = m.config.seq_len;
+                n_cut++;
             }
             model_forward(&m, ids, 1, n, L);
             for (int l = 0; l < L; l++) {
@@ -574,6 +576,7 @@ static void test_collect_representations(void) {
         }
         CHECK(worst < 1e-4f, "batched, padded representations equal single unpadded forwards (mode %d): "
               "worst relative error %g at prompt %d", mode, worst, worst_i);
+        CHECK(n_cut == 1, "the long prompt is longer than the context, the others fit (%d cut)", n_cut);
     }
     // rows must differ: a function that wrote one prompt everywhere would pass the check above for
     // no prompt but the one it wrote; two different prompts must not pool to the same vector
@@ -680,7 +683,6 @@ static int file_nonempty(const char* dir, const char* name) {
 }
 
 static void test_analyze_end_to_end(void) {
-    if (access(TOK512, R_OK) != 0) { SKIP(TOK512 " is absent: mosr analyze not run"); return; }
     Model m;
     tiny_model(&m, 64);
     char model_path[600], out_dir[600], json_path[600], npy_path[600], rows_path[600];
@@ -722,7 +724,7 @@ static void test_analyze_end_to_end(void) {
     snprintf(nokind, sizeof(nokind), "%s", write_analyze_file("onlybenign.jsonl",
         "{\"prompt\": \"Hello.\", \"kind\": \"benign\"}\n{\"prompt\": \"Hi.\", \"kind\": \"pseudo\"}\n"));
 
-    char* argv[] = {"analyze", model_path, "-z", TOK512, "--benign-train", train, "--malicious-train", train,
+    char* argv[] = {"analyze", model_path, "-z", TOKENIZER, "--benign-train", train, "--malicious-train", train,
                     "--benign-test", btest, "--malicious-test", mtest, "--pseudo", pseudo, "--refusals", phrases,
                     "--out", out_dir, "--dump", npy_path, "--layer", "1", "--bins", "2", "--max-new", "6",
                     "--batch", "3", "--topk", "2", "--pool", "last", "--center"};
@@ -769,13 +771,13 @@ static void test_analyze_end_to_end(void) {
     free(rows);
 
     fprintf(stderr, "(four error lines expected:)\n");
-    char* bad_pool[] = {"analyze", model_path, "-z", TOK512, "--pool", "max"};
+    char* bad_pool[] = {"analyze", model_path, "-z", TOKENIZER, "--pool", "max"};
     CHECK(analyze_main(6, bad_pool) == EXIT_USAGE, "a bad --pool is a usage error");
-    char* bad_layer[] = {"analyze", model_path, "-z", TOK512, "--layer", "3", "--no-answers"};
+    char* bad_layer[] = {"analyze", model_path, "-z", TOKENIZER, "--layer", "3", "--no-answers"};
     CHECK(analyze_main(7, bad_layer) == EXIT_USAGE, "a layer the model does not have is a usage error");
-    char* missing[] = {"analyze", model_path, "-z", TOK512, "--pseudo", "/nonexistent/p.jsonl", "--no-answers"};
+    char* missing[] = {"analyze", model_path, "-z", TOKENIZER, "--pseudo", "/nonexistent/p.jsonl", "--no-answers"};
     CHECK(analyze_main(7, missing) == EXIT_BAD_INPUT, "a missing set file is a bad input");
-    char* wrong_kind[] = {"analyze", model_path, "-z", TOK512, "--malicious-train", nokind, "--no-answers"};
+    char* wrong_kind[] = {"analyze", model_path, "-z", TOKENIZER, "--malicious-train", nokind, "--no-answers"};
     CHECK(analyze_main(7, wrong_kind) == EXIT_BAD_INPUT, "a set with no prompt of its kind is a bad input");
 }
 
@@ -917,7 +919,6 @@ static double csv_value(const char* path, int row, int col) {
 }
 
 static void test_defend_end_to_end(void) {
-    if (access(TOK512, R_OK) != 0) { SKIP(TOK512 " is absent: mosr defend not run"); return; }
     Model m;
     tiny_model(&m, 64);
     char model_path[600], out_path[600], out2_path[600], log_path[600], plot_path[600], oalw_path[600];
@@ -951,7 +952,7 @@ static void test_defend_end_to_end(void) {
         "{\"prompt\": \"How do I beat the boss in my game?\", \"kind\": \"pseudo\"}\n"
         "{\"prompt\": \"How do I poison the ants in my garden?\", \"kind\": \"pseudo\"}\n"));
 
-    char* argv[] = {"defend", model_path, "-z", TOK512, "--method", "mosr", "-o", out_path, "--data", data,
+    char* argv[] = {"defend", model_path, "-z", TOKENIZER, "--method", "mosr", "-o", out_path, "--data", data,
                     "--reference", reference, "--steps", "12", "--batch", "4", "--caa-batch", "3",
                     "--caa-counterweight", "--oalw-k", "2", "--oalw-out", oalw_path, "--log", log_path,
                     "--plot", plot_path, "--lr", "5e-3", "--print-every", "0", "--threads", "2"};
@@ -993,7 +994,7 @@ static void test_defend_end_to_end(void) {
 
     // RR alone through the library call, with the v0 checkpoint path and response-only erasure
     Tokenizer t;
-    if (tokenizer_load(&t, TOK512, 512) == 0) {
+    if (tokenizer_load(&t, TOKENIZER, TOKENIZER_VOCAB) == 0) {
         DefenseConfig cfg;
         defense_config_default(&cfg, DEFEND_RR);
         cfg.data_path = data;
@@ -1016,11 +1017,11 @@ static void test_defend_end_to_end(void) {
     }
 
     fprintf(stderr, "(three error lines expected:)\n");
-    char* bad_tokens[] = {"defend", model_path, "-z", TOK512, "-o", out_path, "--erase-tokens", "prompt"};
+    char* bad_tokens[] = {"defend", model_path, "-z", TOKENIZER, "-o", out_path, "--erase-tokens", "prompt"};
     CHECK(defend_main(8, bad_tokens) == EXIT_USAGE, "a bad --erase-tokens is a usage error");
-    char* bad_layer[] = {"defend", model_path, "-z", TOK512, "-o", out_path, "--targets", "1,3", "--data", data};
+    char* bad_layer[] = {"defend", model_path, "-z", TOKENIZER, "-o", out_path, "--targets", "1,3", "--data", data};
     CHECK(defend_main(10, bad_layer) == EXIT_USAGE, "a target layer the model does not have is a usage error");
-    char* missing[] = {"defend", model_path, "-z", TOK512, "-o", out_path, "--data", "/nonexistent/d.jsonl"};
+    char* missing[] = {"defend", model_path, "-z", TOKENIZER, "-o", out_path, "--data", "/nonexistent/d.jsonl"};
     CHECK(defend_main(8, missing) == EXIT_BAD_INPUT, "a missing data file is a bad input");
     model_free(&m);
 }
@@ -1124,7 +1125,6 @@ static void write_demo_data(const char* dir) {
 }
 
 static void test_demo_end_to_end(void) {
-    if (access(TOK512, R_OK) != 0) { SKIP(TOK512 " is absent: mosr demo not run"); return; }
     char data_dir[600], out_dir[600], model_path[600], path[700];
     snprintf(data_dir, sizeof(data_dir), "%s/demo_data", analyze_dir);
     snprintf(out_dir, sizeof(out_dir), "%s/demo/out", analyze_dir); // two levels: created as mkdir -p would
@@ -1138,7 +1138,7 @@ static void test_demo_end_to_end(void) {
 
     // one thread: on a busy 2-core machine, two spinning OpenMP threads make tiny runs many times slower
     double start = time_now();
-    char* argv[] = {"demo", "--model", model_path, "-z", TOK512, "--data", data_dir, "--out", out_dir, "--steps", "3",
+    char* argv[] = {"demo", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", out_dir, "--steps", "3",
                     "--max-new", "6", "--batch", "4", "--layer", "1", "--print-every", "0", "--threads", "1"};
     int argc = sizeof(argv) / sizeof(argv[0]);
     int rc = demo_main(argc, argv);
@@ -1190,7 +1190,7 @@ static void test_demo_end_to_end(void) {
     snprintf(defense, sizeof(defense), "%s/defense.jsonl", data_dir);
     snprintf(reference, sizeof(reference), "%s/reference.jsonl", data_dir);
     snprintf(cli_rr, sizeof(cli_rr), "%s/cli_rr.bin", analyze_dir);
-    char* defend_argv[] = {"defend", model_path, "-z", TOK512, "--method", "rr", "-o", cli_rr, "--data", defense,
+    char* defend_argv[] = {"defend", model_path, "-z", TOKENIZER, "--method", "rr", "-o", cli_rr, "--data", defense,
                            "--reference", reference, "--steps", "3", "--seed", "1337", "--print-every", "0",
                            "--threads", "1"};
     CHECK(defend_main(sizeof(defend_argv) / sizeof(defend_argv[0]), defend_argv) == 0, "mosr defend --method rr runs");
@@ -1199,7 +1199,7 @@ static void test_demo_end_to_end(void) {
     // the ablation: 2 seeds x 4 variants, and the sweep at the first seed
     char ablation_dir[600];
     snprintf(ablation_dir, sizeof(ablation_dir), "%s/ablation", analyze_dir);
-    char* ab_argv[] = {"ablation", "--model", model_path, "-z", TOK512, "--data", data_dir, "--out", ablation_dir,
+    char* ab_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", ablation_dir,
                        "--steps", "2", "--max-new", "4", "--batch", "4", "--seeds", "2", "--eval-limit", "0",
                        "--print-every", "0", "--threads", "1"};
     start = time_now();
@@ -1238,7 +1238,7 @@ static void test_demo_end_to_end(void) {
     fprintf(stderr, "(two error lines expected:)\n");
     char* bad_flag[] = {"demo", "--model", model_path, "--steps", "0"};
     CHECK(demo_main(5, bad_flag) == EXIT_USAGE, "--steps 0 is a usage error");
-    char* no_data[] = {"demo", "--model", model_path, "-z", TOK512, "--data", "/nonexistent", "--out", out_dir};
+    char* no_data[] = {"demo", "--model", model_path, "-z", TOKENIZER, "--data", "/nonexistent", "--out", out_dir};
     CHECK(demo_main(9, no_data) == EXIT_BAD_INPUT, "a missing data directory is a bad input");
 }
 
