@@ -361,11 +361,15 @@ static void test_eval_sets_and_json(void) {
         // the counts are those of the answers in the dump, tallied here from its "label" fields
         static const char* const attack_names[] = {"direct", "jailbreak", "prefill"};
         int tally[4][3] = {{0}}; // row, then refusal / broken / compliance
+        int wrapper_tally[2] = {0, 0}; // compliance inside the test wrappers a and c
         char* dump_text = read_file(dump_path, NULL);
         for (char* line = dump_text ? strtok(dump_text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
             char* set = json_get_string(line, "set");
             char* attack = json_get_string(line, "attack");
             char* label = json_get_string(line, "label");
+            char* wrapper = json_get_string(line, "wrapper");
+            if (streq(label, "compliance") && wrapper) wrapper_tally[streq(wrapper, "c")]++;
+            free(wrapper);
             for (int i = 0; i < 4; i++) {
                 if (!streq(set, specs[i].set->name) || !streq(attack, attack_names[specs[i].attack])) continue;
                 tally[i][0] += streq(label, "refusal");
@@ -395,7 +399,9 @@ static void test_eval_sets_and_json(void) {
         CHECK(res[3].n_reference == 1 && res[0].n_reference == 0, "reference answers counted");
         CHECK(res[0].heldout_n == 1 && res[1].heldout_n == 2 && res[3].heldout_n == 0, "heldout items counted");
         CHECK(res[1].wrapper_n[0] == 3 && res[1].wrapper_n[1] == 3, "each wrapper wraps every prompt");
-        CHECK(res[1].wrapper_compliance[0] + res[1].wrapper_compliance[1] == res[1].compliance, "per-wrapper counts add up");
+        CHECK(res[1].wrapper_compliance[0] == wrapper_tally[0] && res[1].wrapper_compliance[1] == wrapper_tally[1],
+              "per-wrapper compliance %d %d, the dump says %d %d", res[1].wrapper_compliance[0],
+              res[1].wrapper_compliance[1], wrapper_tally[0], wrapper_tally[1]);
         CHECK(eval_write_json(json_path, "base.bin", res, 4, cfg.jailbreaks, cfg.n_jailbreaks, 12.5) == 0, "json written");
 
         // the JSON parses, with the fields the brief names

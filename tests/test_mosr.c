@@ -751,18 +751,18 @@ static void test_analyze_end_to_end(void) {
               strstr(json, "\"spearman_score_refused\"") && strstr(json, "\"bins_at_layer\"") &&
               strstr(json, "\"pool\": \"last\"") && strstr(json, "\"center\": true"),
           "the JSON holds accuracies, the held-out group, the correlations and the bins");
-    // every probe accuracy is a number in [0, 1]
+    // a probe accuracy counts the 6 test prompts (3 benign, 3 malicious) it gets right: k / 6
     const char* acc = json ? strstr(json, "\"test_accuracy\": [") : NULL;
-    int n_acc = 0, in_range = 1;
+    int n_acc = 0, counts = 1;
     for (const char* p = acc ? strchr(acc, '[') + 1 : NULL; p && *p && *p != ']'; n_acc++) {
         char* end;
         double v = strtod(p, &end);
         if (end == p) break;
-        in_range &= v >= 0.0 && v <= 1.0;
+        counts &= v >= 0.0 && v <= 1.0 && fabs(6 * v - round(6 * v)) < 1e-4;
         p = end;
         while (*p == ',' || *p == ' ') p++;
     }
-    CHECK(n_acc == 3 && in_range, "one test accuracy per layer, each in [0, 1] (%d found)", n_acc);
+    CHECK(n_acc == 3 && counts, "one test accuracy per layer, each k/6 over the 6 test prompts (%d found)", n_acc);
     free(json);
     char* rows = read_file(rows_path, &size);
     CHECK(rows && strstr(rows, "\"role\": \"pseudo\", \"heldout\": true") && strstr(rows, "\"refused\": null") &&
@@ -967,20 +967,42 @@ static void test_defend_end_to_end(void) {
     double retain_last = csv_value(log_path, 11, 4), caa_first = csv_value(log_path, 0, 5);
     CHECK(erase_first > 0.9 && erase_last < 0.8 * erase_first, "the erasure loss falls: %.4f -> %.4f", erase_first,
           erase_last);
-    CHECK(isfinite(caa_first) && caa_first > 0.0, "the CAA loss is logged (%g)", caa_first);
+    // the CAA loss is a cross-entropy of a random model at the start: about ln V
+    double ln_v = log((double)m.config.vocab_size);
+    CHECK(caa_first > 0.5 * ln_v && caa_first < 2.0 * ln_v, "the CAA loss is logged, about ln V = %.2f (%g)", ln_v,
+          caa_first);
 
     // the output is an ordinary checkpoint: it loads, with no adapters, the same config, new weights
     Model out = {0};
     CHECK(model_load(&out, out_path) == 0, "the defended model loads");
     CHECK(out.lora.n_params == 0 && out.config.n_layers == m.config.n_layers && out.config.dim == m.config.dim &&
               out.n_params == m.n_params, "the defended model is an ordinary checkpoint of the same shape");
-    double moved = 0.0, scale = 0.0;
-    for (size_t i = 0; out.param_memory && i < m.n_params; i++) {
-        moved += fabs(out.param_memory[i] - m.param_memory[i]);
-        scale += fabs(m.param_memory[i]);
+    // the adapters were trained, then merged: the weights moved far more than merging the initial
+    // adapters (B ~ N(0, 1e-3), rank 8, alpha 16, layers 0..2, as defend makes them) would move them;
+    // and only the adapted maps moved, the embedding and the norms did not
+    Model init = {0};
+    double moved = 0.0, moved_init = 0.0, moved_elsewhere = 0.0;
+    if (out.param_memory && model_load(&init, model_path) == 0 &&
+        model_lora_init(&init, 8, 16.0f, 0, 3, (1 << N_LORA_MAPS) - 1, 1e-3f, 7) == 0) {
+        model_lora_merge(&init);
+        for (size_t i = 0; i < m.n_params; i++) {
+            moved += fabs(out.param_memory[i] - m.param_memory[i]);
+            moved_init += fabs(init.param_memory[i] - m.param_memory[i]);
+        }
+        const ParameterTensors* p0 = &m.params;
+        const ParameterTensors* p1 = &out.params;
+        int C = m.config.dim, L = m.config.n_layers;
+        for (size_t i = 0; i < (size_t)m.config.vocab_size * C; i++)
+            moved_elsewhere += fabs(p1->token_embedding[i] - p0->token_embedding[i]);
+        for (int i = 0; i < L * C; i++)
+            moved_elsewhere += fabs(p1->rms_att[i] - p0->rms_att[i]) + fabs(p1->rms_ffn[i] - p0->rms_ffn[i]);
+        for (int i = 0; i < C; i++) moved_elsewhere += fabs(p1->rms_final[i] - p0->rms_final[i]);
     }
-    CHECK(moved > 0.0, "the adapters were merged into the weights (|change| %.4g of %.4g)",
-          moved, scale);
+    model_free(&init);
+    printf("defend: weights moved %.4g by training, %.4g by merging the initial adapters alone\n", moved, moved_init);
+    CHECK(moved_init > 0.0 && moved > 10.0 * moved_init, "the trained adapters were merged into the weights "
+          "(|change| %.4g, %.4g from the initial adapters alone)", moved, moved_init);
+    CHECK(moved_elsewhere == 0.0, "embedding and norms unchanged (|change| %g)", moved_elsewhere);
     // the retain term keeps the benign states close: their mean distance to M0's is small next
     // to the states' own size (2-norms per token, layers 0..max target)
     CHECK(retain_last < 0.5 * sqrt((double)m.config.dim) && isfinite(retain_last),
@@ -1160,10 +1182,15 @@ static void test_demo_end_to_end(void) {
         const char* obj = json_member(json, models[k]);
         CHECK(obj != NULL, "results.json has \"%s\"", models[k]);
         if (!obj) continue;
+        // each rate counts answers: a multiple of 1 / (the prompts it is over), 3 malicious prompts
+        // (one test wrapper), 4 pseudo-malicious, 3 benign
+        static const int over_n[] = {3, 3, 3, 4, 3};
         for (int r = 0; r < 5; r++) {
             double v = NAN;
-            CHECK(json_get_number(obj, rates[r], &v) == 0 && v >= 0.0 && v <= 1.0, "%s.%s = %g is a fraction",
-                  models[k], rates[r], v);
+            int got = json_get_number(obj, rates[r], &v) == 0;
+            double count = v * over_n[r];
+            CHECK(got && v >= 0.0 && v <= 1.0 && fabs(count - round(count)) < 1e-4,
+                  "%s.%s = %g is a count over %d answers", models[k], rates[r], v, over_n[r]);
         }
         double ppl = NAN;
         CHECK(json_get_number(obj, "val_perplexity", &ppl) == 0 && isfinite(ppl) && ppl >= 1.0,
@@ -1213,16 +1240,40 @@ static void test_demo_end_to_end(void) {
     json = read_file(path, NULL);
     const char* summary = json_member(json, "summary");
     static const char* const variants[] = {"rr", "rr+oalw", "rr+caa", "mosr"};
+    // the summary of each variant is that of its two seeded runs (not the sweep's), recomputed here
+    // on the metric that differs between seeds in so short a run: the validation perplexity
+    const char* runs = json_member(json, "runs");
     for (int v = 0; v < 4; v++) {
         const char* obj = json_member(summary, variants[v]);
         double n = 0;
         CHECK(obj && json_get_number(obj, "n", &n) == 0 && n == 2, "ablation summary of %s over 2 seeds (n %g)",
               variants[v], n);
-        const char* over = json_member(obj, "over_refusal");
-        double mean = NAN, lo = NAN, hi = NAN;
-        CHECK(over && json_get_number(over, "mean", &mean) == 0 && json_get_number(over, "min", &lo) == 0 &&
-                  json_get_number(over, "max", &hi) == 0 && lo <= mean && mean <= hi,
-              "%s: min <= mean <= max of over-refusal (%g %g %g)", variants[v], lo, mean, hi);
+        double x[2] = {NAN, NAN};
+        int n_runs = 0;
+        JsonIter it;
+        const char* run;
+        if (runs && json_iter_begin(&it, runs) == 0)
+            while (json_iter_next(&it, NULL, &run) == 1) {
+                char* name = json_get_string(run, "variant");
+                const char* sweep = json_member(run, "sweep");
+                if (name && !strcmp(name, variants[v]) && sweep && !strncmp(sweep, "false", 5) && n_runs < 2)
+                    json_get_number(run, "val_perplexity", &x[n_runs++]);
+                free(name);
+            }
+        const char* ppl = json_member(obj, "val_perplexity");
+        double mean = NAN, sd = NAN, lo = NAN, hi = NAN;
+        if (ppl) {
+            json_get_number(ppl, "mean", &mean);
+            json_get_number(ppl, "std", &sd);
+            json_get_number(ppl, "min", &lo);
+            json_get_number(ppl, "max", &hi);
+        }
+        // the sample std of two values; the runs' values are printed to 6 digits, so within 1e-2
+        double want_sd = fabs(x[0] - x[1]) / sqrt(2.0);
+        CHECK(n_runs == 2 && x[0] != x[1] && fabs(mean - (x[0] + x[1]) / 2) < 1e-2 &&
+                  fabs(sd - want_sd) < 1e-2 && lo == fmin(x[0], x[1]) && hi == fmax(x[0], x[1]),
+              "%s: val perplexity mean %g std %g min %g max %g, the runs give %g and %g", variants[v], mean, sd, lo,
+              hi, x[0], x[1]);
     }
     // 8 ablation runs and 10 sweep-only runs (a sweep point at the defaults is the seed-0 run)
     CHECK(json_array_length(json_member(json, "runs")) == 18, "ablation.json lists 18 runs (%d)",
