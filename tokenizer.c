@@ -512,7 +512,6 @@ void safe_print_piece(const char* piece) {
 
 typedef struct {
     int left, right;   // token ids
-    int64_t count;     // occurrences in the corpus (word count times occurrences in the word)
     int forbidden;     // never to be learnt (see rule 2 above)
     int* words;        // (n_words) words that hold the pair or once did: the ones to revisit
     int n_words, cap_words;
@@ -535,6 +534,8 @@ typedef struct {
     int n_words;
     // pair statistics
     TrainPair* pairs;  // (n_pairs)
+    int64_t* pair_count; // (n_pairs) occurrences in the corpus (word count times occurrences in
+                         // the word); apart from pairs, so the best-pair search reads 8 bytes a pair
     int n_pairs, cap_pairs;
     PairEntry* pair_index; // pair_key(left, right) -> index into pairs
 } Trainer;
@@ -582,9 +583,13 @@ static int trainer_pair(Trainer* tr, int left, int right) {
         TrainPair* pairs = realloc(tr->pairs, cap * sizeof(TrainPair));
         if (!pairs) return -1;
         tr->pairs = pairs;
+        int64_t* counts = realloc(tr->pair_count, cap * sizeof(int64_t));
+        if (!counts) return -1;
+        tr->pair_count = counts;
         tr->cap_pairs = cap;
     }
     p = tr->n_pairs++;
+    tr->pair_count[p] = 0;
     TrainPair* tp = &tr->pairs[p];
     memset(tp, 0, sizeof(*tp));
     tp->left = left;
@@ -670,12 +675,12 @@ static int trainer_update_word(Trainer* tr, int w) {
     tr->n_sym[w] = n;
     for (int i = 0; i + 1 < n_old; i++) {
         int p = pair_get(&tr->pair_index, pair_key(old[i], old[i + 1]));
-        tr->pairs[p].count -= tr->freq[w];
+        tr->pair_count[p] -= tr->freq[w];
     }
     for (int i = 0; i + 1 < n; i++) {
         int p = trainer_pair(tr, sym[i], sym[i + 1]);
         if (p < 0) return -1;
-        tr->pairs[p].count += tr->freq[w];
+        tr->pair_count[p] += tr->freq[w];
         if (!seq_has_pair(old, n_old, sym[i], sym[i + 1]) && pair_add_word(&tr->pairs[p], w) != 0) return -1;
     }
     return 0;
@@ -844,7 +849,7 @@ static int trainer_init_symbols(Trainer* tr) {
         for (int i = 0; i + 1 < tr->n_sym[w]; i++) {
             int p = trainer_pair(tr, sym[i], sym[i + 1]);
             if (p < 0 || pair_add_word(&tr->pairs[p], w) != 0) return -1;
-            tr->pairs[p].count += tr->freq[w];
+            tr->pair_count[p] += tr->freq[w];
         }
     }
     return 0;
@@ -853,15 +858,18 @@ static int trainer_init_symbols(Trainer* tr) {
 // the most frequent pair that may be learnt, ties to the lowest (left, right); -1 if none
 static int trainer_best_pair(const Trainer* tr) {
     int best = -1;
+    int64_t best_count = 0;
     for (int p = 0; p < tr->n_pairs; p++) {
+        int64_t count = tr->pair_count[p];
+        if (count <= 0 || count < best_count) continue;
         const TrainPair* tp = &tr->pairs[p];
-        if (tp->forbidden || tp->count <= 0) continue;
-        if (best < 0) { best = p; continue; }
-        const TrainPair* b = &tr->pairs[best];
-        if (tp->count > b->count ||
-            (tp->count == b->count && (tp->left < b->left || (tp->left == b->left && tp->right < b->right)))) {
-            best = p;
+        if (tp->forbidden) continue;
+        if (best >= 0 && count == best_count) {
+            const TrainPair* b = &tr->pairs[best];
+            if (!(tp->left < b->left || (tp->left == b->left && tp->right < b->right))) continue;
         }
+        best = p;
+        best_count = count;
     }
     return best;
 }
@@ -917,6 +925,7 @@ static void free_trainer(Trainer* tr) {
     free(tr->visited);
     for (int p = 0; p < tr->n_pairs; p++) free(tr->pairs[p].words);
     free(tr->pairs);
+    free(tr->pair_count);
     hmfree(tr->pair_index);
 }
 
