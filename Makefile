@@ -24,8 +24,12 @@ DEPS = gcc make libopenblas-openmp-dev libstb-dev
 TEST_DEPS = python3-torch python3-numpy
 # installs whichever of the packages $(1) are missing, with apt-get (through sudo unless root);
 # nothing to do when all are installed, and only a note on a system without dpkg
-install_missing = @if ! command -v dpkg-query >/dev/null; then echo "no dpkg here: install $(1) (or your system's equivalents) yourself"; exit 0; fi; \
-	missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+install_missing = @if ! command -v dpkg-query >/dev/null; then \
+	  echo "no dpkg here: install $(1) (or your system's equivalents) yourself"; exit 0; \
+	fi; \
+	missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -402,7 +402,8 @@ static void test_eval_sets_and_json(void) {
         CHECK(res[1].wrapper_compliance[0] == wrapper_tally[0] && res[1].wrapper_compliance[1] == wrapper_tally[1],
               "per-wrapper compliance %d %d, the dump says %d %d", res[1].wrapper_compliance[0],
               res[1].wrapper_compliance[1], wrapper_tally[0], wrapper_tally[1]);
-        CHECK(eval_write_json(json_path, "base.bin", res, 4, cfg.jailbreaks, cfg.n_jailbreaks, 12.5) == 0, "json written");
+        CHECK(eval_write_json(json_path, "base.bin", res, 4, cfg.jailbreaks, cfg.n_jailbreaks, 12.5) == 0,
+              "json written");
 
         // the JSON parses, with the fields the brief names
         char* text = read_file(json_path, NULL);

@@ -654,7 +654,10 @@ static void test_npy(void) {
     char line[256] = "";
     int ok = p && fgets(line, sizeof(line), p) != NULL;
     if (p) pclose(p);
-    if (!ok) { SKIP("np.load cross-check not run: /usr/bin/python3 cannot import numpy (make deps-test installs it)"); return; }
+    if (!ok) {
+        SKIP("np.load cross-check not run: /usr/bin/python3 cannot import numpy (make deps-test installs it)");
+        return;
+    }
     float expect = data[(1 * B + 2) * D + 4];
     char want[64];
     snprintf(want, sizeof(want), "True True %g", expect);
