@@ -14,19 +14,30 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh
 
-.PHONY: all test bench data clean deps base eval-base eval-public test-asan fuzz fuzz-regress demo ablation
+.PHONY: all test bench data clean deps deps-test base eval-base eval-public test-asan fuzz fuzz-regress demo ablation
 all: mosr
 
-# the Debian packages mosr needs (run as root, or with sudo)
+# The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
+# the tests (which skip it, saying so, without them). `make test` and `make demo` install DEPS
+# first, so either works first on a fresh machine; `make deps-test` adds TEST_DEPS (large).
 DEPS = gcc make libopenblas-openmp-dev libstb-dev
 TEST_DEPS = python3-torch python3-numpy
-deps:
-	@missing=""; for p in $(DEPS) $(TEST_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# installs whichever of the packages $(1) are missing, with apt-get (through sudo unless root);
+# nothing to do when all are installed, and only a note on a system without dpkg
+install_missing = @if ! command -v dpkg-query >/dev/null; then \
+	  echo "no dpkg here: install $(1) (or your system's equivalents) yourself"; exit 0; \
+	fi; \
+	missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	  echo "installing:$$missing"; sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+deps:
+	$(call install_missing,$(DEPS))
+deps-test: deps
+	$(call install_missing,$(TEST_DEPS))
 
 %.o: %.c $(HDR)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -37,7 +48,9 @@ mosr: main.c $(OBJ) $(HDR)
 tests/%: tests/%.c tests/check.h $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-test: mosr $(TESTS)
+# the build packages first (a recursive make, so that no compile starts before they are there)
+test: deps
+	@$(MAKE) --no-print-directory mosr $(TESTS)
 	@bash tests/run.sh $(TESTS) $(SCRIPT_TESTS)
 
 bench: mosr
@@ -152,7 +165,8 @@ eval-public: mosr
 # the demo on the shipped model: base -> RR -> MOSR, the results table and figures in out/demo
 # (about 10 minutes on 2 cores); and the ablation over seeds with the lambda / K sweep in
 # out/ablation (longer; it prints its ETA). More options: make demo DEMO_FLAGS=--quick
-demo: deps mosr
+demo: deps
+	@$(MAKE) --no-print-directory mosr
 	./mosr demo --model weights/base.bin -z weights/tokenizer.bin --out out/demo --threads 2 $(DEMO_FLAGS)
 
 ablation: mosr

@@ -13,194 +13,122 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stb/stb_ds.h>
 
 // llama2.c starts its search for the best pair at this score and only accepts pairs that beat
 // it, so a token scored at or below it is never the result of a merge
 #define NO_MERGE_SCORE -1e10f
 
 // ----------------------------------------------------------------------------
-// hash tables: strings -> index, and 64-bit keys (pairs of token ids) -> int
+// maps (stb_ds, whose implementation libstb holds): pieces -> id, and pairs of ids -> int
 
-static uint64_t hash_bytes(const char* s, int n) {
-    uint64_t h = 1469598103934665603ull; // FNV-1a
-    for (int i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211ull; }
-    return h;
+// A piece map's keys are C strings: pointers to pieces that outlive the map (the vocabulary), or
+// copies the map keeps itself (sh_new_arena). A piece never holds a NUL byte as a key: pieces are
+// compared as C strings (see the top of this file). (stb_ds does not report out of memory: it
+// stops the program.)
+typedef struct { char* key; int value; } PieceEntry;
+typedef struct { uint64_t key; int value; } PairEntry;
+
+// the value stored for the C string key, or -1
+static int piece_get(PieceEntry** map, const char* key) {
+    ptrdiff_t i = shgeti(*map, key);
+    return i < 0 ? -1 : (*map)[i].value;
 }
 
-static uint64_t hash_u64(uint64_t x) {
-    // the splitmix64 finaliser: pairs of small ids would cluster badly without it
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27; x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
+// the value stored for s[0..n), or -1 (n < PIECE_BUF: chunks and pairs of pieces)
+#define PIECE_BUF (2 * 256 + 1)
+static int piece_get_n(PieceEntry** map, const char* s, int n) {
+    char key[PIECE_BUF];
+    if (n >= PIECE_BUF || memchr(s, '\0', n)) return -1;
+    memcpy(key, s, n);
+    key[n] = '\0';
+    return piece_get(map, key);
+}
+
+// adds key -> value, unless the key is there already (the earlier value stays)
+static void piece_add(PieceEntry** map, char* key, int value) {
+    if (shgeti(*map, key) < 0) shput(*map, key, value);
 }
 
 static uint64_t pair_key(int left, int right) {
     return ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
 }
 
-// Open addressing over indices into an outside table of strings (strs, lens): the vocabulary,
-// or the unique words during training. The map stores no strings of its own.
-typedef struct {
-    int* slots;  // (cap) an index into the string table, or -1 for an empty slot
-    size_t cap;  // a power of two, kept at least twice count
-    size_t count;
-} StrMap;
-
-static int str_map_init(StrMap* m, size_t expected) {
-    m->cap = 16;
-    while (m->cap < 2 * expected) m->cap *= 2;
-    m->count = 0;
-    m->slots = malloc(m->cap * sizeof(int));
-    if (!m->slots) return -1;
-    memset(m->slots, 0xff, m->cap * sizeof(int));
-    return 0;
-}
-
-static void str_map_free(StrMap* m) { free(m->slots); m->slots = NULL; }
-
-// index of the string s[0..n) in the table, or -1
-static int str_map_find(const StrMap* m, char* const* strs, const int* lens, const char* s, int n) {
-    size_t mask = m->cap - 1;
-    for (size_t i = hash_bytes(s, n) & mask;; i = (i + 1) & mask) {
-        int k = m->slots[i];
-        if (k < 0) return -1;
-        if (lens[k] == n && memcmp(strs[k], s, n) == 0) return k;
-    }
-}
-
-static void str_map_place(StrMap* m, char* const* strs, const int* lens, int index) {
-    size_t mask = m->cap - 1;
-    size_t i = hash_bytes(strs[index], lens[index]) & mask;
-    while (m->slots[i] >= 0) i = (i + 1) & mask;
-    m->slots[i] = index;
-    m->count++;
-}
-
-// adds strs[index]; if an equal string is already there the earlier index stays. 0 or -1 (OOM)
-static int str_map_add(StrMap* m, char* const* strs, const int* lens, int index) {
-    if (str_map_find(m, strs, lens, strs[index], lens[index]) >= 0) return 0;
-    if (2 * (m->count + 1) > m->cap) {
-        StrMap bigger;
-        if (str_map_init(&bigger, m->cap) != 0) return -1; // doubles the capacity
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->slots[i] >= 0) str_map_place(&bigger, strs, lens, m->slots[i]);
-        }
-        free(m->slots);
-        *m = bigger;
-    }
-    str_map_place(m, strs, lens, index);
-    return 0;
-}
-
-typedef struct {
-    uint64_t* keys; // (cap)
-    int* values;    // (cap) -1 marks an empty slot
-    size_t cap;     // a power of two, kept at least twice count
-    size_t count;
-} IntMap;
-
-static int int_map_init(IntMap* m, size_t expected) {
-    m->cap = 16;
-    while (m->cap < 2 * expected) m->cap *= 2;
-    m->count = 0;
-    m->keys = malloc(m->cap * sizeof(uint64_t));
-    m->values = malloc(m->cap * sizeof(int));
-    if (!m->keys || !m->values) { free(m->keys); free(m->values); m->keys = NULL; m->values = NULL; return -1; }
-    memset(m->values, 0xff, m->cap * sizeof(int));
-    return 0;
-}
-
-static void int_map_free(IntMap* m) {
-    free(m->keys); free(m->values);
-    m->keys = NULL; m->values = NULL;
-}
-
-static int int_map_get(const IntMap* m, uint64_t key) {
-    size_t mask = m->cap - 1;
-    for (size_t i = hash_u64(key) & mask;; i = (i + 1) & mask) {
-        if (m->values[i] < 0) return -1;
-        if (m->keys[i] == key) return m->values[i];
-    }
-}
-
-// inserts or overwrites; value must be >= 0. 0 or -1 (OOM)
-static int int_map_put(IntMap* m, uint64_t key, int value) {
-    if (2 * (m->count + 1) > m->cap) {
-        IntMap bigger;
-        if (int_map_init(&bigger, m->cap) != 0) return -1;
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->values[i] >= 0) int_map_put(&bigger, m->keys[i], m->values[i]);
-        }
-        int_map_free(m);
-        *m = bigger;
-    }
-    size_t mask = m->cap - 1;
-    size_t i = hash_u64(key) & mask;
-    while (m->values[i] >= 0 && m->keys[i] != key) i = (i + 1) & mask;
-    if (m->values[i] < 0) m->count++;
-    m->keys[i] = key;
-    m->values[i] = value;
-    return 0;
+static int pair_get(PairEntry** map, uint64_t key) {
+    ptrdiff_t i = hmgeti(*map, key);
+    return i < 0 ? -1 : (*map)[i].value;
 }
 
 // ----------------------------------------------------------------------------
 // the merge table: everything encode needs, built once per vocabulary
 
 typedef struct {
-    int* c_len;       // (vocab_size) piece lengths as strcmp sees them (up to the first NUL)
-    int* canon;       // (vocab_size) the id a lookup of this piece returns (the lowest id, if a
-                      // piece appears twice; llama2.c's bsearch would return one of them)
-    StrMap by_piece;  // piece -> canonical id
-    IntMap merges;    // pair_key(canonical left, canonical right) -> id of the concatenation
-    int space_id;     // the dummy prefix " ", or -1 if the vocabulary lacks it
+    int* c_len;           // (vocab_size) piece lengths as strcmp sees them (up to the first NUL)
+    int* canon;           // (vocab_size) the id a lookup of this piece returns (the lowest id, if a
+                          // piece appears twice; llama2.c's bsearch would return one of them)
+    PieceEntry* by_piece; // piece -> canonical id (keys: the vocabulary's own strings)
+    PairEntry* merges;    // pair_key(canonical left, canonical right) -> id of the concatenation
+    int byte_piece[256];  // the canonical id of each one-byte piece, or -1: most chunks of most
+                          // text are one byte, and this skips the map for them
+    int space_id;         // the dummy prefix " ", or -1 if the vocabulary lacks it
 } MergeTable;
 
 static void free_merge_table(MergeTable* mt) {
     if (!mt) return;
     free(mt->c_len);
     free(mt->canon);
-    str_map_free(&mt->by_piece);
-    int_map_free(&mt->merges);
+    shfree(mt->by_piece);
+    hmfree(mt->merges);
     free(mt);
 }
 
 static int build_merge_table(Tokenizer* t) {
     int V = t->vocab_size;
     MergeTable* mt = calloc(1, sizeof(MergeTable));
+    char* split = NULL; // one piece at a time, cut in two by a NUL
     if (!mt) goto oom;
     mt->c_len = malloc(V * sizeof(int));
     mt->canon = malloc(V * sizeof(int));
     if (!mt->c_len || !mt->canon) goto oom;
-    if (str_map_init(&mt->by_piece, V) != 0 || int_map_init(&mt->merges, V) != 0) goto oom;
+    int max_len = 0;
     for (int i = 0; i < V; i++) {
         mt->c_len[i] = (int)strlen(t->vocab[i]);
-        if (str_map_add(&mt->by_piece, t->vocab, mt->c_len, i) != 0) goto oom;
+        if (mt->c_len[i] > max_len) max_len = mt->c_len[i];
+        piece_add(&mt->by_piece, t->vocab[i], i);
     }
-    for (int i = 0; i < V; i++) {
-        mt->canon[i] = str_map_find(&mt->by_piece, t->vocab, mt->c_len, t->vocab[i], mt->c_len[i]);
+    for (int i = 0; i < V; i++) mt->canon[i] = piece_get(&mt->by_piece, t->vocab[i]);
+    for (int b = 0; b < 256; b++) {
+        char byte = (char)b;
+        mt->byte_piece[b] = piece_get_n(&mt->by_piece, &byte, 1);
     }
-    mt->space_id = str_map_find(&mt->by_piece, t->vocab, mt->c_len, " ", 1);
+    mt->space_id = piece_get(&mt->by_piece, " ");
 
     // Every pair whose concatenation is a piece comes from splitting that piece in two pieces,
     // so trying each split point of each piece finds them all, once. The splits at 0 and at the
     // end only matter for a vocabulary holding the empty piece, which llama2.c would merge too.
+    split = malloc(max_len + 1);
+    if (!split) goto oom;
     for (int k = 0; k < V; k++) {
         if (mt->canon[k] != k || !(t->vocab_scores[k] > NO_MERGE_SCORE)) continue;
         const char* s = t->vocab[k];
         int n = mt->c_len[k];
+        memcpy(split, s, n + 1);
         for (int p = 0; p <= n; p++) {
-            int left = str_map_find(&mt->by_piece, t->vocab, mt->c_len, s, p);
+            split[p] = '\0';
+            int left = piece_get(&mt->by_piece, split);
+            split[p] = s[p];
             if (left < 0) continue;
-            int right = str_map_find(&mt->by_piece, t->vocab, mt->c_len, s + p, n - p);
+            int right = piece_get(&mt->by_piece, s + p);
             if (right < 0) continue;
-            if (int_map_put(&mt->merges, pair_key(left, right), k) != 0) goto oom;
+            hmput(mt->merges, pair_key(left, right), k);
         }
     }
+    free(split);
     free_merge_table(t->merge_table);
     t->merge_table = mt;
     return 0;
 oom:
+    free(split);
     free_merge_table(mt);
     error_msg("tokenizer: out of memory building the merge table (%d tokens)", V);
     return -1;
@@ -435,8 +363,8 @@ static int push_candidate(MergeHeap* h, const Tokenizer* t, const SymbolList* s,
     // a vocabulary of fewer than 259 tokens lacks some byte-fallback or special ids: those
     // symbols just never merge
     if (s->id[a] >= t->vocab_size || s->id[b] >= t->vocab_size) return 0;
-    const MergeTable* mt = t->merge_table;
-    int merged = int_map_get(&mt->merges, pair_key(mt->canon[s->id[a]], mt->canon[s->id[b]]));
+    MergeTable* mt = t->merge_table;
+    int merged = pair_get(&mt->merges, pair_key(mt->canon[s->id[a]], mt->canon[s->id[b]]));
     if (merged < 0) return 0;
     MergeCandidate c = {t->vocab_scores[merged], a, b, s->id[a], s->id[b], merged};
     if (heap_append(h, c) != 0) return -1;
@@ -452,7 +380,7 @@ static int byte_token(const Tokenizer* t, unsigned char byte) {
 int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* tokens) {
     if (!text) { error_msg("tokenizer: cannot encode NULL text"); return -1; }
     if (!t->merge_table && build_merge_table(t) != 0) return -1;
-    const MergeTable* mt = t->merge_table;
+    MergeTable* mt = t->merge_table;
     size_t n_text = strlen(text);
 
     // at most one symbol per byte, plus BOS and the dummy prefix
@@ -477,7 +405,8 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     // tokens <0x00>..<0xFF> sit at ids 3..258)
     for (size_t i = 0; i < n_text;) {
         int len = chunk_length(text + i, n_text - i);
-        int id = str_map_find(&mt->by_piece, t->vocab, mt->c_len, text + i, len);
+        int id = len == 1 ? mt->byte_piece[(unsigned char)text[i]]
+                          : piece_get_n(&mt->by_piece, text + i, len);
         if (id >= 0) {
             s.id[n++] = id;
         } else {
@@ -583,7 +512,6 @@ void safe_print_piece(const char* piece) {
 
 typedef struct {
     int left, right;   // token ids
-    int64_t count;     // occurrences in the corpus (word count times occurrences in the word)
     int forbidden;     // never to be learnt (see rule 2 above)
     int* words;        // (n_words) words that hold the pair or once did: the ones to revisit
     int n_words, cap_words;
@@ -594,7 +522,7 @@ typedef struct {
     char** vocab;      // (cap_vocab) pieces
     int* vocab_len;    // (cap_vocab)
     int n_vocab, cap_vocab;
-    StrMap by_piece;
+    PieceEntry* by_piece; // piece -> id (keys: the pieces of vocab)
     // the unique words
     char** word;       // (n_words) bytes of each word, not NUL-terminated (may hold NULs)
     int* word_len;     // (n_words)
@@ -606,8 +534,10 @@ typedef struct {
     int n_words;
     // pair statistics
     TrainPair* pairs;  // (n_pairs)
+    int64_t* pair_count; // (n_pairs) occurrences in the corpus (word count times occurrences in
+                         // the word); apart from pairs, so the best-pair search reads 8 bytes a pair
     int n_pairs, cap_pairs;
-    IntMap pair_index; // pair_key(left, right) -> index into pairs
+    PairEntry* pair_index; // pair_key(left, right) -> index into pairs
 } Trainer;
 
 static int is_forbidden_piece(const char* s, int n) {
@@ -639,22 +569,27 @@ static int trainer_add_token(Trainer* tr, const char* s, int n) {
     int id = tr->n_vocab++;
     tr->vocab[id] = piece;
     tr->vocab_len[id] = n;
-    return str_map_add(&tr->by_piece, tr->vocab, tr->vocab_len, id);
+    piece_add(&tr->by_piece, piece, id);
+    return 0;
 }
 
 // index of the pair (left, right) in tr->pairs, created with count 0 if new; -1 on OOM
 static int trainer_pair(Trainer* tr, int left, int right) {
     uint64_t key = pair_key(left, right);
-    int p = int_map_get(&tr->pair_index, key);
+    int p = pair_get(&tr->pair_index, key);
     if (p >= 0) return p;
     if (tr->n_pairs == tr->cap_pairs) {
         int cap = tr->cap_pairs * 2 + 1024;
         TrainPair* pairs = realloc(tr->pairs, cap * sizeof(TrainPair));
         if (!pairs) return -1;
         tr->pairs = pairs;
+        int64_t* counts = realloc(tr->pair_count, cap * sizeof(int64_t));
+        if (!counts) return -1;
+        tr->pair_count = counts;
         tr->cap_pairs = cap;
     }
     p = tr->n_pairs++;
+    tr->pair_count[p] = 0;
     TrainPair* tp = &tr->pairs[p];
     memset(tp, 0, sizeof(*tp));
     tp->left = left;
@@ -668,7 +603,7 @@ static int trainer_pair(Trainer* tr, int left, int right) {
         memcpy(buf + ln, tr->vocab[right], rn);
         tp->forbidden = is_forbidden_piece(buf, ln + rn);
     }
-    if (int_map_put(&tr->pair_index, key, p) != 0) return -1;
+    hmput(tr->pair_index, key, p);
     return p;
 }
 
@@ -687,31 +622,38 @@ static int pair_add_word(TrainPair* tp, int w) {
 
 // id of the learnt token spelling left+right, or -1. (Two pieces can spell "<s>" or "<0x41>",
 // but those tokens are scored so that the encoder never merges into them.)
-static int trainer_merged(const Trainer* tr, int left, int right) {
+static int trainer_merged(Trainer* tr, int left, int right) {
     if (left < N_SPECIAL_AND_BYTES || right < N_SPECIAL_AND_BYTES) return -1;
-    char buf[2 * 256];
+    char buf[2 * 256 + 1];
     int ln = tr->vocab_len[left], rn = tr->vocab_len[right];
-    if (ln + rn > (int)sizeof(buf)) return -1;
+    if (ln + rn > 2 * 256) return -1;
     memcpy(buf, tr->vocab[left], ln);
     memcpy(buf + ln, tr->vocab[right], rn);
-    int id = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, buf, ln + rn);
+    buf[ln + rn] = '\0';
+    int id = piece_get(&tr->by_piece, buf);
     return id >= N_SPECIAL_AND_BYTES ? id : -1;
 }
 
 // Re-encodes a word's symbols in place with the encoder's rule: merge the pair that makes the
 // highest-scoring token — the lowest id, since scores fall with the id — leftmost on ties.
-// Words are short, so the plain quadratic loop is fine here.
-static void reencode_word(const Trainer* tr, int* sym, int* n) {
+// Words are short, so the plain quadratic search is fine here; what each pair merges into is
+// looked up once, and again only for the two pairs around a merge.
+static void reencode_word(Trainer* tr, int* sym, int* n) {
+    int merged[4 * MAX_WORD_SYMBOLS]; // merged[i]: the token sym[i] sym[i + 1] merge into, or -1
+    for (int i = 0; i + 1 < *n; i++) merged[i] = trainer_merged(tr, sym[i], sym[i + 1]);
     for (;;) {
         int best_i = -1, best_id = INT32_MAX;
         for (int i = 0; i + 1 < *n; i++) {
-            int id = trainer_merged(tr, sym[i], sym[i + 1]);
-            if (id >= 0 && id < best_id) { best_id = id; best_i = i; }
+            if (merged[i] >= 0 && merged[i] < best_id) { best_id = merged[i]; best_i = i; }
         }
         if (best_i < 0) return;
+        // symbols best_i and best_i + 1 become one: the pairs after them move down by one
         sym[best_i] = best_id;
         memmove(sym + best_i + 1, sym + best_i + 2, (*n - best_i - 2) * sizeof(int));
+        if (*n - best_i - 3 > 0) memmove(merged + best_i + 1, merged + best_i + 2, (*n - best_i - 3) * sizeof(int));
         (*n)--;
+        if (best_i > 0) merged[best_i - 1] = trainer_merged(tr, sym[best_i - 1], sym[best_i]);
+        if (best_i + 1 < *n) merged[best_i] = trainer_merged(tr, sym[best_i], sym[best_i + 1]);
     }
 }
 
@@ -732,21 +674,34 @@ static int trainer_update_word(Trainer* tr, int w) {
     if (n == n_old) return 0;
     tr->n_sym[w] = n;
     for (int i = 0; i + 1 < n_old; i++) {
-        int p = int_map_get(&tr->pair_index, pair_key(old[i], old[i + 1]));
-        tr->pairs[p].count -= tr->freq[w];
+        int p = pair_get(&tr->pair_index, pair_key(old[i], old[i + 1]));
+        tr->pair_count[p] -= tr->freq[w];
     }
     for (int i = 0; i + 1 < n; i++) {
         int p = trainer_pair(tr, sym[i], sym[i + 1]);
         if (p < 0) return -1;
-        tr->pairs[p].count += tr->freq[w];
+        tr->pair_count[p] += tr->freq[w];
         if (!seq_has_pair(old, n_old, sym[i], sym[i + 1]) && pair_add_word(&tr->pairs[p], w) != 0) return -1;
     }
     return 0;
 }
 
+// The key of a word in the word map, a C string. A word may hold NUL bytes, so the key spells
+// 0x00 as 0x01 0x01 and 0x01 as 0x01 0x02: different words keep different keys. key holds
+// 2 * len + 1 bytes.
+static void word_key(char* key, const char* word, int len) {
+    int n = 0;
+    for (int i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)word[i];
+        if (c <= 1) key[n++] = 1;
+        key[n++] = c == 0 ? 1 : c == 1 ? 2 : (char)c;
+    }
+    key[n] = '\0';
+}
+
 // Cuts the texts into unique words with counts. Each text gets the dummy-prefix space.
 static int trainer_count_words(Trainer* tr, const char* const* texts, const size_t* text_lens, int n_texts,
-                               StrMap* word_map, int* cap_words) {
+                               PieceEntry** word_map, int* cap_words) {
     for (int k = 0; k < n_texts; k++) {
         const char* text = texts[k];
         size_t n = text_lens[k];
@@ -764,7 +719,9 @@ static int trainer_count_words(Trainer* tr, const char* const* texts, const size
             if (i == n || is_space || n_chunks == MAX_WORD_SYMBOLS) {
                 // the word so far is complete
                 const char* bytes = in_first ? first : start;
-                int w = str_map_find(word_map, tr->word, tr->word_len, bytes, len);
+                char key[2 * (1 + 4 * MAX_WORD_SYMBOLS) + 1];
+                word_key(key, bytes, len);
+                int w = piece_get(word_map, key);
                 if (w < 0) {
                     if (tr->n_words == *cap_words) {
                         int cap = *cap_words * 2 + 1024;
@@ -785,7 +742,7 @@ static int trainer_count_words(Trainer* tr, const char* const* texts, const size
                     memcpy(tr->word[w], bytes, len);
                     tr->word_len[w] = len;
                     tr->freq[w] = 0;
-                    if (str_map_add(word_map, tr->word, tr->word_len, w) != 0) return -1;
+                    shput(*word_map, key, w); // (an arena map: it copies the key)
                 }
                 tr->freq[w]++;
                 if (i == n) break;
@@ -823,8 +780,7 @@ static int compare_code_points(const void* a, const void* b) {
 static int trainer_add_code_points(Trainer* tr, int vocab_size) {
     CodePoint* cps = NULL;
     int n_cps = 0, cap = 0;
-    IntMap index; // packed bytes of a code point -> index into cps
-    if (int_map_init(&index, 1024) != 0) return -1;
+    PairEntry* index = NULL; // packed bytes of a code point -> index into cps
     int rc = -1;
     for (int w = 0; w < tr->n_words; w++) {
         const char* s = tr->word[w];
@@ -833,7 +789,7 @@ static int trainer_add_code_points(Trainer* tr, int vocab_size) {
             if (utf8_valid(s + i, len) && s[i] != '\0') {
                 uint64_t key = len;
                 for (int j = 0; j < len; j++) key |= (uint64_t)(unsigned char)s[i + j] << (8 * (j + 1));
-                int c = int_map_get(&index, key);
+                int c = pair_get(&index, key);
                 if (c < 0) {
                     if (n_cps == cap) {
                         cap = cap * 2 + 256;
@@ -843,7 +799,7 @@ static int trainer_add_code_points(Trainer* tr, int vocab_size) {
                     }
                     c = n_cps++;
                     cps[c] = (CodePoint){s + i, len, 0};
-                    if (int_map_put(&index, key, c) != 0) goto done;
+                    hmput(index, key, c);
                 }
                 cps[c].count += tr->freq[w];
             }
@@ -860,7 +816,7 @@ static int trainer_add_code_points(Trainer* tr, int vocab_size) {
     rc = 0;
 done:
     free(cps);
-    int_map_free(&index);
+    hmfree(index);
     return rc;
 }
 
@@ -880,7 +836,7 @@ static int trainer_init_symbols(Trainer* tr) {
         tr->visited[w] = -1;
         for (int i = 0; i < tr->word_len[w];) {
             int len = chunk_length(s + i, tr->word_len[w] - i);
-            int id = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, s + i, len);
+            int id = piece_get_n(&tr->by_piece, s + i, len);
             if (id >= N_SPECIAL_AND_BYTES) {
                 tr->sym[n++] = id;
             } else {
@@ -893,7 +849,7 @@ static int trainer_init_symbols(Trainer* tr) {
         for (int i = 0; i + 1 < tr->n_sym[w]; i++) {
             int p = trainer_pair(tr, sym[i], sym[i + 1]);
             if (p < 0 || pair_add_word(&tr->pairs[p], w) != 0) return -1;
-            tr->pairs[p].count += tr->freq[w];
+            tr->pair_count[p] += tr->freq[w];
         }
     }
     return 0;
@@ -902,15 +858,18 @@ static int trainer_init_symbols(Trainer* tr) {
 // the most frequent pair that may be learnt, ties to the lowest (left, right); -1 if none
 static int trainer_best_pair(const Trainer* tr) {
     int best = -1;
+    int64_t best_count = 0;
     for (int p = 0; p < tr->n_pairs; p++) {
+        int64_t count = tr->pair_count[p];
+        if (count <= 0 || count < best_count) continue;
         const TrainPair* tp = &tr->pairs[p];
-        if (tp->forbidden || tp->count <= 0) continue;
-        if (best < 0) { best = p; continue; }
-        const TrainPair* b = &tr->pairs[best];
-        if (tp->count > b->count ||
-            (tp->count == b->count && (tp->left < b->left || (tp->left == b->left && tp->right < b->right)))) {
-            best = p;
+        if (tp->forbidden) continue;
+        if (best >= 0 && count == best_count) {
+            const TrainPair* b = &tr->pairs[best];
+            if (!(tp->left < b->left || (tp->left == b->left && tp->right < b->right))) continue;
         }
+        best = p;
+        best_count = count;
     }
     return best;
 }
@@ -926,7 +885,7 @@ static int trainer_step(Trainer* tr, int step) {
         int ln = tr->vocab_len[bp->left], rn = tr->vocab_len[bp->right];
         memcpy(buf, tr->vocab[bp->left], ln);
         memcpy(buf + ln, tr->vocab[bp->right], rn);
-        if (str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, buf, ln + rn) >= 0) {
+        if (piece_get_n(&tr->by_piece, buf, ln + rn) >= 0) {
             bp->forbidden = 1; // already a token (cannot happen while words stay encoded; a guard)
             continue;
         }
@@ -934,10 +893,10 @@ static int trainer_step(Trainer* tr, int step) {
         // every word holding any split of the new token into two tokens may merge now
         const char* piece = tr->vocab[tr->n_vocab - 1];
         for (int k = 1; k < ln + rn; k++) {
-            int left = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, piece, k);
-            int right = str_map_find(&tr->by_piece, tr->vocab, tr->vocab_len, piece + k, ln + rn - k);
+            int left = piece_get_n(&tr->by_piece, piece, k);
+            int right = piece_get(&tr->by_piece, piece + k);
             if (left < 0 || right < 0) continue;
-            int p = int_map_get(&tr->pair_index, pair_key(left, right));
+            int p = pair_get(&tr->pair_index, pair_key(left, right));
             if (p < 0) continue;
             // (a word's update may add pairs and move tr->pairs, so index it afresh)
             for (int j = 0; j < tr->pairs[p].n_words; j++) {
@@ -955,7 +914,7 @@ static void free_trainer(Trainer* tr) {
     for (int i = 0; i < tr->n_vocab; i++) free(tr->vocab[i]);
     free(tr->vocab);
     free(tr->vocab_len);
-    str_map_free(&tr->by_piece);
+    shfree(tr->by_piece);
     for (int w = 0; w < tr->n_words; w++) free(tr->word[w]);
     free(tr->word);
     free(tr->word_len);
@@ -966,7 +925,8 @@ static void free_trainer(Trainer* tr) {
     free(tr->visited);
     for (int p = 0; p < tr->n_pairs; p++) free(tr->pairs[p].words);
     free(tr->pairs);
-    int_map_free(&tr->pair_index);
+    free(tr->pair_count);
+    hmfree(tr->pair_index);
 }
 
 // The promise of rule 1, checked: encoding each whole word gives the training's symbols.
@@ -1004,10 +964,9 @@ int tokenizer_train(Tokenizer* t, const char* const* texts, const size_t* text_l
     }
     Trainer tr;
     memset(&tr, 0, sizeof(tr));
-    StrMap word_map = {NULL, 0, 0};
+    PieceEntry* word_map = NULL; // word_key(word) -> index into tr.word
+    sh_new_arena(word_map);
     int cap_words = 0, rc = -1;
-    if (str_map_init(&tr.by_piece, vocab_size) != 0 || int_map_init(&tr.pair_index, 1 << 16) != 0 ||
-        str_map_init(&word_map, 1 << 14) != 0) goto oom;
 
     // the fixed head of the vocabulary, as llama2.c's tokenizers have it
     const char* specials[3] = {"<unk>", "<s>", "</s>"};
@@ -1020,7 +979,7 @@ int tokenizer_train(Tokenizer* t, const char* const* texts, const size_t* text_l
         if (trainer_add_token(&tr, piece, 6) != 0) goto oom;
     }
     if (trainer_count_words(&tr, texts, text_lens, n_texts, &word_map, &cap_words) != 0) goto oom;
-    str_map_free(&word_map);
+    shfree(word_map);
     if (trainer_add_code_points(&tr, vocab_size) != 0) goto oom;
     if (trainer_init_symbols(&tr) != 0) goto oom;
 
@@ -1050,7 +1009,7 @@ oom:
 fail:
     tokenizer_free(t);
 done:
-    str_map_free(&word_map);
+    shfree(word_map);
     free_trainer(&tr);
     return rc;
 }

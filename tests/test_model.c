@@ -542,6 +542,14 @@ static void torch_case_free(TorchCase* tc) {
     model_free(&tc->m);
 }
 
+// runs a PyTorch cross-check script (tests/torch_*.py): its exit code, or 77 when /usr/bin/python3
+// is absent; the scripts themselves exit 77 when torch is not importable
+static int run_torch_script(const char* cmd) {
+    if (access("/usr/bin/python3", X_OK) != 0) return 77;
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 static void test_torch(void) {
     // T = 80 crosses the attention's row block; 4 query heads share 2 kv heads
     Config c = {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
@@ -557,10 +565,9 @@ static void test_torch(void) {
         char cmd[512];
         snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/torch_model.py %s %s %s %s", cases[0].in_path,
                  cases[0].out_path, cases[1].in_path, cases[1].out_path);
-        int rc = system(cmd);
-        int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        int code = run_torch_script(cmd);
         if (code == 77) {
-            SKIP("torch cross-check: torch is not importable by /usr/bin/python3");
+            SKIP("torch cross-check not run: /usr/bin/python3 cannot import torch (make deps-test installs it)");
         } else if (code != 0) {
             CHECK(0, "torch cross-check: tests/torch_model.py failed (exit %d)", code);
         } else {
@@ -761,9 +768,9 @@ static void test_torch_lora(void) {
         char cmd[768];
         snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/torch_lora.py %s %s %s %s %s %s", cases[0].in_path,
                  lora_path[0], cases[0].out_path, cases[1].in_path, lora_path[1], cases[1].out_path);
-        int rc = system(cmd);
-        int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-        if (code == 77) SKIP("torch lora cross-check: torch is not importable by /usr/bin/python3");
+        int code = run_torch_script(cmd);
+        if (code == 77)
+            SKIP("torch lora cross-check not run: /usr/bin/python3 cannot import torch (make deps-test installs it)");
         else CHECK(code == 0, "torch lora cross-check: tests/torch_lora.py failed (exit %d)", code);
         for (int i = 0; i < 2 && code == 0; i++) {
             Model* m = &cases[i].m;
