@@ -1398,6 +1398,13 @@ int analyze_main(int argc, char** argv) {
     AnalyzeArgs a;
     int rc = analyze_parse(&a, argc, argv);
     if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
+    const OutputArg outputs[] = {{.flag = "--json", .path = a.json_path}, {.flag = "--dump", .path = a.dump_path},
+                                 {.flag = "--out", .path = a.out_dir, .is_dir = 1}};
+    InputArg inputs[7 + 16] = {{"MODEL.bin", a.model_path}, {"-z", a.tok_path}, {"--refusals", a.refusals_path},
+        {"--benign-train", a.paths[0]}, {"--malicious-train", a.paths[1]}, {"--benign-test", a.paths[2]},
+        {"--malicious-test", a.paths[3]}};
+    for (int s = 0; s < a.n_pseudo; s++) inputs[7 + s] = (InputArg){"--pseudo", a.pseudo[s]};
+    if (paths_check("analyze", outputs, 3, inputs, 7 + a.n_pseudo) != 0) return EXIT_USAGE;
 
     Model m = {0};
     Tokenizer t = {0};
@@ -2154,6 +2161,11 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
     double start = time_now();
     long tokens = 0;
     for (int step = 0; step < cfg->steps; step++) {
+        if (interrupted()) {
+            error_msg("defend: interrupted (Ctrl-C) at step %d of %d; no model written", step, cfg->steps);
+            rc = EXIT_INTERRUPTED;
+            goto done;
+        }
         if (cfg->oalw && cfg->oalw_every > 0 && step > 0 && step % cfg->oalw_every == 0) {
             m->lora.enabled = 1;
             if (compute_oalw(erase_weight, m, t, &d, &reference, cfg, dl.oalw_layer, step) != 0) goto done;
@@ -2430,7 +2442,7 @@ static int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const 
     if (!strcmp(f, "--oalw-form")) return (c->overlap.form = pick_name(cmd, f, v, form_names, 2)) < 0;
     if (!strcmp(f, "--oalw-k")) return arg_int(cmd, f, v, 1, 1 << 20, &c->overlap.k) != 0;
     if (!strcmp(f, "--oalw-lambda")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.lambda) != 0;
-    if (!strcmp(f, "--oalw-wmin")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.w_min) != 0;
+    if (!strcmp(f, "--oalw-wmin")) return arg_float(cmd, f, v, 0, 1, &c->overlap.w_min) != 0; // w <= 1 before scaling
     if (!strcmp(f, "--oalw-tau")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->overlap.tau) != 0;
     if (!strcmp(f, "--oalw-every")) return arg_int(cmd, f, v, 0, 1 << 24, &c->oalw_every) != 0;
     if (!strcmp(f, "--caa-kmin")) return arg_int(cmd, f, v, 0, 1 << 20, &c->caa_kmin) != 0;
@@ -2483,7 +2495,7 @@ int defend_main(int argc, char** argv) {
         else if (!strcmp(f, "-o") || !strcmp(f, "--out")) out_path = v;
         else if (!strcmp(f, "--data")) cfg.data_path = v;
         else if (!strcmp(f, "--reference")) cfg.reference_path = v;
-        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.steps);
+        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 1, 1 << 24, &cfg.steps);
         else if (!strcmp(f, "--seed")) {
             unsigned long long seed;
             bad = arg_u64(cmd, f, v, &seed);
@@ -2509,16 +2521,32 @@ int defend_main(int argc, char** argv) {
     cfg.log_path = log_path ? log_path : log_default;
     cfg.plot_path = plot_path ? plot_path : plot_default;
 
-    if (output_check(out_path) != 0) return EXIT_FAILURE_RUN;
+    // -o may replace MODEL.bin: the model is read whole before anything is written
+    const OutputArg outputs[] = {{.flag = "-o", .path = out_path, .may_replace = "MODEL.bin"},
+                                 {.flag = "--log", .path = cfg.log_path}, {.flag = "--plot", .path = cfg.plot_path},
+                                 {.flag = "--oalw-out", .path = cfg.oalw_out}};
+    const InputArg inputs[] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--data", cfg.data_path},
+                              {"--reference", cfg.reference_path}};
+    if (paths_check(cmd, outputs, 4, inputs, 4) != 0) return EXIT_USAGE;
     Model m = {0};
     Tokenizer t = {0};
     int rc = load_model_and_tokenizer(&m, &t, model_path, tok_path);
     if (rc) return rc;
-    rc = defend(&m, &t, &cfg, NULL);
+    // the log and plot are written after the model, so that they never describe a run that
+    // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes neither
+    DefenseConfig run = cfg;
+    run.log_path = run.plot_path = NULL;
+    DefenseLog log = {0};
+    interrupt_catch();
+    rc = defend(&m, &t, &run, &log);
+    interrupt_release();
     if (rc == EXIT_OK) {
-        if (model_save(&m, out_path, version) != 0) rc = EXIT_FAILURE_RUN;
+        if (model_save(&m, out_path, version) != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
+            (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0))
+            rc = EXIT_FAILURE_RUN;
         else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
     }
+    free_defense_log(&log);
     tokenizer_free(&t);
     model_free(&m);
     return rc;
@@ -3095,6 +3123,8 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     // --quick fills in only what was not given
     if (a->eval_limit < 0) a->eval_limit = quick ? 100 : ablation ? 200 : 0;
     if (a->steps < 0) a->steps = quick ? 60 : a->defense.steps;
+    const OutputArg out = {.flag = "--out", .path = a->out_dir, .is_dir = 1};
+    if (paths_check(cmd, &out, 1, NULL, 0) != 0) return EXIT_USAGE;
     return EXIT_OK;
 }
 
@@ -3992,13 +4022,17 @@ static int cmd_tokenizer(int argc, char** argv) {
         error_msg("%s: needs --vocab N, -o OUT and at least one text file", cmd);
         return EXIT_USAGE;
     }
+    OutputArg output = {.flag = "-o", .path = out};
+    InputArg inputs[n_files];
+    for (int f = 0; f < n_files; f++) inputs[f] = (InputArg){"FILE", files[f]};
+    if (paths_check(cmd, &output, 1, inputs, n_files) != 0) return EXIT_USAGE;
     // gather the texts: a .jsonl file gives its text fields, anything else is plain text
     int cap = 1024, n_texts = 0, rc = EXIT_OK;
     char** texts = malloc(cap * sizeof(char*));
     size_t* lens = malloc(cap * sizeof(size_t));
     for (int f = 0; f < n_files && rc == EXIT_OK; f++) {
         size_t size;
-        char* buf = read_file(files[f], &size);
+        char* buf = read_file(files[f], READ_MAX_TEXT, &size);
         if (!buf) { rc = EXIT_BAD_INPUT; break; }
         if (!utf8_valid(buf, size)) {
             error_msg("%s: not valid UTF-8", files[f]);
