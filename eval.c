@@ -496,7 +496,7 @@ int prompt_set_load(PromptSet* s, const char* spec) {
     if (dot && dot != s->name) *dot = '\0';
 
     size_t size;
-    char* buf = read_file(path, READ_MAX_PROMPTS, &size);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, &size);
     if (!buf) return -1;
     if (strlen(buf) != size) {
         error_msg("%s: line %d: holds a NUL byte; not a text file", path, line_of(buf, buf + strlen(buf)));
@@ -556,7 +556,7 @@ const char* const ATTACK_NAMES[3] = {"direct", "jailbreak", "prefill"};
 
 int refusal_list_load(RefusalList* r, const char* path) {
     memset(r, 0, sizeof(*r));
-    char* buf = read_file(path, READ_MAX_PROMPTS, NULL);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, NULL);
     if (!buf) return -1;
     ItemList lines = {0}; // one phrase a line: the plain-text prompt format
     int status = read_text(&lines, buf, path);
@@ -846,7 +846,7 @@ char* decode_text(Tokenizer* t, int prev_token, const int* ids, int n) {
 int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split) {
     *out = NULL;
     *n = 0;
-    char* buf = read_file(path, READ_MAX_PROMPTS, NULL);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, NULL);
     if (!buf) return -1;
     int count = 0, cap = 0, status = 0, line = 0;
     Jailbreak* list = NULL;
@@ -906,7 +906,7 @@ void jailbreaks_free(Jailbreak* j, int n) {
 int prefills_load(char*** out, int* n, const char* path) {
     *out = NULL;
     *n = 0;
-    char* buf = read_file(path, READ_MAX_PROMPTS, NULL);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, NULL);
     if (!buf) return -1;
     ItemList lines = {0}; // one prefill a line, whatever the file looks like
     int status = read_text(&lines, buf, path);

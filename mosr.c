@@ -4032,7 +4032,7 @@ static int cmd_tokenizer(int argc, char** argv) {
     size_t* lens = malloc(cap * sizeof(size_t));
     for (int f = 0; f < n_files && rc == EXIT_OK; f++) {
         size_t size;
-        char* buf = read_file(files[f], READ_MAX_TEXT, &size);
+        char* buf = read_file(files[f], &size);
         if (!buf) { rc = EXIT_BAD_INPUT; break; }
         if (!utf8_valid(buf, size)) {
             error_msg("%s: not valid UTF-8", files[f]);

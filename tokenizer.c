@@ -294,7 +294,7 @@ int tokenizer_load(Tokenizer* t, const char* path, int vocab_size) {
     memset(t, 0, sizeof(*t));
     if (vocab_size < 0) { error_msg("%s: invalid vocab_size %d", path, vocab_size); return -1; }
     size_t size;
-    char* data = read_file(path, READ_MAX_TOKENIZER, &size);
+    char* data = read_file_max(path, READ_MAX_TOKENIZER, &size);
     if (!data) return -1;
     if (size == 0) { error_msg("%s: empty file, expected a tokenizer", path); free(data); return -1; }
     if (size < 4) { error_msg("%s: %zu bytes is too short for a tokenizer header", path, size); free(data); return -1; }

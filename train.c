@@ -165,7 +165,7 @@ static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const c
 // overlap by one id so that every token is predicted exactly once. 0 on success.
 static int load_text_file(ExampleSet* s, Tokenizer* t, const char* path, int kind, int max_ids) {
     size_t len;
-    char* text = read_file(path, READ_MAX_TEXT, &len);
+    char* text = read_file(path, &len);
     if (!text) return -1;
     if (strlen(text) != len || !utf8_valid(text, len)) {
         error_msg("%s: not UTF-8 text", path);

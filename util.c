@@ -255,7 +255,11 @@ int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const 
     return 0;
 }
 
-char* read_file(const char* path, size_t max_bytes, size_t* size_out) {
+char* read_file(const char* path, size_t* size_out) {
+    return read_file_max(path, READ_MAX_TEXT, size_out);
+}
+
+char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
     // O_NONBLOCK: opening a FIFO must not wait for a writer that may never come
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {

@@ -63,9 +63,11 @@ typedef struct {
 int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const InputArg* inputs, int n_inputs);
 
 // Reads a whole file into a malloc'd, NUL-terminated buffer; NULL (and a message) on error,
-// or when it holds more than max_bytes ("too large": a device such as /dev/zero never ends).
-// A FIFO is read if its writer is already there and never waited for.
-char* read_file(const char* path, size_t max_bytes, size_t* size_out);
+// or when it holds more than max_bytes ("file too large": a device such as /dev/zero never
+// ends). A FIFO is read if its writer is already there, and never waited for. read_file is
+// read_file_max with the largest limit, READ_MAX_TEXT.
+char* read_file_max(const char* path, size_t max_bytes, size_t* size_out);
+char* read_file(const char* path, size_t* size_out);
 // the limits per kind of input: generous, far above the public prompt sets (a few MB)
 #define READ_MAX_TOKENIZER (64ul << 20)  // tokenizer.bin (llama2.c's 32k vocabulary: 0.4 MB)
 #define READ_MAX_PROMPTS (256ul << 20)   // prompt sets, refusal phrases, jailbreaks, prefills
