@@ -756,16 +756,16 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
             rc = arg_int(cmd, a, v, 1, 1 << 30, &steps);
             o->steps = steps;
         }
-        else if (!strcmp(a, "--epochs")) rc = arg_float(cmd, a, v, 1e-6f, 1e6f, &o->epochs);
+        else if (!strcmp(a, "--epochs")) rc = arg_float(cmd, a, v, 1e-6, 1e6, &o->epochs);
         else if (!strcmp(a, "--batch")) rc = arg_int(cmd, a, v, 1, 4096, &o->batch);
         else if (!strcmp(a, "--grad-accum")) rc = arg_int(cmd, a, v, 1, 4096, &o->grad_accum);
-        else if (!strcmp(a, "--lr")) rc = arg_float(cmd, a, v, 0.0f, 1e38f, &o->lr);
-        else if (!strcmp(a, "--lr-min")) rc = arg_float(cmd, a, v, 0.0f, 1e38f, &o->lr_min);
+        else if (!strcmp(a, "--lr")) rc = arg_float(cmd, a, v, 0, 1e38, &o->lr);
+        else if (!strcmp(a, "--lr-min")) rc = arg_float(cmd, a, v, 0, 1e38, &o->lr_min);
         else if (!strcmp(a, "--warmup")) rc = arg_int(cmd, a, v, 0, 1 << 30, &o->warmup);
-        else if (!strcmp(a, "--weight-decay")) rc = arg_float(cmd, a, v, 0.0f, 1e6f, &o->weight_decay);
-        else if (!strcmp(a, "--beta1")) rc = arg_float(cmd, a, v, 0.0f, 0.999999f, &o->beta1);
-        else if (!strcmp(a, "--beta2")) rc = arg_float(cmd, a, v, 0.0f, 0.999999f, &o->beta2);
-        else if (!strcmp(a, "--clip")) rc = arg_float(cmd, a, v, 0.0f, 1e30f, &o->clip);
+        else if (!strcmp(a, "--weight-decay")) rc = arg_float(cmd, a, v, 0, 1e6, &o->weight_decay);
+        else if (!strcmp(a, "--beta1")) rc = arg_float(cmd, a, v, 0, 0.999999, &o->beta1);
+        else if (!strcmp(a, "--beta2")) rc = arg_float(cmd, a, v, 0, 0.999999, &o->beta2);
+        else if (!strcmp(a, "--clip")) rc = arg_float(cmd, a, v, 0, 1e30, &o->clip);
         else if (!strcmp(a, "--eval-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->eval_every);
         else if (!strcmp(a, "--val-batches")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->val_batches);
         else if (!strcmp(a, "--save-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->save_every);

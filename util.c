@@ -223,7 +223,15 @@ int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const 
         if (!o->path) continue;
         if (output_writable(cmd, o) != 0) return -1;
         struct stat so, sx;
-        if (stat(o->path, &so) != 0) continue; // a new file cannot be any other file
+        if (stat(o->path, &so) != 0) { // a new file: only another output can name it, as written
+            for (int j = 0; j < i; j++)
+                if (outputs[j].path && !strcmp(outputs[j].path, o->path)) {
+                    error_msg("%s: the outputs %s %s and %s %s are the same file", cmd, outputs[j].flag,
+                              outputs[j].path, o->flag, o->path);
+                    return -1;
+                }
+            continue;
+        }
         // a device written in place (/dev/null given twice) destroys nothing
         if (S_ISCHR(so.st_mode)) continue;
         for (int j = 0; j < n_inputs; j++) {
@@ -244,14 +252,6 @@ int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const 
             }
         }
     }
-    // two new outputs of the same name: compared as written
-    for (int i = 0; i < n_outputs; i++)
-        for (int j = 0; j < i; j++)
-            if (outputs[i].path && outputs[j].path && !strcmp(outputs[i].path, outputs[j].path)) {
-                error_msg("%s: the outputs %s and %s are the same file %s", cmd, outputs[j].flag, outputs[i].flag,
-                          outputs[i].path);
-                return -1;
-            }
     return 0;
 }
 
