@@ -274,8 +274,8 @@ char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if (S_ISREG(st.st_mode) && (size_t)st.st_size > max_bytes) {
-        error_msg("%s: file too large: %lld bytes, more than the %zu MiB this kind of input may have", path,
-                  (long long)st.st_size, max_bytes >> 20);
+        error_msg("%s: file too large: %lld bytes, more than the %zu bytes this kind of input may have", path,
+                  (long long)st.st_size, max_bytes);
         close(fd);
         return NULL;
     }
@@ -301,8 +301,8 @@ char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
     int err = errno;
     close(fd);
     if (failed || too_large) {
-        if (too_large) error_msg("%s: file too large: more than the %zu MiB this kind of input may have", path,
-                                 max_bytes >> 20);
+        if (too_large) error_msg("%s: file too large: more than the %zu bytes this kind of input may have", path,
+                                 max_bytes);
         else error_msg("%s: read failed: %s", path, buf ? strerror(err) : "out of memory");
         free(buf);
         return NULL;

@@ -17,9 +17,14 @@
 #    does not (OpenMP reductions and sgemm blocks are split by thread count), and defend does on
 #    these tiny fixtures but not on a model of dim 64 x 4 layers.
 #
-# Run from anywhere: ./tests/test_cli.sh (needs ./mosr built). The last line is the summary.
+# 4. Outputs that never destroy anything: devices, FIFOs and symlinks as outputs, outputs that
+#    name inputs, endless inputs, outputs checked before the work, Ctrl-C, stale temp files, a
+#    corrupt training state, the JSON reader's edge cases.
+#
+# Run from anywhere: ./tests/test_cli.sh (needs ./mosr built; MOSR_BIN=PATH tests another binary,
+# as make test-asan does with build/asan/mosr). The last line is the summary.
 cd "$(dirname "$0")/.." || exit 1
-MOSR="$PWD/mosr"
+MOSR="${MOSR_BIN:-$PWD/mosr}" # MOSR_BIN: another build, e.g. build/asan/mosr (make test-asan)
 passed=0
 failed=0
 skipped=0
@@ -31,7 +36,7 @@ fail() {
 }
 
 if [ ! -x "$MOSR" ]; then
-    echo "skip: ./mosr is not built (make mosr)" >&2
+    echo "skip: $MOSR is not built (make mosr)" >&2
     echo "test_cli: 0 passed, 0 failed, 1 skipped"
     exit 0
 fi
@@ -409,7 +414,7 @@ expect_late 1 "no space left" "${EV[@]}" --json "$FULLDEV"
 if [ -c "$FULLDEV" ]; then pass; else fail "eval --json $FULLDEV replaced the device"; fi
 # a FIFO with a reader gets the bytes; one without a reader fails at once, without hanging
 mkfifo "$OD/fifo"
-cat "$OD/fifo" > "$OD/from_fifo.json" &
+timeout 60 cat "$OD/fifo" > "$OD/from_fifo.json" &   # bounded: a regression must not hang the test
 reader=$!
 ok_run "eval --json onto a FIFO with a reader" 0 "${EV[@]}" --json "$OD/fifo"
 wait $reader
