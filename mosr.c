@@ -2376,7 +2376,9 @@ static void defend_usage(FILE* f) {
         "  --plot FILE.png           the loss terms against the step (default OUT_loss.png)\n"
         "  --print-every N           progress line every N steps, 0 = none (default 10)\n"
         "  --threads N               OpenMP threads (default: all); a run is reproducible for a given\n"
-        "                            seed and thread count\n");
+        "                            seed and thread count\n"
+        "The model is written first, then the log and the plot. Ctrl-C stops the run without writing\n"
+        "any of them (exit 130).\n");
 }
 
 // out path without a trailing ".bin", plus suffix
