@@ -2535,19 +2535,25 @@ int defend_main(int argc, char** argv) {
     int rc = load_model_and_tokenizer(&m, &t, model_path, tok_path);
     if (rc) return rc;
     // the log and plot are written after the model, so that they never describe a run that
-    // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes neither
+    // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes
+    // neither. One that comes during the writes lets them finish (no temp file is left) and
+    // still exits EXIT_INTERRUPTED.
     DefenseConfig run = cfg;
     run.log_path = run.plot_path = NULL;
     DefenseLog log = {0};
     interrupt_catch();
     rc = defend(&m, &t, &run, &log);
-    interrupt_release();
     if (rc == EXIT_OK) {
         if (model_save(&m, out_path, version) != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
             (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0))
             rc = EXIT_FAILURE_RUN;
         else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
+        if (rc == EXIT_OK && interrupted()) {
+            error_msg("defend: interrupted (Ctrl-C) after the last step, while writing; the outputs are complete");
+            rc = EXIT_INTERRUPTED;
+        }
     }
+    interrupt_release();
     free_defense_log(&log);
     tokenizer_free(&t);
     model_free(&m);
