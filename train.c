@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -730,7 +729,6 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
         }
         const char* v = argv[++i];
         int rc = 0;
-
         if (!strcmp(a, "--init")) o->init_path = v;
         else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) o->tokenizer_path = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out_path = v;

@@ -267,8 +267,9 @@ char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        error_msg("%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, expected a file" : strerror(errno));
+    int stat_failed = fstat(fd, &st) != 0;
+    if (stat_failed || S_ISDIR(st.st_mode)) {
+        error_msg("%s: %s", path, stat_failed ? strerror(errno) : "is a directory, expected a file");
         close(fd);
         return NULL;
     }
@@ -279,8 +280,9 @@ char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
         close(fd);
         return NULL;
     }
-    // read in chunks rather than trusting st_size, so pipes and /proc files work too
-    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    // read in chunks rather than trusting st_size, so pipes and /proc files work too; a regular
+    // file's buffer has room for the NUL and one byte more, so its end is seen without growing
+    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 2 : 4096, n = 0;
     char* buf = malloc(cap);
     int failed = !buf, too_large = 0;
     while (!failed) {
