@@ -96,12 +96,37 @@ static int write_target(const char* path, char* target, size_t cap, struct stat*
     return 0;
 }
 
+// The descriptor path names if it is one of this process's own (--json /dev/stdout), else -1.
+// Whatever file such a descriptor is, it is written through a dup of it: in place, at its offset,
+// after what the process already wrote there.
+static int own_fd(const char* path) {
+    if (!strcmp(path, "/dev/stdout")) return 1;
+    if (!strcmp(path, "/dev/stderr")) return 2;
+    const char* n = !strncmp(path, "/dev/fd/", 8) ? path + 8 : !strncmp(path, "/proc/self/fd/", 14) ? path + 14 : NULL;
+    if (!n || !isdigit((unsigned char)*n)) return -1;
+    char* end;
+    long fd = strtol(n, &end, 10);
+    return *end || fd > 1 << 20 ? -1 : (int)fd;
+}
+
 int atomic_open(AtomicFile* af, const char* path) {
     struct stat st;
-    int exists;
+    int exists, own = own_fd(path);
     af->f = NULL;
     af->in_place = 0;
     af->tmp_path[0] = '\0';
+    if (own >= 0) {
+        snprintf(af->path, sizeof(af->path), "%s", path);
+        fflush(own == 2 ? stderr : stdout); // what was printed before comes first
+        int fd = dup(own);
+        if (fd < 0 || !(af->f = fdopen(fd, "wb"))) {
+            error_msg("%s: cannot write: %s", path, strerror(errno));
+            if (fd >= 0) close(fd);
+            return -1;
+        }
+        af->in_place = 1;
+        return 0;
+    }
     if (write_target(path, af->path, sizeof(af->path), &st, &exists) != 0) return -1;
     if (exists && !S_ISREG(st.st_mode)) {
         // a device or FIFO is written where it is: replacing /dev/null with a regular file would
@@ -202,6 +227,13 @@ static int output_writable(const char* cmd, const OutputArg* o) {
         }
         return 0;
     }
+    int fd = own_fd(o->path);
+    if (fd >= 0) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags >= 0 && (flags & O_ACCMODE) != O_RDONLY) return 0;
+        error_msg("%s: cannot write: %s", o->path, flags < 0 ? "not an open descriptor" : "open for reading only");
+        return -1;
+    }
     char target[4096];
     int exists;
     if (write_target(o->path, target, sizeof(target), &st, &exists) != 0) return -1;
@@ -232,8 +264,8 @@ int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const 
                 }
             continue;
         }
-        // a device written in place (/dev/null given twice) destroys nothing
-        if (S_ISCHR(so.st_mode)) continue;
+        // a device or descriptor written in place (/dev/null, /dev/stdout given twice) destroys nothing
+        if (S_ISCHR(so.st_mode) || own_fd(o->path) >= 0) continue;
         for (int j = 0; j < n_inputs; j++) {
             const InputArg* x = &inputs[j];
             if (!x->path || (o->may_replace && !strcmp(o->may_replace, x->flag))) continue;

@@ -27,8 +27,10 @@ void error_msg(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // A reader never sees a half-written file; a crash leaves the old file intact. Opening also
 // removes the temp files of this path that processes no longer running left behind.
 // A symlink is followed: its target is written, atomically. An existing character device or FIFO
-// (/dev/null, /dev/stdout in a pipe) is written in place, never replaced, and its write errors
-// are reported (/dev/full); any other kind of file is refused.
+// (/dev/null, a pipe) is written in place, never replaced, and its write errors are reported
+// (/dev/full); any other kind of file is refused. /dev/stdout, /dev/stderr and /dev/fd/N are
+// written through the open descriptor, whatever it is (`mosr eval ... --json /dev/stdout > f`
+// keeps the table and adds the JSON).
 
 typedef struct {
     FILE* f;

@@ -426,6 +426,14 @@ ln -s "$OD/target.json" "$OD/link.json"
 ok_run "eval --json onto a symlink" 0 "${EV[@]}" --json "$OD/link.json"
 if [ -L "$OD/link.json" ] && [ "$(head -c 1 "$OD/target.json")" = "{" ]; then pass
 else fail "eval --json SYMLINK: the link was replaced or its target not written"; fi
+# /dev/stdout is written through the open descriptor: redirected to a file, the table stays and
+# the JSON follows it (a rename over the file would lose the table)
+run_mosr "${EV[@]}" --json /dev/stdout --dump /dev/stdout
+if [ "$rc" -eq 0 ] && [[ "$out" == *"compliance"* ]] && [[ "$out" == *'"sets": ['* ]] && [[ "$out" == *'{"set": '* ]]; then
+    pass
+else
+    fail "eval --json /dev/stdout --dump /dev/stdout > FILE: exit $rc, stdout lacks the table, dump or JSON"
+fi
 ln -s "$OD/nowhere.json" "$OD/dangling.json"
 expect 2 "a symlink to a missing file" "${EV[@]}" --json "$OD/dangling.json"
 
