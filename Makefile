@@ -67,6 +67,7 @@ clean:
 # normal ones. `make test-asan` runs the whole suite under AddressSanitizer + UBSan (leaks too);
 # `make fuzz` runs every libFuzzer harness FUZZ_SECONDS seconds, one after the other (clang);
 # `make fuzz-regress` replays the saved inputs (also part of `make test` as tests/test_fuzz_regress).
+# test-asan also drives the sanitized binary from outside: tests/test_cli.sh with MOSR_BIN.
 ASAN_DIR = build/asan
 ASAN_CFLAGS = -O1 -g -march=native -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined \
               -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -std=gnu11
@@ -86,8 +87,8 @@ $(ASAN_DIR)/tests/%: tests/%.c tests/check.h $(ASAN_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -I. -o $@ $< $(ASAN_OBJ) $(LDLIBS)
 
-test-asan: $(ASAN_TESTS) tests/test_fuzz_regress
-	@$(ASAN_ENV) bash tests/run.sh $(ASAN_TESTS) tests/test_fuzz_regress
+test-asan: $(ASAN_TESTS) tests/test_fuzz_regress $(ASAN_DIR)/mosr
+	@$(ASAN_ENV) MOSR_BIN=$(ASAN_DIR)/mosr bash tests/run.sh $(ASAN_TESTS) tests/test_fuzz_regress $(SCRIPT_TESTS)
 
 FUZZ_HARNESSES = checkpoint checkpoint_struct tokenizer encode prompts json cli
 FUZZ_SRC = $(FUZZ_HARNESSES:%=tests/fuzz/fuzz_%.c)

@@ -930,6 +930,13 @@ int analyze_main(int argc, char** argv) {
     AnalyzeArgs a;
     int rc = analyze_parse(&a, argc, argv);
     if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
+    const OutputArg outputs[] = {{.flag = "--json", .path = a.json_path}, {.flag = "--dump", .path = a.dump_path},
+                                 {.flag = "--out", .path = a.out_dir, .is_dir = 1}};
+    InputArg inputs[7 + 16] = {{"MODEL.bin", a.model_path}, {"-z", a.tok_path}, {"--refusals", a.refusals_path},
+        {"--benign-train", a.paths[0]}, {"--malicious-train", a.paths[1]}, {"--benign-test", a.paths[2]},
+        {"--malicious-test", a.paths[3]}};
+    for (int s = 0; s < a.n_pseudo; s++) inputs[7 + s] = (InputArg){"--pseudo", a.pseudo[s]};
+    if (paths_check("analyze", outputs, 3, inputs, 7 + a.n_pseudo) != 0) return EXIT_USAGE;
 
     Model m = {0};
     Tokenizer t = {0};

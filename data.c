@@ -265,12 +265,12 @@ static void item_store(PromptItem* it, const char* name, char* value) {
 // -1 if there is none.
 static int find_column(char* const* names, int n, const char* column, const char* const* defaults) {
     if (column) {
-        for (int i = 0; i < n; i++)
+        for (int i = n - 1; i >= 0; i--) // a name given twice: its last value, as JSON readers do
             if (strcasecmp(names[i], column) == 0) return i;
         return -1;
     }
     for (int d = 0; defaults[d]; d++)
-        for (int i = 0; i < n; i++)
+        for (int i = n - 1; i >= 0; i--)
             if (strcasecmp(names[i], defaults[d]) == 0) return i;
     return -1;
 }
@@ -325,18 +325,27 @@ static const char* json_object_to_item(PromptItem* item, const char* obj, const 
         error_msg("%s: line %d: expected a JSON object", path, line_of(buf, obj));
         return NULL;
     }
-    char* names[256];
-    const char* values[256];
-    int n = 0, r;
+    char** names = NULL;
+    const char** values = NULL;
+    int n = 0, cap = 0, r;
     char* key;
     const char* value;
-    while ((r = json_iter_next(&it, &key, &value)) == 1) {
-        if (n < 256) { names[n] = key; values[n] = value; n++; }
-        else free(key);
-    }
     const char* end = NULL;
+    while ((r = json_iter_next(&it, &key, &value)) == 1) {
+        if (n == cap) { // every field is kept: one dropped could be the prompt
+            cap = cap ? 2 * cap : 32;
+            char** more_names = realloc(names, cap * sizeof(char*));
+            const char** more_values = realloc(values, cap * sizeof(char*));
+            if (more_names) names = more_names;
+            if (more_values) values = more_values;
+            if (!more_names || !more_values) { free(key); error_msg("%s: out of memory", path); goto done; }
+        }
+        names[n] = key;
+        values[n] = value;
+        n++;
+    }
     if (r < 0) {
-        error_msg("%s: line %d: malformed JSON", path, line_of(buf, obj));
+        error_msg("%s: line %d: malformed JSON: %s", path, line_of(buf, obj), json_error());
         goto done;
     }
     int col = find_column(names, n, column, JSON_PROMPT_KEYS);
@@ -367,6 +376,8 @@ static const char* json_object_to_item(PromptItem* item, const char* obj, const 
     end = it.p + 1; // past the '}'
 done:
     for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(values);
     return end;
 }
 
@@ -431,7 +442,7 @@ static int read_json(ItemList* l, const char* buf, const char* column, const cha
             }
             item->prompt = json_parse_string(value);
             if (!item->prompt) {
-                error_msg("%s: line %d: malformed JSON string", path, line_of(buf, value));
+                error_msg("%s: line %d: malformed JSON string: %s", path, line_of(buf, value), json_error());
                 return -1;
             }
             trim_in_place(item->prompt);
@@ -440,7 +451,7 @@ static int read_json(ItemList* l, const char* buf, const char* column, const cha
         }
     }
     if (r < 0) {
-        error_msg("%s: line %d: malformed JSON array", path, line_of(buf, it.p ? it.p : buf));
+        error_msg("%s: line %d: malformed JSON array: %s", path, line_of(buf, it.p ? it.p : buf), json_error());
         return -1;
     }
     return 0;
@@ -633,7 +644,7 @@ int prompt_set_load(PromptSet* s, const char* spec) {
     if (dot && dot != s->name) *dot = '\0';
 
     size_t size;
-    char* buf = read_file(path, &size);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, &size);
     if (!buf) return -1;
     if (strlen(buf) != size) {
         error_msg("%s: line %d: holds a NUL byte; not a text file", path, line_of(buf, buf + strlen(buf)));
@@ -691,7 +702,7 @@ void prompt_set_free(PromptSet* s) {
 int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split) {
     *out = NULL;
     *n = 0;
-    char* buf = read_file(path, NULL);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, NULL);
     if (!buf) return -1;
     int count = 0, cap = 0, status = 0, line = 0;
     Jailbreak* list = NULL;
@@ -751,7 +762,7 @@ void jailbreaks_free(Jailbreak* j, int n) {
 int prefills_load(char*** out, int* n, const char* path) {
     *out = NULL;
     *n = 0;
-    char* buf = read_file(path, NULL);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, NULL);
     if (!buf) return -1;
     ItemList lines = {0}; // one prefill a line, whatever the file looks like
     int status = read_text(&lines, buf, path);

@@ -609,7 +609,14 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
 
     DefenseRun run;
     int rc = build_defense_run(&run, m, t, cfg, &dl);
-    for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) rc = defense_run_step(&run, m, t, cfg, step);
+    for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) {
+        if (interrupted()) {
+            error_msg("defend: interrupted (Ctrl-C) at step %d of %d; no model written", step, cfg->steps);
+            rc = EXIT_INTERRUPTED;
+            break;
+        }
+        rc = defense_run_step(&run, m, t, cfg, step);
+    }
     if (rc == EXIT_OK && cfg->steps > 0)
         fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s)\n", cfg->steps, time_now() - run.start,
                 run.tokens / fmax(time_now() - run.start, 1e-9));
@@ -697,7 +704,9 @@ static void defend_usage(FILE* f) {
         "  --plot FILE.png           the loss terms against the step (default OUT_loss.png)\n"
         "  --print-every N           progress line every N steps, 0 = none (default 10)\n"
         "  --threads N               OpenMP threads (default: all); a run is reproducible for a given\n"
-        "                            seed and thread count\n");
+        "                            seed and thread count\n"
+        "The model is written first, then the log and the plot. Ctrl-C stops the run without writing\n"
+        "any of them (exit 130).\n");
 }
 
 // out path without a trailing ".bin", plus suffix
@@ -763,7 +772,7 @@ int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v
     if (!strcmp(f, "--oalw-form")) return (c->overlap.form = pick_name(cmd, f, v, form_names, 2)) < 0;
     if (!strcmp(f, "--oalw-k")) return arg_int(cmd, f, v, 1, 1 << 20, &c->overlap.k) != 0;
     if (!strcmp(f, "--oalw-lambda")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.lambda) != 0;
-    if (!strcmp(f, "--oalw-wmin")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.w_min) != 0;
+    if (!strcmp(f, "--oalw-wmin")) return arg_float(cmd, f, v, 0, 1, &c->overlap.w_min) != 0; // w <= 1 before scaling
     if (!strcmp(f, "--oalw-tau")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->overlap.tau) != 0;
     if (!strcmp(f, "--oalw-every")) return arg_int(cmd, f, v, 0, 1 << 24, &c->oalw_every) != 0;
     if (!strcmp(f, "--caa-kmin")) return arg_int(cmd, f, v, 0, 1 << 20, &c->caa_kmin) != 0;
@@ -816,7 +825,7 @@ int defend_main(int argc, char** argv) {
         else if (!strcmp(f, "-o") || !strcmp(f, "--out")) out_path = v;
         else if (!strcmp(f, "--data")) cfg.data_path = v;
         else if (!strcmp(f, "--reference")) cfg.reference_path = v;
-        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.steps);
+        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 1, 1 << 24, &cfg.steps);
         else if (!strcmp(f, "--seed")) {
             unsigned long long seed;
             bad = arg_u64(cmd, f, v, &seed);
@@ -842,16 +851,38 @@ int defend_main(int argc, char** argv) {
     cfg.log_path = log_path ? log_path : log_default;
     cfg.plot_path = plot_path ? plot_path : plot_default;
 
-    if (output_check(out_path) != 0) return EXIT_FAILURE_RUN;
+    // -o may replace MODEL.bin: the model is read whole before anything is written
+    const OutputArg outputs[] = {{.flag = "-o", .path = out_path, .may_replace = "MODEL.bin"},
+                                 {.flag = "--log", .path = cfg.log_path}, {.flag = "--plot", .path = cfg.plot_path},
+                                 {.flag = "--oalw-out", .path = cfg.oalw_out}};
+    const InputArg inputs[] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--data", cfg.data_path},
+                              {"--reference", cfg.reference_path}};
+    if (paths_check(cmd, outputs, 4, inputs, 4) != 0) return EXIT_USAGE;
     Model m = {0};
     Tokenizer t = {0};
     int rc = load_model_and_tokenizer(&m, &t, model_path, tok_path);
     if (rc) return rc;
-    rc = defend(&m, &t, &cfg, NULL);
+    // the log and plot are written after the model, so that they never describe a run that
+    // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes
+    // neither. One that comes during the writes lets them finish (no temp file is left) and
+    // still exits EXIT_INTERRUPTED.
+    DefenseConfig run = cfg;
+    run.log_path = run.plot_path = NULL;
+    DefenseLog log = {0};
+    interrupt_catch();
+    rc = defend(&m, &t, &run, &log);
     if (rc == EXIT_OK) {
-        if (model_save(&m, out_path, version) != 0) rc = EXIT_FAILURE_RUN;
+        if (model_save(&m, out_path, version) != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
+            (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0))
+            rc = EXIT_FAILURE_RUN;
         else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
+        if (rc == EXIT_OK && interrupted()) {
+            error_msg("defend: interrupted (Ctrl-C) after the last step, while writing; the outputs are complete");
+            rc = EXIT_INTERRUPTED;
+        }
     }
+    interrupt_release();
+    free_defense_log(&log);
     tokenizer_free(&t);
     model_free(&m);
     return rc;

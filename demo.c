@@ -585,6 +585,8 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     // --quick fills in only what was not given
     if (a->eval_limit < 0) a->eval_limit = quick ? 100 : ablation ? 200 : 0;
     if (a->steps < 0) a->steps = quick ? 60 : a->defense.steps;
+    const OutputArg out = {.flag = "--out", .path = a->out_dir, .is_dir = 1};
+    if (paths_check(cmd, &out, 1, NULL, 0) != 0) return EXIT_USAGE;
     return EXIT_OK;
 }
 

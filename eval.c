@@ -33,7 +33,7 @@ const char* const ATTACK_NAMES[3] = {"direct", "jailbreak", "prefill"};
 
 int refusal_list_load(RefusalList* r, const char* path) {
     memset(r, 0, sizeof(*r));
-    char* buf = read_file(path, NULL);
+    char* buf = read_file_max(path, READ_MAX_PROMPTS, NULL);
     if (!buf) return -1;
     ItemList lines = {0}; // one phrase a line: the plain-text prompt format
     int status = read_text(&lines, buf, path);
@@ -925,7 +925,11 @@ int eval_main(int argc, char** argv) {
     int dump_open = 0;
     double ppl = -1;
 
-    if (json_path && output_check(json_path) != 0) { rc = EXIT_FAILURE_RUN; goto done; }
+    const OutputArg outputs[] = {{.flag = "--json", .path = json_path}, {.flag = "--dump", .path = dump_path}};
+    InputArg inputs[7 + EVAL_MAX_SETS] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--refusals", refusals_path},
+        {"--jailbreaks", jailbreaks_path}, {"--prefills", prefills_path}, {"--val", val_path}, {"--ref", ref_path}};
+    for (int s = 0; s < n_sets; s++) inputs[7 + s] = (InputArg){"--set", set_specs[s]};
+    if (paths_check("eval", outputs, 2, inputs, 7 + n_sets) != 0) { rc = EXIT_USAGE; goto done; }
     if (model_load(&m, model_path) != 0) goto done;
     have_model = 1;
     if (tokenizer_load(&t, tok_path, m.config.vocab_size) != 0) goto done;

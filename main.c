@@ -244,6 +244,10 @@ static int cmd_tokenizer(int argc, char** argv) {
         error_msg("%s: needs --vocab N, -o OUT and at least one text file", cmd);
         return EXIT_USAGE;
     }
+    OutputArg output = {.flag = "-o", .path = out};
+    InputArg inputs[n_files];
+    for (int f = 0; f < n_files; f++) inputs[f] = (InputArg){"FILE", files[f]};
+    if (paths_check(cmd, &output, 1, inputs, n_files) != 0) return EXIT_USAGE;
     // gather the texts: a .jsonl file gives its text fields, anything else is plain text
     int cap = 1024, n_texts = 0, rc = EXIT_OK;
     char** texts = malloc(cap * sizeof(char*));

@@ -175,7 +175,7 @@ static int scan_tokenizer_file(const char* path, const char* data, size_t size, 
                                int* n_tokens) {
     uint32_t max_len = read_u32(data);
     size_t pos = 4;
-    int n = 0;
+    int n = 0, n_empty = 0;
     while (pos < size && (max_tokens == 0 || n < max_tokens)) {
         if (size - pos < 8) {
             error_msg("%s: truncated: token %d is cut off in its score and length", path, n);
@@ -197,9 +197,12 @@ static int scan_tokenizer_file(const char* path, const char* data, size_t size, 
         }
         if (n == INT32_MAX) { error_msg("%s: too many tokens", path); return -1; }
         pos += len;
+        n_empty += len == 0;
         n++;
     }
     if (n == 0) { error_msg("%s: holds no tokens", path); return -1; }
+    // with no piece to match, encode could not produce a single token of any text
+    if (n_empty == n) { error_msg("%s: all %d tokens are empty strings; not a vocabulary", path, n); return -1; }
     // encode emits <unk>, <s> and </s> by id (0, 1, 2): a vocabulary without them cannot be used
     if (n < 3) { error_msg("%s: holds %d tokens, fewer than the 3 special ones (<unk>, <s>, </s>)", path, n); return -1; }
     if (max_tokens > 0 && n < max_tokens) {
@@ -219,7 +222,7 @@ int tokenizer_load(Tokenizer* t, const char* path, int vocab_size) {
     memset(t, 0, sizeof(*t));
     if (vocab_size < 0) { error_msg("%s: invalid vocab_size %d", path, vocab_size); return -1; }
     size_t size;
-    char* data = read_file(path, &size);
+    char* data = read_file_max(path, READ_MAX_TOKENIZER, &size);
     if (!data) return -1;
     if (size == 0) { error_msg("%s: empty file, expected a tokenizer", path); free(data); return -1; }
     if (size < 4) { error_msg("%s: %zu bytes is too short for a tokenizer header", path, size); free(data); return -1; }

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -559,7 +558,8 @@ static void train_usage(void) {
         "  --threads N           OpenMP threads (default: all); a resume must use the same count\n"
         "output:\n"
         "  -o, --out MODEL.bin   checkpoint, written atomically every --save-every steps, at the end\n"
-        "                        and on Ctrl-C; the training state goes to MODEL.bin.state\n"
+        "                        and on Ctrl-C (which then exits 130); the training state goes to\n"
+        "                        MODEL.bin.state\n"
         "  --save-every N        (default 500)\n"
         "  --resume              continue the run saved in MODEL.bin.state (same flags, seed, threads)\n"
         "  --eval-every N        validation loss every N steps and at the end (default 100)\n"
@@ -571,38 +571,6 @@ static void train_usage(void) {
         "  --stop-at N           stop after step N (a resumed run past N: after its first step) as\n"
         "                        Ctrl-C would, with checkpoint and state, e.g. to split a run into sessions\n"
         "A NaN or Inf loss stops the run with exit code 1 and keeps the last good checkpoint.\n");
-}
-
-// flag-value parsing: one clear line and EXIT_USAGE on a bad value
-static int parse_long(const char* flag, const char* s, long lo, long hi, long* out) {
-    char* end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (errno || *end || end == s || x < lo || x > hi) {
-        error_msg("%s: expected an integer in %ld..%ld, got '%s'", flag, lo, hi, s);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-static int parse_int(const char* flag, const char* s, int lo, int hi, int* out) {
-    long x;
-    if (parse_long(flag, s, lo, hi, &x) != 0) return -1;
-    *out = (int)x;
-    return 0;
-}
-
-static int parse_float(const char* flag, const char* s, float lo, float hi, float* out) {
-    char* end;
-    errno = 0;
-    float x = strtof(s, &end);
-    if (errno || *end || end == s || !(x >= lo && x <= hi)) {
-        error_msg("%s: expected a number in %g..%g, got '%s'", flag, lo, hi, s);
-        return -1;
-    }
-    *out = x;
-    return 0;
 }
 
 // the flags of mosr train that take a value
@@ -620,6 +588,7 @@ static int in_list(const char* s, const char* const* list) {
 
 // returns 0 to run, 1 after --help, -1 on a usage error
 static int parse_train_args(TrainOptions* o, int argc, char** argv) {
+    const char* cmd = "train";
     train_defaults(o);
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
@@ -641,7 +610,6 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
         }
         const char* v = argv[++i];
         int rc = 0;
-        long seed;
         if (!strcmp(a, "--init")) o->init_path = v;
         else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) o->tokenizer_path = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out_path = v;
@@ -657,32 +625,37 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
             o->data_is_text[o->n_data] = !strcmp(a, "--text");
             o->data_paths[o->n_data++] = v;
         }
-        else if (!strcmp(a, "--dim")) rc = parse_int(a, v, 1, 65536, &o->dim);
-        else if (!strcmp(a, "--layers")) rc = parse_int(a, v, 1, 1024, &o->n_layers);
-        else if (!strcmp(a, "--heads")) rc = parse_int(a, v, 1, 65536, &o->n_heads);
-        else if (!strcmp(a, "--kv-heads")) rc = parse_int(a, v, 1, 65536, &o->n_kv_heads);
-        else if (!strcmp(a, "--hidden")) rc = parse_int(a, v, 1, 262144, &o->hidden_dim);
-        else if (!strcmp(a, "--seq-len")) rc = parse_int(a, v, 1, 1 << 20, &o->seq_len);
-        else if (!strcmp(a, "--steps")) rc = parse_long(a, v, 1, 1l << 30, &o->steps);
-        else if (!strcmp(a, "--epochs")) rc = parse_float(a, v, 1e-6f, 1e6f, &o->epochs);
-        else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 4096, &o->batch);
-        else if (!strcmp(a, "--grad-accum")) rc = parse_int(a, v, 1, 4096, &o->grad_accum);
-        else if (!strcmp(a, "--lr")) rc = parse_float(a, v, 0.0f, 1e38f, &o->lr);
-        else if (!strcmp(a, "--lr-min")) rc = parse_float(a, v, 0.0f, 1e38f, &o->lr_min);
-        else if (!strcmp(a, "--warmup")) rc = parse_int(a, v, 0, 1 << 30, &o->warmup);
-        else if (!strcmp(a, "--weight-decay")) rc = parse_float(a, v, 0.0f, 1e6f, &o->weight_decay);
-        else if (!strcmp(a, "--beta1")) rc = parse_float(a, v, 0.0f, 0.999999f, &o->beta1);
-        else if (!strcmp(a, "--beta2")) rc = parse_float(a, v, 0.0f, 0.999999f, &o->beta2);
-        else if (!strcmp(a, "--clip")) rc = parse_float(a, v, 0.0f, 1e30f, &o->clip);
-        else if (!strcmp(a, "--eval-every")) rc = parse_int(a, v, 1, 1 << 30, &o->eval_every);
-        else if (!strcmp(a, "--val-batches")) rc = parse_int(a, v, 1, 1 << 30, &o->val_batches);
-        else if (!strcmp(a, "--save-every")) rc = parse_int(a, v, 1, 1 << 30, &o->save_every);
-        else if (!strcmp(a, "--print-every")) rc = parse_int(a, v, 1, 1 << 30, &o->print_every);
-        else if (!strcmp(a, "--stop-at")) rc = parse_int(a, v, 1, 1 << 30, &o->stop_at);
-        else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 1, 1024, &o->threads);
+        else if (!strcmp(a, "--dim")) rc = arg_int(cmd, a, v, 1, 65536, &o->dim);
+        else if (!strcmp(a, "--layers")) rc = arg_int(cmd, a, v, 1, 1024, &o->n_layers);
+        else if (!strcmp(a, "--heads")) rc = arg_int(cmd, a, v, 1, 65536, &o->n_heads);
+        else if (!strcmp(a, "--kv-heads")) rc = arg_int(cmd, a, v, 1, 65536, &o->n_kv_heads);
+        else if (!strcmp(a, "--hidden")) rc = arg_int(cmd, a, v, 1, 262144, &o->hidden_dim);
+        else if (!strcmp(a, "--seq-len")) rc = arg_int(cmd, a, v, 1, 1 << 20, &o->seq_len);
+        else if (!strcmp(a, "--steps")) {
+            int steps;
+            rc = arg_int(cmd, a, v, 1, 1 << 30, &steps);
+            o->steps = steps;
+        }
+        else if (!strcmp(a, "--epochs")) rc = arg_float(cmd, a, v, 1e-6, 1e6, &o->epochs);
+        else if (!strcmp(a, "--batch")) rc = arg_int(cmd, a, v, 1, 4096, &o->batch);
+        else if (!strcmp(a, "--grad-accum")) rc = arg_int(cmd, a, v, 1, 4096, &o->grad_accum);
+        else if (!strcmp(a, "--lr")) rc = arg_float(cmd, a, v, 0, 1e38, &o->lr);
+        else if (!strcmp(a, "--lr-min")) rc = arg_float(cmd, a, v, 0, 1e38, &o->lr_min);
+        else if (!strcmp(a, "--warmup")) rc = arg_int(cmd, a, v, 0, 1 << 30, &o->warmup);
+        else if (!strcmp(a, "--weight-decay")) rc = arg_float(cmd, a, v, 0, 1e6, &o->weight_decay);
+        else if (!strcmp(a, "--beta1")) rc = arg_float(cmd, a, v, 0, 0.999999, &o->beta1);
+        else if (!strcmp(a, "--beta2")) rc = arg_float(cmd, a, v, 0, 0.999999, &o->beta2);
+        else if (!strcmp(a, "--clip")) rc = arg_float(cmd, a, v, 0, 1e30, &o->clip);
+        else if (!strcmp(a, "--eval-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->eval_every);
+        else if (!strcmp(a, "--val-batches")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->val_batches);
+        else if (!strcmp(a, "--save-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->save_every);
+        else if (!strcmp(a, "--print-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->print_every);
+        else if (!strcmp(a, "--stop-at")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->stop_at);
+        else if (!strcmp(a, "--threads")) rc = arg_int(cmd, a, v, 1, 1024, &o->threads);
         else if (!strcmp(a, "--seed")) {
-            rc = parse_long(a, v, 0, 0x7fffffffffffffffl, &seed);
-            o->seed = (uint64_t)seed;
+            unsigned long long seed;
+            rc = arg_u64(cmd, a, v, &seed);
+            o->seed = seed;
         } else {
             error_msg("unknown flag %s (see mosr train --help)", a);
             return -1;
@@ -699,18 +672,8 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
     for (int i = 0; i < 4; i++) known |= !strcmp(o->response_field, fields[i]);
     if (!known) { error_msg("--response-field: expected response|refusal|harmful|answer, got '%s'", o->response_field); return -1; }
     if (o->lr_min < 0) o->lr_min = o->lr / 10.0f;
+    if (o->lr_min > o->lr) { error_msg("--lr-min %g is above --lr %g: the schedule only decays", o->lr_min, o->lr); return -1; }
     return 0;
-}
-
-// ----------------------------------------------------------------------------
-// Ctrl-C: the handler only raises a flag; the loop saves at the end of the step and exits.
-// A second Ctrl-C kills the process the default way (SA_RESETHAND).
-
-static volatile sig_atomic_t stop_requested = 0;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_requested = 1;
 }
 
 static void format_duration(double s, char* buf, size_t len) {
@@ -775,14 +738,17 @@ int train_main(int argc, char** argv) {
     FILE* state_file = NULL;
     char state_path[4200] = "";
     if (o.out_path) snprintf(state_path, sizeof(state_path), "%s.state", o.out_path);
-    struct sigaction old_sigint;
-    int handler_installed = 0;
 
     if (tokenizer_load(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
     have_tok = 1;
-    exit_code = EXIT_FAILURE_RUN;
-    if (o.out_path && output_check(o.out_path) != 0) goto cleanup;
-    exit_code = EXIT_BAD_INPUT;
+    // every output checked against every input before any work; -o may replace its --init
+    // (a run continued in place), and the training state goes beside -o
+    const OutputArg outputs[] = {{.flag = "-o", .path = o.out_path, .may_replace = "--init"},
+                                 {.flag = "-o's state", .path = o.out_path ? state_path : NULL},
+                                 {.flag = "--log", .path = o.log_path}, {.flag = "--plot", .path = o.plot_path}};
+    InputArg inputs[3 + 64] = {{"-z", o.tokenizer_path}, {"--val", o.val_path}, {"--init", o.init_path}};
+    for (int i = 0; i < o.n_data; i++) inputs[3 + i] = (InputArg){o.data_is_text[i] ? "--text" : "--data", o.data_paths[i]};
+    if (paths_check("train", outputs, 4, inputs, 3 + o.n_data) != 0) { exit_code = EXIT_USAGE; goto cleanup; }
 
     // the model: from a resumed state, a checkpoint, or the config flags
     TrainStateHeader resumed = {0};
@@ -876,8 +842,12 @@ int train_main(int argc, char** argv) {
                   read_floats(state_file, rows_in, sizeof(LogRow), h->n_log_rows, state_path);
         for (int i = 0; i < h->n_examples && !bad; i++) bad = order[i] < 0 || order[i] >= train.n;
         if (!bad && (h->loader_pos < 0 || h->loader_pos >= train.n)) bad = 1;
-        if (bad) {
-            error_msg("%s: corrupt training state", state_path);
+        // a saved state is always finite (the loop checks before saving): a NaN is damage, not divergence
+        int not_finite = !bad && (!all_finite(model.param_memory, model.n_params) ||
+                                  !all_finite(adam_m, model.n_params) || !all_finite(adam_v, model.n_params));
+        if (bad || not_finite) {
+            error_msg("%s: corrupt training state%s", state_path,
+                      not_finite ? " (its parameters or moments hold NaN or Inf)" : "");
             free(order);
             free(rows_in);
             exit_code = EXIT_BAD_INPUT;
@@ -904,14 +874,8 @@ int train_main(int argc, char** argv) {
             total_steps, o.grad_accum, B, T, o.lr, o.lr_min, o.warmup, omp_get_max_threads());
     if (!o.out_path) fprintf(stderr, "note: no -o given, nothing will be saved\n");
 
-    // Ctrl-C asks the loop to stop at the end of the current step
-    stop_requested = 0;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    handler_installed = sigaction(SIGINT, &sa, &old_sigint) == 0;
+    // Ctrl-C asks the loop to stop at the end of the current step, with checkpoint and state
+    interrupt_catch();
 
     double t_start = time_now(), t_print = t_start;
     long tokens_since_print = 0;
@@ -967,7 +931,7 @@ int train_main(int argc, char** argv) {
         double t1 = time_now();
         double elapsed = elapsed_before + (t1 - t_start);
         LogRow row = {step, loss, NAN, lr, n_real / (t1 - t0), elapsed};
-        int last = step == total_steps || stop_requested || (o.stop_at && step >= o.stop_at);
+        int last = step == total_steps || interrupted() || (o.stop_at && step >= o.stop_at);
         if (o.val_path && (step % o.eval_every == 0 || last)) {
             row.val_loss = validation_loss(&model, &val, &val_batch, o.val_batches);
         }
@@ -988,7 +952,7 @@ int train_main(int argc, char** argv) {
         }
 
         // 6) checkpoint: every --save-every steps, at the end, on Ctrl-C or --stop-at
-        int stop = stop_requested || (o.stop_at && step >= o.stop_at);
+        int stop = interrupted() || (o.stop_at && step >= o.stop_at);
         if (o.out_path && (step % o.save_every == 0 || step == total_steps || stop)) {
             // the parameters are checked first: a checkpoint is never overwritten with NaNs
             if (!all_finite(model.param_memory, model.n_params)) {
@@ -1014,7 +978,7 @@ int train_main(int argc, char** argv) {
             goto cleanup;
         }
         if (stop) {
-            fprintf(stderr, "stopped at step %d%s\n", step, stop_requested ? " (Ctrl-C)" : "");
+            fprintf(stderr, "stopped at step %d%s\n", step, interrupted() ? " (Ctrl-C)" : "");
             break;
         }
     }
@@ -1027,10 +991,11 @@ int train_main(int argc, char** argv) {
         format_duration(time_now() - t_start, spent, sizeof(spent));
         fprintf(stderr, "done: step %d, loss %.4f, %s this session\n", step, loss, spent);
     }
-    exit_code = diverged ? EXIT_FAILURE_RUN : EXIT_OK;
+    // a run cut short by Ctrl-C must not look finished to `mosr train ... && mosr defend ...`
+    exit_code = diverged ? EXIT_FAILURE_RUN : interrupted() ? EXIT_INTERRUPTED : EXIT_OK;
 
 cleanup:
-    if (handler_installed) sigaction(SIGINT, &old_sigint, NULL);
+    interrupt_release();
     if (state_file) fclose(state_file);
     for (int k = 0; k < n_batches_built; k++) free_batch(&batches[k]);
     if (n_batches_built) free_batch(&val_batch);
@@ -1070,6 +1035,7 @@ int bench_main(int argc, char** argv) {
     Config c = {.dim = 128, .n_layers = 4, .n_heads = 4, .n_kv_heads = 0, .hidden_dim = 352,
                 .vocab_size = 512, .seq_len = 256, .shared_classifier = 0};
     int B = 16, steps = 10, threads = 0;
+    const char* cmd = "bench";
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1088,16 +1054,16 @@ int bench_main(int argc, char** argv) {
         }
         const char* v = argv[++i];
         int rc;
-        if (!strcmp(a, "--dim")) rc = parse_int(a, v, 1, 65536, &c.dim);
-        else if (!strcmp(a, "--layers")) rc = parse_int(a, v, 1, 1024, &c.n_layers);
-        else if (!strcmp(a, "--heads")) rc = parse_int(a, v, 1, 65536, &c.n_heads);
-        else if (!strcmp(a, "--kv-heads")) rc = parse_int(a, v, 1, 65536, &c.n_kv_heads);
-        else if (!strcmp(a, "--hidden")) rc = parse_int(a, v, 1, 262144, &c.hidden_dim);
-        else if (!strcmp(a, "--vocab")) rc = parse_int(a, v, 1, 1 << 24, &c.vocab_size);
-        else if (!strcmp(a, "--seq")) rc = parse_int(a, v, 1, 1 << 20, &c.seq_len);
-        else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 4096, &B);
-        else if (!strcmp(a, "--steps")) rc = parse_int(a, v, 2, 1 << 20, &steps);
-        else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 1, 1024, &threads);
+        if (!strcmp(a, "--dim")) rc = arg_int(cmd, a, v, 1, 65536, &c.dim);
+        else if (!strcmp(a, "--layers")) rc = arg_int(cmd, a, v, 1, 1024, &c.n_layers);
+        else if (!strcmp(a, "--heads")) rc = arg_int(cmd, a, v, 1, 65536, &c.n_heads);
+        else if (!strcmp(a, "--kv-heads")) rc = arg_int(cmd, a, v, 1, 65536, &c.n_kv_heads);
+        else if (!strcmp(a, "--hidden")) rc = arg_int(cmd, a, v, 1, 262144, &c.hidden_dim);
+        else if (!strcmp(a, "--vocab")) rc = arg_int(cmd, a, v, 1, 1 << 24, &c.vocab_size);
+        else if (!strcmp(a, "--seq")) rc = arg_int(cmd, a, v, 1, 1 << 20, &c.seq_len);
+        else if (!strcmp(a, "--batch")) rc = arg_int(cmd, a, v, 1, 4096, &B);
+        else if (!strcmp(a, "--steps")) rc = arg_int(cmd, a, v, 2, 1 << 20, &steps);
+        else if (!strcmp(a, "--threads")) rc = arg_int(cmd, a, v, 1, 1024, &threads);
         else {
             error_msg("unknown flag %s (see mosr bench --help)", a);
             return EXIT_USAGE;

@@ -1,8 +1,12 @@
 // util.c — error reporting, crash-safe writes, random numbers, a clock, UTF-8 and JSON helpers.
 #include "util.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,23 +29,145 @@ void error_msg(const char* fmt, ...) {
 // ----------------------------------------------------------------------------
 // crash-safe writes
 
-int atomic_open(AtomicFile* af, const char* path) {
-    if (strlen(path) >= sizeof(af->path)) {
+// Removes "<dir>/<base>.tmp.<pid>" files whose process is gone (kill(pid, 0) says ESRCH): the
+// leftovers of a run killed in the middle of a write. Another live process's file is left alone.
+static void remove_stale_temps(const char* path) {
+    char dir[4096];
+    const char* slash = strrchr(path, '/');
+    const char* base = slash ? slash + 1 : path;
+    if (!slash) strcpy(dir, ".");
+    else snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    DIR* d = opendir(dir);
+    if (!d) return;
+    size_t base_len = strlen(base);
+    struct dirent* e;
+    while ((e = readdir(d)) != NULL) {
+        const char* name = e->d_name;
+        if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".tmp.", 5) != 0) continue;
+        const char* digits = name + base_len + 5;
+        char* end;
+        long pid = strtol(digits, &end, 10);
+        if (!isdigit((unsigned char)digits[0]) || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char stale[8192];
+        snprintf(stale, sizeof(stale), "%s/%s", dir, name);
+        unlink(stale);
+    }
+    closedir(d);
+}
+
+// Where a write to path goes: path itself, or the target of a symlink (resolved). st is the
+// target's stat if it exists (*exists = 1). 0 on success, -1 after a message.
+static int write_target(const char* path, char* target, size_t cap, struct stat* st, int* exists) {
+    struct stat lst;
+    *exists = 0;
+    if (strlen(path) >= cap) {
         error_msg("%s: path too long", path);
         return -1;
     }
-    strcpy(af->path, path);
-    // the pid keeps two processes writing the same file from sharing a temp file
-    snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d", path, (int)getpid());
-    af->f = fopen(af->tmp_path, "wb");
-    if (!af->f) {
-        error_msg("%s: cannot write: %s", af->tmp_path, strerror(errno));
+    strcpy(target, path);
+    if (lstat(path, &lst) != 0) return 0; // a new file
+    if (S_ISLNK(lst.st_mode)) {
+        char* real = realpath(path, NULL);
+        if (!real) {
+            error_msg("%s: a symlink to a missing file (%s); not followed", path, strerror(errno));
+            return -1;
+        }
+        int fits = strlen(real) < cap;
+        if (fits) strcpy(target, real);
+        free(real);
+        if (!fits) {
+            error_msg("%s: the symlink's target path is too long", path);
+            return -1;
+        }
+        if (stat(target, st) != 0) return 0;
+    } else {
+        *st = lst;
+    }
+    *exists = 1;
+    if (S_ISDIR(st->st_mode)) {
+        error_msg("%s: is a directory, expected a file to write", path);
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode) && !S_ISCHR(st->st_mode) && !S_ISFIFO(st->st_mode)) {
+        error_msg("%s: not a regular file, a character device or a FIFO; not written", path);
         return -1;
     }
     return 0;
 }
 
+// The descriptor path names if it is one of this process's own (--json /dev/stdout), else -1.
+// Whatever file such a descriptor is, it is written through a dup of it: in place, at its offset,
+// after what the process already wrote there.
+static int own_fd(const char* path) {
+    if (!strcmp(path, "/dev/stdout")) return 1;
+    if (!strcmp(path, "/dev/stderr")) return 2;
+    const char* n = !strncmp(path, "/dev/fd/", 8) ? path + 8 : !strncmp(path, "/proc/self/fd/", 14) ? path + 14 : NULL;
+    if (!n || !isdigit((unsigned char)*n)) return -1;
+    char* end;
+    long fd = strtol(n, &end, 10);
+    return *end || fd > 1 << 20 ? -1 : (int)fd;
+}
+
+int atomic_open(AtomicFile* af, const char* path) {
+    struct stat st;
+    int exists, own = own_fd(path);
+    af->f = NULL;
+    af->in_place = 0;
+    af->tmp_path[0] = '\0';
+    if (own >= 0) {
+        snprintf(af->path, sizeof(af->path), "%s", path);
+        fflush(own == 2 ? stderr : stdout); // what was printed before comes first
+        int fd = dup(own);
+        if (fd < 0 || !(af->f = fdopen(fd, "wb"))) {
+            error_msg("%s: cannot write: %s", path, strerror(errno));
+            if (fd >= 0) close(fd);
+            return -1;
+        }
+        af->in_place = 1;
+        return 0;
+    }
+    if (write_target(path, af->path, sizeof(af->path), &st, &exists) != 0) return -1;
+    if (exists && !S_ISREG(st.st_mode)) {
+        // a device or FIFO is written where it is: replacing /dev/null with a regular file would
+        // break the system. O_NONBLOCK: a FIFO without a reader fails now instead of hanging.
+        int fd = open(af->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            error_msg("%s: cannot write: %s", path, errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
+            return -1;
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        af->f = fdopen(fd, "wb");
+        if (!af->f) {
+            error_msg("%s: cannot write: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        af->in_place = 1;
+        return 0;
+    }
+    remove_stale_temps(af->path);
+    // the pid keeps two processes writing the same file from sharing a temp file
+    snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d", af->path, (int)getpid());
+    af->f = fopen(af->tmp_path, "wb");
+    if (!af->f) {
+        error_msg("%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    // the new file keeps the permissions of the one it replaces
+    if (exists) fchmod(fileno(af->f), st.st_mode & 07777);
+    return 0;
+}
+
 int atomic_commit(AtomicFile* af) {
+    if (af->in_place) { // no fsync: devices and FIFOs do not take one
+        int bad = ferror(af->f) || fflush(af->f) != 0;
+        int err = errno;
+        if (fclose(af->f) != 0 && !bad) { bad = 1; err = errno; }
+        af->f = NULL;
+        if (bad) error_msg("%s: write failed: %s", af->path, strerror(err));
+        return bad ? -1 : 0;
+    }
     // the data must be on disk before the rename makes it visible, or a power cut could leave
     // a renamed but empty file
     int bad = ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0;
@@ -63,58 +189,192 @@ int atomic_commit(AtomicFile* af) {
 void atomic_abort(AtomicFile* af) {
     if (af->f) fclose(af->f);
     af->f = NULL;
-    unlink(af->tmp_path);
+    if (!af->in_place && af->tmp_path[0]) unlink(af->tmp_path);
 }
 
-int output_check(const char* path) {
+// the nearest existing directory at or above dir (for an output directory that mkdir -p makes)
+static int nearest_dir(const char* dir, char* out, size_t cap, struct stat* st) {
+    if (snprintf(out, cap, "%s", dir) >= (int)cap) return -1;
+    for (;;) {
+        if (stat(out, st) == 0) return 0;
+        char* slash = strrchr(out, '/');
+        while (slash && slash > out && slash[1] == '\0') { // "a/b/" -> "a/b"
+            *slash = '\0';
+            slash = strrchr(out, '/');
+        }
+        if (!slash) { strcpy(out, "."); return stat(out, st); }
+        if (slash == out) { strcpy(out, "/"); return stat(out, st); }
+        *slash = '\0';
+    }
+}
+
+// one output: writable, of the right kind. 0 on success, -1 after a message
+static int output_writable(const char* cmd, const OutputArg* o) {
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        error_msg("%s: is a directory, expected a file to write", path);
+    if (o->is_dir) {
+        char dir[4096];
+        if (nearest_dir(o->path, dir, sizeof(dir), &st) != 0) {
+            error_msg("%s: %s %s: no such directory", cmd, o->flag, o->path);
+            return -1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            error_msg("%s: %s %s: %s exists and is not a directory", cmd, o->flag, o->path, dir);
+            return -1;
+        }
+        if (access(dir, W_OK | X_OK) != 0) {
+            error_msg("%s: %s %s: cannot write in %s: %s", cmd, o->flag, o->path, dir, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    int fd = own_fd(o->path);
+    if (fd >= 0) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags >= 0 && (flags & O_ACCMODE) != O_RDONLY) return 0;
+        error_msg("%s: cannot write: %s", o->path, flags < 0 ? "not an open descriptor" : "open for reading only");
+        return -1;
+    }
+    char target[4096];
+    int exists;
+    if (write_target(o->path, target, sizeof(target), &st, &exists) != 0) return -1;
+    if (exists && !S_ISREG(st.st_mode)) { // a device or FIFO: opening a FIFO now would end its reader
+        if (access(target, W_OK) == 0) return 0;
+        error_msg("%s: cannot write: %s", o->path, strerror(errno));
         return -1;
     }
     // the surest test of "can a file be made there" is making one: the temp file of an atomic write
     AtomicFile af;
-    if (atomic_open(&af, path) != 0) return -1;
+    if (atomic_open(&af, o->path) != 0) return -1;
     atomic_abort(&af);
     return 0;
 }
 
+int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const InputArg* inputs, int n_inputs) {
+    for (int i = 0; i < n_outputs; i++) {
+        const OutputArg* o = &outputs[i];
+        if (!o->path) continue;
+        if (output_writable(cmd, o) != 0) return -1;
+        struct stat so, sx;
+        if (stat(o->path, &so) != 0) { // a new file: only another output can name it, as written
+            for (int j = 0; j < i; j++)
+                if (outputs[j].path && !strcmp(outputs[j].path, o->path)) {
+                    error_msg("%s: the outputs %s %s and %s %s are the same file", cmd, outputs[j].flag,
+                              outputs[j].path, o->flag, o->path);
+                    return -1;
+                }
+            continue;
+        }
+        // a device or descriptor written in place (/dev/null, /dev/stdout given twice) destroys nothing
+        if (S_ISCHR(so.st_mode) || own_fd(o->path) >= 0) continue;
+        for (int j = 0; j < n_inputs; j++) {
+            const InputArg* x = &inputs[j];
+            if (!x->path || (o->may_replace && !strcmp(o->may_replace, x->flag))) continue;
+            if (stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
+                error_msg("%s: the output %s %s is the input %s %s; it would be overwritten", cmd, o->flag,
+                          o->path, x->flag, x->path);
+                return -1;
+            }
+        }
+        for (int j = 0; j < i; j++) {
+            const OutputArg* x = &outputs[j];
+            if (x->path && stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
+                error_msg("%s: the outputs %s %s and %s %s are the same file", cmd, x->flag, x->path, o->flag,
+                          o->path);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 char* read_file(const char* path, size_t* size_out) {
+    return read_file_max(path, READ_MAX_TEXT, size_out);
+}
+
+char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer that may never come
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        error_msg("%s: %s", path, strerror(errno));
+        return NULL;
+    }
     struct stat st;
-    if (stat(path, &st) != 0) {
-        error_msg("%s: %s", path, strerror(errno));
+    int stat_failed = fstat(fd, &st) != 0;
+    if (stat_failed || S_ISDIR(st.st_mode)) {
+        error_msg("%s: %s", path, stat_failed ? strerror(errno) : "is a directory, expected a file");
+        close(fd);
         return NULL;
     }
-    if (S_ISDIR(st.st_mode)) {
-        error_msg("%s: is a directory, expected a file", path);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if (S_ISREG(st.st_mode) && (size_t)st.st_size > max_bytes) {
+        error_msg("%s: file too large: %lld bytes, more than the %zu bytes this kind of input may have", path,
+                  (long long)st.st_size, max_bytes);
+        close(fd);
         return NULL;
     }
-    FILE* f = fopen(path, "rb");
-    if (!f) {
-        error_msg("%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    // read in chunks rather than trusting st_size, so pipes and /proc files work too
-    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    // read in chunks rather than trusting st_size, so pipes and /proc files work too; a regular
+    // file's buffer has room for the NUL and one byte more, so its end is seen without growing
+    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 2 : 4096, n = 0;
     char* buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (ferror(f) || feof(f)) break;
-        char* bigger = realloc(buf, cap * 2);
-        if (!bigger) { free(buf); buf = NULL; break; }
-        buf = bigger;
-        cap *= 2;
+    int failed = !buf, too_large = 0;
+    while (!failed) {
+        ssize_t got = read(fd, buf + n, cap - n - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) { failed = 1; break; }
+        if (got == 0) break;
+        n += (size_t)got;
+        if (n > max_bytes) { too_large = 1; break; }
+        if (n + 1 == cap) {
+            size_t bigger_cap = cap * 2 > max_bytes + 2 ? max_bytes + 2 : cap * 2;
+            char* bigger = realloc(buf, bigger_cap);
+            if (!bigger) { failed = 1; break; }
+            buf = bigger;
+            cap = bigger_cap;
+        }
     }
-    int failed = !buf || ferror(f);
-    fclose(f);
-    if (failed) {
-        error_msg("%s: read failed", path);
+    int err = errno;
+    close(fd);
+    if (failed || too_large) {
+        if (too_large) error_msg("%s: file too large: more than the %zu bytes this kind of input may have", path,
+                                 max_bytes);
+        else error_msg("%s: read failed: %s", path, buf ? strerror(err) : "out of memory");
         free(buf);
         return NULL;
     }
     buf[n] = '\0';
     if (size_out) *size_out = n;
     return buf;
+}
+
+// ----------------------------------------------------------------------------
+// Ctrl-C
+
+static volatile sig_atomic_t interrupt_flag = 0;
+static struct sigaction interrupt_old;
+static int interrupt_installed = 0;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    interrupt_flag = 1;
+}
+
+void interrupt_catch(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESETHAND; // the second Ctrl-C is the default one: it kills
+    sigemptyset(&sa.sa_mask);
+    interrupt_flag = 0;
+    interrupt_installed = sigaction(SIGINT, &sa, &interrupt_old) == 0;
+}
+
+int interrupted(void) {
+    return interrupt_flag != 0;
+}
+
+void interrupt_release(void) {
+    if (interrupt_installed) sigaction(SIGINT, &interrupt_old, NULL);
+    interrupt_installed = 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -142,11 +402,32 @@ float random_normal(uint64_t* state) {
 // ----------------------------------------------------------------------------
 // command-line values
 
+// 1 if s is a decimal number as people write them: [+-]digits[.digits][e[+-]digits] (with
+// fraction 0: digits only). strtod alone would also take " 5", "0x10", "inf" and "nan".
+static int is_decimal(const char* s, int fraction) {
+    const char* p = s;
+    if (*p == '+' || *p == '-') p++;
+    int digits = 0;
+    while (isdigit((unsigned char)*p)) { p++; digits++; }
+    if (fraction && *p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p)) { p++; digits++; }
+    }
+    if (!digits) return 0;
+    if (fraction && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!isdigit((unsigned char)*p)) return 0;
+        while (isdigit((unsigned char)*p)) p++;
+    }
+    return *p == '\0';
+}
+
 int arg_int(const char* cmd, const char* flag, const char* value, long lo, long hi, int* out) {
-    char* end;
+    int ok = value && is_decimal(value, 0);
     errno = 0;
-    long v = value ? strtol(value, &end, 10) : 0;
-    if (!value || end == value || *end != '\0' || errno || v < lo || v > hi) {
+    long v = ok ? strtol(value, NULL, 10) : 0;
+    if (!ok || errno || v < lo || v > hi) {
         error_msg("%s: %s expects an integer in %ld..%ld, got '%s'", cmd, flag, lo, hi, value ? value : "");
         return -1;
     }
@@ -155,11 +436,11 @@ int arg_int(const char* cmd, const char* flag, const char* value, long lo, long 
 }
 
 int arg_float(const char* cmd, const char* flag, const char* value, double lo, double hi, float* out) {
-    char* end;
+    int ok = value && is_decimal(value, 1);
     errno = 0;
-    double v = value ? strtod(value, &end) : 0;
+    double v = ok ? strtod(value, NULL) : 0;
     // !(v >= lo) also rejects NaN
-    if (!value || end == value || *end != '\0' || errno || !(v >= lo) || !(v <= hi)) {
+    if (!ok || errno || !(v >= lo) || !(v <= hi)) {
         error_msg("%s: %s expects a number in %g..%g, got '%s'", cmd, flag, lo, hi, value ? value : "");
         return -1;
     }
@@ -168,10 +449,10 @@ int arg_float(const char* cmd, const char* flag, const char* value, double lo, d
 }
 
 int arg_u64(const char* cmd, const char* flag, const char* value, unsigned long long* out) {
-    char* end;
+    int ok = value && is_decimal(value, 0) && value[0] != '-';
     errno = 0;
-    unsigned long long v = value ? strtoull(value, &end, 10) : 0;
-    if (!value || end == value || *end != '\0' || errno || value[0] == '-') {
+    unsigned long long v = ok ? strtoull(value, NULL, 10) : 0;
+    if (!ok || errno) {
         error_msg("%s: %s expects a non-negative integer, got '%s'", cmd, flag, value ? value : "");
         return -1;
     }
@@ -240,6 +521,13 @@ static int utf8_put(char* out, uint32_t cp) {
 // JSON: just enough to read one flat object per line. The scanner skips values it does not need
 // (nested objects and arrays included), so unknown fields are ignored.
 
+// why the last parse failed, for json_error; NULL: a plain syntax error
+static const char* json_problem = NULL;
+
+const char* json_error(void) {
+    return json_problem ? json_problem : "syntax error";
+}
+
 static const char* skip_ws(const char* p) {
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
     return p;
@@ -293,13 +581,20 @@ static const char* parse_string(const char* p, char* out, size_t* out_len) {
             p += 4;
             if (cp >= 0xD800 && cp <= 0xDBFF) { // a high surrogate must be followed by a low one
                 uint32_t lo;
-                if (p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF) return NULL;
+                if (p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                    json_problem = "a lone UTF-16 surrogate (\\ud800-\\udbff without its low half) in a string";
+                    return NULL;
+                }
                 p += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                json_problem = "a lone UTF-16 surrogate (\\udc00-\\udfff without its high half) in a string";
                 return NULL;
             }
-            if (cp == 0) return NULL; // a NUL would cut the C string short
+            if (cp == 0) { // a NUL would cut the C string short
+                json_problem = "\\u0000 (a NUL character) in a string is not supported";
+                return NULL;
+            }
             len = utf8_put(tmp, cp);
             break;
         }
@@ -337,19 +632,36 @@ static const char* skip_value(const char* p, int depth) {
             return NULL;
         }
     }
-    // number, true, false, null
-    const char* start = p;
-    while (*p && strchr("+-.0123456789eEtruefalsn", *p)) p++;
-    return p > start ? p : NULL;
+    if (!strncmp(p, "true", 4)) return p + 4;
+    if (!strncmp(p, "false", 5)) return p + 5;
+    if (!strncmp(p, "null", 4)) return p + 4;
+    // a number: -?digits[.digits][(e|E)[+-]digits]; what follows is the caller's to check
+    if (*p == '-') p++;
+    if (!isdigit((unsigned char)*p)) return NULL;
+    while (isdigit((unsigned char)*p)) p++;
+    if (*p == '.') {
+        if (!isdigit((unsigned char)*++p)) return NULL;
+        while (isdigit((unsigned char)*p)) p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!isdigit((unsigned char)*p)) return NULL;
+        while (isdigit((unsigned char)*p)) p++;
+    }
+    return p;
 }
 
-// finds the value of top-level key in object; returns a pointer to its first character or NULL
+// finds the value of top-level key in object; returns a pointer to its first character or NULL.
+// A key given twice means its last value (the whole object is read, so a malformed tail is NULL too).
 static const char* find_key(const char* object, const char* key) {
+    json_problem = NULL;
     const char* p = skip_ws(object);
     if (*p != '{') return NULL;
     p = skip_ws(p + 1);
     if (*p == '}') return NULL;
     size_t key_len = strlen(key);
+    const char* found = NULL;
     for (;;) {
         p = skip_ws(p);
         size_t len;
@@ -366,10 +678,11 @@ static const char* find_key(const char* object, const char* key) {
         p = skip_ws(after);
         if (*p != ':') return NULL;
         p = skip_ws(p + 1);
-        if (match) return p;
+        if (match) found = p;
         p = skip_value(p, 1);
         if (!p) return NULL;
         p = skip_ws(p);
+        if (*p == '}') return found;
         if (*p != ',') return NULL;
         p++;
     }
@@ -414,6 +727,7 @@ void json_write_string(FILE* f, const char* s) {
 // walking arrays and objects in place
 
 int json_iter_begin(JsonIter* it, const char* p) {
+    json_problem = NULL;
     p = skip_ws(p);
     if (*p != '[' && *p != '{') return -1;
     it->close = *p == '[' ? ']' : '}';
@@ -424,6 +738,7 @@ int json_iter_begin(JsonIter* it, const char* p) {
 
 int json_iter_next(JsonIter* it, char** key, const char** value) {
     if (key) *key = NULL;
+    json_problem = NULL;
     if (!it->p) return -1;
     const char* p = skip_ws(it->p);
     // after an element comes ',' or the closing bracket; before the first, the bracket or a value
@@ -457,6 +772,7 @@ int json_iter_next(JsonIter* it, char** key, const char** value) {
 }
 
 char* json_parse_string(const char* p) {
+    json_problem = NULL;
     p = skip_ws(p);
     size_t len;
     if (!parse_string(p, NULL, &len)) return NULL;

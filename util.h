@@ -16,6 +16,7 @@ enum {
     EXIT_FAILURE_RUN = 1, // the run itself failed (divergence, write error, ...)
     EXIT_USAGE = 2,       // bad command line: unknown flag, missing argument, value out of range
     EXIT_BAD_INPUT = 3,   // an input file is missing, unreadable or malformed
+    EXIT_INTERRUPTED = 130, // Ctrl-C (128 + SIGINT, as the shell reports a process killed by it)
 };
 
 // prints "mosr: " + the formatted message + "\n" on stderr
@@ -23,23 +24,63 @@ void error_msg(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // ----------------------------------------------------------------------------
 // crash-safe writes: write to "<path>.tmp.<pid>", fsync, then rename over path.
-// A reader never sees a half-written file; a crash leaves the old file intact.
+// A reader never sees a half-written file; a crash leaves the old file intact. Opening also
+// removes the temp files of this path that processes no longer running left behind.
+// A symlink is followed: its target is written, atomically. An existing character device or FIFO
+// (/dev/null, a pipe) is written in place, never replaced, and its write errors are reported
+// (/dev/full); any other kind of file is refused. /dev/stdout, /dev/stderr and /dev/fd/N are
+// written through the open descriptor, whatever it is (`mosr eval ... --json /dev/stdout > f`
+// keeps the table and adds the JSON).
 
 typedef struct {
     FILE* f;
-    char path[4096];
+    int in_place;        // 1: writing straight into a device or FIFO, no temp file
+    char path[4096];     // the file written (a symlink's target)
     char tmp_path[4160];
 } AtomicFile;
 
 int atomic_open(AtomicFile* af, const char* path);    // 0 on success
 int atomic_commit(AtomicFile* af);                    // flush + fsync + rename; 0 on success
 void atomic_abort(AtomicFile* af);                    // close and delete the temp file
-// checks before a long run that path can be written (not a directory; its directory exists and
-// takes a file), so the run does not fail only at its end; 0 if so, else -1 and a message
-int output_check(const char* path);
 
-// reads a whole file into a malloc'd, NUL-terminated buffer; NULL (and a message) on error
+// The paths of a command line, for paths_check: how the command line names each ("-o",
+// "--json", "MODEL.bin") and the path (NULL: not given, skipped).
+typedef struct {
+    const char* flag;
+    const char* path;
+} InputArg;
+
+typedef struct {
+    const char* flag;
+    const char* path;
+    int is_dir;              // an output directory (--out DIR), made later if missing
+    const char* may_replace; // the flag of the one input this output may overwrite on purpose
+                             // (train --init M -o M), or NULL
+} OutputArg;
+
+// Checks every output of a command before any work starts: a file output is not a directory, its
+// directory exists and takes a file; a directory output is a writable directory, or its nearest
+// existing parent is; no output is the same file (st_dev, st_ino) as an input or another output.
+// 0 if all pass; else one "mosr: CMD: ..." line naming the path(s) and -1 (exit EXIT_USAGE).
+int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const InputArg* inputs, int n_inputs);
+
+// Reads a whole file into a malloc'd, NUL-terminated buffer; NULL (and a message) on error,
+// or when it holds more than max_bytes ("file too large": a device such as /dev/zero never
+// ends). A FIFO is read if its writer is already there, and never waited for. read_file is
+// read_file_max with the largest limit, READ_MAX_TEXT.
+char* read_file_max(const char* path, size_t max_bytes, size_t* size_out);
 char* read_file(const char* path, size_t* size_out);
+// the limits per kind of input: generous, far above the public prompt sets (a few MB)
+#define READ_MAX_TOKENIZER (64ul << 20)  // tokenizer.bin (llama2.c's 32k vocabulary: 0.4 MB)
+#define READ_MAX_PROMPTS (256ul << 20)   // prompt sets, refusal phrases, jailbreaks, prefills
+#define READ_MAX_TEXT (1024ul << 20)     // training data (--data, --text, tokenizer training)
+
+// Ctrl-C: interrupt_catch makes SIGINT only raise a flag that a long loop polls with
+// interrupted(), so the run can save what is worth saving and exit EXIT_INTERRUPTED; a second
+// Ctrl-C kills the process the default way. interrupt_release restores the old handler.
+void interrupt_catch(void);
+int interrupted(void);
+void interrupt_release(void);
 
 // ----------------------------------------------------------------------------
 // random numbers: xorshift* as in llama2.c, so seeds mean the same thing here and there
@@ -49,8 +90,9 @@ float random_f32(uint64_t* state);    // uniform in [0, 1)
 float random_normal(uint64_t* state); // standard normal (Box-Muller)
 
 // ----------------------------------------------------------------------------
-// command-line values: each parses one flag's value, or prints
-// "mosr: <cmd>: <flag> expects <what>, got '<value>'" and returns -1 (the caller exits EXIT_USAGE)
+// command-line values: each parses one flag's value, written in decimal ("0x10", " 5", "inf" are
+// refused), or prints "mosr: <cmd>: <flag> expects <what>, got '<value>'" and returns -1 (the
+// caller exits EXIT_USAGE)
 
 int arg_int(const char* cmd, const char* flag, const char* value, long lo, long hi, int* out);
 int arg_float(const char* cmd, const char* flag, const char* value, double lo, double hi, float* out);
@@ -64,7 +106,8 @@ double time_now(void); // seconds, monotonic clock
 // ----------------------------------------------------------------------------
 // UTF-8 and JSON: prompt sets are JSONL, one object a line. json_get_string finds a top-level
 // string field of one object and returns it decoded (escapes, \uXXXX and surrogate pairs to
-// UTF-8) in a malloc'd buffer, or NULL if the field is absent or not a string.
+// UTF-8) in a malloc'd buffer, or NULL if the field is absent or not a string. A key given twice
+// means its last value, as in most JSON readers.
 
 int utf8_valid(const char* s, size_t n); // 1 if s[0..n) is well-formed UTF-8
 char* json_get_string(const char* object, const char* key);
@@ -87,5 +130,8 @@ int json_iter_next(JsonIter* it, char** key, const char** value);
 // decodes the JSON string literal at p (after white space) into a malloc'd buffer; NULL if p is
 // not a well-formed string
 char* json_parse_string(const char* p);
+// why the last of the functions above found its input malformed: "\u0000 (NUL) in a string",
+// "lone surrogate \ud800 in a string", ... or "syntax error"
+const char* json_error(void);
 
 #endif

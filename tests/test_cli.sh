@@ -17,9 +17,14 @@
 #    does not (OpenMP reductions and sgemm blocks are split by thread count), and defend does on
 #    these tiny fixtures but not on a model of dim 64 x 4 layers.
 #
-# Run from anywhere: ./tests/test_cli.sh (needs ./mosr built). The last line is the summary.
+# 4. Outputs that never destroy anything: devices, FIFOs and symlinks as outputs, outputs that
+#    name inputs, endless inputs, outputs checked before the work, Ctrl-C, stale temp files, a
+#    corrupt training state, the JSON reader's edge cases.
+#
+# Run from anywhere: ./tests/test_cli.sh (needs ./mosr built; MOSR_BIN=PATH tests another binary,
+# as make test-asan does with build/asan/mosr). The last line is the summary.
 cd "$(dirname "$0")/.." || exit 1
-MOSR="$PWD/mosr"
+MOSR="${MOSR_BIN:-$PWD/mosr}" # MOSR_BIN: another build, e.g. build/asan/mosr (make test-asan)
 passed=0
 failed=0
 skipped=0
@@ -31,7 +36,7 @@ fail() {
 }
 
 if [ ! -x "$MOSR" ]; then
-    echo "skip: ./mosr is not built (make mosr)" >&2
+    echo "skip: $MOSR is not built (make mosr)" >&2
     echo "test_cli: 0 passed, 0 failed, 1 skipped"
     exit 0
 fi
@@ -156,6 +161,7 @@ expect 2 "-n needs a value" "${G[@]}" -n
 expect 2 "-t expects a number" "${G[@]}" -t -1
 expect 2 "-t expects a number" "${G[@]}" -t 1e400
 expect 2 "-p expects a number" "${G[@]}" -p 1.5
+expect 2 "-t expects a number" "${G[@]}" -t 0x10      # decimal only: not 16
 expect 2 "-s expects" "${G[@]}" -s seven
 expect 2 "unexpected argument 'extra'" "${G[@]}" extra
 expect 3 "no such file" generate "$FX/nope.bin" -z "$Z"
@@ -202,8 +208,8 @@ expect 3 "no such file" tokenizer train --vocab 300 -o out.bin "$FX/nope.txt"
 expect 3 "is a directory" tokenizer train --vocab 300 -o out.bin "$FX/dir"
 expect 3 "not valid UTF-8" tokenizer train --vocab 300 -o out.bin "$M"
 expect 3 "no text to train on" tokenizer train --vocab 300 -o out.bin "$FX/empty"
-expect 1 "cannot write" tokenizer train --vocab 300 -o nodir/out.bin "$FX/data.jsonl"
-expect 1 "is a directory" tokenizer train --vocab 300 -o "$FX/dir" "$FX/data.jsonl"
+expect 2 "cannot write" tokenizer train --vocab 300 -o nodir/out.bin "$FX/data.jsonl"
+expect 2 "is a directory" tokenizer train --vocab 300 -o "$FX/dir" "$FX/data.jsonl"
 
 # train
 T=(train -z "$Z" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 --steps 2 --batch 2 --threads 2
@@ -212,11 +218,13 @@ expect 2 "missing -z" train
 expect 2 "missing --data" train -z "$Z"
 expect 2 "unknown flag --frob" "${T[@]}" --data "$FX/data.jsonl" --frob
 expect 2 "unexpected argument extra" "${T[@]}" --data "$FX/data.jsonl" extra
-expect 2 "--steps: expected an integer" "${T[@]}" --data "$FX/data.jsonl" --steps 0
-expect 2 "--lr: expected a number" "${T[@]}" --data "$FX/data.jsonl" --lr fast
-expect 2 "--lr: expected a number" "${T[@]}" --data "$FX/data.jsonl" --lr -1
+expect 2 "--steps expects an integer" "${T[@]}" --data "$FX/data.jsonl" --steps 0
+expect 2 "--lr expects a number" "${T[@]}" --data "$FX/data.jsonl" --lr fast
+expect 2 "--lr expects a number" "${T[@]}" --data "$FX/data.jsonl" --lr -1
+expect 2 "--lr expects a number" "${T[@]}" --data "$FX/data.jsonl" --lr 0x1p-3      # decimal only
+expect 2 "--lr-min 0.1 is above --lr 0.01" "${T[@]}" --data "$FX/data.jsonl" --lr 0.01 --lr-min 0.1
 expect 2 "--batch: missing value" "${T[@]}" --data "$FX/data.jsonl" --batch
-expect 2 "--seed: expected an integer" "${T[@]}" --data "$FX/data.jsonl" --seed -1
+expect 2 "--seed expects a non-negative integer" "${T[@]}" --data "$FX/data.jsonl" --seed -1
 expect 2 "not both" "${T[@]}" --data "$FX/data.jsonl" --epochs 1
 expect 2 "--response-field" "${T[@]}" --data "$FX/data.jsonl" --response-field poem
 expect 2 "n_heads must divide dim" "${T[@]}" --data "$FX/data.jsonl" --heads 3
@@ -235,8 +243,8 @@ expect 3 "is a directory" train -z "$FX/dir" --data "$FX/data.jsonl" -o out.bin
 expect 3 "vocabulary of 300" train -z "$FX/tok320.bin" --init "$M" --data "$FX/data.jsonl" --steps 1 -o out.bin
 expect 3 "training state" "${T[@]}" --data "$FX/data.jsonl" --resume
 # an output that cannot be written fails before the training, not after it
-expect 1 "cannot write" "${T[@]}" --data "$FX/data.jsonl" -o nodir/out.bin
-expect 1 "is a directory" "${T[@]}" --data "$FX/data.jsonl" -o "$FX/dir"
+expect 2 "cannot write" "${T[@]}" --data "$FX/data.jsonl" -o nodir/out.bin
+expect 2 "is a directory" "${T[@]}" --data "$FX/data.jsonl" -o "$FX/dir"
 
 # eval
 E=(eval "$M" -z "$Z" --refusals "$REF" --max-new 4 --quiet --json out.json --dump dump.jsonl)
@@ -259,9 +267,9 @@ expect 3 "no such file" "${E[@]}" --set "$FX/prompts.txt" --expect comply --refu
 expect 3 "text.txt" "${E[@]}" --set "$FX/prompts.txt" --expect comply --ref "$FX/text.txt"
 expect 3 "text.txt" eval "$FX/text.txt" -z "$Z" --set "$FX/prompts.txt" --expect comply --json out.json
 expect 3 "vocab_size" eval "$M" -z "$FX/tok320.bin" --set "$FX/prompts.txt" --expect comply --json out.json
-expect 1 "cannot write" "${E[@]}" --set "$FX/prompts.txt" --expect comply --dump nodir/dump.jsonl
-expect 1 "cannot write" "${E[@]}" --set "$FX/prompts.txt" --expect comply --json nodir/out.json
-expect 1 "is a directory" "${E[@]}" --set "$FX/prompts.txt" --expect comply --json "$FX/dir"
+expect 2 "cannot write" "${E[@]}" --set "$FX/prompts.txt" --expect comply --dump nodir/dump.jsonl
+expect 2 "cannot write" "${E[@]}" --set "$FX/prompts.txt" --expect comply --json nodir/out.json
+expect 2 "is a directory" "${E[@]}" --set "$FX/prompts.txt" --expect comply --json "$FX/dir"
 
 # analyze (every set given, so nothing is read from data/)
 A=(analyze "$M" -z "$Z" --benign-train "$FX/data.jsonl" --malicious-train "$FX/data.jsonl"
@@ -305,8 +313,10 @@ expect 3 "nothing to erase" "${D[@]}" --data "$FX/long.jsonl"
 expect 3 "vocab_size" defend "$M" -z "$FX/tok320.bin" -o out.bin
 expect 3 "text.txt" defend "$FX/text.txt" -z "$Z" -o out.bin
 expect 3 "model.bin" defend "$M" -z "$M" -o out.bin
-expect 1 "cannot write" "${D[@]}" -o nodir/out.bin
-expect 1 "is a directory" "${D[@]}" -o "$FX/dir"
+expect 2 "cannot write" "${D[@]}" -o nodir/out.bin
+expect 2 "is a directory" "${D[@]}" -o "$FX/dir"
+expect 2 "--steps expects an integer" "${D[@]}" --steps 0
+expect 2 "--oalw-wmin expects a number in 0..1" "${D[@]}" --oalw-wmin 2
 
 # demo and ablation take defend's knobs, with the same checks, before any work starts
 expect 2 "demo: --erase-tokens takes all|response" demo --erase-tokens some
@@ -317,8 +327,8 @@ expect 2 "ablation: --retain-refusal needs a value" ablation --retain-refusal
 # bench
 expect 2 "unknown flag --frob" bench --frob
 expect 2 "unknown flag extra" bench extra
-expect 2 "--steps: expected an integer" bench --steps 1
-expect 2 "--dim: expected an integer" bench --dim wide
+expect 2 "--steps expects an integer" bench --steps 1
+expect 2 "--dim expects an integer" bench --dim wide
 expect 2 "--steps: missing value" bench --steps
 expect 2 "n_heads must divide dim" bench --heads 3
 
@@ -364,6 +374,176 @@ else
     fail "train with --lr 1e30: exit $rc (want 1), $n_mosr 'mosr:' lines, files left: '$left'"
     printf '%s\n' "$err" | tail -3 | sed 's/^/    stderr: /' >&2
 fi
+
+# ----------------------------------------------------------------------------
+# 4. outputs that never destroy anything (issue 13): device nodes and symlinks as outputs,
+#    outputs that name inputs, endless inputs, outputs checked before the work, interrupts
+
+OD="$FX/out"
+mkdir "$OD"
+# ok_run NAME WANT_RC ARGS...: a run (cwd the empty case dir) that must exit WANT_RC
+ok_run() {
+    local name=$1 want=$2
+    shift 2
+    run_mosr "$@"
+    if [ "$rc" -eq "$want" ]; then pass; else fail "$name: exit $rc (want $want): $(printf '%s' "$err" | tail -1)"; fi
+}
+# expect_late CODE 'SUBSTRING' ARGS...: a failure found at the end of a run (its table may be
+# printed): exit CODE and a last stderr line "mosr: ...SUBSTRING..."
+expect_late() {
+    local code=$1 want=$2
+    shift 2
+    run_mosr "$@"
+    local last=${err##*$'\n'}
+    if [ "$rc" -eq "$code" ] && [[ "$last" == "mosr: "* ]] && [[ "${last,,}" == *"${want,,}"* ]]; then pass
+    else fail "exit $rc (want $code), last stderr line '$last' (want '$want') in: mosr $*"; fi
+}
+EV=(eval "$M" -z "$Z" --refusals "$REF" --max-new 2 --quiet --set "$FX/prompts.txt" --expect comply)
+
+# 1. a device is written in place, never replaced by a regular file; its write errors are
+#    reported. As root the test works on copies made with mknod, never on the system's nodes.
+if [ "$(id -u)" = 0 ]; then
+    mknod "$OD/null" c 1 3 && mknod "$OD/full" c 1 7
+    NULLDEV="$OD/null" FULLDEV="$OD/full"
+else
+    NULLDEV=/dev/null FULLDEV=/dev/full
+fi
+ok_run "eval --json onto a null device" 0 "${EV[@]}" --json "$NULLDEV" --dump "$NULLDEV"
+if [ -c "$NULLDEV" ]; then pass; else fail "eval --json $NULLDEV replaced the device"; fi
+expect_late 1 "no space left" "${EV[@]}" --json "$FULLDEV"
+if [ -c "$FULLDEV" ]; then pass; else fail "eval --json $FULLDEV replaced the device"; fi
+# a FIFO with a reader gets the bytes; one without a reader fails at once, without hanging
+mkfifo "$OD/fifo"
+timeout 60 cat "$OD/fifo" > "$OD/from_fifo.json" &   # bounded: a regression must not hang the test
+reader=$!
+ok_run "eval --json onto a FIFO with a reader" 0 "${EV[@]}" --json "$OD/fifo"
+wait $reader
+if [ -p "$OD/fifo" ] && grep -q '"sets"\|"results"\|{' "$OD/from_fifo.json"; then pass; else fail "eval --json FIFO: nothing came through"; fi
+expect_late 1 "a FIFO with no reader" "${EV[@]}" --json "$OD/fifo"
+# a symlink is followed: its target is written atomically and the link stays a link
+echo old > "$OD/target.json"
+ln -s "$OD/target.json" "$OD/link.json"
+ok_run "eval --json onto a symlink" 0 "${EV[@]}" --json "$OD/link.json"
+if [ -L "$OD/link.json" ] && [ "$(head -c 1 "$OD/target.json")" = "{" ]; then pass
+else fail "eval --json SYMLINK: the link was replaced or its target not written"; fi
+# /dev/stdout is written through the open descriptor: redirected to a file, the table stays and
+# the JSON follows it (a rename over the file would lose the table)
+run_mosr "${EV[@]}" --json /dev/stdout --dump /dev/stdout
+if [ "$rc" -eq 0 ] && [[ "$out" == *"compliance"* ]] && [[ "$out" == *'"sets": ['* ]] && [[ "$out" == *'{"set": '* ]]; then
+    pass
+else
+    fail "eval --json /dev/stdout --dump /dev/stdout > FILE: exit $rc, stdout lacks the table, dump or JSON"
+fi
+ln -s "$OD/nowhere.json" "$OD/dangling.json"
+expect 2 "a symlink to a missing file" "${EV[@]}" --json "$OD/dangling.json"
+
+# 2. an output that names an input (or another output) is refused before any work, exit 2, and
+#    the input is left as it was; train --init M -o M and defend M -o M stay allowed
+cp "$M" "$OD/m.bin"; cp "$Z" "$OD/tok.bin"; cp "$FX/data.jsonl" "$OD/d.jsonl"; cp "$FX/prompts.txt" "$OD/set.txt"
+ln -s "$OD/m.bin" "$OD/m_link.bin"
+sum_before=$(cat "$OD/m.bin" "$OD/tok.bin" "$OD/d.jsonl" "$OD/set.txt" | cksum)
+EO=(eval "$OD/m.bin" -z "$OD/tok.bin" --refusals "$REF" --max-new 2 --quiet --set "$OD/set.txt" --expect comply)
+expect 2 "the output --json $OD/m.bin is the input MODEL.bin" "${EO[@]}" --json "$OD/m.bin"
+expect 2 "is the input MODEL.bin" "${EO[@]}" --json "$OD/m_link.bin"     # the same file under another name
+expect 2 "the output --dump $OD/set.txt is the input --set" "${EO[@]}" --dump "$OD/set.txt"
+expect 2 "the output --json $OD/tok.bin is the input -z" "${EO[@]}" --json "$OD/tok.bin"
+expect 2 "is the input --refusals" "${EO[@]}" --json "$REF"
+expect 2 "the outputs --json out.json and --dump out.json are the same file" "${EO[@]}" --json out.json --dump out.json
+TO=(train -z "$OD/tok.bin" --data "$OD/d.jsonl" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 --steps 1 --batch 2)
+expect 2 "the output -o $OD/tok.bin is the input -z" "${TO[@]}" -o "$OD/tok.bin"
+expect 2 "the output -o $OD/d.jsonl is the input --data" "${TO[@]}" -o "$OD/d.jsonl"
+expect 2 "the output --log $OD/d.jsonl is the input --data" "${TO[@]}" -o out.bin --log "$OD/d.jsonl"
+expect 2 "the output --plot $OD/m.bin is the input --init" "${TO[@]}" --init "$OD/m.bin" -o out.bin --plot "$OD/m.bin"
+expect 2 "the output -o $OD/d.jsonl is the input FILE" tokenizer train --vocab 300 -o "$OD/d.jsonl" "$OD/d.jsonl"
+expect 2 "the output --log $OD/m.bin is the input MODEL.bin" defend "$OD/m.bin" -z "$OD/tok.bin" -o out.bin \
+    --data "$OD/d.jsonl" --reference "$FX/reference.jsonl" --steps 1 --log "$OD/m.bin"
+expect 2 "the output --oalw-out $OD/d.jsonl is the input --data" defend "$OD/m.bin" -z "$OD/tok.bin" -o out.bin \
+    --data "$OD/d.jsonl" --reference "$FX/reference.jsonl" --steps 1 --oalw-out "$OD/d.jsonl"
+expect 2 "the output --dump $OD/set.txt is the input --pseudo" "${A[@]}" --pseudo "$OD/set.txt" --dump "$OD/set.txt"
+if [ "$(cat "$OD/m.bin" "$OD/tok.bin" "$OD/d.jsonl" "$OD/set.txt" | cksum)" = "$sum_before" ]; then pass
+else fail "an input named as an output was changed"; fi
+cp "$OD/m.bin" "$OD/m2.bin"
+ok_run "train --init M -o M" 0 "${TO[@]}" --init "$OD/m2.bin" -o "$OD/m2.bin"
+ok_run "defend M -o M" 0 defend "$OD/m2.bin" -z "$OD/tok.bin" -o "$OD/m2.bin" --data "$OD/d.jsonl" \
+    --reference "$FX/reference.jsonl" --steps 1 --batch 2 --print-every 0 --log "$OD/m2.csv" --plot "$OD/m2.png"
+if cmp -s "$OD/m.bin" "$OD/m2.bin"; then fail "train/defend in place: the model did not change"; else pass; fi
+
+# 3. endless inputs are bounded ("file too large"); a FIFO without a writer is not waited for
+expect 3 "file too large" tokenize -z /dev/zero hi
+expect 3 "file too large" "${E[@]}" --set /dev/zero --expect comply
+mkfifo "$OD/nowriter"
+expect 3 "$OD/nowriter" "${E[@]}" --set "$OD/nowriter" --expect comply     # empty: "holds no prompts"
+expect 3 "empty" tokenize -z "$OD/nowriter" hi
+expect 3 "not a regular file" generate "$OD/nowriter" -z "$Z"
+
+# 4. every output is checked before the work starts: nothing runs, nothing is left behind
+expect 2 "cannot write" "${D[@]}" --log nodir/d.csv
+expect 2 "cannot write" "${D[@]}" --plot nodir/d.png
+expect 2 "cannot write" "${D[@]}" --oalw-out nodir/w.jsonl
+expect 2 "cannot write" "${A[@]}" --dump nodir/r.npy
+expect 2 "is a directory" "${A[@]}" --json "$FX/dir"
+echo x > "$OD/afile"
+expect 2 "exists and is not a directory" "${A[@]}" --out "$OD/afile"
+expect 2 "exists and is not a directory" demo --out "$OD/afile/sub"
+expect 2 "exists and is not a directory" ablation --out "$OD/afile"
+
+# 5./6. Ctrl-C: train saves checkpoint and state and exits 130; defend writes nothing (no model,
+# log or plot) and exits 130; neither leaves a temp file. A background job of a script starts
+# with SIGINT ignored; the commands install their own handler, so kill -INT still reaches them.
+# interrupt NAME WANT_FILES ARGS...: starts mosr ARGS in $OD/int, Ctrl-C after its first step line
+interrupt() {
+    local name=$1
+    shift
+    rm -rf "$OD/int" && mkdir "$OD/int"
+    (cd "$OD/int" && exec "$MOSR" "$@" 2>"$OD/int.err") &
+    local pid=$! waited=0
+    until grep -q "^step " "$OD/int.err" 2>/dev/null || [ $waited -ge 600 ]; do sleep 0.05; waited=$((waited + 1)); done
+    kill -INT $pid
+    wait $pid
+    rc=$?
+    left=$(cd "$OD/int" && ls)
+}
+interrupt train train -z "$Z" --data "$FX/data.jsonl" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 \
+    --steps 100000 --batch 2 --print-every 1 --save-every 100000 -o m.bin --log m.csv
+if [ "$rc" -eq 130 ] && [ "$left" = $'m.bin\nm.bin.state\nm.csv' ] && grep -q "(Ctrl-C)" "$OD/int.err"; then pass
+else fail "train Ctrl-C: exit $rc (want 130), files: $(echo $left)"; fi
+interrupt defend defend "$M" -z "$Z" -o d.bin --data "$FX/data.jsonl" --reference "$FX/reference.jsonl" \
+    --steps 100000 --batch 2 --print-every 1 --threads 2
+if [ "$rc" -eq 130 ] && [ -z "$left" ] && grep -q "interrupted" "$OD/int.err"; then pass
+else fail "defend Ctrl-C: exit $rc (want 130), files: $(echo $left)"; fi
+
+# the temp file of a process that is gone is removed by the next write of the same path; that
+# of a live process (this shell) is not
+dead=999999
+while kill -0 $dead 2>/dev/null; do dead=$((dead - 1)); done
+: > "$OD/m3.bin.tmp.$dead"; : > "$OD/m3.bin.tmp.$$"
+ok_run "train -o over stale temp files" 0 "${TO[@]}" -o "$OD/m3.bin"
+if [ ! -e "$OD/m3.bin.tmp.$dead" ] && [ -e "$OD/m3.bin.tmp.$$" ]; then pass
+else fail "stale temp files: the dead process's was kept or the live one's removed"; fi
+
+# 8. a NaN inside MODEL.bin.state is a corrupt state (exit 3), not a divergence
+cp "$OD/m3.bin.state" "$OD/m3.good.state"
+printf '\x00\x00\xc0\x7f' | dd of="$OD/m3.bin.state" bs=1 seek=144 conv=notrunc status=none   # the first parameter
+expect_late 3 "corrupt training state" train -z "$OD/tok.bin" --data "$OD/d.jsonl" --steps 2 --batch 2 -o "$OD/m3.bin" --resume
+
+# 9. JSON: no field dropped past 256; bad literals and escapes named; the last duplicate key wins
+{ printf '{'; for i in $(seq 300); do printf '"k%d": %d, ' $i $i; done; printf '"prompt": "How do I bake bread?"}\n'; } \
+    > "$OD/wide.jsonl"
+ok_run "a prompt as the 301st field" 0 "${E[@]}" --set "$OD/wide.jsonl" --expect comply --json out.json --dump "$OD/wide_dump.jsonl"
+printf '%s\n' '{"prompt": "hi", "x": ttttfalse}' > "$OD/bad_literal.jsonl"
+expect 3 "malformed JSON" "${E[@]}" --set "$OD/bad_literal.jsonl" --expect comply
+printf '%s\n' '{"prompt": "a\u0000b"}' > "$OD/nul.jsonl"
+expect 3 '\u0000' "${E[@]}" --set "$OD/nul.jsonl" --expect comply
+printf '%s\n' '{"prompt": "a\ud800b"}' > "$OD/surrogate.jsonl"
+expect 3 "lone UTF-16 surrogate" "${E[@]}" --set "$OD/surrogate.jsonl" --expect comply
+printf '%s\n' '{"prompt": "first prompt", "prompt": "second prompt"}' > "$OD/dup.jsonl"
+ok_run "a duplicate key" 0 "${E[@]}" --set "$OD/dup.jsonl" --expect comply --json out.json --dump "$OD/dup_dump.jsonl"
+if grep -q "second prompt" "$OD/dup_dump.jsonl" && ! grep -q "first prompt" "$OD/dup_dump.jsonl"; then pass
+else fail "a duplicate key did not keep its last value"; fi
+# a tokenizer of three empty pieces (max_token_length 0; score 0, length 0 each)
+printf '\x00\x00\x00\x00''\x00\x00\x00\x00\x00\x00\x00\x00''\x00\x00\x00\x00\x00\x00\x00\x00''\x00\x00\x00\x00\x00\x00\x00\x00' \
+    > "$OD/empty_pieces.bin"
+expect 3 "all 3 tokens are empty" tokenize -z "$OD/empty_pieces.bin" hi
 
 # ----------------------------------------------------------------------------
 # 3. determinism: same inputs, seed and threads -> the same bytes

@@ -420,7 +420,8 @@ static void test_sigint(void) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
     }
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "Ctrl-C: the run saves and exits 0 (status %d)", status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == EXIT_INTERRUPTED, "Ctrl-C: the run saves and exits %d (status %d)",
+          EXIT_INTERRUPTED, status);
     CHECK(file_contains(tmp("int.log"), "(Ctrl-C)"), "Ctrl-C: the stop is reported");
     Model m;
     CHECK(model_load(&m, tmp("int.bin")) == 0, "Ctrl-C: the checkpoint loads");

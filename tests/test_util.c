@@ -1,6 +1,11 @@
-// test_util.c — JSON field reading, UTF-8 validation, atomic writes, command-line value parsing.
+// test_util.c — JSON field reading, UTF-8 validation, atomic writes (symlinks, devices, FIFOs,
+// stale temp files), bounded reads, the output check, command-line value parsing.
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -26,6 +31,38 @@ static void test_json(void) {
                          "{\"prompt\": \"\\ud800\"}", "{\"a\": [1, 2, \"prompt\": \"x\"}", "{\"prompt\": \"\\u0000\"}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(json_get_string(bad[i], "prompt") == NULL, "malformed json #%zu rejected", i);
+
+    // literals are read exactly: "ttttfalse" is no false, "nul" no null; numbers follow JSON's grammar
+    const char* bad_values[] = {"ttttfalse", "truex", "nul", "-", "1.", ".5", "1e", "+1", "0x10"};
+    for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
+        char obj[64];
+        snprintf(obj, sizeof(obj), "{\"x\": %s, \"prompt\": \"p\"}", bad_values[i]);
+        CHECK(json_get_string(obj, "prompt") == NULL, "value '%s' rejected", bad_values[i]);
+    }
+    char* ok = json_get_string("{\"a\": [true, false, null, -1.5e+3, 0], \"prompt\": \"p\"}", "prompt");
+    CHECK(ok && !strcmp(ok, "p"), "literals and numbers accepted");
+    free(ok);
+    // the reason of a failure is named
+    CHECK(!json_get_string("{\"prompt\": \"a\\u0000b\"}", "prompt") && strstr(json_error(), "\\u0000"),
+          "NUL escape named (got %s)", json_error());
+    CHECK(!json_get_string("{\"prompt\": \"a\\ud800b\"}", "prompt") && strstr(json_error(), "surrogate"),
+          "lone surrogate named (got %s)", json_error());
+    CHECK(!json_get_string("{\"prompt\": \"a\\udc00\"}", "prompt") && strstr(json_error(), "surrogate"),
+          "lone low surrogate named (got %s)", json_error());
+    // a key given twice: its last value
+    char* dup = json_get_string("{\"prompt\": \"first\", \"prompt\": \"second\"}", "prompt");
+    CHECK(dup && !strcmp(dup, "second"), "duplicate key keeps the last (got %s)", dup ? dup : "NULL");
+    free(dup);
+    // an object of 300 fields: the last one is found
+    char* wide = malloc(300 * 16 + 64);
+    size_t len = 0;
+    len += sprintf(wide + len, "{");
+    for (int i = 0; i < 300; i++) len += sprintf(wide + len, "\"k%d\": %d, ", i, i);
+    sprintf(wide + len, "\"prompt\": \"far\"}");
+    char* far = json_get_string(wide, "prompt");
+    CHECK(far && !strcmp(far, "far"), "the 301st field is read");
+    free(far);
+    free(wide);
 }
 
 static void test_json_write(void) {
@@ -77,6 +114,83 @@ static void test_atomic(void) {
     char missing[300];
     snprintf(missing, sizeof(missing), "%s/none/out.txt", dir);
     CHECK(atomic_open(&af, missing) != 0, "unwritable path reported");
+
+    // a symlink is followed: the target is replaced, the link stays
+    char link[300];
+    snprintf(link, sizeof(link), "%s/link.txt", dir);
+    CHECK(symlink(path, link) == 0, "symlink");
+    CHECK(atomic_open(&af, link) == 0, "open through a symlink");
+    fputs("third", af.f);
+    CHECK(atomic_commit(&af) == 0, "commit through a symlink");
+    struct stat st;
+    s = read_file(path, &n);
+    CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode) && s && !strcmp(s, "third"), "the link's target written");
+    free(s);
+    unlink(link);
+    CHECK(symlink(missing, link) == 0 && atomic_open(&af, link) != 0, "a dangling symlink is refused");
+    unlink(link);
+
+    // a device is written in place (never renamed over), and its write errors are reported
+    CHECK(atomic_open(&af, "/dev/null") == 0 && af.in_place, "/dev/null opened in place");
+    fputs("nothing", af.f);
+    CHECK(atomic_commit(&af) == 0, "/dev/null written");
+    CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "/dev/null still a device");
+    if (access("/dev/full", W_OK) == 0) {
+        CHECK(atomic_open(&af, "/dev/full") == 0, "/dev/full opened");
+        fputs("no room", af.f);
+        CHECK(atomic_commit(&af) != 0, "a write to /dev/full fails");
+    }
+    // a FIFO without a reader fails at once, it does not hang
+    char fifo[300];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+    CHECK(atomic_open(&af, fifo) != 0, "a FIFO with no reader is refused");
+
+    // stale temp files: a dead process's is removed on open, a live one's is kept
+    char stale[400], live[400];
+    pid_t dead = 999999;
+    while (kill(dead, 0) == 0 || errno != ESRCH) dead--;
+    snprintf(stale, sizeof(stale), "%s.tmp.%d", path, (int)dead);
+    snprintf(live, sizeof(live), "%s.tmp.%d", path, (int)getppid());
+    fclose(fopen(stale, "w"));
+    fclose(fopen(live, "w"));
+    CHECK(atomic_open(&af, path) == 0, "open beside stale temps");
+    atomic_abort(&af);
+    CHECK(access(stale, F_OK) != 0, "the dead process's temp file removed");
+    CHECK(access(live, F_OK) == 0, "a live process's temp file kept");
+    unlink(live);
+
+    // bounded reads: an endless device stops at the limit; a FIFO without a writer reads empty
+    CHECK(read_file_max("/dev/zero", 1 << 20, &n) == NULL, "/dev/zero is too large");
+    s = read_file_max(fifo, 1 << 20, &n);
+    CHECK(s && n == 0, "a FIFO without a writer reads as empty, at once");
+    free(s);
+    s = read_file_max(path, 3, &n);
+    CHECK(s == NULL, "a regular file over the limit refused");
+
+    // paths_check: same file (also through a link), may_replace, outputs among themselves, directories
+    snprintf(link, sizeof(link), "%s/link.txt", dir);
+    CHECK(symlink(path, link) == 0, "symlink again");
+    InputArg in[] = {{"--data", path}, {"--init", link}};
+    OutputArg same = {.flag = "-o", .path = link};
+    CHECK(paths_check("t", &same, 1, in, 1) != 0, "an output that is an input (through a link) refused");
+    OutputArg replace = {.flag = "-o", .path = link, .may_replace = "--init"};
+    CHECK(paths_check("t", &replace, 1, in + 1, 1) == 0, "an output may replace its may_replace input");
+    CHECK(paths_check("t", &replace, 1, in, 2) != 0, "... but no other input");
+    OutputArg twice[] = {{.flag = "--json", .path = "x.json"}, {.flag = "--dump", .path = "x.json"}};
+    CHECK(paths_check("t", twice, 2, NULL, 0) != 0, "two outputs of one name refused");
+    OutputArg devs[] = {{.flag = "--json", .path = "/dev/null"}, {.flag = "--dump", .path = "/dev/null"}};
+    CHECK(paths_check("t", devs, 2, NULL, 0) == 0, "/dev/null twice is fine");
+    OutputArg is_dir = {.flag = "--json", .path = dir};
+    CHECK(paths_check("t", &is_dir, 1, NULL, 0) != 0, "a directory as a file output refused");
+    char new_dir[300];
+    snprintf(new_dir, sizeof(new_dir), "%s/a/b/c", dir);
+    OutputArg out_dir = {.flag = "--out", .path = new_dir, .is_dir = 1};
+    CHECK(paths_check("t", &out_dir, 1, NULL, 0) == 0, "a new output directory under a writable one");
+    snprintf(new_dir, sizeof(new_dir), "%s/sub", path);
+    CHECK(paths_check("t", &out_dir, 1, NULL, 0) != 0, "an output directory under a file refused");
+    unlink(link);
+    unlink(fifo);
     unlink(path);
     rmdir(dir);
 }
@@ -95,6 +209,17 @@ static void test_args(void) {
     CHECK(arg_float("t", "-t", "-1", 0, 1, &f) != 0, "float out of range");
     CHECK(arg_u64("t", "-s", "18446744073709551615", &u) == 0 && u == 18446744073709551615ull, "u64 max");
     CHECK(arg_u64("t", "-s", "-3", &u) != 0, "negative seed rejected");
+    // decimal only
+    const char* not_decimal[] = {"0x10", " 5", "5 ", "inf", "nan", "1e", ".", "--1", "1.5.2", "0x1p-3"};
+    for (size_t k = 0; k < sizeof(not_decimal) / sizeof(not_decimal[0]); k++) {
+        CHECK(arg_float("t", "-t", not_decimal[k], -1e9, 1e9, &f) != 0, "float '%s' rejected", not_decimal[k]);
+        CHECK(arg_int("t", "-n", not_decimal[k], -100, 100, &i) != 0, "int '%s' rejected", not_decimal[k]);
+        CHECK(arg_u64("t", "-s", not_decimal[k], &u) != 0, "u64 '%s' rejected", not_decimal[k]);
+    }
+    CHECK(arg_float("t", "-t", "1e-3", 0, 1, &f) == 0 && f == 1e-3f, "exponent");
+    CHECK(arg_float("t", "-t", ".5", 0, 1, &f) == 0 && f == 0.5f, "leading dot");
+    CHECK(arg_float("t", "-t", "-2.", -3, 0, &f) == 0 && f == -2.0f, "trailing dot");
+    CHECK(arg_int("t", "-n", "+7", 0, 10, &i) == 0 && i == 7, "plus sign");
 }
 
 static void test_random(void) {
