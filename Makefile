@@ -4,8 +4,8 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -std=gn
 LDLIBS = -lopenblas -lstb -lm
 PYTHON = /usr/bin/python3
 
-SRC = model.c tokenizer.c train.c eval.c plot.c util.c
-HDR = model.h tokenizer.h train.h eval.h plot.h util.h mosr.h
+SRC = model.c generate.c tokenizer.c train.c eval.c plot.c util.c
+HDR = model.h generate.h tokenizer.h train.h eval.h plot.h util.h mosr.h
 OBJ = $(SRC:.c=.o)
 # mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
 LIB_OBJ = $(OBJ) mosr_lib.o

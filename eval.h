@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "generate.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -113,30 +114,6 @@ int harm_steps_add(HarmSteps* h, const char* harmful);
 void harm_steps_free(HarmSteps* h);
 // steps may be NULL (the action alone decides)
 int answer_is_harmful(const char* text, const char* harmful, const HarmSteps* steps);
-
-// ----------------------------------------------------------------------------
-// batched greedy generation (continuous batching)
-//
-// Up to n_slots prompts are decoded side by side, each in its own KV cache slot at its own
-// position. A slot feeds its prompt one token at a time, then feeds back its own argmax; when it
-// emits EOS or BOS, reaches max_new tokens or the end of the context, it takes the next prompt.
-
-typedef struct {
-    int* ids;  // (max_new) the generated ids, without the final EOS/BOS
-    int n;
-    int ended; // 1: stopped on EOS or BOS; 0: ran out of max_new or of context
-} Generation;
-
-// progress: called about once a second with (done, total) prompts; may be NULL.
-typedef void (*ProgressFn)(int done, int total, void* ctx);
-
-// prompts[i] holds prompt_lens[i] ids (1 <= len < seq_len). out[i].ids is malloc'd.
-// Returns 0 on success.
-int generate_batched(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
-                     int n_slots, int max_new, Generation* out, ProgressFn progress, void* ctx);
-void generation_free(Generation* g, int n);
-// the text of ids as it follows prev_token (malloc'd)
-char* decode_text(Tokenizer* t, int prev_token, const int* ids, int n);
 
 // ----------------------------------------------------------------------------
 // evaluating prompt sets
