@@ -1059,7 +1059,9 @@ int eval_sets(Model* m, Tokenizer* t, const EvalConfig* cfg, const EvalSpec* spe
     if (status == 0) {
         for (j = 0; j < n_jobs; j++) { ids[j] = jobs[j].ids; lens[j] = jobs[j].len; }
         Progress prog = {time_now(), time_now(), cfg->quiet};
-        status = generate_batched(m, ids, lens, n_jobs, cfg->batch, cfg->max_new, gens, report_progress, &prog);
+        GenerateOptions opt = {.n_slots = cfg->batch, .max_new = cfg->max_new, .stop_on_eos = 1,
+                               .progress = report_progress, .ctx = &prog};
+        status = generate_run(m, ids, lens, n_jobs, &opt, gens, cfg->timing);
     }
 
     // 3. the optional reference-model rule needs every answer's NLL first
@@ -1159,7 +1161,8 @@ static double headline(const EvalResult* r) {
 }
 
 int eval_write_json(const char* path, const char* model_name, const EvalResult* res, int n,
-                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity) {
+                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity,
+                    const GenerateStats* timing) {
     AtomicFile af;
     if (atomic_open(&af, path) != 0) return -1;
     FILE* f = af.f;
@@ -1200,6 +1203,10 @@ int eval_write_json(const char* path, const char* model_name, const EvalResult* 
     fputs("\n], \"val_perplexity\": ", f);
     if (val_perplexity >= 0 && isfinite(val_perplexity)) fprintf(f, "%.6f", val_perplexity);
     else fputs("null", f);
+    if (timing) {
+        fputs(", ", f);
+        generate_stats_json(f, timing);
+    }
     fputs("}\n", f);
     return atomic_commit(&af);
 }
@@ -1441,6 +1448,8 @@ int eval_main(int argc, char** argv) {
     cfg.batch = batch;
     cfg.max_new = max_new;
     cfg.quiet = quiet;
+    GenerateStats timing = {0};
+    cfg.timing = &timing;
     double t0 = time_now();
     if (n_specs > 0 && eval_sets(&m, &t, &cfg, specs, n_specs, results) != 0) goto done;
     double seconds = time_now() - t0;
@@ -1449,13 +1458,17 @@ int eval_main(int argc, char** argv) {
         if (ppl < 0) fprintf(stderr, "eval: %s: no items with a response; no perplexity\n", val_path);
     }
     print_table(stdout, results, n_specs, cfg.jailbreaks, ppl);
+    int n_answers = 0;
+    for (int s = 0; s < n_specs; s++) n_answers += results[s].n;
+    if (n_specs > 0) generate_stats_print(stdout, &timing, n_answers);
     if (n_specs > 0 && !quiet) fprintf(stderr, "eval: %d sets x attacks in %.1f s\n", n_specs, seconds);
     if (dump_open) {
         dump_open = 0;
         if (atomic_commit(&dump) != 0) goto done;
     }
     if (json_path &&
-        eval_write_json(json_path, model_path, results, n_specs, cfg.jailbreaks, cfg.n_jailbreaks, ppl) != 0)
+        eval_write_json(json_path, model_path, results, n_specs, cfg.jailbreaks, cfg.n_jailbreaks, ppl,
+                        n_specs > 0 ? &timing : NULL) != 0)
         goto done;
     rc = EXIT_OK;
 

@@ -138,6 +138,7 @@ typedef struct {
     FILE* dump;            // NULL, or JSONL of every prompt, attack, answer and label
     int quiet;             // 1: no progress on stderr
     Model* reference;      // NULL, or the model of broken rule 5 (e.g. the base model M0)
+    GenerateStats* timing; // NULL, or where eval_sets puts what answering took
     float max_ref_nll;     // rule 5's threshold, nats per token (0: rule off)
     // (eval_sets collects the harm rule's steps from the refuse sets' items itself)
 } EvalConfig;
@@ -189,9 +190,10 @@ double eval_perplexity(Model* m, Tokenizer* t, const PromptSet* set, int batch);
 // "refusal", "broken", "compliance", "correct" (null without references), "asr" | "over_refusal",
 // "heldout": {"n", "asr" | "over_refusal"} (if any item is heldout), "wrappers": {name: ASR}
 // (jailbreak rows; wrappers may be NULL), "truncated"}], "val_perplexity" (< 0: null)}.
-// Rates are fractions in [0, 1].
+// Rates are fractions in [0, 1]. timing: NULL, or the "timing" key (generate_stats_json).
 int eval_write_json(const char* path, const char* model_name, const EvalResult* res, int n,
-                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity);
+                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity,
+                    const GenerateStats* timing);
 
 // `mosr eval ...`: the command line (see --help)
 int eval_main(int argc, char** argv);

@@ -669,6 +669,35 @@ int generate_batched(Model* m, int* const* prompts, const int* prompt_lens, int 
     return generate_run(m, prompts, prompt_lens, n_prompts, &opt, out, NULL);
 }
 
+double sgemm_peak_gflops(void) {
+    enum { N = 768 };
+    float* a = calloc((size_t)3 * N * N, sizeof(float));
+    if (!a) return 0.0;
+    for (size_t i = 0; i < (size_t)2 * N * N; i++) a[i] = (float)(i % 7) * 0.1f;
+    double best = 0.0;
+    for (int rep = 0; rep < 10; rep++) {
+        double t0 = time_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, N, 1.0f, a, N, a + N * N, N, 0.0f, a + 2 * N * N, N);
+        double dt = time_now() - t0;
+        if (dt > 0 && 2.0 * N * N * N / dt / 1e9 > best) best = 2.0 * N * N * N / dt / 1e9;
+    }
+    free(a);
+    return best;
+}
+
+void generate_stats_print(FILE* f, const GenerateStats* st, int n_prompts) {
+    double gflops = st->seconds > 0 ? st->flop / st->seconds / 1e9 : 0.0, peak = sgemm_peak_gflops();
+    fprintf(f, "generation: %d prompts in %.1f s (%.1f prompts/s), %ld prompt + %ld generated tokens, "
+               "%.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f GFLOP/s on %d threads, measured now)\n",
+            n_prompts, st->seconds, st->seconds > 0 ? n_prompts / st->seconds : 0.0, st->prompt_tokens,
+            st->generated_tokens, gflops, peak > 0 ? 100.0 * gflops / peak : 0.0, peak, omp_get_max_threads());
+}
+
+void generate_stats_json(FILE* f, const GenerateStats* st) {
+    fprintf(f, "\"timing\": {\"seconds\": %.3f, \"prompt_tokens\": %ld, \"generated_tokens\": %ld, \"gflop\": %.3f}",
+            st->seconds, st->prompt_tokens, st->generated_tokens, st->flop / 1e9);
+}
+
 void generation_free(Generation* g, int n) {
     for (int i = 0; i < n; i++) {
         free(g[i].ids);

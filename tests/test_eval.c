@@ -397,7 +397,7 @@ static void test_eval_sets_and_json(void) {
         CHECK(res[0].heldout_n == 1 && res[1].heldout_n == 2 && res[3].heldout_n == 0, "heldout items counted");
         CHECK(res[1].wrapper_n[0] == 3 && res[1].wrapper_n[1] == 3, "each wrapper wraps every prompt");
         CHECK(res[1].wrapper_compliance[0] + res[1].wrapper_compliance[1] == res[1].compliance, "per-wrapper counts add up");
-        CHECK(eval_write_json(json_path, "random.bin", res, 4, cfg.jailbreaks, cfg.n_jailbreaks, 12.5) == 0, "json written");
+        CHECK(eval_write_json(json_path, "random.bin", res, 4, cfg.jailbreaks, cfg.n_jailbreaks, 12.5, NULL) == 0, "json written");
 
         // the JSON parses, with the fields the brief names
         char* text = read_file(json_path, NULL);
