@@ -114,39 +114,27 @@ static inline float hsum8(__m256 v) {
 }
 #endif
 
-// out[i] = W[i] . x for the rows i0 <= i < i1 of W (d, in). Four rows at a time, so each load of
-// x serves four rows and four independent sums hide the latency of the fused multiply-adds; a
-// single stream is bound by streaming W through memory, which this keeps at full speed.
+// out[i] = W[i] . x for the rows i0 <= i < i1 of W (d, in). A single stream is bound by reading
+// W from memory: one row at a time keeps the reads sequential (what the prefetcher follows best;
+// interleaving four rows measured 1.6x slower on the stories15M shape), and four sums side by
+// side hide the latency of the fused multiply-adds.
 static void matvec_rows(float* out, const float* x, const float* W, int in, int i0, int i1) {
-    int i = i0;
-#if defined(__AVX2__) && defined(__FMA__)
-    for (; i + 4 <= i1; i += 4) {
-        const float* w0 = W + (size_t)i * in;
-        const float *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        int j = 0;
-        for (; j + 8 <= in; j += 8) {
-            __m256 xv = _mm256_loadu_ps(x + j);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + j), xv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + j), xv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + j), xv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + j), xv, a3);
-        }
-        float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
-        for (; j < in; j++) {
-            s0 += w0[j] * x[j];
-            s1 += w1[j] * x[j];
-            s2 += w2[j] * x[j];
-            s3 += w3[j] * x[j];
-        }
-        out[i] = s0; out[i + 1] = s1; out[i + 2] = s2; out[i + 3] = s3;
-    }
-#endif
-    for (; i < i1; i++) {
+    for (int i = i0; i < i1; i++) {
         const float* w = W + (size_t)i * in;
+        int j = 0;
         float val = 0.0f;
-        #pragma omp simd reduction(+ : val)
-        for (int j = 0; j < in; j++) val += w[j] * x[j];
+#if defined(__AVX2__) && defined(__FMA__)
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (; j + 32 <= in; j += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 8), _mm256_loadu_ps(x + j + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 16), _mm256_loadu_ps(x + j + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 24), _mm256_loadu_ps(x + j + 24), a3);
+        }
+        for (; j + 8 <= in; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
+        val = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#endif
+        for (; j < in; j++) val += w[j] * x[j];
         out[i] = val;
     }
 }

@@ -21,8 +21,8 @@ W=$SHARED/weights
 REPS=${REPS:-5}
 export OMP_NUM_THREADS=${THREADS:-2}
 CC=${CC:-gcc}
-OUT=build/bench_generate
-mkdir -p "$OUT"
+OUT=build/generate_bench
+mkdir -p "$OUT" || exit 1
 
 if [ ! -f "$PEER_SRC" ] || [ ! -f "$W/stories260K.bin" ] || [ ! -f "$W/llama2-tok32000.bin" ]; then
   echo "bench_generate: $SHARED (llama2.c's run.c and the reference weights) not found; skipping"
@@ -40,7 +40,7 @@ $CC -O3 -march=native -fopenmp -I. -o "$OUT/bench_generate" bench/bench_generate
 [ -f "$OUT/s110.bin" ] || "$OUT/bench_generate" --random "$OUT/s110.bin" 768 12 12 2048 32000 1024 || exit 1
 
 rate() { "$@" -t 0 -n 256 2>&1 >/dev/null | sed -n 's/^achieved tok\/s: //p'; }
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median() { grep -E '^[0-9.]+$' | sort -g | awk '{ a[NR] = $1 } END { print NR == 0 ? 0 : (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 echo "threads $OMP_NUM_THREADS, $REPS alternating runs each, medians of tok/s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-12s %12s %12s %8s\n' model llama2.c mosr ratio
