@@ -63,7 +63,7 @@ for spec in "stories260K $W/stories260K.bin $W/tok512.bin" \
   done
   p=$(printf '%s\n' "${peer[@]}" | median)
   o=$(printf '%s\n' "${ours[@]}" | median)
-  r=$(awk -v o="$o" -v p="$p" 'BEGIN { printf "%.2f", p > 0 ? o / p : 0 }')
+  r=$(awk -v o="$o" -v p="$p" 'BEGIN { printf "%.2f", (p > 0 ? o / p : 0) }')
   printf '%-12s %12.0f %12.0f %7sx\n' "$name" "$p" "$o" "$r"
   summary="$summary ${name}=$r"
 done
