@@ -1,6 +1,6 @@
 // eval.c — prompt sets, batched greedy generation over them, refusal classification, metrics
 // (mosr eval). The story: read the sets (JSONL, JSON, CSV, text), build one job per prompt and
-// attack, answer every job with continuous batching through model_decode, label each answer
+// attack, answer every job through generate.c's continuous-batched loop, label each answer
 // refusal / broken / compliance, count, and report as a table, JSON and a JSONL dump.
 #include "eval.h"
 
@@ -188,134 +188,7 @@ int answer_is_harmful(const char* text, const char* harmful, const HarmSteps* st
 }
 
 // ----------------------------------------------------------------------------
-// batched greedy generation
-
-// One decode slot: which prompt it answers, and the next token to feed and its position.
-typedef struct {
-    int job;   // index of the prompt, -1 when idle
-    int pos;   // position of `token` in the sequence
-    int token; // the next token to feed
-} Slot;
-
-int generate_batched(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
-                     int n_slots, int max_new, Generation* out, ProgressFn progress, void* ctx) {
-    int seq_len = m->config.seq_len, V = m->config.vocab_size;
-    if (n_slots < 1 || max_new < 1) { error_msg("generate: need >= 1 slot and >= 1 new token"); return -1; }
-    for (int i = 0; i < n_prompts; i++) {
-        if (prompt_lens[i] < 1 || prompt_lens[i] >= seq_len) {
-            error_msg("generate: prompt %d has %d tokens; the context holds %d", i, prompt_lens[i], seq_len);
-            return -1;
-        }
-    }
-    for (int i = 0; i < n_prompts; i++) {
-        out[i].ids = malloc((size_t)max_new * sizeof(int));
-        out[i].n = 0;
-        out[i].ended = 0;
-        if (!out[i].ids) { generation_free(out, i + 1); error_msg("generate: out of memory"); return -1; }
-    }
-    if (n_slots > n_prompts) n_slots = n_prompts > 0 ? n_prompts : 1;
-    model_decode_alloc(m, n_slots);
-    if (m->decode.n_slots < n_slots) { generation_free(out, n_prompts); return -1; }
-    Sampler greedy;
-    build_sampler(&greedy, V, 0.0f, 1.0f, 0);
-    Slot* slots = malloc((size_t)n_slots * sizeof(Slot));
-    int* tokens = malloc((size_t)n_slots * sizeof(int));
-    int* pos = malloc((size_t)n_slots * sizeof(int));
-    if (!slots || !tokens || !pos) {
-        free(slots); free(tokens); free(pos); free_sampler(&greedy);
-        generation_free(out, n_prompts);
-        error_msg("generate: out of memory");
-        return -1;
-    }
-    for (int s = 0; s < n_slots; s++) slots[s].job = -1;
-
-    int next_job = 0, done = 0, status = 0;
-    double last_report = time_now();
-    for (;;) {
-        // refill every idle slot with the next prompt (continuous batching)
-        int n_used = 0;
-        for (int s = 0; s < n_slots; s++) {
-            if (slots[s].job < 0 && next_job < n_prompts) {
-                slots[s].job = next_job++;
-                slots[s].pos = 0;
-                slots[s].token = prompts[slots[s].job][0];
-            }
-            if (slots[s].job >= 0) n_used = s + 1;
-        }
-        if (n_used == 0) break;
-        // slots below n_used that ran dry at the end of the queue feed a dummy token at
-        // position 0 of their own cache: wasted work, but only in the last few steps
-        for (int s = 0; s < n_used; s++) {
-            tokens[s] = slots[s].job >= 0 ? slots[s].token : TOKEN_BOS;
-            pos[s] = slots[s].job >= 0 ? slots[s].pos : 0;
-        }
-        float* logits = model_decode(m, tokens, pos, n_used); // (n_used, V)
-        if (!logits) { status = -1; break; }
-        for (int s = 0; s < n_used; s++) {
-            Slot* sl = &slots[s];
-            if (sl->job < 0) continue;
-            int len = prompt_lens[sl->job];
-            sl->pos++;
-            if (sl->pos < len) { // still reading the prompt: the logits are not needed
-                sl->token = prompts[sl->job][sl->pos];
-                continue;
-            }
-            Generation* g = &out[sl->job];
-            int next = sample(&greedy, logits + (size_t)s * V);
-            int finished = 0;
-            if (next == TOKEN_EOS || next == TOKEN_BOS) {
-                g->ended = 1;
-                finished = 1;
-            } else {
-                g->ids[g->n++] = next;
-                finished = g->n >= max_new || sl->pos >= seq_len;
-            }
-            if (finished) {
-                sl->job = -1;
-                done++;
-            } else {
-                sl->token = next;
-            }
-        }
-        if (progress && time_now() - last_report >= 1.0) {
-            progress(done, n_prompts, ctx);
-            last_report = time_now();
-        }
-    }
-    if (progress && status == 0) progress(done, n_prompts, ctx);
-    free(slots); free(tokens); free(pos);
-    free_sampler(&greedy);
-    if (status != 0) generation_free(out, n_prompts);
-    return status;
-}
-
-void generation_free(Generation* g, int n) {
-    for (int i = 0; i < n; i++) {
-        free(g[i].ids);
-        g[i].ids = NULL;
-        g[i].n = 0;
-    }
-}
-
-char* decode_text(Tokenizer* t, int prev_token, const int* ids, int n) {
-    size_t cap = 64, len = 0;
-    char* s = malloc(cap);
-    if (!s) return NULL;
-    for (int i = 0; i < n; i++) {
-        const char* piece = tokenizer_decode(t, i ? ids[i - 1] : prev_token, ids[i]);
-        size_t pn = strlen(piece);
-        if (len + pn + 1 > cap) {
-            while (len + pn + 1 > cap) cap *= 2;
-            char* bigger = realloc(s, cap);
-            if (!bigger) { free(s); return NULL; }
-            s = bigger;
-        }
-        memcpy(s + len, piece, pn);
-        len += pn;
-    }
-    s[len] = '\0';
-    return s;
-}
+// attacks: a jailbreak wrapper around the prompt
 
 // the template with every {prompt} replaced by prompt (malloc'd)
 static char* wrap_prompt(const char* tmpl, const char* prompt) {
@@ -587,7 +460,9 @@ int eval_sets(Model* m, Tokenizer* t, const EvalConfig* cfg, const EvalSpec* spe
     if (status == 0) {
         for (j = 0; j < n_jobs; j++) { ids[j] = jobs[j].ids; lens[j] = jobs[j].len; }
         Progress prog = {time_now(), time_now(), cfg->quiet};
-        status = generate_batched(m, ids, lens, n_jobs, cfg->batch, cfg->max_new, gens, report_progress, &prog);
+        GenerateOptions opt = {.n_slots = cfg->batch, .max_new = cfg->max_new, .stop_on_eos = 1,
+                               .progress = report_progress, .ctx = &prog};
+        status = generate_run(m, ids, lens, n_jobs, &opt, gens, cfg->timing);
     }
 
     // 3. the optional reference-model rule needs every answer's NLL first
@@ -687,7 +562,8 @@ static double headline(const EvalResult* r) {
 }
 
 int eval_write_json(const char* path, const char* model_name, const EvalResult* res, int n,
-                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity) {
+                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity,
+                    const GenerateStats* timing) {
     AtomicFile af;
     if (atomic_open(&af, path) != 0) return -1;
     FILE* f = af.f;
@@ -728,6 +604,10 @@ int eval_write_json(const char* path, const char* model_name, const EvalResult* 
     fputs("\n], \"val_perplexity\": ", f);
     if (val_perplexity >= 0 && isfinite(val_perplexity)) fprintf(f, "%.6f", val_perplexity);
     else fputs("null", f);
+    if (timing) {
+        fputs(", ", f);
+        generate_stats_json(f, timing);
+    }
     fputs("}\n", f);
     return atomic_commit(&af);
 }
@@ -973,6 +853,8 @@ int eval_main(int argc, char** argv) {
     cfg.batch = batch;
     cfg.max_new = max_new;
     cfg.quiet = quiet;
+    GenerateStats timing = {0};
+    cfg.timing = &timing;
     double t0 = time_now();
     if (n_specs > 0 && eval_sets(&m, &t, &cfg, specs, n_specs, results) != 0) goto done;
     double seconds = time_now() - t0;
@@ -981,13 +863,17 @@ int eval_main(int argc, char** argv) {
         if (ppl < 0) fprintf(stderr, "eval: %s: no items with a response; no perplexity\n", val_path);
     }
     print_table(stdout, results, n_specs, cfg.jailbreaks, ppl);
+    int n_answers = 0;
+    for (int s = 0; s < n_specs; s++) n_answers += results[s].n;
+    if (n_specs > 0) generate_stats_print(stdout, &timing, n_answers);
     if (n_specs > 0 && !quiet) fprintf(stderr, "eval: %d sets x attacks in %.1f s\n", n_specs, seconds);
     if (dump_open) {
         dump_open = 0;
         if (atomic_commit(&dump) != 0) goto done;
     }
     if (json_path &&
-        eval_write_json(json_path, model_path, results, n_specs, cfg.jailbreaks, cfg.n_jailbreaks, ppl) != 0)
+        eval_write_json(json_path, model_path, results, n_specs, cfg.jailbreaks, cfg.n_jailbreaks, ppl,
+                        n_specs > 0 ? &timing : NULL) != 0)
         goto done;
     rc = EXIT_OK;
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "data.h"
+#include "generate.h"
 
 
 // ----------------------------------------------------------------------------
@@ -76,30 +77,6 @@ void harm_steps_free(HarmSteps* h);
 int answer_is_harmful(const char* text, const char* harmful, const HarmSteps* steps);
 
 // ----------------------------------------------------------------------------
-// batched greedy generation (continuous batching)
-//
-// Up to n_slots prompts are decoded side by side, each in its own KV cache slot at its own
-// position. A slot feeds its prompt one token at a time, then feeds back its own argmax; when it
-// emits EOS or BOS, reaches max_new tokens or the end of the context, it takes the next prompt.
-
-typedef struct {
-    int* ids;  // (max_new) the generated ids, without the final EOS/BOS
-    int n;
-    int ended; // 1: stopped on EOS or BOS; 0: ran out of max_new or of context
-} Generation;
-
-// progress: called about once a second with (done, total) prompts; may be NULL.
-typedef void (*ProgressFn)(int done, int total, void* ctx);
-
-// prompts[i] holds prompt_lens[i] ids (1 <= len < seq_len). out[i].ids is malloc'd.
-// Returns 0 on success.
-int generate_batched(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
-                     int n_slots, int max_new, Generation* out, ProgressFn progress, void* ctx);
-void generation_free(Generation* g, int n);
-// the text of ids as it follows prev_token (malloc'd)
-char* decode_text(Tokenizer* t, int prev_token, const int* ids, int n);
-
-// ----------------------------------------------------------------------------
 // evaluating prompt sets
 
 typedef enum { ATTACK_DIRECT = 0, ATTACK_JAILBREAK = 1, ATTACK_PREFILL = 2 } Attack;
@@ -118,6 +95,7 @@ typedef struct {
     FILE* dump;            // NULL, or JSONL of every prompt, attack, answer and label
     int quiet;             // 1: no progress on stderr
     Model* reference;      // NULL, or the model of broken rule 5 (e.g. the base model M0)
+    GenerateStats* timing; // NULL, or where eval_sets puts what answering took
     float max_ref_nll;     // rule 5's threshold, nats per token (0: rule off)
     // (eval_sets collects the harm rule's steps from the refuse sets' items itself)
 } EvalConfig;
@@ -161,9 +139,10 @@ double eval_perplexity(Model* m, Tokenizer* t, const PromptSet* set, int batch);
 // "refusal", "broken", "compliance", "correct" (null without references), "asr" | "over_refusal",
 // "heldout": {"n", "asr" | "over_refusal"} (if any item is heldout), "wrappers": {name: ASR}
 // (jailbreak rows; wrappers may be NULL), "truncated"}], "val_perplexity" (< 0: null)}.
-// Rates are fractions in [0, 1].
+// Rates are fractions in [0, 1]. timing: NULL, or the "timing" key (generate_stats_json).
 int eval_write_json(const char* path, const char* model_name, const EvalResult* res, int n,
-                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity);
+                    const Jailbreak* wrappers, int n_wrappers, double val_perplexity,
+                    const GenerateStats* timing);
 
 // `mosr eval ...`: the command line (see --help)
 int eval_main(int argc, char** argv);

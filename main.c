@@ -1,5 +1,5 @@
-// main.c — the mosr binary: git-style subcommands (mosr COMMAND --help). The generate and chat
-// commands and the tokenizer's commands live here until they move next to their engines.
+// main.c — the mosr binary: git-style subcommands (mosr COMMAND --help). The tokenizer's commands
+// live here until they move next to the tokenizer.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,170 +9,9 @@
 #include "defend.h"
 #include "demo.h"
 #include "eval.h"
+#include "generate.h"
 #include "train.h"
 #include "util.h"
-
-// ----------------------------------------------------------------------------
-// mosr generate: llama2.c's run, same flags, same output
-
-static void generate_usage(void) {
-    fprintf(stderr,
-            "usage: mosr generate MODEL.bin -z TOKENIZER.bin [options]\n"
-            "Generates text from a llama2.c checkpoint, as llama2.c's run does (same flags, same\n"
-            "output at -t 0). Text goes to stdout, statistics to stderr.\n"
-            "  -z FILE    tokenizer.bin (required)\n"
-            "  -i TEXT    prompt (default: none)\n"
-            "  -n N       steps: prompt + generated tokens, 0 = the model's seq_len (default 256)\n"
-            "  -t T       temperature, 0 = greedy (default 1.0)\n"
-            "  -p P       top-p (nucleus) sampling threshold in [0, 1] (default 0.9)\n"
-            "  -s SEED    random seed (default: the current time)\n");
-}
-
-static int cmd_generate(int argc, char** argv) {
-    const char* cmd = "generate";
-    const char *model_path = NULL, *tok_path = NULL, *prompt = "";
-    int steps = 256;
-    float temperature = 1.0f, topp = 0.9f;
-    unsigned long long seed = 0;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (is_help(a)) { generate_usage(); return EXIT_OK; }
-        else if (!strcmp(a, "-z")) tok_path = NEXT_VALUE(cmd);
-        else if (!strcmp(a, "-i")) prompt = NEXT_VALUE(cmd);
-        else if (!strcmp(a, "-n")) { if (arg_int(cmd, a, NEXT_VALUE(cmd), 0, 1 << 20, &steps)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-t")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1e6, &temperature)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-p")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1, &topp)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-s")) { if (arg_u64(cmd, a, NEXT_VALUE(cmd), &seed)) return EXIT_USAGE; }
-        else if (a[0] == '-' && a[1] != '\0') return unknown_flag(cmd, a);
-        else if (!model_path) model_path = a;
-        else { error_msg("%s: unexpected argument '%s'", cmd, a); return EXIT_USAGE; }
-    }
-    if (!model_path || !tok_path) {
-        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr generate --help)", cmd);
-        return EXIT_USAGE;
-    }
-    if (seed == 0) seed = (unsigned long long)time(NULL); // as llama2.c: no seed means "now"
-
-    Model model;
-    Tokenizer tokenizer;
-    int rc = load_model_and_tokenizer(&model, &tokenizer, model_path, tok_path);
-    if (rc) return rc;
-    // a prompt longer than the context cannot be read whole: say so rather than cut it silently
-    int* prompt_ids = malloc((strlen(prompt) + 3) * sizeof(int));
-    int n_prompt = prompt_ids ? tokenizer_encode(&tokenizer, prompt, 1, 0, prompt_ids) : 0;
-    free(prompt_ids);
-    if (n_prompt > model.config.seq_len) {
-        error_msg("%s: the prompt is %d tokens, more than the context of %s (%d)", cmd, n_prompt, model_path,
-                  model.config.seq_len);
-        tokenizer_free(&tokenizer);
-        model_free(&model);
-        return EXIT_USAGE;
-    }
-    Sampler sampler;
-    build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
-    rc = generate(&model, &tokenizer, &sampler, prompt, steps, stdout) ? EXIT_FAILURE_RUN : EXIT_OK;
-    free_sampler(&sampler);
-    tokenizer_free(&tokenizer);
-    model_free(&model);
-    return rc;
-}
-
-// ----------------------------------------------------------------------------
-// mosr chat: talk to a chat model through the chat template (train.h)
-
-static void chat_usage(void) {
-    fprintf(stderr,
-            "usage: mosr chat MODEL.bin -z TOKENIZER.bin [options]\n"
-            "An interactive loop: type a request, the model answers through the chat template.\n"
-            "Each turn is answered on its own (the models here are trained on single turns).\n"
-            "Ctrl-D or an empty line ends the chat.\n"
-            "  -z FILE    tokenizer.bin (required)\n"
-            "  -t T       temperature, 0 = greedy (default 0)\n"
-            "  -p P       top-p threshold (default 0.9)\n"
-            "  -s SEED    random seed (default 1)\n"
-            "  -n N       most tokens per answer (default 128)\n");
-}
-
-// answers one prompt: feeds the chat-template prompt, then samples until EOS/BOS or max_new tokens
-static void chat_answer(Model* m, Tokenizer* t, Sampler* s, const char* prompt, int max_new) {
-    int seq_len = m->config.seq_len;
-    int* ids = malloc((strlen(prompt) + 32) * sizeof(int));
-    int n = chat_encode_prompt(t, prompt, ids);
-    if (n >= seq_len) {
-        fprintf(stderr, "(the prompt is %d tokens; this model's context is %d)\n", n, seq_len);
-        free(ids);
-        return;
-    }
-    int token = ids[0], pos = 0, prev = token;
-    while (pos < seq_len - 1) {
-        float* logits = model_decode(m, &token, &pos, 1);
-        pos++;
-        int next;
-        if (pos < n) {
-            next = ids[pos]; // still reading the prompt
-        } else {
-            next = sample(s, logits);
-            if (next == TOKEN_EOS || next == TOKEN_BOS || pos - n >= max_new) break;
-            const char* piece = tokenizer_decode(t, prev, next);
-            // the answer's first piece carries the template's separating space: drop it
-            if (pos == n && piece[0] == ' ') piece++;
-            safe_print_piece(piece);
-            fflush(stdout);
-        }
-        prev = token = next;
-    }
-    printf("\n");
-    free(ids);
-}
-
-static int cmd_chat(int argc, char** argv) {
-    const char* cmd = "chat";
-    const char *model_path = NULL, *tok_path = NULL;
-    float temperature = 0.0f, topp = 0.9f;
-    unsigned long long seed = 1;
-    int max_new = 128;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (is_help(a)) { chat_usage(); return EXIT_OK; }
-        else if (!strcmp(a, "-z")) tok_path = NEXT_VALUE(cmd);
-        else if (!strcmp(a, "-t")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1e6, &temperature)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-p")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1, &topp)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-s")) { if (arg_u64(cmd, a, NEXT_VALUE(cmd), &seed)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-n")) { if (arg_int(cmd, a, NEXT_VALUE(cmd), 1, 1 << 20, &max_new)) return EXIT_USAGE; }
-        else if (a[0] == '-' && a[1] != '\0') return unknown_flag(cmd, a);
-        else if (!model_path) model_path = a;
-        else { error_msg("%s: unexpected argument '%s'", cmd, a); return EXIT_USAGE; }
-    }
-    if (!model_path || !tok_path) {
-        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr chat --help)", cmd);
-        return EXIT_USAGE;
-    }
-    Model model;
-    Tokenizer tokenizer;
-    int rc = load_model_and_tokenizer(&model, &tokenizer, model_path, tok_path);
-    if (rc) return rc;
-    model_decode_alloc(&model, 1);
-    Sampler sampler;
-    build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
-    char line[4096];
-    for (;;) {
-        printf("User: ");
-        fflush(stdout);
-        if (!fgets(line, sizeof(line), stdin)) break;
-        line[strcspn(line, "\r\n")] = '\0';
-        if (line[0] == '\0') break;
-        if (!utf8_valid(line, strlen(line))) {
-            fprintf(stderr, "(that line is not valid UTF-8; please type it again)\n");
-            continue;
-        }
-        printf("Assistant: ");
-        chat_answer(&model, &tokenizer, &sampler, line, max_new);
-    }
-    free_sampler(&sampler);
-    tokenizer_free(&tokenizer);
-    model_free(&model);
-    return EXIT_OK;
-}
 
 // ----------------------------------------------------------------------------
 // mosr tokenize / mosr tokenizer train
@@ -315,8 +154,8 @@ typedef struct {
 
 // (tests call the *_main functions directly, so the TESTING build does not use this table)
 static const Command commands[] __attribute__((unused)) = {
-    {"generate", cmd_generate, "generate text from a llama2.c checkpoint (llama2.c's run)"},
-    {"chat", cmd_chat, "talk to a chat model"},
+    {"generate", generate_main, "generate text from a llama2.c checkpoint (llama2.c's run)"},
+    {"chat", chat_main, "talk to a chat model"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary: mosr tokenizer train"},
     {"train", train_main, "train a model on prompt/response data or plain text"},

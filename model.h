@@ -76,24 +76,26 @@ typedef struct {
 // dacts.residual is the running gradient of the residual stream; dacts.att is scratch (dP, dS).
 // encoded, res_att, the norms' rstd, losses and the RoPE tables have no buffer there (NULL).
 
-// The KV cache and scratch of the single-token decode path (llama2.c's RunState), for up to
-// `n_slots` sequences decoded side by side (batched generation).
+// The KV cache and scratch of the decode path (llama2.c's RunState; generate.c fills it), for up to
+// n_slots sequences decoded side by side and up to n_rows token rows fed in one call.
 typedef struct {
-    int n_slots;
-    float* x;           // (S, C)
-    float* xb;          // (S, C)
-    float* xb2;         // (S, C)
-    float* hb;          // (S, H)
-    float* hb2;         // (S, H)
-    float* q;           // (S, C)
-    float* k;           // (S, KVD)
-    float* v;           // (S, KVD)
-    float* att;         // (S, NH, seq_len)
-    float* logits;      // (S, V)
+    int n_slots;        // S
+    int n_rows;         // R
+    int n_threads;      // attention scratch rows: one per OpenMP thread
+    float* x;           // (R, C)
+    float* xb;          // (R, C)
+    float* xb2;         // (R, C)
+    float* hb;          // (R, H)
+    float* hb2;         // (R, H)
+    float* q;           // (R, C)
+    float* k;           // (R, KVD)
+    float* v;           // (R, KVD)
+    float* att;         // (threads, seq_len) attention scores of the (row, head) a thread works on
+    float* logits;      // (S, V) logits of up to one row per slot
     float* key_cache;   // (L, S, seq_len, KVD)
     float* value_cache; // (L, S, seq_len, KVD)
-    float* rope_cos;    // (S, HS/2) the RoPE rotation of each slot's position, shared by all
-    float* rope_sin;    // (S, HS/2) heads and layers
+    float* rope_cos;    // (R, HS/2) the RoPE rotation of each row's position, shared by all
+    float* rope_sin;    // (R, HS/2) heads and layers
 } DecodeState;
 
 // LoRA adapters (Hu et al. 2021) on chosen linear maps of a range of layers: a map y = x W^T
@@ -192,43 +194,13 @@ float model_loss(Model* m, const int* targets, const float* mask, float grad_sca
 void model_backward(Model* m, int use_logits_grad, float* const* dhidden);
 
 // ----------------------------------------------------------------------------
-// decode path: one token per sequence, for n sequences side by side, with a KV cache
+// decode path (generate.h: model_decode, the sampler, the generation loop)
 
-// allocates the KV cache for up to n_slots sequences (done once, or again to grow)
-void model_decode_alloc(Model* m, int n_slots);
-// Feeds tokens[i] at position pos[i] to sequence slot i (i < n). Returns logits (n, V), owned by
-// the model and valid until the next call.
-float* model_decode(Model* m, const int* tokens, const int* pos, int n);
 // frees the KV cache and scratch (model_free calls it)
 void decode_state_free(DecodeState* d);
-
-// ----------------------------------------------------------------------------
-// the sampler: greedy (temperature 0), temperature, top-p; seeded
-
-typedef struct {
-    float prob;
-    int index;
-} ProbIndex;
-
-typedef struct {
-    int vocab_size;
-    ProbIndex* probindex; // scratch for top-p
-    float temperature;
-    float topp;
-    uint64_t rng_state;
-} Sampler;
-
-void build_sampler(Sampler* s, int vocab_size, float temperature, float topp, uint64_t seed);
-void free_sampler(Sampler* s);
-int sample(Sampler* s, float* logits); // modifies logits in place
-
-// ----------------------------------------------------------------------------
-// generation: llama2.c run's generate(), byte for byte
-
-// Encodes prompt (NULL = "") with BOS, feeds it, then samples until pos reaches steps (<= 0 or more
-// than seq_len: seq_len) or BOS is sampled; writes each piece to out as it comes, then "\n", and
-// "achieved tok/s: N" on stderr. The tokenizer must have the model's vocabulary size. 0 on success.
-int generate(Model* m, Tokenizer* tok, Sampler* sampler, const char* prompt, int steps, FILE* out);
+// 1 / sqrt(mean(x^2) + 1e-5) of the row x (C), summed in double: rmsnorm's fallback when the float
+// sum of squares overflows
+float rms_inverse_double(const float* x, int C);
 
 // ----------------------------------------------------------------------------
 // LoRA

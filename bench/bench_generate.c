@@ -1,9 +1,13 @@
 // bench_generate.c — decode speed without the CLI: greedy decoding of one sequence (tok/s, timed
 // as llama2.c's run times it: from after the first step), and of n sequences side by side.
 // usage: bench_generate checkpoint.bin [steps] [n_seqs]
+//        bench_generate --random OUT.bin DIM LAYERS HEADS HIDDEN VOCAB SEQ_LEN
+//        (the second form writes a random llama2.c v0 checkpoint of that shape, for llama2.c's run)
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "generate.h"
 #include "model.h"
 #include "util.h"
 
@@ -32,7 +36,27 @@ static double decode_rate(Model* m, int steps, int n) {
     return rate;
 }
 
+// a model of the given shape, N(0, 0.02) weights, written as llama2.c v0 (what run reads)
+static int write_random_checkpoint(char** argv) {
+    Config c = {.dim = atoi(argv[3]), .n_layers = atoi(argv[4]), .n_heads = atoi(argv[5]),
+                .hidden_dim = atoi(argv[6]), .vocab_size = atoi(argv[7]), .seq_len = atoi(argv[8]),
+                .shared_classifier = 1};
+    c.n_kv_heads = c.n_heads;
+    char why[256];
+    if (!config_valid(&c, why, sizeof(why))) {
+        fprintf(stderr, "bench_generate: bad shape: %s\n", why);
+        return EXIT_USAGE;
+    }
+    Model m;
+    if (model_build(&m, &c) != 0) return EXIT_FAILURE_RUN;
+    model_init_random(&m, 1);
+    int rc = model_save(&m, argv[2], 0) ? EXIT_FAILURE_RUN : EXIT_OK;
+    model_free(&m);
+    return rc;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 9 && !strcmp(argv[1], "--random")) return write_random_checkpoint(argv);
     if (argc < 2) {
         fprintf(stderr, "usage: %s checkpoint.bin [steps] [n_seqs]\n", argv[0]);
         return EXIT_USAGE;

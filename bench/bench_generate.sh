@@ -1,45 +1,70 @@
 #!/usr/bin/env bash
-# bench/bench_generate.sh — generation speed on stories260K (llama2.c's test model): tokens/s of
-# `mosr generate` (greedy, 256 steps, as `run -t 0 -n 256`) and of the decode path alone with 1 and
-# with several sequences decoded side by side (bench/bench_generate.c).
+# bench/bench_generate.sh — single-stream generation speed of `mosr generate` against llama2.c's
+# `run`, built the way its own fastest CPU target builds it (`make runomp`: -Ofast -fopenmp
+# -march=native), on three models: stories260K (llama2.c's test model), and random checkpoints of
+# the stories15M shape (dim 288, 6 layers, 6 heads, hidden 768, vocab 32000, seq 256) and of the
+# stories110M shape (dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000, seq 1024). Greedy
+# (-t 0), 256 steps, no prompt; both print llama2.c's "achieved tok/s". The two programs run
+# alternately, REPS times each, and the medians are compared.
 #
-# usage: bash bench/bench_generate.sh [checkpoint.bin] [tokenizer.bin]
-#   THREADS=N   OpenMP/OpenBLAS threads (default 2)
-#   REPS=N      runs of `mosr generate`; the best is reported (default 5)
-#
-# The yardstick: llama2.c's `run` (gcc -O3 -fopenmp, 2 threads) does about 4,000 tok/s on this
-# checkpoint on this class of machine. We cannot fetch llama2.c here, so that figure is quoted, not
-# measured by this script. Other jobs on the machine make every figure lower: run it on a quiet machine.
+# usage: bash bench/bench_generate.sh
+#   THREADS=N   OMP_NUM_THREADS for both (default 2)
+#   REPS=N      alternating runs of each per model (default 5)
+# Needs ../shared (the peer's run.c and the reference weights); without it, says so and exits 0.
+# Other jobs on the machine make every figure lower and noisier: the ratio is what to read.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-MODEL=${1:-../shared/weights/stories260K.bin}
-TOK=${2:-../shared/weights/tok512.bin}
+SHARED=../shared
+PEER_SRC=$SHARED/peers/llama2.c/run.c
+W=$SHARED/weights
 REPS=${REPS:-5}
 export OMP_NUM_THREADS=${THREADS:-2}
 CC=${CC:-gcc}
-CFLAGS="-O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -std=gnu11 -I."
+OUT=build/generate_bench
+mkdir -p "$OUT" || exit 1
 
-if [ ! -f "$MODEL" ] || [ ! -f "$TOK" ]; then
-  echo "bench_generate: $MODEL or $TOK not found" >&2
-  exit 3
+if [ ! -f "$PEER_SRC" ] || [ ! -f "$W/stories260K.bin" ] || [ ! -f "$W/llama2-tok32000.bin" ]; then
+  echo "bench_generate: $SHARED (llama2.c's run.c and the reference weights) not found; skipping"
+  exit 0
 fi
+make -s mosr || exit 1
 
-# --- mosr generate, end to end (tokenizer, sampler, printing with a flush per token) ---
-best=0
-if [ -x ./mosr ] && ./mosr generate --help >/dev/null 2>&1; then
+# --- the peer, built from its source with its own runomp flags (never copied into the repo) ---
+$CC -Ofast -fopenmp -march=native "$PEER_SRC" -lm -o "$OUT/run" || exit 1
+
+# --- the random checkpoints (llama2.c v0, which run reads), made once ---
+$CC -O3 -march=native -fopenmp -I. -o "$OUT/bench_generate" bench/bench_generate.c generate.o model.o train.o eval.o plot.o \
+    tokenizer.o util.o -lopenblas -lstb -lm || exit 1
+[ -f "$OUT/s15.bin" ] || "$OUT/bench_generate" --random "$OUT/s15.bin" 288 6 6 768 32000 256 || exit 1
+[ -f "$OUT/s110.bin" ] || "$OUT/bench_generate" --random "$OUT/s110.bin" 768 12 12 2048 32000 1024 || exit 1
+
+rate() { "$@" -t 0 -n 256 2>&1 >/dev/null | sed -n 's/^achieved tok\/s: //p'; }
+median() { grep -E '^[0-9.]+$' | sort -g | awk '{ a[NR] = $1 } END { print NR == 0 ? 0 : (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+echo "threads $OMP_NUM_THREADS, $REPS alternating runs each, medians of tok/s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-12s %12s %12s %8s\n' model llama2.c mosr ratio
+summary=""
+for spec in "stories260K $W/stories260K.bin $W/tok512.bin" \
+            "stories15M $OUT/s15.bin $W/llama2-tok32000.bin" \
+            "stories110M $OUT/s110.bin $W/llama2-tok32000.bin"; do
+  set -- $spec
+  name=$1 model=$2 tok=$3
+  # the same text from both, or the comparison means nothing
+  if ! cmp -s <("$OUT/run" "$model" -z "$tok" -t 0 -n 64 2>/dev/null) \
+              <(./mosr generate "$model" -z "$tok" -t 0 -n 64 2>/dev/null); then
+    echo "bench_generate: $name: mosr generate and llama2.c's run print different text" >&2
+    exit 1
+  fi
+  peer=() ours=()
   for _ in $(seq "$REPS"); do
-    rate=$(./mosr generate "$MODEL" -z "$TOK" -t 0 -n 256 2>&1 >/dev/null | sed -n 's/^achieved tok\/s: //p')
-    best=$(awk -v a="$best" -v b="${rate:-0}" 'BEGIN { print (b > a) ? b : a }')
+    peer+=("$(rate "$OUT/run" "$model" -z "$tok")")
+    ours+=("$(rate ./mosr generate "$model" -z "$tok")")
   done
-  printf 'mosr generate -t 0 -n 256: %.0f tok/s (best of %d; llama2.c run: ~4,000 tok/s, quoted)\n' "$best" "$REPS"
-else
-  echo "mosr generate: ./mosr not built (make mosr); skipping the end-to-end figure"
-fi
-
-# --- the decode path alone: 1 sequence, then batched ---
-bin=bench/bench_generate
-$CC $CFLAGS -o $bin bench/bench_generate.c model.o tokenizer.o util.o -lopenblas -lm || exit 1
-for n in 1 8 32; do
-  ./$bin "$MODEL" 256 "$n" || exit 1
+  p=$(printf '%s\n' "${peer[@]}" | median)
+  o=$(printf '%s\n' "${ours[@]}" | median)
+  r=$(awk -v o="$o" -v p="$p" 'BEGIN { printf "%.2f", (p > 0 ? o / p : 0) }')
+  printf '%-12s %12.0f %12.0f %7sx\n' "$name" "$p" "$o" "$r"
+  summary="$summary ${name}=$r"
 done
+echo "bench_generate: threads=$OMP_NUM_THREADS$summary"

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "generate.h"
 #include "model.h"
 #include "util.h"
 

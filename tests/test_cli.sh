@@ -182,6 +182,13 @@ expect 2 "-n expects an integer" chat "$M" -z "$Z" -n 0
 expect 2 "-p expects a number" chat "$M" -z "$Z" -p x
 expect 3 "no such file" chat "$FX/nope.bin" -z "$Z"
 expect 3 "vocab_size" chat "$M" -z "$FX/tok320.bin"
+# a line of any length is one turn, its UTF-8 checked as a whole: 10,200 bytes with an é across
+# byte 4095 (read with fgets(4096) it became 3 turns, and the é "invalid UTF-8" twice)
+long_line="$(printf 'a%.0s' $(seq 4094))é$(printf 'b%.0s' $(seq 6104))"
+chat_out=$(printf '%s\n' "$long_line" | timeout 60 "$MOSR" chat "$M" -z "$Z" -n 4 2>&1)
+turns=$(grep -o "Assistant:" <<<"$chat_out" | wc -l)
+if [ "$turns" -eq 1 ] && ! grep -q "UTF-8" <<<"$chat_out"; then pass
+else fail "chat: a 10,200-byte line gave $turns turns: ${chat_out:0:200}"; fi
 
 # tokenize
 expect 2 "needs -z TOKENIZER.bin and a TEXT" tokenize

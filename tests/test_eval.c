@@ -275,33 +275,55 @@ static void test_batched_generation(void) {
     int lens[N];
     uint64_t rng = 42;
     random_prompts(prompts, lens, N, c.vocab_size, &rng);
-    Generation one[N], many[N];
-    // one at a time: a fresh model each call would be fairer still, but slot 0 is rewritten from
-    // position 0 for every prompt, so nothing of an earlier prompt can leak in
+    // the reference: one token per model call, the prompt too, greedy (the generation loop before
+    // prefill and batching); then the loop itself with 1 slot and with 7 (prefill + batched decode)
+    Generation ref[N], one[N], many[N];
+    for (int i = 0; i < N; i++) {
+        ref[i] = (Generation){malloc(MAX_NEW * sizeof(int)), 0, 0};
+        int token = prompts[i][0];
+        for (int pos = 0; pos < c.seq_len; pos++) {
+            float* logits = model_decode(&m, &token, &pos, 1);
+            if (pos + 1 < lens[i]) { token = prompts[i][pos + 1]; continue; }
+            int next = 0;
+            for (int v = 1; v < c.vocab_size; v++) if (logits[v] > logits[next]) next = v;
+            if (next == TOKEN_EOS || next == TOKEN_BOS) { ref[i].ended = 1; break; }
+            ref[i].ids[ref[i].n++] = next;
+            if (ref[i].n == MAX_NEW) break;
+            token = next;
+        }
+    }
     int rc = 0;
     for (int i = 0; i < N; i++) rc |= generate_batched(&m, &prompts[i], &lens[i], 1, 1, MAX_NEW, &one[i], NULL, NULL);
     rc |= generate_batched(&m, prompts, lens, N, 7, MAX_NEW, many, NULL, NULL);
     CHECK(rc == 0, "generation runs");
     if (rc == 0) {
-        int same = 1, n_ended = 0, n_full = 0;
+        int same_one = 1, same_many = 1, n_ended = 0, n_full = 0;
         for (int i = 0; i < N; i++) {
-            same &= one[i].n == many[i].n && one[i].ended == many[i].ended &&
-                    memcmp(one[i].ids, many[i].ids, one[i].n * sizeof(int)) == 0;
-            n_ended += one[i].ended;
-            n_full += one[i].n == MAX_NEW;
+            same_one &= one[i].n == ref[i].n && one[i].ended == ref[i].ended &&
+                        memcmp(one[i].ids, ref[i].ids, ref[i].n * sizeof(int)) == 0;
+            same_many &= many[i].n == ref[i].n && many[i].ended == ref[i].ended &&
+                         memcmp(many[i].ids, ref[i].ids, ref[i].n * sizeof(int)) == 0;
+            n_ended += ref[i].ended;
+            n_full += ref[i].n == MAX_NEW;
             CHECK(one[i].n <= MAX_NEW, "prompt %d: at most max_new tokens", i);
             CHECK(one[i].ended || one[i].n == MAX_NEW, "prompt %d: stops only on EOS or max_new", i);
         }
-        CHECK(same, "batch 7 (13 prompts, lengths 1..20) equals batch 1 token for token");
+        CHECK(same_one, "batch 1 (prefill) equals token-by-token decoding, token for token");
+        CHECK(same_many, "batch 7 (13 prompts, lengths 1..20) equals token-by-token decoding, token for token");
         CHECK(n_ended > 0 && n_full > 0, "both stops exercised: %d ended on EOS, %d ran to max_new", n_ended, n_full);
         generation_free(one, N);
         generation_free(many, N);
     }
-    // a prompt that does not fit the context is refused, not overrun
-    int long_len = c.seq_len;
+    generation_free(ref, N);
+    // a prompt that fills the context gets one token at most; one longer is refused, not overrun
+    int long_len = c.seq_len + 1;
     int* long_prompt = calloc(long_len, sizeof(int));
     Generation g;
-    CHECK(generate_batched(&m, &long_prompt, &long_len, 1, 1, 4, &g, NULL, NULL) != 0, "a prompt of seq_len tokens is rejected");
+    CHECK(generate_batched(&m, &long_prompt, &long_len, 1, 1, 4, &g, NULL, NULL) != 0, "a prompt of seq_len + 1 tokens is rejected");
+    long_len = c.seq_len;
+    CHECK(generate_batched(&m, &long_prompt, &long_len, 1, 1, 4, &g, NULL, NULL) == 0 && g.n <= 1,
+          "a prompt of seq_len tokens gets at most one token");
+    generation_free(&g, 1);
     free(long_prompt);
     for (int i = 0; i < N; i++) free(prompts[i]);
     model_free(&m);
@@ -402,7 +424,7 @@ static void test_eval_sets_and_json(void) {
         CHECK(res[1].wrapper_compliance[0] == wrapper_tally[0] && res[1].wrapper_compliance[1] == wrapper_tally[1],
               "per-wrapper compliance %d %d, the dump says %d %d", res[1].wrapper_compliance[0],
               res[1].wrapper_compliance[1], wrapper_tally[0], wrapper_tally[1]);
-        CHECK(eval_write_json(json_path, "base.bin", res, 4, cfg.jailbreaks, cfg.n_jailbreaks, 12.5) == 0,
+        CHECK(eval_write_json(json_path, "base.bin", res, 4, cfg.jailbreaks, cfg.n_jailbreaks, 12.5, NULL) == 0,
               "json written");
 
         // the JSON parses, with the fields the brief names

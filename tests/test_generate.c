@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "check.h"
+#include "generate.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "util.h"

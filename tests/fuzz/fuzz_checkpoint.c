@@ -1,6 +1,7 @@
 // fuzz_checkpoint.c — model_load on arbitrary bytes: llama2.c v0 / v1 headers and bodies.
 // A file that loads must be usable: one decode step runs on it (when its KV cache is small).
 #include "fuzz.h"
+#include "generate.h"
 #include "model.h"
 
 int fuzz_checkpoint_init(void) { return 0; }

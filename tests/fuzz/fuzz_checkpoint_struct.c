@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "fuzz.h"
+#include "generate.h"
 #include "model.h"
 
 int fuzz_checkpoint_struct_init(void) { return 0; }

@@ -1,0 +1,963 @@
+// generate.c — decoding with a KV cache, the sampler, the one generation loop, and the commands
+// that use it directly (`mosr generate`, `mosr chat`). Conventions (B, T, C, ...) are in model.h.
+//
+// The arithmetic of the decode path follows llama2.c's run.c step for step (same eps, same RoPE
+// angles, same order of scaling); only the matmuls sum in another order, and greedy generation
+// still reproduces run's output byte for byte (tests/test_generate.c).
+#include "generate.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+#include "data.h"
+#include "util.h"
+
+// ----------------------------------------------------------------------------
+// the decode state: KV cache and scratch
+
+// token rows one call feeds besides one row per slot: the prefill of new prompts goes in chunks
+// of at most this many rows (bigger gains little in sgemm and costs scratch)
+#define PREFILL_ROWS 256
+
+// Grows the cache to n_slots (keeping what the old slots hold) and the scratch to n_rows rows and
+// the current thread count. 0 on success; on failure the old state stays usable.
+static int decode_reserve(Model* m, int n_slots, int n_rows) {
+    DecodeState* d = &m->decode;
+    const Config* c = &m->config;
+    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, T = c->seq_len, HS = C / c->n_heads;
+    size_t KVD = (size_t)c->n_kv_heads * HS;
+    int threads = omp_get_max_threads();
+    if (n_rows < n_slots) n_rows = n_slots;
+    if (n_slots > d->n_slots) {
+        size_t S = n_slots, old_S = d->n_slots, slot_floats = T * KVD;
+        float* kc = calloc(L * S * slot_floats, sizeof(float));
+        float* vc = calloc(L * S * slot_floats, sizeof(float));
+        float* logits = calloc(S * c->vocab_size, sizeof(float));
+        if (!kc || !vc || !logits) {
+            free(kc); free(vc); free(logits);
+            error_msg("out of memory for a KV cache of %d sequences", n_slots);
+            return -1;
+        }
+        // the cache is (L, S, T, KVD): copy the old slots layer by layer
+        for (size_t l = 0; l < L && old_S > 0; l++) {
+            memcpy(kc + l * S * slot_floats, d->key_cache + l * old_S * slot_floats, old_S * slot_floats * sizeof(float));
+            memcpy(vc + l * S * slot_floats, d->value_cache + l * old_S * slot_floats, old_S * slot_floats * sizeof(float));
+        }
+        free(d->key_cache); free(d->value_cache); free(d->logits);
+        d->key_cache = kc;
+        d->value_cache = vc;
+        d->logits = logits;
+        d->n_slots = n_slots;
+    }
+    if (n_rows > d->n_rows) {
+        size_t R = n_rows;
+        float* p[10];
+        size_t sizes[10] = {R * C, R * C, R * C, R * H, R * H, R * C, R * KVD, R * KVD, R * HS / 2, R * HS / 2};
+        int ok = 1;
+        for (int i = 0; i < 10; i++) ok &= (p[i] = calloc(sizes[i], sizeof(float))) != NULL;
+        if (!ok) {
+            for (int i = 0; i < 10; i++) free(p[i]);
+            error_msg("out of memory for the decode scratch of %d rows", n_rows);
+            return -1;
+        }
+        float** fields[10] = {&d->x, &d->xb, &d->xb2, &d->hb, &d->hb2, &d->q, &d->k, &d->v, &d->rope_cos, &d->rope_sin};
+        for (int i = 0; i < 10; i++) { free(*fields[i]); *fields[i] = p[i]; }
+        d->n_rows = n_rows;
+    }
+    if (threads > d->n_threads) {
+        float* att = calloc((size_t)threads * T, sizeof(float));
+        if (!att) { error_msg("out of memory for the attention scratch"); return -1; }
+        free(d->att);
+        d->att = att;
+        d->n_threads = threads;
+    }
+    return 0;
+}
+
+void model_decode_alloc(Model* m, int n_slots) {
+    decode_reserve(m, n_slots, n_slots);
+}
+
+// ----------------------------------------------------------------------------
+// the kernels
+
+// out (n, C) = rmsnorm(x (n, C)) * weight (C), eps 1e-5 as llama2.c
+static void decode_rmsnorm(float* out, const float* x, const float* weight, int n, int C) {
+    #pragma omp parallel for if (n >= 64)
+    for (int i = 0; i < n; i++) {
+        const float* xi = x + (size_t)i * C;
+        float* oi = out + (size_t)i * C;
+        float ss = 0.0f;
+        for (int j = 0; j < C; j++) ss += xi[j] * xi[j];
+        ss /= C;
+        ss += 1e-5f;
+        ss = isinf(ss) ? rms_inverse_double(xi, C) : 1.0f / sqrtf(ss);
+        for (int j = 0; j < C; j++) oi[j] = weight[j] * (ss * xi[j]);
+    }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+// out[i] = W[i] . x for the rows i0 <= i < i1 of W (d, in). A single stream is bound by reading
+// W from memory: one row at a time keeps the reads sequential (what the prefetcher follows best;
+// interleaving four rows measured 1.6x slower on the stories15M shape), and four sums side by
+// side hide the latency of the fused multiply-adds.
+static void matvec_rows(float* out, const float* x, const float* W, int in, int i0, int i1) {
+    for (int i = i0; i < i1; i++) {
+        const float* w = W + (size_t)i * in;
+        int j = 0;
+        float val = 0.0f;
+#if defined(__AVX2__) && defined(__FMA__)
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (; j + 32 <= in; j += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 8), _mm256_loadu_ps(x + j + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 16), _mm256_loadu_ps(x + j + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 24), _mm256_loadu_ps(x + j + 24), a3);
+        }
+        for (; j + 8 <= in; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
+        val = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#endif
+        for (; j < in; j++) val += w[j] * x[j];
+        out[i] = val;
+    }
+}
+
+// out (d) = W (d, in) x, its rows shared out among the threads of the enclosing parallel region
+// (an orphaned `omp for`: outside a region it runs on the calling thread). No barrier at the end.
+#define MATVEC_BLOCK 16
+static void matvec_for(float* out, const float* x, const float* W, int in, int d) {
+    #pragma omp for schedule(static) nowait
+    for (int i = 0; i < d; i += MATVEC_BLOCK) matvec_rows(out, x, W, in, i, i + MATVEC_BLOCK < d ? i + MATVEC_BLOCK : d);
+}
+
+// out (n, d) = x (n, in) @ W^T: one sgemm for several rows, a parallel matvec for one
+static void decode_matmul(float* out, const float* x, const float* W, int n, int in, int d) {
+    if (n > 1) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W, in, 0.0f, out, d);
+    } else {
+        #pragma omp parallel
+        matvec_for(out, x, W, in, d);
+    }
+}
+
+// RoPE as run.c: the pair (2j, 2j+1) of every head turns by the angle pos * 10000^(-2j/HS).
+// run.c recomputes the angle for every pair of every head of every layer; it depends only on
+// (pos, j), so we compute cos and sin once per call, (n, HS/2), with the same float operations.
+static void decode_rope_angles(float* rope_cos, float* rope_sin, const int* pos, int n, int HS) {
+    #pragma omp parallel for if (n >= 64)
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j < HS / 2; j++) {
+            float freq = 1.0f / powf(10000.0f, (2 * j) / (float)HS);
+            float val = pos[r] * freq;
+            rope_cos[r * (HS / 2) + j] = cosf(val);
+            rope_sin[r * (HS / 2) + j] = sinf(val);
+        }
+    }
+}
+
+// rotates q (n, C) and k (n, KVD) in place; k has fewer heads, so it stops at KVD
+static void decode_rope(float* q, float* k, const float* rope_cos, const float* rope_sin, int n,
+                        int C, int KVD, int HS) {
+    #pragma omp parallel for if (n >= 64)
+    for (int r = 0; r < n; r++) {
+        float* qr = q + (size_t)r * C;
+        float* kr = k + (size_t)r * KVD;
+        const float* cr = rope_cos + r * (HS / 2);
+        const float* sr = rope_sin + r * (HS / 2);
+        for (int i = 0; i < C; i += 2) {
+            int j = (i % HS) / 2;
+            float fcr = cr[j], fci = sr[j];
+            float q0 = qr[i], q1 = qr[i + 1];
+            qr[i] = q0 * fcr - q1 * fci;
+            qr[i + 1] = q0 * fci + q1 * fcr;
+            if (i < KVD) {
+                float k0 = kr[i], k1 = kr[i + 1];
+                kr[i] = k0 * fcr - k1 * fci;
+                kr[i + 1] = k0 * fci + k1 * fcr;
+            }
+        }
+    }
+}
+
+static void decode_softmax(float* x, int n) {
+    float max_val = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > max_val) max_val = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max_val);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+// Causal attention of one query of one head over its cached keys/values.
+// out (HS), att (pos+1) scratch, q (HS); keys/values of its kv head: rows of stride KVD.
+static void decode_attend_head(float* out, float* att, const float* q, const float* keys,
+                               const float* values, int pos, int HS, int KVD) {
+    float scale = 1.0f / sqrtf((float)HS);
+    for (int t = 0; t <= pos; t++) {
+        const float* kt = keys + (size_t)t * KVD;
+        float score = 0.0f;
+        #pragma omp simd reduction(+ : score)
+        for (int i = 0; i < HS; i++) score += q[i] * kt[i];
+        att[t] = score * scale;
+    }
+    decode_softmax(att, pos + 1);
+    int i0 = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    // out = sum_t att[t] v_t, eight channels at a time in registers, two sums over alternate t
+    // (a sum kept in memory would wait on its own store at every t)
+    for (; i0 + 8 <= HS; i0 += 8) {
+        __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+        int t = 0;
+        for (; t + 1 <= pos; t += 2) {
+            even = _mm256_fmadd_ps(_mm256_set1_ps(att[t]), _mm256_loadu_ps(values + (size_t)t * KVD + i0), even);
+            odd = _mm256_fmadd_ps(_mm256_set1_ps(att[t + 1]), _mm256_loadu_ps(values + (size_t)(t + 1) * KVD + i0), odd);
+        }
+        if (t <= pos) even = _mm256_fmadd_ps(_mm256_set1_ps(att[t]), _mm256_loadu_ps(values + (size_t)t * KVD + i0), even);
+        _mm256_storeu_ps(out + i0, _mm256_add_ps(even, odd));
+    }
+#endif
+    for (int i = i0; i < HS; i++) {
+        float val = 0.0f;
+        for (int t = 0; t <= pos; t++) val += att[t] * values[(size_t)t * KVD + i];
+        out[i] = val;
+    }
+}
+
+// attention for every (row, head) pair: out (n, C), q (n, C), this layer's cache
+// (S, T, KVD); query head h reads kv head h / (NH / NKV). Call inside a parallel region.
+static void decode_attention_for(float* out, float* att_scratch, const float* q, const float* key_cache,
+                                 const float* value_cache, const int* slots, const int* pos, int n,
+                                 int NH, int NKV, int HS, int T) {
+    int C = NH * HS, KVD = NKV * HS, kv_mul = NH / NKV;
+    float* att = att_scratch + (size_t)omp_get_thread_num() * T;
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (int p = 0; p < n * NH; p++) {
+        int r = p / NH, h = p % NH;
+        int slot = slots ? slots[r] : r;
+        size_t kv_at = (size_t)slot * T * KVD + (h / kv_mul) * HS;
+        decode_attend_head(out + (size_t)r * C + h * HS, att, q + (size_t)r * C + h * HS, key_cache + kv_at,
+                           value_cache + kv_at, pos[r], HS, KVD);
+    }
+}
+
+// Below this many multiply-adds per token the one-row forward runs on one thread: waking the
+// others costs more than it saves (stories260K, dim 64, is there; the stories15M shape is not).
+#define DECODE_PARALLEL_WORK (1L << 20)
+
+// One row (the single-stream case): the whole forward in one parallel region, every matvec split
+// over the threads, with barriers between the steps instead of a fork and join per matvec.
+static void decode_one(Model* m, int token, int slot, int pos, int want_logits) {
+    const Config* c = &m->config;
+    const ParameterTensors* w = &m->params;
+    DecodeState* s = &m->decode;
+    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, T = c->seq_len, V = c->vocab_size;
+    int HS = C / NH, KVD = NKV * HS;
+    size_t S = s->n_slots;
+    long work = (long)c->n_layers * (2L * C * C + 2L * C * KVD + 3L * C * H) + (want_logits ? (long)V * C : 0);
+    decode_rope_angles(s->rope_cos, s->rope_sin, &pos, 1, HS);
+    memcpy(s->x, w->token_embedding + (size_t)token * C, C * sizeof(float));
+
+    #pragma omp parallel if (work >= DECODE_PARALLEL_WORK && omp_get_max_threads() > 1)
+    {
+        for (int l = 0; l < c->n_layers; l++) {
+            float* key_cache = s->key_cache + (size_t)l * S * T * KVD;
+            float* value_cache = s->value_cache + (size_t)l * S * T * KVD;
+            size_t at = ((size_t)slot * T + pos) * KVD;
+
+            // attention: rmsnorm, q k v (straight into the cache), RoPE, attend, wo, residual
+            #pragma omp single
+            decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, 1, C);
+            matvec_for(s->q, s->xb, w->wq + (size_t)l * C * C, C, C);
+            matvec_for(key_cache + at, s->xb, w->wk + (size_t)l * KVD * C, C, KVD);
+            matvec_for(value_cache + at, s->xb, w->wv + (size_t)l * KVD * C, C, KVD);
+            #pragma omp barrier
+            #pragma omp single
+            decode_rope(s->q, key_cache + at, s->rope_cos, s->rope_sin, 1, C, KVD, HS);
+            decode_attention_for(s->xb, s->att, s->q, key_cache, value_cache, &slot, &pos, 1, NH, NKV, HS, T);
+            #pragma omp barrier
+            #pragma omp for schedule(static)
+            for (int i = 0; i < C; i += MATVEC_BLOCK) {
+                int i1 = i + MATVEC_BLOCK < C ? i + MATVEC_BLOCK : C;
+                matvec_rows(s->xb2, s->xb, w->wo + (size_t)l * C * C, C, i, i1);
+                for (int j = i; j < i1; j++) s->x[j] += s->xb2[j];
+            }
+
+            // feed-forward: rmsnorm, w2(silu(w1 x) * w3 x), residual
+            #pragma omp single
+            decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, 1, C);
+            #pragma omp for schedule(static)
+            for (int i = 0; i < H; i += MATVEC_BLOCK) {
+                int i1 = i + MATVEC_BLOCK < H ? i + MATVEC_BLOCK : H;
+                matvec_rows(s->hb, s->xb, w->w1 + (size_t)l * H * C, C, i, i1);
+                matvec_rows(s->hb2, s->xb, w->w3 + (size_t)l * H * C, C, i, i1);
+                for (int j = i; j < i1; j++) {
+                    float val = s->hb[j];
+                    val *= 1.0f / (1.0f + expf(-val)); // silu
+                    s->hb[j] = val * s->hb2[j];
+                }
+            }
+            #pragma omp for schedule(static)
+            for (int i = 0; i < C; i += MATVEC_BLOCK) {
+                int i1 = i + MATVEC_BLOCK < C ? i + MATVEC_BLOCK : C;
+                matvec_rows(s->xb2, s->hb, w->w2 + (size_t)l * C * H, H, i, i1);
+                for (int j = i; j < i1; j++) s->x[j] += s->xb2[j];
+            }
+        }
+        // final rmsnorm (in place, as run.c) and the classifier
+        if (want_logits) {
+            #pragma omp single
+            decode_rmsnorm(s->x, s->x, w->rms_final, 1, C);
+            matvec_for(s->logits, s->x, w->wcls, C, V);
+        }
+    }
+}
+
+float* model_decode_rows(Model* m, const int* tokens, const int* slots, const int* pos, int n,
+                         const int* logit_rows, int n_logits) {
+    const Config* c = &m->config;
+    const ParameterTensors* w = &m->params;
+    // The decode path does not apply LoRA adapters: decoding a model whose adapters are on would
+    // silently give M0's answers. Merge them first (model_lora_merge); this is a caller's bug.
+    if (m->lora.n_params > 0 && m->lora.enabled) {
+        error_msg("decode: the model has LoRA adapters switched on; merge them (model_lora_merge) before decoding");
+        abort();
+    }
+    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, T = c->seq_len;
+    int HS = C / NH, KVD = NKV * HS;
+    int max_slot = 0;
+    for (int r = 0; r < n; r++) {
+        int slot = slots ? slots[r] : r;
+        if (tokens[r] < 0 || tokens[r] >= c->vocab_size || pos[r] < 0 || pos[r] >= T || slot < 0) {
+            error_msg("decode: token %d at position %d is out of range (vocab %d, seq_len %d)",
+                      tokens[r], pos[r], c->vocab_size, T);
+            return NULL;
+        }
+        if (slot > max_slot) max_slot = slot;
+    }
+    if (n <= 0 || n_logits < 0 || n_logits > n) return NULL;
+    int need_slots = max_slot + 1 > n_logits ? max_slot + 1 : n_logits;
+    if (decode_reserve(m, need_slots, n) != 0) return NULL;
+    DecodeState* s = &m->decode;
+    size_t S = s->n_slots;
+
+    if (n == 1) {
+        decode_one(m, tokens[0], slots ? slots[0] : 0, pos[0], n_logits == 1);
+        return s->logits;
+    }
+
+    // several rows: every linear map is one sgemm over them
+    decode_rope_angles(s->rope_cos, s->rope_sin, pos, n, HS);
+    for (int r = 0; r < n; r++) {
+        memcpy(s->x + (size_t)r * C, w->token_embedding + (size_t)tokens[r] * C, C * sizeof(float));
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        float* key_cache = s->key_cache + (size_t)l * S * T * KVD;
+        float* value_cache = s->value_cache + (size_t)l * S * T * KVD;
+
+        // attention: rmsnorm, q k v, RoPE, into the cache, attend, wo, residual
+        decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, n, C);
+        decode_matmul(s->q, s->xb, w->wq + (size_t)l * C * C, n, C, C);
+        decode_matmul(s->k, s->xb, w->wk + (size_t)l * KVD * C, n, C, KVD);
+        decode_matmul(s->v, s->xb, w->wv + (size_t)l * KVD * C, n, C, KVD);
+        decode_rope(s->q, s->k, s->rope_cos, s->rope_sin, n, C, KVD, HS);
+        for (int r = 0; r < n; r++) {
+            size_t at = ((size_t)(slots ? slots[r] : r) * T + pos[r]) * KVD;
+            memcpy(key_cache + at, s->k + (size_t)r * KVD, KVD * sizeof(float));
+            memcpy(value_cache + at, s->v + (size_t)r * KVD, KVD * sizeof(float));
+        }
+        #pragma omp parallel
+        decode_attention_for(s->xb, s->att, s->q, key_cache, value_cache, slots, pos, n, NH, NKV, HS, T);
+        decode_matmul(s->xb2, s->xb, w->wo + (size_t)l * C * C, n, C, C);
+        #pragma omp parallel for simd if (n >= 64)
+        for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb2[i];
+
+        // feed-forward: rmsnorm, w2(silu(w1 x) * w3 x), residual
+        decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, n, C);
+        decode_matmul(s->hb, s->xb, w->w1 + (size_t)l * H * C, n, C, H);
+        decode_matmul(s->hb2, s->xb, w->w3 + (size_t)l * H * C, n, C, H);
+        #pragma omp parallel for if (n >= 64)
+        for (size_t i = 0; i < (size_t)n * H; i++) {
+            float val = s->hb[i];
+            val *= 1.0f / (1.0f + expf(-val)); // silu
+            s->hb[i] = val * s->hb2[i];
+        }
+        decode_matmul(s->xb, s->hb, w->w2 + (size_t)l * C * H, n, H, C);
+        #pragma omp parallel for simd if (n >= 64)
+        for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb[i];
+    }
+
+    // final rmsnorm and the classifier, for the rows whose logits are wanted only
+    for (int j = 0; j < n_logits; j++) {
+        int r = logit_rows ? logit_rows[j] : j;
+        decode_rmsnorm(s->xb + (size_t)j * C, s->x + (size_t)r * C, w->rms_final, 1, C);
+    }
+    if (n_logits > 0) decode_matmul(s->logits, s->xb, w->wcls, n_logits, C, c->vocab_size);
+    return s->logits;
+}
+
+float* model_decode(Model* m, const int* tokens, const int* pos, int n) {
+    return model_decode_rows(m, tokens, NULL, pos, n, NULL, n);
+}
+
+// ----------------------------------------------------------------------------
+// the sampler: greedy, temperature, top-p — the semantics of llama2.c's run.c
+
+void build_sampler(Sampler* s, int vocab_size, float temperature, float topp, uint64_t seed) {
+    s->vocab_size = vocab_size;
+    s->temperature = temperature;
+    s->topp = topp;
+    // xorshift never leaves state 0 (it would return 0 forever), so seed 0 means a fixed other seed
+    s->rng_state = seed ? seed : 0x9E3779B97F4A7C15ull;
+    s->probindex = malloc((size_t)vocab_size * sizeof(ProbIndex));
+}
+
+void free_sampler(Sampler* s) {
+    free(s->probindex);
+    s->probindex = NULL;
+}
+
+// the first index of the largest value (ties go to the lower index, as llama2.c)
+static int sample_argmax(const float* probs, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (probs[i] > probs[best]) best = i;
+    return best;
+}
+
+// draws from the distribution probs (n, sums to 1) with coin in [0, 1)
+static int sample_mult(const float* probs, int n, float coin) {
+    float cdf = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cdf += probs[i];
+        if (coin < cdf) return i;
+    }
+    return n - 1; // rounding left the cdf just below coin
+}
+
+// descending probability; equal probabilities in index order, so the result never depends on qsort
+static int compare_prob_desc(const void* a, const void* b) {
+    const ProbIndex* x = a;
+    const ProbIndex* y = b;
+    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+// Nucleus sampling: draw from the smallest set of most likely tokens whose probability exceeds
+// topp. Tokens below (1 - topp) / (n - 1) can never be in that set, so they are dropped before the
+// sort, which is what makes this fast on a large vocabulary.
+static int sample_topp(const float* probs, int n, float topp, ProbIndex* probindex, float coin) {
+    int n0 = 0;
+    const float cutoff = (1.0f - topp) / (n - 1);
+    for (int i = 0; i < n; i++) {
+        if (probs[i] >= cutoff) {
+            probindex[n0].index = i;
+            probindex[n0].prob = probs[i];
+            n0++;
+        }
+    }
+    if (n0 == 0) { // a near-uniform distribution can leave nothing above the cutoff: keep all
+        for (int i = 0; i < n; i++) probindex[i] = (ProbIndex){probs[i], i};
+        n0 = n;
+    }
+    qsort(probindex, n0, sizeof(ProbIndex), compare_prob_desc);
+
+    // truncate where the cumulative probability first exceeds topp
+    float cumulative = 0.0f;
+    int last = n0 - 1;
+    for (int i = 0; i < n0; i++) {
+        cumulative += probindex[i].prob;
+        if (cumulative > topp) {
+            last = i;
+            break;
+        }
+    }
+    // draw from the truncated set, renormalised by scaling the coin instead of the probabilities
+    float r = coin * cumulative, cdf = 0.0f;
+    for (int i = 0; i <= last; i++) {
+        cdf += probindex[i].prob;
+        if (r < cdf) return probindex[i].index;
+    }
+    return probindex[last].index;
+}
+
+int sample(Sampler* s, float* logits) {
+    int n = s->vocab_size;
+    if (s->temperature == 0.0f) return sample_argmax(logits, n);
+    // a temperature so low that logit / temperature overflows is the greedy limit; dividing anyway
+    // would give Inf - Inf = NaN in the softmax and a meaningless draw
+    int best = sample_argmax(logits, n);
+    if (isinf(logits[best] / s->temperature)) return best;
+    for (int i = 0; i < n; i++) logits[i] /= s->temperature;
+    decode_softmax(logits, n);
+    float coin = random_f32(&s->rng_state);
+    if (s->topp <= 0.0f || s->topp >= 1.0f || !s->probindex) return sample_mult(logits, n, coin);
+    return sample_topp(logits, n, s->topp, s->probindex, coin);
+}
+
+// ----------------------------------------------------------------------------
+// the generation loop (continuous batching)
+//
+// Each slot answers one prompt at a time. A slot that takes a new prompt first reads it — all its
+// tokens in one call, in chunks of PREFILL_ROWS when the step is full — with logits for its last
+// token only; then it feeds back one sampled token per step. Every step is one model call over
+// all the slots' rows. When a slot's answer ends (EOS/BOS, max_new, or the end of the context)
+// it takes the next prompt at once.
+
+typedef struct {
+    int job; // index of the prompt, -1 when idle
+    int pos; // position of the next token to feed: < the prompt's length while reading it
+    int token; // the next token to feed, once the prompt is read
+    int rows;  // rows this slot feeds in the current step
+} Slot;
+
+int generate_run(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
+                 const GenerateOptions* opt, Generation* out, GenerateStats* stats) {
+    const Config* c = &m->config;
+    int seq_len = c->seq_len, V = c->vocab_size, n_slots = opt->n_slots, max_new = opt->max_new;
+    if (n_slots < 1 || max_new < 1) { error_msg("generate: need >= 1 slot and >= 1 new token"); return -1; }
+    for (int i = 0; i < n_prompts; i++) {
+        if (prompt_lens[i] < 1 || prompt_lens[i] > seq_len) {
+            error_msg("generate: prompt %d has %d tokens; the context holds %d", i, prompt_lens[i], seq_len);
+            return -1;
+        }
+    }
+    for (int i = 0; i < n_prompts; i++) out[i] = (Generation){0};
+    for (int i = 0; i < n_prompts; i++) {
+        out[i].ids = malloc((size_t)max_new * sizeof(int));
+        if (!out[i].ids) { generation_free(out, i); error_msg("generate: out of memory"); return -1; }
+    }
+    if (n_slots > n_prompts) n_slots = n_prompts > 0 ? n_prompts : 1;
+    int max_rows = n_slots + PREFILL_ROWS;
+    Sampler greedy;
+    build_sampler(&greedy, V, 0.0f, 1.0f, 0);
+    Sampler* sampler = opt->sampler ? opt->sampler : &greedy;
+    Slot* slots = malloc((size_t)n_slots * sizeof(Slot));
+    int* row_tokens = malloc((size_t)max_rows * sizeof(int));
+    int* row_slots = malloc((size_t)max_rows * sizeof(int));
+    int* row_pos = malloc((size_t)max_rows * sizeof(int));
+    int* logit_rows = malloc((size_t)n_slots * sizeof(int));
+    int* logit_slots = malloc((size_t)n_slots * sizeof(int));
+    int status = slots && row_tokens && row_slots && row_pos && logit_rows && logit_slots ? 0 : -1;
+    if (status != 0) error_msg("generate: out of memory");
+    if (status == 0) status = decode_reserve(m, n_slots, max_rows);
+    for (int s = 0; status == 0 && s < n_slots; s++) slots[s].job = -1;
+
+    // model FLOPs per row: 2 x the layers' matrices; per logit row: 2 x the classifier;
+    // attention: 4 x C x (pos + 1) per layer
+    double layer_flop = 2.0 * c->n_layers *
+                        ((double)2 * c->dim * c->dim + 2.0 * c->dim * (c->dim / c->n_heads) * c->n_kv_heads +
+                         3.0 * c->dim * c->hidden_dim);
+    GenerateStats st = {0};
+    int next_job = 0, done = 0, calls = 0;
+    double start = time_now(), last_report = start;
+    while (status == 0) {
+        // 1. every idle slot takes the next prompt; then the rows of this step: one per slot that
+        // is answering (these need logits), then the prompts being read, up to PREFILL_ROWS rows
+        int n_rows = 0, n_logits = 0, budget = PREFILL_ROWS;
+        for (int s = 0; s < n_slots; s++) {
+            Slot* sl = &slots[s];
+            if (sl->job < 0 && next_job < n_prompts) { sl->job = next_job++; sl->pos = 0; }
+            sl->rows = 0;
+            if (sl->job < 0 || sl->pos < prompt_lens[sl->job]) continue;
+            logit_rows[n_logits] = n_rows;
+            logit_slots[n_logits++] = s;
+            row_tokens[n_rows] = sl->token;
+            row_slots[n_rows] = s;
+            row_pos[n_rows++] = sl->pos;
+            sl->rows = 1;
+        }
+        for (int s = 0; s < n_slots && budget > 0; s++) {
+            Slot* sl = &slots[s];
+            if (sl->job < 0 || sl->pos >= prompt_lens[sl->job]) continue;
+            int len = prompt_lens[sl->job], k = len - sl->pos < budget ? len - sl->pos : budget;
+            for (int i = 0; i < k; i++) {
+                row_tokens[n_rows] = prompts[sl->job][sl->pos + i];
+                row_slots[n_rows] = s;
+                row_pos[n_rows++] = sl->pos + i;
+            }
+            if (sl->pos + k == len) { // the prompt's last token: its logits give the first answer token
+                logit_rows[n_logits] = n_rows - 1;
+                logit_slots[n_logits++] = s;
+            }
+            sl->rows = k;
+            budget -= k;
+        }
+        if (n_rows == 0) break;
+
+        // 2. one model call over every row
+        float* logits = model_decode_rows(m, row_tokens, row_slots, row_pos, n_rows, logit_rows, n_logits);
+        if (!logits) { status = -1; break; }
+        for (int r = 0; r < n_rows; r++) st.flop += layer_flop + 4.0 * c->n_layers * c->dim * (row_pos[r] + 1);
+        st.flop += 2.0 * n_logits * V * c->dim;
+        if (calls++ == 0) st.first_seconds = time_now() - start;
+        else st.rows_after_first += n_rows;
+        for (int s = 0; s < n_slots; s++) {
+            Slot* sl = &slots[s];
+            if (sl->job >= 0 && sl->pos < prompt_lens[sl->job]) { st.prompt_tokens += sl->rows; sl->pos += sl->rows; }
+            else if (sl->rows) sl->pos++;
+        }
+
+        // 3. sample the next token of every slot that has logits
+        for (int i = 0; i < n_logits; i++) {
+            Slot* sl = &slots[logit_slots[i]];
+            Generation* g = &out[sl->job];
+            int next = sample(sampler, logits + (size_t)i * V);
+            int finished = 0;
+            if (next == TOKEN_BOS || (opt->stop_on_eos && next == TOKEN_EOS)) {
+                g->ended = 1;
+                finished = 1;
+            } else {
+                g->ids[g->n++] = next;
+                st.generated_tokens++;
+                if (opt->on_token) opt->on_token(sl->job, next, opt->ctx);
+                finished = g->n >= max_new || sl->pos >= seq_len;
+            }
+            if (finished) {
+                sl->job = -1;
+                done++;
+            } else {
+                sl->token = next;
+            }
+        }
+        if (opt->progress && time_now() - last_report >= 1.0) {
+            opt->progress(done, n_prompts, opt->ctx);
+            last_report = time_now();
+        }
+    }
+    st.seconds = time_now() - start;
+    if (opt->progress && status == 0) opt->progress(done, n_prompts, opt->ctx);
+    free(slots); free(row_tokens); free(row_slots); free(row_pos); free(logit_rows); free(logit_slots);
+    free_sampler(&greedy);
+    if (status != 0) generation_free(out, n_prompts);
+    if (stats) *stats = st;
+    return status;
+}
+
+int generate_batched(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
+                     int n_slots, int max_new, Generation* out, ProgressFn progress, void* ctx) {
+    GenerateOptions opt = {.n_slots = n_slots, .max_new = max_new, .stop_on_eos = 1, .progress = progress, .ctx = ctx};
+    return generate_run(m, prompts, prompt_lens, n_prompts, &opt, out, NULL);
+}
+
+double sgemm_peak_gflops(void) {
+    enum { N = 768 };
+    float* a = calloc((size_t)3 * N * N, sizeof(float));
+    if (!a) return 0.0;
+    for (size_t i = 0; i < (size_t)2 * N * N; i++) a[i] = (float)(i % 7) * 0.1f;
+    double best = 0.0;
+    for (int rep = 0; rep < 10; rep++) {
+        double t0 = time_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, N, 1.0f, a, N, a + N * N, N, 0.0f, a + 2 * N * N, N);
+        double dt = time_now() - t0;
+        if (dt > 0 && 2.0 * N * N * N / dt / 1e9 > best) best = 2.0 * N * N * N / dt / 1e9;
+    }
+    free(a);
+    return best;
+}
+
+void generate_stats_print(FILE* f, const GenerateStats* st, int n_prompts) {
+    double gflops = st->seconds > 0 ? st->flop / st->seconds / 1e9 : 0.0, peak = sgemm_peak_gflops();
+    fprintf(f, "generation: %d prompts in %.1f s (%.1f prompts/s), %ld prompt + %ld generated tokens, "
+               "%.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f GFLOP/s on %d threads, measured now)\n",
+            n_prompts, st->seconds, st->seconds > 0 ? n_prompts / st->seconds : 0.0, st->prompt_tokens,
+            st->generated_tokens, gflops, peak > 0 ? 100.0 * gflops / peak : 0.0, peak, omp_get_max_threads());
+}
+
+void generate_stats_json(FILE* f, const GenerateStats* st) {
+    fprintf(f, "\"timing\": {\"seconds\": %.3f, \"prompt_tokens\": %ld, \"generated_tokens\": %ld, \"gflop\": %.3f}",
+            st->seconds, st->prompt_tokens, st->generated_tokens, st->flop / 1e9);
+}
+
+void generation_free(Generation* g, int n) {
+    for (int i = 0; i < n; i++) {
+        free(g[i].ids);
+        g[i].ids = NULL;
+        g[i].n = 0;
+    }
+}
+
+char* decode_text(Tokenizer* t, int prev_token, const int* ids, int n) {
+    size_t cap = 64, len = 0;
+    char* s = malloc(cap);
+    if (!s) return NULL;
+    for (int i = 0; i < n; i++) {
+        const char* piece = tokenizer_decode(t, i ? ids[i - 1] : prev_token, ids[i]);
+        size_t pn = strlen(piece);
+        if (len + pn + 1 > cap) {
+            while (len + pn + 1 > cap) cap *= 2;
+            char* bigger = realloc(s, cap);
+            if (!bigger) { free(s); return NULL; }
+            s = bigger;
+        }
+        memcpy(s + len, piece, pn);
+        len += pn;
+    }
+    s[len] = '\0';
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// llama2.c's generate(), output byte for byte
+
+// writes a piece unless it is a single unprintable byte (the rule of safe_print_piece, which only
+// writes to stdout)
+static void write_piece(FILE* out, const char* piece) {
+    if (!piece || piece[0] == '\0') return;
+    if (piece[1] == '\0') {
+        unsigned char byte = (unsigned char)piece[0];
+        if (!(isprint(byte) || isspace(byte))) return;
+    }
+    fputs(piece, out);
+}
+
+typedef struct {
+    Tokenizer* tok;
+    FILE* out;
+    int prev;  // the token before the next piece
+    int first; // 1 until the first piece is written
+} StreamCtx;
+
+static void stream_piece(int prompt, int token, void* ctx) {
+    StreamCtx* sc = ctx;
+    write_piece(sc->out, tokenizer_decode(sc->tok, sc->prev, token));
+    fflush(sc->out);
+    sc->prev = token;
+}
+
+int generate(Model* m, Tokenizer* tok, Sampler* sampler, const char* prompt, int steps, FILE* out) {
+    const Config* c = &m->config;
+    if (tok->vocab_size != c->vocab_size) {
+        error_msg("generate: the tokenizer has %d tokens but the model's vocabulary is %d",
+                  tok->vocab_size, c->vocab_size);
+        return -1;
+    }
+    if (steps <= 0 || steps > c->seq_len) steps = c->seq_len;
+    if (!prompt) prompt = "";
+
+    // the prompt with BOS (no EOS), as run.c
+    int* prompt_tokens = malloc((strlen(prompt) + 3) * sizeof(int));
+    if (!prompt_tokens) {
+        error_msg("generate: out of memory for the prompt");
+        return -1;
+    }
+    int n_prompt = tokenizer_encode(tok, prompt, 1, 0, prompt_tokens);
+    if (n_prompt < 1) {
+        error_msg("generate: the prompt encodes to no tokens");
+        free(prompt_tokens);
+        return -1;
+    }
+    // run.c prints the prompt's pieces as it feeds them, then samples from position n_prompt - 1
+    // until pos reaches steps: steps - n_prompt + 1 tokens; a prompt longer than steps is cut there
+    int n_fed = n_prompt < steps ? n_prompt : steps;
+    for (int i = 1; i < n_fed + (n_prompt > steps); i++) write_piece(out, tokenizer_decode(tok, prompt_tokens[i - 1], prompt_tokens[i]));
+    fflush(out);
+    int status = 0;
+    if (n_prompt <= steps) {
+        StreamCtx sc = {tok, out, prompt_tokens[n_prompt - 1], 1};
+        GenerateOptions opt = {.n_slots = 1, .max_new = steps - n_prompt + 1, .stop_on_eos = 0, .sampler = sampler,
+                               .on_token = stream_piece, .ctx = &sc};
+        Generation g;
+        GenerateStats st;
+        status = generate_run(m, &prompt_tokens, &n_prompt, 1, &opt, &g, &st);
+        if (status == 0) generation_free(&g, 1);
+        fputc('\n', out);
+        fflush(out);
+        // run.c's figure: the tokens fed after the first step, over the time since
+        if (status == 0 && st.rows_after_first > 0)
+            fprintf(stderr, "achieved tok/s: %f\n", st.rows_after_first / (st.seconds - st.first_seconds));
+    } else {
+        fputc('\n', out);
+        fflush(out);
+    }
+    free(prompt_tokens);
+    return status;
+}
+
+// ----------------------------------------------------------------------------
+// the command line of `mosr generate` and `mosr chat`
+
+// ----------------------------------------------------------------------------
+// mosr generate: llama2.c's run, same flags, same output
+
+static void generate_usage(void) {
+    fprintf(stderr,
+            "usage: mosr generate MODEL.bin -z TOKENIZER.bin [options]\n"
+            "Generates text from a llama2.c checkpoint, as llama2.c's run does (same flags, same\n"
+            "output at -t 0). Text goes to stdout, statistics to stderr.\n"
+            "  -z FILE    tokenizer.bin (required)\n"
+            "  -i TEXT    prompt (default: none)\n"
+            "  -n N       steps: prompt + generated tokens, 0 = the model's seq_len (default 256)\n"
+            "  -t T       temperature, 0 = greedy (default 1.0)\n"
+            "  -p P       top-p (nucleus) sampling threshold in [0, 1] (default 0.9)\n"
+            "  -s SEED    random seed (default: the current time)\n");
+}
+
+int generate_main(int argc, char** argv) {
+    const char* cmd = "generate";
+    const char *model_path = NULL, *tok_path = NULL, *prompt = "";
+    int steps = 256;
+    float temperature = 1.0f, topp = 0.9f;
+    unsigned long long seed = 0;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (is_help(a)) { generate_usage(); return EXIT_OK; }
+        else if (!strcmp(a, "-z")) tok_path = NEXT_VALUE(cmd);
+        else if (!strcmp(a, "-i")) prompt = NEXT_VALUE(cmd);
+        else if (!strcmp(a, "-n")) { if (arg_int(cmd, a, NEXT_VALUE(cmd), 0, 1 << 20, &steps)) return EXIT_USAGE; }
+        else if (!strcmp(a, "-t")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1e6, &temperature)) return EXIT_USAGE; }
+        else if (!strcmp(a, "-p")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1, &topp)) return EXIT_USAGE; }
+        else if (!strcmp(a, "-s")) { if (arg_u64(cmd, a, NEXT_VALUE(cmd), &seed)) return EXIT_USAGE; }
+        else if (a[0] == '-' && a[1] != '\0') return unknown_flag(cmd, a);
+        else if (!model_path) model_path = a;
+        else { error_msg("%s: unexpected argument '%s'", cmd, a); return EXIT_USAGE; }
+    }
+    if (!model_path || !tok_path) {
+        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr generate --help)", cmd);
+        return EXIT_USAGE;
+    }
+    if (seed == 0) seed = (unsigned long long)time(NULL); // as llama2.c: no seed means "now"
+
+    Model model;
+    Tokenizer tokenizer;
+    int rc = load_model_and_tokenizer(&model, &tokenizer, model_path, tok_path);
+    if (rc) return rc;
+    // a prompt longer than the context cannot be read whole: say so rather than cut it silently
+    int* prompt_ids = malloc((strlen(prompt) + 3) * sizeof(int));
+    int n_prompt = prompt_ids ? tokenizer_encode(&tokenizer, prompt, 1, 0, prompt_ids) : 0;
+    free(prompt_ids);
+    if (n_prompt > model.config.seq_len) {
+        error_msg("%s: the prompt is %d tokens, more than the context of %s (%d)", cmd, n_prompt, model_path,
+                  model.config.seq_len);
+        tokenizer_free(&tokenizer);
+        model_free(&model);
+        return EXIT_USAGE;
+    }
+    Sampler sampler;
+    build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
+    rc = generate(&model, &tokenizer, &sampler, prompt, steps, stdout) ? EXIT_FAILURE_RUN : EXIT_OK;
+    free_sampler(&sampler);
+    tokenizer_free(&tokenizer);
+    model_free(&model);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// mosr chat: talk to a chat model through the chat template (train.h)
+
+static void chat_usage(void) {
+    fprintf(stderr,
+            "usage: mosr chat MODEL.bin -z TOKENIZER.bin [options]\n"
+            "An interactive loop: type a request, the model answers through the chat template.\n"
+            "Each turn is answered on its own (the models here are trained on single turns).\n"
+            "Ctrl-D or an empty line ends the chat.\n"
+            "  -z FILE    tokenizer.bin (required)\n"
+            "  -t T       temperature, 0 = greedy (default 0)\n"
+            "  -p P       top-p threshold (default 0.9)\n"
+            "  -s SEED    random seed (default 1)\n"
+            "  -n N       most tokens per answer (default 128)\n");
+}
+
+// prints each answer piece as it comes; the first carries the template's separating space: dropped
+static void chat_piece(int prompt, int token, void* ctx) {
+    StreamCtx* sc = ctx;
+    const char* piece = tokenizer_decode(sc->tok, sc->prev, token);
+    if (sc->first && piece[0] == ' ') piece++;
+    sc->first = 0;
+    safe_print_piece(piece);
+    fflush(stdout);
+    sc->prev = token;
+}
+
+// answers one prompt through the generation loop: the chat-template prompt, then samples until
+// EOS/BOS, max_new tokens or the end of the context
+static void chat_answer(Model* m, Tokenizer* t, Sampler* s, const char* prompt, int max_new) {
+    int seq_len = m->config.seq_len;
+    int* ids = malloc((strlen(prompt) + 32) * sizeof(int));
+    if (!ids) {
+        error_msg("chat: out of memory for the prompt");
+        return;
+    }
+    int n = chat_encode_prompt(t, prompt, ids);
+    if (n >= seq_len) {
+        fprintf(stderr, "(the prompt is %d tokens; this model's context is %d)\n", n, seq_len);
+        free(ids);
+        return;
+    }
+    StreamCtx sc = {t, stdout, ids[n - 1], 1};
+    GenerateOptions opt = {.n_slots = 1, .max_new = max_new, .stop_on_eos = 1, .sampler = s,
+                           .on_token = chat_piece, .ctx = &sc};
+    Generation g;
+    if (generate_run(m, &ids, &n, 1, &opt, &g, NULL) == 0) generation_free(&g, 1);
+    printf("\n");
+    free(ids);
+}
+
+int chat_main(int argc, char** argv) {
+    const char* cmd = "chat";
+    const char *model_path = NULL, *tok_path = NULL;
+    float temperature = 0.0f, topp = 0.9f;
+    unsigned long long seed = 1;
+    int max_new = 128;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (is_help(a)) { chat_usage(); return EXIT_OK; }
+        else if (!strcmp(a, "-z")) tok_path = NEXT_VALUE(cmd);
+        else if (!strcmp(a, "-t")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1e6, &temperature)) return EXIT_USAGE; }
+        else if (!strcmp(a, "-p")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1, &topp)) return EXIT_USAGE; }
+        else if (!strcmp(a, "-s")) { if (arg_u64(cmd, a, NEXT_VALUE(cmd), &seed)) return EXIT_USAGE; }
+        else if (!strcmp(a, "-n")) { if (arg_int(cmd, a, NEXT_VALUE(cmd), 1, 1 << 20, &max_new)) return EXIT_USAGE; }
+        else if (a[0] == '-' && a[1] != '\0') return unknown_flag(cmd, a);
+        else if (!model_path) model_path = a;
+        else { error_msg("%s: unexpected argument '%s'", cmd, a); return EXIT_USAGE; }
+    }
+    if (!model_path || !tok_path) {
+        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr chat --help)", cmd);
+        return EXIT_USAGE;
+    }
+    Model model;
+    Tokenizer tokenizer;
+    int rc = load_model_and_tokenizer(&model, &tokenizer, model_path, tok_path);
+    if (rc) return rc;
+    Sampler sampler;
+    build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
+    // a line of any length is one turn (getline), checked as UTF-8 as a whole
+    char* line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        printf("User: ");
+        fflush(stdout);
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) break;
+        if (strlen(line) != (size_t)len || !utf8_valid(line, len)) {
+            fprintf(stderr, "(that line is not valid UTF-8 text; please type it again)\n");
+            continue;
+        }
+        printf("Assistant: ");
+        chat_answer(&model, &tokenizer, &sampler, line, max_new);
+    }
+    free(line);
+    free_sampler(&sampler);
+    tokenizer_free(&tokenizer);
+    model_free(&model);
+    return EXIT_OK;
+}
