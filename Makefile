@@ -10,11 +10,11 @@ OBJ = $(SRC:.c=.o)
 # mosr.c compiled with -DTESTING: everything but main(), for the tests to link against
 LIB_OBJ = $(OBJ) mosr_lib.o
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
-        tests/test_train tests/test_eval tests/test_plot tests/test_mosr tests/test_numerics tests/test_fuzz_regress
+        tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh
 
-.PHONY: all test bench data clean deps base eval-base eval-public test-asan fuzz fuzz-regress demo ablation
+.PHONY: all test bench data clean deps base eval-base eval-public test-asan fuzz fuzz-regress demo ablation judge-xstest
 all: mosr
 
 # the Debian packages mosr needs (run as root, or with sudo)
@@ -45,6 +45,10 @@ test: mosr $(TESTS)
 
 bench: mosr
 	@bash bench/run.sh && bash bench/bench_generate.sh
+
+# the judge's refusal detection on real models' text (human-labelled XSTest completions in ../shared)
+judge-xstest: mosr
+	@bash bench/judge_xstest.sh
 
 data:
 	$(MAKE) -C data

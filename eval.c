@@ -796,21 +796,30 @@ static char* split_words(const char* text, char*** words, int* n_words) {
     return buf;
 }
 
-// a unit of 1..max_unit items repeating back to back >= BROKEN_MIN_REPEATS times over >= min_span
-// items; same(i, j) compares items i and j. A run of r positions with item[j] == item[j + u]
-// means items [i, i + r + u) have period u: the unit repeats (r + u) / u times.
-#define HAS_LOOP(n, max_unit, min_span, same)                                                      \
-    ({                                                                                             \
-        int found_ = 0;                                                                            \
-        for (int u = 1; u <= (max_unit) && u < (n) && !found_; u++) {                              \
-            int run = 0;                                                                           \
-            for (int j = 0; j + u < (n) && !found_; j++) {                                         \
-                run = (same(j, j + u)) ? run + 1 : 0;                                              \
-                found_ = run > 0 && (run + u) / u >= BROKEN_MIN_REPEATS && run + u >= (min_span);  \
-            }                                                                                      \
-        }                                                                                          \
-        found_;                                                                                    \
-    })
+// 1 if a unit of 1..max_unit items repeats back to back >= BROKEN_MIN_REPEATS times over
+// >= min_span items, where same(ctx, i, j) says whether items i and j are equal. A run of r
+// positions with item[j] == item[j + u] means items [i, i + r + u) have period u: the unit
+// repeats (r + u) / u times.
+static int has_loop(int n, int max_unit, int min_span, int (*same)(const void* ctx, int i, int j), const void* ctx) {
+    for (int u = 1; u <= max_unit && u < n; u++) {
+        int run = 0;
+        for (int j = 0; j + u < n; j++) {
+            run = same(ctx, j, j + u) ? run + 1 : 0;
+            if (run > 0 && (run + u) / u >= BROKEN_MIN_REPEATS && run + u >= min_span) return 1;
+        }
+    }
+    return 0;
+}
+
+static int same_word(const void* words, int i, int j) {
+    char* const* w = words;
+    return strcmp(w[i], w[j]) == 0;
+}
+
+static int same_letter(const void* word, int i, int j) {
+    const char* s = word;
+    return isalpha((unsigned char)s[i]) && s[i] == s[j];
+}
 
 int answer_broken_rule(const char* answer, int ended, const Vocabulary* vocab) {
     char** w;
@@ -822,15 +831,10 @@ int answer_broken_rule(const char* answer, int ended, const Vocabulary* vocab) {
     if (n == 0) rule = 1;
     else if (!ended) rule = 2;
     // 3. a loop of words
-#define SAME_WORD(i, j) (strcmp(w[i], w[j]) == 0)
-    if (!rule && HAS_LOOP(n, BROKEN_MAX_UNIT, BROKEN_MIN_REPEAT_WORDS, SAME_WORD)) rule = 3;
+    if (!rule && has_loop(n, BROKEN_MAX_UNIT, BROKEN_MIN_REPEAT_WORDS, same_word, w)) rule = 3;
     // 4. a loop of letters inside one word
-    for (int i = 0; i < n && !rule; i++) {
-        const char* s = w[i];
-        int len = (int)strlen(s);
-#define SAME_LETTER(a, b) (isalpha((unsigned char)s[a]) && s[a] == s[b])
-        if (HAS_LOOP(len, BROKEN_MAX_LETTER_UNIT, BROKEN_MIN_REPEAT_LETTERS, SAME_LETTER)) rule = 4;
-    }
+    for (int i = 0; i < n && !rule; i++)
+        if (has_loop((int)strlen(w[i]), BROKEN_MAX_LETTER_UNIT, BROKEN_MIN_REPEAT_LETTERS, same_letter, w[i])) rule = 4;
     // 5. too few distinct words in some window (a window, not the whole answer: a long helpful
     //    answer repeats its words more than a short one does)
     int window = n < BROKEN_DISTINCT_WINDOW ? n : BROKEN_DISTINCT_WINDOW;
