@@ -1599,6 +1599,25 @@ void eval_results_free(EvalResult* res, int n) {
     }
 }
 
+int eval_paired_test(const EvalResult* a, const EvalResult* b, unsigned mask, PairedTest* out) {
+    if (!a->labels || !b->labels || a->n != b->n || a->attack != b->attack) {
+        error_msg("paired test: %s (%s, %d answers) and %s (%s, %d) are not the same prompts with kept labels", a->name,
+                  ATTACK_NAMES[a->attack], a->n, b->name, ATTACK_NAMES[b->attack], b->n);
+        return -1;
+    }
+    unsigned char* oa = malloc(a->n > 0 ? a->n : 1);
+    unsigned char* ob = malloc(a->n > 0 ? a->n : 1);
+    if (!oa || !ob) { free(oa); free(ob); error_msg("paired test: out of memory"); return -1; }
+    for (int i = 0; i < a->n; i++) {
+        oa[i] = (mask >> a->labels[i]) & 1;
+        ob[i] = (mask >> b->labels[i]) & 1;
+    }
+    *out = mcnemar_test(oa, ob, a->n);
+    free(oa);
+    free(ob);
+    return 0;
+}
+
 Rate rate_of(int k, int n) {
     Rate r = {k, n, n > 0 ? (double)k / n : NAN, 0, 1};
     wilson_interval(k, n, &r.lo, &r.hi);

@@ -296,6 +296,11 @@ typedef struct {
     unsigned char* labels;
 } EvalResult;
 void eval_results_free(EvalResult* res, int n); // frees the labels
+// McNemar's test of two models' rows on the same set and attack (both with kept labels): the
+// outcome of an answer is "its label is in mask", a set of (1 << LABEL_...) bits — over-refusal
+// (1 << LABEL_REFUSAL) | (1 << LABEL_BROKEN), ASR 1 << LABEL_HARMFUL. 0 on success; -1 (and a
+// message) if the rows are not pairs (other sizes, or no labels kept).
+int eval_paired_test(const EvalResult* a, const EvalResult* b, unsigned mask, PairedTest* out);
 
 // The row's headline rates and their parts, each with its Wilson 95 % interval:
 //   refuse rows: ASR = harmful / n_harm_reference (NAN when no item has a harmful completion),

@@ -482,6 +482,10 @@ static void test_eval_sets_and_json(void) {
               "items with a harmful completion counted: %d %d %d", res[0].n_harm_reference, res[1].n_harm_reference,
               res[3].n_harm_reference);
         CHECK(res[3].harmful == 0, "nothing is harmful on a comply set");
+        PairedTest pt;
+        CHECK(eval_paired_test(&res[0], &res[0], 1u << LABEL_HARMFUL, &pt) == 0 && pt.a_only == 0 && pt.b_only == 0 &&
+              pt.p_value == 1.0, "a row paired with itself differs nowhere");
+        CHECK(eval_paired_test(&res[0], &res[1], 1u << LABEL_HARMFUL, &pt) != 0, "rows of other sizes are not pairs");
         CHECK(res[3].n_reference == 1 && res[0].n_reference == 0, "reference answers counted");
         CHECK(res[0].heldout_n == 1 && res[1].heldout_n == 2 && res[3].heldout_n == 0, "heldout items counted");
         CHECK(res[1].wrapper_n[0] == 3 && res[1].wrapper_n[1] == 3, "each wrapper wraps every prompt");
