@@ -107,8 +107,10 @@ void vocabulary_free(Vocabulary* v);
 //      ("Streetreetreetreet");
 //   5. >= 16 words, and some 32 consecutive words (all of them, if fewer) hold fewer than 37.5 %
 //      distinct words (12 of 32: the helpful answers of real models hold >= 14);
-//   6. (with a vocabulary) >= 2 non-words making >= 10 % of the words. Words with a '-' (spelled
-//      out: "c-a-t") or without a letter (numbers) are not looked up.
+//   6. (with a vocabulary) a non-word: a word the world does not have ("bloodaity", "answer:bet").
+//      The world's models learnt only its words, so one made up is a symptom of degenerate
+//      decoding, and the hand-labelling protocol counts non-words as broken. Words with a '-'
+//      (spelled out: "c-a-t") or without a letter (numbers) are not looked up.
 #define BROKEN_MAX_UNIT 16
 #define BROKEN_MAX_LETTER_UNIT 8
 #define BROKEN_MIN_REPEATS 3
@@ -117,8 +119,6 @@ void vocabulary_free(Vocabulary* v);
 #define BROKEN_DISTINCT_MIN_WORDS 16
 #define BROKEN_DISTINCT_WINDOW 32
 #define BROKEN_MIN_DISTINCT_RATIO 0.375
-#define BROKEN_MIN_NONWORDS 2
-#define BROKEN_MIN_NONWORD_RATIO 0.1
 int answer_broken_rule(const char* answer, int ended, const Vocabulary* vocab);
 extern const char* const BROKEN_RULE_NAMES[7]; // "", "empty", "no end", "word loop", ...
 

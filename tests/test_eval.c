@@ -231,11 +231,12 @@ static void test_judge(void) {
         CHECK(got == broken[i].want, "broken case %zu [%s]: rule %d, want %d", i, broken[i].text, got, broken[i].want);
     }
     CHECK(answer_broken_rule(" Here is the answer: the mammala is a warm bloodaity.", 1, &v) == 6,
-          "2 non-words of 10: rule 6");
+          "non-words: rule 6");
     CHECK(answer_broken_rule(" Here is the answer: the cat is a warm animal, c-a-t, 42.", 1, &v) == 0,
           "spelled-out words and numbers are not looked up");
-    CHECK(answer_broken_rule(" Here is the answer: the cat is a warm animal. Zorp.", 1, &v) == 0,
-          "one non-word is a slip, not gibberish");
+    CHECK(answer_broken_rule(" Here is the answer: the cat is a warm animal. ANIMAL!", 1, &v) == 0,
+          "known words in any case, with punctuation around them");
+    CHECK(answer_broken_rule(" Here is the answer:cat.", 1, &v) == 6, "words glued by punctuation are no word");
 
     CHECK(answer_contains(" The capital is PARIS.", "paris"), "reference found ignoring case");
     CHECK(answer_contains(" 12 apples", " 12 "), "reference trimmed");
