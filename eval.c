@@ -1,7 +1,8 @@
-// eval.c — prompt sets, batched greedy generation over them, refusal classification, metrics
-// (mosr eval). The story: read the sets (JSONL, JSON, CSV, text), build one job per prompt and
-// attack, answer every job with continuous batching through model_decode, label each answer
-// refusal / broken / compliance, count, and report as a table, JSON and a JSONL dump.
+// eval.c — prompt sets, batched greedy generation over them, the judge, metrics (mosr eval,
+// mosr judge). The story: read the sets (JSONL, JSON, CSV, text), build one job per prompt and
+// attack, answer every job with continuous batching through model_decode, judge each answer
+// harmful / refusal / broken / compliance from its text, count, and report as a table with
+// Wilson intervals, JSON and a JSONL dump that `mosr judge` reads back.
 #include "eval.h"
 
 #include <ctype.h>

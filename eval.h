@@ -1,4 +1,4 @@
-// eval.h — prompt sets, batched generation over them, refusal classification, metrics (mosr eval).
+// eval.h — prompt sets, batched generation over them, the judge, metrics (mosr eval, mosr judge).
 #ifndef MOSR_EVAL_H
 #define MOSR_EVAL_H
 
