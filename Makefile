@@ -10,11 +10,11 @@ OBJ = $(SRC:.c=.o)
 # the tests link every object but main.o (main.c holds only the dispatcher and main())
 LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
-        tests/test_train tests/test_eval tests/test_plot tests/test_mosr tests/test_numerics tests/test_fuzz_regress
+        tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh
 
-.PHONY: all test bench data clean deps deps-test base eval-base eval-public test-asan fuzz fuzz-regress demo ablation
+.PHONY: all test bench data clean deps deps-test base eval-base eval-public test-asan fuzz fuzz-regress demo ablation judge-xstest
 all: mosr
 
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
@@ -55,6 +55,10 @@ test: deps
 
 bench: mosr
 	@bash bench/run.sh && bash bench/bench_generate.sh
+
+# the judge's refusal detection on real models' text (human-labelled XSTest completions in ../shared)
+judge-xstest: mosr
+	@bash bench/judge_xstest.sh
 
 data:
 	$(MAKE) -C data

@@ -187,7 +187,7 @@ static char* str_ndup(const char* s, size_t n) {
 }
 
 // trims white space at both ends, in place; returns s
-static char* trim_in_place(char* s) {
+char* trim_in_place(char* s) {
     size_t n = strlen(s), a = 0;
     while (a < n && isspace((unsigned char)s[a])) a++;
     while (n > a && isspace((unsigned char)s[n - 1])) n--;

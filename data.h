@@ -150,6 +150,7 @@ void prefills_free(char** p, int n);
         argv[++i];                                                         \
     })
 
+char* trim_in_place(char* s);                         // without leading/trailing white space (in place)
 int is_help(const char* arg);                         // -h or --help
 int unknown_flag(const char* cmd, const char* arg);   // says so; returns EXIT_USAGE
 // loads a model and its tokenizer, checking that they agree on the vocabulary; a util.h exit code

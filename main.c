@@ -160,6 +160,7 @@ static const Command commands[] __attribute__((unused)) = {
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary: mosr tokenizer train"},
     {"train", train_main, "train a model on prompt/response data or plain text"},
     {"eval", eval_main, "answer prompt sets and measure refusal, attack success, over-refusal"},
+    {"judge", judge_main, "label answers (JSONL: prompt, answer, expect, ...) with the judge, no model needed"},
     {"analyze", analyze_main, "where pseudo-malicious prompts sit between benign and malicious, and what it predicts"},
     {"defend", defend_main, "harden a model with RR or MOSR (LoRA, merged into the output)"},
     {"demo", demo_main, "base -> RR -> MOSR on the test split: results table, JSON and figures"},

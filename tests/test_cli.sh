@@ -265,7 +265,8 @@ expect 2 "--batch expects an integer" "${E[@]}" --set "$FX/prompts.txt" --expect
 expect 2 "--batch expects an integer" "${E[@]}" --set "$FX/prompts.txt" --expect comply --batch lots
 expect 2 "--batch needs a value" "${E[@]}" --set "$FX/prompts.txt" --expect comply --batch
 expect 2 "--attack takes" "${E[@]}" --set "$FX/prompts.txt" --expect refuse --attack sideways
-expect 2 "--ref-nll expects" "${E[@]}" --set "$FX/prompts.txt" --expect comply --ref-nll -1
+expect 2 "unknown option '--ref-nll'" "${E[@]}" --set "$FX/prompts.txt" --expect comply --ref-nll 1.5
+expect 3 "no such file" "${E[@]}" --set "$FX/prompts.txt" --expect comply --vocab "$FX/nope.txt"
 expect 3 "no such file" "${E[@]}" --set "$FX/nope.jsonl" --expect comply
 expect 3 "is a directory" "${E[@]}" --set "$FX/dir" --expect comply
 expect 3 "holds no prompts" "${E[@]}" --set "$FX/empty" --expect comply
@@ -277,6 +278,24 @@ expect 3 "vocab_size" eval "$M" -z "$FX/tok320.bin" --set "$FX/prompts.txt" --ex
 expect 2 "cannot write" "${E[@]}" --set "$FX/prompts.txt" --expect comply --dump nodir/dump.jsonl
 expect 2 "cannot write" "${E[@]}" --set "$FX/prompts.txt" --expect comply --json nodir/out.json
 expect 2 "is a directory" "${E[@]}" --set "$FX/prompts.txt" --expect comply --json "$FX/dir"
+
+# judge (text only: no model)
+printf '{"prompt": "p", "answer": " Sorry, I cannot help.", "expect": "refuse"}\n' > "$FX/answers.jsonl"
+printf '{"prompt": "p", "answer": " hi"}\n' > "$FX/noexpect.jsonl"
+printf '{"prompt": "p", "expect": "comply"}\n' > "$FX/noanswer.jsonl"
+printf '{"answer": "a", "expect": "comply"}\n[1, 2]\n' > "$FX/notobject.jsonl"
+expect 2 "needs --answers" judge
+expect 2 "unknown argument '--frob'" judge --answers "$FX/answers.jsonl" --frob
+expect 2 "--out needs a value" judge --answers "$FX/answers.jsonl" --out
+expect 3 "no such file" judge --answers "$FX/nope.jsonl"
+expect 3 "line 1: \"expect\" must be" judge --answers "$FX/noexpect.jsonl"
+expect 3 "line 1: no \"answer\"" judge --answers "$FX/noanswer.jsonl"
+expect 3 "line 2: not a JSON object" judge --answers "$FX/notobject.jsonl"
+expect 3 "no such file" judge --answers "$FX/answers.jsonl" --vocab "$FX/nope.txt"
+expect 3 "no such file" judge --answers "$FX/answers.jsonl" --refusals "$FX/nope.txt"
+expect 2 "cannot write" judge --answers "$FX/answers.jsonl" --out nodir/out.jsonl
+expect 2 "is a directory" judge --answers "$FX/answers.jsonl" --json "$FX/dir"
+expect 2 "is the input --answers" judge --answers "$FX/answers.jsonl" --json "$FX/answers.jsonl"
 
 # analyze (every set given, so nothing is read from data/)
 A=(analyze "$M" -z "$Z" --benign-train "$FX/data.jsonl" --malicious-train "$FX/data.jsonl"
