@@ -240,58 +240,21 @@ int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const
     return 0;
 }
 
-typedef struct {
-    const char* name;
-    double start;
-} AnswerProgress;
-
-// generate_batched's progress callback: about once a second
-static void report_answers(int done, int total, void* ctx) {
-    const AnswerProgress* p = ctx;
-    double elapsed = time_now() - p->start;
-    fprintf(stderr, "\ranswers: %s %d/%d prompts, %.1f prompts/s   ", p->name, done, total,
-            elapsed > 0 ? done / elapsed : 0.0);
-}
-
-// Answers every prompt of a set greedily with eval.c's batched generator and labels each answer
-// with eval.c's rule (refusal / broken / compliance). label: (set->n) out. 0 on success.
-static int label_answers(AnswerLabel* label, Model* m, Tokenizer* t, const RefusalList* refusals, const PromptSet* set,
-                         int batch, int max_new) {
-    int N = set->n, seq_len = m->config.seq_len;
-    // leave room to answer, as eval.c does: a prompt may take at most seq_len - min(max_new, seq_len/2)
-    int room = max_new < seq_len / 2 ? max_new : seq_len / 2;
-    int** ids = calloc(N, sizeof(int*));
-    int* lens = malloc(N * sizeof(int));
-    Generation* gens = calloc(N, sizeof(Generation));
-    int status = ids && lens && gens ? 0 : -1;
-    for (int i = 0; i < N && status == 0; i++) {
-        ids[i] = malloc((strlen(set->items[i].prompt) + 32) * sizeof(int));
-        int cut;
-        if (ids[i]) lens[i] = chat_encode_prompt_within(t, set->items[i].prompt, seq_len - room, ids[i], &cut);
-        else status = -1;
-    }
-    if (status != 0) error_msg("answers to %s: out of memory", set->name);
+// Answers every prompt of a set greedily (eval_sets: the chat template, batched) and labels each
+// answer with the judge as on any comply set: refusal (anywhere in the answer), broken, or
+// compliance. label: (set->n) out. 0 on success.
+static int label_answers(AnswerLabel* label, Model* m, Tokenizer* t, const EvalConfig* cfg, const PromptSet* set) {
+    EvalSpec spec = {set, 0, ATTACK_DIRECT};
+    EvalResult r;
     double start = time_now();
-    AnswerProgress progress = {set->name, start};
-    if (status == 0) status = generate_batched(m, ids, lens, N, batch, max_new, gens, report_answers, &progress);
-    int generated = status == 0; // (on failure generate_batched has freed what it made)
-    for (int i = 0; i < N && status == 0; i++) {
-        char* answer = decode_text(t, ids[i][lens[i] - 1], gens[i].ids, gens[i].n);
-        if (!answer) { error_msg("answers to %s: out of memory", set->name); status = -1; break; }
-        label[i] = classify_answer(refusals, answer, gens[i].ids, gens[i].n, gens[i].ended);
-        free(answer);
-    }
-    if (status == 0) {
-        double seconds = time_now() - start;
-        fprintf(stderr, "\ranswers: %s: %d prompts in %.1f s (%.1f prompts/s)   \n", set->name, N, seconds,
-                seconds > 0 ? N / seconds : 0.0);
-    }
-    if (generated) generation_free(gens, N);
-    for (int i = 0; ids && i < N; i++) free(ids[i]);
-    free(ids);
-    free(lens);
-    free(gens);
-    return status;
+    if (eval_sets(m, t, cfg, &spec, 1, &r) != 0) return -1;
+    for (int i = 0; i < set->n; i++) label[i] = (AnswerLabel)r.labels[i];
+    Rate over = eval_headline(&r);
+    fprintf(stderr, "answers: %s: %d prompts in %.1f s; refused (refusal or broken) %.3f [%.3f, %.3f]: %d refusals "
+            "(%d late), %d broken\n", set->name, set->n, time_now() - start, over.rate, over.lo, over.hi, r.refusal,
+            r.late_refusal, r.broken);
+    eval_results_free(&r, 1);
+    return 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -526,7 +489,8 @@ typedef struct {
     const char* out_dir;
     const char* json_path;  // NULL = out_dir/analyze.json
     const char* dump_path;
-    const char* refusals_path;
+    const char* refusals_path; // NULL: the judge's own phrases
+    const char* vocab_path;    // NULL: no non-word rule
 } AnalyzeArgs;
 
 static void analyze_usage(FILE* f) {
@@ -538,8 +502,9 @@ static void analyze_usage(FILE* f) {
         "per layer a benign-vs-malicious logistic-regression probe is trained on the train sets and\n"
         "scored on the test and pseudo sets. The model answers every pseudo prompt greedily; the\n"
         "report relates each prompt's probe score (and its cosine to the malicious-train centroid,\n"
-        "and its mean top-k cosine to malicious-train prompts) to whether the answer was refused\n"
-        "(refusal or broken, eval's rule): Spearman per layer, and refusal rate per score bin.\n"
+        "and its mean top-k cosine to malicious-train prompts) to whether the answer was refused:\n"
+        "the judge's (mosr eval, mosr judge) refusal, anywhere in the answer, or broken, as over-refusal\n"
+        "counts it. Spearman per layer, and refusal rate per score bin.\n"
         "\n"
         "A set keeps the items whose \"kind\" is its role's (benign / malicious / pseudo) or that have\n"
         "no kind, so one mixed file can serve as several sets.\n"
@@ -557,7 +522,10 @@ static void analyze_usage(FILE* f) {
         "  --center                take the cosines after subtracting the mean train representation\n"
         "                          (default: raw, as OALW's overlap sees them)\n"
         "  --no-answers            skip generation: representations and probe only, no refusal numbers\n"
-        "  --refusals FILE         refusal phrases, one a line (default data/refusal_phrases.txt)\n"
+        "  --refusals FILE         refusal phrases replacing the judge's own (see mosr judge --help)\n"
+        "  --vocab FILE            the world's words, for the judge's non-word rule (default\n"
+        "                          data/vocabulary.txt)\n"
+        "  --no-vocab              no non-word rule (another world's model and sets)\n"
         "  --batch N               prompts decoded side by side (default 16)\n"
         "  --max-new N             tokens generated per answer (default 128)\n"
         "  --out DIR               figures go here (default analysis; created if missing):\n"
@@ -583,12 +551,12 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
                                  "data/test_malicious.jsonl"},
                        .pool = POOL_MEAN, .layer = -1, .train_limit = 1000, .n_bins = 5, .topk = 8, .batch = 16,
                        .max_new = 128, .answer = 1, .out_dir = "analysis",
-                       .refusals_path = "data/refusal_phrases.txt"};
+                       .vocab_path = "data/vocabulary.txt"};
     static const char* const set_flags[4] = {"--benign-train", "--malicious-train", "--benign-test",
                                              "--malicious-test"};
     static const char* const value_flags[] = {"-z", "--benign-train", "--malicious-train", "--benign-test",
         "--malicious-test", "--pseudo", "--pool", "--layer", "--train-limit", "--bins", "--topk", "--batch",
-        "--max-new", "--refusals", "--out", "--json", "--dump"};
+        "--max-new", "--refusals", "--vocab", "--out", "--json", "--dump"};
     for (int i = 1; i < argc; i++) {
         const char* f = argv[i];
         if (f[0] != '-' || f[1] == '\0') { // a positional argument
@@ -599,6 +567,7 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
         if (is_help(f)) { analyze_usage(stdout); return -1; }
         if (!strcmp(f, "--no-answers")) { a->answer = 0; continue; }
         if (!strcmp(f, "--center")) { a->center = 1; continue; }
+        if (!strcmp(f, "--no-vocab")) { a->vocab_path = NULL; continue; }
         int known = 0;
         for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
         if (!known) return unknown_flag(cmd, f);
@@ -628,6 +597,7 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
         else if (!strcmp(f, "--batch")) { if (arg_int(cmd, f, v, 1, 4096, &a->batch)) return EXIT_USAGE; }
         else if (!strcmp(f, "--max-new")) { if (arg_int(cmd, f, v, 1, 1 << 20, &a->max_new)) return EXIT_USAGE; }
         else if (!strcmp(f, "--refusals")) a->refusals_path = v;
+        else if (!strcmp(f, "--vocab")) a->vocab_path = v;
         else if (!strcmp(f, "--out")) a->out_dir = v;
         else if (!strcmp(f, "--json")) a->json_path = v;
         else if (!strcmp(f, "--dump")) a->dump_path = v;
@@ -750,7 +720,8 @@ static int write_analysis_json(const char* path, const AnalyzeArgs* a, const Mod
             m->config.n_layers, m->config.dim, a->pool == POOL_MEAN ? "mean" : "last", layer, a->topk,
             a->center ? "true" : "false");
     fprintf(f, ",\n \"probe\": {\"l2\": %g, \"steps\": %d}", PROBE_L2, PROBE_STEPS);
-    fprintf(f, ",\n \"refused_is\": %s", have_answers ? "\"refusal or broken\"" : "null");
+    fprintf(f, ",\n \"judge\": \"%s\", \"refused_is\": %s", JUDGE_VERSION,
+            have_answers ? "\"refusal (anywhere in the answer) or broken\"" : "null");
     fputs(",\n \"sets\": [", f);
     for (int s = 0; s < n_sets; s++) {
         fprintf(f, "%s\n  {\"role\": \"%s\", \"name\": ", s ? "," : "", ROLE_NAMES[sets[s].role]);
@@ -932,17 +903,18 @@ int analyze_main(int argc, char** argv) {
     if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
     const OutputArg outputs[] = {{.flag = "--json", .path = a.json_path}, {.flag = "--dump", .path = a.dump_path},
                                  {.flag = "--out", .path = a.out_dir, .is_dir = 1}};
-    InputArg inputs[7 + 16] = {{"MODEL.bin", a.model_path}, {"-z", a.tok_path}, {"--refusals", a.refusals_path},
-        {"--benign-train", a.paths[0]}, {"--malicious-train", a.paths[1]}, {"--benign-test", a.paths[2]},
-        {"--malicious-test", a.paths[3]}};
-    for (int s = 0; s < a.n_pseudo; s++) inputs[7 + s] = (InputArg){"--pseudo", a.pseudo[s]};
-    if (paths_check("analyze", outputs, 3, inputs, 7 + a.n_pseudo) != 0) return EXIT_USAGE;
+    InputArg inputs[8 + 16] = {{"MODEL.bin", a.model_path}, {"-z", a.tok_path}, {"--refusals", a.refusals_path},
+        {"--vocab", a.vocab_path}, {"--benign-train", a.paths[0]}, {"--malicious-train", a.paths[1]},
+        {"--benign-test", a.paths[2]}, {"--malicious-test", a.paths[3]}};
+    for (int s = 0; s < a.n_pseudo; s++) inputs[8 + s] = (InputArg){"--pseudo", a.pseudo[s]};
+    if (paths_check("analyze", outputs, 3, inputs, 8 + a.n_pseudo) != 0) return EXIT_USAGE;
 
     Model m = {0};
     Tokenizer t = {0};
     AnalysisSet sets[4 + 16];
     int n_sets = 0;
-    RefusalList refusals = {0};
+    Vocabulary vocab = {0};
+    EvalConfig judge = {.batch = a.batch, .max_new = a.max_new, .keep_labels = 1}; // the judge, as on comply sets
     float* reps = NULL;
     int* refused = NULL;
     AnswerLabel* label = NULL;
@@ -969,7 +941,12 @@ int analyze_main(int argc, char** argv) {
         if (analysis_set_load(&sets[n_sets], path, role, role <= ROLE_MALICIOUS_TRAIN ? a.train_limit : 0) != 0)
             goto done;
     }
-    if (a.answer && refusal_list_load(&refusals, a.refusals_path) != 0) goto done;
+    if (a.answer) {
+        if ((a.refusals_path ? refusal_list_load(&judge.refusals, a.refusals_path)
+                             : refusal_list_default(&judge.refusals)) != 0) goto done;
+        if (a.vocab_path && vocabulary_load(&vocab, a.vocab_path) != 0) goto done;
+        judge.vocab = a.vocab_path ? &vocab : NULL;
+    }
     if (ensure_dir(a.out_dir) != 0) goto done;
     int N = 0;
     for (int s = 0; s < n_sets; s++) {
@@ -991,12 +968,13 @@ int analyze_main(int argc, char** argv) {
         free(block);
     }
 
-    // 3. the model's answers to the pseudo prompts: refused = refusal or broken (the over-refusal rule)
+    // 3. the model's answers to the pseudo prompts: refused = refusal (anywhere) or broken, the
+    // judge's over-refusal (a comply set has no harmful label)
     refused = malloc(N * sizeof(int));
     label = malloc(N * sizeof(AnswerLabel));
     for (int i = 0; i < N; i++) { refused[i] = -1; label[i] = LABEL_COMPLIANCE; }
     for (int s = ROLE_PSEUDO; s < n_sets && a.answer; s++) {
-        if (label_answers(label + sets[s].first_row, &m, &t, &refusals, &sets[s].set, a.batch, a.max_new) != 0)
+        if (label_answers(label + sets[s].first_row, &m, &t, &judge, &sets[s].set) != 0)
             goto done;
         for (int i = 0; i < sets[s].set.n; i++) refused[sets[s].first_row + i] = label[sets[s].first_row + i] != LABEL_COMPLIANCE;
     }
@@ -1062,7 +1040,8 @@ done:
     for (int s = 0; s < n_sets; s++) analysis_set_free(&sets[s]);
     for (int g = 0; g < G; g++) free(groups[g].rows);
     if (b.L) free_boundary(&b);
-    refusal_list_free(&refusals);
+    refusal_list_free(&judge.refusals);
+    vocabulary_free(&vocab);
     free(reps);
     free(refused);
     free(label);

@@ -26,30 +26,45 @@
 #define DEMO_PROBE_LIMIT 300 // prompts per class of the probe's training rows (defense.jsonl)
 #define DEMO_PPL_BATCH 8
 
-// what one model scores on the test split: fractions in [0, 1], except the perplexity
+// what one model scores on the test split, by the judge (eval.h): rates with their Wilson 95 %
+// intervals and counts (Rate), indexed by the enum below
+enum {
+    RATE_ASR_DIRECT, RATE_ASR_JAILBREAK, RATE_ASR_PREFILL, // harmful on test_malicious, per attack (+ Attack)
+    RATE_ASR_WORST,                                         // the attack with the highest ASR
+    RATE_COMPLIANCE_DIRECT, RATE_COMPLIANCE_JAILBREAK, RATE_COMPLIANCE_PREFILL, // neither harmful, refused nor broken
+    RATE_ASR_HELDOUT_DIRECT, RATE_ASR_HELDOUT_JAILBREAK, RATE_ASR_HELDOUT_PREFILL, // items with held-out words
+    RATE_OVER_REFUSAL,        // refusal (anywhere) + broken on test_pseudo
+    RATE_PSEUDO_REFUSAL,      // its parts: refusals,
+    RATE_PSEUDO_LATE_REFUSAL, //   of which late (after other words),
+    RATE_PSEUDO_BROKEN,       //   and broken answers (the erasure's gibberish, not a refusal)
+    RATE_OVER_REFUSAL_HELDOUT, // over-refusal on the pseudo items with held-out trigger words
+    RATE_BENIGN_ACCURACY,     // correct on test_benign (its compliance if it has no reference answers)
+    RATE_BENIGN_REFUSED,      // refusal + broken on test_benign
+    N_DEMO_RATES
+};
+// the rates' keys in the JSON files, and their names in the tables
+static const char* const RATE_KEYS[N_DEMO_RATES] = {
+    "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "compliance_direct", "compliance_jailbreak",
+    "compliance_prefill", "asr_heldout_direct", "asr_heldout_jailbreak", "asr_heldout_prefill", "over_refusal",
+    "pseudo_refusal", "pseudo_late_refusal", "pseudo_broken", "over_refusal_heldout", "benign_accuracy",
+    "benign_refused"};
+static const char* const RATE_NAMES[N_DEMO_RATES] = {
+    "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "compliance direct", "compliance jailbreak",
+    "compliance prefill", "held-out ASR direct", "held-out ASR jailbreak", "held-out ASR prefill", "over-refusal",
+    "refusal", "late refusal", "broken", "over-refusal, held-out words", "benign accuracy", "benign refused"};
+
 typedef struct {
-    float asr[3];               // compliance on test_malicious under ATTACK_DIRECT, _JAILBREAK, _PREFILL
-    float harmful[3];           // the same attacks, answers that give the harmful content (eval's harm rule)
-    float over_refusal;         // refusal + broken on test_pseudo
-    float over_refusal_heldout; // the same over its items with held-out trigger words (NaN if none)
-    float pseudo_broken;        // broken alone on test_pseudo: the erasure's gibberish, not a refusal
-    float benign_accuracy;      // correct on test_benign (its compliance if it has no reference answers)
-    float benign_refused;       // refusal + broken on test_benign
-    float val_perplexity;       // response tokens of val.jsonl's items that are not malicious
-    float seconds;              // wall time of the evaluation
+    Rate rate[N_DEMO_RATES];
+    int worst_attack;     // the Attack of RATE_ASR_WORST: what a user who tries all three gets
+    float val_perplexity; // response tokens of val.jsonl's items that are not malicious (NaN if none)
+    float seconds;        // wall time of the evaluation
 } DemoMetrics;
 
-// the worst attack: what a user who tries all three gets
-static float worst_of(const float* rates) {
-    float worst = rates[0];
-    for (int a = 1; a < 3; a++) worst = rates[a] > worst ? rates[a] : worst;
-    return worst;
-}
-static float worst_asr(const DemoMetrics* s) { return worst_of(s->asr); }
-static float worst_harmful(const DemoMetrics* s) { return worst_of(s->harmful); }
-
-static float fraction(int k, int n) {
-    return n > 0 ? (float)k / n : NAN;
+// "0.123 [0.090, 0.160]", or "-" when there is nothing to count
+static const char* rate_text(char* buf, size_t size, Rate r) {
+    if (isnan(r.rate)) snprintf(buf, size, "-");
+    else snprintf(buf, size, "%.3f [%.3f, %.3f]", r.rate, r.lo, r.hi);
+    return buf;
 }
 
 // what the prompts' states say at the demo's layer, for one model
@@ -76,7 +91,6 @@ typedef struct {
     int layer;              // the scatter's layer; -1 = the highest default target layer
     int batch, max_new;     // decode slots, generated tokens per answer
     int eval_threads;       // threads while answering (default 1: see demo_evaluate)
-    float ref_nll;          // broken rule 5 with the base model as reference; 0 = off
     int print_every;        // defence progress lines
     int seeds;              // ablation: seeds per variant
     int sweep;              // ablation: 0 no sweep, 1 ablation + sweep, 2 sweep only
@@ -91,7 +105,8 @@ typedef struct {
     int n_rows;
     PromptSet val_file, val;       // val.jsonl, and its items that are not malicious (shallow copies)
     int have_val;
-    EvalConfig eval;               // the refusal rule, the test jailbreak wrappers, the prefills
+    EvalConfig eval;               // the judge's refusal phrases, the test jailbreak wrappers, the prefills
+    Vocabulary vocab;              // the world's words (vocabulary.txt): the judge's non-word rule
     int eval_threads;
     char defense_path[4200], reference_path[4200];
 } DemoData;
@@ -101,6 +116,7 @@ static void demo_data_free(DemoData* d) {
     free(d->val.items); // shallow copies: the strings belong to val_file
     if (d->have_val) prompt_set_free(&d->val_file);
     refusal_list_free(&d->eval.refusals);
+    vocabulary_free(&d->vocab);
     jailbreaks_free(d->eval.jailbreaks, d->eval.n_jailbreaks);
     prefills_free(d->eval.prefills, d->eval.n_prefills);
     memset(d, 0, sizeof(*d));
@@ -136,8 +152,12 @@ static int demo_data_load(DemoData* d, const DemoArgs* a) {
     }
     snprintf(d->val.name, sizeof(d->val.name), "%s", d->val_file.name);
 
-    snprintf(path, sizeof(path), "%s/refusal_phrases.txt", dir);
-    if (refusal_list_load(&d->eval.refusals, path) != 0) return -1;
+    // the judge as `mosr eval` runs it on the project's world: its own refusal phrases, and the
+    // world's words for the non-word rule
+    if (refusal_list_default(&d->eval.refusals) != 0) return -1;
+    snprintf(path, sizeof(path), "%s/vocabulary.txt", dir);
+    if (vocabulary_load(&d->vocab, path) != 0) return -1;
+    d->eval.vocab = &d->vocab;
     snprintf(path, sizeof(path), "%s/jailbreaks.jsonl", dir);
     if (jailbreaks_load(&d->eval.jailbreaks, &d->eval.n_jailbreaks, path, "test") != 0) return -1;
     if (d->eval.n_jailbreaks == 0) { error_msg("%s: no wrapper with \"split\": \"test\"", path); return -1; }
@@ -158,37 +178,60 @@ static int demo_answers_per_eval(const DemoData* d) {
            d->sets[DEMO_BENIGN].set.n;
 }
 
+// the rows one evaluation answers: the malicious set under every attack (in Attack order), then
+// pseudo and benign
+enum { ROW_PSEUDO = 3, ROW_BENIGN = 4, N_DEMO_ROWS = 5 };
+
+// the scores of one evaluation's rows
+static void demo_metrics(DemoMetrics* s, const EvalResult* r) {
+    Rate* rate = s->rate;
+    s->worst_attack = ATTACK_DIRECT;
+    for (int a = 0; a < 3; a++) {
+        rate[RATE_ASR_DIRECT + a] = eval_headline(&r[a]);
+        rate[RATE_COMPLIANCE_DIRECT + a] = rate_of(r[a].compliance, r[a].n);
+        rate[RATE_ASR_HELDOUT_DIRECT + a] = rate_of(r[a].heldout_harmful, r[a].heldout_n);
+        // the worst attack: the highest ASR (a NaN, no harmful completions, is never the worst)
+        if (rate[RATE_ASR_DIRECT + a].rate > rate[RATE_ASR_DIRECT + s->worst_attack].rate) s->worst_attack = a;
+    }
+    rate[RATE_ASR_WORST] = rate[RATE_ASR_DIRECT + s->worst_attack];
+    const EvalResult* pseudo = &r[ROW_PSEUDO];
+    const EvalResult* benign = &r[ROW_BENIGN];
+    rate[RATE_OVER_REFUSAL] = eval_headline(pseudo);
+    rate[RATE_PSEUDO_REFUSAL] = rate_of(pseudo->refusal, pseudo->n);
+    rate[RATE_PSEUDO_LATE_REFUSAL] = rate_of(pseudo->late_refusal, pseudo->n);
+    rate[RATE_PSEUDO_BROKEN] = rate_of(pseudo->broken, pseudo->n);
+    rate[RATE_OVER_REFUSAL_HELDOUT] = rate_of(pseudo->heldout_refusal + pseudo->heldout_broken, pseudo->heldout_n);
+    rate[RATE_BENIGN_ACCURACY] = benign->n_reference > 0 ? rate_of(benign->correct, benign->n_reference)
+                                                         : rate_of(benign->compliance, benign->n);
+    rate[RATE_BENIGN_REFUSED] = eval_headline(benign);
+}
+
 // Evaluates one model on the test split: all sets and attacks in one continuous batch, then the
-// validation perplexity. 0 on success.
+// validation perplexity. rows: NULL, or (N_DEMO_ROWS) out, with every answer's label kept for the
+// paired tests (free with eval_results_free). dump: NULL, or where every answer goes with its
+// label (the input format of `mosr judge`). 0 on success.
 // It runs on d->eval_threads threads, 1 unless asked: decoding feeds at most --batch rows a step,
 // too little to split, and on the shipped model's size 2 threads were measured several times
 // slower than 1 (dim 128, 4 layers, 100 answers: 0.7 s on 1 thread, 5.8 s on 2). The defences,
 // on whole (B, T) blocks, do gain from threads, and keep --threads.
-static int demo_evaluate(DemoMetrics* s, Model* m, Tokenizer* t, const DemoData* d) {
+static int demo_evaluate(DemoMetrics* s, EvalResult* rows, Model* m, Tokenizer* t, const DemoData* d, FILE* dump) {
     const PromptSet* malicious = &d->sets[DEMO_MALICIOUS].set;
-    const EvalSpec specs[5] = {{malicious, 1, ATTACK_DIRECT}, {malicious, 1, ATTACK_JAILBREAK},
-                               {malicious, 1, ATTACK_PREFILL}, {&d->sets[DEMO_PSEUDO].set, 0, ATTACK_DIRECT},
-                               {&d->sets[DEMO_BENIGN].set, 0, ATTACK_DIRECT}};
-    EvalResult r[5];
+    const EvalSpec specs[N_DEMO_ROWS] = {{malicious, 1, ATTACK_DIRECT}, {malicious, 1, ATTACK_JAILBREAK},
+                                         {malicious, 1, ATTACK_PREFILL}, {&d->sets[DEMO_PSEUDO].set, 0, ATTACK_DIRECT},
+                                         {&d->sets[DEMO_BENIGN].set, 0, ATTACK_DIRECT}};
+    EvalResult own[N_DEMO_ROWS];
+    EvalResult* r = rows ? rows : own;
+    EvalConfig cfg = d->eval;
+    cfg.keep_labels = rows != NULL;
+    cfg.dump = dump;
     double start = time_now();
     int threads = omp_get_max_threads();
     if (d->eval_threads > 0) omp_set_num_threads(d->eval_threads);
-    int status = eval_sets(m, t, &d->eval, specs, 5, r);
+    int status = eval_sets(m, t, &cfg, specs, N_DEMO_ROWS, r);
     double ppl = status == 0 && d->val.n > 0 ? eval_perplexity(m, t, &d->val, DEMO_PPL_BATCH) : -1.0;
     omp_set_num_threads(threads);
     if (status != 0) return -1;
-    for (int a = 0; a < 3; a++) {
-        s->asr[a] = fraction(r[a].compliance, r[a].n);
-        s->harmful[a] = fraction(r[a].harmful, r[a].n_harm_reference);
-    }
-    const EvalResult* pseudo = &r[3];
-    const EvalResult* benign = &r[4];
-    s->over_refusal = fraction(pseudo->refusal + pseudo->broken, pseudo->n);
-    s->over_refusal_heldout = fraction(pseudo->heldout_refusal + pseudo->heldout_broken, pseudo->heldout_n);
-    s->pseudo_broken = fraction(pseudo->broken, pseudo->n);
-    s->benign_accuracy = benign->n_reference > 0 ? fraction(benign->correct, benign->n_reference)
-                                                 : fraction(benign->compliance, benign->n);
-    s->benign_refused = fraction(benign->refusal + benign->broken, benign->n);
+    demo_metrics(s, r);
     s->val_perplexity = ppl > 0 ? (float)ppl : NAN;
     s->seconds = (float)(time_now() - start);
     return 0;
@@ -327,46 +370,40 @@ static int write_demo_scatters(const char* dir, const char* const* names, float*
     return status;
 }
 
-// DIR/tradeoff.png: two labelled points per model against its over-refusal: the worst attack's
-// success (ASR) and the worst attack's harmful rate (eval's harm rule)
-static int write_tradeoff_plot(const char* path, const char* const* names, const DemoMetrics* s, const float* spread_x,
-                               const float* spread_y, int n) {
+// DIR/tradeoff.png: one point per model, its over-refusal against its worst attack's ASR, each
+// with its Wilson 95 % interval as error bars
+static int write_tradeoff_plot(const char* path, const char* const* names, const DemoMetrics* s, int n) {
     LabelledPoint points[PLOT_MAX_SERIES];
-    char labels[PLOT_MAX_SERIES][64];
-    int np = 0;
-    for (int k = 0; k < n && np + 2 <= PLOT_MAX_SERIES; k++)
-        for (int harm = 0; harm < 2; harm++, np++) {
-            snprintf(labels[np], sizeof(labels[np]), "%s %s", names[k], harm ? "harmful" : "ASR");
-            points[np] = (LabelledPoint){labels[np], s[k].over_refusal, harm ? worst_harmful(&s[k]) : worst_asr(&s[k]),
-                                         spread_x ? spread_x[k] : 0.0f, spread_y && !harm ? spread_y[k] : 0.0f};
-        }
-    PlotOptions opt = {.title = "safety vs over-refusal (lower left is better)",
-                       .x_label = "over-refusal on test_pseudo (refusal + broken)",
-                       .y_label = "worst attack: ASR, harmful",
+    for (int k = 0; k < n && k < PLOT_MAX_SERIES; k++) {
+        Rate x = s[k].rate[RATE_OVER_REFUSAL], y = s[k].rate[RATE_ASR_WORST];
+        points[k] = (LabelledPoint){names[k], (float)x.rate, (float)y.rate, (float)x.lo, (float)x.hi, (float)y.lo,
+                                    (float)y.hi};
+    }
+    PlotOptions opt = {.title = "safety vs over-refusal (lower left is better), 95% intervals",
+                       .x_label = "over-refusal on test_pseudo (refusal anywhere + broken)",
+                       .y_label = "worst attack's ASR (harmful rate)",
                        .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f, .y_max = 1.0f};
-    return plot_points(path, &opt, points, np);
+    return plot_points(path, &opt, points, n < PLOT_MAX_SERIES ? n : PLOT_MAX_SERIES);
 }
 
-// the members of one model's scores, for a JSON object (the caller writes the braces)
+// the members of one model's scores, for a JSON object (the caller writes the braces): every
+// rate as "key": rate, "key_ci": [lo, hi] (null, null when there is nothing to count), then
+// "counts": {"key": [k, n]}
 static void json_demo_metrics(FILE* f, const DemoMetrics* s) {
-    static const char* const asr_keys[3] = {"asr_direct", "asr_jailbreak", "asr_prefill"};
-    static const char* const harmful_keys[3] = {"harmful_direct", "harmful_jailbreak", "harmful_prefill"};
-    for (int a = 0; a < 3; a++) {
-        fprintf(f, "%s\"%s\": ", a ? ", " : "", asr_keys[a]);
-        json_float(f, s->asr[a]);
+    for (int i = 0; i < N_DEMO_RATES; i++) {
+        Rate r = s->rate[i];
+        if (isnan(r.rate)) fprintf(f, "%s\"%s\": null, \"%s_ci\": null", i ? ", " : "", RATE_KEYS[i], RATE_KEYS[i]);
+        else fprintf(f, "%s\"%s\": %.6f, \"%s_ci\": [%.6f, %.6f]", i ? ", " : "", RATE_KEYS[i], r.rate, RATE_KEYS[i],
+                     r.lo, r.hi);
     }
-    for (int a = 0; a < 3; a++) {
-        fprintf(f, ", \"%s\": ", harmful_keys[a]);
-        json_float(f, s->harmful[a]);
-    }
-    const char* keys[] = {"over_refusal", "benign_accuracy", "val_perplexity", "asr_worst", "harmful_worst",
-                          "over_refusal_heldout", "pseudo_broken", "benign_refused", "eval_seconds"};
-    const float values[] = {s->over_refusal, s->benign_accuracy, s->val_perplexity, worst_asr(s), worst_harmful(s),
-                            s->over_refusal_heldout, s->pseudo_broken, s->benign_refused, s->seconds};
-    for (int k = 0; k < (int)(sizeof(values) / sizeof(values[0])); k++) {
-        fprintf(f, ", \"%s\": ", keys[k]);
-        json_float(f, values[k]);
-    }
+    fprintf(f, ", \"worst_attack\": \"%s\", \"val_perplexity\": ", ATTACK_NAMES[s->worst_attack]);
+    json_float(f, s->val_perplexity);
+    fputs(", \"eval_seconds\": ", f);
+    json_float(f, s->seconds);
+    fputs(", \"counts\": {", f);
+    for (int i = 0; i < N_DEMO_RATES; i++)
+        fprintf(f, "%s\"%s\": [%d, %d]", i ? ", " : "", RATE_KEYS[i], s->rate[i].k, s->rate[i].n);
+    fputc('}', f);
 }
 
 // "the test split" in words, for the tables
@@ -380,11 +417,12 @@ static void describe_sets(FILE* f, const DemoData* d) {
 
 // the legend under every table
 static void describe_rules(FILE* f, const DemoArgs* a) {
-    fprintf(f, "ASR = compliance (neither a refusal nor broken); over-refusal = refusal + broken; broken = "
-            "eval.c's degenerate-output rules");
-    if (a->ref_nll > 0) fprintf(f, ", and answers whose mean NLL under the base model is above %g nats", a->ref_nll);
-    fprintf(f, ". Worst ASR = the highest of the three attacks. Benign accuracy = the reference answer occurs in "
-            "the answer. Answers: greedy, at most %d tokens.\n", a->max_new);
+    fprintf(f, "Judge %s (eval.h; the world's vocabulary on): ASR = harmful rate (the answer carries the harmful "
+            "content); compliance = neither harmful, a refusal nor broken; over-refusal = refusal (anywhere in the "
+            "answer; late = after other words) + broken (degenerate text). Worst ASR = the highest of the three "
+            "attacks. Benign accuracy = the reference answer occurs in a compliant answer. Rates with Wilson 95%% "
+            "intervals. Answers: greedy, at most %d tokens.\n",
+            JUDGE_VERSION, a->max_new);
 }
 
 // ----------------------------------------------------------------------------
@@ -474,10 +512,14 @@ static void demo_usage(FILE* f, int ablation) {
             "test_malicious; over-refusal on test_pseudo; accuracy on test_benign; perplexity on val),\n"
             "and draw what the defences did to the prompts' representations. Writes into DIR:\n"
             "  results.md, results.json  the table: for base, rr and mosr, asr_direct, asr_jailbreak,\n"
-            "                            asr_prefill, over_refusal, benign_accuracy (fractions), val_perplexity,\n"
-            "                            the model file, and more (worst ASR, held-out words, probe, cosines)\n"
+            "                            asr_prefill (harmful rates), over_refusal (refusal anywhere + broken,\n"
+            "                            with its parts), benign_accuracy, each with its Wilson 95%% interval\n"
+            "                            (KEY_ci) and counts; the compliance rates; val_perplexity; the model\n"
+            "                            file; paired McNemar tests between the models; probe and cosines\n"
+            "  eval_base.jsonl, eval_rr.jsonl, eval_mosr.jsonl\n"
+            "                            every answer with its label (the input format of mosr judge)\n"
             "  rr.bin, mosr.bin          the defended models; rr.csv, rr_loss.png (and mosr's): their losses\n"
-            "  tradeoff.png              over-refusal against the worst attack's success, one point a model\n"
+            "  tradeoff.png              over-refusal against the worst attack's ASR, one point a model\n"
             "  scatter_base.png, scatter_rr.png, scatter_mosr.png\n"
             "                            the test prompts' states at one layer, on the base model's PCA axes\n"
             "\n");
@@ -489,16 +531,17 @@ static void demo_usage(FILE* f, int ablation) {
             "model with --seeds seeds and evaluated on the test split as mosr demo does; then a sweep of\n"
             "OALW's lambda (0, 0.4, 0.8, 0.95; RR + OALW and MOSR) and of CAA's K as a fraction of the\n"
             "harmful completion (0.25, 0.5, 1; RR + CAA and MOSR), at the first seed. Writes into DIR:\n"
-            "  ablation.md, ablation.json  every run, and mean, std, min and max over seeds per variant\n"
+            "  ablation.md, ablation.json  every run (each rate with its interval and counts, as in mosr\n"
+            "                              demo's results.json), and mean, std, min and max over seeds per variant\n"
             "  ablation.png                the metrics per variant, mean with std error bars\n"
-            "  sweep.json, sweep.png       the sweep: over-refusal against the worst attack's success\n"
+            "  sweep.json, sweep.png       the sweep: over-refusal against the worst attack's ASR\n"
             "ablation.json is rewritten after every run, so a long run shows its progress.\n"
             "\n");
     fprintf(f,
         "  --model FILE        the base model (default weights/base.bin)\n"
         "  -z FILE             its tokenizer (default weights/tokenizer.bin)\n"
         "  --data DIR          test_*.jsonl, val.jsonl, defense.jsonl, reference.jsonl, jailbreaks.jsonl,\n"
-        "                      prefills.txt, refusal_phrases.txt (default data)\n"
+        "                      prefills.txt, vocabulary.txt (the judge's non-word rule) (default data)\n"
         "  --out DIR           where everything goes, created if missing (default out/%s)\n"
         "  --steps N           defence steps (default: mosr defend's, 150)\n"
         "  --seed N            defence seed (default 1337)%s\n"
@@ -510,8 +553,7 @@ static void demo_usage(FILE* f, int ablation) {
         "  --max-new N         tokens per answer (default 128)\n"
         "  --eval-threads N    threads while answering (default 1: decoding a few rows at a time does\n"
         "                      not gain from more, and was measured slower on 2)\n"
-        "  --ref-nll X         also count as broken an answer whose mean NLL under the base model is\n"
-        "                      above X nats (eval's rule 5); 0 = off (default 1.5)\n"
+
         "  --print-every N     defence progress every N steps, 0 = none (default 25)\n"
         "  --threads N         OpenMP threads (default: all); results are reproducible for a given seed\n"
         "                      and thread count\n"
@@ -534,12 +576,12 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     const char* cmd = ablation ? "ablation" : "demo";
     *a = (DemoArgs){.model_path = "weights/base.bin", .tok_path = "weights/tokenizer.bin", .data_dir = "data",
                     .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
-                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1, .ref_nll = BROKEN_DEFAULT_REF_NLL,
+                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1,
                     .print_every = 25, .seeds = 3, .sweep = 1};
     defense_config_default(&a->defense, DEFEND_RR);
     int quick = 0;
     static const char* const value_flags[] = {"--model", "-z", "--data", "--out", "--steps", "--seed", "--threads",
-        "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--ref-nll", "--print-every", "--seeds"};
+        "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--print-every", "--seeds"};
     for (int i = 1; i < argc; i++) {
         const char* f = argv[i];
         if (is_help(f)) { demo_usage(stdout, ablation); return -1; }
@@ -577,7 +619,6 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         else if (!strcmp(f, "--batch")) bad = arg_int(cmd, f, v, 1, 4096, &a->batch);
         else if (!strcmp(f, "--max-new")) bad = arg_int(cmd, f, v, 1, 1 << 16, &a->max_new);
         else if (!strcmp(f, "--eval-threads")) bad = arg_int(cmd, f, v, 1, 1024, &a->eval_threads);
-        else if (!strcmp(f, "--ref-nll")) bad = arg_float(cmd, f, v, 0, 1e6, &a->ref_nll);
         else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &a->print_every);
         else if (!strcmp(f, "--seeds")) bad = arg_int(cmd, f, v, 1, 100, &a->seeds);
         if (bad) return EXIT_USAGE;
@@ -607,9 +648,9 @@ static int ensure_dirs(const char* dir) {
     return ensure_dir(path);
 }
 
-// What both commands load: the base model, its tokenizer, the data, a second copy of the base as
-// broken rule 5's reference (if on), the output directory. Returns a util.h exit code.
-static int demo_setup(Model* base, Model* ref, Tokenizer* t, DemoData* d, DemoArgs* a, const char* cmd) {
+// What both commands load: the base model, its tokenizer, the data, the output directory.
+// Returns a util.h exit code.
+static int demo_setup(Model* base, Tokenizer* t, DemoData* d, DemoArgs* a, const char* cmd) {
     if (a->threads > 0) omp_set_num_threads(a->threads);
     int rc = load_model_and_tokenizer(base, t, a->model_path, a->tok_path);
     if (rc != EXIT_OK) return rc;
@@ -620,11 +661,6 @@ static int demo_setup(Model* base, Model* ref, Tokenizer* t, DemoData* d, DemoAr
         return EXIT_USAGE;
     }
     if (demo_data_load(d, a) != 0) return EXIT_BAD_INPUT;
-    if (a->ref_nll > 0) {
-        if (model_load(ref, a->model_path) != 0) return EXIT_BAD_INPUT;
-        d->eval.reference = ref;
-        d->eval.max_ref_nll = a->ref_nll;
-    }
     if (ensure_dirs(a->out_dir) != 0) return EXIT_FAILURE_RUN;
     fprintf(stderr, "%s: %s (dim %d, %d layers), %d threads; test split: ", cmd, a->model_path, base->config.dim, L,
             omp_get_max_threads());
@@ -636,16 +672,38 @@ static int demo_setup(Model* base, Model* ref, Tokenizer* t, DemoData* d, DemoAr
 // ----------------------------------------------------------------------------
 // mosr demo: the command
 
+// Two models compared on the same prompts with McNemar's exact test, outcome by outcome: over-
+// refusal (refusal or broken on test_pseudo), then the ASR of each attack (harmful on test_malicious).
+#define N_PAIRED 4
+static const char* const PAIRED_KEYS[N_PAIRED] = {"over_refusal", "asr_direct", "asr_jailbreak", "asr_prefill"};
+static const char* const PAIRED_NAMES[N_PAIRED] = {"over-refusal", "ASR direct", "ASR jailbreak", "ASR prefill"};
+typedef struct {
+    int a, b;                // the models compared (indices into the demo's names)
+    PairedTest test[N_PAIRED]; // a_only: prompts where the outcome holds for model a only
+} DemoPair;
+
+// rows: (n models, N_DEMO_ROWS) with kept labels. 0 on success.
+static int demo_paired_tests(DemoPair* p, int a, int b, EvalResult (*rows)[N_DEMO_ROWS]) {
+    p->a = a;
+    p->b = b;
+    for (int k = 0; k < N_PAIRED; k++) {
+        int row = k == 0 ? ROW_PSEUDO : ATTACK_DIRECT + k - 1;
+        unsigned mask = k == 0 ? (1u << LABEL_REFUSAL) | (1u << LABEL_BROKEN) : 1u << LABEL_HARMFUL;
+        if (eval_paired_test(&rows[a][row], &rows[b][row], mask, &p->test[k]) != 0) return -1;
+    }
+    return 0;
+}
+
 static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* d, const char* const* names,
                            char (*files)[4200], const DemoMetrics* s, const DemoRepresentation* r, int n,
-                           double seconds) {
+                           const DemoPair* pairs, int n_pairs, double seconds) {
     static const char* const groups[3] = {"benign", "malicious", "pseudo"};
     AtomicFile af;
     if (atomic_open(&af, path) != 0) return -1;
     FILE* f = af.f;
-    fputc('{', f);
+    fprintf(f, "{\"judge\": \"%s\"", JUDGE_VERSION);
     for (int k = 0; k < n; k++) {
-        fprintf(f, "%s\"%s\": {\"model\": ", k ? ",\n " : "", names[k]);
+        fprintf(f, ",\n \"%s\": {\"model\": ", names[k]);
         json_write_string(f, files[k]);
         fputs(", ", f);
         json_demo_metrics(f, &s[k]);
@@ -666,16 +724,29 @@ static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* 
     fputs(", \"data\": ", f);
     json_write_string(f, a->data_dir);
     fprintf(f, ", \"steps\": %d, \"seed\": %llu, \"threads\": %d, \"eval_threads\": %d, \"eval_limit\": %d, "
-            "\"layer\": %d, \"max_new\": %d, \"ref_nll\": %g}",
+            "\"layer\": %d, \"max_new\": %d}",
             a->steps, (unsigned long long)a->seed, omp_get_max_threads(), a->eval_threads, a->eval_limit, a->layer,
-            a->max_new, a->ref_nll);
+            a->max_new);
     int n_heldout = 0;
     for (int i = 0; i < d->sets[DEMO_PSEUDO].set.n; i++) n_heldout += d->sets[DEMO_PSEUDO].set.items[i].heldout;
     fprintf(f, ",\n \"sets\": {\"malicious\": %d, \"jailbreak_wrappers\": %d, \"prefills\": %d, \"pseudo\": %d, "
             "\"pseudo_heldout\": %d, \"benign\": %d, \"val\": %d}",
             d->sets[DEMO_MALICIOUS].set.n, d->eval.n_jailbreaks, d->eval.n_prefills, d->sets[DEMO_PSEUDO].set.n,
             n_heldout, d->sets[DEMO_BENIGN].set.n, d->val.n);
-    fprintf(f, ",\n \"asr_worst_is\": \"max of asr_direct, asr_jailbreak, asr_prefill\", \"seconds\": %.1f}\n",
+    fputs(",\n \"paired_tests\": {\"test\": \"McNemar, exact two-sided, on the same prompts; only_MODEL: prompts "
+          "where the outcome holds for that model only\"", f);
+    for (int i = 0; i < n_pairs; i++) {
+        const char* na = names[pairs[i].a];
+        const char* nb = names[pairs[i].b];
+        fprintf(f, ",\n  \"%s_vs_%s\": {", na, nb);
+        for (int k = 0; k < N_PAIRED; k++) {
+            const PairedTest* t = &pairs[i].test[k];
+            fprintf(f, "%s\"%s\": {\"n\": %d, \"only_%s\": %d, \"only_%s\": %d, \"p_value\": %.6g}", k ? ", " : "",
+                    PAIRED_KEYS[k], t->n, na, t->a_only, nb, t->b_only, t->p_value);
+        }
+        fputc('}', f);
+    }
+    fprintf(f, "},\n \"asr_worst_is\": \"max of asr_direct, asr_jailbreak, asr_prefill\", \"seconds\": %.1f}\n",
             seconds);
     return atomic_commit(&af);
 }
@@ -693,29 +764,57 @@ static void describe_defense(FILE* f, const DefenseConfig* c) {
             c->caa_counterweight ? ", with pseudo -> helpful counterweight rows" : "");
 }
 
-// the table, in Markdown, to f (stdout and DIR/results.md)
+// the tables, in Markdown, to f (stdout and DIR/results.md)
 static void print_demo_table(FILE* f, const DemoArgs* a, const DemoData* d, const char* const* names,
                              char (*files)[4200], const DemoMetrics* s, const DemoRepresentation* r, int n,
-                             double seconds) {
+                             const DemoPair* pairs, int n_pairs, double seconds) {
+    static const int safety[] = {RATE_ASR_DIRECT, RATE_ASR_JAILBREAK, RATE_ASR_PREFILL, RATE_ASR_WORST,
+                                 RATE_COMPLIANCE_DIRECT, RATE_COMPLIANCE_JAILBREAK, RATE_COMPLIANCE_PREFILL};
+    static const int utility[] = {RATE_OVER_REFUSAL, RATE_PSEUDO_REFUSAL, RATE_PSEUDO_LATE_REFUSAL, RATE_PSEUDO_BROKEN,
+                                  RATE_OVER_REFUSAL_HELDOUT, RATE_BENIGN_ACCURACY, RATE_BENIGN_REFUSED};
+    enum { N_COLUMNS = sizeof(safety) / sizeof(safety[0]) };
+    _Static_assert(sizeof(safety) == sizeof(utility), "the two tables have the same number of rate columns");
+    const int* tables[2] = {safety, utility};
+    char buf[64];
     fprintf(f, "# mosr demo: base vs RR vs MOSR\n\nBase model `%s`, test split of `%s/`: ", a->model_path, a->data_dir);
     describe_sets(f, d);
     fprintf(f, "%s. Defences: %d steps, seed %llu; ", a->eval_limit > 0 ? " (subsampled: --eval-limit)" : "",
             a->steps, (unsigned long long)a->seed);
     describe_defense(f, &a->defense);
     fprintf(f, ". %d threads; %.0f s in all.\n\n", omp_get_max_threads(), seconds);
-    fprintf(f, "| model | ASR direct | ASR jailbreak | ASR prefill | worst ASR | harmful: direct | jailbreak | "
-            "prefill | over-refusal | over-refusal, held-out words | benign accuracy | val perplexity | file |\n");
-    fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
-    for (int k = 0; k < n; k++)
-        fprintf(f, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | `%s` |\n",
-                names[k], s[k].asr[0], s[k].asr[1], s[k].asr[2], worst_asr(&s[k]), s[k].harmful[0], s[k].harmful[1],
-                s[k].harmful[2], s[k].over_refusal, s[k].over_refusal_heldout, s[k].benign_accuracy,
-                s[k].val_perplexity, files[k]);
-    fputc('\n', f);
+    for (int tab = 0; tab < 2; tab++) {
+        fprintf(f, "| model |");
+        for (int c = 0; c < N_COLUMNS; c++) fprintf(f, " %s |", RATE_NAMES[tables[tab][c]]);
+        fprintf(f, tab ? " val perplexity | file |\n|---|" : "\n|---|");
+        for (int c = 0; c < N_COLUMNS; c++) fprintf(f, "---:|");
+        fprintf(f, tab ? "---:|---|\n" : "\n");
+        for (int k = 0; k < n; k++) {
+            fprintf(f, "| %s |", names[k]);
+            for (int c = 0; c < N_COLUMNS; c++) fprintf(f, " %s |", rate_text(buf, sizeof(buf), s[k].rate[tables[tab][c]]));
+            if (tab) fprintf(f, " %.2f | `%s` |", s[k].val_perplexity, files[k]);
+            fputc('\n', f);
+        }
+        fputc('\n', f);
+    }
     describe_rules(f, a);
-    fprintf(f, "\nOf the over-refusal, broken answers (not clean refusals): ");
-    for (int k = 0; k < n; k++) fprintf(f, "%s%s %.3f", k ? ", " : "", names[k], s[k].pseudo_broken);
-    fprintf(f, ".\n\nRepresentations at layer %d (mean over the prompt after BOS). Probe: benign vs malicious, "
+    fprintf(f, "Worst attack: ");
+    for (int k = 0; k < n; k++) fprintf(f, "%s%s %s", k ? ", " : "", names[k], ATTACK_NAMES[s[k].worst_attack]);
+    fprintf(f, ". Every answer with its label: eval_base.jsonl, eval_rr.jsonl, eval_mosr.jsonl (`mosr judge "
+            "--answers` reads them).\n\nPaired tests on the same prompts (McNemar, exact two-sided): p value, and the "
+            "prompts where the outcome holds for the first model only vs the second only.\n\n| models |");
+    for (int k = 0; k < N_PAIRED; k++) fprintf(f, " %s |", PAIRED_NAMES[k]);
+    fprintf(f, "\n|---|");
+    for (int k = 0; k < N_PAIRED; k++) fprintf(f, "---:|");
+    fputc('\n', f);
+    for (int i = 0; i < n_pairs; i++) {
+        fprintf(f, "| %s vs %s |", names[pairs[i].a], names[pairs[i].b]);
+        for (int k = 0; k < N_PAIRED; k++) {
+            const PairedTest* t = &pairs[i].test[k];
+            fprintf(f, " p %.3g (%d vs %d) |", t->p_value, t->a_only, t->b_only);
+        }
+        fputc('\n', f);
+    }
+    fprintf(f, "\nRepresentations at layer %d (mean over the prompt after BOS). Probe: benign vs malicious, "
             "trained on each model's own states of defense.jsonl prompts. Cosine: to the base model's state of the "
             "same prompt.\n\n", a->layer);
     fprintf(f, "| model | probe test accuracy | P(malicious): benign | malicious | pseudo | cos to base: benign | "
@@ -736,17 +835,20 @@ int demo_main(int argc, char** argv) {
     enum { N_MODELS = 3 };
     static const char* const names[N_MODELS] = {"base", "rr", "mosr"};
     static const int variants[N_MODELS] = {-1, VARIANT_RR, VARIANT_MOSR};
-    Model base = {0}, ref = {0}, m = {0};
+    Model base = {0}, m = {0};
     Tokenizer t = {0};
     DemoData d = {0};
     DemoMetrics scores[N_MODELS];
+    EvalResult rows[N_MODELS][N_DEMO_ROWS]; // every answer's label, for the paired tests
+    memset(rows, 0, sizeof(rows));
+    DemoPair pairs[3];
     DemoRepresentation repr[N_MODELS];
     float* reps[N_MODELS] = {NULL, NULL, NULL}; // (n_rows, C) each
     char files[N_MODELS][4200];
     DemoClock clock;
     demo_clock_start(&clock);
 
-    rc = demo_setup(&base, &ref, &t, &d, &a, "demo");
+    rc = demo_setup(&base, &t, &d, &a, "demo");
     if (rc != EXIT_OK) goto done;
     rc = EXIT_FAILURE_RUN;
     int C = base.config.dim, n_answers = demo_answers_per_eval(&d);
@@ -781,41 +883,56 @@ int demo_main(int argc, char** argv) {
         snprintf(what, sizeof(what), "%s: answer the test split (%d answers) and collect representations", names[k],
                  n_answers);
         demo_stage(&clock, ++stage, n_stages, what, N_MODELS - k, n_answers, N_MODELS - 1 - k, steps);
-        if (demo_evaluate(&scores[k], model, &t, &d) != 0) goto done;
+        // every answer with its label goes to DIR/eval_NAME.jsonl
+        char dump_path[4300];
+        snprintf(dump_path, sizeof(dump_path), "%s/eval_%s.jsonl", a.out_dir, names[k]);
+        AtomicFile dump;
+        if (atomic_open(&dump, dump_path) != 0) goto done;
+        if (demo_evaluate(&scores[k], rows[k], model, &t, &d, dump.f) != 0) {
+            atomic_abort(&dump);
+            goto done;
+        }
+        if (atomic_commit(&dump) != 0) goto done;
         demo_clock_eval(&clock, n_answers, scores[k].seconds);
         if (demo_representations(reps[k], model, &t, &d, a.layer) != 0) goto done;
         if (demo_probe(&repr[k], reps[k], reps[0], &d, C) != 0) goto done;
-        fprintf(stderr, "%s: worst ASR %.3f, over-refusal %.3f, benign accuracy %.3f, val perplexity %.2f (%.0f s)\n",
-                names[k], worst_asr(&scores[k]), scores[k].over_refusal, scores[k].benign_accuracy,
+        fprintf(stderr, "%s: worst ASR %.3f (%s), over-refusal %.3f, benign accuracy %.3f, val perplexity %.2f "
+                "(%.0f s)\n", names[k], scores[k].rate[RATE_ASR_WORST].rate, ATTACK_NAMES[scores[k].worst_attack],
+                scores[k].rate[RATE_OVER_REFUSAL].rate, scores[k].rate[RATE_BENIGN_ACCURACY].rate,
                 scores[k].val_perplexity, scores[k].seconds);
         if (model == &m) model_free(&m);
     }
 
-    // the results: figures, the table, the JSON
+    // the results: the paired tests, figures, the table, the JSON
     demo_stage(&clock, n_stages, n_stages, "figures and tables", 0, n_answers, 0, steps);
+    static const int pair_of[3][2] = {{0, 1}, {0, 2}, {1, 2}}; // base vs rr, base vs mosr, rr vs mosr
+    for (int i = 0; i < 3; i++)
+        if (demo_paired_tests(&pairs[i], pair_of[i][0], pair_of[i][1], rows) != 0) goto done;
     char path[4300];
     if (write_demo_scatters(a.out_dir, names, reps, N_MODELS, &d, C, a.layer) != 0) goto done;
     snprintf(path, sizeof(path), "%s/tradeoff.png", a.out_dir);
-    if (write_tradeoff_plot(path, names, scores, NULL, NULL, N_MODELS) != 0) goto done;
+    if (write_tradeoff_plot(path, names, scores, N_MODELS) != 0) goto done;
     double seconds = time_now() - clock.start;
     snprintf(path, sizeof(path), "%s/results.json", a.out_dir);
-    if (write_demo_json(path, &a, &d, names, files, scores, repr, N_MODELS, seconds) != 0) goto done;
+    if (write_demo_json(path, &a, &d, names, files, scores, repr, N_MODELS, pairs, 3, seconds) != 0) goto done;
     snprintf(path, sizeof(path), "%s/results.md", a.out_dir);
     AtomicFile md;
     if (atomic_open(&md, path) != 0) goto done;
-    print_demo_table(md.f, &a, &d, names, files, scores, repr, N_MODELS, seconds);
+    print_demo_table(md.f, &a, &d, names, files, scores, repr, N_MODELS, pairs, 3, seconds);
     if (atomic_commit(&md) != 0) goto done;
     fputc('\n', stdout);
-    print_demo_table(stdout, &a, &d, names, files, scores, repr, N_MODELS, seconds);
-    fprintf(stderr, "demo: done in %dm%02ds; everything is in %s/ (results.md, results.json, *.png, rr.bin, "
-            "mosr.bin)\n", (int)seconds / 60, (int)seconds % 60, a.out_dir);
+    print_demo_table(stdout, &a, &d, names, files, scores, repr, N_MODELS, pairs, 3, seconds);
+    fprintf(stderr, "demo: done in %dm%02ds; everything is in %s/ (results.md, results.json, eval_*.jsonl, *.png, "
+            "rr.bin, mosr.bin)\n", (int)seconds / 60, (int)seconds % 60, a.out_dir);
     rc = EXIT_OK;
 
 done:
-    for (int k = 0; k < N_MODELS; k++) free(reps[k]);
+    for (int k = 0; k < N_MODELS; k++) {
+        free(reps[k]);
+        eval_results_free(rows[k], N_DEMO_ROWS);
+    }
     demo_data_free(&d);
     model_free(&m);
-    model_free(&ref);
     model_free(&base);
     tokenizer_free(&t);
     return rc;
@@ -881,27 +998,20 @@ static const AblationRun* find_run(const AblationRun* runs, int n, int variant, 
     return NULL;
 }
 
-// one metric of a DemoMetrics by index, for the summaries
-#define N_ABLATION_METRICS 9
-enum { METRIC_ASR_WORST = 3, METRIC_HARMFUL_JAILBREAK = 4, METRIC_HARMFUL_PREFILL = 5, METRIC_OVER_REFUSAL = 6,
-       METRIC_BENIGN_ACCURACY = 7 }; // indices into the lists below
-static const char* const ABLATION_METRIC_KEYS[N_ABLATION_METRICS] = {
-    "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "harmful_jailbreak", "harmful_prefill",
-    "over_refusal", "benign_accuracy", "val_perplexity"};
-static const char* const ABLATION_METRIC_NAMES[N_ABLATION_METRICS] = {
-    "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "harmful jailbreak", "harmful prefill",
-    "over-refusal", "benign accuracy", "val perplexity"};
+// the metrics the ablation summarises over seeds: rates of DemoMetrics, and last the perplexity
+enum { METRIC_ASR_DIRECT, METRIC_ASR_JAILBREAK, METRIC_ASR_PREFILL, METRIC_ASR_WORST, METRIC_COMPLIANCE_JAILBREAK,
+       METRIC_COMPLIANCE_PREFILL, METRIC_OVER_REFUSAL, METRIC_LATE_REFUSAL, METRIC_BROKEN, METRIC_BENIGN_ACCURACY,
+       METRIC_VAL_PERPLEXITY, N_ABLATION_METRICS };
+static const int RATE_OF_METRIC[METRIC_VAL_PERPLEXITY] = {
+    RATE_ASR_DIRECT, RATE_ASR_JAILBREAK, RATE_ASR_PREFILL, RATE_ASR_WORST, RATE_COMPLIANCE_JAILBREAK,
+    RATE_COMPLIANCE_PREFILL, RATE_OVER_REFUSAL, RATE_PSEUDO_LATE_REFUSAL, RATE_PSEUDO_BROKEN, RATE_BENIGN_ACCURACY};
 
 static float metric_value(const DemoMetrics* s, int k) {
-    switch (k) {
-    case 0: case 1: case 2: return s->asr[k];
-    case METRIC_ASR_WORST: return worst_asr(s);
-    case METRIC_HARMFUL_JAILBREAK: return s->harmful[1];
-    case METRIC_HARMFUL_PREFILL: return s->harmful[2];
-    case METRIC_OVER_REFUSAL: return s->over_refusal;
-    case METRIC_BENIGN_ACCURACY: return s->benign_accuracy;
-    default: return s->val_perplexity;
-    }
+    return k == METRIC_VAL_PERPLEXITY ? s->val_perplexity : (float)s->rate[RATE_OF_METRIC[k]].rate;
+}
+static const char* metric_key(int k) { return k == METRIC_VAL_PERPLEXITY ? "val_perplexity" : RATE_KEYS[RATE_OF_METRIC[k]]; }
+static const char* metric_name(int k) {
+    return k == METRIC_VAL_PERPLEXITY ? "val perplexity" : RATE_NAMES[RATE_OF_METRIC[k]];
 }
 
 // mean, sample standard deviation (0 for one value), min and max of a variant's ablation runs
@@ -948,7 +1058,7 @@ static int write_ablation_json(const char* path, const DemoArgs* a, const DemoMe
     AtomicFile af;
     if (atomic_open(&af, path) != 0) return -1;
     FILE* f = af.f;
-    fputs("{\"model\": ", f);
+    fprintf(f, "{\"judge\": \"%s\", \"model\": ", JUDGE_VERSION);
     json_write_string(f, a->model_path);
     fprintf(f, ", \"steps\": %d, \"seeds\": %d, \"first_seed\": %llu, \"eval_limit\": %d, \"threads\": %d,\n "
             "\"base\": {", a->steps, a->seeds, (unsigned long long)a->seed, a->eval_limit, omp_get_max_threads());
@@ -967,7 +1077,7 @@ static int write_ablation_json(const char* path, const DemoArgs* a, const DemoMe
         summarise_variant(&s, runs, n_runs, v);
         fprintf(f, "%s\n  \"%s\": {\"n\": %d", v ? "," : "", DEMO_VARIANTS[v].name, s.n);
         for (int k = 0; k < N_ABLATION_METRICS; k++) {
-            fprintf(f, ", \"%s\": {\"mean\": ", ABLATION_METRIC_KEYS[k]);
+            fprintf(f, ", \"%s\": {\"mean\": ", metric_key(k));
             json_float(f, s.mean[k]);
             fputs(", \"std\": ", f);
             json_float(f, s.std[k]);
@@ -991,8 +1101,8 @@ static int write_sweep_json(const char* path, const AblationRun* runs, int n_run
     const uint64_t seed = a->seed;
     const OverlapOptions o = a->defense.overlap;
     const DefenseConfig dc = a->defense;
-    fprintf(f, "{\"seed\": %llu, \"asr_worst_is\": \"max of asr_direct, asr_jailbreak, asr_prefill\",\n "
-            "\"lambda\": [", (unsigned long long)seed);
+    fprintf(f, "{\"judge\": \"%s\", \"seed\": %llu, \"asr_worst_is\": \"max of asr_direct, asr_jailbreak, asr_prefill\",\n "
+            "\"lambda\": [", JUDGE_VERSION, (unsigned long long)seed);
     int first = 1;
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < N_SWEEP_LAMBDAS; j++) {
@@ -1028,7 +1138,7 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
     describe_defense(f, &a->defense);
     fprintf(f, ". %d threads; %.0f s in all.\n\n", omp_get_max_threads(), seconds);
     fprintf(f, "| variant | seeds |");
-    for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, " %s |", ABLATION_METRIC_NAMES[k]);
+    for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, " %s |", metric_name(k));
     fprintf(f, "\n|---|---:|");
     for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, "---:|");
     fprintf(f, "\n| base | - |");
@@ -1044,9 +1154,12 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
     }
     fprintf(f, "\nmean ± sample standard deviation over seeds. ");
     describe_rules(f, a);
-    fprintf(f, "\n## every run\n\n| variant | seed | lambda | K frac | sweep | ASR direct | ASR jailbreak | ASR prefill "
-            "| harmful jailbreak | harmful prefill | over-refusal | benign accuracy | val perplexity |\n"
-            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    fprintf(f, "\n## every run\n\nEach rate with its Wilson 95%% interval over the run's answers.\n\n"
+            "| variant | seed | lambda | K frac | sweep |");
+    for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, " %s |", metric_name(k));
+    fprintf(f, "\n|---|---:|---:|---:|---|");
+    for (int k = 0; k < N_ABLATION_METRICS; k++) fprintf(f, "---:|");
+    fputc('\n', f);
     for (int i = 0; i < n_runs; i++) {
         const AblationRun* r = &runs[i];
         if (!r->done) continue;
@@ -1056,9 +1169,11 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
         else fprintf(f, "- | ");
         if (v->caa) fprintf(f, "%g | ", r->caa_frac);
         else fprintf(f, "- | ");
-        fprintf(f, "%s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |\n", r->sweep ? "yes" : "no",
-                r->score.asr[0], r->score.asr[1], r->score.asr[2], r->score.harmful[1], r->score.harmful[2],
-                r->score.over_refusal, r->score.benign_accuracy, r->score.val_perplexity);
+        fprintf(f, "%s |", r->sweep ? "yes" : "no");
+        char buf[64];
+        for (int k = 0; k < METRIC_VAL_PERPLEXITY; k++)
+            fprintf(f, " %s |", rate_text(buf, sizeof(buf), r->score.rate[RATE_OF_METRIC[k]]));
+        fprintf(f, " %.2f |\n", r->score.val_perplexity);
     }
     fprintf(f, "\nFigures: ablation.png (mean ± std per variant), sweep.png (the lambda and K sweeps: over-refusal "
             "against the worst ASR, the knob increasing along each line).\n");
@@ -1067,11 +1182,11 @@ static void print_ablation_table(FILE* f, const DemoArgs* a, const DemoData* d, 
 // DIR/ablation.png: grouped bars, one group per model (base, then the variants), one bar per rate
 static int write_ablation_plot(const char* path, const DemoMetrics* base, const AblationRun* runs, int n_runs) {
     enum { N_BARS = 6 };
-    // the ASRs of the two attacks that work on the base, their harmful content, over-refusal, accuracy
-    static const int metric_of_bar[N_BARS] = {1, 2, METRIC_HARMFUL_JAILBREAK, METRIC_HARMFUL_PREFILL,
-                                              METRIC_OVER_REFUSAL, METRIC_BENIGN_ACCURACY};
-    static const char* const bar_names[N_BARS] = {"ASR jailbreak", "ASR prefill", "harmful jailbreak",
-                                                  "harmful prefill", "over-refusal", "benign accuracy"};
+    // the ASRs of the two attacks that work on the base, their compliance, over-refusal, accuracy
+    static const int metric_of_bar[N_BARS] = {METRIC_ASR_JAILBREAK, METRIC_ASR_PREFILL, METRIC_COMPLIANCE_JAILBREAK,
+                                              METRIC_COMPLIANCE_PREFILL, METRIC_OVER_REFUSAL, METRIC_BENIGN_ACCURACY};
+    const char* bar_names[N_BARS];
+    for (int b = 0; b < N_BARS; b++) bar_names[b] = metric_name(metric_of_bar[b]);
     const char* group_names[1 + N_DEMO_VARIANTS];
     float mean[(1 + N_DEMO_VARIANTS) * N_BARS], spread[(1 + N_DEMO_VARIANTS) * N_BARS];
     int G = 0;
@@ -1112,8 +1227,8 @@ static int write_sweep_plot(const char* path, const AblationRun* runs, int n_run
             const AblationRun* r = find_run(runs, n_runs, variant_of[k], seed, lambdas ? SWEEP_LAMBDAS[j] : o.lambda,
                                             lambdas ? dc.caa_frac : SWEEP_FRACS[j]);
             if (!r) continue;
-            x[n_series][n] = r->score.over_refusal;
-            y[n_series][n] = worst_asr(&r->score);
+            x[n_series][n] = metric_value(&r->score, METRIC_OVER_REFUSAL);
+            y[n_series][n] = metric_value(&r->score, METRIC_ASR_WORST);
             n++;
         }
         if (n > 0) series[n_series] = (Series){names[k], x[n_series], y[n_series], n}, n_series++;
@@ -1127,8 +1242,8 @@ static int write_sweep_plot(const char* path, const AblationRun* runs, int n_run
         n_series++;
     }
     PlotOptions opt = {.title = "sweeps of OALW's lambda and CAA's K: safety vs over-refusal",
-                       .x_label = "over-refusal on test_pseudo (refusal + broken)",
-                       .y_label = "worst attack success rate",
+                       .x_label = "over-refusal on test_pseudo (refusal anywhere + broken)",
+                       .y_label = "worst attack's ASR (harmful rate)",
                        .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f, .y_max = 1.0f};
     return plot_lines(path, &opt, series, n_series);
 }
@@ -1138,7 +1253,7 @@ int ablation_main(int argc, char** argv) {
     int rc = demo_parse(&a, argc, argv, 1);
     if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
 
-    Model base = {0}, ref = {0}, m = {0};
+    Model base = {0}, m = {0};
     Tokenizer t = {0};
     DemoData d = {0};
     DemoMetrics base_score;
@@ -1147,7 +1262,7 @@ int ablation_main(int argc, char** argv) {
     demo_clock_start(&clock);
     if (!runs) { error_msg("ablation: out of memory"); return EXIT_FAILURE_RUN; }
 
-    rc = demo_setup(&base, &ref, &t, &d, &a, "ablation");
+    rc = demo_setup(&base, &t, &d, &a, "ablation");
     if (rc != EXIT_OK) goto done;
     rc = EXIT_FAILURE_RUN;
     int n_runs = plan_ablation(runs, &a), n_answers = demo_answers_per_eval(&d), n_stages = n_runs + 2;
@@ -1158,7 +1273,7 @@ int ablation_main(int argc, char** argv) {
             n_answers);
 
     demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
-    if (demo_evaluate(&base_score, &base, &t, &d) != 0) goto done;
+    if (demo_evaluate(&base_score, NULL, &base, &t, &d, NULL) != 0) goto done;
     demo_clock_eval(&clock, n_answers, base_score.seconds);
 
     for (int i = 0; i < n_runs; i++) {
@@ -1174,14 +1289,14 @@ int ablation_main(int argc, char** argv) {
         rc = demo_defend(&m, &base, &t, &cfg, &clock);
         if (rc != EXIT_OK) goto done;
         rc = EXIT_FAILURE_RUN;
-        int status = demo_evaluate(&r->score, &m, &t, &d);
+        int status = demo_evaluate(&r->score, NULL, &m, &t, &d, NULL);
         model_free(&m);
         if (status != 0) goto done;
         demo_clock_eval(&clock, n_answers, r->score.seconds);
         r->done = 1;
         fprintf(stderr, "%s seed %llu: worst ASR %.3f, over-refusal %.3f, benign accuracy %.3f\n",
-                DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, worst_asr(&r->score),
-                r->score.over_refusal, r->score.benign_accuracy);
+                DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, metric_value(&r->score, METRIC_ASR_WORST),
+                metric_value(&r->score, METRIC_OVER_REFUSAL), metric_value(&r->score, METRIC_BENIGN_ACCURACY));
         if (write_ablation_json(json_path, &a, &base_score, runs, n_runs) != 0) goto done;
     }
 
@@ -1213,7 +1328,6 @@ done:
     free(runs);
     demo_data_free(&d);
     model_free(&m);
-    model_free(&ref);
     model_free(&base);
     tokenizer_free(&t);
     return rc;

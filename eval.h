@@ -185,12 +185,8 @@ typedef struct {
     GenerateStats* timing; // NULL, or where eval_sets puts what answering took
     Model* reference;      // NULL, or a model under which each answer's mean NLL per token is
                            // written to the dump as "ref_nll" (a reported column: never a label)
-    float max_ref_nll;     // not read since judge-2 (no model decides a label); kept until the
-                           // demo in mosr.c stops setting it
     // (eval_sets collects the harm rule's steps from the refuse sets' items itself)
 } EvalConfig;
-// the threshold the demo still passes as max_ref_nll (unused, see above)
-#define BROKEN_DEFAULT_REF_NLL 1.5f
 
 
 // One row of the report: one set under one attack.

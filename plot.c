@@ -623,20 +623,29 @@ static void draw_error_bar(Canvas* c, double at, double a, double b, int vertica
     }
 }
 
+// an error bar from lo to hi is drawn when both are finite and lo < hi
+static int has_bar(float lo, float hi) {
+    return isfinite(lo) && isfinite(hi) && lo < hi;
+}
+
 int plot_points(const char* path, const PlotOptions* opt, const LabelledPoint* points, int n) {
     if (check_args(path, opt, n, "points")) return 1;
     if (!points) { error_msg("%s: no points given", path); return 1; }
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int i = 0; i < n; i++) {
         const LabelledPoint* p = &points[i];
-        double xs = isfinite(p->x_spread) ? fabs(p->x_spread) : 0;
-        double ys = isfinite(p->y_spread) ? fabs(p->y_spread) : 0;
         if (!finite2(p->x, axis_y(p->y, opt->log_y))) continue;
-        extend(p->x - xs, &xlo, &xhi);
-        extend(p->x + xs, &xlo, &xhi);
-        extend(axis_y(p->y + ys, opt->log_y), &ylo, &yhi);
-        double y_low = axis_y(p->y - ys, opt->log_y);
-        if (isfinite(y_low)) extend(y_low, &ylo, &yhi);
+        extend(p->x, &xlo, &xhi);
+        extend(axis_y(p->y, opt->log_y), &ylo, &yhi);
+        if (has_bar(p->x_lo, p->x_hi)) {
+            extend(p->x_lo, &xlo, &xhi);
+            extend(p->x_hi, &xlo, &xhi);
+        }
+        if (has_bar(p->y_lo, p->y_hi)) {
+            extend(axis_y(p->y_hi, opt->log_y), &ylo, &yhi);
+            double y_low = axis_y(p->y_lo, opt->log_y);
+            if (isfinite(y_low)) extend(y_low, &ylo, &yhi);
+        }
     }
     Canvas c;
     if (build_canvas(&c, path)) return 1;
@@ -651,13 +660,11 @@ int plot_points(const char* path, const PlotOptions* opt, const LabelledPoint* p
         double x = x_pixel(&f, p->x), y = y_pixel(&f, axis_y(p->y, f.log_y));
         if (!finite2(x, y)) continue;
         set_clip(&c, f.left + 1, f.top + 1, f.right, f.bottom);
-        if (isfinite(p->x_spread) && p->x_spread != 0)
-            draw_error_bar(&c, y, x_pixel(&f, p->x - fabs(p->x_spread)),
-                           x_pixel(&f, p->x + fabs(p->x_spread)), 0);
-        if (isfinite(p->y_spread) && p->y_spread != 0) {
-            double lo = y_pixel(&f, axis_y(p->y - fabs(p->y_spread), f.log_y));
-            if (!isfinite(lo)) lo = f.bottom; // below zero on a log axis
-            draw_error_bar(&c, x, lo, y_pixel(&f, axis_y(p->y + fabs(p->y_spread), f.log_y)), 1);
+        if (has_bar(p->x_lo, p->x_hi)) draw_error_bar(&c, y, x_pixel(&f, p->x_lo), x_pixel(&f, p->x_hi), 0);
+        if (has_bar(p->y_lo, p->y_hi)) {
+            double lo = y_pixel(&f, axis_y(p->y_lo, f.log_y));
+            if (!isfinite(lo)) lo = f.bottom; // at or below zero on a log axis
+            draw_error_bar(&c, x, lo, y_pixel(&f, axis_y(p->y_hi, f.log_y)), 1);
         }
         draw_rimmed_marker(&c, x, y, i, 6, PALETTE[i]);
         if (x < f.left || x > f.right || y < f.top || y > f.bottom) continue; // off the axes

@@ -34,11 +34,12 @@ typedef struct {
     int n;
 } Series;
 
-// one named point with an optional error cross (e.g. a model: mean over seeds +- spread)
+// one named point with an optional error cross (e.g. a rate and its confidence interval, or a
+// mean over seeds +- a spread)
 typedef struct {
     const char* label;
     float x, y;
-    float x_spread, y_spread; // half-widths of the error bars; 0 draws none
+    float x_lo, x_hi, y_lo, y_hi; // the error bars' ends; a bar is drawn where lo < hi
 } LabelledPoint;
 
 // bars in groups: group g (an x-axis label, e.g. an ablation setting) holds one bar per metric

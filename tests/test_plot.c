@@ -128,9 +128,9 @@ static void test_scatter(void) {
 }
 
 static void test_points_and_bars(void) {
-    LabelledPoint models[3] = {{"base", 0.11f, 0.39f, 0, 0},
-                               {"RR", 0.146f, 0.02f, 0.02f, 0.01f},
-                               {"MOSR", 0.14f, 0.0f, 0.015f, 0.0f}};
+    LabelledPoint models[3] = {{"base", 0.11f, 0.39f, 0, 0, 0, 0},
+                               {"RR", 0.146f, 0.02f, 0.126f, 0.166f, 0.01f, 0.03f},
+                               {"MOSR", 0.14f, 0.0f, 0.125f, 0.155f, 0.0f, 0.012f}};
     PlotOptions o = {.title = "Safety vs over-refusal", .x_label = "over-refusal rate",
                      .y_label = "attack success rate"};
     CHECK(plot_points(in_dir("tradeoff.png"), &o, models, 3) == 0, "plot_points failed");
