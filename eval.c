@@ -348,7 +348,7 @@ static int vocabulary_load_pairs(Vocabulary* v, const char* dir) {
     static const char* const FIELDS[] = {"response", "refusal", "harmful"};
     int cap = 0;
     for (int f = 0; f < n_names && status == 0; f++) {
-        char path[4096];
+        char path[8192];
         snprintf(path, sizeof(path), "%s/%s", dir, names[f]);
         char* text = read_file_max(path, READ_MAX_PROMPTS, NULL);
         if (!text) { status = -1; break; }
