@@ -237,6 +237,7 @@ static int compare_str(const void* a, const void* b) { return strcmp(*(char* con
 
 // sorts a[0..n) and drops repeats (freeing them); returns the new count
 static int sort_unique(char** a, int n) {
+    if (n == 0) return 0; // (a may be NULL)
     qsort(a, n, sizeof(char*), compare_str);
     int k = 0;
     for (int i = 0; i < n; i++) {
@@ -333,23 +334,13 @@ static int vocabulary_add_text_pairs(Vocabulary* v, const char* text, int* cap) 
 static int vocabulary_load_pairs(Vocabulary* v, const char* dir) {
     DIR* d = opendir(dir);
     if (!d) return 0;
-    char** names = NULL;
-    int n_names = 0, status = 0;
+    static const char* const FIELDS[] = {"response", "refusal", "harmful"};
+    int cap = 0, status = 0;
     for (struct dirent* e; status == 0 && (e = readdir(d)) != NULL;) {
         size_t len = strlen(e->d_name);
         if (len <= 6 || strcmp(e->d_name + len - 6, ".jsonl") != 0) continue;
-        char** grown = realloc(names, (n_names + 1) * sizeof(char*));
-        if (grown) names = grown;
-        if (!grown || !(names[n_names] = str_dup(e->d_name))) status = -1;
-        else n_names++;
-    }
-    closedir(d);
-    qsort(names, n_names, sizeof(char*), compare_str); // (the order of reading: messages only)
-    static const char* const FIELDS[] = {"response", "refusal", "harmful"};
-    int cap = 0;
-    for (int f = 0; f < n_names && status == 0; f++) {
         char path[8192];
-        snprintf(path, sizeof(path), "%s/%s", dir, names[f]);
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         char* text = read_file_max(path, READ_MAX_PROMPTS, NULL);
         if (!text) { status = -1; break; }
         for (char *line = text, *eol; line && *line && status == 0; line = eol ? eol + 1 : NULL) {
@@ -363,8 +354,7 @@ static int vocabulary_load_pairs(Vocabulary* v, const char* dir) {
         }
         free(text);
     }
-    for (int f = 0; f < n_names; f++) free(names[f]);
-    free(names);
+    closedir(d);
     if (status != 0) { error_msg("%s: could not read the word pairs of its prompt sets", dir); return -1; }
     v->n_pairs = sort_unique(v->pairs, v->n_pairs);
     return 0;
