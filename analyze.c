@@ -48,32 +48,17 @@ static void standardise(float* z, const Probe* p, const float* x, int N) {
         }
 }
 
-// the largest eigenvalue of z^T z / N (z (N, C)) by power iteration, from a fixed start
+// the largest eigenvalue of z^T z / N (z (N, C)), by LAPACK (plot.h symmetric_eigen); -1 on failure
 static double largest_eigenvalue(const float* z, int N, int C) {
-    double* v = malloc(C * sizeof(double));
-    double* zv = malloc(N * sizeof(double));
-    double lambda = 0.0;
-    for (int c = 0; c < C; c++) v[c] = 1.0 / sqrt(C);
-    for (int it = 0; it < 100; it++) {
-        for (int n = 0; n < N; n++) {
-            double s = 0.0;
-            for (int c = 0; c < C; c++) s += z[(size_t)n * C + c] * v[c];
-            zv[n] = s;
-        }
-        double norm = 0.0;
-        for (int c = 0; c < C; c++) {
-            double s = 0.0;
-            for (int n = 0; n < N; n++) s += z[(size_t)n * C + c] * zv[n];
-            v[c] = s / N;
-            norm += v[c] * v[c];
-        }
-        norm = sqrt(norm);
-        lambda = norm; // |A v| for a unit v: tends to the top eigenvalue from below
-        if (norm == 0.0) break;
-        for (int c = 0; c < C; c++) v[c] /= norm;
-    }
-    free(v);
-    free(zv);
+    float* gram = malloc((size_t)C * C * sizeof(float)); // (C, C)
+    float* eig = malloc(C * sizeof(float));
+    double lambda = -1.0;
+    if (gram && eig) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, C, N, 1.0f / N, z, C, z, C, 0.0f, gram, C);
+        if (symmetric_eigen(eig, gram, C, 0) == 0) lambda = eig[C - 1];
+    } else error_msg("probe: out of memory for a %d x %d matrix", C, C);
+    free(gram);
+    free(eig);
     return lambda;
 }
 
@@ -111,8 +96,13 @@ int train_probe(Probe* p, const float* x, const int* label, int N, int C, float 
     // The log-loss's Hessian is at most [z 1]^T [z 1] / 4N (+ l2); the columns of z are centred, so
     // its top eigenvalue is max(λ_max(z^T z / N), 1) / 4 + l2 = L, and 1/L is a safe step (half
     // the 2/L at which gradient descent stops being sure to descend).
-    double L = fmax(largest_eigenvalue(z, N, C), 1.0) / 4.0 + l2;
-    double step = 1.0 / L;
+    double lambda_max = largest_eigenvalue(z, N, C);
+    if (lambda_max < 0.0) {
+        free(z);
+        free_probe(p);
+        return -1;
+    }
+    double step = 1.0 / (fmax(lambda_max, 1.0) / 4.0 + l2);
     double* w = calloc(C, sizeof(double));
     double* grad = malloc(C * sizeof(double));
     double bias = 0.0;
