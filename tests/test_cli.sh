@@ -307,7 +307,7 @@ expect 2 "unknown option '--frob'" "${A[@]}" --frob
 expect 2 "--layer 9, but" "${A[@]}" --layer 9
 expect 2 "--layer expects an integer" "${A[@]}" --layer top
 expect 2 "--bins expects an integer" "${A[@]}" --bins 0
-expect 2 "--pool takes mean or last" "${A[@]}" --pool max
+expect 2 "--pool takes mean|last" "${A[@]}" --pool max
 expect 2 "--topk needs a value" "${A[@]}" --topk
 expect 3 "no such file" "${A[@]}" --pseudo "$FX/nope.jsonl"
 expect 3 "is a directory" "${A[@]}" --pseudo "$FX/dir"
