@@ -1180,7 +1180,8 @@ int tokenizer_main(int argc, char** argv) {
         if (tokenizer_train(&t, (const char* const*)texts, lens, n_texts, vocab) != 0) rc = EXIT_FAILURE_RUN;
         else {
             if (tokenizer_save(&t, out) != 0) rc = EXIT_FAILURE_RUN;
-            else fprintf(stderr, "trained %d tokens on %d texts in %.1f s -> %s\n", vocab, n_texts, time_now() - t0, out);
+            else fprintf(stderr, "trained %d tokens on %d texts in %.1f s -> %s\n", vocab, n_texts, time_now() - t0,
+                         out);
             tokenizer_free(&t);
         }
     }

@@ -637,10 +637,15 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
     }
     if (parsed != 0) return -1;
     // what must be there, and what cannot go together
-    if (!o->tokenizer_path) { error_msg("%s: missing -z TOKENIZER.bin (see mosr train --help)", cmd); return -1; }
-    if (o->n_data == 0) { error_msg("%s: missing --data FILE.jsonl or --text FILE (see mosr train --help)", cmd); return -1; }
-    if (o->steps && o->epochs > 0) { error_msg("%s: give --steps or --epochs, not both", cmd); return -1; }
-    if (o->resume && !o->out_path) { error_msg("%s: --resume needs -o MODEL.bin (the run to continue)", cmd); return -1; }
+    const char* problem = !o->tokenizer_path ? "missing -z TOKENIZER.bin (see mosr train --help)"
+                        : o->n_data == 0 ? "missing --data FILE.jsonl or --text FILE (see mosr train --help)"
+                        : o->steps && o->epochs > 0 ? "give --steps or --epochs, not both"
+                        : o->resume && !o->out_path ? "--resume needs -o MODEL.bin (the run to continue)"
+                        : NULL;
+    if (problem) {
+        error_msg("%s: %s", cmd, problem);
+        return -1;
+    }
     static const char* const fields[] = {"response", "refusal", "harmful", "answer"};
     o->response_field = fields[o->response_field_index];
     if (o->lr_min < 0) o->lr_min = o->lr / 10.0f;
