@@ -48,32 +48,17 @@ static void standardise(float* z, const Probe* p, const float* x, int N) {
         }
 }
 
-// the largest eigenvalue of z^T z / N (z (N, C)) by power iteration, from a fixed start
+// the largest eigenvalue of z^T z / N (z (N, C)), by LAPACK (plot.h symmetric_eigen); -1 on failure
 static double largest_eigenvalue(const float* z, int N, int C) {
-    double* v = malloc(C * sizeof(double));
-    double* zv = malloc(N * sizeof(double));
-    double lambda = 0.0;
-    for (int c = 0; c < C; c++) v[c] = 1.0 / sqrt(C);
-    for (int it = 0; it < 100; it++) {
-        for (int n = 0; n < N; n++) {
-            double s = 0.0;
-            for (int c = 0; c < C; c++) s += z[(size_t)n * C + c] * v[c];
-            zv[n] = s;
-        }
-        double norm = 0.0;
-        for (int c = 0; c < C; c++) {
-            double s = 0.0;
-            for (int n = 0; n < N; n++) s += z[(size_t)n * C + c] * zv[n];
-            v[c] = s / N;
-            norm += v[c] * v[c];
-        }
-        norm = sqrt(norm);
-        lambda = norm; // |A v| for a unit v: tends to the top eigenvalue from below
-        if (norm == 0.0) break;
-        for (int c = 0; c < C; c++) v[c] /= norm;
-    }
-    free(v);
-    free(zv);
+    float* gram = malloc((size_t)C * C * sizeof(float)); // (C, C)
+    float* eig = malloc(C * sizeof(float));
+    double lambda = -1.0;
+    if (gram && eig) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, C, N, 1.0f / N, z, C, z, C, 0.0f, gram, C);
+        if (symmetric_eigen(eig, gram, C, 0) == 0) lambda = eig[C - 1];
+    } else error_msg("probe: out of memory for a %d x %d matrix", C, C);
+    free(gram);
+    free(eig);
     return lambda;
 }
 
@@ -111,8 +96,13 @@ int train_probe(Probe* p, const float* x, const int* label, int N, int C, float 
     // The log-loss's Hessian is at most [z 1]^T [z 1] / 4N (+ l2); the columns of z are centred, so
     // its top eigenvalue is max(λ_max(z^T z / N), 1) / 4 + l2 = L, and 1/L is a safe step (half
     // the 2/L at which gradient descent stops being sure to descend).
-    double L = fmax(largest_eigenvalue(z, N, C), 1.0) / 4.0 + l2;
-    double step = 1.0 / L;
+    double lambda_max = largest_eigenvalue(z, N, C);
+    if (lambda_max < 0.0) {
+        free(z);
+        free_probe(p);
+        return -1;
+    }
+    double step = 1.0 / (fmax(lambda_max, 1.0) / 4.0 + l2);
     double* w = calloc(C, sizeof(double));
     double* grad = malloc(C * sizeof(double));
     double bias = 0.0;
@@ -541,7 +531,16 @@ static void analyze_usage(FILE* f) {
         "                          benign-test, malicious-test, then each --pseudo; np.load reads it.\n");
 }
 
-// the CLI's shared helpers, defined with the command line below
+// --pseudo FILE: one more pseudo-malicious set
+static int add_pseudo(const char* cmd, const char* name, const char* value, void* dest) {
+    AnalyzeArgs* a = dest;
+    if (a->n_pseudo == 16) {
+        error_msg("%s: at most 16 --pseudo sets", cmd);
+        return -1;
+    }
+    a->pseudo[a->n_pseudo++] = value;
+    return 0;
+}
 
 // Parses the command line into a. Returns EXIT_OK, EXIT_USAGE (after a message), or -1 when
 // --help was printed.
@@ -552,56 +551,35 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
                        .pool = POOL_MEAN, .layer = -1, .train_limit = 1000, .n_bins = 5, .topk = 8, .batch = 16,
                        .max_new = 128, .answer = 1, .out_dir = "analysis",
                        .vocab_path = "data/vocabulary.txt"};
-    static const char* const set_flags[4] = {"--benign-train", "--malicious-train", "--benign-test",
-                                             "--malicious-test"};
-    static const char* const value_flags[] = {"-z", "--benign-train", "--malicious-train", "--benign-test",
-        "--malicious-test", "--pseudo", "--pool", "--layer", "--train-limit", "--bins", "--topk", "--batch",
-        "--max-new", "--refusals", "--vocab", "--out", "--json", "--dump"};
-    for (int i = 1; i < argc; i++) {
-        const char* f = argv[i];
-        if (f[0] != '-' || f[1] == '\0') { // a positional argument
-            if (a->model_path) { error_msg("%s: unexpected argument '%s'", cmd, f); return EXIT_USAGE; }
-            a->model_path = f;
-            continue;
-        }
-        if (is_help(f)) { analyze_usage(stdout); return -1; }
-        if (!strcmp(f, "--no-answers")) { a->answer = 0; continue; }
-        if (!strcmp(f, "--center")) { a->center = 1; continue; }
-        if (!strcmp(f, "--no-vocab")) { a->vocab_path = NULL; continue; }
-        int known = 0;
-        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
-        if (!known) return unknown_flag(cmd, f);
-        if (i + 1 >= argc) {
-            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
-            return EXIT_USAGE;
-        }
-        const char* v = argv[++i];
-        int matched = 0;
-        for (int s = 0; s < 4; s++)
-            if (!strcmp(f, set_flags[s])) { a->paths[s] = v; matched = 1; }
-        if (matched) continue;
-        if (!strcmp(f, "-z")) a->tok_path = v;
-        else if (!strcmp(f, "--pseudo")) {
-            if (a->n_pseudo == 16) { error_msg("%s: at most 16 --pseudo sets", cmd); return EXIT_USAGE; }
-            a->pseudo[a->n_pseudo++] = v;
-        }
-        else if (!strcmp(f, "--pool")) {
-            if (!strcmp(v, "mean")) a->pool = POOL_MEAN;
-            else if (!strcmp(v, "last")) a->pool = POOL_LAST;
-            else { error_msg("%s: --pool takes mean or last, got '%s'", cmd, v); return EXIT_USAGE; }
-        }
-        else if (!strcmp(f, "--layer")) { if (arg_int(cmd, f, v, 0, 1 << 20, &a->layer)) return EXIT_USAGE; }
-        else if (!strcmp(f, "--train-limit")) { if (arg_int(cmd, f, v, 0, 1 << 30, &a->train_limit)) return EXIT_USAGE; }
-        else if (!strcmp(f, "--bins")) { if (arg_int(cmd, f, v, 1, 1000, &a->n_bins)) return EXIT_USAGE; }
-        else if (!strcmp(f, "--topk")) { if (arg_int(cmd, f, v, 1, 1 << 20, &a->topk)) return EXIT_USAGE; }
-        else if (!strcmp(f, "--batch")) { if (arg_int(cmd, f, v, 1, 4096, &a->batch)) return EXIT_USAGE; }
-        else if (!strcmp(f, "--max-new")) { if (arg_int(cmd, f, v, 1, 1 << 20, &a->max_new)) return EXIT_USAGE; }
-        else if (!strcmp(f, "--refusals")) a->refusals_path = v;
-        else if (!strcmp(f, "--vocab")) a->vocab_path = v;
-        else if (!strcmp(f, "--out")) a->out_dir = v;
-        else if (!strcmp(f, "--json")) a->json_path = v;
-        else if (!strcmp(f, "--dump")) a->dump_path = v;
-    }
+    int no_vocab = 0;
+    const ArgSpec args[] = {
+        {"MODEL.bin", ARG_STRING, &a->model_path},
+        {"-z", ARG_STRING, &a->tok_path},
+        {"--benign-train", ARG_STRING, &a->paths[0]},
+        {"--malicious-train", ARG_STRING, &a->paths[1]},
+        {"--benign-test", ARG_STRING, &a->paths[2]},
+        {"--malicious-test", ARG_STRING, &a->paths[3]},
+        {"--pseudo", ARG_CALL, a, .call = add_pseudo},
+        {"--pool", ARG_CHOICE, &a->pool, .choices = "mean|last"}, // POOL_MEAN, POOL_LAST
+        {"--layer", ARG_INT, &a->layer, 0, 1 << 20},
+        {"--train-limit", ARG_INT, &a->train_limit, 0, 1 << 30},
+        {"--bins", ARG_INT, &a->n_bins, 1, 1000},
+        {"--topk", ARG_INT, &a->topk, 1, 1 << 20},
+        {"--center", ARG_SWITCH, &a->center, 1},
+        {"--no-answers", ARG_SWITCH, &a->answer, 0},
+        {"--refusals", ARG_STRING, &a->refusals_path},
+        {"--vocab", ARG_STRING, &a->vocab_path},
+        {"--no-vocab", ARG_SWITCH, &no_vocab, 1},
+        {"--batch", ARG_INT, &a->batch, 1, 4096},
+        {"--max-new", ARG_INT, &a->max_new, 1, 1 << 20},
+        {"--out", ARG_STRING, &a->out_dir},
+        {"--json", ARG_STRING, &a->json_path},
+        {"--dump", ARG_STRING, &a->dump_path},
+        {0}};
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) { analyze_usage(stdout); return -1; }
+    if (parsed != 0) return EXIT_USAGE;
+    if (no_vocab) a->vocab_path = NULL;
     if (!a->model_path || !a->tok_path) {
         error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr analyze --help)", cmd);
         return EXIT_USAGE;

@@ -17,8 +17,9 @@ typedef struct {
 
 // Fits P(malicious | x) = sigmoid(w . (x - mean) * inv_std + b) on x (N, C), label (N) in {0, 1},
 // minimising the mean log-loss + l2/2 |w|^2 (bias not regularised) by `steps` steps of full-batch
-// gradient descent with step 1/L (L the loss's smoothness bound, from a power iteration): no
-// learning rate to tune, and the result is deterministic. Typical: l2 1e-3, steps 300.
+// gradient descent with step 1/L (L the loss's smoothness bound, from the top eigenvalue of the
+// features' covariance, by LAPACK): no learning rate to tune, and the result is deterministic.
+// Typical: l2 1e-3, steps 300.
 // Returns 0, or -1 (error_msg) on bad sizes or labels. Release with free_probe.
 int train_probe(Probe* p, const float* x, const int* label, int N, int C, float l2, int steps);
 void free_probe(Probe* p);

@@ -790,15 +790,6 @@ void prefills_free(char** p, int n) {
 // ----------------------------------------------------------------------------
 // the command line's common steps
 
-int is_help(const char* arg) {
-    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
-}
-
-int unknown_flag(const char* cmd, const char* arg) {
-    error_msg("%s: unknown option '%s' (see mosr %s --help)", cmd, arg, cmd);
-    return EXIT_USAGE;
-}
-
 // loads a model and its tokenizer, checking that they agree on the vocabulary
 int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path) {
     if (model_load(m, model_path) != 0) return EXIT_BAD_INPUT;

@@ -1,7 +1,7 @@
 // data.h — what every command reads, and the one layout the model is fed in:
 //   the chat template; Example (ids and a loss mask) and Batch (B padded rows of T positions);
 //   prompt sets (JSONL, JSON, CSV, text), jailbreak wrappers and prefills;
-//   the command line's common steps (--help, unknown flags, loading a model and its tokenizer).
+//   the command line's common step: loading a model and its tokenizer (args_parse is util.h's).
 #ifndef MOSR_DATA_H
 #define MOSR_DATA_H
 
@@ -137,22 +137,9 @@ int prefills_load(char*** out, int* n, const char* path);
 void prefills_free(char** p, int n);
 
 // ----------------------------------------------------------------------------
-// the command line's common steps, shared by every subcommand
-
-// flag parsing in every subcommand follows one pattern: walk argv, match a flag, take its value
-// with NEXT_VALUE (which complains if the value is missing), parse it with util.h's arg_* helpers.
-#define NEXT_VALUE(cmd)                                                    \
-    ({                                                                     \
-        if (i + 1 >= argc) {                                               \
-            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, argv[i], cmd); \
-            return EXIT_USAGE;                                             \
-        }                                                                  \
-        argv[++i];                                                         \
-    })
+// the command line's common steps, shared by the subcommands
 
 char* trim_in_place(char* s);                         // without leading/trailing white space (in place)
-int is_help(const char* arg);                         // -h or --help
-int unknown_flag(const char* cmd, const char* arg);   // says so; returns EXIT_USAGE
 // loads a model and its tokenizer, checking that they agree on the vocabulary; a util.h exit code
 int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path);
 

@@ -287,45 +287,6 @@ static int demo_probe(DemoRepresentation* r, const float* reps, const float* bas
     return 0;
 }
 
-// The base model's two principal axes, so that every model's scatter is drawn in the same
-// coordinates and a defence shows as a movement, not as a new picture. pca_2d gives only the
-// projection xy = Xc V (Xc = X minus its mean); V's columns are eigenvectors of Xc^T Xc with
-// eigenvalues |xy[:, k]|^2, so they come back as V[:, k] = Xc^T xy[:, k] / |xy[:, k]|^2.
-// mean: (C) out; axes: (2, C) out; x: (n, C). 0 on success.
-int pca_axes(float* mean, float* axes, const float* x, int n, int C) {
-    float* xy = malloc((size_t)n * 2 * sizeof(float)); // (n, 2)
-    if (!xy || pca_2d(x, n, C, xy) != 0) {
-        free(xy);
-        return -1;
-    }
-    for (int c = 0; c < C; c++) {
-        double sum = 0.0;
-        for (int i = 0; i < n; i++) sum += x[(size_t)i * C + c];
-        mean[c] = (float)(sum / n);
-    }
-    for (int k = 0; k < 2; k++) {
-        double norm2 = 0.0;
-        for (int i = 0; i < n; i++) norm2 += (double)xy[2 * i + k] * xy[2 * i + k];
-        for (int c = 0; c < C; c++) {
-            double dot = 0.0;
-            for (int i = 0; i < n; i++) dot += ((double)x[(size_t)i * C + c] - mean[c]) * xy[2 * i + k];
-            axes[(size_t)k * C + c] = norm2 > 0.0 ? (float)(dot / norm2) : 0.0f;
-        }
-    }
-    free(xy);
-    return 0;
-}
-
-// xy (n, 2) = (x - mean) axes^T, x (n, C)
-void pca_project(float* xy, const float* x, int n, int C, const float* mean, const float* axes) {
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < 2; k++) {
-            double dot = 0.0;
-            for (int c = 0; c < C; c++) dot += ((double)x[(size_t)i * C + c] - mean[c]) * axes[(size_t)k * C + c];
-            xy[2 * i + k] = (float)dot;
-        }
-}
-
 // DIR/scatter_NAME.png for every model: the test prompts' states at `layer`, projected on the
 // base model's principal axes, one axis range for all. reps[k]: (n_rows, C). 0 on success.
 static int write_demo_scatters(const char* dir, const char* const* names, float* const* reps, int n_models,

@@ -792,9 +792,6 @@ int generate(Model* m, Tokenizer* tok, Sampler* sampler, const char* prompt, int
 }
 
 // ----------------------------------------------------------------------------
-// the command line of `mosr generate` and `mosr chat`
-
-// ----------------------------------------------------------------------------
 // mosr generate: llama2.c's run, same flags, same output
 
 static void generate_usage(void) {
@@ -815,25 +812,24 @@ int generate_main(int argc, char** argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = "";
     int steps = 256;
     float temperature = 1.0f, topp = 0.9f;
-    unsigned long long seed = 0;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (is_help(a)) { generate_usage(); return EXIT_OK; }
-        else if (!strcmp(a, "-z")) tok_path = NEXT_VALUE(cmd);
-        else if (!strcmp(a, "-i")) prompt = NEXT_VALUE(cmd);
-        else if (!strcmp(a, "-n")) { if (arg_int(cmd, a, NEXT_VALUE(cmd), 0, 1 << 20, &steps)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-t")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1e6, &temperature)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-p")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1, &topp)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-s")) { if (arg_u64(cmd, a, NEXT_VALUE(cmd), &seed)) return EXIT_USAGE; }
-        else if (a[0] == '-' && a[1] != '\0') return unknown_flag(cmd, a);
-        else if (!model_path) model_path = a;
-        else { error_msg("%s: unexpected argument '%s'", cmd, a); return EXIT_USAGE; }
-    }
+    uint64_t seed = 0;
+    const ArgSpec args[] = {
+        {"MODEL.bin", ARG_STRING, &model_path},
+        {"-z", ARG_STRING, &tok_path},
+        {"-i", ARG_STRING, &prompt},
+        {"-n", ARG_INT, &steps, 0, 1 << 20},
+        {"-t", ARG_FLOAT, &temperature, 0, 1e6},
+        {"-p", ARG_FLOAT, &topp, 0, 1},
+        {"-s", ARG_U64, &seed},
+        {0}};
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) { generate_usage(); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
     if (!model_path || !tok_path) {
         error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr generate --help)", cmd);
         return EXIT_USAGE;
     }
-    if (seed == 0) seed = (unsigned long long)time(NULL); // as llama2.c: no seed means "now"
+    if (seed == 0) seed = (uint64_t)time(NULL); // as llama2.c: no seed means "now"
 
     Model model;
     Tokenizer tokenizer;
@@ -914,20 +910,19 @@ int chat_main(int argc, char** argv) {
     const char* cmd = "chat";
     const char *model_path = NULL, *tok_path = NULL;
     float temperature = 0.0f, topp = 0.9f;
-    unsigned long long seed = 1;
+    uint64_t seed = 1;
     int max_new = 128;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (is_help(a)) { chat_usage(); return EXIT_OK; }
-        else if (!strcmp(a, "-z")) tok_path = NEXT_VALUE(cmd);
-        else if (!strcmp(a, "-t")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1e6, &temperature)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-p")) { if (arg_float(cmd, a, NEXT_VALUE(cmd), 0, 1, &topp)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-s")) { if (arg_u64(cmd, a, NEXT_VALUE(cmd), &seed)) return EXIT_USAGE; }
-        else if (!strcmp(a, "-n")) { if (arg_int(cmd, a, NEXT_VALUE(cmd), 1, 1 << 20, &max_new)) return EXIT_USAGE; }
-        else if (a[0] == '-' && a[1] != '\0') return unknown_flag(cmd, a);
-        else if (!model_path) model_path = a;
-        else { error_msg("%s: unexpected argument '%s'", cmd, a); return EXIT_USAGE; }
-    }
+    const ArgSpec args[] = {
+        {"MODEL.bin", ARG_STRING, &model_path},
+        {"-z", ARG_STRING, &tok_path},
+        {"-t", ARG_FLOAT, &temperature, 0, 1e6},
+        {"-p", ARG_FLOAT, &topp, 0, 1},
+        {"-s", ARG_U64, &seed},
+        {"-n", ARG_INT, &max_new, 1, 1 << 20},
+        {0}};
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) { chat_usage(); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
     if (!model_path || !tok_path) {
         error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr chat --help)", cmd);
         return EXIT_USAGE;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <stb/stb_image_write.h>
 // the header defines a few static helpers we do not call
 #pragma GCC diagnostic push
@@ -772,76 +773,95 @@ int plot_bars(const char* path, const PlotOptions* opt, const BarChart* bars) {
 }
 
 // ----------------------------------------------------------------------------
-// PCA: the top two principal axes by power iteration on the covariance X^T X (X centred),
-// applied as X^T (X v) so the d x d matrix is never formed. The second axis is found the same
-// way while being kept orthogonal to the first (deflation).
+// PCA, on the eigen-decomposition of a symmetric matrix by LAPACK's ssyev (OpenBLAS exports it;
+// Debian ships no lapacke.h, so the Fortran routine is declared here, the one place that calls
+// it). Fortran passes everything by reference, reads matrices column-major, and, from gfortran,
+// takes the lengths of the character arguments as hidden trailing arguments.
 
-int pca_2d(const float* data, int n, int d, float* out_xy) {
-    if (!data || !out_xy || n < 2 || d < 1) {
-        error_msg("pca_2d: needs at least 2 rows of at least 1 value (got n = %d, d = %d)", n, d);
+void ssyev_(const char* jobz, const char* uplo, const int* n, float* a, const int* lda, float* w, float* work,
+            const int* lwork, int* info, size_t jobz_len, size_t uplo_len);
+
+int symmetric_eigen(float* eigenvalues, float* a, int n, int vectors) {
+    // a symmetric matrix is its own transpose, so row-major in is column-major in; the eigenvectors
+    // come back as Fortran's columns, i.e. as the rows of our row-major a
+    const char jobz = vectors ? 'V' : 'N', uplo = 'U';
+    int info = 0, lwork = -1;
+    float query;
+    ssyev_(&jobz, &uplo, &n, a, &n, eigenvalues, &query, &lwork, &info, 1, 1); // the workspace size
+    lwork = info == 0 ? (int)query : 3 * n;
+    float* work = malloc((size_t)(lwork > 1 ? lwork : 1) * sizeof(float));
+    if (!work) {
+        error_msg("symmetric_eigen: out of memory for a %d x %d matrix", n, n);
+        return -1;
+    }
+    ssyev_(&jobz, &uplo, &n, a, &n, eigenvalues, work, &lwork, &info, 1, 1);
+    free(work);
+    if (info != 0) {
+        error_msg("symmetric_eigen: LAPACK ssyev failed on a %d x %d matrix (info %d)", n, n, info);
+        return -1;
+    }
+    return 0;
+}
+
+// the principal axes are the top eigenvectors of the covariance Xc^T Xc / n (Xc = X - mean)
+int pca_axes(float* mean, float* axes, const float* x, int n, int d) {
+    if (!x || n < 2 || d < 1) {
+        error_msg("pca: needs at least 2 rows of at least 1 value (got n = %d, d = %d)", n, d);
         return 1;
     }
     for (size_t i = 0; i < (size_t)n * d; i++) {
-        if (!isfinite(data[i])) {
-            error_msg("pca_2d: non-finite value at row %zu, column %zu", i / d, i % d);
+        if (!isfinite(x[i])) {
+            error_msg("pca: non-finite value at row %zu, column %zu", i / d, i % d);
             return 1;
         }
     }
-    double* mean = calloc(d, sizeof(double));
-    double* axes = calloc(2 * (size_t)d, sizeof(double)); // (2, d)
-    double* next = malloc(d * sizeof(double));
-    double* proj = malloc(n * sizeof(double));
-    if (!mean || !axes || !next || !proj) {
-        error_msg("pca_2d: out of memory for %d x %d data", n, d);
-        free(mean); free(axes); free(next); free(proj);
+    float* xc = malloc((size_t)n * d * sizeof(float)); // (n, d)
+    float* cov = malloc((size_t)d * d * sizeof(float)); // (d, d), then its eigenvectors as rows
+    float* eig = malloc(d * sizeof(float));             // ascending
+    if (!xc || !cov || !eig) {
+        error_msg("pca: out of memory for %d x %d data", n, d);
+        free(xc); free(cov); free(eig);
         return 1;
     }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < d; j++) mean[j] += data[(size_t)i * d + j];
-    for (int j = 0; j < d; j++) mean[j] /= n;
-
-    uint64_t rng = 0x5eed;
-    for (int k = 0; k < 2 && k < d; k++) {
-        double* v = axes + (size_t)k * d;
-        for (int j = 0; j < d; j++) v[j] = random_normal(&rng); // fixed seed: same axes every run
-        for (int iter = 0;; iter++) {
-            // deflation: remove the first axis from the iterate, then normalise
-            if (k == 1) {
-                double dot = 0;
-                for (int j = 0; j < d; j++) dot += v[j] * axes[j];
-                for (int j = 0; j < d; j++) v[j] -= dot * axes[j];
-            }
-            double norm = 0;
-            for (int j = 0; j < d; j++) norm += v[j] * v[j];
-            norm = sqrt(norm);
-            if (norm < 1e-30) { memset(v, 0, d * sizeof(double)); break; } // rank < k + 1
-            for (int j = 0; j < d; j++) v[j] /= norm;
-            double change = 0; // converged when the direction stops moving
-            for (int j = 0; j < d && iter > 0; j++) change += (v[j] - next[j]) * (v[j] - next[j]);
-            if ((iter > 0 && change < 1e-20) || iter == 999) break;
-            memcpy(next, v, d * sizeof(double));
-            // v <- X^T (X v)
-            for (int i = 0; i < n; i++) {
-                double dot = 0;
-                for (int j = 0; j < d; j++) dot += (data[(size_t)i * d + j] - mean[j]) * v[j];
-                proj[i] = dot;
-            }
-            memset(v, 0, d * sizeof(double));
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < d; j++) v[j] += proj[i] * (data[(size_t)i * d + j] - mean[j]);
-        }
+    for (int j = 0; j < d; j++) {
+        double sum = 0.0;
+        for (int i = 0; i < n; i++) sum += x[(size_t)i * d + j];
+        mean[j] = (float)(sum / n);
+    }
+    for (size_t i = 0; i < (size_t)n * d; i++) xc[i] = x[i] - mean[i % d];
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, n, 1.0f / n, xc, d, xc, d, 0.0f, cov, d);
+    int status = symmetric_eigen(eig, cov, d, 1);
+    memset(axes, 0, (size_t)2 * d * sizeof(float));
+    for (int k = 0; k < 2 && k < d && status == 0; k++) {
+        const float* v = cov + (size_t)(d - 1 - k) * d;
+        // rank < k + 1: no k-th direction of variance (rounding leaves a tiny eigenvalue)
+        if (!(eig[d - 1 - k] > 1e-6f * eig[d - 1])) break;
         // a principal axis has no sign of its own: make its largest coefficient positive
         int jmax = 0;
-        for (int j = 1; j < d; j++) if (fabs(v[j]) > fabs(v[jmax])) jmax = j;
-        if (v[jmax] < 0) for (int j = 0; j < d; j++) v[j] = -v[j];
+        for (int j = 1; j < d; j++) if (fabsf(v[j]) > fabsf(v[jmax])) jmax = j;
+        float sign = v[jmax] < 0 ? -1.0f : 1.0f;
+        for (int j = 0; j < d; j++) axes[(size_t)k * d + j] = sign * v[j];
     }
-    for (int i = 0; i < n; i++) {
+    free(xc); free(cov); free(eig);
+    return status;
+}
+
+void pca_project(float* xy, const float* x, int n, int d, const float* mean, const float* axes) {
+    for (int i = 0; i < n; i++)
         for (int k = 0; k < 2; k++) {
-            double dot = 0;
-            for (int j = 0; j < d; j++) dot += (data[(size_t)i * d + j] - mean[j]) * axes[(size_t)k * d + j];
-            out_xy[2 * i + k] = (float)dot;
+            double dot = 0.0;
+            for (int j = 0; j < d; j++) dot += ((double)x[(size_t)i * d + j] - mean[j]) * axes[(size_t)k * d + j];
+            xy[2 * i + k] = (float)dot;
         }
-    }
-    free(mean); free(axes); free(next); free(proj);
-    return 0;
+}
+
+int pca_2d(const float* data, int n, int d, float* out_xy) {
+    if (d < 1) return pca_axes(NULL, NULL, data, n, d); // reports the sizes
+    float* mean = malloc(d * sizeof(float));
+    float* axes = malloc((size_t)2 * d * sizeof(float));
+    int status = mean && axes ? pca_axes(mean, axes, data, n, d) : 1;
+    if (status == 0) pca_project(out_xy, data, n, d, mean, axes);
+    free(mean);
+    free(axes);
+    return status;
 }

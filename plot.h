@@ -1,7 +1,7 @@
 // plot.h — PNG figures for mosr: line charts (loss curves, per-layer probe scores), class
 // scatter plots (PCA of representations), labelled points (safety vs over-refusal) and grouped
-// bars with error bars (the ablation table). Plus pca_2d, to project representations for the
-// scatter.
+// bars with error bars (the ablation table). Plus PCA, to project representations for the
+// scatter, and the symmetric eigen-decomposition under it (LAPACK).
 //
 // Every figure is 800x560 RGB on white, with ticks at 1/2/5 x 10^k, axis labels, a title and a
 // legend; colours come from the Okabe-Ito palette (safe for colour-blind readers), and classes /
@@ -67,10 +67,19 @@ int plot_points(const char* path, const PlotOptions* opt, const LabelledPoint* p
 // grouped bar chart with optional error bars; the y axis always includes 0
 int plot_bars(const char* path, const PlotOptions* opt, const BarChart* bars);
 
-// projects n rows of d-dim data onto its top two principal components (centred), found by power
-// iteration with deflation from a fixed start, so the result is deterministic; each axis's sign
-// is chosen so that its largest-magnitude coefficient is positive. out_xy is (n, 2).
-// Returns 0 on success, non-zero (after error_msg) on bad sizes or out of memory.
+// The eigen-decomposition of the symmetric matrix a (n, n), by LAPACK's ssyev: eigenvalues (n)
+// out in ascending order; with vectors, a is overwritten by the eigenvectors, row k the unit
+// eigenvector of eigenvalues[k] (without, a is destroyed). 0 on success, -1 after error_msg.
+int symmetric_eigen(float* eigenvalues, float* a, int n, int vectors);
+
+// PCA of n rows of d-dim data x (n, d): mean (d) out, and axes (2, d) out, the top two principal
+// axes (unit eigenvectors of the covariance, by symmetric_eigen), each signed so that its
+// largest-magnitude coefficient is positive; an axis without variance (rank < 2) is all zeros.
+// pca_project gives xy (n, 2) = (x - mean) axes^T, for x or for other rows (other models' states
+// drawn in the same coordinates); pca_2d is the two for x itself, out_xy (n, 2).
+// Each returns 0 on success, non-zero (after error_msg) on bad sizes, non-finite data or out of memory.
+int pca_axes(float* mean, float* axes, const float* x, int n, int d);
+void pca_project(float* xy, const float* x, int n, int d, const float* mean, const float* axes);
 int pca_2d(const float* data, int n, int d, float* out_xy);
 
 #endif

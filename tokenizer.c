@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stb/stb_ds.h>
@@ -1014,5 +1015,178 @@ fail:
 done:
     shfree(word_map);
     free_trainer(&tr);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// the commands: mosr tokenize, mosr tokenizer train
+
+static void tokenize_usage(void) {
+    fprintf(stderr, "usage: mosr tokenize -z TOKENIZER.bin [--no-bos] TEXT\n"
+                    "Prints the ids of TEXT (with BOS unless --no-bos), space-separated, on one line.\n");
+}
+
+// TEXT, the one positional argument: a second one is a text that was not quoted
+static int take_text(const char* cmd, const char* name, const char* value, void* dest) {
+    const char** text = dest;
+    if (*text) {
+        error_msg("%s: give the text as one argument (quote it)", cmd);
+        return -1;
+    }
+    *text = value;
+    return 0;
+}
+
+int tokenize_main(int argc, char** argv) {
+    const char* cmd = "tokenize";
+    const char *tok_path = NULL, *text = NULL;
+    int bos = 1;
+    const ArgSpec args[] = {
+        {"TEXT", ARG_CALL, &text, .call = take_text},
+        {"-z", ARG_STRING, &tok_path},
+        {"--no-bos", ARG_SWITCH, &bos, 0},
+        {0}};
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) { tokenize_usage(); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
+    if (!tok_path || !text) {
+        error_msg("%s: needs -z TOKENIZER.bin and a TEXT (see mosr tokenize --help)", cmd);
+        return EXIT_USAGE;
+    }
+    if (!utf8_valid(text, strlen(text))) {
+        error_msg("%s: the text is not valid UTF-8", cmd);
+        return EXIT_BAD_INPUT;
+    }
+    Tokenizer t;
+    if (tokenizer_load(&t, tok_path, 0) != 0) return EXIT_BAD_INPUT;
+    int* ids = malloc((strlen(text) + 3) * sizeof(int));
+    int n = tokenizer_encode(&t, text, bos, 0, ids);
+    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    printf("\n");
+    free(ids);
+    tokenizer_free(&t);
+    return EXIT_OK;
+}
+
+static void tokenizer_usage(void) {
+    fprintf(stderr,
+            "usage: mosr tokenizer train --vocab N -o TOKENIZER.bin FILES...\n"
+            "Trains a byte-pair vocabulary of N tokens (>= 259) on the text of FILES (a .jsonl file\n"
+            "contributes the prompt, response, refusal and harmful fields of each line) and writes\n"
+            "it in llama2.c's tokenizer.bin format.\n");
+}
+
+// the FILES of tokenizer train, every positional argument
+typedef struct {
+    const char** paths; // (room for argc)
+    int n;
+} FileList;
+
+static int add_file(const char* cmd, const char* name, const char* value, void* dest) {
+    FileList* files = dest;
+    files->paths[files->n++] = value;
+    return 0;
+}
+
+// one more text to train on; 0, or -1 out of memory
+static int add_text(char*** texts, size_t** lens, int* n, int* cap, char* text, size_t len) {
+    if (*n == *cap) {
+        int new_cap = *cap ? 2 * *cap : 1024;
+        char** t = realloc(*texts, new_cap * sizeof(char*));
+        if (t) *texts = t;
+        size_t* l = realloc(*lens, new_cap * sizeof(size_t));
+        if (l) *lens = l;
+        if (!t || !l) return -1;
+        *cap = new_cap;
+    }
+    (*texts)[*n] = text;
+    (*lens)[(*n)++] = len;
+    return 0;
+}
+
+// `mosr tokenizer train`. The texts come from the files as they are, or, for a .jsonl file, from
+// the text fields of its lines (util.h's JSON reader: this file sits below data.c, whose prompt-set
+// readers keep only prompts)
+int tokenizer_main(int argc, char** argv) {
+    if (argc < 2 || is_help(argv[1])) {
+        tokenizer_usage();
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    if (strcmp(argv[1], "train") != 0) {
+        error_msg("tokenizer: unknown subcommand '%s' (the one there is: mosr tokenizer train)", argv[1]);
+        return EXIT_USAGE;
+    }
+    const char* cmd = "tokenizer train";
+    int vocab = 0;
+    const char* out = NULL;
+    const char* paths[argc];
+    FileList files = {paths, 0};
+    const ArgSpec args[] = {
+        {"FILES", ARG_CALL, &files, .call = add_file},
+        {"--vocab", ARG_INT, &vocab, 259, 1 << 20},
+        {"-o", ARG_STRING, &out},
+        {0}};
+    int parsed = args_parse(cmd, args, argc - 1, argv + 1);
+    if (parsed == ARGS_HELP) { tokenizer_usage(); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
+    if (!vocab || !out || files.n == 0) {
+        error_msg("%s: needs --vocab N, -o OUT and at least one text file", cmd);
+        return EXIT_USAGE;
+    }
+    OutputArg output = {.flag = "-o", .path = out};
+    InputArg inputs[files.n];
+    for (int f = 0; f < files.n; f++) inputs[f] = (InputArg){"FILE", files.paths[f]};
+    if (paths_check(cmd, &output, 1, inputs, files.n) != 0) return EXIT_USAGE;
+    // gather the texts: a .jsonl file gives its text fields, anything else is plain text
+    int cap = 0, n_texts = 0, rc = EXIT_OK;
+    char** texts = NULL;
+    size_t* lens = NULL;
+    for (int f = 0; f < files.n && rc == EXIT_OK; f++) {
+        const char* path = files.paths[f];
+        size_t size;
+        char* buf = read_file(path, &size);
+        if (!buf) { rc = EXIT_BAD_INPUT; break; }
+        if (!utf8_valid(buf, size)) {
+            error_msg("%s: not valid UTF-8", path);
+            free(buf);
+            rc = EXIT_BAD_INPUT;
+            break;
+        }
+        size_t name_len = strlen(path);
+        int jsonl = name_len > 6 && strcmp(path + name_len - 6, ".jsonl") == 0;
+        if (!jsonl) {
+            if (add_text(&texts, &lens, &n_texts, &cap, buf, size) != 0) { free(buf); rc = EXIT_FAILURE_RUN; }
+            continue;
+        }
+        static const char* fields[] = {"prompt", "response", "refusal", "harmful"};
+        for (char* line = strtok(buf, "\n"); line && rc == EXIT_OK; line = strtok(NULL, "\n")) {
+            for (int k = 0; k < 4 && rc == EXIT_OK; k++) {
+                char* s = json_get_string(line, fields[k]);
+                if (s && add_text(&texts, &lens, &n_texts, &cap, s, strlen(s)) != 0) { free(s); rc = EXIT_FAILURE_RUN; }
+            }
+        }
+        free(buf);
+    }
+    if (rc == EXIT_FAILURE_RUN) error_msg("%s: out of memory for the texts", cmd);
+    size_t total_bytes = 0;
+    for (int i = 0; i < n_texts; i++) total_bytes += lens[i];
+    if (rc == EXIT_OK && total_bytes == 0) {
+        error_msg("%s: no text to train on in %s%s", cmd, files.paths[0], files.n > 1 ? " and the other files" : "");
+        rc = EXIT_BAD_INPUT;
+    }
+    if (rc == EXIT_OK) {
+        Tokenizer t;
+        double t0 = time_now();
+        if (tokenizer_train(&t, (const char* const*)texts, lens, n_texts, vocab) != 0) rc = EXIT_FAILURE_RUN;
+        else {
+            if (tokenizer_save(&t, out) != 0) rc = EXIT_FAILURE_RUN;
+            else fprintf(stderr, "trained %d tokens on %d texts in %.1f s -> %s\n", vocab, n_texts, time_now() - t0,
+                         out);
+            tokenizer_free(&t);
+        }
+    }
+    for (int i = 0; i < n_texts; i++) free(texts[i]);
+    free(texts);
+    free(lens);
     return rc;
 }

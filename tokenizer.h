@@ -1,6 +1,6 @@
 // tokenizer.h — the byte-pair tokenizer of llama2.c: tokenizer.bin read/write, encode exactly as
 // llama2.c's run.c does (but without its quadratic cost on long texts), decode, and training a
-// new vocabulary from text.
+// new vocabulary from text; and the two commands that use them (mosr tokenize, mosr tokenizer train).
 #ifndef MOSR_TOKENIZER_H
 #define MOSR_TOKENIZER_H
 
@@ -46,5 +46,11 @@ void safe_print_piece(const char* piece);
 // early (t->vocab_size < vocab_size) when every word has become one token. 0 on success.
 int tokenizer_train(Tokenizer* t, const char* const* texts, const size_t* text_lens, int n_texts,
                     int vocab_size);
+
+// the commands: `mosr tokenize -z TOKENIZER.bin TEXT` prints the ids of TEXT, and `mosr tokenizer
+// train --vocab N -o OUT FILES...` trains a vocabulary on text and JSONL files. argv[0] is the
+// command's name; the return value is an exit code (util.h).
+int tokenize_main(int argc, char** argv);
+int tokenizer_main(int argc, char** argv);
 
 #endif

@@ -472,10 +472,11 @@ typedef struct {
     int data_is_text[64];
     int n_data;
     const char* val_path;
-    const char* response_field;
+    int response_field_index; // --response-field: 0 response, 1 refusal, 2 harmful, 3 answer
+    const char* response_field; // its name, the JSONL field
     int pack;
     // the optimisation
-    long steps;
+    int steps;
     float epochs;
     int batch, grad_accum;
     float lr, lr_min, weight_decay, beta1, beta2, eps, clip;
@@ -498,7 +499,6 @@ static void train_defaults(TrainOptions* o) {
     o->n_kv_heads = 0; // = n_heads
     o->hidden_dim = 0; // llama's rule from dim
     o->seq_len = 0;    // 256 from scratch; the checkpoint's with --init
-    o->response_field = "response";
     o->steps = 0;
     o->epochs = 0.0f; // neither given: one epoch
     o->batch = 16;
@@ -573,16 +573,15 @@ static void train_usage(void) {
         "A NaN or Inf loss stops the run with exit code 1 and keeps the last good checkpoint.\n");
 }
 
-// the flags of mosr train that take a value
-static const char* const TRAIN_VALUE_FLAGS[] = {
-    "--init", "-z", "--tokenizer", "-o", "--out", "--log", "--plot", "--val", "--response-field", "--data", "--text",
-    "--dim", "--layers", "--heads", "--kv-heads", "--hidden", "--seq-len", "--steps", "--epochs", "--batch",
-    "--grad-accum", "--lr", "--lr-min", "--warmup", "--weight-decay", "--beta1", "--beta2", "--clip", "--eval-every",
-    "--val-batches", "--save-every", "--print-every", "--stop-at", "--threads", "--seed", NULL};
-
-static int in_list(const char* s, const char* const* list) {
-    for (int i = 0; list[i]; i++)
-        if (!strcmp(s, list[i])) return 1;
+// --data FILE and --text FILE: one more training file, and which kind it is
+static int add_data_file(const char* cmd, const char* flag, const char* value, void* dest) {
+    TrainOptions* o = dest;
+    if (o->n_data == 64) {
+        error_msg("%s: at most 64 --data / --text files", cmd);
+        return -1;
+    }
+    o->data_is_text[o->n_data] = !strcmp(flag, "--text");
+    o->data_paths[o->n_data++] = value;
     return 0;
 }
 
@@ -590,89 +589,70 @@ static int in_list(const char* s, const char* const* list) {
 static int parse_train_args(TrainOptions* o, int argc, char** argv) {
     const char* cmd = "train";
     train_defaults(o);
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            train_usage();
-            return 1;
-        }
-        // flags without a value
-        if (!strcmp(a, "--pack")) { o->pack = 1; continue; }
-        if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
-        if (!strcmp(a, "--shared-classifier")) { o->shared_classifier = 1; continue; }
-        if (!in_list(a, TRAIN_VALUE_FLAGS)) {
-            error_msg("%s %s (see mosr train --help)", a[0] == '-' ? "unknown flag" : "unexpected argument", a);
-            return -1;
-        }
-        if (i + 1 >= argc) {
-            error_msg("%s: missing value (see mosr train --help)", a);
-            return -1;
-        }
-        const char* v = argv[++i];
-        int rc = 0;
-        if (!strcmp(a, "--init")) o->init_path = v;
-        else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) o->tokenizer_path = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out_path = v;
-        else if (!strcmp(a, "--log")) o->log_path = v;
-        else if (!strcmp(a, "--plot")) o->plot_path = v;
-        else if (!strcmp(a, "--val")) o->val_path = v;
-        else if (!strcmp(a, "--response-field")) o->response_field = v;
-        else if (!strcmp(a, "--data") || !strcmp(a, "--text")) {
-            if (o->n_data == 64) {
-                error_msg("%s: at most 64 data files", a);
-                return -1;
-            }
-            o->data_is_text[o->n_data] = !strcmp(a, "--text");
-            o->data_paths[o->n_data++] = v;
-        }
-        else if (!strcmp(a, "--dim")) rc = arg_int(cmd, a, v, 1, 65536, &o->dim);
-        else if (!strcmp(a, "--layers")) rc = arg_int(cmd, a, v, 1, 1024, &o->n_layers);
-        else if (!strcmp(a, "--heads")) rc = arg_int(cmd, a, v, 1, 65536, &o->n_heads);
-        else if (!strcmp(a, "--kv-heads")) rc = arg_int(cmd, a, v, 1, 65536, &o->n_kv_heads);
-        else if (!strcmp(a, "--hidden")) rc = arg_int(cmd, a, v, 1, 262144, &o->hidden_dim);
-        else if (!strcmp(a, "--seq-len")) rc = arg_int(cmd, a, v, 1, 1 << 20, &o->seq_len);
-        else if (!strcmp(a, "--steps")) {
-            int steps;
-            rc = arg_int(cmd, a, v, 1, 1 << 30, &steps);
-            o->steps = steps;
-        }
-        else if (!strcmp(a, "--epochs")) rc = arg_float(cmd, a, v, 1e-6, 1e6, &o->epochs);
-        else if (!strcmp(a, "--batch")) rc = arg_int(cmd, a, v, 1, 4096, &o->batch);
-        else if (!strcmp(a, "--grad-accum")) rc = arg_int(cmd, a, v, 1, 4096, &o->grad_accum);
-        else if (!strcmp(a, "--lr")) rc = arg_float(cmd, a, v, 0, 1e38, &o->lr);
-        else if (!strcmp(a, "--lr-min")) rc = arg_float(cmd, a, v, 0, 1e38, &o->lr_min);
-        else if (!strcmp(a, "--warmup")) rc = arg_int(cmd, a, v, 0, 1 << 30, &o->warmup);
-        else if (!strcmp(a, "--weight-decay")) rc = arg_float(cmd, a, v, 0, 1e6, &o->weight_decay);
-        else if (!strcmp(a, "--beta1")) rc = arg_float(cmd, a, v, 0, 0.999999, &o->beta1);
-        else if (!strcmp(a, "--beta2")) rc = arg_float(cmd, a, v, 0, 0.999999, &o->beta2);
-        else if (!strcmp(a, "--clip")) rc = arg_float(cmd, a, v, 0, 1e30, &o->clip);
-        else if (!strcmp(a, "--eval-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->eval_every);
-        else if (!strcmp(a, "--val-batches")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->val_batches);
-        else if (!strcmp(a, "--save-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->save_every);
-        else if (!strcmp(a, "--print-every")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->print_every);
-        else if (!strcmp(a, "--stop-at")) rc = arg_int(cmd, a, v, 1, 1 << 30, &o->stop_at);
-        else if (!strcmp(a, "--threads")) rc = arg_int(cmd, a, v, 1, 1024, &o->threads);
-        else if (!strcmp(a, "--seed")) {
-            unsigned long long seed;
-            rc = arg_u64(cmd, a, v, &seed);
-            o->seed = seed;
-        } else {
-            error_msg("unknown flag %s (see mosr train --help)", a);
-            return -1;
-        }
-        if (rc) return -1;
+    const ArgSpec args[] = {
+        // the model
+        {"--init", ARG_STRING, &o->init_path},
+        {"-z|--tokenizer", ARG_STRING, &o->tokenizer_path},
+        {"--dim", ARG_INT, &o->dim, 1, 65536},
+        {"--layers", ARG_INT, &o->n_layers, 1, 1024},
+        {"--heads", ARG_INT, &o->n_heads, 1, 65536},
+        {"--kv-heads", ARG_INT, &o->n_kv_heads, 1, 65536},
+        {"--hidden", ARG_INT, &o->hidden_dim, 1, 262144},
+        {"--seq-len", ARG_INT, &o->seq_len, 1, 1 << 20},
+        {"--shared-classifier", ARG_SWITCH, &o->shared_classifier, 1},
+        // the data
+        {"--data|--text", ARG_CALL, o, .call = add_data_file},
+        {"--response-field", ARG_CHOICE, &o->response_field_index, .choices = "response|refusal|harmful|answer"},
+        {"--val", ARG_STRING, &o->val_path},
+        {"--pack", ARG_SWITCH, &o->pack, 1},
+        // the optimisation
+        {"--steps", ARG_INT, &o->steps, 1, 1 << 30},
+        {"--epochs", ARG_FLOAT, &o->epochs, 1e-6, 1e6},
+        {"--batch", ARG_INT, &o->batch, 1, 4096},
+        {"--grad-accum", ARG_INT, &o->grad_accum, 1, 4096},
+        {"--lr", ARG_FLOAT, &o->lr, 0, 1e38},
+        {"--lr-min", ARG_FLOAT, &o->lr_min, 0, 1e38},
+        {"--warmup", ARG_INT, &o->warmup, 0, 1 << 30},
+        {"--weight-decay", ARG_FLOAT, &o->weight_decay, 0, 1e6},
+        {"--beta1", ARG_FLOAT, &o->beta1, 0, 0.999999},
+        {"--beta2", ARG_FLOAT, &o->beta2, 0, 0.999999},
+        {"--clip", ARG_FLOAT, &o->clip, 0, 1e30},
+        {"--seed", ARG_U64, &o->seed},
+        {"--threads", ARG_INT, &o->threads, 1, 1024},
+        // the output and bookkeeping
+        {"-o|--out", ARG_STRING, &o->out_path},
+        {"--save-every", ARG_INT, &o->save_every, 1, 1 << 30},
+        {"--resume", ARG_SWITCH, &o->resume, 1},
+        {"--eval-every", ARG_INT, &o->eval_every, 1, 1 << 30},
+        {"--val-batches", ARG_INT, &o->val_batches, 1, 1 << 30},
+        {"--print-every", ARG_INT, &o->print_every, 1, 1 << 30},
+        {"--log", ARG_STRING, &o->log_path},
+        {"--plot", ARG_STRING, &o->plot_path},
+        {"--stop-at", ARG_INT, &o->stop_at, 1, 1 << 30},
+        {0}};
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) {
+        train_usage();
+        return 1;
     }
+    if (parsed != 0) return -1;
     // what must be there, and what cannot go together
-    if (!o->tokenizer_path) { error_msg("missing -z TOKENIZER.bin (see mosr train --help)"); return -1; }
-    if (o->n_data == 0) { error_msg("missing --data FILE.jsonl or --text FILE (see mosr train --help)"); return -1; }
-    if (o->steps && o->epochs > 0) { error_msg("give --steps or --epochs, not both"); return -1; }
-    if (o->resume && !o->out_path) { error_msg("--resume needs -o MODEL.bin (the run to continue)"); return -1; }
-    const char* fields[] = {"response", "refusal", "harmful", "answer"};
-    int known = 0;
-    for (int i = 0; i < 4; i++) known |= !strcmp(o->response_field, fields[i]);
-    if (!known) { error_msg("--response-field: expected response|refusal|harmful|answer, got '%s'", o->response_field); return -1; }
+    const char* problem = !o->tokenizer_path ? "missing -z TOKENIZER.bin (see mosr train --help)"
+                        : o->n_data == 0 ? "missing --data FILE.jsonl or --text FILE (see mosr train --help)"
+                        : o->steps && o->epochs > 0 ? "give --steps or --epochs, not both"
+                        : o->resume && !o->out_path ? "--resume needs -o MODEL.bin (the run to continue)"
+                        : NULL;
+    if (problem) {
+        error_msg("%s: %s", cmd, problem);
+        return -1;
+    }
+    static const char* const fields[] = {"response", "refusal", "harmful", "answer"};
+    o->response_field = fields[o->response_field_index];
     if (o->lr_min < 0) o->lr_min = o->lr / 10.0f;
-    if (o->lr_min > o->lr) { error_msg("--lr-min %g is above --lr %g: the schedule only decays", o->lr_min, o->lr); return -1; }
+    if (o->lr_min > o->lr) {
+        error_msg("%s: --lr-min %g is above --lr %g: the schedule only decays", cmd, o->lr_min, o->lr);
+        return -1;
+    }
     return 0;
 }
 
@@ -1036,40 +1016,24 @@ int bench_main(int argc, char** argv) {
                 .vocab_size = 512, .seq_len = 256, .shared_classifier = 0};
     int B = 16, steps = 10, threads = 0;
     const char* cmd = "bench";
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            bench_usage();
-            return EXIT_OK;
-        }
-        static const char* const bench_flags[] = {"--dim", "--layers", "--heads", "--kv-heads", "--hidden", "--vocab",
-                                                  "--seq", "--batch", "--steps", "--threads", NULL};
-        if (!in_list(a, bench_flags)) {
-            error_msg("unknown flag %s (see mosr bench --help)", a);
-            return EXIT_USAGE;
-        }
-        if (i + 1 >= argc) {
-            error_msg("%s: missing value (see mosr bench --help)", a);
-            return EXIT_USAGE;
-        }
-        const char* v = argv[++i];
-        int rc;
-        if (!strcmp(a, "--dim")) rc = arg_int(cmd, a, v, 1, 65536, &c.dim);
-        else if (!strcmp(a, "--layers")) rc = arg_int(cmd, a, v, 1, 1024, &c.n_layers);
-        else if (!strcmp(a, "--heads")) rc = arg_int(cmd, a, v, 1, 65536, &c.n_heads);
-        else if (!strcmp(a, "--kv-heads")) rc = arg_int(cmd, a, v, 1, 65536, &c.n_kv_heads);
-        else if (!strcmp(a, "--hidden")) rc = arg_int(cmd, a, v, 1, 262144, &c.hidden_dim);
-        else if (!strcmp(a, "--vocab")) rc = arg_int(cmd, a, v, 1, 1 << 24, &c.vocab_size);
-        else if (!strcmp(a, "--seq")) rc = arg_int(cmd, a, v, 1, 1 << 20, &c.seq_len);
-        else if (!strcmp(a, "--batch")) rc = arg_int(cmd, a, v, 1, 4096, &B);
-        else if (!strcmp(a, "--steps")) rc = arg_int(cmd, a, v, 2, 1 << 20, &steps);
-        else if (!strcmp(a, "--threads")) rc = arg_int(cmd, a, v, 1, 1024, &threads);
-        else {
-            error_msg("unknown flag %s (see mosr bench --help)", a);
-            return EXIT_USAGE;
-        }
-        if (rc) return EXIT_USAGE;
+    const ArgSpec args[] = {
+        {"--dim", ARG_INT, &c.dim, 1, 65536},
+        {"--layers", ARG_INT, &c.n_layers, 1, 1024},
+        {"--heads", ARG_INT, &c.n_heads, 1, 65536},
+        {"--kv-heads", ARG_INT, &c.n_kv_heads, 1, 65536},
+        {"--hidden", ARG_INT, &c.hidden_dim, 1, 262144},
+        {"--vocab", ARG_INT, &c.vocab_size, 1, 1 << 24},
+        {"--seq", ARG_INT, &c.seq_len, 1, 1 << 20},
+        {"--batch", ARG_INT, &B, 1, 4096},
+        {"--steps", ARG_INT, &steps, 2, 1 << 20},
+        {"--threads", ARG_INT, &threads, 1, 1024},
+        {0}};
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) {
+        bench_usage();
+        return EXIT_OK;
     }
+    if (parsed != 0) return EXIT_USAGE;
     if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
     if (threads > 0) omp_set_num_threads(threads);
     int T = c.seq_len;

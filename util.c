@@ -461,6 +461,102 @@ int arg_u64(const char* cmd, const char* flag, const char* value, unsigned long 
 }
 
 // ----------------------------------------------------------------------------
+// the command line
+
+int is_help(const char* arg) {
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int unknown_flag(const char* cmd, const char* arg) {
+    error_msg("%s: unknown option '%s' (see mosr %s --help)", cmd, arg, cmd);
+    return EXIT_USAGE;
+}
+
+// 1 if arg is one of the '|'-separated names
+static int name_matches(const char* names, const char* arg) {
+    size_t n = strlen(arg);
+    for (const char* p = names; *p;) {
+        const char* end = strchr(p, '|');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, arg, n) == 0) return 1;
+        if (!end) break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+// the index of value among the '|'-separated choices, or -1 after a message
+static int arg_choice(const char* cmd, const char* flag, const char* value, const char* choices) {
+    int index = 0;
+    for (const char* p = choices;; index++) {
+        const char* end = strchr(p, '|');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (strlen(value) == len && strncmp(p, value, len) == 0) return index;
+        if (!end) break;
+        p = end + 1;
+    }
+    error_msg("%s: %s takes %s, got '%s'", cmd, flag, choices, value);
+    return -1;
+}
+
+// sets spec's destination from value (NULL for a switch): 0, or -1 after a message
+static int arg_store(const char* cmd, const ArgSpec* spec, const char* flag, const char* value) {
+    switch (spec->kind) {
+    case ARG_SWITCH: *(int*)spec->dest = (int)spec->lo; return 0;
+    case ARG_STRING: *(const char**)spec->dest = value; return 0;
+    case ARG_INT: return arg_int(cmd, flag, value, (long)spec->lo, (long)spec->hi, spec->dest);
+    case ARG_FLOAT: return arg_float(cmd, flag, value, spec->lo, spec->hi, spec->dest);
+    case ARG_U64: {
+        unsigned long long v;
+        if (arg_u64(cmd, flag, value, &v) != 0) return -1;
+        *(uint64_t*)spec->dest = v;
+        return 0;
+    }
+    case ARG_CHOICE: {
+        int index = arg_choice(cmd, flag, value, spec->choices);
+        if (index < 0) return -1;
+        *(int*)spec->dest = index;
+        return 0;
+    }
+    case ARG_CALL: return spec->call(cmd, flag, value, spec->dest);
+    }
+    return -1;
+}
+
+int args_parse(const char* cmd, const ArgSpec* specs, int argc, char** argv) {
+    const ArgSpec* next_positional = specs; // the positionals fill in table order
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        const ArgSpec* spec = NULL;
+        if (a[0] == '-' && a[1] != '\0') { // a flag
+            if (is_help(a)) return ARGS_HELP;
+            for (const ArgSpec* s = specs; s->name && !spec; s++)
+                if (s->name[0] == '-' && name_matches(s->name, a)) spec = s;
+            if (!spec) return unknown_flag(cmd, a);
+            if (spec->kind == ARG_SWITCH) {
+                arg_store(cmd, spec, a, NULL);
+                continue;
+            }
+            if (i + 1 >= argc) {
+                error_msg("%s: %s needs a value (see mosr %s --help)", cmd, a, cmd);
+                return EXIT_USAGE;
+            }
+            if (arg_store(cmd, spec, a, argv[++i]) != 0) return EXIT_USAGE;
+            continue;
+        }
+        // a positional argument: the next positional spec takes it (a positional ARG_CALL takes all)
+        while (next_positional->name && next_positional->name[0] == '-') next_positional++;
+        if (!next_positional->name) {
+            error_msg("%s: unexpected argument '%s' (see mosr %s --help)", cmd, a, cmd);
+            return EXIT_USAGE;
+        }
+        if (arg_store(cmd, next_positional, next_positional->name, a) != 0) return EXIT_USAGE;
+        if (next_positional->kind != ARG_CALL) next_positional++;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
 // time
 
 double time_now(void) {

@@ -90,9 +90,61 @@ float random_f32(uint64_t* state);    // uniform in [0, 1)
 float random_normal(uint64_t* state); // standard normal (Box-Muller)
 
 // ----------------------------------------------------------------------------
-// command-line values: each parses one flag's value, written in decimal ("0x10", " 5", "inf" are
+// the command line. Every subcommand describes its arguments in one table and parses them with
+// args_parse:
+//
+//     const ArgSpec args[] = {
+//         {"MODEL.bin", ARG_STRING, &model_path},   // no leading '-': a positional argument
+//         {"-z|--tokenizer", ARG_STRING, &tok_path}, // aliases, separated by '|'
+//         {"-n", ARG_INT, &steps, 0, 1 << 20},      // a value in [lo, hi]
+//         {"--pack", ARG_SWITCH, &pack, 1},         // no value: sets *dest = lo
+//         {"--pool", ARG_CHOICE, &pool, .choices = "mean|last"},
+//         {0}};
+//     int rc = args_parse("generate", args, argc, argv);
+//     if (rc == ARGS_HELP) { generate_usage(); return EXIT_OK; }
+//     if (rc != 0) return EXIT_USAGE;
+//
+// Every mistake is one line, the same in every subcommand: "mosr: CMD: unknown option '--x' (see
+// mosr CMD --help)", "CMD: --x needs a value (...)", "CMD: unexpected argument 'x' (...)", and the
+// value errors of arg_int / arg_float / arg_u64 below ("CMD: -n expects an integer in 0..10, got
+// 'abc'") or of ARG_CHOICE ("CMD: --pool takes mean|last, got 'max'"). What must be given, and what
+// cannot go together, is the caller's to check after the parse.
+
+typedef enum {
+    ARG_SWITCH, // no value: *(int*)dest = lo (--pack sets 1, --no-bos sets 0)
+    ARG_STRING, // *(const char**)dest = the value, a pointer into argv
+    ARG_INT,    // *(int*)dest, an integer in [lo, hi] (arg_int)
+    ARG_FLOAT,  // *(float*)dest, a number in [lo, hi] (arg_float)
+    ARG_U64,    // *(uint64_t*)dest, a non-negative integer (arg_u64)
+    ARG_CHOICE, // *(int*)dest = the index of the value among choices, "a|b|c"
+    ARG_CALL,   // call(cmd, name, value, dest), for values that land elsewhere (a list, two fields);
+                // it returns 0, or -1 after one error_msg line. A positional ARG_CALL takes every
+                // positional argument left.
+} ArgKind;
+
+typedef struct {
+    const char* name; // "--lr"; aliases "-o|--out"; positionals ("MODEL.bin") fill in table order
+    ArgKind kind;
+    void* dest;
+    double lo, hi;       // ARG_INT, ARG_FLOAT: the range; ARG_SWITCH: lo is the value it sets
+    const char* choices; // ARG_CHOICE
+    int (*call)(const char* cmd, const char* name, const char* value, void* dest); // ARG_CALL
+} ArgSpec;
+
+enum { ARGS_HELP = 1 };
+
+// Parses argv[1..argc) against specs (ended by an entry with a NULL name). Returns 0; ARGS_HELP
+// if -h or --help came before any mistake (the caller prints its usage, exit EXIT_OK); or
+// EXIT_USAGE after one error line. A flag's value is the next argument, whatever it looks like;
+// any other argument that starts with '-' (except "-" alone) is a flag.
+int args_parse(const char* cmd, const ArgSpec* specs, int argc, char** argv);
+
+int is_help(const char* arg);                       // -h or --help
+int unknown_flag(const char* cmd, const char* arg); // says so; returns EXIT_USAGE
+
+// Command-line values: each parses one flag's value, written in decimal ("0x10", " 5", "inf" are
 // refused), or prints "mosr: <cmd>: <flag> expects <what>, got '<value>'" and returns -1 (the
-// caller exits EXIT_USAGE)
+// caller exits EXIT_USAGE). args_parse uses them; a subcommand may too, for a value it reads itself.
 
 int arg_int(const char* cmd, const char* flag, const char* value, long lo, long hi, int* out);
 int arg_float(const char* cmd, const char* flag, const char* value, double lo, double hi, float* out);

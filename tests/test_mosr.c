@@ -938,6 +938,106 @@ static void test_defend_symmetry(void) {
     model_free(&m);
 }
 
+// One defence step at t = 0 on the representation rows `rows` (the first n_erase erased, the last
+// retained) with OALW weights w (or NULL): the erasure term it measured, and the adapters'
+// gradient (n_lora) out. The adapters are put back afterwards, so every call starts from the same
+// model. At t = 0, c_r = 0: the gradient is the erasure's alone.
+static float oalw_step(DefenseState* s, Model* m, const DefenseConfig* cfg, const Example* const* rows, int n_rows,
+                       int n_erase, const float* w, float* grad) {
+    float* saved = malloc(m->lora.n_params * sizeof(float));
+    memcpy(saved, m->lora.param_memory, m->lora.n_params * sizeof(float));
+    Batch b;
+    build_batch(&b, n_rows, m->config.seq_len);
+    batch_fill_states(&b, rows, n_rows);
+    DefenseStepResult r;
+    int rc = defense_step(s, m, cfg, 0, &b, n_erase, w, NULL, &r);
+    memcpy(grad, m->lora.grad_memory, m->lora.n_params * sizeof(float));
+    memcpy(m->lora.param_memory, saved, m->lora.n_params * sizeof(float));
+    free_batch(&b);
+    free(saved);
+    return rc == 0 ? r.erase : NAN;
+}
+
+// |a - b| / |b| of two (n) vectors
+static double relative_difference(const float* a, const float* b, size_t n) {
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < n; i++) diff += (double)(a[i] - b[i]) * (a[i] - b[i]), norm += (double)b[i] * b[i];
+    return sqrt(diff / norm);
+}
+
+// OALW's weights reach the erasure term of defense_step, in its value and in its gradient: with
+// two erase rows, weights (2, 0) give the first example's loss and gradient alone, (0, 2) the
+// second's, (1, 1) the plain mean, as NULL (RR) does. These weights sum to the batch size, so
+// the expectations hold whether the weighted sum is divided by Σ w or by the batch size
+// (DESIGN.md 1.4, note 3): the test is on the relative weighting only.
+static void test_oalw_wiring(void) {
+    Model m;
+    tiny_model(&m, 64);
+    DefenseConfig cfg;
+    defense_config_default(&cfg, DEFEND_MOSR);
+    DefenseLayers dl;
+    DefenseState s;
+    // a large B init: Mθ far from M0, so that the two examples' erasure losses differ clearly
+    int ok = defense_layers(&dl, &cfg, m.config.n_layers) == 0 &&
+             model_lora_init(&m, 4, 8.0f, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, 0.3f, 5) == 0 &&
+             build_defense_state(&s, &m, &dl, 3) == 0;
+    CHECK(ok, "a defence state on the tiny model");
+    if (!ok) { model_free(&m); return; }
+    // two malicious examples of different lengths (so one is padded) and one retain example
+    Example ex[3];
+    uint64_t rng = 11;
+    int lengths[3][2] = {{5, 7}, {9, 3}, {6, 6}}; // prompt (BOS included), answer
+    for (int e = 0; e < 3; e++) {
+        int prompt[16], answer[16];
+        prompt[0] = TOKEN_BOS;
+        for (int i = 1; i < lengths[e][0]; i++) prompt[i] = 3 + (int)(random_u32(&rng) % 500);
+        for (int i = 0; i < lengths[e][1]; i++) answer[i] = 3 + (int)(random_u32(&rng) % 500);
+        representation_row(&ex[e], prompt, lengths[e][0], answer, lengths[e][1], 0);
+    }
+    size_t n = m.lora.n_params;
+    float *g0 = malloc(n * sizeof(float)), *g1 = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+    float *g_plain = malloc(n * sizeof(float)), *g_mean = malloc(n * sizeof(float));
+    // each example alone (with the retain row), then both side by side under four weightings
+    const Example* alone0[] = {&ex[0], &ex[2]};
+    const Example* alone1[] = {&ex[1], &ex[2]};
+    const Example* both[] = {&ex[0], &ex[1], &ex[2]};
+    float l0 = oalw_step(&s, &m, &cfg, alone0, 2, 1, NULL, g0);
+    float l1 = oalw_step(&s, &m, &cfg, alone1, 2, 1, NULL, g1);
+    const float w_first[] = {2.0f, 0.0f}, w_second[] = {0.0f, 2.0f}, w_ones[] = {1.0f, 1.0f};
+    float l_first = oalw_step(&s, &m, &cfg, both, 3, 2, w_first, g);
+    double d_first = relative_difference(g, g0, n);
+    float l_second = oalw_step(&s, &m, &cfg, both, 3, 2, w_second, g);
+    double d_second = relative_difference(g, g1, n);
+    float l_ones = oalw_step(&s, &m, &cfg, both, 3, 2, w_ones, g_mean);
+    float l_plain = oalw_step(&s, &m, &cfg, both, 3, 2, NULL, g_plain);
+    for (size_t i = 0; i < n; i++) g[i] = 0.5f * (g0[i] + g1[i]);
+    double d_ones = relative_difference(g_mean, g, n), d_plain = relative_difference(g_plain, g_mean, n);
+    printf("OALW wiring: l_erase alone %.5f and %.5f; weights (2,0) %.5f, (0,2) %.5f, (1,1) %.5f, none %.5f\n", l0,
+           l1, l_first, l_second, l_ones, l_plain);
+    CHECK(isfinite(l0) && isfinite(l1) && fabsf(l0 - l1) > 1e-3f, // 100 times the tolerance below
+          "the two examples' erasure losses differ (%.5f vs %.5f), so a weighting shows", l0, l1);
+    CHECK(fabsf(l_first - l0) < 1e-5f && d_first < 1e-4,
+          "weights (2, 0): the first example's erasure loss (%.6f vs %.6f) and gradient (off by %.2g)", l_first, l0,
+          d_first);
+    CHECK(fabsf(l_second - l1) < 1e-5f && d_second < 1e-4,
+          "weights (0, 2): the second example's erasure loss (%.6f vs %.6f) and gradient (off by %.2g)", l_second,
+          l1, d_second);
+    CHECK(fabsf(l_ones - 0.5f * (l0 + l1)) < 1e-5f && d_ones < 1e-4,
+          "weights (1, 1): the plain mean of the two (%.6f vs %.6f), gradient off by %.2g", l_ones, 0.5f * (l0 + l1),
+          d_ones);
+    CHECK(fabsf(l_plain - l_ones) < 1e-6f && d_plain < 1e-6,
+          "no weights (RR) is weights 1 (%.6f vs %.6f, gradient off by %.2g)", l_plain, l_ones, d_plain);
+    free(g0);
+    free(g1);
+    free(g);
+    free(g_plain);
+    free(g_mean);
+    for (int e = 0; e < 3; e++) free_example(&ex[e]);
+    free_defense_state(&s);
+    model_lora_free(&m);
+    model_free(&m);
+}
+
 static int count_csv_rows(const char* path) {
     return count_lines(path) - 1; // minus the header
 }
@@ -1461,6 +1561,7 @@ int main(void) {
     test_npy();
     test_analyze_end_to_end();
     test_defend_symmetry();
+    test_oalw_wiring();
     test_defend_end_to_end();
     test_pca_axes();
     test_demo_end_to_end();

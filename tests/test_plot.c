@@ -1,6 +1,6 @@
 // test_plot.c — every chart kind is written to a temp dir and read back (stb_image): the PNG
 // has the right size, there is ink in the plot area, each series' palette colour appears, bad
-// input is refused without a file; pca_2d recovers known axes of synthetic data.
+// input is refused without a file; symmetric_eigen finds a known spectrum, pca_2d known axes of synthetic data.
 #include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
@@ -168,6 +168,49 @@ static void test_bad_input(void) {
     CHECK(temps == 0, "%d temp files left in %s", temps, dir);
 }
 
+// symmetric_eigen on the (n, n) matrix with 2 on the diagonal and -1 beside it (the second
+// difference), whose eigenvalues are 2 - 2 cos(k pi / (n + 1)), k = 1..n, with eigenvectors
+// sin(j k pi / (n + 1))
+static void test_symmetric_eigen(void) {
+    enum { N = 9 };
+    float a[N * N] = {0}, copy[N * N], eig[N];
+    for (int i = 0; i < N; i++) {
+        a[i * N + i] = 2.0f;
+        if (i + 1 < N) a[i * N + i + 1] = a[(i + 1) * N + i] = -1.0f;
+    }
+    memcpy(copy, a, sizeof(a));
+    CHECK(symmetric_eigen(eig, a, N, 1) == 0, "symmetric_eigen failed");
+    double worst_value = 0, worst_vector = 0, worst_norm = 0, worst_exact = 0;
+    for (int k = 0; k < N; k++) {
+        double want = 2.0 - 2.0 * cos((k + 1) * M_PI / (N + 1)); // ascending in k
+        worst_value = fmax(worst_value, fabs(eig[k] - want));
+        const float* v = a + k * N;
+        double norm = 0, dot_exact = 0, norm_exact = 0;
+        for (int i = 0; i < N; i++) {
+            double av = 0; // (A v)_i - lambda v_i
+            for (int j = 0; j < N; j++) av += copy[i * N + j] * v[j];
+            worst_vector = fmax(worst_vector, fabs(av - eig[k] * v[i]));
+            double exact = sin((i + 1) * (k + 1) * M_PI / (N + 1));
+            norm += v[i] * v[i];
+            dot_exact += v[i] * exact;
+            norm_exact += exact * exact;
+        }
+        worst_norm = fmax(worst_norm, fabs(norm - 1.0));
+        worst_exact = fmax(worst_exact, 1.0 - fabs(dot_exact) / sqrt(norm_exact)); // |cos| to the known one
+    }
+    CHECK(worst_value < 1e-5, "eigenvalues off the known 2 - 2 cos(k pi / 10) by up to %g", worst_value);
+    CHECK(worst_vector < 1e-5, "|A v - lambda v| up to %g", worst_vector);
+    CHECK(worst_norm < 1e-5, "eigenvectors not unit length (off by up to %g)", worst_norm);
+    CHECK(worst_exact < 1e-5, "eigenvectors not along the known sin(j k pi / 10) (1 - |cos| up to %g)", worst_exact);
+    // eigenvalues only: the same values
+    float values_only[N];
+    memcpy(a, copy, sizeof(a));
+    CHECK(symmetric_eigen(values_only, a, N, 0) == 0, "symmetric_eigen without vectors failed");
+    double worst_same = 0;
+    for (int k = 0; k < N; k++) worst_same = fmax(worst_same, fabs(values_only[k] - eig[k]));
+    CHECK(worst_same < 1e-5, "eigenvalues without vectors differ by up to %g", worst_same);
+}
+
 // data = 3 a u1 + 1 b u2 + small noise, with u1, u2 orthonormal: PC 1 must be +-3a, PC 2 +-b
 static void test_pca(void) {
     enum { N = 300, D = 12 };
@@ -219,6 +262,7 @@ int main(void) {
     test_scatter();
     test_points_and_bars();
     test_bad_input();
+    test_symmetric_eigen();
     test_pca();
     const char* keep = getenv("KEEP_PLOTS");
     if (keep) printf("figures kept in %s\n", dir);

@@ -1,5 +1,5 @@
 // test_util.c — JSON field reading, UTF-8 validation, atomic writes (symlinks, devices, FIFOs,
-// stale temp files), bounded reads, the output check, command-line value parsing.
+// stale temp files), bounded reads, the output check, command-line values and args_parse.
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -222,6 +222,65 @@ static void test_args(void) {
     CHECK(arg_int("t", "-n", "+7", 0, 10, &i) == 0 && i == 7, "plus sign");
 }
 
+// a list-taking ARG_CALL: appends value to a (4) array of strings counted in its slot 0
+static int collect(const char* cmd, const char* name, const char* value, void* dest) {
+    const char** list = dest;
+    long n = (long)list[0];
+    if (n == 3) {
+        error_msg("%s: at most 3 %s", cmd, name);
+        return -1;
+    }
+    list[1 + n] = value;
+    list[0] = (const char*)(n + 1);
+    return 0;
+}
+
+// the parser of every subcommand: a table of flags and positionals filled from argv
+static void test_args_parse(void) {
+    const char *model = NULL, *tok = NULL;
+    const char* files[4] = {0};
+    int n = 0, pack = 0, bos = 1, pool = -1;
+    float lr = 0;
+    uint64_t seed = 0;
+    const ArgSpec specs[] = {
+        {"MODEL.bin", ARG_STRING, &model},
+        {"FILES", ARG_CALL, files, .call = collect},
+        {"-z|--tokenizer", ARG_STRING, &tok},
+        {"-n", ARG_INT, &n, 0, 10},
+        {"--lr", ARG_FLOAT, &lr, 0, 1},
+        {"--seed", ARG_U64, &seed},
+        {"--pack", ARG_SWITCH, &pack, 1},
+        {"--no-bos", ARG_SWITCH, &bos, 0},
+        {"--pool", ARG_CHOICE, &pool, .choices = "mean|last"},
+        {0}};
+    char* argv[] = {"cmd", "m.bin", "--tokenizer", "t.bin", "-n", "7", "a", "--pack", "-", "--no-bos", "--lr", "0.25",
+                    "--seed", "18446744073709551615", "--pool", "last", "b"};
+    CHECK(args_parse("cmd", specs, 17, argv) == 0, "a good command line parses");
+    CHECK(model && !strcmp(model, "m.bin") && tok && !strcmp(tok, "t.bin"), "the first positional, and an alias");
+    CHECK((long)files[0] == 3 && !strcmp(files[1], "a") && !strcmp(files[2], "-") && !strcmp(files[3], "b"),
+          "a positional ARG_CALL takes every positional left, \"-\" included");
+    CHECK(n == 7 && lr == 0.25f && seed == 18446744073709551615ull && pack == 1 && bos == 0 && pool == 1,
+          "values, switches and a choice (n %d lr %g pack %d bos %d pool %d)", n, lr, pack, bos, pool);
+    // mistakes: EXIT_USAGE (after one message), help: ARGS_HELP, whatever comes after it
+    char* unknown[] = {"cmd", "--frob"};
+    char* missing[] = {"cmd", "-n"};
+    char* range[] = {"cmd", "-n", "11"};
+    char* choice[] = {"cmd", "--pool", "max"};
+    char* help[] = {"cmd", "-n", "3", "--help", "--frob"};
+    char* value_help[] = {"cmd", "-z", "--help"}; // a value, not a request for help
+    files[0] = (const char*)3;
+    char* too_many[] = {"cmd", "m.bin", "d"};
+    CHECK(args_parse("cmd", specs, 2, unknown) == EXIT_USAGE, "an unknown flag");
+    CHECK(args_parse("cmd", specs, 2, missing) == EXIT_USAGE, "a flag without its value");
+    CHECK(args_parse("cmd", specs, 3, range) == EXIT_USAGE, "a value out of range");
+    CHECK(args_parse("cmd", specs, 3, choice) == EXIT_USAGE, "a value not among the choices");
+    CHECK(args_parse("cmd", specs, 3, too_many) == EXIT_USAGE, "an ARG_CALL's own error");
+    CHECK(args_parse("cmd", specs, 5, help) == ARGS_HELP, "--help");
+    CHECK(args_parse("cmd", specs, 3, value_help) == 0 && !strcmp(tok, "--help"), "--help as a flag's value");
+    const ArgSpec no_positional[] = {{"-n", ARG_INT, &n, 0, 10}, {0}};
+    CHECK(args_parse("cmd", no_positional, 2, (char*[]){"cmd", "extra"}) == EXIT_USAGE, "an unexpected argument");
+}
+
 static void test_random(void) {
     uint64_t a = 7, b = 7;
     int same = 1;
@@ -245,6 +304,7 @@ int main(void) {
     test_utf8();
     test_atomic();
     test_args();
+    test_args_parse();
     test_random();
     return check_summary("test_util");
 }
