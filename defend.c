@@ -245,16 +245,16 @@ static float quantile(const float* x, int n, float q) {
 // now (the caller switches the adapters on or off). out: (n, C). 0 on success.
 static int pooled_prompts(float* out, Model* m, Tokenizer* t, const PromptSet* file, const int* idx, int n,
                           int layer, int pool) {
-    int L = m->config.n_layers, C = m->config.dim;
+    int C = m->config.dim;
     PromptSet set = {0};
     set.items = malloc(n * sizeof(PromptItem));
-    float* all = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
+    float* all = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C): no layer above it runs
     int status = set.items && all ? 0 : -1;
     if (status == 0) {
         for (int i = 0; i < n; i++) set.items[i] = file->items[idx ? idx[i] : i]; // shallow copies
         set.n = n;
         snprintf(set.name, sizeof(set.name), "%s", file->name);
-        status = collect_representations(m, t, &set, pool, all);
+        status = collect_representations(m, t, &set, pool, layer + 1, all);
     }
     if (status == 0) memcpy(out, all + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
     else if (!set.items || !all) error_msg("overlap weights: out of memory");

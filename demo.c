@@ -197,11 +197,11 @@ static int demo_evaluate(DemoMetrics* s, Model* m, Tokenizer* t, const DemoData*
 // One model's pooled prompt states (mean over the prompt after BOS) at `layer`, for every row of
 // the demo's sets: out (n_rows, C). 0 on success.
 static int demo_representations(float* out, Model* m, Tokenizer* t, const DemoData* d, int layer) {
-    int L = m->config.n_layers, C = m->config.dim;
+    int C = m->config.dim;
     for (int s = 0; s < N_DEMO_SETS; s++) {
         int n = d->sets[s].set.n;
-        float* block = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
-        int status = block ? collect_representations(m, t, &d->sets[s].set, POOL_MEAN, block) : -1;
+        float* block = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C)
+        int status = block ? collect_representations(m, t, &d->sets[s].set, POOL_MEAN, layer + 1, block) : -1;
         if (!block) error_msg("representations: out of memory");
         if (status == 0)
             memcpy(out + (size_t)d->first_row[s] * C, block + (size_t)layer * n * C, (size_t)n * C * sizeof(float));

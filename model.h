@@ -142,6 +142,8 @@ typedef struct {
     int B, T;                  // shape of the last forward
     int n_run;                 // layers run by the last forward (n_layers = all + logits)
     int* inputs;               // (B, T) the tokens of the last forward, for the embedding backward
+    float* state_memory;       // model_forward_states' scratch: one layer's worth, no (B, NH, T, T)
+    size_t state_capacity;     // floats in state_memory
 
     LoRA lora;                 // adapters; lora.n_params == 0 when there are none
     DecodeState decode;        // allocated on first model_decode
@@ -177,6 +179,14 @@ void model_zero_grads(Model* m);
 // rmsnorm and the classifier (acts.logits). (B, T) may be at most the capacity of any earlier
 // call or the activations are reallocated. T <= seq_len.
 void model_forward(Model* m, const int* inputs, int B, int T, int n_run);
+
+// The residual stream only, for reading states, not for training: runs layers 0 .. n_run-1 on
+// inputs (B, T) and copies h_l (B, T, C) into states[l] for each l < n_run with states[l] != NULL.
+// The same ops in the same order as model_forward (the adapters too, when enabled), so the same
+// numbers, but nothing is kept for a backward: one layer's scratch, reused (no (B, NH, T, T)
+// probabilities), and the activations of the last model_forward stay as they were.
+// 0, or -1 after one error line.
+int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, float* const* states);
 
 // h_l: the residual stream after layer `layer` of the last forward, (B, T, C), a view
 float* model_hidden(Model* m, int layer);
