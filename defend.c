@@ -450,6 +450,7 @@ typedef struct {
     uint64_t rng_data, rng_caa;    // separate streams: switching CAA on or off leaves the RR rows as they are
     DefenseLog log;
     long tokens;                   // positions run so far
+    double flop;                   // FLOPs of the steps so far
     double start;
 } DefenseRun;
 
@@ -500,6 +501,10 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     int seq_len = m->config.seq_len, B = 2 * cfg->batch;
     r->n_caa = cfg->caa ? (cfg->caa_batch > 0 ? cfg->caa_batch : cfg->batch) : 0;
     r->n_counter = cfg->caa && cfg->caa_counterweight ? r->n_caa : 0;
+    // every buffer a step uses, at its largest (B x seq_len): the steps themselves allocate nothing
+    // but the CAA rows they draw
+    int n_rows_max = B > r->n_caa + r->n_counter ? B : r->n_caa + r->n_counter;
+    if (model_reserve(m, n_rows_max, seq_len) != 0) return EXIT_FAILURE_RUN;
     int ok = build_defense_state(&r->state, m, dl, B) == 0;
     r->erase_weight = malloc(d->n_erase * sizeof(float));
     r->row_weight = malloc(cfg->batch * sizeof(float));
@@ -581,6 +586,7 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
     DefenseStepResult s;
     if (defense_step(&r->state, m, cfg, step, &r->rr, cfg->batch, r->row_weight, caa, &s) != 0) return EXIT_FAILURE_RUN;
     r->tokens += s.tokens;
+    r->flop += s.flop;
 
     double elapsed = time_now() - r->start;
     float rate = elapsed > 0 ? (float)(r->tokens / elapsed) : 0.0f;
@@ -617,9 +623,17 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
         }
         rc = defense_run_step(&run, m, t, cfg, step);
     }
-    if (rc == EXIT_OK && cfg->steps > 0)
-        fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s)\n", cfg->steps, time_now() - run.start,
-                run.tokens / fmax(time_now() - run.start, 1e-9));
+    if (rc == EXIT_OK && cfg->steps > 0) {
+        double seconds = fmax(time_now() - run.start, 1e-9), gflops = run.flop / seconds / 1e9;
+        double peak = sgemm_peak_gflops();
+        fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s, %.1f GFLOP/s = %.0f%% of the sgemm peak: %.1f GFLOP/s "
+                "on %d threads, measured now)\n", cfg->steps, seconds, run.tokens / seconds, gflops,
+                peak > 0 ? 100.0 * gflops / peak : 0.0, peak, omp_get_max_threads());
+        // AdamW's two moments of the adapters; beside the model's blocks, M0's states and their gradients
+        const DefenseState* st = &run.state;
+        size_t states = (size_t)2 * st->n_slots * (2 * cfg->batch) * m->config.seq_len * m->config.dim;
+        model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
+    }
     if (rc == EXIT_OK) {
         // the adapters go into the weights: an ordinary model again
         model_lora_merge(m);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -996,6 +997,31 @@ static size_t point_state_scratch(StateScratch* s, float* memory, const Config* 
     return total + BT; // an int takes a float's room
 }
 
+// makes sure state_memory holds model_forward_states' scratch for (B, T); one block, grown on
+// demand and kept (a defence calls it every step). 0 on success
+static int ensure_state_scratch(Model* m, int B, int T) {
+    StateScratch s = {0};
+    size_t need = point_state_scratch(&s, NULL, &m->config, m->lora.n_params > 0 ? m->lora.rank : 0, B, T,
+                                      omp_get_max_threads());
+    if (need <= m->state_capacity) return 0;
+    free(m->state_memory);
+    m->state_memory = malloc(need * sizeof(float));
+    m->state_capacity = m->state_memory ? need : 0;
+    if (!m->state_memory)
+        error_msg("out of memory for the states of a batch of %d x %d tokens (%zu MB)", B, T,
+                  need * sizeof(float) >> 20);
+    return m->state_memory ? 0 : -1;
+}
+
+int model_reserve(Model* m, int B, int T) {
+    if (B <= 0 || T <= 0 || T > m->config.seq_len) {
+        error_msg("model_reserve: bad shape B=%d T=%d (seq_len %d)", B, T, m->config.seq_len);
+        return -1;
+    }
+    if (ensure_activations(m, B, T) != 0 || ensure_state_scratch(m, B, T) != 0) return -1;
+    return m->lora.n_params > 0 ? lora_ensure_acts(&m->lora, (size_t)B * T) : 0;
+}
+
 // forward hook of model_forward_states: out (BT, out) += the adapter of map k at layer l, if any
 static void lora_apply_scratch(Model* m, int k, int l, float* out, float* xa, const float* inp, size_t BT) {
     LoRA* lo = &m->lora;
@@ -1018,21 +1044,10 @@ int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, f
                   c->seq_len, L);
         return -1;
     }
-    // one block, grown on demand and kept: a defence calls this every step with the same shape
-    int rank = m->lora.n_params > 0 ? m->lora.rank : 0, threads = omp_get_max_threads();
+    if (ensure_state_scratch(m, B, T) != 0) return -1;
     StateScratch s = {0};
-    size_t need = point_state_scratch(&s, NULL, c, rank, B, T, threads);
-    if (need > m->state_capacity) {
-        free(m->state_memory);
-        m->state_memory = malloc(need * sizeof(float));
-        m->state_capacity = m->state_memory ? need : 0;
-        if (!m->state_memory) {
-            error_msg("out of memory for the states of a batch of %d x %d tokens (%zu MB)", B, T,
-                      need * sizeof(float) >> 20);
-            return -1;
-        }
-    }
-    point_state_scratch(&s, m->state_memory, c, rank, B, T, threads);
+    point_state_scratch(&s, m->state_memory, c, m->lora.n_params > 0 ? m->lora.rank : 0, B, T,
+                        omp_get_max_threads());
     rope_tables(s.rope_cos, s.rope_sin, T, HS);
     int bad = 0;
     for (int i = 0; i < B * T; i++) {
@@ -1198,6 +1213,72 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
         // dres now holds d loss / d inp: the gradient of layer l-1's output (or of the embeddings)
     }
     if (weight_grads) encoder_backward(g->token_embedding, dres, m->inputs, B * T, C);
+}
+
+// ----------------------------------------------------------------------------
+// what a forward and a backward cost, and what the model holds in memory
+
+// the weights one token touches in layer l's linear maps: wq, wk, wv, wo, w1, w2, w3
+static double layer_weights_per_token(const Config* c) {
+    double C = c->dim, H = c->hidden_dim, KVD = (double)c->n_kv_heads * (c->dim / c->n_heads);
+    return 2.0 * C * C + 2.0 * C * KVD + 3.0 * C * H;
+}
+
+// the adapters' rank * (in + out), summed over the maps adapted in layer l (0 if none)
+static double lora_weights_per_token(const Model* m, int l) {
+    const LoRA* lo = &m->lora;
+    if (lo->n_params == 0 || l < lo->layer_begin || l >= lo->layer_end) return 0.0;
+    double sum = 0.0;
+    for (int k = 0; k < N_LORA_MAPS; k++) {
+        if (!(lo->targets & (1 << k))) continue;
+        int in, out;
+        lora_map_dims(&m->config, k, &in, &out);
+        sum += (double)lo->rank * (in + out);
+    }
+    return sum;
+}
+
+double model_forward_flop(const Model* m, int B, int T, int n_run, int with_lora) {
+    const Config* c = &m->config;
+    // per token and layer: 2 x the weights; attention: q k^T and att v, 2 HS (t + 1) each per head
+    double flop = 0.0, attention = 4.0 * c->dim * B * ((double)T * (T + 1) / 2.0);
+    for (int l = 0; l < n_run; l++)
+        flop += 2.0 * B * T * (layer_weights_per_token(c) + (with_lora ? lora_weights_per_token(m, l) : 0.0)) +
+                attention;
+    if (n_run == c->n_layers) flop += 2.0 * B * T * (double)c->dim * c->vocab_size; // the classifier
+    return flop;
+}
+
+double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, int weight_grads, int with_lora) {
+    const Config* c = &m->config;
+    // each linear map: d(input) = 2 x the weights per token, and as much again for d(weight) when
+    // the weights learn; attention: four products where the forward has two; an adapter: four
+    double per_map = weight_grads ? 4.0 : 2.0, attention = 8.0 * c->dim * B * ((double)T * (T + 1) / 2.0);
+    double flop = 0.0;
+    for (int l = 0; l < n_run; l++)
+        flop += B * T * (per_map * layer_weights_per_token(c) +
+                         (with_lora ? 4.0 * lora_weights_per_token(m, l) : 0.0)) + attention;
+    if (logits) flop += per_map * B * T * (double)c->dim * c->vocab_size;
+    return flop;
+}
+
+void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_act_bytes) {
+    const Config* c = &m->config;
+    ActivationTensors scratch;
+    size_t params = (m->n_params + m->lora.n_params) * sizeof(float);
+    size_t grads = ((m->grad_memory ? m->n_params : 0) + (m->lora.grad_memory ? m->lora.n_params : 0)) * sizeof(float);
+    size_t acts = m->act_memory ? (point_activations(&scratch, NULL, c, m->act_B, m->act_T) +
+                                   point_activation_grads(&scratch, NULL, c, m->act_B, m->act_T)) * sizeof(float) +
+                                      (size_t)m->act_B * m->act_T * sizeof(int)
+                                : 0;
+    acts += (m->lora.act_capacity + m->state_capacity) * sizeof(float) + other_act_bytes;
+    struct rusage ru;
+    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : 0.0; // Linux: kB
+    double mb = 1024.0 * 1024.0;
+    fprintf(f, "%s: peak memory (RSS) %.0f MB vs %.1f MB allocated: parameters %.1f + gradients %.1f + AdamW %.1f "
+               "+ activations %.1f MB (capacity %d x %d tokens, every layer; pages never written are not resident)\n",
+            cmd, rss, (params + grads + optimizer_bytes + acts) / mb, params / mb, grads / mb, optimizer_bytes / mb,
+            acts / mb, m->act_B, m->act_T);
 }
 
 void model_free(Model* m) {

@@ -188,6 +188,10 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run);
 // 0, or -1 after one error line.
 int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, float* const* states);
 
+// Makes room for forwards (model_forward, its backward, model_forward_states; with the adapters
+// present now) over up to B x T tokens, so that a loop of them allocates nothing. 0 on success.
+int model_reserve(Model* m, int B, int T);
+
 // h_l: the residual stream after layer `layer` of the last forward, (B, T, C), a view
 float* model_hidden(Model* m, int layer);
 
@@ -202,6 +206,19 @@ float model_loss(Model* m, const int* targets, const float* mask, float grad_sca
 // dhidden: NULL, or an array of n_layers pointers, each NULL or (B, T, C): extra gradients
 //   injected into the residual stream after that layer (d loss / d h_l).
 void model_backward(Model* m, int use_logits_grad, float* const* dhidden);
+
+// FLOPs of a forward over (B, T) through n_run layers (and the classifier when n_run is all of
+// them): 2 x the weights each token touches, attention's two products at their causal size, and
+// with_lora the adapters'. The backward: d(input) of every map as much as the forward, d(weight)
+// as much again when weight_grads, attention and adapters twice their forward; logits: from the
+// classifier down (model_backward's use_logits_grad).
+double model_forward_flop(const Model* m, int B, int T, int n_run, int with_lora);
+double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, int weight_grads, int with_lora);
+
+// One line on f: the peak RSS of the process (getrusage) beside the blocks it should hold —
+// the model's parameters, gradients and activation blocks as allocated now (adapters included),
+// plus the caller's optimizer state and other activation-sized buffers, in bytes.
+void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_act_bytes);
 
 // ----------------------------------------------------------------------------
 // decode path (generate.h: model_decode, the sampler, the generation loop)

@@ -585,6 +585,7 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     // c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
     rr_schedule(&out->c_erase, &out->c_retain, cfg->alpha, step, cfg->steps);
     out->tokens = 0;
+    out->flop = 0.0;
 
     // h_l^0: M0's states, the same weights with the adapters off, only as deep as a loss reads,
     // written straight into h0 by a forward that keeps nothing else (no backward goes through M0)
@@ -621,6 +622,9 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     model_lora_zero_grads(m);
     model_backward(m, 0, s->dhidden); // only the adapters get gradients
     out->tokens += (long)B * T;
+    int weight_grads = m->grad_memory != NULL;
+    out->flop = model_forward_flop(m, B, T, dl->n_run, 0) + model_forward_flop(m, B, T, dl->n_run, 1) +
+                model_backward_flop(m, B, T, dl->n_run, 0, weight_grads, 1);
 
     // + c_a * CE_refusal(D_aug): the CAA rows through the whole model, cross-entropy on the refusal.
     // Its own forward and backward: the forward overwrites the activations the RR backward read.
@@ -631,6 +635,8 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
         out->caa = model_loss(m, caa->targets, caa->mask, cfg->caa_weight);
         model_backward(m, 1, NULL);
         out->tokens += (long)caa->B * caa->T;
+        out->flop += model_forward_flop(m, caa->B, caa->T, L, 1) +
+                     model_backward_flop(m, caa->B, caa->T, L, 1, weight_grads, 1);
     }
     if (!isfinite(out->erase) || !isfinite(out->retain) || (caa && caa->B > 0 && !isfinite(out->caa))) {
         error_msg("defend: step %d: a loss is not finite (erase %g, retain %g, caa %g); nothing saved", step,

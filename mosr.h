@@ -224,6 +224,7 @@ typedef struct {
     float c_erase, c_retain;
     float erase, retain, caa;
     long tokens; // positions run through the model (both forwards count once)
+    double flop; // of the forwards and backwards run (model_forward_flop, model_backward_flop)
 } DefenseStepResult;
 
 // One optimiser step of
