@@ -339,20 +339,44 @@ static int write_oalw_jsonl(const char* path, const DefenseData* d, const Prompt
     return atomic_commit(&af);
 }
 
+void free_oalw_states(OalwStates* s) {
+    free(s->erase_repr);
+    free(s->reference_repr);
+    free(s->data_path);
+    free(s->reference_path);
+    memset(s, 0, sizeof(*s));
+}
+
+// 1 if s holds the states this run would compute
+static int oalw_states_match(const OalwStates* s, const DefenseConfig* cfg, int N, int M, int C, int layer) {
+    return s->erase_repr && s->data_path && s->reference_path && s->n_erase == N && s->n_reference == M && s->C == C && s->layer == layer &&
+           s->pool == cfg->oalw_pool && !strcmp(s->data_path, cfg->data_path) &&
+           !strcmp(s->reference_path, cfg->reference_path);
+}
+
 // Computes the erasure weight of every erase example (d->n_erase) into weight, from the model
-// as it is (adapters off for M0, on for Mθ: the caller's choice). 0 on success.
+// as it is (adapters off for M0, on for Mθ: the caller's choice). m0: M0's states to reuse, or to
+// keep for the next run (NULL when the model is Mθ, or nothing is kept). 0 on success.
 static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData* d, const PromptSet* reference,
-                        const DefenseConfig* cfg, int layer, int step) {
+                        const DefenseConfig* cfg, int layer, int step, OalwStates* m0) {
     int N = d->n_erase, M = reference->n, C = m->config.dim;
-    float* mal = malloc((size_t)N * C * sizeof(float));
-    float* ref = malloc((size_t)M * C * sizeof(float));
+    int reuse = m0 && oalw_states_match(m0, cfg, N, M, C, layer);
+    float* mal = reuse ? m0->erase_repr : malloc((size_t)N * C * sizeof(float));
+    float* ref = reuse ? m0->reference_repr : malloc((size_t)M * C * sizeof(float));
     float* overlap = malloc(N * sizeof(float));
     int* nearest = malloc((size_t)N * OALW_NEAREST * sizeof(int));
     float* nearest_cos = malloc((size_t)N * OALW_NEAREST * sizeof(float));
     int status = mal && ref && overlap && nearest && nearest_cos ? 0 : -1;
     if (status != 0) error_msg("overlap weights: out of memory");
-    if (status == 0) status = pooled_prompts(mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
-    if (status == 0) status = pooled_prompts(ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
+    if (reuse) fprintf(stderr, "oalw: M0's states at layer %d reused from the run before\n", layer);
+    if (status == 0 && !reuse) status = pooled_prompts(mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
+    if (status == 0 && !reuse) status = pooled_prompts(ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
+    if (status == 0 && m0 && !reuse) { // kept for the next run: m0 owns them now
+        free_oalw_states(m0);
+        *m0 = (OalwStates){mal, ref, N, M, C, layer, cfg->oalw_pool, strdup(cfg->data_path),
+                           strdup(cfg->reference_path)};
+        reuse = 1;
+    }
     if (status == 0)
         status = overlap_weights(weight, overlap, nearest, nearest_cos, OALW_NEAREST, mal, N, ref, M, C, &cfg->overlap);
     if (status == 0) {
@@ -362,8 +386,10 @@ static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData
         print_oalw_summary(d, weight, overlap);
         if (cfg->oalw_out) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
     }
-    free(mal);
-    free(ref);
+    if (!reuse) {
+        free(mal);
+        free(ref);
+    }
     free(overlap);
     free(nearest);
     free(nearest_cos);
@@ -477,7 +503,8 @@ static void free_defense_run(DefenseRun* r) {
 
 // The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same with
 // enabled = 0), the buffers, and OALW's weights from M0. A util.h exit code.
-static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl) {
+static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl,
+                             OalwStates* m0_states) {
     memset(r, 0, sizeof(*r));
     DefenseData* d = &r->data;
     int rc = load_defense_data(d, t, cfg);
@@ -530,7 +557,8 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     // OALW's weights from M0 (adapters off), before any training
     if (cfg->oalw) {
         m->lora.enabled = 0;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0) != 0) return EXIT_FAILURE_RUN;
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, m0_states) != 0)
+            return EXIT_FAILURE_RUN;
     }
     r->start = time_now();
     return EXIT_OK;
@@ -564,7 +592,7 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
     const DefenseData* d = &r->data;
     if (cfg->oalw && cfg->oalw_every > 0 && step > 0 && step % cfg->oalw_every == 0) {
         m->lora.enabled = 1;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, r->state.layers.oalw_layer, step) != 0)
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, r->state.layers.oalw_layer, step, NULL) != 0)
             return EXIT_FAILURE_RUN;
     }
     // the erase rows, then the retain rows, in one block
@@ -602,6 +630,10 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
 }
 
 int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out) {
+    return defend_reusing(m, t, cfg, log_out, NULL);
+}
+
+int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out, OalwStates* m0_states) {
     if (m->lora.n_params > 0) {
         error_msg("defend: the model already has LoRA adapters (merge or free them first)");
         return EXIT_USAGE;
@@ -614,7 +646,7 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
     if (defense_layers(&dl, cfg, m->config.n_layers) != 0) return EXIT_USAGE;
 
     DefenseRun run;
-    int rc = build_defense_run(&run, m, t, cfg, &dl);
+    int rc = build_defense_run(&run, m, t, cfg, &dl, m0_states);
     for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) {
         if (interrupted()) {
             error_msg("defend: interrupted (Ctrl-C) at step %d of %d; no model written", step, cfg->steps);

@@ -1096,6 +1096,31 @@ static void test_defend_end_to_end(void) {
         CHECK(rr.lora.n_params == 0, "defend() leaves the adapters merged");
         free_defense_log(&log);
         model_free(&rr);
+
+        // RR + OALW with M0's states kept across runs (as an ablation does): the first run computes
+        // them, the second reuses them, and both give the model a run without the cache gives
+        cfg.oalw = 1;
+        cfg.reference_path = reference;
+        OalwStates m0 = {0};
+        Model plain, first, second;
+        tiny_model(&plain, 64);
+        tiny_model(&first, 64);
+        tiny_model(&second, 64);
+        int ok = defend(&plain, &t, &cfg, NULL) == EXIT_OK && defend_reusing(&first, &t, &cfg, NULL, &m0) == EXIT_OK;
+        CHECK(ok && m0.erase_repr && m0.n_erase == 4 && m0.n_reference > 0, "the first run keeps M0's OALW states");
+        float* kept = m0.erase_repr;
+        ok = ok && defend_reusing(&second, &t, &cfg, NULL, &m0) == EXIT_OK;
+        CHECK(ok && m0.erase_repr == kept, "the second run reuses them");
+        CHECK(ok && !memcmp(plain.param_memory, first.param_memory, plain.n_params * sizeof(float)) &&
+                  !memcmp(plain.param_memory, second.param_memory, plain.n_params * sizeof(float)),
+              "with or without the kept states, the same defended model");
+        cfg.oalw_pool = POOL_LAST;
+        ok = ok && defend_reusing(&plain, &t, &cfg, NULL, &m0) == EXIT_OK;
+        CHECK(ok && m0.pool == POOL_LAST, "another pooling computes them again");
+        free_oalw_states(&m0);
+        model_free(&plain);
+        model_free(&first);
+        model_free(&second);
         tokenizer_free(&t);
     }
 
