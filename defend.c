@@ -349,8 +349,8 @@ void free_oalw_states(OalwStates* s) {
 
 // 1 if s holds the states this run would compute
 static int oalw_states_match(const OalwStates* s, const DefenseConfig* cfg, int N, int M, int C, int layer) {
-    return s->erase_repr && s->data_path && s->reference_path && s->n_erase == N && s->n_reference == M && s->C == C && s->layer == layer &&
-           s->pool == cfg->oalw_pool && !strcmp(s->data_path, cfg->data_path) &&
+    return s->erase_repr && s->data_path && s->reference_path && s->n_erase == N && s->n_reference == M &&
+           s->C == C && s->layer == layer && s->pool == cfg->oalw_pool && !strcmp(s->data_path, cfg->data_path) &&
            !strcmp(s->reference_path, cfg->reference_path);
 }
 

@@ -100,7 +100,7 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
         status = -1;
     }
 
-    // 2. batches through all layers, right-padded with token 0. Attention is causal, so the
+    // 2. batches through the layers read, right-padded with token 0. Attention is causal, so the
     // padding after a prompt never reaches the prompt's own positions: each pooled vector is what
     // an unpadded forward of that prompt alone gives.
     double start = time_now(), last_report = start;

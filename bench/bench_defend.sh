@@ -22,7 +22,8 @@ one() {
   local bin=$1 start end line
   start=$(date +%s.%N)
   line=$("$bin" defend weights/base.bin -z weights/tokenizer.bin --method mosr --steps "$STEPS" --threads "$THREADS" \
-         -o "$out/x.bin" --print-every 0 2>&1 | grep -E '^defend: [0-9]+ steps in') || { echo "defend failed" >&2; exit 1; }
+         -o "$out/x.bin" --print-every 0 2>&1 | grep -E '^defend: [0-9]+ steps in') ||
+    { echo "defend failed" >&2; exit 1; }
   end=$(date +%s.%N)
   echo "$line" >&2
   echo "$(echo "$line" | sed -E 's/.*\(([0-9.]+) tok\/s.*/\1/') $(echo "$end - $start" | bc)"
