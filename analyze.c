@@ -940,7 +940,7 @@ int analyze_main(int argc, char** argv) {
     for (int s = 0; s < n_sets; s++) {
         int n = sets[s].set.n;
         float* block = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
-        if (!block || collect_representations(&m, &t, &sets[s].set, a.pool, block) != 0) { free(block); goto done; }
+        if (!block || collect_representations(&m, &t, &sets[s].set, a.pool, L, block) != 0) { free(block); goto done; }
         for (int l = 0; l < L; l++)
             memcpy(reps + ((size_t)l * N + sets[s].first_row) * C, block + (size_t)l * n * C, (size_t)n * C * sizeof(float));
         free(block);

@@ -245,16 +245,16 @@ static float quantile(const float* x, int n, float q) {
 // now (the caller switches the adapters on or off). out: (n, C). 0 on success.
 static int pooled_prompts(float* out, Model* m, Tokenizer* t, const PromptSet* file, const int* idx, int n,
                           int layer, int pool) {
-    int L = m->config.n_layers, C = m->config.dim;
+    int C = m->config.dim;
     PromptSet set = {0};
     set.items = malloc(n * sizeof(PromptItem));
-    float* all = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
+    float* all = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C): no layer above it runs
     int status = set.items && all ? 0 : -1;
     if (status == 0) {
         for (int i = 0; i < n; i++) set.items[i] = file->items[idx ? idx[i] : i]; // shallow copies
         set.n = n;
         snprintf(set.name, sizeof(set.name), "%s", file->name);
-        status = collect_representations(m, t, &set, pool, all);
+        status = collect_representations(m, t, &set, pool, layer + 1, all);
     }
     if (status == 0) memcpy(out, all + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
     else if (!set.items || !all) error_msg("overlap weights: out of memory");
@@ -339,20 +339,44 @@ static int write_oalw_jsonl(const char* path, const DefenseData* d, const Prompt
     return atomic_commit(&af);
 }
 
+void free_oalw_states(OalwStates* s) {
+    free(s->erase_repr);
+    free(s->reference_repr);
+    free(s->data_path);
+    free(s->reference_path);
+    memset(s, 0, sizeof(*s));
+}
+
+// 1 if s holds the states this run would compute
+static int oalw_states_match(const OalwStates* s, const DefenseConfig* cfg, int N, int M, int C, int layer) {
+    return s->erase_repr && s->data_path && s->reference_path && s->n_erase == N && s->n_reference == M &&
+           s->C == C && s->layer == layer && s->pool == cfg->oalw_pool && !strcmp(s->data_path, cfg->data_path) &&
+           !strcmp(s->reference_path, cfg->reference_path);
+}
+
 // Computes the erasure weight of every erase example (d->n_erase) into weight, from the model
-// as it is (adapters off for M0, on for Mθ: the caller's choice). 0 on success.
+// as it is (adapters off for M0, on for Mθ: the caller's choice). m0: M0's states to reuse, or to
+// keep for the next run (NULL when the model is Mθ, or nothing is kept). 0 on success.
 static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData* d, const PromptSet* reference,
-                        const DefenseConfig* cfg, int layer, int step) {
+                        const DefenseConfig* cfg, int layer, int step, OalwStates* m0) {
     int N = d->n_erase, M = reference->n, C = m->config.dim;
-    float* mal = malloc((size_t)N * C * sizeof(float));
-    float* ref = malloc((size_t)M * C * sizeof(float));
+    int reuse = m0 && oalw_states_match(m0, cfg, N, M, C, layer);
+    float* mal = reuse ? m0->erase_repr : malloc((size_t)N * C * sizeof(float));
+    float* ref = reuse ? m0->reference_repr : malloc((size_t)M * C * sizeof(float));
     float* overlap = malloc(N * sizeof(float));
     int* nearest = malloc((size_t)N * OALW_NEAREST * sizeof(int));
     float* nearest_cos = malloc((size_t)N * OALW_NEAREST * sizeof(float));
     int status = mal && ref && overlap && nearest && nearest_cos ? 0 : -1;
     if (status != 0) error_msg("overlap weights: out of memory");
-    if (status == 0) status = pooled_prompts(mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
-    if (status == 0) status = pooled_prompts(ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
+    if (reuse) fprintf(stderr, "oalw: M0's states at layer %d reused from the run before\n", layer);
+    if (status == 0 && !reuse) status = pooled_prompts(mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
+    if (status == 0 && !reuse) status = pooled_prompts(ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
+    if (status == 0 && m0 && !reuse) { // kept for the next run: m0 owns them now
+        free_oalw_states(m0);
+        *m0 = (OalwStates){mal, ref, N, M, C, layer, cfg->oalw_pool, strdup(cfg->data_path),
+                           strdup(cfg->reference_path)};
+        reuse = 1;
+    }
     if (status == 0)
         status = overlap_weights(weight, overlap, nearest, nearest_cos, OALW_NEAREST, mal, N, ref, M, C, &cfg->overlap);
     if (status == 0) {
@@ -362,8 +386,10 @@ static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData
         print_oalw_summary(d, weight, overlap);
         if (cfg->oalw_out) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
     }
-    free(mal);
-    free(ref);
+    if (!reuse) {
+        free(mal);
+        free(ref);
+    }
     free(overlap);
     free(nearest);
     free(nearest_cos);
@@ -450,6 +476,7 @@ typedef struct {
     uint64_t rng_data, rng_caa;    // separate streams: switching CAA on or off leaves the RR rows as they are
     DefenseLog log;
     long tokens;                   // positions run so far
+    double flop;                   // FLOPs of the steps so far
     double start;
 } DefenseRun;
 
@@ -476,7 +503,8 @@ static void free_defense_run(DefenseRun* r) {
 
 // The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same with
 // enabled = 0), the buffers, and OALW's weights from M0. A util.h exit code.
-static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl) {
+static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl,
+                             OalwStates* m0_states) {
     memset(r, 0, sizeof(*r));
     DefenseData* d = &r->data;
     int rc = load_defense_data(d, t, cfg);
@@ -500,6 +528,10 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     int seq_len = m->config.seq_len, B = 2 * cfg->batch;
     r->n_caa = cfg->caa ? (cfg->caa_batch > 0 ? cfg->caa_batch : cfg->batch) : 0;
     r->n_counter = cfg->caa && cfg->caa_counterweight ? r->n_caa : 0;
+    // every buffer a step uses, at its largest (B x seq_len): the steps themselves allocate nothing
+    // but the CAA rows they draw
+    int n_rows_max = B > r->n_caa + r->n_counter ? B : r->n_caa + r->n_counter;
+    if (model_reserve(m, n_rows_max, seq_len) != 0) return EXIT_FAILURE_RUN;
     int ok = build_defense_state(&r->state, m, dl, B) == 0;
     r->erase_weight = malloc(d->n_erase * sizeof(float));
     r->row_weight = malloc(cfg->batch * sizeof(float));
@@ -525,7 +557,8 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     // OALW's weights from M0 (adapters off), before any training
     if (cfg->oalw) {
         m->lora.enabled = 0;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0) != 0) return EXIT_FAILURE_RUN;
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, m0_states) != 0)
+            return EXIT_FAILURE_RUN;
     }
     r->start = time_now();
     return EXIT_OK;
@@ -559,7 +592,7 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
     const DefenseData* d = &r->data;
     if (cfg->oalw && cfg->oalw_every > 0 && step > 0 && step % cfg->oalw_every == 0) {
         m->lora.enabled = 1;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, r->state.layers.oalw_layer, step) != 0)
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, r->state.layers.oalw_layer, step, NULL) != 0)
             return EXIT_FAILURE_RUN;
     }
     // the erase rows, then the retain rows, in one block
@@ -581,6 +614,7 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
     DefenseStepResult s;
     if (defense_step(&r->state, m, cfg, step, &r->rr, cfg->batch, r->row_weight, caa, &s) != 0) return EXIT_FAILURE_RUN;
     r->tokens += s.tokens;
+    r->flop += s.flop;
 
     double elapsed = time_now() - r->start;
     float rate = elapsed > 0 ? (float)(r->tokens / elapsed) : 0.0f;
@@ -596,6 +630,10 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
 }
 
 int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out) {
+    return defend_reusing(m, t, cfg, log_out, NULL);
+}
+
+int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out, OalwStates* m0_states) {
     if (m->lora.n_params > 0) {
         error_msg("defend: the model already has LoRA adapters (merge or free them first)");
         return EXIT_USAGE;
@@ -608,7 +646,7 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
     if (defense_layers(&dl, cfg, m->config.n_layers) != 0) return EXIT_USAGE;
 
     DefenseRun run;
-    int rc = build_defense_run(&run, m, t, cfg, &dl);
+    int rc = build_defense_run(&run, m, t, cfg, &dl, m0_states);
     for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) {
         if (interrupted()) {
             error_msg("defend: interrupted (Ctrl-C) at step %d of %d; no model written", step, cfg->steps);
@@ -617,9 +655,17 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
         }
         rc = defense_run_step(&run, m, t, cfg, step);
     }
-    if (rc == EXIT_OK && cfg->steps > 0)
-        fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s)\n", cfg->steps, time_now() - run.start,
-                run.tokens / fmax(time_now() - run.start, 1e-9));
+    if (rc == EXIT_OK && cfg->steps > 0) {
+        double seconds = fmax(time_now() - run.start, 1e-9), gflops = run.flop / seconds / 1e9;
+        double peak = sgemm_peak_gflops();
+        fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s, %.1f GFLOP/s = %.0f%% of the sgemm peak: %.1f GFLOP/s "
+                "on %d threads, measured now)\n", cfg->steps, seconds, run.tokens / seconds, gflops,
+                peak > 0 ? 100.0 * gflops / peak : 0.0, peak, omp_get_max_threads());
+        // AdamW's two moments of the adapters; beside the model's blocks, M0's states and their gradients
+        const DefenseState* st = &run.state;
+        size_t states = (size_t)2 * st->n_slots * (2 * cfg->batch) * m->config.seq_len * m->config.dim;
+        model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
+    }
     if (rc == EXIT_OK) {
         // the adapters go into the weights: an ordinary model again
         model_lora_merge(m);

@@ -27,6 +27,21 @@ typedef struct {
 int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log);
 void free_defense_log(DefenseLog* log);
 
+// M0's pooled OALW states: r(x) of every erase prompt and of every prompt of D_p, at l_w. They are
+// the same for every defence of one base model with the same data file, reference file, layer and
+// pooling, as in an ablation's runs: defend_reusing computes them on its first call and reuses them
+// on the next ones (the caller promises the same base model; the rest is checked).
+typedef struct {
+    float* erase_repr;     // (n_erase, C)
+    float* reference_repr; // (n_reference, C)
+    int n_erase, n_reference, C, layer, pool;
+    char* data_path;       // the files they came from
+    char* reference_path;
+} OalwStates;
+void free_oalw_states(OalwStates* s);
+// defend() with m0_states (may be NULL) kept across calls; release them with free_oalw_states
+int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log, OalwStates* m0_states);
+
 // `mosr defend ...`: the command line (see --help)
 int defend_main(int argc, char** argv);
 

@@ -240,11 +240,11 @@ static int demo_evaluate(DemoMetrics* s, EvalResult* rows, Model* m, Tokenizer* 
 // One model's pooled prompt states (mean over the prompt after BOS) at `layer`, for every row of
 // the demo's sets: out (n_rows, C). 0 on success.
 static int demo_representations(float* out, Model* m, Tokenizer* t, const DemoData* d, int layer) {
-    int L = m->config.n_layers, C = m->config.dim;
+    int C = m->config.dim;
     for (int s = 0; s < N_DEMO_SETS; s++) {
         int n = d->sets[s].set.n;
-        float* block = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
-        int status = block ? collect_representations(m, t, &d->sets[s].set, POOL_MEAN, block) : -1;
+        float* block = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C)
+        int status = block ? collect_representations(m, t, &d->sets[s].set, POOL_MEAN, layer + 1, block) : -1;
         if (!block) error_msg("representations: out of memory");
         if (status == 0)
             memcpy(out + (size_t)d->first_row[s] * C, block + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
@@ -389,19 +389,32 @@ static void describe_rules(FILE* f, const DemoArgs* a) {
 // ----------------------------------------------------------------------------
 // the demo's clock and stages: elapsed time, and what is left, from the rates measured so far
 
+#define DEMO_MAX_STAGES 256 // stages timed one by one; later ones count in the total only
+
 typedef struct {
     double start;
     double answers_per_s; // of the last evaluation (a first guess until one has run)
     double s_per_step;    // of the last defence (a first guess until one has run)
+    int n_stages;                          // stages begun so far
+    double stage_start[DEMO_MAX_STAGES];   // when each began
+    char stage_name[DEMO_MAX_STAGES][72];  // its banner, cut to fit
 } DemoClock;
 
 static void demo_clock_start(DemoClock* c) {
-    *c = (DemoClock){time_now(), 60.0, 0.5};
+    memset(c, 0, sizeof(*c));
+    c->start = time_now();
+    c->answers_per_s = 60.0;
+    c->s_per_step = 0.5;
 }
 
 // prints the banner of stage k of n; the estimate covers this stage and the rest
-static void demo_stage(const DemoClock* c, int k, int n, const char* what, int evals_left, int answers_per_eval,
+static void demo_stage(DemoClock* c, int k, int n, const char* what, int evals_left, int answers_per_eval,
                        int defences_left, int steps) {
+    if (c->n_stages < DEMO_MAX_STAGES) {
+        c->stage_start[c->n_stages] = time_now();
+        snprintf(c->stage_name[c->n_stages], sizeof(c->stage_name[0]), "[%d/%d] %s", k, n, what);
+    }
+    c->n_stages++;
     double elapsed = time_now() - c->start;
     double left = evals_left * answers_per_eval / c->answers_per_s + defences_left * steps * c->s_per_step;
     fprintf(stderr, "\n== [%d/%d] %s  (%dm%02ds elapsed, about %dm%02ds left)\n", k, n, what, (int)elapsed / 60,
@@ -414,6 +427,23 @@ static void demo_clock_eval(DemoClock* c, int answers, double seconds) {
 
 static void demo_clock_defence(DemoClock* c, int steps, double seconds) {
     if (steps > 0 && seconds > 0) c->s_per_step = seconds / steps;
+}
+
+// the stages' seconds and shares of the whole run, each until the next began (the last: until now)
+static void demo_clock_table(const DemoClock* c, FILE* f) {
+    double now = time_now(), total = now - c->start;
+    int n = c->n_stages < DEMO_MAX_STAGES ? c->n_stages : DEMO_MAX_STAGES;
+    fprintf(f, "\nstage timings:\n");
+    if (n > 0) {
+        double s = c->stage_start[0] - c->start;
+        fprintf(f, "  %-72s %8.1f s %5.1f%%\n", "setup: data and models", s, total > 0 ? 100.0 * s / total : 0.0);
+    }
+    for (int k = 0; k < n; k++) {
+        double end = k + 1 < n ? c->stage_start[k + 1] : now, s = end - c->stage_start[k];
+        fprintf(f, "  %-72s %8.1f s %5.1f%%\n", c->stage_name[k], s, total > 0 ? 100.0 * s / total : 0.0);
+    }
+    if (c->n_stages > n) fprintf(f, "  (%d later stages are in the total)\n", c->n_stages - n);
+    fprintf(f, "  %-72s %8.1f s\n", "total", total);
 }
 
 // ----------------------------------------------------------------------------
@@ -444,14 +474,16 @@ static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, co
 
 // Copies the base model into m and defends the copy with cfg. The copy is made from memory, not
 // from the file again, so every defence of a run starts from the same weights even if the file
-// is rewritten meanwhile. The model stays in m (merged) for the caller to evaluate and free.
+// is rewritten meanwhile, and M0's OALW states (m0_states) computed by the first defence serve
+// every later one. The model stays in m (merged) for the caller to evaluate and free.
 // Returns a util.h exit code.
-static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, DemoClock* clock) {
+static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, OalwStates* m0_states,
+                       DemoClock* clock) {
     memset(m, 0, sizeof(*m));
     if (model_build(m, &base->config) != 0) return EXIT_FAILURE_RUN; // (it said why)
     memcpy(m->param_memory, base->param_memory, base->n_params * sizeof(float));
     double start = time_now();
-    int rc = defend(m, t, cfg, NULL);
+    int rc = defend_reusing(m, t, cfg, NULL, m0_states);
     if (rc != EXIT_OK) {
         model_free(m);
         return rc;
@@ -807,6 +839,7 @@ int demo_main(int argc, char** argv) {
     float* reps[N_MODELS] = {NULL, NULL, NULL}; // (n_rows, C) each
     char files[N_MODELS][4200];
     DemoClock clock;
+    OalwStates oalw_m0 = {0}; // M0's OALW states, computed by the first defence that needs them
     demo_clock_start(&clock);
 
     rc = demo_setup(&base, &t, &d, &a, "demo");
@@ -833,9 +866,10 @@ int demo_main(int argc, char** argv) {
             snprintf(plot_path, sizeof(plot_path), "%s/%s_loss.png", a.out_dir, names[k]);
             cfg.log_path = log_path;
             cfg.plot_path = plot_path;
-            snprintf(what, sizeof(what), "%s: defend the base model (%d steps) -> %s", names[k], cfg.steps, files[k]);
+            snprintf(what, sizeof(what), "%s: defend the base model (%d steps) -> %.120s", names[k], cfg.steps,
+                     files[k]);
             demo_stage(&clock, ++stage, n_stages, what, N_MODELS - k, n_answers, N_MODELS - k, steps);
-            rc = demo_defend(&m, &base, &t, &cfg, &clock);
+            rc = demo_defend(&m, &base, &t, &cfg, &oalw_m0, &clock);
             if (rc != EXIT_OK) goto done;
             rc = EXIT_FAILURE_RUN;
             if (model_save(&m, files[k], 1) != 0) goto done;
@@ -883,11 +917,13 @@ int demo_main(int argc, char** argv) {
     if (atomic_commit(&md) != 0) goto done;
     fputc('\n', stdout);
     print_demo_table(stdout, &a, &d, names, files, scores, repr, N_MODELS, pairs, 3, seconds);
+    demo_clock_table(&clock, stderr);
     fprintf(stderr, "demo: done in %dm%02ds; everything is in %s/ (results.md, results.json, eval_*.jsonl, *.png, "
             "rr.bin, mosr.bin)\n", (int)seconds / 60, (int)seconds % 60, a.out_dir);
     rc = EXIT_OK;
 
 done:
+    free_oalw_states(&oalw_m0);
     for (int k = 0; k < N_MODELS; k++) {
         free(reps[k]);
         eval_results_free(rows[k], N_DEMO_ROWS);
@@ -1220,6 +1256,7 @@ int ablation_main(int argc, char** argv) {
     DemoMetrics base_score;
     AblationRun* runs = calloc((size_t)N_DEMO_VARIANTS * a.seeds + 14, sizeof(AblationRun));
     DemoClock clock;
+    OalwStates oalw_m0 = {0}; // M0's OALW states, computed by the first defence that needs them
     demo_clock_start(&clock);
     if (!runs) { error_msg("ablation: out of memory"); return EXIT_FAILURE_RUN; }
 
@@ -1247,7 +1284,7 @@ int ablation_main(int argc, char** argv) {
         snprintf(what, sizeof(what), "%s%s, seed %llu, lambda %g, K frac %g: defend and answer", r->sweep ? "sweep: " : "",
                  DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, r->lambda, r->caa_frac);
         demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
-        rc = demo_defend(&m, &base, &t, &cfg, &clock);
+        rc = demo_defend(&m, &base, &t, &cfg, &oalw_m0, &clock);
         if (rc != EXIT_OK) goto done;
         rc = EXIT_FAILURE_RUN;
         int status = demo_evaluate(&r->score, NULL, &m, &t, &d, NULL);
@@ -1281,11 +1318,13 @@ int ablation_main(int argc, char** argv) {
     if (atomic_commit(&md) != 0) goto done;
     fputc('\n', stdout);
     print_ablation_table(stdout, &a, &d, &base_score, runs, n_runs, seconds);
+    demo_clock_table(&clock, stderr);
     fprintf(stderr, "ablation: done in %dm%02ds; everything is in %s/\n", (int)seconds / 60, (int)seconds % 60,
             a.out_dir);
     rc = EXIT_OK;
 
 done:
+    free_oalw_states(&oalw_m0);
     free(runs);
     demo_data_free(&d);
     model_free(&m);

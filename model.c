@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,30 +351,54 @@ static void causal_softmax_row(float* row, int t, int T) {
     for (int j = t + 1; j < T; j++) row[j] = 0.0f;
 }
 
+// One (batch, query head) of the forward: out_h = softmax(scale * q_h k_g^T) v_g, by blocks of
+// rows. Block [r0, r1) writes its probabilities at att + r0 * T when keep = 1 (att: the whole (T, T)
+// matrix, kept for the backward), or at att when keep = 0 (att: an (ATT_BLOCK, T) scratch that
+// each block reuses): the same products and softmax either way, so the same numbers.
+static void attention_head_forward(float* outh, float* att, int keep, const float* qh, const float* kh,
+                                   const float* vh, int T, int C, int KVD, int HS) {
+    // qh (T, HS) row stride C; kh, vh (T, HS) row stride KVD; outh (T, HS) row stride C
+    float scale = 1.0f / sqrtf((float)HS);
+    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, rows = r1 - r0;
+        float* a = att + (size_t)(keep ? r0 : 0) * T;
+        // scores[r0:r1, 0:r1] = scale * q[r0:r1] k[0:r1]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, scale,
+                    qh + (size_t)r0 * C, C, kh, KVD, 0.0f, a, T);
+        for (int t = r0; t < r1; t++) causal_softmax_row(a + (size_t)(t - r0) * T, t, T);
+        // out[r0:r1] = att[r0:r1, 0:r1] v[0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, 1.0f,
+                    a, T, vh, KVD, 0.0f, outh + (size_t)r0 * C, C);
+    }
+}
+
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        int B, int T, int NH, int NKV, int HS) {
     // out (B, T, NH*HS), att (B, NH, T, T); q (B, T, NH*HS), k and v (B, T, NKV*HS)
     int C = NH * HS, KVD = NKV * HS, group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)HS);
     // one (b, h) per task; the sgemms inside run single-threaded (OpenBLAS sees the parallel region)
     #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            const float* qh = q + (size_t)b * T * C + h * HS;               // (T, HS), row stride C
-            const float* kh = k + (size_t)b * T * KVD + (h / group) * HS;   // (T, HS), row stride KVD
-            const float* vh = v + (size_t)b * T * KVD + (h / group) * HS;   // (T, HS), row stride KVD
-            float* atth = att + ((size_t)b * NH + h) * T * T;                // (T, T)
-            float* outh = out + (size_t)b * T * C + h * HS;                  // (T, HS), row stride C
-            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, rows = r1 - r0;
-                // scores[r0:r1, 0:r1] = scale * q[r0:r1] k[0:r1]^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, scale,
-                            qh + (size_t)r0 * C, C, kh, KVD, 0.0f, atth + (size_t)r0 * T, T);
-                for (int t = r0; t < r1; t++) causal_softmax_row(atth + (size_t)t * T, t, T);
-                // out[r0:r1] = att[r0:r1, 0:r1] v[0:r1]
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, 1.0f,
-                            atth + (size_t)r0 * T, T, vh, KVD, 0.0f, outh + (size_t)r0 * C, C);
-            }
+            attention_head_forward(out + (size_t)b * T * C + h * HS, att + ((size_t)b * NH + h) * T * T, 1,
+                                   q + (size_t)b * T * C + h * HS, k + (size_t)b * T * KVD + (h / group) * HS,
+                                   v + (size_t)b * T * KVD + (h / group) * HS, T, C, KVD, HS);
+        }
+    }
+}
+
+// The same attention without keeping the probabilities (model_forward_states): scratch holds
+// (threads, ATT_BLOCK, T), one block of rows per thread, reused.
+static void attention_forward_nokeep(float* out, float* scratch, const float* q, const float* k, const float* v,
+                                     int B, int T, int NH, int NKV, int HS) {
+    int C = NH * HS, KVD = NKV * HS, group = NH / NKV;
+    #pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            float* att = scratch + (size_t)omp_get_thread_num() * ATT_BLOCK * T;
+            attention_head_forward(out + (size_t)b * T * C + h * HS, att, 0, q + (size_t)b * T * C + h * HS,
+                                   k + (size_t)b * T * KVD + (h / group) * HS,
+                                   v + (size_t)b * T * KVD + (h / group) * HS, T, C, KVD, HS);
         }
     }
 }
@@ -947,6 +972,124 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
     m->n_run = n_run;
 }
 
+// The scratch of model_forward_states for (B, T) on `threads` threads, laid out in `memory` (NULL:
+// only counts). Returns its size in floats, the clamped input ids (BT ints) last.
+typedef struct {
+    float *x, *ln, *rstd, *q, *k, *v, *atty, *out, *h1, *h3, *xa, *att, *rope_cos, *rope_sin;
+    int* tokens;
+} StateScratch;
+
+static size_t point_state_scratch(StateScratch* s, float* memory, const Config* c, int rank, int B, int T,
+                                  int threads) {
+    size_t C = c->dim, H = c->hidden_dim, BT = (size_t)B * T, HS = c->dim / c->n_heads;
+    size_t KVD = (size_t)c->n_kv_heads * HS;
+    struct { float** ptr; size_t size; } t[] = {
+        {&s->x, BT * C}, {&s->ln, BT * C}, {&s->rstd, BT}, {&s->q, BT * C}, {&s->k, BT * KVD}, {&s->v, BT * KVD},
+        {&s->atty, BT * C}, {&s->out, BT * C}, {&s->h1, BT * H}, {&s->h3, BT * H}, {&s->xa, BT * rank},
+        {&s->att, (size_t)threads * ATT_BLOCK * T}, {&s->rope_cos, T * (HS / 2)}, {&s->rope_sin, T * (HS / 2)},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        if (memory) *t[i].ptr = memory + total;
+        total += t[i].size;
+    }
+    if (memory) s->tokens = (int*)(memory + total);
+    return total + BT; // an int takes a float's room
+}
+
+// makes sure state_memory holds model_forward_states' scratch for (B, T); one block, grown on
+// demand and kept (a defence calls it every step). 0 on success
+static int ensure_state_scratch(Model* m, int B, int T) {
+    StateScratch s = {0};
+    size_t need = point_state_scratch(&s, NULL, &m->config, m->lora.n_params > 0 ? m->lora.rank : 0, B, T,
+                                      omp_get_max_threads());
+    if (need <= m->state_capacity) return 0;
+    free(m->state_memory);
+    m->state_memory = malloc(need * sizeof(float));
+    m->state_capacity = m->state_memory ? need : 0;
+    if (!m->state_memory)
+        error_msg("out of memory for the states of a batch of %d x %d tokens (%zu MB)", B, T,
+                  need * sizeof(float) >> 20);
+    return m->state_memory ? 0 : -1;
+}
+
+int model_reserve(Model* m, int B, int T) {
+    if (B <= 0 || T <= 0 || T > m->config.seq_len) {
+        error_msg("model_reserve: bad shape B=%d T=%d (seq_len %d)", B, T, m->config.seq_len);
+        return -1;
+    }
+    if (ensure_activations(m, B, T) != 0 || ensure_state_scratch(m, B, T) != 0) return -1;
+    return m->lora.n_params > 0 ? lora_ensure_acts(&m->lora, (size_t)B * T) : 0;
+}
+
+// forward hook of model_forward_states: out (BT, out) += the adapter of map k at layer l, if any
+static void lora_apply_scratch(Model* m, int k, int l, float* out, float* xa, const float* inp, size_t BT) {
+    LoRA* lo = &m->lora;
+    if (!(m->lora.n_params > 0 && lo->enabled) || !(lo->targets & (1 << k)) || l < lo->layer_begin ||
+        l >= lo->layer_end)
+        return;
+    int in, o;
+    lora_map_dims(&m->config, k, &in, &o);
+    size_t j = l - lo->layer_begin;
+    lora_forward(out, xa, inp, lo->a[k] + j * lo->rank * in, lo->b[k] + j * o * lo->rank, lo->alpha / lo->rank,
+                 (int)BT, in, o, lo->rank);
+}
+
+int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, float* const* states) {
+    const Config* c = &m->config;
+    int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    int NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS;
+    if (B <= 0 || T <= 0 || T > c->seq_len || n_run <= 0 || n_run > L) {
+        error_msg("model_forward_states: bad shape B=%d T=%d n_run=%d (seq_len %d, %d layers)", B, T, n_run,
+                  c->seq_len, L);
+        return -1;
+    }
+    if (ensure_state_scratch(m, B, T) != 0) return -1;
+    StateScratch s = {0};
+    point_state_scratch(&s, m->state_memory, c, m->lora.n_params > 0 ? m->lora.rank : 0, B, T,
+                        omp_get_max_threads());
+    rope_tables(s.rope_cos, s.rope_sin, T, HS);
+    int bad = 0;
+    for (int i = 0; i < B * T; i++) {
+        int tok = inputs[i];
+        if (tok < 0 || tok >= V) { bad++; tok = 0; }
+        s.tokens[i] = tok;
+    }
+    if (bad) error_msg("model_forward_states: %d token ids outside 0..%d (read as 0)", bad, V - 1);
+
+    // model_forward's layer, op for op, with x the running residual stream updated in place
+    ParameterTensors* p = &m->params;
+    size_t BT = (size_t)B * T;
+    encoder_forward(s.x, s.tokens, p->token_embedding, B * T, C);
+    for (int l = 0; l < n_run; l++) {
+        LayerWeights w = layer_weights(p, c, l);
+        rmsnorm_forward(s.ln, s.rstd, s.x, w.rms_att, B * T, C);
+        matmul_forward(s.q, s.ln, w.wq, B * T, C, C);
+        lora_apply_scratch(m, LORA_WQ, l, s.q, s.xa, s.ln, BT);
+        matmul_forward(s.k, s.ln, w.wk, B * T, C, KVD);
+        lora_apply_scratch(m, LORA_WK, l, s.k, s.xa, s.ln, BT);
+        matmul_forward(s.v, s.ln, w.wv, B * T, C, KVD);
+        lora_apply_scratch(m, LORA_WV, l, s.v, s.xa, s.ln, BT);
+        rope_forward(s.q, s.rope_cos, s.rope_sin, B, T, NH, HS);
+        rope_forward(s.k, s.rope_cos, s.rope_sin, B, T, NKV, HS);
+        attention_forward_nokeep(s.atty, s.att, s.q, s.k, s.v, B, T, NH, NKV, HS);
+        matmul_forward(s.out, s.atty, w.wo, B * T, C, C);
+        lora_apply_scratch(m, LORA_WO, l, s.out, s.xa, s.atty, BT);
+        residual_forward(s.x, s.x, s.out, BT * C);
+        rmsnorm_forward(s.ln, s.rstd, s.x, w.rms_ffn, B * T, C);
+        matmul_forward(s.h1, s.ln, w.w1, B * T, C, H);
+        lora_apply_scratch(m, LORA_W1, l, s.h1, s.xa, s.ln, BT);
+        matmul_forward(s.h3, s.ln, w.w3, B * T, C, H);
+        lora_apply_scratch(m, LORA_W3, l, s.h3, s.xa, s.ln, BT);
+        swiglu_forward(s.h1, s.h1, s.h3, BT * H); // in place: each element reads its own inputs first
+        matmul_forward(s.out, s.h1, w.w2, B * T, H, C);
+        lora_apply_scratch(m, LORA_W2, l, s.out, s.xa, s.h1, BT);
+        residual_forward(s.x, s.x, s.out, BT * C);
+        if (states && states[l]) memcpy(states[l], s.x, BT * C * sizeof(float));
+    }
+    return 0;
+}
+
 float* model_hidden(Model* m, int layer) {
     if (layer < 0 || layer >= m->n_run) {
         error_msg("model_hidden: layer %d was not run by the last forward (%d layers run)", layer, m->n_run);
@@ -1072,12 +1215,79 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
     if (weight_grads) encoder_backward(g->token_embedding, dres, m->inputs, B * T, C);
 }
 
+// ----------------------------------------------------------------------------
+// what a forward and a backward cost, and what the model holds in memory
+
+// the weights one token touches in layer l's linear maps: wq, wk, wv, wo, w1, w2, w3
+static double layer_weights_per_token(const Config* c) {
+    double C = c->dim, H = c->hidden_dim, KVD = (double)c->n_kv_heads * (c->dim / c->n_heads);
+    return 2.0 * C * C + 2.0 * C * KVD + 3.0 * C * H;
+}
+
+// the adapters' rank * (in + out), summed over the maps adapted in layer l (0 if none)
+static double lora_weights_per_token(const Model* m, int l) {
+    const LoRA* lo = &m->lora;
+    if (lo->n_params == 0 || l < lo->layer_begin || l >= lo->layer_end) return 0.0;
+    double sum = 0.0;
+    for (int k = 0; k < N_LORA_MAPS; k++) {
+        if (!(lo->targets & (1 << k))) continue;
+        int in, out;
+        lora_map_dims(&m->config, k, &in, &out);
+        sum += (double)lo->rank * (in + out);
+    }
+    return sum;
+}
+
+double model_forward_flop(const Model* m, int B, int T, int n_run, int with_lora) {
+    const Config* c = &m->config;
+    // per token and layer: 2 x the weights; attention: q k^T and att v, 2 HS (t + 1) each per head
+    double flop = 0.0, attention = 4.0 * c->dim * B * ((double)T * (T + 1) / 2.0);
+    for (int l = 0; l < n_run; l++)
+        flop += 2.0 * B * T * (layer_weights_per_token(c) + (with_lora ? lora_weights_per_token(m, l) : 0.0)) +
+                attention;
+    if (n_run == c->n_layers) flop += 2.0 * B * T * (double)c->dim * c->vocab_size; // the classifier
+    return flop;
+}
+
+double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, int weight_grads, int with_lora) {
+    const Config* c = &m->config;
+    // each linear map: d(input) = 2 x the weights per token, and as much again for d(weight) when
+    // the weights learn; attention: four products where the forward has two; an adapter: four
+    double per_map = weight_grads ? 4.0 : 2.0, attention = 8.0 * c->dim * B * ((double)T * (T + 1) / 2.0);
+    double flop = 0.0;
+    for (int l = 0; l < n_run; l++)
+        flop += B * T * (per_map * layer_weights_per_token(c) +
+                         (with_lora ? 4.0 * lora_weights_per_token(m, l) : 0.0)) + attention;
+    if (logits) flop += per_map * B * T * (double)c->dim * c->vocab_size;
+    return flop;
+}
+
+void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_act_bytes) {
+    const Config* c = &m->config;
+    ActivationTensors scratch;
+    size_t params = (m->n_params + m->lora.n_params) * sizeof(float);
+    size_t grads = ((m->grad_memory ? m->n_params : 0) + (m->lora.grad_memory ? m->lora.n_params : 0)) * sizeof(float);
+    size_t acts = m->act_memory ? (point_activations(&scratch, NULL, c, m->act_B, m->act_T) +
+                                   point_activation_grads(&scratch, NULL, c, m->act_B, m->act_T)) * sizeof(float) +
+                                      (size_t)m->act_B * m->act_T * sizeof(int)
+                                : 0;
+    acts += (m->lora.act_capacity + m->state_capacity) * sizeof(float) + other_act_bytes;
+    struct rusage ru;
+    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : 0.0; // Linux: kB
+    double mb = 1024.0 * 1024.0;
+    fprintf(f, "%s: peak memory (RSS) %.0f MB vs %.1f MB allocated: parameters %.1f + gradients %.1f + AdamW %.1f "
+               "+ activations %.1f MB (capacity %d x %d tokens, every layer; pages never written are not resident)\n",
+            cmd, rss, (params + grads + optimizer_bytes + acts) / mb, params / mb, grads / mb, optimizer_bytes / mb,
+            acts / mb, m->act_B, m->act_T);
+}
+
 void model_free(Model* m) {
     free(m->param_memory);
     free(m->grad_memory);
     free(m->act_memory);
     free(m->dact_memory);
     free(m->inputs);
+    free(m->state_memory);
     decode_state_free(&m->decode);
     model_lora_free(m);
     memset(m, 0, sizeof(*m));

@@ -142,6 +142,8 @@ typedef struct {
     int B, T;                  // shape of the last forward
     int n_run;                 // layers run by the last forward (n_layers = all + logits)
     int* inputs;               // (B, T) the tokens of the last forward, for the embedding backward
+    float* state_memory;       // model_forward_states' scratch: one layer's worth, no (B, NH, T, T)
+    size_t state_capacity;     // floats in state_memory
 
     LoRA lora;                 // adapters; lora.n_params == 0 when there are none
     DecodeState decode;        // allocated on first model_decode
@@ -178,6 +180,18 @@ void model_zero_grads(Model* m);
 // call or the activations are reallocated. T <= seq_len.
 void model_forward(Model* m, const int* inputs, int B, int T, int n_run);
 
+// The residual stream only, for reading states, not for training: runs layers 0 .. n_run-1 on
+// inputs (B, T) and copies h_l (B, T, C) into states[l] for each l < n_run with states[l] != NULL.
+// The same ops in the same order as model_forward (the adapters too, when enabled), so the same
+// numbers, but nothing is kept for a backward: one layer's scratch, reused (no (B, NH, T, T)
+// probabilities), and the activations of the last model_forward stay as they were.
+// 0, or -1 after one error line.
+int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, float* const* states);
+
+// Makes room for forwards (model_forward, its backward, model_forward_states; with the adapters
+// present now) over up to B x T tokens, so that a loop of them allocates nothing. 0 on success.
+int model_reserve(Model* m, int B, int T);
+
 // h_l: the residual stream after layer `layer` of the last forward, (B, T, C), a view
 float* model_hidden(Model* m, int layer);
 
@@ -192,6 +206,19 @@ float model_loss(Model* m, const int* targets, const float* mask, float grad_sca
 // dhidden: NULL, or an array of n_layers pointers, each NULL or (B, T, C): extra gradients
 //   injected into the residual stream after that layer (d loss / d h_l).
 void model_backward(Model* m, int use_logits_grad, float* const* dhidden);
+
+// FLOPs of a forward over (B, T) through n_run layers (and the classifier when n_run is all of
+// them): 2 x the weights each token touches, attention's two products at their causal size, and
+// with_lora the adapters'. The backward: d(input) of every map as much as the forward, d(weight)
+// as much again when weight_grads, attention and adapters twice their forward; logits: from the
+// classifier down (model_backward's use_logits_grad).
+double model_forward_flop(const Model* m, int B, int T, int n_run, int with_lora);
+double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, int weight_grads, int with_lora);
+
+// One line on f: the peak RSS of the process (getrusage) beside the blocks it should hold —
+// the model's parameters, gradients and activation blocks as allocated now (adapters included),
+// plus the caller's optimizer state and other activation-sized buffers, in bytes.
+void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_act_bytes);
 
 // ----------------------------------------------------------------------------
 // decode path (generate.h: model_decode, the sampler, the generation loop)

@@ -61,11 +61,15 @@ static int compare_length(const void* a, const void* b) {
     return x->index - y->index;
 }
 
-// r_l(x) for every prompt x of a set and every layer l: (L, N, C), batches sorted by length
-int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, float* out) {
+// r_l(x) for every prompt x of a set and every layer l < n_layers: (n_layers, N, C), batches sorted by length
+int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out) {
     int L = m->config.n_layers, C = m->config.dim, seq_len = m->config.seq_len, N = set->n;
     if (pool_mode != POOL_MEAN && pool_mode != POOL_LAST) {
         error_msg("representations: unknown pooling mode %d", pool_mode);
+        return -1;
+    }
+    if (n_layers < 1 || n_layers > L) {
+        error_msg("representations: %d layers asked for, the model has %d", n_layers, L);
         return -1;
     }
     // 1. encode every prompt, and order them by length: a batch of similar lengths pads little
@@ -86,8 +90,17 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     }
     if (status != 0) error_msg("representations of %s: out of memory", set->name);
     qsort(order, N, sizeof(LengthIndex), compare_length);
+    // h_l of one batch at every layer read, (n_layers, B, T, C), for the longest batch (the last)
+    int T_max = N > 0 ? order[N - 1].len : 1;
+    size_t block = (size_t)REPR_BATCH * T_max * C;
+    float* states = malloc(n_layers * block * sizeof(float));
+    float** views = calloc(L, sizeof(float*)); // (L) model_forward_states' outputs
+    if (status == 0 && (!states || !views)) {
+        error_msg("representations of %s: out of memory", set->name);
+        status = -1;
+    }
 
-    // 2. batches through all layers, right-padded with token 0. Attention is causal, so the
+    // 2. batches through the layers read, right-padded with token 0. Attention is causal, so the
     // padding after a prompt never reaches the prompt's own positions: each pooled vector is what
     // an unpadded forward of that prompt alone gives.
     double start = time_now(), last_report = start;
@@ -100,10 +113,11 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
             memcpy(inputs + (size_t)b * T, ids[row->index], row->len * sizeof(int));
             memset(inputs + (size_t)b * T + row->len, 0, (T - row->len) * sizeof(int));
         }
-        model_forward(m, inputs, B, T, L);
-        if (m->n_run != L) { status = -1; break; } // model_forward said why
-        for (int l = 0; l < L && status == 0; l++) {
-            status = pool_prompt(pooled, model_hidden(m, l), batch_len, B, T, C, pool_mode);
+        // only the layers read, keeping nothing for a backward
+        for (int l = 0; l < n_layers; l++) views[l] = states + (size_t)l * B * T * C;
+        if (model_forward_states(m, inputs, B, T, n_layers, views) != 0) { status = -1; break; } // it said why
+        for (int l = 0; l < n_layers && status == 0; l++) {
+            status = pool_prompt(pooled, views[l], batch_len, B, T, C, pool_mode);
             for (int b = 0; b < B && status == 0; b++)
                 memcpy(out + ((size_t)l * N + order[first + b].index) * C, pooled + (size_t)b * C, C * sizeof(float));
         }
@@ -128,6 +142,8 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     free(inputs);
     free(batch_len);
     free(pooled);
+    free(states);
+    free(views);
     return status;
 }
 
@@ -458,7 +474,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 // One step of the defence, as DESIGN.md §2 draws it:
 //   erase rows (malicious prompt + harmful completion) and retain rows (benign -> helpful,
 //   malicious -> refusal, pseudo -> helpful) in one (B, T) block
-//   -> model_forward with LoRA off, up to the highest layer a loss reads: h_l^0 (copied out)
+//   -> model_forward_states with LoRA off, up to the highest layer a loss reads: h_l^0 (nothing kept)
 //   -> model_forward with LoRA on: h_l^θ
 //   -> c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
 //   -> model_backward (m->grads NULL: only the adapters get gradients)
@@ -532,7 +548,8 @@ int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl
     s->layers = *dl;
     s->slot = malloc(L * sizeof(int));
     s->dhidden = calloc(L, sizeof(float*));
-    if (!s->slot || !s->dhidden) return -1;
+    s->h0_views = calloc(L, sizeof(float*));
+    if (!s->slot || !s->dhidden || !s->h0_views) return -1;
     for (int l = 0; l < L; l++) s->slot[l] = -1;
     for (int k = 0; k < dl->n_targets; k++) s->slot[dl->targets[k]] = 1;
     for (int k = 0; k < dl->n_retain; k++) s->slot[dl->retain[k]] = 1;
@@ -549,6 +566,7 @@ int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl
 void free_defense_state(DefenseState* s) {
     free(s->slot);
     free(s->dhidden);
+    free(s->h0_views);
     free(s->h0);
     free(s->dh);
     free(s->adam_m);
@@ -567,13 +585,13 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     // c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
     rr_schedule(&out->c_erase, &out->c_retain, cfg->alpha, step, cfg->steps);
     out->tokens = 0;
+    out->flop = 0.0;
 
-    // h_l^0: M0's states, the same weights with the adapters off, only as deep as a loss reads
+    // h_l^0: M0's states, the same weights with the adapters off, only as deep as a loss reads,
+    // written straight into h0 by a forward that keeps nothing else (no backward goes through M0)
+    for (int l = 0; l < L; l++) s->h0_views[l] = s->slot[l] >= 0 ? s->h0 + s->slot[l] * BTC : NULL;
     m->lora.enabled = 0;
-    model_forward(m, rr->inputs, B, T, dl->n_run);
-    if (m->n_run != dl->n_run) return -1; // model_forward said why
-    for (int l = 0; l < dl->n_run; l++)
-        if (s->slot[l] >= 0) memcpy(s->h0 + s->slot[l] * BTC, model_hidden(m, l), BTC * sizeof(float));
+    if (model_forward_states(m, rr->inputs, B, T, dl->n_run, s->h0_views) != 0) return -1;
     // h_l^θ: Mθ's states
     m->lora.enabled = 1;
     model_forward(m, rr->inputs, B, T, dl->n_run);
@@ -604,6 +622,9 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     model_lora_zero_grads(m);
     model_backward(m, 0, s->dhidden); // only the adapters get gradients
     out->tokens += (long)B * T;
+    int weight_grads = m->grad_memory != NULL;
+    out->flop = model_forward_flop(m, B, T, dl->n_run, 0) + model_forward_flop(m, B, T, dl->n_run, 1) +
+                model_backward_flop(m, B, T, dl->n_run, 0, weight_grads, 1);
 
     // + c_a * CE_refusal(D_aug): the CAA rows through the whole model, cross-entropy on the refusal.
     // Its own forward and backward: the forward overwrites the activations the RR backward read.
@@ -614,6 +635,8 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
         out->caa = model_loss(m, caa->targets, caa->mask, cfg->caa_weight);
         model_backward(m, 1, NULL);
         out->tokens += (long)caa->B * caa->T;
+        out->flop += model_forward_flop(m, caa->B, caa->T, L, 1) +
+                     model_backward_flop(m, caa->B, caa->T, L, 1, weight_grads, 1);
     }
     if (!isfinite(out->erase) || !isfinite(out->retain) || (caa && caa->B > 0 && !isfinite(out->caa))) {
         error_msg("defend: step %d: a loss is not finite (erase %g, retain %g, caa %g); nothing saved", step,

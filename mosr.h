@@ -32,13 +32,13 @@ enum { POOL_MEAN = 0, POOL_LAST = 1 };
 int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode);
 
 
-// The pooled representation of every prompt of set at every layer: each prompt in the chat
-// template (chat_encode_prompt; a prompt longer than the context keeps BOS and its end), run in
-// batches through all layers (padded on the right: attention is causal, so padding never changes
-// a prompt's own states), each layer's h_l pooled with pool_prompt(pool_mode).
-// out: (L, N, C), L = n_layers, N = set->n. Progress (prompts/s) on stderr.
-// Returns 0, or -1 after one error_msg line. Uses the model's activation block.
-int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, float* out);
+// The pooled representation of every prompt of set at layers 0 .. n_layers-1: each prompt in the
+// chat template (chat_encode_prompt; a prompt longer than the context keeps BOS and its end), run
+// in batches through those layers only (padded on the right: attention is causal, so padding
+// never changes a prompt's own states), each layer's h_l pooled with pool_prompt(pool_mode).
+// out: (n_layers, N, C), N = set->n. Progress (prompts/s) on stderr. Returns 0, or -1 after one
+// error_msg line. Runs model_forward_states: the last model_forward's activations stay as they were.
+int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out);
 
 // ----------------------------------------------------------------------------
 // 2. representation losses: forward/backward pairs (llm.c style, outputs first)
@@ -209,6 +209,7 @@ typedef struct {
     float* h0;        // (n_slots, B, T, C) M0's hidden states, at the current (B, T)
     float* dh;        // (n_slots, B, T, C) d L_MOSR / d h_l
     float** dhidden;  // (L) model_backward's injections: views into dh, or NULL
+    float** h0_views; // (L) where model_forward_states writes h_l^0: views into h0, or NULL
     float *adam_m, *adam_v; // (n_lora) AdamW's moments of the adapters
     size_t n_lora;
 } DefenseState;
@@ -223,6 +224,7 @@ typedef struct {
     float c_erase, c_retain;
     float erase, retain, caa;
     long tokens; // positions run through the model (both forwards count once)
+    double flop; // of the forwards and backwards run (model_forward_flop, model_backward_flop)
 } DefenseStepResult;
 
 // One optimiser step of

@@ -555,6 +555,40 @@ static void tiny_model(Model* m, int seq_len) {
     if (model_build(m, &c) == 0) model_init_random(m, 99);
 }
 
+// model_forward_states: the h_l of model_forward, bit for bit, with and without adapters, only up
+// to the layers asked for, and the activations of the last model_forward untouched
+static void test_forward_states(void) {
+    Model m;
+    tiny_model(&m, 48);
+    int L = m.config.n_layers, C = m.config.dim, B = 3, T = 40;
+    size_t BTC = (size_t)B * T * C;
+    int* ids = malloc((size_t)B * T * sizeof(int));
+    uint64_t rng = 5;
+    for (int i = 0; i < B * T; i++) ids[i] = (int)(random_u32(&rng) % TOKENIZER_VOCAB);
+    float* states = malloc(L * BTC * sizeof(float));
+    float* views[8] = {0};
+    CHECK(model_lora_init(&m, 4, 8.0f, 0, L, (1 << N_LORA_MAPS) - 1, 0.05f, 3) == 0, "adapters on");
+    for (int lora = 0; lora <= 1; lora++) {
+        m.lora.enabled = lora;
+        model_forward(&m, ids, B, T, L);
+        float first = m.acts.residual[0];
+        for (int l = 0; l < L - 1; l++) views[l] = states + l * BTC; // the last layer not asked for
+        for (int i = 0; i < (int)(L * BTC); i++) states[i] = -7.0f;
+        CHECK(model_forward_states(&m, ids, B, T, L - 1, views) == 0, "model_forward_states runs (LoRA %d)", lora);
+        int differ = 0;
+        for (int l = 0; l < L - 1; l++) differ += memcmp(views[l], model_hidden(&m, l), BTC * sizeof(float)) != 0;
+        CHECK(differ == 0, "h_l equal model_forward's bit for bit (LoRA %d): %d layers differ", lora, differ);
+        CHECK(states[(L - 1) * BTC] == -7.0f, "a layer not asked for is not written (LoRA %d)", lora);
+        CHECK(m.n_run == L && m.acts.residual[0] == first, "the last model_forward's activations stay (LoRA %d)",
+              lora);
+    }
+    fprintf(stderr, "(one error line expected:)\n");
+    CHECK(model_forward_states(&m, ids, B, T, L + 1, views) == -1, "more layers than the model has rejected");
+    free(ids);
+    free(states);
+    model_free(&m);
+}
+
 static void test_collect_representations(void) {
     Tokenizer t;
     if (tokenizer_load(&t, TOKENIZER, TOKENIZER_VOCAB) != 0) { CHECK(0, TOKENIZER " loads"); return; }
@@ -577,7 +611,7 @@ static void test_collect_representations(void) {
     float* one = malloc((size_t)C * sizeof(float));
     int ids[512];
     for (int mode = POOL_MEAN; mode <= POOL_LAST; mode++) {
-        CHECK(collect_representations(&m, &t, &set, mode, out) == 0, "collect_representations runs (mode %d)", mode);
+        CHECK(collect_representations(&m, &t, &set, mode, L, out) == 0, "collect_representations runs (mode %d)", mode);
         // each prompt alone, unpadded, must give the same pooled vector at every layer
         float worst = 0.0f;
         int worst_i = -1, n_cut = 0;
@@ -607,7 +641,8 @@ static void test_collect_representations(void) {
     for (int c = 0; c < C; c++) diff += fabsf(out[c] - out[C + c]);
     CHECK(diff > 1e-3f, "different prompts give different representations (%g)", diff);
     fprintf(stderr, "(one error line expected:)\n");
-    CHECK(collect_representations(&m, &t, &set, 9, out) == -1, "unknown pooling mode rejected");
+    CHECK(collect_representations(&m, &t, &set, 9, L, out) == -1, "unknown pooling mode rejected");
+    CHECK(collect_representations(&m, &t, &set, POOL_MEAN, L + 1, out) == -1, "a layer the model lacks rejected");
     free(out);
     free(one);
     model_free(&m);
@@ -1178,6 +1213,31 @@ static void test_defend_end_to_end(void) {
         CHECK(rr.lora.n_params == 0, "defend() leaves the adapters merged");
         free_defense_log(&log);
         model_free(&rr);
+
+        // RR + OALW with M0's states kept across runs (as an ablation does): the first run computes
+        // them, the second reuses them, and both give the model a run without the cache gives
+        cfg.oalw = 1;
+        cfg.reference_path = reference;
+        OalwStates m0 = {0};
+        Model plain, first, second;
+        tiny_model(&plain, 64);
+        tiny_model(&first, 64);
+        tiny_model(&second, 64);
+        int ok = defend(&plain, &t, &cfg, NULL) == EXIT_OK && defend_reusing(&first, &t, &cfg, NULL, &m0) == EXIT_OK;
+        CHECK(ok && m0.erase_repr && m0.n_erase == 4 && m0.n_reference > 0, "the first run keeps M0's OALW states");
+        float* kept = m0.erase_repr;
+        ok = ok && defend_reusing(&second, &t, &cfg, NULL, &m0) == EXIT_OK;
+        CHECK(ok && m0.erase_repr == kept, "the second run reuses them");
+        CHECK(ok && !memcmp(plain.param_memory, first.param_memory, plain.n_params * sizeof(float)) &&
+                  !memcmp(plain.param_memory, second.param_memory, plain.n_params * sizeof(float)),
+              "with or without the kept states, the same defended model");
+        cfg.oalw_pool = POOL_LAST;
+        ok = ok && defend_reusing(&plain, &t, &cfg, NULL, &m0) == EXIT_OK;
+        CHECK(ok && m0.pool == POOL_LAST, "another pooling computes them again");
+        free_oalw_states(&m0);
+        model_free(&plain);
+        model_free(&first);
+        model_free(&second);
         tokenizer_free(&t);
     }
 
@@ -1557,6 +1617,7 @@ int main(void) {
     test_spearman();
     test_bins();
     if (!mkdtemp(analyze_dir)) { perror("mkdtemp"); return 1; }
+    test_forward_states();
     test_collect_representations();
     test_npy();
     test_analyze_end_to_end();
