@@ -829,6 +829,10 @@ int generate_main(int argc, char** argv) {
         error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr generate --help)", cmd);
         return EXIT_USAGE;
     }
+    if (!utf8_valid(prompt, strlen(prompt))) { // as mosr tokenize: bytes that are no text are refused
+        error_msg("%s: the prompt (-i) is not valid UTF-8", cmd);
+        return EXIT_BAD_INPUT;
+    }
     if (seed == 0) seed = (uint64_t)time(NULL); // as llama2.c: no seed means "now"
 
     Model model;

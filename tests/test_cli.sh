@@ -196,6 +196,7 @@ expect 2 "needs -z TOKENIZER.bin and a TEXT" tokenize -z "$Z"
 expect 2 "unknown option '--frob'" tokenize -z "$Z" --frob hi
 expect 2 "one argument" tokenize -z "$Z" two words
 expect 3 "not valid UTF-8" tokenize -z "$Z" $'\xff\xfe'
+expect 3 "not valid UTF-8" generate "$M" -z "$Z" -i $'\xff\xfe'
 expect 3 "no such file" tokenize -z "$FX/nope.bin" hi
 expect 3 "is a directory" tokenize -z "$FX/dir" hi
 expect 3 "empty" tokenize -z "$FX/empty" hi
