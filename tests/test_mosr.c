@@ -17,9 +17,12 @@
 #include "tokenizer.h"
 #include "util.h"
 
+#define TOKENIZER "weights/tokenizer.bin"
+#define TOKENIZER_VOCAB 2048
+
 // ----------------------------------------------------------------------------
 // double-precision references of the two losses, written from DESIGN.md's formulas directly
-// (per-example mean over masked tokens, then the weighted mean over examples that have tokens)
+// (per-example mean over masked tokens, then (1/B') Σ w_b over the B' examples that have tokens)
 
 
 // 1 if both files can be read and hold the same bytes
@@ -65,7 +68,7 @@ static double ref_loss(int kind, const double* h, const float* h0f, const float*
         if (n == 0) continue;
         double w = weight ? weight[b] : 1.0;
         num += w * sum / n;
-        den += w;
+        den += 1.0; // divided by the examples that count, not by their weights (DESIGN.md 1.4)
     }
     free(a0);
     free(d);
@@ -158,9 +161,10 @@ static void test_losses(void) {
     float e2 = erase_loss_forward(NULL, h, h0, mask, ones, B, T, C);
     CHECK(e1 == e2, "NULL weights = all ones (%g vs %g)", e1, e2);
 
-    // at h == h0 (step 0 of a defence) every cos is 1: the erasure loss is 1 whatever the weights
+    // at h == h0 (step 0 of a defence) every cos is 1: the erasure loss is the mean weight of the
+    // examples that have tokens, (0.5 + 2 + 1) / 3, not 1: a batch of low weights erases less
     float same = erase_loss_forward(NULL, h0, h0, mask, weight, B, T, C);
-    CHECK(fabsf(same - 1.0f) < 1e-5, "erase loss at h = h0 is 1 (got %g)", same);
+    CHECK(fabsf(same - 3.5f / 3.0f) < 1e-5, "erase loss at h = h0 is the mean weight 7/6 (got %g)", same);
 
     // retain: value and gradient, including the h == h0 token
     float retain = retain_loss_forward(h, h0, mask, B, T, C);
@@ -364,7 +368,7 @@ static void test_caa(void) {
     for (int d = 0; d < draws; d++) {
         Example ex;
         int k;
-        if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &rng) != 0) {
+        if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &rng) != 0) {
             layout_ok = 0;
             break;
         }
@@ -390,7 +394,7 @@ static void test_caa(void) {
     for (int d = 0; d < 2000; d++) {
         Example ex;
         int k;
-        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 1, 0.5f, 64, &rng);
+        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 1, 0.5f, 64, &rng);
         zeros += k == 0;
         max_k = k > max_k ? k : max_k;
         free_example(&ex);
@@ -401,20 +405,20 @@ static void test_caa(void) {
     Example ex;
     int k;
     int refusal_no_eos[] = {30, 31};
-    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, 0, 0.0f, 64, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, 0, 0, 0.0f, 64, &rng);
     CHECK(k == 0 && ex.n == 7 && ex.ids[6] == TOKEN_EOS && ex.mask[3] == 1 && ex.mask[5] == 1 && ex.mask[6] == 0,
           "EOS appended and trained (n %d)", ex.n);
     free_example(&ex);
 
     // the context limit shrinks k, keeps the refusal whole, or gives up
-    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 5, 0.5f, 10, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 5, 0.5f, 10, &rng);
     CHECK(k == 2 && ex.n == 10 && ex.ids[9] == TOKEN_EOS, "k shrinks to fit max_len (k %d, n %d)", k, ex.n);
     free_example(&ex);
-    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 7, &rng) == -1,
+    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 7, &rng) == -1,
           "prompt + refusal longer than max_len: -1");
 
     // an empty completion with k_min = 1: k = 0, the only possibility
-    build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, 1, 0.5f, 64, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, 0, 1, 0.5f, 64, &rng);
     CHECK(k == 0 && ex.n == 8, "empty completion: k = 0");
     free_example(&ex);
 
@@ -424,13 +428,88 @@ static void test_caa(void) {
     for (int d = 0; d < 50; d++) {
         Example e1, e2;
         int k1, k2;
-        build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &r1);
-        build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &r2);
+        build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r1);
+        build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r2);
         same &= k1 == k2;
         free_example(&e1);
         free_example(&e2);
     }
     CHECK(same, "seeded: same seed, same k");
+
+    // CAA on content: k_action = 4 lifts the floor above k_min and K; the context never cuts below it
+    int below = 0, above = 0;
+    for (int d = 0; d < 500; d++) {
+        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 4, 0, 0.8f, 64, &rng);
+        below += k < 4;
+        above += k > 8;
+        free_example(&ex);
+    }
+    CHECK(below == 0 && above == 0, "k_action 4, K 8: k in 4..8 (%d below, %d above)", below, above);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 7, 0, 0.5f, 64, &rng);
+    CHECK(k == 7, "k_action above K: k = k_action (k %d)", k);
+    free_example(&ex);
+    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 3, 0, 0.5f, 10, &rng) == -1,
+          "no room for the harmful action: -1, not a shorter prefix");
+}
+
+// The default CAA draw on the project's data: every prefix it can produce runs through the
+// harmful action (caa_action_tokens), so it suffices that this shortest one is a prefix of no
+// helpful response: a longer prefix extends it. Checked at the text level (the decoded prefix
+// against each response's text) and the token level (against its ids). Every response of an item
+// that is not malicious, in every prompt file of data/, is a helpful response.
+static void test_caa_prefixes_on_data(void) {
+    Tokenizer t;
+    if (tokenizer_load(&t, TOKENIZER, TOKENIZER_VOCAB) != 0) { CHECK(0, TOKENIZER " loads"); return; }
+    static const char* const files[] = {"data/sft_helpful.jsonl", "data/sft_safety.jsonl", "data/defense.jsonl",
+        "data/reference.jsonl", "data/val.jsonl", "data/test_benign.jsonl", "data/test_pseudo.jsonl",
+        "data/test_malicious.jsonl"};
+    enum { N_FILES = sizeof(files) / sizeof(files[0]) };
+    PromptSet sets[N_FILES];
+    int n_helpful = 0;
+    for (int f = 0; f < N_FILES; f++) {
+        CHECK(prompt_set_load(&sets[f], files[f]) == 0, "%s loads", files[f]);
+        for (int i = 0; i < sets[f].n; i++)
+            n_helpful += sets[f].items[i].response && !(sets[f].items[i].kind && !strcmp(sets[f].items[i].kind, "malicious"));
+    }
+    const PromptSet* defense = &sets[2];
+    int n_prefixes = 0, text_hits = 0, token_hits = 0, opener_hits = 0;
+    int* ids = malloc(4096 * sizeof(int));
+    int* helpful_ids = malloc(4096 * sizeof(int));
+    char shown[200] = "";
+    for (int i = 0; i < defense->n; i++) {
+        const PromptItem* it = &defense->items[i];
+        if (!it->harmful || !it->kind || strcmp(it->kind, "malicious")) continue;
+        int n = chat_encode_response(&t, it->harmful, 0, ids);
+        int k = caa_action_tokens(&t, it->harmful, ids, n);
+        char prefix[200] = "";
+        for (int j = 0; j < k; j++) strncat(prefix, tokenizer_decode(&t, j ? ids[j - 1] : TOKEN_EOS, ids[j]),
+                                             sizeof(prefix) - strlen(prefix) - 1);
+        const char* text = prefix[0] == ' ' ? prefix + 1 : prefix; // the dummy-prefix space
+        n_prefixes++;
+        for (int f = 0; f < N_FILES; f++) {
+            for (int h = 0; h < sets[f].n; h++) {
+                const PromptItem* r = &sets[f].items[h];
+                if (!r->response || (r->kind && !strcmp(r->kind, "malicious"))) continue;
+                if (!strncmp(r->response, text, strlen(text))) {
+                    if (!text_hits++) snprintf(shown, sizeof(shown), "'%.60s' starts '%.60s'", text, r->response);
+                }
+                if (!strncmp(r->response, text, strlen("Here is how to"))) opener_hits += !strncmp(text, "Here is how to", 14);
+                if (strlen(r->response) + 3 > 4096) continue;
+                int nh = chat_encode_response(&t, r->response, 0, helpful_ids);
+                token_hits += nh >= k && !memcmp(helpful_ids, ids, k * sizeof(int));
+            }
+        }
+    }
+    CHECK(n_prefixes > 500 && n_helpful > 5000, "the data: %d harmful completions, %d helpful responses", n_prefixes,
+          n_helpful);
+    CHECK(text_hits == 0, "no content CAA prefix starts a helpful response, as text (%d do: %s)", text_hits, shown);
+    CHECK(token_hits == 0, "no content CAA prefix starts a helpful response, as tokens (%d do)", token_hits);
+    // and the check has teeth: the old draw's short prefixes ("Here is how to") do start helpful ones
+    CHECK(opener_hits > 0, "the opener 'Here is how to' alone starts helpful responses (%d pairs)", opener_hits);
+    free(ids);
+    free(helpful_ids);
+    for (int f = 0; f < N_FILES; f++) prompt_set_free(&sets[f]);
+    tokenizer_free(&t);
 }
 
 // ----------------------------------------------------------------------------
@@ -531,8 +610,6 @@ static void test_bins(void) {
 // representations and mosr analyze, on a tiny random model with the shipped tokenizer (the tests
 // run from the repository root)
 
-#define TOKENIZER "weights/tokenizer.bin"
-#define TOKENIZER_VOCAB 2048
 
 static char analyze_dir[] = "/tmp/mosr_test_analyze_XXXXXX";
 
@@ -1326,6 +1403,7 @@ int main(void) {
     test_pooling();
     test_representation_rows();
     test_caa();
+    test_caa_prefixes_on_data();
     test_probe();
     test_spearman();
     test_bins();
