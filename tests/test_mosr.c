@@ -463,51 +463,59 @@ static void test_caa_prefixes_on_data(void) {
     static const char* const files[] = {"data/sft_helpful.jsonl", "data/sft_safety.jsonl", "data/defense.jsonl",
         "data/reference.jsonl", "data/val.jsonl", "data/test_benign.jsonl", "data/test_pseudo.jsonl",
         "data/test_malicious.jsonl"};
-    enum { N_FILES = sizeof(files) / sizeof(files[0]) };
+    enum { N_FILES = sizeof(files) / sizeof(files[0]), MAX_IDS = 64 };
     PromptSet sets[N_FILES];
-    int n_helpful = 0;
+    int n_helpful = 0, capacity = 0;
     for (int f = 0; f < N_FILES; f++) {
         CHECK(prompt_set_load(&sets[f], files[f]) == 0, "%s loads", files[f]);
-        for (int i = 0; i < sets[f].n; i++)
-            n_helpful += sets[f].items[i].response && !(sets[f].items[i].kind && !strcmp(sets[f].items[i].kind, "malicious"));
+        capacity += sets[f].n;
     }
-    const PromptSet* defense = &sets[2];
-    int n_prefixes = 0, text_hits = 0, token_hits = 0, opener_hits = 0;
+    // every helpful response: its text, and its first MAX_IDS ids (enough: an action is shorter)
+    const char** helpful = malloc(capacity * sizeof(char*));
+    int* helpful_ids = malloc((size_t)capacity * MAX_IDS * sizeof(int));
+    int* helpful_n = malloc(capacity * sizeof(int));
     int* ids = malloc(4096 * sizeof(int));
-    int* helpful_ids = malloc(4096 * sizeof(int));
+    for (int f = 0; f < N_FILES; f++)
+        for (int i = 0; i < sets[f].n; i++) {
+            const PromptItem* r = &sets[f].items[i];
+            if (!r->response || (r->kind && !strcmp(r->kind, "malicious")) || strlen(r->response) + 3 > 4096) continue;
+            int n = chat_encode_response(&t, r->response, 0, ids);
+            helpful_n[n_helpful] = n < MAX_IDS ? n : MAX_IDS;
+            memcpy(helpful_ids + (size_t)n_helpful * MAX_IDS, ids, helpful_n[n_helpful] * sizeof(int));
+            helpful[n_helpful++] = r->response;
+        }
+    const PromptSet* defense = &sets[2];
+    int n_prefixes = 0, text_hits = 0, token_hits = 0, opener_hits = 0, longest = 0;
     char shown[200] = "";
     for (int i = 0; i < defense->n; i++) {
         const PromptItem* it = &defense->items[i];
         if (!it->harmful || !it->kind || strcmp(it->kind, "malicious")) continue;
         int n = chat_encode_response(&t, it->harmful, 0, ids);
         int k = caa_action_tokens(&t, it->harmful, ids, n);
+        longest = k > longest ? k : longest;
         char prefix[200] = "";
-        for (int j = 0; j < k; j++) strncat(prefix, tokenizer_decode(&t, j ? ids[j - 1] : TOKEN_EOS, ids[j]),
-                                             sizeof(prefix) - strlen(prefix) - 1);
+        for (int j = 0; j < k; j++)
+            strncat(prefix, tokenizer_decode(&t, j ? ids[j - 1] : TOKEN_EOS, ids[j]), sizeof(prefix) - strlen(prefix) - 1);
         const char* text = prefix[0] == ' ' ? prefix + 1 : prefix; // the dummy-prefix space
         n_prefixes++;
-        for (int f = 0; f < N_FILES; f++) {
-            for (int h = 0; h < sets[f].n; h++) {
-                const PromptItem* r = &sets[f].items[h];
-                if (!r->response || (r->kind && !strcmp(r->kind, "malicious"))) continue;
-                if (!strncmp(r->response, text, strlen(text))) {
-                    if (!text_hits++) snprintf(shown, sizeof(shown), "'%.60s' starts '%.60s'", text, r->response);
-                }
-                if (!strncmp(r->response, text, strlen("Here is how to"))) opener_hits += !strncmp(text, "Here is how to", 14);
-                if (strlen(r->response) + 3 > 4096) continue;
-                int nh = chat_encode_response(&t, r->response, 0, helpful_ids);
-                token_hits += nh >= k && !memcmp(helpful_ids, ids, k * sizeof(int));
-            }
+        for (int h = 0; h < n_helpful; h++) {
+            if (!strncmp(helpful[h], text, strlen(text)) && !text_hits++)
+                snprintf(shown, sizeof(shown), "'%.60s' starts '%.60s'", text, helpful[h]);
+            opener_hits += !strncmp(text, "Here is how to", 14) && !strncmp(helpful[h], "Here is how to", 14);
+            token_hits += k <= helpful_n[h] && !memcmp(helpful_ids + (size_t)h * MAX_IDS, ids, k * sizeof(int));
         }
     }
     CHECK(n_prefixes > 500 && n_helpful > 5000, "the data: %d harmful completions, %d helpful responses", n_prefixes,
           n_helpful);
+    CHECK(longest < MAX_IDS, "every harmful action fits the compared ids (longest %d tokens)", longest);
     CHECK(text_hits == 0, "no content CAA prefix starts a helpful response, as text (%d do: %s)", text_hits, shown);
     CHECK(token_hits == 0, "no content CAA prefix starts a helpful response, as tokens (%d do)", token_hits);
     // and the check has teeth: the old draw's short prefixes ("Here is how to") do start helpful ones
     CHECK(opener_hits > 0, "the opener 'Here is how to' alone starts helpful responses (%d pairs)", opener_hits);
     free(ids);
+    free(helpful);
     free(helpful_ids);
+    free(helpful_n);
     for (int f = 0; f < N_FILES; f++) prompt_set_free(&sets[f]);
     tokenizer_free(&t);
 }
@@ -683,6 +691,35 @@ static void test_collect_representations(void) {
     float diff = 0.0f;
     for (int c = 0; c < C; c++) diff += fabsf(out[c] - out[C + c]);
     CHECK(diff > 1e-3f, "different prompts give different representations (%g)", diff);
+    // content pooling: "Hi." and "Thanks." are in every prompt (shared), so the pooled tokens are
+    // those of the request: from the end of "User: Hi." to the end of "User: Hi. <request>"
+    static const char* requests[] = {"Kill the weeds.", "How do I rob a bank?", "Bake some bread."};
+    char texts[3][80];
+    PromptItem polite[3];
+    memset(polite, 0, sizeof(polite));
+    for (int i = 0; i < 3; i++) {
+        snprintf(texts[i], sizeof(texts[i]), "Hi. %s Thanks.", requests[i]);
+        polite[i].prompt = texts[i];
+    }
+    PromptSet polite_set = {.items = polite, .n = 3, .name = "polite"};
+    CHECK(collect_representations(&m, &t, &polite_set, POOL_CONTENT, out) == 0, "content pooling runs");
+    float worst = 0.0f;
+    for (int i = 0; i < 3; i++) {
+        char head[120];
+        snprintf(head, sizeof(head), "%sHi. %s", CHAT_USER_PREFIX, requests[i]);
+        int first = tokenizer_encode(&t, CHAT_USER_PREFIX "Hi.", 1, 0, ids);
+        int end = tokenizer_encode(&t, head, 1, 0, ids);
+        int n = chat_encode_prompt(&t, texts[i], ids);
+        model_forward(&m, ids, 1, n, L);
+        for (int l = 0; l < L; l++) {
+            for (int c = 0; c < C; c++) {
+                double mean = 0.0;
+                for (int q = first; q < end; q++) mean += model_hidden(&m, l)[(size_t)q * C + c] / (end - first);
+                worst = fmaxf(worst, fabsf((float)mean - out[((size_t)l * 3 + i) * C + c]) / (1.0f + fabsf((float)mean)));
+            }
+        }
+    }
+    CHECK(worst < 1e-4f, "content pooling = mean over the request's tokens (worst relative error %g)", worst);
     fprintf(stderr, "(one error line expected:)\n");
     CHECK(collect_representations(&m, &t, &set, 9, out) == -1, "unknown pooling mode rejected");
     free(out);
