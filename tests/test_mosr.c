@@ -288,6 +288,21 @@ static void test_overlap(void) {
     CHECK(overlap_weights(w, s, near5, NULL, 5, malicious, N, reference, M, C, &opt) == 0, "k > M clamps");
     CHECK(fabs(s[0] - 1.0 / 3.0) < 1e-6 && near5[3] == -1 && near5[4] == -1 && near5[2] == 2, "k = M: mean of all");
 
+    // where the overlap is measured: centring by the mean of D_m ∪ D_p, and the safety subspace
+    float mal2[2 * 2] = {1, 2, 3, 4}, ref1[2] = {5, 6};
+    centre_representations(mal2, 2, ref1, 1, 2);
+    CHECK(mal2[0] == -2 && mal2[1] == -2 && mal2[2] == 0 && mal2[3] == 0 && ref1[0] == 2 && ref1[1] == 2,
+          "centred: minus the mean (3, 4) of all three rows");
+    const float directions[3 * 3] = {2, 0, 0, 1, 1, 0, 4, 4, 0}; // the third lies in the span of the first two
+    float basis[3 * 3];
+    int D = orthonormal_basis(basis, directions, 3, 3);
+    CHECK(D == 2 && fabsf(basis[0] - 1) < 1e-6f && fabsf(basis[4] - 1) < 1e-6f && fabsf(basis[3]) < 1e-6f,
+          "Gram-Schmidt: e0 = x, e1 = y, the dependent direction dropped (D = %d)", D);
+    float point[3] = {3, 4, 5};
+    project_onto_basis(point, 1, 3, basis, D);
+    CHECK(fabsf(point[0] - 3) < 1e-5f && fabsf(point[1] - 4) < 1e-5f && fabsf(point[2]) < 1e-5f,
+          "projection onto the subspace keeps (3, 4) and drops z (got %g %g %g)", point[0], point[1], point[2]);
+
     // bad options are errors, not crashes
     fprintf(stderr, "(three error lines expected:)\n");
     opt.k = 0;
