@@ -568,6 +568,21 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
             dl->n_retain, cfg->oalw ? "on" : "off", cfg->caa ? "on" : "off",
             cfg->caa && cfg->caa_counterweight ? " + counterweight" : "");
 
+    if (cfg->caa) {
+        // what the prefix draw has to work with: the action's length against K = frac * completion
+        double action = 0.0, length = 0.0;
+        int n_fixed = 0;
+        for (int k = 0; k < d->n_erase; k++) {
+            const DefenseItem* it = &d->items[d->erase[k]];
+            action += (double)it->n_action / d->n_erase;
+            length += (double)(it->n_harmful - 1) / d->n_erase;
+            n_fixed += it->n_action >= (int)floorf((it->n_harmful - 1) * cfg->caa_frac);
+        }
+        fprintf(stderr, "defend: CAA prefixes %s; harmful actions %.1f tokens on average, completions %.1f, "
+                "K = %g x completion; %d of %d actions reach K (their k is the action)\n",
+                cfg->caa_prefix == CAA_PREFIX_CONTENT ? "through the harmful action" : "of k ~ U{kmin .. K} tokens",
+                action, length, cfg->caa_frac, n_fixed, d->n_erase);
+    }
     if (model_lora_init(m, cfg->rank, cfg->lora_alpha, 0, dl->max_target + 1, (1 << N_LORA_MAPS) - 1, cfg->lora_b_std,
                         cfg->seed) != 0)
         return EXIT_FAILURE_RUN;
