@@ -939,18 +939,21 @@ static int tradeoff_point(TradeoffPoint* p, const AblationRun* runs, int n_runs,
         if (!r->done || r->sweep != 2 || r->variant != variant || value != knob) continue;
         sum_or += r->score.over_refusal;
         sum_harm += worst_harmful(&r->score);
-        refused += (int)lroundf(r->score.over_refusal * n_pseudo); // the rates are counts over the set
-        harmful += (int)lroundf(worst_harmful(&r->score) * n_malicious);
+        // the rates are counts over the set (NaN where a set has nothing to judge: no interval then)
+        if (isfinite(r->score.over_refusal)) refused += (int)lroundf(r->score.over_refusal * n_pseudo);
+        if (isfinite(worst_harmful(&r->score))) harmful += (int)lroundf(worst_harmful(&r->score) * n_malicious);
         p->n_seeds++;
     }
     if (p->n_seeds == 0) return 0;
     double lo, hi;
     p->over_refusal = (float)(sum_or / p->n_seeds);
     wilson_interval(refused, n_pseudo * p->n_seeds, &lo, &hi);
-    p->over_refusal_lo = (float)lo, p->over_refusal_hi = (float)hi;
+    p->over_refusal_lo = isfinite(p->over_refusal) ? (float)lo : NAN;
+    p->over_refusal_hi = isfinite(p->over_refusal) ? (float)hi : NAN;
     p->worst_harmful = (float)(sum_harm / p->n_seeds);
     wilson_interval(harmful, n_malicious * p->n_seeds, &lo, &hi);
-    p->worst_harmful_lo = (float)lo, p->worst_harmful_hi = (float)hi;
+    p->worst_harmful_lo = isfinite(p->worst_harmful) ? (float)lo : NAN;
+    p->worst_harmful_hi = isfinite(p->worst_harmful) ? (float)hi : NAN;
     return 1;
 }
 
@@ -985,10 +988,16 @@ static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int 
         for (int j = 0; j < a->n_tradeoff; j++) {
             TradeoffPoint p;
             if (!tradeoff_point(&p, runs, n_runs, variant, sorted[j], a->tradeoff_knob, n_pseudo, n_malicious)) continue;
-            fprintf(af.f, "%s\n   {\"%s\": %g, \"seeds\": %d, \"over_refusal\": %.4f, \"over_refusal_ci\": [%.4f, %.4f], "
-                    "\"worst_harmful\": %.4f, \"worst_harmful_ci\": [%.4f, %.4f]}", n ? "," : "", knob, p.knob,
-                    p.n_seeds, p.over_refusal, p.over_refusal_lo, p.over_refusal_hi, p.worst_harmful,
-                    p.worst_harmful_lo, p.worst_harmful_hi);
+            const float values[6] = {p.over_refusal, p.over_refusal_lo, p.over_refusal_hi, p.worst_harmful,
+                                     p.worst_harmful_lo, p.worst_harmful_hi};
+            static const char* const before[6] = {", \"over_refusal\": ", ", \"over_refusal_ci\": [", ", ",
+                                                   "], \"worst_harmful\": ", ", \"worst_harmful_ci\": [", ", "};
+            fprintf(af.f, "%s\n   {\"%s\": %g, \"seeds\": %d", n ? "," : "", knob, p.knob, p.n_seeds);
+            for (int q = 0; q < 6; q++) {
+                fputs(before[q], af.f);
+                json_float(af.f, values[q]); // null where NaN
+            }
+            fputs("]}", af.f);
             x[k][n] = p.over_refusal;
             y[k][n] = p.worst_harmful;
             n++;

@@ -1441,6 +1441,44 @@ static void test_demo_end_to_end(void) {
           json_array_length(json_member(json, "lambda")), json_array_length(json_member(json, "caa_frac")));
     free(json);
 
+    // the trade-off curves alone: RR and MOSR at 2 alphas x 2 seeds, the points in alpha order
+    char tradeoff_dir[600];
+    snprintf(tradeoff_dir, sizeof(tradeoff_dir), "%s/tradeoff", analyze_dir);
+    char* to_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", tradeoff_dir,
+                       "--steps", "2", "--max-new", "4", "--batch", "4", "--seeds", "2", "--eval-limit", "0",
+                       "--print-every", "0", "--threads", "1", "--tradeoff", "alpha=20,5", "--tradeoff-only"};
+    rc = ablation_main(sizeof(to_argv) / sizeof(to_argv[0]), to_argv);
+    CHECK(rc == 0 && file_nonempty(tradeoff_dir, "tradeoff.json") && file_nonempty(tradeoff_dir, "tradeoff_curve.png"),
+          "mosr ablation --tradeoff-only writes tradeoff.json and tradeoff_curve.png (exit %d)", rc);
+    snprintf(path, sizeof(path), "%s/tradeoff.json", tradeoff_dir);
+    json = read_file(path, NULL);
+    const char* curves = json_member(json, "curves");
+    for (int v = 0; v < 2; v++) {
+        const char* curve = json_member(curves, v == 0 ? "rr" : "mosr");
+        JsonIter it;
+        const char* point;
+        double alpha[2] = {NAN, NAN}, seeds = 0, lo = NAN, hi = NAN, rate = NAN;
+        int n_points = 0;
+        if (curve && json_iter_begin(&it, curve) == 0)
+            while (json_iter_next(&it, NULL, &point) == 1 && n_points < 2) {
+                json_get_number(point, "alpha", &alpha[n_points++]);
+                json_get_number(point, "seeds", &seeds);
+                json_get_number(point, "over_refusal", &rate);
+                const char* ci = json_member(point, "over_refusal_ci");
+                JsonIter ci_it;
+                const char* bound;
+                if (ci && json_iter_begin(&ci_it, ci) == 0) {
+                    if (json_iter_next(&ci_it, NULL, &bound) == 1) lo = strtod(bound, NULL);
+                    if (json_iter_next(&ci_it, NULL, &bound) == 1) hi = strtod(bound, NULL);
+                }
+            }
+        CHECK(n_points == 2 && alpha[0] == 5 && alpha[1] == 20 && seeds == 2 && lo <= rate && rate <= hi,
+              "tradeoff.json: %s at alpha 5 then 20, 2 seeds each, the rate inside its interval (%d points, alpha "
+              "%g %g, %g in [%g, %g])", v == 0 ? "rr" : "mosr", n_points, alpha[0], alpha[1], rate, lo, hi);
+    }
+    CHECK(!file_nonempty(tradeoff_dir, "ablation.png"), "--tradeoff-only runs no ablation");
+    free(json);
+
     fprintf(stderr, "(two error lines expected:)\n");
     char* bad_flag[] = {"demo", "--model", model_path, "--steps", "0"};
     CHECK(demo_main(5, bad_flag) == EXIT_USAGE, "--steps 0 is a usage error");
