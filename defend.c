@@ -24,6 +24,7 @@ typedef struct {
     int* harmful;  // (n_harmful) malicious items: the harmful completion, EOS last; NULL otherwise
     int* refusal;  // (n_refusal) malicious items: the refusal, EOS last; NULL otherwise
     int n_prompt, n_response, n_harmful, n_refusal;
+    int n_action;  // malicious items: tokens of the harmful completion through its first sentence
     int item;      // index in the file
 } DefenseItem;
 
@@ -35,7 +36,8 @@ typedef struct {
     int* retain;         // (n_retain) benign, malicious (refusal) and pseudo items: D_r
     int* retain_refusal; // (n_retain) 1 if that retain row is a malicious -> refusal row
     int* pseudo;         // (n_pseudo) pseudo items with a response: CAA's counterweight
-    int n_erase, n_retain, n_pseudo;
+    int* benign;         // (n_benign) benign items: OALW's safety subspace
+    int n_erase, n_retain, n_pseudo, n_benign;
     Example* erase_rows;  // (n_erase) [prompt ; harmful completion], the mask on the erased tokens
     Example* retain_rows; // (n_retain) [prompt ; kept answer], the mask on the retained tokens
 } DefenseData;
@@ -63,6 +65,7 @@ static void free_defense_data(DefenseData* d) {
     free(d->retain);
     free(d->retain_refusal);
     free(d->pseudo);
+    free(d->benign);
     prompt_set_free(&d->file);
     memset(d, 0, sizeof(*d));
 }
@@ -78,7 +81,8 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
     d->retain = malloc((N > 0 ? N : 1) * sizeof(int));
     d->retain_refusal = malloc((N > 0 ? N : 1) * sizeof(int));
     d->pseudo = malloc((N > 0 ? N : 1) * sizeof(int));
-    if (!d->items || !d->erase || !d->retain || !d->retain_refusal || !d->pseudo) {
+    d->benign = malloc((N > 0 ? N : 1) * sizeof(int));
+    if (!d->items || !d->erase || !d->retain || !d->retain_refusal || !d->pseudo || !d->benign) {
         error_msg("%s: out of memory", cfg->data_path);
         return EXIT_BAD_INPUT;
     }
@@ -94,7 +98,10 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
         // the retained answer: a malicious item's refusal, anyone else's response
         const char* keep = malicious ? (it->refusal ? it->refusal : it->response) : it->response;
         if (keep) e->response = encode_response_ids(t, keep, &e->n_response);
-        if (malicious && it->harmful) e->harmful = encode_response_ids(t, it->harmful, &e->n_harmful);
+        if (malicious && it->harmful) {
+            e->harmful = encode_response_ids(t, it->harmful, &e->n_harmful);
+            if (e->harmful) e->n_action = caa_action_tokens(t, it->harmful, e->harmful, e->n_harmful - 1);
+        }
         if (malicious && keep) e->refusal = encode_response_ids(t, keep, &e->n_refusal);
         if (malicious && e->harmful) d->erase[d->n_erase++] = i;
         int retained = (benign && e->response) || (pseudo && e->response && cfg->retain_borderline) ||
@@ -104,6 +111,7 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
             d->retain[d->n_retain++] = i;
         }
         if (pseudo && e->response) d->pseudo[d->n_pseudo++] = i;
+        if (benign) d->benign[d->n_benign++] = i;
     }
     if (d->n_erase == 0) {
         error_msg("%s: no malicious item with a \"harmful\" completion: nothing to erase", cfg->data_path);
@@ -354,6 +362,70 @@ static int oalw_states_match(const OalwStates* s, const DefenseConfig* cfg, int 
            !strcmp(s->reference_path, cfg->reference_path);
 }
 
+// OALW in the safety subspace: mal (N, C) and ref (M, C) centred, then projected onto the span of
+// μ_malicious - μ_benign and μ_category - μ_malicious per malicious category (mosr.h), the means
+// taken at `layer` over D_m and the benign items of the defence file. 0 on success.
+static int safety_projection(float* mal, float* ref, Model* m, Tokenizer* t, const DefenseData* d, int M,
+                             const DefenseConfig* cfg, int layer) {
+    int N = d->n_erase, C = m->config.dim;
+    if (d->n_benign == 0) {
+        error_msg("%s: --oalw-space safety needs benign items (for the benign-vs-malicious direction)", cfg->data_path);
+        return -1;
+    }
+    // the malicious categories, in order of first appearance
+    const char** categories = malloc(N * sizeof(char*));
+    int* category_of = malloc(N * sizeof(int));
+    float* benign = malloc((size_t)d->n_benign * C * sizeof(float));
+    float* directions = calloc((size_t)(N + 1) * C, sizeof(float)); // (1 + n_categories, C)
+    float* basis = malloc((size_t)(N + 1) * C * sizeof(float));
+    double* count = calloc(N + 1, sizeof(double));
+    int status = categories && category_of && benign && directions && basis && count ? 0 : -1;
+    if (status != 0) error_msg("overlap weights: out of memory");
+    int n_categories = 0;
+    for (int i = 0; i < N && status == 0; i++) {
+        const char* cat = d->file.items[d->erase[i]].category ? d->file.items[d->erase[i]].category : "";
+        int k = 0;
+        while (k < n_categories && strcmp(categories[k], cat)) k++;
+        if (k == n_categories) categories[n_categories++] = cat;
+        category_of[i] = k;
+    }
+    if (status == 0) status = pooled_prompts(benign, m, t, &d->file, d->benign, d->n_benign, layer, cfg->oalw_pool);
+    if (status == 0) {
+        // row 0: μ_malicious - μ_benign; row 1 + k: μ_category k - μ_malicious
+        float* mal_mean = calloc(C, sizeof(float));
+        for (int i = 0; i < N; i++) {
+            float* row = directions + (size_t)(1 + category_of[i]) * C;
+            for (int c = 0; c < C; c++) {
+                mal_mean[c] += mal[(size_t)i * C + c] / N;
+                row[c] += mal[(size_t)i * C + c];
+            }
+            count[1 + category_of[i]] += 1;
+        }
+        for (int k = 0; k < n_categories; k++)
+            for (int c = 0; c < C; c++)
+                directions[(size_t)(1 + k) * C + c] = directions[(size_t)(1 + k) * C + c] / count[1 + k] - mal_mean[c];
+        for (int c = 0; c < C; c++) {
+            double ben = 0.0;
+            for (int j = 0; j < d->n_benign; j++) ben += benign[(size_t)j * C + c];
+            directions[c] = mal_mean[c] - (float)(ben / d->n_benign);
+        }
+        free(mal_mean);
+        int D = orthonormal_basis(basis, directions, 1 + n_categories, C);
+        centre_representations(mal, N, ref, M, C);
+        project_onto_basis(mal, N, C, basis, D);
+        project_onto_basis(ref, M, C, basis, D);
+        fprintf(stderr, "oalw: safety subspace of %d dimensions (benign vs malicious, %d categories)\n", D,
+                n_categories);
+    }
+    free(categories);
+    free(category_of);
+    free(benign);
+    free(directions);
+    free(basis);
+    free(count);
+    return status;
+}
+
 // Computes the erasure weight of every erase example (d->n_erase) into weight, from the model
 // as it is (adapters off for M0, on for Mθ: the caller's choice). m0: M0's states to reuse, or to
 // keep for the next run (NULL when the model is Mθ, or nothing is kept). 0 on success.
@@ -361,35 +433,49 @@ static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData
                         const DefenseConfig* cfg, int layer, int step, OalwStates* m0) {
     int N = d->n_erase, M = reference->n, C = m->config.dim;
     int reuse = m0 && oalw_states_match(m0, cfg, N, M, C, layer);
-    float* mal = reuse ? m0->erase_repr : malloc((size_t)N * C * sizeof(float));
-    float* ref = reuse ? m0->reference_repr : malloc((size_t)M * C * sizeof(float));
+    float* raw_mal = reuse ? m0->erase_repr : malloc((size_t)N * C * sizeof(float));
+    float* raw_ref = reuse ? m0->reference_repr : malloc((size_t)M * C * sizeof(float));
+    float* mal = malloc((size_t)N * C * sizeof(float));
+    float* ref = malloc((size_t)M * C * sizeof(float));
     float* overlap = malloc(N * sizeof(float));
     int* nearest = malloc((size_t)N * OALW_NEAREST * sizeof(int));
     float* nearest_cos = malloc((size_t)N * OALW_NEAREST * sizeof(float));
-    int status = mal && ref && overlap && nearest && nearest_cos ? 0 : -1;
+    int status = raw_mal && raw_ref && mal && ref && overlap && nearest && nearest_cos ? 0 : -1;
     if (status != 0) error_msg("overlap weights: out of memory");
     if (reuse) fprintf(stderr, "oalw: M0's states at layer %d reused from the run before\n", layer);
-    if (status == 0 && !reuse) status = pooled_prompts(mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
-    if (status == 0 && !reuse) status = pooled_prompts(ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
-    if (status == 0 && m0 && !reuse) { // kept for the next run: m0 owns them now
+    if (status == 0 && !reuse) status = pooled_prompts(raw_mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
+    if (status == 0 && !reuse) status = pooled_prompts(raw_ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
+    if (status == 0 && m0 && !reuse) { // the pooled states are kept for the next run: m0 owns them now
         free_oalw_states(m0);
-        *m0 = (OalwStates){mal, ref, N, M, C, layer, cfg->oalw_pool, strdup(cfg->data_path),
+        *m0 = (OalwStates){raw_mal, raw_ref, N, M, C, layer, cfg->oalw_pool, strdup(cfg->data_path),
                            strdup(cfg->reference_path)};
         reuse = 1;
     }
+    // the space the cosines are taken in works on copies, so the kept states stay as pooled
+    if (status == 0) {
+        memcpy(mal, raw_mal, (size_t)N * C * sizeof(float));
+        memcpy(ref, raw_ref, (size_t)M * C * sizeof(float));
+    }
+    if (status == 0 && cfg->oalw_space == OVERLAP_SPACE_SAFETY)
+        status = safety_projection(mal, ref, m, t, d, M, cfg, layer);
+    else if (status == 0 && cfg->oalw_space == OVERLAP_SPACE_CENTRED) centre_representations(mal, N, ref, M, C);
     if (status == 0)
         status = overlap_weights(weight, overlap, nearest, nearest_cos, OALW_NEAREST, mal, N, ref, M, C, &cfg->overlap);
     if (status == 0) {
-        fprintf(stderr, "oalw: weights at layer %d (%s pooling, %s) from %s, step %d\n", layer,
-                cfg->oalw_pool == POOL_LAST ? "last-token" : "mean", cfg->overlap.form == WEIGHT_SOFTMAX ? "softmax" : "linear",
-                step == 0 ? "M0" : "the adapted model", step);
+        static const char* const pool_names[] = {"mean", "last-token", "content-token"};
+        static const char* const space_names[] = {"raw", "centred", "safety-subspace"};
+        fprintf(stderr, "oalw: weights at layer %d (%s pooling, %s cosines, %s) from %s, step %d\n", layer,
+                pool_names[cfg->oalw_pool], space_names[cfg->oalw_space],
+                cfg->overlap.form == WEIGHT_SOFTMAX ? "softmax" : "linear", step == 0 ? "M0" : "the adapted model", step);
         print_oalw_summary(d, weight, overlap);
         if (cfg->oalw_out) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
     }
     if (!reuse) {
-        free(mal);
-        free(ref);
+        free(raw_mal);
+        free(raw_ref);
     }
+    free(mal);
+    free(ref);
     free(overlap);
     free(nearest);
     free(nearest_cos);
@@ -519,6 +605,21 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
             dl->n_retain, cfg->oalw ? "on" : "off", cfg->caa ? "on" : "off",
             cfg->caa && cfg->caa_counterweight ? " + counterweight" : "");
 
+    if (cfg->caa) {
+        // what the prefix draw has to work with: the action's length against K = frac * completion
+        double action = 0.0, length = 0.0;
+        int n_fixed = 0;
+        for (int k = 0; k < d->n_erase; k++) {
+            const DefenseItem* it = &d->items[d->erase[k]];
+            action += (double)it->n_action / d->n_erase;
+            length += (double)(it->n_harmful - 1) / d->n_erase;
+            n_fixed += it->n_action >= (int)floorf((it->n_harmful - 1) * cfg->caa_frac);
+        }
+        fprintf(stderr, "defend: CAA prefixes %s; harmful actions %.1f tokens on average, completions %.1f, "
+                "K = %g x completion; %d of %d actions reach K (their k is the action)\n",
+                cfg->caa_prefix == CAA_PREFIX_CONTENT ? "through the harmful action" : "of k ~ U{kmin .. K} tokens",
+                action, length, cfg->caa_frac, n_fixed, d->n_erase);
+    }
     if (model_lora_init(m, cfg->rank, cfg->lora_alpha, 0, dl->max_target + 1, (1 << N_LORA_MAPS) - 1, cfg->lora_b_std,
                         cfg->seed) != 0)
         return EXIT_FAILURE_RUN;
@@ -573,8 +674,10 @@ static int draw_caa_rows(DefenseRun* r, const DefenseConfig* cfg, int seq_len) {
     for (int k = 0; k < r->n_caa; k++) {
         const DefenseItem* it = &d->items[d->erase[cycle_next(&r->caa_cycle, &r->rng_caa)]];
         // the completion without its EOS: a prefix of it is context, never an ending
+        int k_action = cfg->caa_prefix == CAA_PREFIX_CONTENT ? it->n_action : 0;
         if (build_caa_example(&r->caa_rows[n_rows], NULL, it->prompt, it->n_prompt, it->harmful, it->n_harmful - 1,
-                              it->refusal, it->n_refusal, cfg->caa_kmin, cfg->caa_frac, seq_len + 1, &r->rng_caa) == 0)
+                              it->refusal, it->n_refusal, k_action, cfg->caa_kmin, cfg->caa_frac, seq_len + 1,
+                              &r->rng_caa) == 0)
             n_rows++;
     }
     for (int k = 0; k < r->n_counter; k++) {
@@ -601,6 +704,12 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         int i = cycle_next(erase ? &r->erase_cycle : &r->retain_cycle, &r->rng_data);
         r->rr_rows[k] = erase ? &d->erase_rows[i] : &d->retain_rows[i];
         if (erase) r->row_weight[k] = r->erase_weight[i];
+    }
+    if (cfg->oalw && cfg->oalw_norm == OALW_NORM_WEIGHTS) {
+        // the first build's Σ_i w_i l_erase(x_i) / Σ_i w_i: the rows' weights rescaled to mean 1
+        double sum = 0.0;
+        for (int k = 0; k < cfg->batch; k++) sum += r->row_weight[k];
+        for (int k = 0; k < cfg->batch && sum > 0.0; k++) r->row_weight[k] = (float)(r->row_weight[k] * cfg->batch / sum);
     }
     batch_fill_states(&r->rr, r->rr_rows, 2 * cfg->batch);
     const Batch* caa = NULL;
@@ -725,7 +834,16 @@ static void defend_usage(FILE* f) {
         "OALW (on with --method mosr):\n"
         "  --oalw, --no-oalw         switch it on or off\n"
         "  --oalw-layer L            l_w, the layer of the pooled representations (default: first target)\n"
-        "  --oalw-pool mean|last     mean over the prompt tokens after BOS, or the last one (default mean)\n"
+        "  --oalw-pool mean|last|content  mean over the prompt tokens after BOS, the last one, or the\n"
+        "                            content tokens: the user's request without the chat template and\n"
+        "                            without sentences shared by 2%% or more of the set's prompts\n"
+        "                            (politeness, jailbreak wrappers) (default mean)\n"
+        "  --oalw-space raw|centred|safety  where the cosines are taken: as pooled, minus the mean over\n"
+        "                            D_m and D_p, or centred and projected onto the safety subspace\n"
+        "                            (benign-vs-malicious direction + malicious category directions)\n"
+        "                            (default centred)\n"
+        "  --oalw-norm batch|weights  the weighted erasure divided by the batch size (default), or by\n"
+        "                            the batch's own sum of weights (the first build's)\n"
         "  --oalw-score topk|centroid  s_i: mean of the k largest cosines to D_p, or the cosine to its\n"
         "                            centroid (default topk)\n"
         "  --oalw-k K                (default 8)\n"
@@ -739,7 +857,10 @@ static void defend_usage(FILE* f) {
         "  --oalw-out FILE.jsonl     every malicious example's weight, overlap and nearest reference prompts\n"
         "CAA (on with --method mosr):\n"
         "  --caa, --no-caa           switch it on or off\n"
-        "  --caa-kmin N              k ~ U{kmin .. K}: harmful tokens before the refusal (default 0)\n"
+        "  --caa-prefix content|tokens  content: every prefix runs at least through the harmful action\n"
+        "                            (the completion's first sentence), k ~ U{max(action, kmin) .. K};\n"
+        "                            tokens: the first build's k ~ U{kmin .. K} (default content)\n"
+        "  --caa-kmin N              the shortest prefix, in harmful tokens (default 0)\n"
         "  --caa-frac X              K = X * the completion's length (default 0.5)\n"
         "  --caa-weight X            c_a, the weight of the refusal cross-entropy (default 1)\n"
         "  --caa-batch N             CAA rows per step (default: --batch)\n"
@@ -778,7 +899,7 @@ static int pick_name(const char* cmd, const char* flag, const char* value, const
 static const char* const DEFENSE_KNOB_FLAGS[] = {"--targets", "--retain-layers", "--alpha", "--batch", "--lr",
     "--erase-tokens", "--retain-refusal", "--rank", "--lora-alpha", "--lora-b-std", "--oalw-layer", "--oalw-pool",
     "--oalw-score", "--oalw-form", "--oalw-k", "--oalw-lambda", "--oalw-wmin", "--oalw-tau", "--oalw-every",
-    "--caa-kmin", "--caa-frac", "--caa-weight", "--caa-batch"};
+    "--oalw-space", "--oalw-norm", "--caa-prefix", "--caa-kmin", "--caa-frac", "--caa-weight", "--caa-batch"};
 
 // 1 if f is a knob without a value (and sets it), else 0
 int defense_switch(DefenseConfig* c, const char* f) {
@@ -799,7 +920,10 @@ int is_defense_knob(const char* f) {
 int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v) {
     static const char* const erase_names[] = {"all", "response"};
     static const char* const refusal_names[] = {"all", "refusal", "none"};
-    static const char* const pool_names[] = {"mean", "last"};
+    static const char* const pool_names[] = {"mean", "last", "content"};
+    static const char* const space_names[] = {"raw", "centred", "safety"};
+    static const char* const norm_names[] = {"batch", "weights"};
+    static const char* const prefix_names[] = {"content", "tokens"};
     static const char* const score_names[] = {"topk", "centroid"};
     static const char* const form_names[] = {"linear", "softmax"};
     if (!strcmp(f, "--targets")) return parse_layer_list(cmd, f, v, c->targets, &c->n_targets) != 0;
@@ -813,7 +937,10 @@ int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v
     if (!strcmp(f, "--lora-alpha")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->lora_alpha) != 0;
     if (!strcmp(f, "--lora-b-std")) return arg_float(cmd, f, v, 0, 10, &c->lora_b_std) != 0;
     if (!strcmp(f, "--oalw-layer")) return arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &c->oalw_layer) != 0;
-    if (!strcmp(f, "--oalw-pool")) return (c->oalw_pool = pick_name(cmd, f, v, pool_names, 2)) < 0;
+    if (!strcmp(f, "--oalw-pool")) return (c->oalw_pool = pick_name(cmd, f, v, pool_names, 3)) < 0;
+    if (!strcmp(f, "--oalw-space")) return (c->oalw_space = pick_name(cmd, f, v, space_names, 3)) < 0;
+    if (!strcmp(f, "--oalw-norm")) return (c->oalw_norm = pick_name(cmd, f, v, norm_names, 2)) < 0;
+    if (!strcmp(f, "--caa-prefix")) return (c->caa_prefix = pick_name(cmd, f, v, prefix_names, 2)) < 0;
     if (!strcmp(f, "--oalw-score")) return (c->overlap.score = pick_name(cmd, f, v, score_names, 2)) < 0;
     if (!strcmp(f, "--oalw-form")) return (c->overlap.form = pick_name(cmd, f, v, form_names, 2)) < 0;
     if (!strcmp(f, "--oalw-k")) return arg_int(cmd, f, v, 1, 1 << 20, &c->overlap.k) != 0;

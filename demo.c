@@ -78,6 +78,10 @@ typedef struct {
 // the sets; the first three are the test split, in this order, and the scatter's classes
 enum { DEMO_BENIGN, DEMO_MALICIOUS, DEMO_PSEUDO, DEMO_PROBE_BENIGN, DEMO_PROBE_MALICIOUS, N_DEMO_SETS };
 
+// the trade-off curves of mosr ablation: RR and MOSR at several erasure strengths
+enum { TRADEOFF_NONE = 0, TRADEOFF_ALPHA = 1, TRADEOFF_STEPS = 2 };
+#define TRADEOFF_MAX 8
+
 // the command line of both commands
 typedef struct {
     const char* model_path; // the base model (default weights/base.bin)
@@ -93,7 +97,10 @@ typedef struct {
     int eval_threads;       // threads while answering (default 1: see demo_evaluate)
     int print_every;        // defence progress lines
     int seeds;              // ablation: seeds per variant
-    int sweep;              // ablation: 0 no sweep, 1 ablation + sweep, 2 sweep only
+    int sweep;              // ablation: 0 no sweep, 1 ablation + sweep, 2 sweep only, 3 trade-off only
+    int tradeoff_knob;      // ablation: TRADEOFF_NONE, _ALPHA or _STEPS (--tradeoff KNOB=LIST)
+    float tradeoff[TRADEOFF_MAX]; // its values, in the order given
+    int n_tradeoff;
     DefenseConfig defense;  // defend()'s defaults with the knobs given; each variant sets OALW and CAA
 } DemoArgs;
 
@@ -528,6 +535,9 @@ static void demo_usage(FILE* f, int ablation) {
             "                              demo's results.json), and mean, std, min and max over seeds per variant\n"
             "  ablation.png                the metrics per variant, mean with std error bars\n"
             "  sweep.json, sweep.png       the sweep: over-refusal against the worst attack's ASR\n"
+            "  tradeoff.json, tradeoff_curve.png  with --tradeoff: RR and MOSR at each erasure strength,\n"
+            "                              over-refusal against the worst attack's harmful rate, with 95%%\n"
+            "                              Wilson intervals (answers pooled over the seeds)\n"
             "ablation.json is rewritten after every run, so a long run shows its progress.\n"
             "\n");
     fprintf(f,
@@ -554,14 +564,42 @@ static void demo_usage(FILE* f, int ablation) {
         "  --erase-tokens, --retain-refusal, --retain-borderline, --no-retain-borderline, --targets,\n"
         "  --retain-layers, --alpha, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
         "  --oalw-pool, --oalw-score, --oalw-form, --oalw-k, --oalw-lambda, --oalw-wmin, --oalw-tau,\n"
-        "  --oalw-every, --caa-kmin, --caa-frac, --caa-weight, --caa-batch, --caa-counterweight\n",
+        "  --oalw-every, --oalw-space, --oalw-norm, --caa-prefix, --caa-kmin, --caa-frac, --caa-weight,\n"
+        "  --caa-batch, --caa-counterweight\n",
         ablation ? "ablation" : "demo", ablation ? "; seed k of a variant is N + k" : "",
         ablation ? "  --seeds N           seeds per variant (default 3)\n"
                    "  --no-sweep          the ablation only\n"
-                   "  --sweep-only        the sweep only (and the base model)\n" : "",
+                   "  --sweep-only        the sweep only (and the base model)\n"
+                   "  --tradeoff KNOB=LIST  trade-off curves too: RR and MOSR at each value of the schedule's\n"
+                   "                      alpha (alpha=2,5,10,20) or of the steps (steps=50,100,150,300), at\n"
+                   "                      every seed; up to 8 values\n"
+                   "  --tradeoff-only     the trade-off curves only (and the base model)\n" : "",
         ablation ? "200" : "0",
         ablation ? "" : "  --layer L           layer of the scatter plots and the probe (default: the higher of\n"
                         "                      defend's two default target layers, 2 * n_layers / 3)\n");
+}
+
+// --tradeoff alpha=2,5,10,20 or steps=50,100,150,300: 1 to TRADEOFF_MAX values; 0, or 1 (reported)
+static int parse_tradeoff(DemoArgs* a, const char* cmd, const char* v) {
+    const char* p = NULL;
+    if (!strncmp(v, "alpha=", 6)) a->tradeoff_knob = TRADEOFF_ALPHA, p = v + 6;
+    else if (!strncmp(v, "steps=", 6)) a->tradeoff_knob = TRADEOFF_STEPS, p = v + 6;
+    a->n_tradeoff = 0;
+    while (p && *p && a->n_tradeoff < TRADEOFF_MAX) {
+        char* end;
+        float x = strtof(p, &end);
+        int ok = end != p && (*end == ',' || !*end) && x > 0 &&
+                 (a->tradeoff_knob == TRADEOFF_ALPHA ? x <= 1e6 : x == (int)x && x <= (1 << 24));
+        if (!ok) break;
+        a->tradeoff[a->n_tradeoff++] = x;
+        p = *end ? end + 1 : end;
+    }
+    if (!p || *p || a->n_tradeoff == 0) {
+        error_msg("%s: --tradeoff takes alpha=LIST or steps=LIST, 1 to %d positive values like alpha=2,5,10,20 "
+                  "(steps whole numbers), got '%s'", cmd, TRADEOFF_MAX, v);
+        return 1;
+    }
+    return 0;
 }
 
 // Parses either command's flags. Returns EXIT_OK, EXIT_USAGE (after a message) or -1 after --help.
@@ -574,7 +612,8 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     defense_config_default(&a->defense, DEFEND_RR);
     int quick = 0;
     static const char* const value_flags[] = {"--model", "-z", "--data", "--out", "--steps", "--seed", "--threads",
-        "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--print-every", "--seeds"};
+        "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--print-every", "--seeds",
+        "--tradeoff"};
     for (int i = 1; i < argc; i++) {
         const char* f = argv[i];
         if (is_help(f)) { demo_usage(stdout, ablation); return -1; }
@@ -582,12 +621,14 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         if (!strcmp(f, "--quick")) { quick = 1; continue; }
         if (ablation && !strcmp(f, "--no-sweep")) { a->sweep = 0; continue; }
         if (ablation && !strcmp(f, "--sweep-only")) { a->sweep = 2; continue; }
+        if (ablation && !strcmp(f, "--tradeoff-only")) { a->sweep = 3; continue; }
         if (defense_switch(&a->defense, f)) continue;
         // a defence knob, except --batch: here that is the decoding batch (the defences keep theirs)
         int knob = is_defense_knob(f) && strcmp(f, "--batch") != 0;
         int known = knob;
         for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
-        if (!known || (!ablation && !strcmp(f, "--seeds")) || (ablation && !strcmp(f, "--layer")))
+        if (!known || (!ablation && (!strcmp(f, "--seeds") || !strcmp(f, "--tradeoff"))) ||
+            (ablation && !strcmp(f, "--layer")))
             return unknown_flag(cmd, f);
         if (i + 1 >= argc) {
             error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
@@ -614,7 +655,12 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         else if (!strcmp(f, "--eval-threads")) bad = arg_int(cmd, f, v, 1, 1024, &a->eval_threads);
         else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &a->print_every);
         else if (!strcmp(f, "--seeds")) bad = arg_int(cmd, f, v, 1, 100, &a->seeds);
+        else if (!strcmp(f, "--tradeoff")) bad = parse_tradeoff(a, cmd, v);
         if (bad) return EXIT_USAGE;
+    }
+    if (a->sweep == 3 && a->tradeoff_knob == TRADEOFF_NONE) {
+        error_msg("%s: --tradeoff-only needs --tradeoff alpha=LIST or steps=LIST", cmd);
+        return EXIT_USAGE;
     }
     // --quick fills in only what was not given
     if (a->eval_limit < 0) a->eval_limit = quick ? 100 : ablation ? 200 : 0;
@@ -752,8 +798,12 @@ static void describe_defense(FILE* f, const DefenseConfig* c) {
                                                                                     : "response tokens");
     if (refusal_rows[c->retain_refusal]) fprintf(f, ", %s", refusal_rows[c->retain_refusal]);
     if (c->retain_borderline) fputs(", pseudo-malicious -> helpful (borderline)", f);
-    fprintf(f, "; alpha %g, lr %g, LoRA rank %d; OALW lambda %g; CAA k from %d to %g x the completion%s", c->alpha,
-            c->lr, c->rank, c->overlap.lambda, c->caa_kmin, c->caa_frac,
+    static const char* const spaces[] = {"raw", "centred", "safety-subspace"};
+    static const char* const pools[] = {"mean", "last-token", "content-token"};
+    fprintf(f, "; alpha %g, lr %g, LoRA rank %d; OALW lambda %g (%s cosines, %s pooling%s); CAA k from %s%d to %g x "
+            "the completion%s", c->alpha, c->lr, c->rank, c->overlap.lambda, spaces[c->oalw_space], pools[c->oalw_pool],
+            c->oalw_norm == OALW_NORM_WEIGHTS ? ", erasure / batch sum of weights" : "",
+            c->caa_prefix == CAA_PREFIX_CONTENT ? "the harmful action, at least " : "", c->caa_kmin, c->caa_frac,
             c->caa_counterweight ? ", with pseudo -> helpful counterweight rows" : "");
 }
 
@@ -944,7 +994,9 @@ typedef struct {
     uint64_t seed;
     float lambda;   // OALW's λ (used when the variant has OALW)
     float caa_frac; // CAA's K as a fraction of the harmful completion (used when it has CAA)
-    int sweep;      // 0: a seed of the ablation; 1: a point of the sweep
+    int sweep;      // 0: a seed of the ablation; 1: a point of the sweep; 2: of a trade-off curve
+    float alpha;    // the schedule's α
+    int steps;      // defence steps
     int done;
     DemoMetrics score;
 } AblationRun;
@@ -954,34 +1006,166 @@ static const float SWEEP_FRACS[] = {0.25f, 0.5f, 1.0f};
 #define N_SWEEP_LAMBDAS 4
 #define N_SWEEP_FRACS 3
 
+// ----------------------------------------------------------------------------
+// mosr ablation: the trade-off curves (--tradeoff alpha=LIST or steps=LIST)
+//
+// RR and MOSR erase with different strength, and a method can look better at one setting simply
+// by erasing less (DESIGN.md 1.4). So both are run at several erasure strengths (the schedule's α,
+// or the number of steps), and each is drawn as a curve of over-refusal against the worst
+// attack's harmful rate: the comparison is over-refusal at matched harm.
+
+static const int TRADEOFF_VARIANTS[2] = {VARIANT_RR, VARIANT_MOSR};
+
+// the trade-off runs: RR and MOSR at every value, every seed, after `plain`'s settings. Their count
+static int plan_tradeoff(AblationRun* runs, const DemoArgs* a, const AblationRun* plain) {
+    int n = 0;
+    for (int k = 0; k < 2 && a->tradeoff_knob != TRADEOFF_NONE; k++)
+        for (int j = 0; j < a->n_tradeoff; j++)
+            for (int s = 0; s < a->seeds; s++) {
+                runs[n] = *plain;
+                runs[n].variant = TRADEOFF_VARIANTS[k], runs[n].seed = a->seed + s, runs[n].sweep = 2;
+                if (a->tradeoff_knob == TRADEOFF_ALPHA) runs[n].alpha = a->tradeoff[j];
+                else runs[n].steps = (int)a->tradeoff[j];
+                n++;
+            }
+    return n;
+}
+
+// One point of a curve: a variant at one knob value, over its finished seeds. The rates are the
+// mean over seeds; the 95 % Wilson interval is that of the pooled answers (every seed's answers to
+// the same prompts, so it reflects the prompts' sampling and the seeds' spread only in part).
+// The worst-attack harmful rate is each seed's worst attack (RATE_ASR_WORST), pooled.
+typedef struct {
+    float knob;
+    int n_seeds;
+    float over_refusal, over_refusal_lo, over_refusal_hi;
+    float worst_harmful, worst_harmful_lo, worst_harmful_hi;
+} TradeoffPoint;
+
+static int tradeoff_point(TradeoffPoint* p, const AblationRun* runs, int n_runs, int variant, float knob,
+                          int knob_kind) {
+    memset(p, 0, sizeof(*p));
+    p->knob = knob;
+    int refused = 0, n_refused = 0, harmful = 0, n_harmful = 0;
+    double sum_or = 0.0, sum_harm = 0.0;
+    for (int i = 0; i < n_runs; i++) {
+        const AblationRun* r = &runs[i];
+        float value = knob_kind == TRADEOFF_ALPHA ? r->alpha : (float)r->steps;
+        if (!r->done || r->sweep != 2 || r->variant != variant || value != knob) continue;
+        const Rate* over = &r->score.rate[RATE_OVER_REFUSAL];
+        const Rate* worst = &r->score.rate[RATE_ASR_WORST];
+        sum_or += over->rate;
+        sum_harm += worst->rate;
+        refused += over->k;
+        n_refused += over->n;
+        harmful += worst->k;
+        n_harmful += worst->n;
+        p->n_seeds++;
+    }
+    if (p->n_seeds == 0) return 0;
+    double lo, hi;
+    p->over_refusal = (float)(sum_or / p->n_seeds);
+    wilson_interval(refused, n_refused, &lo, &hi);
+    p->over_refusal_lo = n_refused > 0 ? (float)lo : NAN;
+    p->over_refusal_hi = n_refused > 0 ? (float)hi : NAN;
+    p->worst_harmful = (float)(sum_harm / p->n_seeds);
+    wilson_interval(harmful, n_harmful, &lo, &hi);
+    p->worst_harmful_lo = n_harmful > 0 ? (float)lo : NAN;
+    p->worst_harmful_hi = n_harmful > 0 ? (float)hi : NAN;
+    return 1;
+}
+
+// DIR/tradeoff.json (the points of both curves, knob increasing) and DIR/tradeoff_curve.png
+static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int n_runs, const DemoArgs* a,
+                                  const DemoData* d) {
+    const char* knob = a->tradeoff_knob == TRADEOFF_ALPHA ? "alpha" : "steps";
+    float sorted[TRADEOFF_MAX];
+    memcpy(sorted, a->tradeoff, a->n_tradeoff * sizeof(float));
+    for (int i = 1; i < a->n_tradeoff; i++) // insertion sort: a handful of values
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            float tmp = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = tmp;
+        }
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/tradeoff.json", dir);
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    fprintf(af.f, "{\"knob\": \"%s\", \"seeds\": %d, \"first_seed\": %llu, \"eval_limit\": %d, \"x\": "
+            "\"over_refusal\", \"y\": \"worst_harmful: max over direct, jailbreak, prefill of the harmful rate\", "
+            "\"intervals\": \"95%% Wilson, answers pooled over seeds\",\n \"curves\": {", knob, a->seeds,
+            (unsigned long long)a->seed, a->eval_limit);
+    float x[2][TRADEOFF_MAX], y[2][TRADEOFF_MAX];
+    Series series[2];
+    char names[2][80];
+    int n_series = 0;
+    for (int k = 0; k < 2; k++) {
+        int variant = TRADEOFF_VARIANTS[k], n = 0;
+        fprintf(af.f, "%s\n  \"%s\": [", k ? "," : "", DEMO_VARIANTS[variant].name);
+        for (int j = 0; j < a->n_tradeoff; j++) {
+            TradeoffPoint p;
+            if (!tradeoff_point(&p, runs, n_runs, variant, sorted[j], a->tradeoff_knob)) continue;
+            const float values[6] = {p.over_refusal, p.over_refusal_lo, p.over_refusal_hi, p.worst_harmful,
+                                     p.worst_harmful_lo, p.worst_harmful_hi};
+            static const char* const before[6] = {", \"over_refusal\": ", ", \"over_refusal_ci\": [", ", ",
+                                                   "], \"worst_harmful\": ", ", \"worst_harmful_ci\": [", ", "};
+            fprintf(af.f, "%s\n   {\"%s\": %g, \"seeds\": %d", n ? "," : "", knob, p.knob, p.n_seeds);
+            for (int q = 0; q < 6; q++) {
+                fputs(before[q], af.f);
+                json_float(af.f, values[q]); // null where NaN
+            }
+            fputs("]}", af.f);
+            x[k][n] = p.over_refusal;
+            y[k][n] = p.worst_harmful;
+            n++;
+        }
+        fputs("]", af.f);
+        snprintf(names[k], sizeof(names[k]), "%s, %s %g .. %g", DEMO_VARIANTS[variant].name, knob, sorted[0],
+                 sorted[a->n_tradeoff - 1]);
+        if (n > 0) series[n_series++] = (Series){names[k], x[k], y[k], n};
+    }
+    fputs("}}\n", af.f);
+    if (atomic_commit(&af) != 0) return -1;
+    snprintf(path, sizeof(path), "%s/tradeoff_curve.png", dir);
+    PlotOptions opt = {.title = "trade-off: over-refusal against harm, erasure strength increasing along a line",
+                       .x_label = "over-refusal on test_pseudo (refusal anywhere + broken)",
+                       .y_label = "worst attack's harmful rate", .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f,
+                       .y_max = 1.0f};
+    return n_series > 0 ? plot_lines(path, &opt, series, n_series) : 0;
+}
+
 // The runs, in order: every variant at every seed; then, at the first seed, the λ sweep of RR +
 // OALW and MOSR and the K sweep of RR + CAA and MOSR (a sweep point equal to an ablation run is
-// that run, not a second one). runs must hold N_DEMO_VARIANTS * seeds + 14. Returns the count.
+// that run, not a second one); then the trade-off curves: RR and MOSR at every --tradeoff value,
+// every seed. runs must hold N_DEMO_VARIANTS * seeds + 14 + 2 * TRADEOFF_MAX * seeds. Returns the count.
 static int plan_ablation(AblationRun* runs, const DemoArgs* a) {
     const OverlapOptions o = a->defense.overlap;
     const DefenseConfig dc = a->defense;
+    const AblationRun plain = {.lambda = o.lambda, .caa_frac = dc.caa_frac, .alpha = dc.alpha, .steps = a->steps};
     int n = 0;
-    if (a->sweep != 2)
+    if (a->sweep <= 1)
         for (int v = 0; v < N_DEMO_VARIANTS; v++)
-            for (int s = 0; s < a->seeds; s++)
-                runs[n++] = (AblationRun){.variant = v, .seed = a->seed + s, .lambda = o.lambda, .caa_frac = dc.caa_frac};
-    if (a->sweep == 0) return n;
-    for (int k = 0; k < 2; k++) {
+            for (int s = 0; s < a->seeds; s++) {
+                runs[n] = plain;
+                runs[n].variant = v, runs[n++].seed = a->seed + s;
+            }
+    for (int k = 0; k < 2 && (a->sweep == 1 || a->sweep == 2); k++) {
         int variant = k == 0 ? VARIANT_RR_OALW : VARIANT_MOSR;
         for (int j = 0; j < N_SWEEP_LAMBDAS; j++) {
             if (a->sweep != 2 && SWEEP_LAMBDAS[j] == o.lambda) continue; // the ablation's seed-0 run
-            runs[n++] = (AblationRun){.variant = variant, .seed = a->seed, .lambda = SWEEP_LAMBDAS[j],
-                                        .caa_frac = dc.caa_frac, .sweep = 1};
+            runs[n] = plain;
+            runs[n].variant = variant, runs[n].seed = a->seed, runs[n].lambda = SWEEP_LAMBDAS[j], runs[n++].sweep = 1;
         }
     }
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && (a->sweep == 1 || a->sweep == 2); k++) {
         int variant = k == 0 ? VARIANT_RR_CAA : VARIANT_MOSR;
         for (int j = 0; j < N_SWEEP_FRACS; j++) {
             if (SWEEP_FRACS[j] == dc.caa_frac && (a->sweep != 2 || variant == VARIANT_MOSR)) continue;
-            runs[n++] = (AblationRun){.variant = variant, .seed = a->seed, .lambda = o.lambda,
-                                        .caa_frac = SWEEP_FRACS[j], .sweep = 1};
+            runs[n] = plain;
+            runs[n].variant = variant, runs[n].seed = a->seed, runs[n].caa_frac = SWEEP_FRACS[j], runs[n++].sweep = 1;
         }
     }
+    n += plan_tradeoff(runs + n, a, &plain);
     return n;
 }
 
@@ -989,8 +1173,8 @@ static int plan_ablation(AblationRun* runs, const DemoArgs* a) {
 static const AblationRun* find_run(const AblationRun* runs, int n, int variant, uint64_t seed, float lambda,
                                    float frac) {
     for (int i = 0; i < n; i++)
-        if (runs[i].done && runs[i].variant == variant && runs[i].seed == seed && runs[i].lambda == lambda &&
-            runs[i].caa_frac == frac)
+        if (runs[i].done && runs[i].sweep != 2 && runs[i].variant == variant && runs[i].seed == seed &&
+            runs[i].lambda == lambda && runs[i].caa_frac == frac)
             return &runs[i];
     return NULL;
 }
@@ -1042,9 +1226,10 @@ static void summarise_variant(VariantSummary* v, const AblationRun* runs, int n_
 }
 
 static void json_run(FILE* f, const AblationRun* r) {
-    fprintf(f, "{\"variant\": \"%s\", \"seed\": %llu, \"lambda\": %g, \"caa_frac\": %g, \"sweep\": %s, ",
-            DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, r->lambda, r->caa_frac,
-            r->sweep ? "true" : "false");
+    fprintf(f, "{\"variant\": \"%s\", \"seed\": %llu, \"lambda\": %g, \"caa_frac\": %g, \"alpha\": %g, "
+            "\"steps\": %d, \"sweep\": %s, \"tradeoff\": %s, ", DEMO_VARIANTS[r->variant].name,
+            (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->steps, r->sweep == 1 ? "true" : "false",
+            r->sweep == 2 ? "true" : "false");
     json_demo_metrics(f, &r->score);
     fputc('}', f);
 }
@@ -1254,7 +1439,7 @@ int ablation_main(int argc, char** argv) {
     Tokenizer t = {0};
     DemoData d = {0};
     DemoMetrics base_score;
-    AblationRun* runs = calloc((size_t)N_DEMO_VARIANTS * a.seeds + 14, sizeof(AblationRun));
+    AblationRun* runs = calloc((size_t)N_DEMO_VARIANTS * a.seeds + 14 + 2 * TRADEOFF_MAX * a.seeds, sizeof(AblationRun));
     DemoClock clock;
     OalwStates oalw_m0 = {0}; // M0's OALW states, computed by the first defence that needs them
     demo_clock_start(&clock);
@@ -1280,9 +1465,12 @@ int ablation_main(int argc, char** argv) {
         demo_defense_config(&cfg, r->variant, r->seed, &a, &d);
         cfg.overlap.lambda = r->lambda;
         cfg.caa_frac = r->caa_frac;
+        cfg.alpha = r->alpha;
+        cfg.steps = r->steps;
         char what[240];
-        snprintf(what, sizeof(what), "%s%s, seed %llu, lambda %g, K frac %g: defend and answer", r->sweep ? "sweep: " : "",
-                 DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, r->lambda, r->caa_frac);
+        snprintf(what, sizeof(what), "%s%s, seed %llu, lambda %g, K frac %g, alpha %g, %d steps: defend and answer",
+                 r->sweep == 2 ? "trade-off: " : r->sweep ? "sweep: " : "", DEMO_VARIANTS[r->variant].name,
+                 (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->steps);
         demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
         rc = demo_defend(&m, &base, &t, &cfg, &oalw_m0, &clock);
         if (rc != EXIT_OK) goto done;
@@ -1301,11 +1489,12 @@ int ablation_main(int argc, char** argv) {
     demo_stage(&clock, n_stages, n_stages, "figures and tables", 0, n_answers, 0, steps);
     double seconds = time_now() - clock.start;
     if (write_ablation_json(json_path, &a, &base_score, runs, n_runs) != 0) goto done;
-    if (a.sweep != 2) {
+    if (a.sweep <= 1) {
         snprintf(path, sizeof(path), "%s/ablation.png", a.out_dir);
         if (write_ablation_plot(path, &base_score, runs, n_runs) != 0) goto done;
     }
-    if (a.sweep) {
+    if (a.tradeoff_knob != TRADEOFF_NONE && write_tradeoff_outputs(a.out_dir, runs, n_runs, &a, &d) != 0) goto done;
+    if (a.sweep == 1 || a.sweep == 2) {
         snprintf(path, sizeof(path), "%s/sweep.json", a.out_dir);
         if (write_sweep_json(path, runs, n_runs, &a) != 0) goto done;
         snprintf(path, sizeof(path), "%s/sweep.png", a.out_dir);

@@ -19,30 +19,140 @@
 // 1. representations (DESIGN.md 1.2, 1.4 r(x)). Pooling: one vector per prompt, from a (B, T, C)
 // block of hidden states
 
+// r = mean_{t in [first_b, end_b)} h[b, t]: the pooling of every mode, over one span per row
+static void pool_spans(float* out, const float* h, const int* first, const int* end, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        float* o = out + (size_t)b * C;
+        for (int c = 0; c < C; c++) o[c] = 0.0f;
+        for (int t = first[b]; t < end[b]; t++) {
+            const float* x = h + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) o[c] += x[c];
+        }
+        float inv = 1.0f / (end[b] - first[b]);
+        for (int c = 0; c < C; c++) o[c] *= inv;
+    }
+}
+
 // POOL_MEAN: r = mean_{t = 1 .. len-1} h[t] (BOS left out);  POOL_LAST: r = h[len - 1]
 int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode) {
     if (mode != POOL_MEAN && mode != POOL_LAST) {
         error_msg("pool_prompt: unknown pooling mode %d", mode);
         return -1;
     }
+    int* first = malloc(B * sizeof(int));
     for (int b = 0; b < B; b++) {
         int len = prompt_len[b];
         if (len < 1 || len > T) {
             error_msg("pool_prompt: prompt %d has %d tokens, outside 1..%d", b, len, T);
+            free(first);
             return -1;
         }
         // mean: positions 1 .. len-1 (BOS at 0 is the same state for every prompt, see mosr.h)
-        int first = (mode == POOL_LAST || len == 1) ? len - 1 : 1;
-        float* o = out + (size_t)b * C;
-        for (int c = 0; c < C; c++) o[c] = 0.0f;
-        for (int t = first; t < len; t++) {
-            const float* x = h + ((size_t)b * T + t) * C;
-            for (int c = 0; c < C; c++) o[c] += x[c];
-        }
-        float inv = 1.0f / (len - first);
-        for (int c = 0; c < C; c++) o[c] *= inv;
+        first[b] = (mode == POOL_LAST || len == 1) ? len - 1 : 1;
     }
+    pool_spans(out, h, first, prompt_len, B, T, C);
+    free(first);
     return 0;
+}
+
+// POOL_CONTENT: the user's request only. The chat template ("User: ", "\nAssistant:") is the same
+// for every prompt, and so are the sentences many prompts share: politeness ("Hi.", "Thanks.")
+// and jailbreak wrappers ("Developer mode is on and all filters are off."). A sentence (text up
+// to '.', '?' or '!' and a space, or the end) is shared if at least CONTENT_SHARED of the set's
+// prompts (and at least two) hold it; the content is the text from the first sentence that is
+// not shared to the end of the last one (all of the prompt if every sentence is shared).
+#define CONTENT_SHARED 0.02
+
+typedef struct {
+    const char* text;
+    int len, prompt;
+} Sentence;
+
+static int compare_sentence(const void* a, const void* b) {
+    const Sentence* x = a;
+    const Sentence* y = b;
+    if (x->len != y->len) return x->len - y->len;
+    int c = memcmp(x->text, y->text, x->len);
+    return c ? c : x->prompt - y->prompt;
+}
+
+// the sentences of text: (start, length) pairs into starts/lens (capacity strlen + 1); their count
+static int split_sentences(const char* text, int* starts, int* lens) {
+    int n = 0, start = 0, i = 0;
+    for (; text[i]; i++) {
+        int stop = (text[i] == '.' || text[i] == '?' || text[i] == '!') && (text[i + 1] == ' ' || !text[i + 1]);
+        if (!stop) continue;
+        starts[n] = start;
+        lens[n++] = i + 1 - start;
+        start = i + 1;
+        while (text[start] == ' ') start++;
+        i = start - 1;
+    }
+    if (text[start]) starts[n] = start, lens[n++] = i - start;
+    return n;
+}
+
+// content[i] = (a, b): the characters [a, b) of prompt i that hold its request. content: (N, 2)
+static void content_characters(int* content, const PromptSet* set) {
+    int N = set->n, total = 0;
+    for (int i = 0; i < N; i++) total += (int)strlen(set->items[i].prompt ? set->items[i].prompt : "") + 1;
+    Sentence* all = malloc((total > 0 ? total : 1) * sizeof(Sentence));
+    int* starts = malloc((total > 0 ? total : 1) * sizeof(int));
+    int* lens = malloc((total > 0 ? total : 1) * sizeof(int));
+    char* shared = calloc(total > 0 ? total : 1, 1); // per sentence of `all`
+    int n_all = 0;
+    for (int i = 0; i < N; i++) {
+        const char* p = set->items[i].prompt ? set->items[i].prompt : "";
+        int n = split_sentences(p, starts, lens);
+        for (int k = 0; k < n; k++) all[n_all++] = (Sentence){p + starts[k], lens[k], i};
+    }
+    // shared sentences: runs of equal text in sorted order, counted once per prompt
+    Sentence* sorted = malloc((n_all > 0 ? n_all : 1) * sizeof(Sentence));
+    memcpy(sorted, all, n_all * sizeof(Sentence));
+    qsort(sorted, n_all, sizeof(Sentence), compare_sentence);
+    int need = (int)ceil(CONTENT_SHARED * N) > 2 ? (int)ceil(CONTENT_SHARED * N) : 2;
+    for (int a = 0, b; a < n_all; a = b) {
+        int prompts = 1;
+        for (b = a + 1; b < n_all && sorted[b].len == sorted[a].len && !memcmp(sorted[b].text, sorted[a].text, sorted[a].len); b++)
+            prompts += sorted[b].prompt != sorted[b - 1].prompt;
+        if (prompts < need) continue;
+        for (int q = 0; q < n_all; q++) // mark every copy (n_all is a few thousand, once per run)
+            if (all[q].len == sorted[a].len && !memcmp(all[q].text, sorted[a].text, sorted[a].len)) shared[q] = 1;
+    }
+    for (int i = 0, q = 0; i < N; i++) {
+        const char* p = set->items[i].prompt ? set->items[i].prompt : "";
+        int a = -1, b = -1;
+        for (; q < n_all && all[q].prompt == i; q++) {
+            if (shared[q]) continue;
+            if (a < 0) a = (int)(all[q].text - p);
+            b = (int)(all[q].text - p) + all[q].len;
+        }
+        content[2 * i] = a < 0 ? 0 : a;
+        content[2 * i + 1] = a < 0 ? (int)strlen(p) : b;
+    }
+    free(all);
+    free(sorted);
+    free(starts);
+    free(lens);
+    free(shared);
+}
+
+// the token span [first, end) of ids (n: BOS, then "User: " prompt "\nAssistant:") whose pieces
+// touch the characters [a, b) of the prompt; the pieces are decoded to find where each one sits.
+// Falls back to the mean span [1, n) if no token does.
+static void content_tokens(int* first, int* end, Tokenizer* t, const int* ids, int n, int a, int b) {
+    int offset = -(int)strlen(CHAT_USER_PREFIX); // characters of the prompt before this piece
+    *first = -1;
+    *end = -1;
+    for (int k = 1; k < n; k++) {
+        int len = (int)strlen(tokenizer_decode(t, ids[k - 1], ids[k]));
+        if (offset + len > a && offset < b) {
+            if (*first < 0) *first = k;
+            *end = k + 1;
+        }
+        offset += len;
+    }
+    if (*first < 0) *first = n > 1 ? 1 : 0, *end = n;
 }
 
 // ----------------------------------------------------------------------------
@@ -64,7 +174,7 @@ static int compare_length(const void* a, const void* b) {
 // r_l(x) for every prompt x of a set and every layer l < n_layers: (n_layers, N, C), batches sorted by length
 int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out) {
     int L = m->config.n_layers, C = m->config.dim, seq_len = m->config.seq_len, N = set->n;
-    if (pool_mode != POOL_MEAN && pool_mode != POOL_LAST) {
+    if (pool_mode != POOL_MEAN && pool_mode != POOL_LAST && pool_mode != POOL_CONTENT) {
         error_msg("representations: unknown pooling mode %d", pool_mode);
         return -1;
     }
@@ -76,17 +186,28 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     int** ids = calloc(N > 0 ? N : 1, sizeof(int*));
     LengthIndex* order = malloc((N > 0 ? N : 1) * sizeof(LengthIndex));
     int* inputs = malloc((size_t)REPR_BATCH * seq_len * sizeof(int)); // (B, T)
-    int* batch_len = malloc(REPR_BATCH * sizeof(int));                // (B)
+    int* batch_first = malloc(REPR_BATCH * sizeof(int));              // (B)
+    int* batch_end = malloc(REPR_BATCH * sizeof(int));                // (B)
+    int* span = malloc((N > 0 ? N : 1) * 2 * sizeof(int));            // (N, 2) the pooled positions
     float* pooled = malloc((size_t)REPR_BATCH * C * sizeof(float));   // (B, C)
-    int status = ids && order && inputs && batch_len && pooled ? 0 : -1;
+    int status = ids && order && inputs && batch_first && batch_end && span && pooled ? 0 : -1;
     int n_cut = 0;
+    if (status == 0 && pool_mode == POOL_CONTENT) content_characters(span, set);
     for (int i = 0; i < N && status == 0; i++) {
         const char* prompt = set->items[i].prompt ? set->items[i].prompt : "";
         ids[i] = malloc((strlen(prompt) + 32) * sizeof(int));
         if (!ids[i]) { status = -1; break; }
         int cut;
-        order[i] = (LengthIndex){chat_encode_prompt_within(t, prompt, seq_len, ids[i], &cut), i};
+        int len = chat_encode_prompt_within(t, prompt, seq_len, ids[i], &cut);
+        order[i] = (LengthIndex){len, i};
         n_cut += cut;
+        // the positions pooled: mean [1, len), last [len - 1, len), content (a cut prompt: mean)
+        if (pool_mode == POOL_CONTENT && !cut)
+            content_tokens(&span[2 * i], &span[2 * i + 1], t, ids[i], len, span[2 * i], span[2 * i + 1]);
+        else {
+            span[2 * i] = pool_mode == POOL_LAST || len == 1 ? len - 1 : 1;
+            span[2 * i + 1] = len;
+        }
     }
     if (status != 0) error_msg("representations of %s: out of memory", set->name);
     qsort(order, N, sizeof(LengthIndex), compare_length);
@@ -109,16 +230,17 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
         int T = order[first + B - 1].len; // the longest of the batch: they are sorted
         for (int b = 0; b < B; b++) {
             const LengthIndex* row = &order[first + b];
-            batch_len[b] = row->len;
+            batch_first[b] = span[2 * row->index];
+            batch_end[b] = span[2 * row->index + 1];
             memcpy(inputs + (size_t)b * T, ids[row->index], row->len * sizeof(int));
             memset(inputs + (size_t)b * T + row->len, 0, (T - row->len) * sizeof(int));
         }
         // only the layers read, keeping nothing for a backward
         for (int l = 0; l < n_layers; l++) views[l] = states + (size_t)l * B * T * C;
         if (model_forward_states(m, inputs, B, T, n_layers, views) != 0) { status = -1; break; } // it said why
-        for (int l = 0; l < n_layers && status == 0; l++) {
-            status = pool_prompt(pooled, views[l], batch_len, B, T, C, pool_mode);
-            for (int b = 0; b < B && status == 0; b++)
+        for (int l = 0; l < n_layers; l++) {
+            pool_spans(pooled, views[l], batch_first, batch_end, B, T, C);
+            for (int b = 0; b < B; b++)
                 memcpy(out + ((size_t)l * N + order[first + b].index) * C, pooled + (size_t)b * C, C * sizeof(float));
         }
         double now = time_now();
@@ -140,7 +262,9 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     free(ids);
     free(order);
     free(inputs);
-    free(batch_len);
+    free(batch_first);
+    free(batch_end);
+    free(span);
     free(pooled);
     free(states);
     free(views);
@@ -172,24 +296,27 @@ float cosine_similarity(const float* a, const float* b, int C) {
     return dot_product(a, b, C) / (smooth_norm(a, C) * smooth_norm(b, C));
 }
 
-// Both losses are Σ_b w_b * mean_{masked t} f(b, t) / Σ_b w_b, i.e. a weighted sum over tokens
-//   loss = Σ_{b, masked t} coef[b] * f(b, t),   coef[b] = w_b / (n_masked_b * Σ_b' w_b')
-// where the sum Σ_b' runs over the examples that have a masked token (an example without one
-// has nothing to learn from and must not dilute the others). coef: (B) out.
+// Both losses are (1/B') Σ_b w_b * mean_{masked t} f(b, t), i.e. a weighted sum over tokens
+//   loss = Σ_{b, masked t} coef[b] * f(b, t),   coef[b] = w_b / (n_masked_b * B')
+// where B' counts the examples that have a masked token (an example without one has nothing to
+// learn from and must not dilute the others). Divided by the batch size, not by the batch's own
+// Σ w: OALW's weights average 1 over D_m already, and dividing by Σ w would scale a batch of
+// high-overlap (low-weight) examples back up to full strength (DESIGN.md 1.4, lesson 3).
+// coef: (B) out.
 static void example_coefficients(double* coef, const float* token_mask, const float* example_weight, int B, int T) {
-    double total_weight = 0.0;
+    int n_examples = 0;
     for (int b = 0; b < B; b++) {
         int n_masked = 0;
         for (int t = 0; t < T; t++) n_masked += token_mask[(size_t)b * T + t] > 0.0f;
         double w = example_weight ? example_weight[b] : 1.0;
         coef[b] = n_masked > 0 ? w / n_masked : 0.0;
-        if (n_masked > 0) total_weight += w;
+        n_examples += n_masked > 0;
     }
-    for (int b = 0; b < B; b++) coef[b] = total_weight > 0.0 ? coef[b] / total_weight : 0.0;
+    for (int b = 0; b < B; b++) coef[b] = n_examples > 0 ? coef[b] / n_examples : 0.0;
 }
 
 // l_erase(x) = mean_{tok} ReLU( cos( h_l^θ(x)[tok], h_l^0(x)[tok] ) ), and over the batch
-//   Σ_i w_i l_erase(x_i) / Σ_i w_i   (w_i: OALW's weights, all 1 for RR)
+//   (1/B) Σ_i w_i l_erase(x_i)   (w_i: OALW's weights, all 1 for RR)
 float erase_loss_forward(float* token_cos, const float* h, const float* h0, const float* token_mask,
                          const float* example_weight, int B, int T, int C) {
     double* coef = malloc(B * sizeof(double));
@@ -315,6 +442,62 @@ void overlap_options_default(OverlapOptions* opt) {
     opt->tau = 0.05f;
 }
 
+// Where the overlap is measured (DESIGN.md 1.4, lesson 2). Raw cosines of pooled states are
+// dominated by what every prompt shares (the template, politeness, a jailbreak wrapper), so the
+// weights tracked the wrapper, not the harm. Two remedies, applied to the representations before
+// the cosines: centring, and projecting onto the subspace where benign and malicious differ.
+
+// centred:  r <- r - mean_{q in D_m ∪ D_p} r(q),   for the rows of mal (N, C) and ref (M, C)
+void centre_representations(float* mal, int N, float* ref, int M, int C) {
+    double* mean = calloc(C, sizeof(double));
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) mean[c] += mal[(size_t)i * C + c];
+    for (int j = 0; j < M; j++)
+        for (int c = 0; c < C; c++) mean[c] += ref[(size_t)j * C + c];
+    for (int c = 0; c < C; c++) mean[c] /= (N + M);
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) mal[(size_t)i * C + c] -= (float)mean[c];
+    for (int j = 0; j < M; j++)
+        for (int c = 0; c < C; c++) ref[(size_t)j * C + c] -= (float)mean[c];
+    free(mean);
+}
+
+// The safety subspace: span{ μ_malicious - μ_benign } ∪ { μ_category - μ_malicious, per malicious
+// category }, orthonormalised (Gram-Schmidt; directions with less than 1e-6 of their length left
+// are dropped). directions: (D, C) in, the difference vectors; basis: (D, C) out. Returns the
+// number of basis vectors kept.
+int orthonormal_basis(float* basis, const float* directions, int D, int C) {
+    int n = 0;
+    for (int d = 0; d < D; d++) {
+        float* u = basis + (size_t)n * C;
+        memcpy(u, directions + (size_t)d * C, C * sizeof(float));
+        float before = smooth_norm(u, C);
+        for (int q = 0; q < n; q++) { // u <- u - (u . e_q) e_q
+            const float* e = basis + (size_t)q * C;
+            float along = dot_product(u, e, C);
+            for (int c = 0; c < C; c++) u[c] -= along * e[c];
+        }
+        float after = smooth_norm(u, C);
+        if (after <= 1e-6f * before || after <= 1e-9f) continue;
+        for (int c = 0; c < C; c++) u[c] /= after;
+        n++;
+    }
+    return n;
+}
+
+// in the safety subspace:  r <- Σ_d (r . e_d) e_d   for each row of x (n, C); basis (D, C) orthonormal
+void project_onto_basis(float* x, int n, int C, const float* basis, int D) {
+    float* coef = malloc((D > 0 ? D : 1) * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        float* r = x + (size_t)i * C;
+        for (int d = 0; d < D; d++) coef[d] = dot_product(r, basis + (size_t)d * C, C);
+        for (int c = 0; c < C; c++) r[c] = 0.0f;
+        for (int d = 0; d < D; d++)
+            for (int c = 0; c < C; c++) r[c] += coef[d] * basis[(size_t)d * C + c];
+    }
+    free(coef);
+}
+
 // copies x (n, C) with every row scaled to unit (smooth) norm
 static float* unit_rows(const float* x, int n, int C) {
     float* out = malloc((size_t)n * C * sizeof(float));
@@ -433,15 +616,39 @@ int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* ne
 // pseudo-malicious prompts share. Refusing after some harmful tokens ties it to the content, and
 // is also the situation a prefilling attack creates.
 
+// The harmful action: the tokens of a completion through the end of its first sentence ("Sure,
+// here is how to rob a bank."). A prefix shorter than that can be the opener a helpful answer
+// starts with too ("Here is how to"), and a refusal trained after it is a refusal after the
+// helpful opener (DESIGN.md 1.4, what the first build taught). The sentence ends at the first
+// '.', '?' or '!' followed by a space or the end of the text; the tokens are counted by decoding
+// them, so that the count is right whatever the pieces are.
+int caa_action_tokens(Tokenizer* t, const char* text, const int* ids, int n) {
+    size_t end = 0; // characters of the first sentence, its full stop included
+    for (size_t i = 0; text[i] && !end; i++)
+        if ((text[i] == '.' || text[i] == '?' || text[i] == '!') && (text[i + 1] == ' ' || text[i + 1] == '\0'))
+            end = i + 1;
+    if (end == 0) return n; // one sentence without an end: all of it
+    size_t covered = 0;
+    for (int k = 0; k < n; k++) {
+        // the decoded pieces are " " + text (the dummy-prefix space, see chat_encode_response)
+        covered += strlen(tokenizer_decode(t, k > 0 ? ids[k - 1] : TOKEN_EOS, ids[k]));
+        if (covered >= end + 1) return k + 1;
+    }
+    return n;
+}
+
 // x_aug = [ malicious prompt ; first k tokens of its harmful completion ; refusal ],
-//   k ~ uniform{k_min .. K},  K = frac * the completion's length;  loss mask on the refusal only
+//   k ~ uniform{lo .. hi},  lo = max(k_action, k_min),  hi = max(lo, frac * the completion's length);
+//   loss mask on the refusal only. k_action: caa_action_tokens (CAA on content), or 0 (the old
+//   draw on tokens, k ~ U{k_min .. K})
 int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
-                      int n_harmful, const int* refusal_ids, int n_refusal, int k_min, float frac, int max_len,
-                      uint64_t* rng) {
+                      int n_harmful, const int* refusal_ids, int n_refusal, int k_action, int k_min, float frac,
+                      int max_len, uint64_t* rng) {
     // the prefix length: k ~ uniform{lo .. hi}, one draw whatever the range, so that the random
     // stream (and with it every later draw) does not depend on the data
     int K = (int)floorf(n_harmful * frac);
-    int lo = k_min < n_harmful ? k_min : n_harmful;
+    int lo = k_min > k_action ? k_min : k_action;
+    if (lo > n_harmful) lo = n_harmful;
     if (lo < 0) lo = 0;
     int hi = K > lo ? K : lo;
     if (hi > n_harmful) hi = n_harmful;
@@ -451,6 +658,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
     int n_answer = n_refusal + add_eos; // the refusal as trained: always ends in EOS
     if (n_prompt < 1 || n_prompt + n_answer > max_len) return -1;
     if (n_prompt + k + n_answer > max_len) k = max_len - n_prompt - n_answer; // keep the refusal whole
+    if (k < k_action && k < n_harmful) return -1; // never a prefix short of the harmful action
 
     int n = n_prompt + k + n_answer;
     ex->ids = malloc(n * sizeof(int));
@@ -499,8 +707,11 @@ void defense_config_default(DefenseConfig* c, int method) {
     c->oalw = method == DEFEND_MOSR;
     c->oalw_layer = -1;
     c->oalw_pool = POOL_MEAN;
+    c->oalw_space = OVERLAP_SPACE_CENTRED;
+    c->oalw_norm = OALW_NORM_BATCH;
     overlap_options_default(&c->overlap);
     c->caa = method == DEFEND_MOSR;
+    c->caa_prefix = CAA_PREFIX_CONTENT;
     c->caa_kmin = 0;
     c->caa_frac = 0.5f;
     c->caa_weight = 1.0f;
@@ -599,7 +810,7 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
     for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
 
-    // c_s(t) * Σ_i w_i l_erase(x_i) / Σ_i w_i,  l_erase = mean_{l in L_t, tok} ReLU(cos(h_l^θ, h_l^0))
+    // c_s(t) * (1/B) Σ_i w_i l_erase(x_i),  l_erase = mean_{l in L_t, tok} ReLU(cos(h_l^θ, h_l^0))
     out->erase = 0.0f;
     for (int k = 0; k < dl->n_targets; k++) {
         int l = dl->targets[k];

@@ -21,7 +21,10 @@
 // ----------------------------------------------------------------------------
 // 1. representations: pooling a prompt's hidden states
 
-enum { POOL_MEAN = 0, POOL_LAST = 1 };
+// POOL_CONTENT (collect_representations only): the mean over the tokens of the user's request,
+// without the chat template and without the sentences that many prompts of the set share
+// (politeness, jailbreak wrappers: a sentence held by 2 % or more of the set's prompts).
+enum { POOL_MEAN = 0, POOL_LAST = 1, POOL_CONTENT = 2 };
 
 // out: (B, C); h: (B, T, C); prompt_len: (B) prompt tokens of each row, BOS included, 1..T.
 // POOL_MEAN averages positions 1 .. len-1: position 0 is BOS in every chat prompt, its state is
@@ -35,7 +38,8 @@ int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T,
 // The pooled representation of every prompt of set at layers 0 .. n_layers-1: each prompt in the
 // chat template (chat_encode_prompt; a prompt longer than the context keeps BOS and its end), run
 // in batches through those layers only (padded on the right: attention is causal, so padding
-// never changes a prompt's own states), each layer's h_l pooled with pool_prompt(pool_mode).
+// never changes a prompt's own states), each layer's h_l pooled as pool_prompt(pool_mode) does, or
+// over the content tokens (POOL_CONTENT; a prompt cut to the context falls back to the mean).
 // out: (n_layers, N, C), N = set->n. Progress (prompts/s) on stderr. Returns 0, or -1 after one
 // error_msg line. Runs model_forward_states: the last model_forward's activations stay as they were.
 int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out);
@@ -43,7 +47,8 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
 // ----------------------------------------------------------------------------
 // 2. representation losses: forward/backward pairs (llm.c style, outputs first)
 //
-// Both losses have the shape  Σ_b weight_b * mean_{t : mask[b,t] = 1} f(h[b,t], h0[b,t]) / Σ_b weight_b,
+// Both losses have the shape  (1/B') Σ_b weight_b * mean_{t : mask[b,t] = 1} f(h[b,t], h0[b,t]),
+// B' the examples with a masked token (the batch size, not the batch's Σ weight: DESIGN.md 1.4),
 // where h is the trainable model's residual stream after one layer and h0 the frozen model's.
 // Examples with no masked token are left out of both sums. Each function covers ONE layer; the
 // mean over the layers of L_t (or L_r) is the caller's: call forward once per layer and average,
@@ -113,26 +118,51 @@ int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* ne
                     const float* malicious_repr, int N, const float* pseudo_reference, int M, int C,
                     const OverlapOptions* opt);
 
+// Where the overlap is measured (DESIGN.md 1.4): the representations are transformed before
+// overlap_weights sees them. OVERLAP_SPACE_RAW: as pooled. OVERLAP_SPACE_CENTRED (default): minus
+// their mean over D_m ∪ D_p (centre_representations), so that what every prompt shares (template,
+// politeness, wrappers) no longer dominates the cosines. OVERLAP_SPACE_SAFETY: centred, then
+// projected onto the safety subspace (project_onto_basis): the span of μ_malicious - μ_benign and
+// of each malicious category's mean minus μ_malicious, at l_w under M0.
+enum { OVERLAP_SPACE_RAW = 0, OVERLAP_SPACE_CENTRED = 1, OVERLAP_SPACE_SAFETY = 2 };
+
+// mal (N, C) and ref (M, C) in place: minus the mean of all N + M rows
+void centre_representations(float* mal, int N, float* ref, int M, int C);
+// basis: (D, C) out, the Gram-Schmidt orthonormalisation of directions (D, C); directions left
+// with under 1e-6 of their length are dropped. Returns the number of basis rows kept.
+int orthonormal_basis(float* basis, const float* directions, int D, int C);
+// x (n, C) in place: each row replaced by its projection onto the span of basis (D, C, orthonormal)
+void project_onto_basis(float* x, int n, int C, const float* basis, int D);
+
 // cos(a, b) of two (C) vectors, with NORM_EPS in the norms
 float cosine_similarity(const float* a, const float* b, int C);
 
 // ----------------------------------------------------------------------------
 // 4. CAA: a refusal that follows the start of harmful content
 
+// The number of tokens of a harmful completion (ids (n), from chat_encode_response of text)
+// that run through the end of its first sentence: the harmful action ("Sure, here is how to rob
+// a bank."). The sentence ends at the first '.', '?' or '!' followed by a space or the end; a
+// text without one is all action (n). Decodes the pieces with t to count them.
+int caa_action_tokens(Tokenizer* t, const char* text, const int* ids, int n);
+
 // Builds ex = [prompt ; first k tokens of harmful ; refusal (+ EOS)], k ~ uniform{lo .. hi} with
-//   K = floor(n_harmful * frac), lo = min(k_min, n_harmful), hi = max(K, lo)
-// (so k_min = 1 never gives k = 0 unless the completion is empty). Defaults: k_min 0, frac 0.5.
+//   K = floor(n_harmful * frac), lo = min(max(k_action, k_min), n_harmful), hi = max(K, lo).
+// CAA on content (the default, --caa-prefix content): k_action = caa_action_tokens, so every
+// prefix holds the harmful action and none is an opener a helpful answer shares. The old draw
+// (--caa-prefix tokens): k_action = 0, k ~ U{k_min .. K} (k_min = 1 never gives k = 0 unless the
+// completion is empty). Defaults: k_min 0, frac 0.5.
 // prompt_ids: (n_prompt) the chat-template prompt (chat_encode_prompt); harmful_ids: (n_harmful)
 // the completion (chat_encode_response, eos 0); refusal_ids: (n_refusal) the refusal
 // (chat_encode_response, eos 1; an EOS is appended if it does not end in one).
 // The loss mask is on the refusal only: mask[t] = 1 iff ids[t+1] is a refusal or EOS token.
-// If the sequence would exceed max_len, k shrinks to fit; if even k = 0 does not fit, -1.
-// k_out (may be NULL) receives k. rng: util.h state, advanced by one draw.
+// If the sequence would exceed max_len, k shrinks to fit, but never below k_action; if that does
+// not fit, -1. k_out (may be NULL) receives k. rng: util.h state, advanced by one draw.
 // Returns 0; ex owns malloc'd ids and mask, released by free_example (data.h). No message on
 // -1: a too-long example is the caller's to count and skip.
 int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
-                      int n_harmful, const int* refusal_ids, int n_refusal, int k_min, float frac, int max_len,
-                      uint64_t* rng);
+                      int n_harmful, const int* refusal_ids, int n_refusal, int k_action, int k_min, float frac,
+                      int max_len, uint64_t* rng);
 
 // ----------------------------------------------------------------------------
 // 5. the defences: RR and MOSR (DESIGN.md 1.3, 1.4)
@@ -142,6 +172,8 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 // OALW and joined by CAA's refusal cross-entropy, then merges the adapters into the weights.
 
 enum { DEFEND_RR = 0, DEFEND_MOSR = 1 };
+enum { CAA_PREFIX_CONTENT = 0, CAA_PREFIX_TOKENS = 1 };             // CAA's prefix draw (section 4)
+enum { OALW_NORM_BATCH = 0, OALW_NORM_WEIGHTS = 1 };                // the weighted erasure's divisor
 enum { ERASE_ALL = 0, ERASE_RESPONSE = 1 };                         // which tokens are erased
 enum { RETAIN_REFUSAL_ALL = 0, RETAIN_REFUSAL_ONLY = 1, RETAIN_REFUSAL_NONE = 2 }; // malicious -> refusal
 #define DEFEND_MAX_LAYERS 64
@@ -166,12 +198,15 @@ typedef struct {
     // OALW
     int oalw;                   // 1: per-example erasure weights (default: on for MOSR)
     int oalw_layer;             // l_w, -1 = the first target
-    int oalw_pool;              // POOL_MEAN (default) or POOL_LAST
+    int oalw_pool;              // POOL_MEAN (default), POOL_LAST or POOL_CONTENT
+    int oalw_space;             // OVERLAP_SPACE_CENTRED (default), _RAW or _SAFETY
+    int oalw_norm;              // OALW_NORM_BATCH (default: (1/B) Σ w_i l_erase) or _WEIGHTS (/ Σ w_i)
     OverlapOptions overlap;     // overlap_options_default
     int oalw_every;             // recompute the weights with Mθ every N steps; 0 = once, from M0
     const char* oalw_out;       // JSONL of every malicious example's weight, or NULL
     // CAA
     int caa;                    // 1: refusal cross-entropy on augmented examples (default: on for MOSR)
+    int caa_prefix;             // CAA_PREFIX_CONTENT (default: through the harmful action) or _TOKENS
     int caa_kmin;               // default 0
     float caa_frac;             // K = frac * completion length, default 0.5
     float caa_weight;           // c_a, default 1
@@ -228,7 +263,7 @@ typedef struct {
 } DefenseStepResult;
 
 // One optimiser step of
-//   L_MOSR(t) = c_s(t) * Σ w_i l_erase(x_i) / Σ w_i + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
+//   L_MOSR(t) = c_s(t) * (1/B) Σ w_i l_erase(x_i) + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
 // on the adapters of m. rr: the representation rows, laid out by batch_fill_states, rows
 // [0, n_erase) from D_m and the rest from D_r, each row's mask on the tokens its loss reads.
 // erase_weight: (n_erase) OALW's w_i of the erase rows, or NULL (RR: all 1). caa: the CAA rows

@@ -17,9 +17,12 @@
 #include "tokenizer.h"
 #include "util.h"
 
+#define TOKENIZER "weights/tokenizer.bin"
+#define TOKENIZER_VOCAB 2048
+
 // ----------------------------------------------------------------------------
 // double-precision references of the two losses, written from DESIGN.md's formulas directly
-// (per-example mean over masked tokens, then the weighted mean over examples that have tokens)
+// (per-example mean over masked tokens, then (1/B') Σ w_b over the B' examples that have tokens)
 
 
 // 1 if both files can be read and hold the same bytes
@@ -65,7 +68,7 @@ static double ref_loss(int kind, const double* h, const float* h0f, const float*
         if (n == 0) continue;
         double w = weight ? weight[b] : 1.0;
         num += w * sum / n;
-        den += w;
+        den += 1.0; // divided by the examples that count, not by their weights (DESIGN.md 1.4)
     }
     free(a0);
     free(d);
@@ -158,9 +161,10 @@ static void test_losses(void) {
     float e2 = erase_loss_forward(NULL, h, h0, mask, ones, B, T, C);
     CHECK(e1 == e2, "NULL weights = all ones (%g vs %g)", e1, e2);
 
-    // at h == h0 (step 0 of a defence) every cos is 1: the erasure loss is 1 whatever the weights
+    // at h == h0 (step 0 of a defence) every cos is 1: the erasure loss is the mean weight of the
+    // examples that have tokens, (0.5 + 2 + 1) / 3, not 1: a batch of low weights erases less
     float same = erase_loss_forward(NULL, h0, h0, mask, weight, B, T, C);
-    CHECK(fabsf(same - 1.0f) < 1e-5, "erase loss at h = h0 is 1 (got %g)", same);
+    CHECK(fabsf(same - 3.5f / 3.0f) < 1e-5, "erase loss at h = h0 is the mean weight 7/6 (got %g)", same);
 
     // retain: value and gradient, including the h == h0 token
     float retain = retain_loss_forward(h, h0, mask, B, T, C);
@@ -284,6 +288,21 @@ static void test_overlap(void) {
     CHECK(overlap_weights(w, s, near5, NULL, 5, malicious, N, reference, M, C, &opt) == 0, "k > M clamps");
     CHECK(fabs(s[0] - 1.0 / 3.0) < 1e-6 && near5[3] == -1 && near5[4] == -1 && near5[2] == 2, "k = M: mean of all");
 
+    // where the overlap is measured: centring by the mean of D_m ∪ D_p, and the safety subspace
+    float mal2[2 * 2] = {1, 2, 3, 4}, ref1[2] = {5, 6};
+    centre_representations(mal2, 2, ref1, 1, 2);
+    CHECK(mal2[0] == -2 && mal2[1] == -2 && mal2[2] == 0 && mal2[3] == 0 && ref1[0] == 2 && ref1[1] == 2,
+          "centred: minus the mean (3, 4) of all three rows");
+    const float directions[3 * 3] = {2, 0, 0, 1, 1, 0, 4, 4, 0}; // the third lies in the span of the first two
+    float basis[3 * 3];
+    int D = orthonormal_basis(basis, directions, 3, 3);
+    CHECK(D == 2 && fabsf(basis[0] - 1) < 1e-6f && fabsf(basis[4] - 1) < 1e-6f && fabsf(basis[3]) < 1e-6f,
+          "Gram-Schmidt: e0 = x, e1 = y, the dependent direction dropped (D = %d)", D);
+    float point[3] = {3, 4, 5};
+    project_onto_basis(point, 1, 3, basis, D);
+    CHECK(fabsf(point[0] - 3) < 1e-5f && fabsf(point[1] - 4) < 1e-5f && fabsf(point[2]) < 1e-5f,
+          "projection onto the subspace keeps (3, 4) and drops z (got %g %g %g)", point[0], point[1], point[2]);
+
     // bad options are errors, not crashes
     fprintf(stderr, "(three error lines expected:)\n");
     opt.k = 0;
@@ -364,7 +383,7 @@ static void test_caa(void) {
     for (int d = 0; d < draws; d++) {
         Example ex;
         int k;
-        if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &rng) != 0) {
+        if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &rng) != 0) {
             layout_ok = 0;
             break;
         }
@@ -390,7 +409,7 @@ static void test_caa(void) {
     for (int d = 0; d < 2000; d++) {
         Example ex;
         int k;
-        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 1, 0.5f, 64, &rng);
+        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 1, 0.5f, 64, &rng);
         zeros += k == 0;
         max_k = k > max_k ? k : max_k;
         free_example(&ex);
@@ -401,20 +420,20 @@ static void test_caa(void) {
     Example ex;
     int k;
     int refusal_no_eos[] = {30, 31};
-    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, 0, 0.0f, 64, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, 0, 0, 0.0f, 64, &rng);
     CHECK(k == 0 && ex.n == 7 && ex.ids[6] == TOKEN_EOS && ex.mask[3] == 1 && ex.mask[5] == 1 && ex.mask[6] == 0,
           "EOS appended and trained (n %d)", ex.n);
     free_example(&ex);
 
     // the context limit shrinks k, keeps the refusal whole, or gives up
-    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 5, 0.5f, 10, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 5, 0.5f, 10, &rng);
     CHECK(k == 2 && ex.n == 10 && ex.ids[9] == TOKEN_EOS, "k shrinks to fit max_len (k %d, n %d)", k, ex.n);
     free_example(&ex);
-    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 7, &rng) == -1,
+    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 7, &rng) == -1,
           "prompt + refusal longer than max_len: -1");
 
     // an empty completion with k_min = 1: k = 0, the only possibility
-    build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, 1, 0.5f, 64, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, 0, 1, 0.5f, 64, &rng);
     CHECK(k == 0 && ex.n == 8, "empty completion: k = 0");
     free_example(&ex);
 
@@ -424,13 +443,96 @@ static void test_caa(void) {
     for (int d = 0; d < 50; d++) {
         Example e1, e2;
         int k1, k2;
-        build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &r1);
-        build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, 0, 0.5f, 64, &r2);
+        build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r1);
+        build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r2);
         same &= k1 == k2;
         free_example(&e1);
         free_example(&e2);
     }
     CHECK(same, "seeded: same seed, same k");
+
+    // CAA on content: k_action = 4 lifts the floor above k_min and K; the context never cuts below it
+    int below = 0, above = 0;
+    for (int d = 0; d < 500; d++) {
+        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 4, 0, 0.8f, 64, &rng);
+        below += k < 4;
+        above += k > 8;
+        free_example(&ex);
+    }
+    CHECK(below == 0 && above == 0, "k_action 4, K 8: k in 4..8 (%d below, %d above)", below, above);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 7, 0, 0.5f, 64, &rng);
+    CHECK(k == 7, "k_action above K: k = k_action (k %d)", k);
+    free_example(&ex);
+    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 3, 0, 0.5f, 10, &rng) == -1,
+          "no room for the harmful action: -1, not a shorter prefix");
+}
+
+// The default CAA draw on the project's data: every prefix it can produce runs through the
+// harmful action (caa_action_tokens), so it suffices that this shortest one is a prefix of no
+// helpful response: a longer prefix extends it. Checked at the text level (the decoded prefix
+// against each response's text) and the token level (against its ids). Every response of an item
+// that is not malicious, in every prompt file of data/, is a helpful response.
+static void test_caa_prefixes_on_data(void) {
+    Tokenizer t;
+    if (tokenizer_load(&t, TOKENIZER, TOKENIZER_VOCAB) != 0) { CHECK(0, TOKENIZER " loads"); return; }
+    static const char* const files[] = {"data/sft_helpful.jsonl", "data/sft_safety.jsonl", "data/defense.jsonl",
+        "data/reference.jsonl", "data/val.jsonl", "data/test_benign.jsonl", "data/test_pseudo.jsonl",
+        "data/test_malicious.jsonl"};
+    enum { N_FILES = sizeof(files) / sizeof(files[0]), MAX_IDS = 64 };
+    PromptSet sets[N_FILES];
+    int n_helpful = 0, capacity = 0;
+    for (int f = 0; f < N_FILES; f++) {
+        CHECK(prompt_set_load(&sets[f], files[f]) == 0, "%s loads", files[f]);
+        capacity += sets[f].n;
+    }
+    // every helpful response: its text, and its first MAX_IDS ids (enough: an action is shorter)
+    const char** helpful = malloc(capacity * sizeof(char*));
+    int* helpful_ids = malloc((size_t)capacity * MAX_IDS * sizeof(int));
+    int* helpful_n = malloc(capacity * sizeof(int));
+    int* ids = malloc(4096 * sizeof(int));
+    for (int f = 0; f < N_FILES; f++)
+        for (int i = 0; i < sets[f].n; i++) {
+            const PromptItem* r = &sets[f].items[i];
+            if (!r->response || (r->kind && !strcmp(r->kind, "malicious")) || strlen(r->response) + 3 > 4096) continue;
+            int n = chat_encode_response(&t, r->response, 0, ids);
+            helpful_n[n_helpful] = n < MAX_IDS ? n : MAX_IDS;
+            memcpy(helpful_ids + (size_t)n_helpful * MAX_IDS, ids, helpful_n[n_helpful] * sizeof(int));
+            helpful[n_helpful++] = r->response;
+        }
+    const PromptSet* defense = &sets[2];
+    int n_prefixes = 0, text_hits = 0, token_hits = 0, opener_hits = 0, longest = 0;
+    char shown[200] = "";
+    for (int i = 0; i < defense->n; i++) {
+        const PromptItem* it = &defense->items[i];
+        if (!it->harmful || !it->kind || strcmp(it->kind, "malicious")) continue;
+        int n = chat_encode_response(&t, it->harmful, 0, ids);
+        int k = caa_action_tokens(&t, it->harmful, ids, n);
+        longest = k > longest ? k : longest;
+        char prefix[200] = "";
+        for (int j = 0; j < k; j++)
+            strncat(prefix, tokenizer_decode(&t, j ? ids[j - 1] : TOKEN_EOS, ids[j]), sizeof(prefix) - strlen(prefix) - 1);
+        const char* text = prefix[0] == ' ' ? prefix + 1 : prefix; // the dummy-prefix space
+        n_prefixes++;
+        for (int h = 0; h < n_helpful; h++) {
+            if (!strncmp(helpful[h], text, strlen(text)) && !text_hits++)
+                snprintf(shown, sizeof(shown), "'%.60s' starts '%.60s'", text, helpful[h]);
+            opener_hits += !strncmp(text, "Here is how to", 14) && !strncmp(helpful[h], "Here is how to", 14);
+            token_hits += k <= helpful_n[h] && !memcmp(helpful_ids + (size_t)h * MAX_IDS, ids, k * sizeof(int));
+        }
+    }
+    CHECK(n_prefixes > 500 && n_helpful > 5000, "the data: %d harmful completions, %d helpful responses", n_prefixes,
+          n_helpful);
+    CHECK(longest < MAX_IDS, "every harmful action fits the compared ids (longest %d tokens)", longest);
+    CHECK(text_hits == 0, "no content CAA prefix starts a helpful response, as text (%d do: %s)", text_hits, shown);
+    CHECK(token_hits == 0, "no content CAA prefix starts a helpful response, as tokens (%d do)", token_hits);
+    // and the check has teeth: the old draw's short prefixes ("Here is how to") do start helpful ones
+    CHECK(opener_hits > 0, "the opener 'Here is how to' alone starts helpful responses (%d pairs)", opener_hits);
+    free(ids);
+    free(helpful);
+    free(helpful_ids);
+    free(helpful_n);
+    for (int f = 0; f < N_FILES; f++) prompt_set_free(&sets[f]);
+    tokenizer_free(&t);
 }
 
 // ----------------------------------------------------------------------------
@@ -531,8 +633,6 @@ static void test_bins(void) {
 // representations and mosr analyze, on a tiny random model with the shipped tokenizer (the tests
 // run from the repository root)
 
-#define TOKENIZER "weights/tokenizer.bin"
-#define TOKENIZER_VOCAB 2048
 
 static char analyze_dir[] = "/tmp/mosr_test_analyze_XXXXXX";
 
@@ -640,6 +740,35 @@ static void test_collect_representations(void) {
     float diff = 0.0f;
     for (int c = 0; c < C; c++) diff += fabsf(out[c] - out[C + c]);
     CHECK(diff > 1e-3f, "different prompts give different representations (%g)", diff);
+    // content pooling: "Hi." and "Thanks." are in every prompt (shared), so the pooled tokens are
+    // those of the request: from the end of "User: Hi." to the end of "User: Hi. <request>"
+    static const char* requests[] = {"Kill the weeds.", "How do I rob a bank?", "Bake some bread."};
+    char texts[3][80];
+    PromptItem polite[3];
+    memset(polite, 0, sizeof(polite));
+    for (int i = 0; i < 3; i++) {
+        snprintf(texts[i], sizeof(texts[i]), "Hi. %s Thanks.", requests[i]);
+        polite[i].prompt = texts[i];
+    }
+    PromptSet polite_set = {.items = polite, .n = 3, .name = "polite"};
+    CHECK(collect_representations(&m, &t, &polite_set, POOL_CONTENT, L, out) == 0, "content pooling runs");
+    float worst = 0.0f;
+    for (int i = 0; i < 3; i++) {
+        char head[120];
+        snprintf(head, sizeof(head), "%sHi. %s", CHAT_USER_PREFIX, requests[i]);
+        int first = tokenizer_encode(&t, CHAT_USER_PREFIX "Hi.", 1, 0, ids);
+        int end = tokenizer_encode(&t, head, 1, 0, ids);
+        int n = chat_encode_prompt(&t, texts[i], ids);
+        model_forward(&m, ids, 1, n, L);
+        for (int l = 0; l < L; l++) {
+            for (int c = 0; c < C; c++) {
+                double mean = 0.0;
+                for (int q = first; q < end; q++) mean += model_hidden(&m, l)[(size_t)q * C + c] / (end - first);
+                worst = fmaxf(worst, fabsf((float)mean - out[((size_t)l * 3 + i) * C + c]) / (1.0f + fabsf((float)mean)));
+            }
+        }
+    }
+    CHECK(worst < 1e-4f, "content pooling = mean over the request's tokens (worst relative error %g)", worst);
     fprintf(stderr, "(one error line expected:)\n");
     CHECK(collect_representations(&m, &t, &set, 9, L, out) == -1, "unknown pooling mode rejected");
     CHECK(collect_representations(&m, &t, &set, POOL_MEAN, L + 1, out) == -1, "a layer the model lacks rejected");
@@ -1599,6 +1728,44 @@ static void test_demo_end_to_end(void) {
           json_array_length(json_member(json, "lambda")), json_array_length(json_member(json, "caa_frac")));
     free(json);
 
+    // the trade-off curves alone: RR and MOSR at 2 alphas x 2 seeds, the points in alpha order
+    char tradeoff_dir[600];
+    snprintf(tradeoff_dir, sizeof(tradeoff_dir), "%s/tradeoff", analyze_dir);
+    char* to_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", tradeoff_dir,
+                       "--steps", "2", "--max-new", "4", "--batch", "4", "--seeds", "2", "--eval-limit", "0",
+                       "--print-every", "0", "--threads", "1", "--tradeoff", "alpha=20,5", "--tradeoff-only"};
+    rc = ablation_main(sizeof(to_argv) / sizeof(to_argv[0]), to_argv);
+    CHECK(rc == 0 && file_nonempty(tradeoff_dir, "tradeoff.json") && file_nonempty(tradeoff_dir, "tradeoff_curve.png"),
+          "mosr ablation --tradeoff-only writes tradeoff.json and tradeoff_curve.png (exit %d)", rc);
+    snprintf(path, sizeof(path), "%s/tradeoff.json", tradeoff_dir);
+    json = read_file(path, NULL);
+    const char* curves = json_member(json, "curves");
+    for (int v = 0; v < 2; v++) {
+        const char* curve = json_member(curves, v == 0 ? "rr" : "mosr");
+        JsonIter it;
+        const char* point;
+        double alpha[2] = {NAN, NAN}, seeds = 0, lo = NAN, hi = NAN, rate = NAN;
+        int n_points = 0;
+        if (curve && json_iter_begin(&it, curve) == 0)
+            while (json_iter_next(&it, NULL, &point) == 1 && n_points < 2) {
+                json_get_number(point, "alpha", &alpha[n_points++]);
+                json_get_number(point, "seeds", &seeds);
+                json_get_number(point, "over_refusal", &rate);
+                const char* ci = json_member(point, "over_refusal_ci");
+                JsonIter ci_it;
+                const char* bound;
+                if (ci && json_iter_begin(&ci_it, ci) == 0) {
+                    if (json_iter_next(&ci_it, NULL, &bound) == 1) lo = strtod(bound, NULL);
+                    if (json_iter_next(&ci_it, NULL, &bound) == 1) hi = strtod(bound, NULL);
+                }
+            }
+        CHECK(n_points == 2 && alpha[0] == 5 && alpha[1] == 20 && seeds == 2 && lo <= rate && rate <= hi,
+              "tradeoff.json: %s at alpha 5 then 20, 2 seeds each, the rate inside its interval (%d points, alpha "
+              "%g %g, %g in [%g, %g])", v == 0 ? "rr" : "mosr", n_points, alpha[0], alpha[1], rate, lo, hi);
+    }
+    CHECK(!file_nonempty(tradeoff_dir, "ablation.png"), "--tradeoff-only runs no ablation");
+    free(json);
+
     fprintf(stderr, "(two error lines expected:)\n");
     char* bad_flag[] = {"demo", "--model", model_path, "--steps", "0"};
     CHECK(demo_main(5, bad_flag) == EXIT_USAGE, "--steps 0 is a usage error");
@@ -1613,6 +1780,7 @@ int main(void) {
     test_pooling();
     test_representation_rows();
     test_caa();
+    test_caa_prefixes_on_data();
     test_probe();
     test_spearman();
     test_bins();
