@@ -10,16 +10,6 @@
 
 #include "util.h"
 
-// llama2.c-style: running out of memory here has no sensible recovery, so say so and exit
-static void* malloc_or_die(size_t size) {
-    void* p = malloc(size ? size : 1);
-    if (!p) {
-        error_msg("out of memory (asked for %zu bytes)", size);
-        exit(EXIT_FAILURE_RUN);
-    }
-    return p;
-}
-
 // ----------------------------------------------------------------------------
 // the chat template (data.h documents it)
 

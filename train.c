@@ -15,16 +15,6 @@
 #include "plot.h"
 #include "util.h"
 
-// llama2.c-style: running out of memory here has no sensible recovery, so say so and exit
-static void* malloc_or_die(size_t size) {
-    void* p = malloc(size ? size : 1);
-    if (!p) {
-        error_msg("out of memory (asked for %zu bytes)", size);
-        exit(EXIT_FAILURE_RUN);
-    }
-    return p;
-}
-
 static void* calloc_or_die(size_t n, size_t size) {
     void* p = calloc(n ? n : 1, size);
     if (!p) {

@@ -17,6 +17,16 @@
 // ----------------------------------------------------------------------------
 // errors
 
+// llama2.c-style: running out of memory here has no sensible recovery, so say so and exit
+void* malloc_or_die(size_t size) {
+    void* p = malloc(size ? size : 1);
+    if (!p) {
+        error_msg("out of memory (asked for %zu bytes)", size);
+        exit(EXIT_FAILURE_RUN);
+    }
+    return p;
+}
+
 void error_msg(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
