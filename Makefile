@@ -49,6 +49,10 @@ mosr: main.c $(OBJ) $(HDR)
 tests/%: tests/%.c tests/check.h $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+# bench/bench_generate.sh's helper (writes the random checkpoints, times the decode step)
+bench/bench_generate: bench/bench_generate.c $(LIB_OBJ)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 # the build packages first (a recursive make, so that no compile starts before they are there)
 test: deps
 	@$(MAKE) --no-print-directory mosr $(TESTS)
@@ -65,7 +69,7 @@ data:
 	$(MAKE) -C data
 
 clean:
-	rm -f mosr *.o $(TESTS)
+	rm -f mosr *.o $(TESTS) bench/bench_generate bench/sgemm_peak
 
 # ----------------------------------------------------------------------------
 # sanitizers and fuzzing (tests/fuzz/). Objects go to build/asan and build/fuzz, never over the

@@ -39,9 +39,12 @@ static int decode_reserve(Model* m, int n_slots, int n_rows) {
     if (n_rows < n_slots) n_rows = n_slots;
     if (n_slots > d->n_slots) {
         size_t S = n_slots, old_S = d->n_slots, slot_floats = T * KVD;
-        float* kc = calloc(L * S * slot_floats, sizeof(float));
-        float* vc = calloc(L * S * slot_floats, sizeof(float));
+        // the cache is read at every step, as the weights are: huge pages (util.c malloc_huge)
+        float* kc = malloc_huge(L * S * slot_floats * sizeof(float));
+        float* vc = malloc_huge(L * S * slot_floats * sizeof(float));
         float* logits = calloc(S * c->vocab_size, sizeof(float));
+        if (kc) memset(kc, 0, L * S * slot_floats * sizeof(float));
+        if (vc) memset(vc, 0, L * S * slot_floats * sizeof(float));
         if (!kc || !vc || !logits) {
             free(kc); free(vc); free(logits);
             error_msg("out of memory for a KV cache of %d sequences", n_slots);

@@ -87,7 +87,7 @@ int model_build(Model* m, const Config* c) {
     }
     m->config = *c;
     m->n_params = param_sizes_for(c, m->param_sizes);
-    m->param_memory = malloc(m->n_params * sizeof(float));
+    m->param_memory = malloc_huge(m->n_params * sizeof(float));
     if (!m->param_memory) {
         error_msg("out of memory for %zu parameters", m->n_params);
         return -1;

@@ -22,6 +22,7 @@ enum {
 // prints "mosr: " + the formatted message + "\n" on stderr
 void error_msg(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void* malloc_or_die(size_t size); // where running out of memory has no sensible recovery: says so, exits
+void* malloc_huge(size_t size);   // 2 MiB-aligned, transparent huge pages asked for; free() it
 
 // ----------------------------------------------------------------------------
 // crash-safe writes: write to "<path>.tmp.<pid>", fsync, then rename over path.

@@ -28,16 +28,14 @@ if [ ! -f "$PEER_SRC" ] || [ ! -f "$W/stories260K.bin" ] || [ ! -f "$W/llama2-to
   echo "bench_generate: $SHARED (llama2.c's run.c and the reference weights) not found; skipping"
   exit 0
 fi
-make -s mosr || exit 1
+make -s mosr bench/bench_generate || exit 1
 
 # --- the peer, built from its source with its own runomp flags (never copied into the repo) ---
 $CC -Ofast -fopenmp -march=native "$PEER_SRC" -lm -o "$OUT/run" || exit 1
 
 # --- the random checkpoints (llama2.c v0, which run reads), made once ---
-$CC -O3 -march=native -fopenmp -I. -o "$OUT/bench_generate" bench/bench_generate.c generate.o model.o train.o eval.o plot.o \
-    tokenizer.o util.o -lopenblas -lstb -lm || exit 1
-[ -f "$OUT/s15.bin" ] || "$OUT/bench_generate" --random "$OUT/s15.bin" 288 6 6 768 32000 256 || exit 1
-[ -f "$OUT/s110.bin" ] || "$OUT/bench_generate" --random "$OUT/s110.bin" 768 12 12 2048 32000 1024 || exit 1
+[ -f "$OUT/s15.bin" ] || bench/bench_generate --random "$OUT/s15.bin" 288 6 6 768 32000 256 || exit 1
+[ -f "$OUT/s110.bin" ] || bench/bench_generate --random "$OUT/s110.bin" 768 12 12 2048 32000 1024 || exit 1
 
 rate() { "$@" -t 0 -n 256 2>&1 >/dev/null | sed -n 's/^achieved tok\/s: //p'; }
 median() { grep -E '^[0-9.]+$' | sort -g | awk '{ a[NR] = $1 } END { print NR == 0 ? 0 : (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
