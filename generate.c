@@ -199,23 +199,91 @@ static void decode_rope(float* q, float* k, const float* rope_cos, const float* 
     }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// exp of eight floats (the Cephes expf scheme): x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6
+// polynomial, 2^n put straight into the exponent bits. Within 2 ulp of libm's expf for
+// -87 < x < 88; below that it gives ~1e-38 instead of 0 (softmax inputs are x - max <= 0).
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); // ln2 in two parts: hi is exact
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+
 static void decode_softmax(float* x, int n) {
     float max_val = x[0];
     for (int i = 1; i < n; i++) if (x[i] > max_val) max_val = x[i];
     float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
+    int i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 vmax = _mm256_set1_ps(max_val), vsum = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    sum = hsum8(vsum);
+#endif
+    for (; i < n; i++) {
         x[i] = expf(x[i] - max_val);
         sum += x[i];
     }
-    for (int i = 0; i < n; i++) x[i] /= sum;
+    float inv = 1.0f / sum;
+    for (i = 0; i < n; i++) x[i] *= inv;
 }
+
+// h[i] = silu(h[i]) * g[i] = h[i] / (1 + e^-h[i]) * g[i] for i0 <= i < i1: the SwiGLU gate
+static void silu_gate(float* h, const float* g, int i0, int i1) {
+    int i = i0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; i + 8 <= i1; i += 8) {
+        __m256 v = _mm256_loadu_ps(h + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        __m256 silu = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(silu, _mm256_loadu_ps(g + i)));
+    }
+#endif
+    for (; i < i1; i++) h[i] = h[i] * (1.0f / (1.0f + expf(-h[i]))) * g[i];
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// the eight dot products q . k_t, t0 <= t < t0 + 8, as one vector: eight running sums over the
+// head's channels, then added across in a tree (hadd pairs neighbours; the last step the halves)
+static inline __m256 scores8(const float* q, const float* keys, int t0, int HS, int KVD) {
+    __m256 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+    for (int i = 0; i < HS; i += 8) {
+        __m256 qi = _mm256_loadu_ps(q + i);
+        for (int j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(keys + (size_t)(t0 + j) * KVD + i), a[j]);
+    }
+    __m256 s01 = _mm256_hadd_ps(a[0], a[1]), s23 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 s45 = _mm256_hadd_ps(a[4], a[5]), s67 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+#endif
 
 // Causal attention of one query of one head over its cached keys/values.
 // out (HS), att (pos+1) scratch, q (HS); keys/values of its kv head: rows of stride KVD.
 static void decode_attend_head(float* out, float* att, const float* q, const float* keys,
                                const float* values, int pos, int HS, int KVD) {
     float scale = 1.0f / sqrtf((float)HS);
-    for (int t = 0; t <= pos; t++) {
+    int t = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (HS % 8 == 0)
+        for (; t + 8 <= pos + 1; t += 8) _mm256_storeu_ps(att + t, _mm256_mul_ps(scores8(q, keys, t, HS, KVD), _mm256_set1_ps(scale)));
+#endif
+    for (; t <= pos; t++) {
         const float* kt = keys + (size_t)t * KVD;
         float score = 0.0f;
         #pragma omp simd reduction(+ : score)
@@ -312,11 +380,7 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
                 int i1 = i + MATVEC_BLOCK < H ? i + MATVEC_BLOCK : H;
                 matvec_rows(s->hb, s->xb, w->w1 + (size_t)l * H * C, C, i, i1);
                 matvec_rows(s->hb2, s->xb, w->w3 + (size_t)l * H * C, C, i, i1);
-                for (int j = i; j < i1; j++) {
-                    float val = s->hb[j];
-                    val *= 1.0f / (1.0f + expf(-val)); // silu
-                    s->hb[j] = val * s->hb2[j];
-                }
+                silu_gate(s->hb, s->hb2, i, i1);
             }
             #pragma omp for schedule(static)
             for (int i = 0; i < C; i += MATVEC_BLOCK) {
@@ -398,11 +462,7 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         decode_matmul(s->hb, s->xb, w->w1 + (size_t)l * H * C, n, C, H);
         decode_matmul(s->hb2, s->xb, w->w3 + (size_t)l * H * C, n, C, H);
         #pragma omp parallel for if (n >= 64)
-        for (size_t i = 0; i < (size_t)n * H; i++) {
-            float val = s->hb[i];
-            val *= 1.0f / (1.0f + expf(-val)); // silu
-            s->hb[i] = val * s->hb2[i];
-        }
+        for (int r = 0; r < n; r++) silu_gate(s->hb + (size_t)r * H, s->hb2 + (size_t)r * H, 0, H);
         decode_matmul(s->xb, s->hb, w->w2 + (size_t)l * C * H, n, H, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb[i];
