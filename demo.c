@@ -94,7 +94,7 @@ typedef struct {
     int eval_limit;         // prompts per test set, evenly spaced; 0 = all
     int layer;              // the scatter's layer; -1 = the highest default target layer
     int batch, max_new;     // decode slots, generated tokens per answer
-    int eval_threads;       // threads while answering (default 1: see demo_evaluate)
+    int eval_threads;       // threads while answering, one decode stream each (0: --threads)
     int print_every;        // defence progress lines
     int seeds;              // ablation: seeds per variant
     int sweep;              // ablation: 0 no sweep, 1 ablation + sweep, 2 sweep only, 3 trade-off only
@@ -217,10 +217,9 @@ static void demo_metrics(DemoMetrics* s, const EvalResult* r) {
 // validation perplexity. rows: NULL, or (N_DEMO_ROWS) out, with every answer's label kept for the
 // paired tests (free with eval_results_free). dump: NULL, or where every answer goes with its
 // label (the input format of `mosr judge`). 0 on success.
-// It runs on d->eval_threads threads, 1 unless asked: decoding feeds at most --batch rows a step,
-// too little to split, and on the shipped model's size 2 threads were measured several times
-// slower than 1 (dim 128, 4 layers, 100 answers: 0.7 s on 1 thread, 5.8 s on 2). The defences,
-// on whole (B, T) blocks, do gain from threads, and keep --threads.
+// It runs on d->eval_threads threads (0: all), each a decode stream of its own on every n-th
+// prompt (generate.c generate_streams): a step of --batch rows of the shipped model is too
+// little work to split over threads, two streams measured 1.8x one on 2 cores.
 static int demo_evaluate(DemoMetrics* s, EvalResult* rows, Model* m, Tokenizer* t, const DemoData* d, FILE* dump) {
     const PromptSet* malicious = &d->sets[DEMO_MALICIOUS].set;
     const EvalSpec specs[N_DEMO_ROWS] = {{malicious, 1, ATTACK_DIRECT}, {malicious, 1, ATTACK_JAILBREAK},
@@ -554,8 +553,8 @@ static void demo_usage(FILE* f, int ablation) {
         "%s"
         "  --batch N           answers decoded side by side (default 32)\n"
         "  --max-new N         tokens per answer (default 128)\n"
-        "  --eval-threads N    threads while answering (default 1: decoding a few rows at a time does\n"
-        "                      not gain from more, and was measured slower on 2)\n"
+        "  --eval-threads N    threads while answering, each a decode stream of its own on every\n"
+        "                      N-th prompt (default: --threads); answers depend on N only\n"
 
         "  --print-every N     defence progress every N steps, 0 = none (default 25)\n"
         "  --threads N         OpenMP threads (default: all); results are reproducible for a given seed\n"
@@ -607,7 +606,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     const char* cmd = ablation ? "ablation" : "demo";
     *a = (DemoArgs){.model_path = "weights/base.bin", .tok_path = "weights/tokenizer.bin", .data_dir = "data",
                     .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
-                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 1,
+                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 0,
                     .print_every = 25, .seeds = 3, .sweep = 1};
     defense_config_default(&a->defense, DEFEND_RR);
     int quick = 0;
@@ -764,7 +763,8 @@ static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* 
     json_write_string(f, a->data_dir);
     fprintf(f, ", \"steps\": %d, \"seed\": %llu, \"threads\": %d, \"eval_threads\": %d, \"eval_limit\": %d, "
             "\"layer\": %d, \"max_new\": %d}",
-            a->steps, (unsigned long long)a->seed, omp_get_max_threads(), a->eval_threads, a->eval_limit, a->layer,
+            a->steps, (unsigned long long)a->seed, omp_get_max_threads(),
+            a->eval_threads > 0 ? a->eval_threads : omp_get_max_threads(), a->eval_limit, a->layer,
             a->max_new);
     int n_heldout = 0;
     for (int i = 0; i < d->sets[DEMO_PSEUDO].set.n; i++) n_heldout += d->sets[DEMO_PSEUDO].set.items[i].heldout;

@@ -907,6 +907,7 @@ int eval_sets(Model* m, Tokenizer* t, const EvalConfig* cfg, const EvalSpec* spe
         for (j = 0; j < n_jobs; j++) { ids[j] = jobs[j].ids; lens[j] = jobs[j].len; }
         Progress prog = {time_now(), time_now(), cfg->quiet};
         GenerateOptions opt = {.n_slots = cfg->batch, .max_new = cfg->max_new, .stop_on_eos = 1,
+                               .n_streams = omp_get_max_threads(),
                                .progress = report_progress, .ctx = &prog};
         status = generate_run(m, ids, lens, n_jobs, &opt, gens, cfg->timing);
     }
@@ -1187,7 +1188,8 @@ static void eval_usage(FILE* f) {
         "  --vocab FILE         the world's words, one a line (data/vocabulary.txt; the prompt sets\n"
         "                       beside it give the word pairs): turns on the odd-word rule; leave it\n"
         "                       out for public sets and other models\n"
-        "  --batch N            prompts decoded side by side (default 16)\n"
+        "  --batch N            prompts decoded side by side in each decode stream, one stream a\n"
+        "                       thread, each on every n-th prompt (default 16)\n"
         "  --max-new N          tokens generated per answer (default 128)\n"
         "  --val FILE           also report the perplexity of its responses (teacher-forced)\n"
         "  --ref MODEL.bin      write each answer's mean NLL per token under this model to the dump\n"

@@ -591,8 +591,13 @@ typedef struct {
     int rows;  // rows this slot feeds in the current step
 } Slot;
 
+static int generate_streams(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
+                            const GenerateOptions* opt, Generation* out, GenerateStats* stats);
+
 int generate_run(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
                  const GenerateOptions* opt, Generation* out, GenerateStats* stats) {
+    if (opt->n_streams > 1 && n_prompts > 1 && !opt->sampler && !opt->on_token)
+        return generate_streams(m, prompts, prompt_lens, n_prompts, opt, out, stats);
     const Config* c = &m->config;
     int seq_len = c->seq_len, V = c->vocab_size, n_slots = opt->n_slots, max_new = opt->max_new;
     if (n_slots < 1 || max_new < 1) { error_msg("generate: need >= 1 slot and >= 1 new token"); return -1; }
@@ -712,6 +717,98 @@ int generate_run(Model* m, int* const* prompts, const int* prompt_lens, int n_pr
     if (status != 0) generation_free(out, n_prompts);
     if (stats) *stats = st;
     return status;
+}
+
+// Several streams: a small model's decode step (a few dozen rows) is too little work to split
+// over threads, so each thread runs a loop of its own, single-threaded, on every n-th prompt,
+// with a decode state of its own over the shared weights. Which prompts a stream gets depends
+// only on n, so the answers are reproducible for a given n (as for a given thread count).
+typedef struct {
+    Model model;       // the caller's, but with its own DecodeState
+    int** prompts;     // (count) prompts k, k + n, k + 2n, ...
+    int* lens;         // (count)
+    Generation* gens;  // (count)
+    int count, done, status;
+    GenerateStats stats;
+} Stream;
+
+typedef struct {
+    Stream* streams;
+    int n_streams, n_prompts, stream;
+    const GenerateOptions* opt; // the caller's progress callback and ctx
+} StreamProgress;
+
+static void stream_progress(int done, int total, void* ctx) {
+    StreamProgress* sp = ctx;
+    __atomic_store_n(&sp->streams[sp->stream].done, done, __ATOMIC_RELAXED); // read by stream 0
+    if (sp->stream != 0) return; // the first stream reports for all
+    int sum = 0;
+    for (int k = 0; k < sp->n_streams; k++) sum += __atomic_load_n(&sp->streams[k].done, __ATOMIC_RELAXED);
+    sp->opt->progress(sum, sp->n_prompts, sp->opt->ctx);
+}
+
+static int generate_streams(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
+                            const GenerateOptions* opt, Generation* out, GenerateStats* stats) {
+    int n = opt->n_streams < n_prompts ? opt->n_streams : n_prompts;
+    Stream* streams = calloc(n, sizeof(Stream));
+    int ok = streams != NULL;
+    for (int k = 0; ok && k < n; k++) {
+        Stream* s = &streams[k];
+        s->count = (n_prompts - k + n - 1) / n;
+        s->prompts = malloc(s->count * sizeof(int*));
+        s->lens = malloc(s->count * sizeof(int));
+        s->gens = malloc(s->count * sizeof(Generation));
+        ok = s->prompts && s->lens && s->gens;
+        for (int j = 0; ok && j < s->count; j++) {
+            s->prompts[j] = prompts[k + j * n];
+            s->lens[j] = prompt_lens[k + j * n];
+        }
+        s->model = *m;
+        s->model.decode = (DecodeState){0};
+    }
+    if (ok) {
+        double start = time_now();
+        #pragma omp parallel num_threads(n)
+        {
+            int k = omp_get_thread_num();
+            Stream* s = &streams[k];
+            omp_set_num_threads(1); // this thread's decode steps, and OpenBLAS within them, stay on it
+            StreamProgress sp = {streams, n, n_prompts, k, opt};
+            GenerateOptions o = *opt;
+            o.n_streams = 1;
+            o.progress = opt->progress ? stream_progress : NULL;
+            o.ctx = &sp;
+            s->status = generate_run(&s->model, s->prompts, s->lens, s->count, &o, s->gens, &s->stats);
+            decode_state_free(&s->model.decode);
+        }
+        GenerateStats total = {.seconds = time_now() - start};
+        for (int k = 0; k < n; k++) {
+            const GenerateStats* st = &streams[k].stats;
+            ok &= streams[k].status == 0;
+            total.prompt_tokens += st->prompt_tokens;
+            total.generated_tokens += st->generated_tokens;
+            total.rows_after_first += st->rows_after_first;
+            total.flop += st->flop;
+            if (st->first_seconds > total.first_seconds) total.first_seconds = st->first_seconds;
+        }
+        if (stats) *stats = total;
+        if (ok && opt->progress) opt->progress(n_prompts, n_prompts, opt->ctx); // the streams end at different times
+        // the answers back in the callers' order (or freed, if any stream failed)
+        for (int k = 0; k < n; k++)
+            for (int j = 0; j < streams[k].count && streams[k].status == 0; j++) {
+                if (ok) out[k + j * n] = streams[k].gens[j];
+                else generation_free(&streams[k].gens[j], 1);
+            }
+    } else {
+        error_msg("generate: out of memory for %d streams", n);
+    }
+    for (int k = 0; streams && k < n; k++) {
+        free(streams[k].prompts);
+        free(streams[k].lens);
+        free(streams[k].gens);
+    }
+    free(streams);
+    return ok ? 0 : -1;
 }
 
 int generate_batched(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,

@@ -67,6 +67,8 @@ typedef struct {
     int n_slots;      // sequences decoded side by side
     int max_new;      // most generated tokens per prompt
     int stop_on_eos;  // 1: EOS ends an answer as BOS does (chat models); 0: only BOS (llama2.c)
+    int n_streams;    // > 1: that many independent loops, one a thread, each with n_slots slots
+                      // and prompts i = k, k + n, ... (greedy, no on_token only; else 1 stream)
     Sampler* sampler; // NULL: greedy
     void (*on_token)(int prompt, int token, void* ctx); // each generated token as it comes, or NULL
     ProgressFn progress;

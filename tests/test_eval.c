@@ -378,6 +378,8 @@ static void random_prompts(int** prompts, int* lens, int n, int V, uint64_t* rng
     }
 }
 
+static void record_progress(int done, int total, void* ctx) { *(int*)ctx = done; }
+
 static void test_batched_generation(void) {
     Config c = {.dim = 32, .hidden_dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 64,
                 .seq_len = 64, .shared_classifier = 0};
@@ -412,6 +414,13 @@ static void test_batched_generation(void) {
     int rc = 0;
     for (int i = 0; i < N; i++) rc |= generate_batched(&m, &prompts[i], &lens[i], 1, 1, MAX_NEW, &one[i], NULL, NULL);
     rc |= generate_batched(&m, prompts, lens, N, 7, MAX_NEW, many, NULL, NULL);
+    // three decode streams, one a thread, each on every third prompt with its own KV cache
+    Generation streamed[N];
+    int last_done = -1;
+    GenerateOptions opt = {.n_slots = 3, .max_new = MAX_NEW, .stop_on_eos = 1, .n_streams = 3,
+                           .progress = record_progress, .ctx = &last_done};
+    GenerateStats st;
+    rc |= generate_run(&m, prompts, lens, N, &opt, streamed, &st);
     CHECK(rc == 0, "generation runs");
     if (rc == 0) {
         int same_one = 1, same_many = 1, n_ended = 0, n_full = 0;
@@ -428,8 +437,20 @@ static void test_batched_generation(void) {
         CHECK(same_one, "batch 1 (prefill) equals token-by-token decoding, token for token");
         CHECK(same_many, "batch 7 (13 prompts, lengths 1..20) equals token-by-token decoding, token for token");
         CHECK(n_ended > 0 && n_full > 0, "both stops exercised: %d ended on EOS, %d ran to max_new", n_ended, n_full);
+        int same_streamed = 1;
+        long generated = 0;
+        for (int i = 0; i < N; i++) {
+            same_streamed &= streamed[i].n == ref[i].n && streamed[i].ended == ref[i].ended &&
+                             memcmp(streamed[i].ids, ref[i].ids, ref[i].n * sizeof(int)) == 0;
+            generated += ref[i].n;
+        }
+        CHECK(same_streamed, "3 decode streams of 3 slots equal token-by-token decoding, each answer in its place");
+        CHECK(st.generated_tokens == generated, "the streams' stats add up: %ld generated tokens, expected %ld",
+              st.generated_tokens, generated);
+        CHECK(last_done == N, "the streams' progress reaches all %d prompts (last report %d)", N, last_done);
         generation_free(one, N);
         generation_free(many, N);
+        generation_free(streamed, N);
     }
     generation_free(ref, N);
     // a prompt that fills the context gets one token at most; one longer is refused, not overrun
