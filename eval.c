@@ -1200,28 +1200,45 @@ static void eval_usage(FILE* f) {
     judge_rules_help(f);
 }
 
-// parses a positive int flag value; 0 on success
-static int parse_count(const char* flag, const char* s, int max, int* out) {
-    char* end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < 1 || v > max) {
-        error_msg("eval: %s expects an integer in 1..%d, got '%s'", flag, max, s);
-        return -1;
-    }
-    *out = (int)v;
+#define EVAL_MAX_SETS 64
+
+// the --set FILE --expect refuse|comply pairs of the command line, in order
+typedef struct {
+    const char* specs[EVAL_MAX_SETS];
+    int expects[EVAL_MAX_SETS]; // 1 refuse, 0 comply, -1 not given (yet)
+    int n;
+} EvalSetArgs;
+
+// --set (ARG_CALL, dest: the EvalSetArgs)
+static int add_set(const char* cmd, const char* flag, const char* value, void* dest) {
+    EvalSetArgs* s = dest;
+    if (s->n == EVAL_MAX_SETS) { error_msg("%s: at most %d sets", cmd, EVAL_MAX_SETS); return -1; }
+    s->specs[s->n] = value;
+    s->expects[s->n++] = -1;
     return 0;
 }
 
-#define EVAL_MAX_SETS 64
+// --expect, for the --set just named
+static int add_expect(const char* cmd, const char* flag, const char* value, void* dest) {
+    EvalSetArgs* s = dest;
+    if (s->n == 0 || s->expects[s->n - 1] != -1) {
+        error_msg("%s: --expect must follow its --set", cmd);
+        return -1;
+    }
+    if (!strcmp(value, "refuse")) s->expects[s->n - 1] = 1;
+    else if (!strcmp(value, "comply")) s->expects[s->n - 1] = 0;
+    else { error_msg("%s: --expect takes refuse or comply, got '%s'", cmd, value); return -1; }
+    return 0;
+}
+
+enum { ATTACKS_DIRECT, ATTACKS_JAILBREAK, ATTACKS_PREFILL, ATTACKS_ALL }; // --attack
 
 int eval_main(int argc, char** argv) {
+    const char* cmd = "eval";
     const char* model_path = NULL;
     const char* tok_path = NULL;
-    const char* set_specs[EVAL_MAX_SETS];
-    int expects[EVAL_MAX_SETS];
-    int n_sets = 0;
-    const char* attack = "direct";
+    EvalSetArgs set_args = {0};
+    int attack = ATTACKS_DIRECT;
     const char* json_path = NULL;
     const char* dump_path = NULL;
     const char* refusals_path = NULL; // NULL: the judge's own phrases
@@ -1231,56 +1248,31 @@ int eval_main(int argc, char** argv) {
     const char* ref_path = NULL;
     const char* vocab_path = NULL;
     int batch = 16, max_new = 128, quiet = 0, threads = 0;
-
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { eval_usage(stdout); return EXIT_OK; }
-        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-        if (a[0] != '-') {
-            if (model_path) { error_msg("eval: unexpected argument '%s'", a); return EXIT_USAGE; }
-            model_path = a;
-            continue;
-        }
-        static const char* const value_flags[] = {"-z", "--tokenizer", "--set", "--expect", "--attack", "--json",
-            "--dump", "--refusals", "--vocab", "--jailbreaks", "--prefills", "--val", "--ref", "--batch", "--max-new",
-            "--threads"};
-        int known = 0; // an unknown flag is named as such, not as one missing its value
-        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(a, value_flags[k]);
-        if (!known) { error_msg("eval: unknown option '%s' (see mosr eval --help)", a); return EXIT_USAGE; }
-        if (i + 1 >= argc) { error_msg("eval: %s needs a value", a); return EXIT_USAGE; }
-        const char* v = argv[++i];
-        if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) tok_path = v;
-        else if (!strcmp(a, "--set")) {
-            if (n_sets == EVAL_MAX_SETS) { error_msg("eval: at most %d sets", EVAL_MAX_SETS); return EXIT_USAGE; }
-            set_specs[n_sets] = v;
-            expects[n_sets++] = -1;
-        } else if (!strcmp(a, "--expect")) {
-            if (n_sets == 0 || expects[n_sets - 1] != -1) {
-                error_msg("eval: --expect must follow its --set");
-                return EXIT_USAGE;
-            }
-            if (!strcmp(v, "refuse")) expects[n_sets - 1] = 1;
-            else if (!strcmp(v, "comply")) expects[n_sets - 1] = 0;
-            else { error_msg("eval: --expect takes refuse or comply, got '%s'", v); return EXIT_USAGE; }
-        } else if (!strcmp(a, "--attack")) {
-            if (strcmp(v, "direct") && strcmp(v, "jailbreak") && strcmp(v, "prefill") && strcmp(v, "all")) {
-                error_msg("eval: --attack takes direct, jailbreak, prefill or all, got '%s'", v);
-                return EXIT_USAGE;
-            }
-            attack = v;
-        } else if (!strcmp(a, "--json")) json_path = v;
-        else if (!strcmp(a, "--dump")) dump_path = v;
-        else if (!strcmp(a, "--refusals")) refusals_path = v;
-        else if (!strcmp(a, "--jailbreaks")) jailbreaks_path = v;
-        else if (!strcmp(a, "--prefills")) prefills_path = v;
-        else if (!strcmp(a, "--val")) val_path = v;
-        else if (!strcmp(a, "--ref")) ref_path = v;
-        else if (!strcmp(a, "--vocab")) vocab_path = v;
-        else if (!strcmp(a, "--batch")) { if (parse_count(a, v, 4096, &batch)) return EXIT_USAGE; }
-        else if (!strcmp(a, "--max-new")) { if (parse_count(a, v, 1 << 20, &max_new)) return EXIT_USAGE; }
-        else if (!strcmp(a, "--threads")) { if (parse_count(a, v, 1024, &threads)) return EXIT_USAGE; }
-        else { error_msg("eval: unknown option '%s' (see mosr eval --help)", a); return EXIT_USAGE; }
-    }
+    const ArgSpec args[] = {
+        {"MODEL.bin", ARG_STRING, &model_path},
+        {"-z|--tokenizer", ARG_STRING, &tok_path},
+        {"--set", ARG_CALL, &set_args, .call = add_set},
+        {"--expect", ARG_CALL, &set_args, .call = add_expect},
+        {"--attack", ARG_CHOICE, &attack, .choices = "direct|jailbreak|prefill|all"},
+        {"--jailbreaks", ARG_STRING, &jailbreaks_path},
+        {"--prefills", ARG_STRING, &prefills_path},
+        {"--refusals", ARG_STRING, &refusals_path},
+        {"--vocab", ARG_STRING, &vocab_path},
+        {"--batch", ARG_INT, &batch, 1, 4096},
+        {"--max-new", ARG_INT, &max_new, 1, 1 << 20},
+        {"--val", ARG_STRING, &val_path},
+        {"--ref", ARG_STRING, &ref_path},
+        {"--json", ARG_STRING, &json_path},
+        {"--dump", ARG_STRING, &dump_path},
+        {"--threads", ARG_INT, &threads, 1, 1024},
+        {"--quiet", ARG_SWITCH, &quiet, 1},
+        {0}};
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) { eval_usage(stdout); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
+    const char* const* set_specs = set_args.specs;
+    const int* expects = set_args.expects;
+    int n_sets = set_args.n;
     if (!model_path || !tok_path || (n_sets == 0 && !val_path)) {
         error_msg("eval: needs MODEL.bin, -z TOKENIZER.bin and at least one --set (or --val) (see mosr eval --help)");
         return EXIT_USAGE;
@@ -1295,13 +1287,13 @@ int eval_main(int argc, char** argv) {
 
     // the attacks each malicious set is put through
     int attacks[3], n_attacks = 0;
-    if (!strcmp(attack, "direct") || !strcmp(attack, "all")) attacks[n_attacks++] = ATTACK_DIRECT;
-    if (!strcmp(attack, "jailbreak") || !strcmp(attack, "all")) attacks[n_attacks++] = ATTACK_JAILBREAK;
-    if (!strcmp(attack, "prefill") || !strcmp(attack, "all")) attacks[n_attacks++] = ATTACK_PREFILL;
+    if (attack == ATTACKS_DIRECT || attack == ATTACKS_ALL) attacks[n_attacks++] = ATTACK_DIRECT;
+    if (attack == ATTACKS_JAILBREAK || attack == ATTACKS_ALL) attacks[n_attacks++] = ATTACK_JAILBREAK;
+    if (attack == ATTACKS_PREFILL || attack == ATTACKS_ALL) attacks[n_attacks++] = ATTACK_PREFILL;
     int any_refuse = 0;
     for (int s = 0; s < n_sets; s++) any_refuse |= expects[s];
-    int want_jailbreaks = any_refuse && (!strcmp(attack, "jailbreak") || !strcmp(attack, "all"));
-    int want_prefills = any_refuse && (!strcmp(attack, "prefill") || !strcmp(attack, "all"));
+    int want_jailbreaks = any_refuse && (attack == ATTACKS_JAILBREAK || attack == ATTACKS_ALL);
+    int want_prefills = any_refuse && (attack == ATTACKS_PREFILL || attack == ATTACKS_ALL);
 
     // inputs
     int rc = EXIT_BAD_INPUT;
@@ -1539,17 +1531,19 @@ int judge_main(int argc, char** argv) {
     const char* refusals_path = NULL; // NULL: the judge's own phrases
     const char* out_path = NULL;
     const char* json_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { judge_usage(stdout); return EXIT_OK; }
-        if (!strcmp(a, "--print-refusals")) { refusal_list_write_default(stdout); return EXIT_OK; }
-        const char** slot = !strcmp(a, "--answers") ? &answers_path : !strcmp(a, "--vocab") ? &vocab_path
-                          : !strcmp(a, "--refusals") ? &refusals_path : !strcmp(a, "--out") ? &out_path
-                          : !strcmp(a, "--json") ? &json_path : NULL;
-        if (!slot) { error_msg("judge: unknown argument '%s' (see mosr judge --help)", a); return EXIT_USAGE; }
-        if (i + 1 >= argc) { error_msg("judge: %s needs a value", a); return EXIT_USAGE; }
-        *slot = argv[++i];
-    }
+    int print_refusals = 0;
+    const ArgSpec args[] = {
+        {"--answers", ARG_STRING, &answers_path},
+        {"--vocab", ARG_STRING, &vocab_path},
+        {"--refusals", ARG_STRING, &refusals_path},
+        {"--print-refusals", ARG_SWITCH, &print_refusals, 1},
+        {"--out", ARG_STRING, &out_path},
+        {"--json", ARG_STRING, &json_path},
+        {0}};
+    int parsed = args_parse("judge", args, argc, argv);
+    if (parsed == ARGS_HELP) { judge_usage(stdout); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
+    if (print_refusals) { refusal_list_write_default(stdout); return EXIT_OK; }
     if (!answers_path) { error_msg("judge: needs --answers FILE.jsonl (see mosr judge --help)"); return EXIT_USAGE; }
 
     int rc = EXIT_BAD_INPUT;
