@@ -649,48 +649,35 @@ static char* wrap_prompt(const char* tmpl, const char* prompt) {
 // ----------------------------------------------------------------------------
 // teacher-forced likelihood: validation perplexity, and the reference model's view of an answer
 
-// For each sequence b: nll[b] = the sum of -log p(seqs[b][p] | seqs[b][..p]) over the positions
-// p in [starts[b], lens[b]) (starts[b] >= 1), and counts[b] the number of them. The rows go
-// through model_forward in groups of `batch`, each padded to its longest row; a sequence longer
-// than the context is cut to it. 0 on success.
-static int sequences_nll(Model* m, int* const* seqs, const int* lens, const int* starts, int n, int batch,
-                         double* nll, int* counts) {
-    int T_max = m->config.seq_len;
-    int* inputs = malloc((size_t)batch * T_max * sizeof(int));   // (B, T)
-    int* targets = malloc((size_t)batch * T_max * sizeof(int));  // (B, T)
-    float* mask = malloc((size_t)batch * T_max * sizeof(float)); // (B, T)
-    int status = inputs && targets && mask ? 0 : -1;
-    if (status) error_msg("eval: out of memory");
+// For each example r: nll[r] = the sum of -log p(ids[p + 1] | ids[..p]) over the positions p
+// its mask counts, and counts[r] the number of them. The examples go through model_forward as
+// Batches of `batch` rows (data.h's batch_fill_padded: each padded to its longest row). The
+// callers cut the examples to the context. 0 on success.
+static int examples_nll(Model* m, const Example* rows, int n, int batch, double* nll, int* counts) {
+    Batch b;
+    build_batch(&b, batch, m->config.seq_len);
+    const Example** group = malloc_or_die(batch * sizeof(Example*));
+    int status = 0;
     for (int first = 0; first < n && status == 0; first += batch) {
-        int B = n - first < batch ? n - first : batch, T = 2;
-        for (int b = 0; b < B; b++) {
-            int len = lens[first + b] < T_max ? lens[first + b] : T_max;
-            if (len > T) T = len;
+        int B = n - first < batch ? n - first : batch;
+        for (int r = 0; r < B; r++) {
+            group[r] = &rows[first + r];
+            nll[first + r] = 0;
+            counts[first + r] = 0;
         }
-        // position p predicts token p + 1; it counts when p + 1 is in [start, len)
-        int any = 0;
-        for (int b = 0; b < B; b++) {
-            const int* s = seqs[first + b];
-            int len = lens[first + b] < T_max ? lens[first + b] : T_max, start = starts[first + b];
-            for (int p = 0; p < T; p++) {
-                inputs[b * T + p] = p < len ? s[p] : TOKEN_EOS;
-                targets[b * T + p] = p + 1 < len ? s[p + 1] : TOKEN_EOS;
-                mask[b * T + p] = p + 1 < len && p + 1 >= start;
-                any |= mask[b * T + p] > 0;
-            }
-        }
-        for (int b = 0; b < B; b++) { nll[first + b] = 0; counts[first + b] = 0; }
-        if (!any) continue;
-        model_forward(m, inputs, B, T, m->config.n_layers);
-        if (isnan(model_loss(m, targets, mask, 1.0f))) { status = -1; break; }
+        batch_fill_padded(&b, group, B);
+        if (b.n_counted == 0) continue;
+        model_forward(m, b.inputs, B, b.T, m->config.n_layers);
+        if (isnan(model_loss(m, b.targets, b.mask, 1.0f))) { status = -1; break; }
         const float* losses = m->acts.losses; // (B, T), 0 off the mask
-        for (int b = 0; b < B; b++) {
-            for (int p = 0; p < T; p++) {
-                if (mask[b * T + p] > 0) { nll[first + b] += losses[b * T + p]; counts[first + b]++; }
+        for (int r = 0; r < B; r++)
+            for (int p = 0; p < b.T; p++) {
+                size_t i = (size_t)r * b.T + p;
+                if (b.mask[i] > 0) { nll[first + r] += losses[i]; counts[first + r]++; }
             }
-        }
     }
-    free(inputs); free(targets); free(mask);
+    free(group);
+    free_batch(&b);
     return status;
 }
 
@@ -698,29 +685,23 @@ double eval_perplexity(Model* m, Tokenizer* t, const PromptSet* set, int batch) 
     int n = 0;
     for (int i = 0; i < set->n; i++) n += set->items[i].response != NULL;
     if (n == 0 || batch < 1) return -1;
-    int** seqs = calloc(n, sizeof(int*));
-    int* lens = malloc(n * sizeof(int));
-    int* starts = malloc(n * sizeof(int));
+    Example* rows = calloc(n, sizeof(Example));
     double* nll = malloc(n * sizeof(double));
     int* counts = malloc(n * sizeof(int));
-    int status = seqs && lens && starts && nll && counts ? 0 : -1;
-    // each example in the chat template: prompt ids, then response ids with EOS (the scored part)
+    int status = rows && nll && counts ? 0 : -1;
+    // each example in the chat template, scored on its response and EOS, cut to the context
     for (int i = 0, k = 0; i < set->n && status == 0; i++) {
         const PromptItem* it = &set->items[i];
-        if (!it->response) continue;
-        seqs[k] = malloc((strlen(it->prompt) + 32 + strlen(it->response) + 3) * sizeof(int));
-        if (!seqs[k]) { status = -1; break; }
-        starts[k] = chat_encode_prompt(t, it->prompt, seqs[k]);
-        lens[k] = starts[k] + chat_encode_response(t, it->response, 1, seqs[k] + starts[k]);
-        k++;
+        if (it->response && example_from_chat(&rows[k++], t, it->prompt, it->response, m->config.seq_len) < 0)
+            status = -1;
     }
     if (status != 0) error_msg("eval: out of memory");
     double total_nll = 0, total_tokens = 0;
-    if (status == 0 && sequences_nll(m, seqs, lens, starts, n, batch, nll, counts) == 0) {
+    if (status == 0 && examples_nll(m, rows, n, batch, nll, counts) == 0) {
         for (int i = 0; i < n; i++) { total_nll += nll[i]; total_tokens += counts[i]; }
     }
-    for (int i = 0; seqs && i < n; i++) free(seqs[i]);
-    free(seqs); free(lens); free(starts); free(nll); free(counts);
+    for (int i = 0; rows && i < n; i++) free_example(&rows[i]);
+    free(rows); free(nll); free(counts);
     return total_tokens > 0 ? exp(total_nll / total_tokens) : -1;
 }
 
@@ -729,26 +710,28 @@ double eval_perplexity(Model* m, Tokenizer* t, const PromptSet* set, int batch) 
 // an empty answer.
 static int reference_nll(Model* ref, int* const* prompts, const int* prompt_lens, const Generation* gens, int n,
                          double* mean_nll) {
-    int** seqs = calloc(n, sizeof(int*));
-    int* lens = malloc(n * sizeof(int));
-    int* starts = malloc(n * sizeof(int));
+    Example* rows = calloc(n, sizeof(Example));
     double* nll = malloc(n * sizeof(double));
     int* counts = malloc(n * sizeof(int));
-    int status = seqs && lens && starts && nll && counts ? 0 : -1;
+    int status = rows && nll && counts ? 0 : -1;
     for (int i = 0; i < n && status == 0; i++) {
-        seqs[i] = malloc((prompt_lens[i] + gens[i].n + 1) * sizeof(int));
-        if (!seqs[i]) { status = -1; break; }
-        memcpy(seqs[i], prompts[i], prompt_lens[i] * sizeof(int));
-        memcpy(seqs[i] + prompt_lens[i], gens[i].ids, gens[i].n * sizeof(int));
-        lens[i] = prompt_lens[i] + gens[i].n;
-        if (gens[i].ended) seqs[i][lens[i]++] = TOKEN_EOS;
-        starts[i] = prompt_lens[i];
+        Example* ex = &rows[i];
+        int len = prompt_lens[i] + gens[i].n + (gens[i].ended ? 1 : 0);
+        ex->ids = malloc(len * sizeof(int));
+        ex->mask = malloc(len * sizeof(float));
+        if (!ex->ids || !ex->mask) { status = -1; break; }
+        memcpy(ex->ids, prompts[i], prompt_lens[i] * sizeof(int));
+        memcpy(ex->ids + prompt_lens[i], gens[i].ids, gens[i].n * sizeof(int));
+        if (gens[i].ended) ex->ids[len - 1] = TOKEN_EOS;
+        ex->n = len < ref->config.seq_len ? len : ref->config.seq_len;
+        // the loss on predicting the answer's ids (and EOS), never the prompt's
+        for (int p = 0; p < ex->n; p++) ex->mask[p] = p + 1 >= prompt_lens[i] && p + 1 < ex->n;
     }
     if (status != 0) error_msg("eval: out of memory");
-    if (status == 0) status = sequences_nll(ref, seqs, lens, starts, n, 8, nll, counts);
+    if (status == 0) status = examples_nll(ref, rows, n, 8, nll, counts);
     for (int i = 0; status == 0 && i < n; i++) mean_nll[i] = counts[i] > 0 ? nll[i] / counts[i] : -1;
-    for (int i = 0; seqs && i < n; i++) free(seqs[i]);
-    free(seqs); free(lens); free(starts); free(nll); free(counts);
+    for (int i = 0; rows && i < n; i++) free_example(&rows[i]);
+    free(rows); free(nll); free(counts);
     return status;
 }
 
