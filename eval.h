@@ -147,10 +147,6 @@ typedef struct {
 
 Verdict judge_answer(const Judge* j, const JudgeItem* it);
 
-// The old entry point, kept while mosr.c's analyze calls it: judge_answer on a comply item
-// without vocabulary (ids and n are not read: the label comes from the text).
-AnswerLabel classify_answer(const RefusalList* r, const char* text, const int* ids, int n, int ended_with_eos);
-
 // ----------------------------------------------------------------------------
 // statistics for the reports
 
