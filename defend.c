@@ -883,136 +883,93 @@ static void derived_path(char* buf, size_t len, const char* out, const char* suf
     snprintf(buf, len, "%.*s%s", (int)n, out, suffix);
 }
 
-// picks value from names (n): its index, or -1 after a usage message
-static int pick_name(const char* cmd, const char* flag, const char* value, const char* const* names, int n) {
-    char choices[256] = "";
-    for (int i = 0; i < n; i++) {
-        if (!strcmp(value, names[i])) return i;
-        snprintf(choices + strlen(choices), sizeof(choices) - strlen(choices), "%s%s", i ? "|" : "", names[i]);
-    }
-    error_msg("%s: %s takes %s, got '%s'", cmd, flag, choices, value);
-    return -1;
+// --targets and --retain-layers (ARG_CALL, dest: the DefenseConfig)
+static int parse_targets(const char* cmd, const char* flag, const char* value, void* dest) {
+    DefenseConfig* c = dest;
+    return parse_layer_list(cmd, flag, value, c->targets, &c->n_targets);
 }
 
-// The defence's knobs: the DefenseConfig fields a flag sets, other than the data, the output, the
-// steps and seed, and the method's two components. mosr defend, demo and ablation all take them.
-static const char* const DEFENSE_KNOB_FLAGS[] = {"--targets", "--retain-layers", "--alpha", "--batch", "--lr",
-    "--erase-tokens", "--retain-refusal", "--rank", "--lora-alpha", "--lora-b-std", "--oalw-layer", "--oalw-pool",
-    "--oalw-score", "--oalw-form", "--oalw-k", "--oalw-lambda", "--oalw-wmin", "--oalw-tau", "--oalw-every",
-    "--oalw-space", "--oalw-norm", "--caa-prefix", "--caa-kmin", "--caa-frac", "--caa-weight", "--caa-batch"};
-
-// 1 if f is a knob without a value (and sets it), else 0
-int defense_switch(DefenseConfig* c, const char* f) {
-    if (!strcmp(f, "--retain-borderline")) c->retain_borderline = 1;
-    else if (!strcmp(f, "--no-retain-borderline")) c->retain_borderline = 0;
-    else if (!strcmp(f, "--caa-counterweight")) c->caa_counterweight = 1;
-    else return 0;
-    return 1;
+static int parse_retain_layers(const char* cmd, const char* flag, const char* value, void* dest) {
+    DefenseConfig* c = dest;
+    return parse_layer_list(cmd, flag, value, c->retain_layers, &c->n_retain);
 }
 
-int is_defense_knob(const char* f) {
-    for (size_t k = 0; k < sizeof(DEFENSE_KNOB_FLAGS) / sizeof(DEFENSE_KNOB_FLAGS[0]); k++)
-        if (!strcmp(f, DEFENSE_KNOB_FLAGS[k])) return 1;
-    return 0;
-}
-
-// sets the knob f (one of DEFENSE_KNOB_FLAGS) to v: 0 on success, 1 on a bad value (reported)
-int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v) {
-    static const char* const erase_names[] = {"all", "response"};
-    static const char* const refusal_names[] = {"all", "refusal", "none"};
-    static const char* const pool_names[] = {"mean", "last", "content"};
-    static const char* const space_names[] = {"raw", "centred", "safety"};
-    static const char* const norm_names[] = {"batch", "weights"};
-    static const char* const prefix_names[] = {"content", "tokens"};
-    static const char* const score_names[] = {"topk", "centroid"};
-    static const char* const form_names[] = {"linear", "softmax"};
-    if (!strcmp(f, "--targets")) return parse_layer_list(cmd, f, v, c->targets, &c->n_targets) != 0;
-    if (!strcmp(f, "--retain-layers")) return parse_layer_list(cmd, f, v, c->retain_layers, &c->n_retain) != 0;
-    if (!strcmp(f, "--alpha")) return arg_float(cmd, f, v, 0, 1e6, &c->alpha) != 0;
-    if (!strcmp(f, "--batch")) return arg_int(cmd, f, v, 1, 4096, &c->batch) != 0;
-    if (!strcmp(f, "--lr")) return arg_float(cmd, f, v, 1e-9, 10, &c->lr) != 0;
-    if (!strcmp(f, "--erase-tokens")) return (c->erase_tokens = pick_name(cmd, f, v, erase_names, 2)) < 0;
-    if (!strcmp(f, "--retain-refusal")) return (c->retain_refusal = pick_name(cmd, f, v, refusal_names, 3)) < 0;
-    if (!strcmp(f, "--rank")) return arg_int(cmd, f, v, 1, 1024, &c->rank) != 0;
-    if (!strcmp(f, "--lora-alpha")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->lora_alpha) != 0;
-    if (!strcmp(f, "--lora-b-std")) return arg_float(cmd, f, v, 0, 10, &c->lora_b_std) != 0;
-    if (!strcmp(f, "--oalw-layer")) return arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &c->oalw_layer) != 0;
-    if (!strcmp(f, "--oalw-pool")) return (c->oalw_pool = pick_name(cmd, f, v, pool_names, 3)) < 0;
-    if (!strcmp(f, "--oalw-space")) return (c->oalw_space = pick_name(cmd, f, v, space_names, 3)) < 0;
-    if (!strcmp(f, "--oalw-norm")) return (c->oalw_norm = pick_name(cmd, f, v, norm_names, 2)) < 0;
-    if (!strcmp(f, "--caa-prefix")) return (c->caa_prefix = pick_name(cmd, f, v, prefix_names, 2)) < 0;
-    if (!strcmp(f, "--oalw-score")) return (c->overlap.score = pick_name(cmd, f, v, score_names, 2)) < 0;
-    if (!strcmp(f, "--oalw-form")) return (c->overlap.form = pick_name(cmd, f, v, form_names, 2)) < 0;
-    if (!strcmp(f, "--oalw-k")) return arg_int(cmd, f, v, 1, 1 << 20, &c->overlap.k) != 0;
-    if (!strcmp(f, "--oalw-lambda")) return arg_float(cmd, f, v, 0, 1e3, &c->overlap.lambda) != 0;
-    if (!strcmp(f, "--oalw-wmin")) return arg_float(cmd, f, v, 0, 1, &c->overlap.w_min) != 0; // w <= 1 before scaling
-    if (!strcmp(f, "--oalw-tau")) return arg_float(cmd, f, v, 1e-6, 1e6, &c->overlap.tau) != 0;
-    if (!strcmp(f, "--oalw-every")) return arg_int(cmd, f, v, 0, 1 << 24, &c->oalw_every) != 0;
-    if (!strcmp(f, "--caa-kmin")) return arg_int(cmd, f, v, 0, 1 << 20, &c->caa_kmin) != 0;
-    if (!strcmp(f, "--caa-frac")) return arg_float(cmd, f, v, 0, 1, &c->caa_frac) != 0;
-    if (!strcmp(f, "--caa-weight")) return arg_float(cmd, f, v, 0, 1e6, &c->caa_weight) != 0;
-    if (!strcmp(f, "--caa-batch")) return arg_int(cmd, f, v, 1, 4096, &c->caa_batch) != 0;
-    return 1;
+int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch) {
+    const ArgSpec knobs[] = {
+        {"--targets", ARG_CALL, c, .call = parse_targets},
+        {"--retain-layers", ARG_CALL, c, .call = parse_retain_layers},
+        {"--alpha", ARG_FLOAT, &c->alpha, 0, 1e6},
+        {"--batch", ARG_INT, &c->batch, 1, 4096},
+        {"--lr", ARG_FLOAT, &c->lr, 1e-9, 10},
+        {"--erase-tokens", ARG_CHOICE, &c->erase_tokens, .choices = "all|response"},        // ERASE_*
+        {"--retain-refusal", ARG_CHOICE, &c->retain_refusal, .choices = "all|refusal|none"}, // RETAIN_REFUSAL_*
+        {"--retain-borderline", ARG_SWITCH, &c->retain_borderline, 1},
+        {"--no-retain-borderline", ARG_SWITCH, &c->retain_borderline, 0},
+        {"--rank", ARG_INT, &c->rank, 1, 1024},
+        {"--lora-alpha", ARG_FLOAT, &c->lora_alpha, 1e-6, 1e6},
+        {"--lora-b-std", ARG_FLOAT, &c->lora_b_std, 0, 10},
+        {"--oalw-layer", ARG_INT, &c->oalw_layer, 0, DEFEND_MAX_LAYERS - 1},
+        {"--oalw-pool", ARG_CHOICE, &c->oalw_pool, .choices = "mean|last|content"},      // POOL_*
+        {"--oalw-space", ARG_CHOICE, &c->oalw_space, .choices = "raw|centred|safety"},   // OVERLAP_SPACE_*
+        {"--oalw-norm", ARG_CHOICE, &c->oalw_norm, .choices = "batch|weights"},          // OALW_NORM_*
+        {"--oalw-score", ARG_CHOICE, &c->overlap.score, .choices = "topk|centroid"},     // OVERLAP_TOPK, ...
+        {"--oalw-form", ARG_CHOICE, &c->overlap.form, .choices = "linear|softmax"},      // WEIGHT_LINEAR, ...
+        {"--oalw-k", ARG_INT, &c->overlap.k, 1, 1 << 20},
+        {"--oalw-lambda", ARG_FLOAT, &c->overlap.lambda, 0, 1e3},
+        {"--oalw-wmin", ARG_FLOAT, &c->overlap.w_min, 0, 1}, // w <= 1 before scaling
+        {"--oalw-tau", ARG_FLOAT, &c->overlap.tau, 1e-6, 1e6},
+        {"--oalw-every", ARG_INT, &c->oalw_every, 0, 1 << 24},
+        {"--caa-prefix", ARG_CHOICE, &c->caa_prefix, .choices = "content|tokens"},       // CAA_PREFIX_*
+        {"--caa-kmin", ARG_INT, &c->caa_kmin, 0, 1 << 20},
+        {"--caa-frac", ARG_FLOAT, &c->caa_frac, 0, 1},
+        {"--caa-weight", ARG_FLOAT, &c->caa_weight, 0, 1e6},
+        {"--caa-batch", ARG_INT, &c->caa_batch, 1, 4096},
+        {"--caa-counterweight", ARG_SWITCH, &c->caa_counterweight, 1},
+    };
+    _Static_assert(sizeof(knobs) / sizeof(knobs[0]) == DEFENSE_ARGS, "DEFENSE_ARGS counts the rows of knobs");
+    int n = 0;
+    for (int k = 0; k < DEFENSE_ARGS; k++)
+        if (with_batch || strcmp(knobs[k].name, "--batch") != 0) specs[n++] = knobs[k];
+    specs[n] = (ArgSpec){0};
+    return n;
 }
 
 int defend_main(int argc, char** argv) {
     const char* cmd = "defend";
     const char *model_path = NULL, *tok_path = NULL, *out_path = NULL, *log_path = NULL, *plot_path = NULL;
-    int version = 1, threads = 0, method = DEFEND_MOSR, oalw = -1, caa = -1;
-    static const char* const methods[] = {"rr", "mosr"};
-    static const char* const value_flags[] = {"-z", "-o", "--out", "--method", "--data", "--reference", "--steps",
-        "--seed", "--oalw-out", "--log", "--plot", "--print-every", "--threads"};
-    // the method sets the defaults that the other flags then override, so it is read first
-    for (int i = 1; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], "--method") && (method = pick_name(cmd, "--method", argv[i + 1], methods, 2)) < 0)
-            return EXIT_USAGE;
-    }
+    int version = 1, threads = 0, method = DEFEND_MOSR, oalw = -1, caa = -1; // -1: as the method says
     DefenseConfig cfg;
-    defense_config_default(&cfg, method);
-    for (int i = 1; i < argc; i++) {
-        const char* f = argv[i];
-        if (f[0] != '-' || f[1] == '\0') { // a positional argument
-            if (model_path) { error_msg("%s: unexpected argument '%s'", cmd, f); return EXIT_USAGE; }
-            model_path = f;
-            continue;
-        }
-        if (is_help(f)) { defend_usage(stdout); return EXIT_OK; }
-        if (!strcmp(f, "--v0")) { version = 0; continue; }
-        if (defense_switch(&cfg, f)) continue;
-        if (!strcmp(f, "--oalw")) { oalw = 1; continue; }
-        if (!strcmp(f, "--no-oalw")) { oalw = 0; continue; }
-        if (!strcmp(f, "--caa")) { caa = 1; continue; }
-        if (!strcmp(f, "--no-caa")) { caa = 0; continue; }
-        int known = is_defense_knob(f);
-        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
-        if (!known) return unknown_flag(cmd, f);
-        if (i + 1 >= argc) {
-            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
-            return EXIT_USAGE;
-        }
-        const char* v = argv[++i];
-        int bad = 0;
-        if (!strcmp(f, "--method")) continue; // read above
-        else if (is_defense_knob(f)) bad = defense_knob(&cfg, cmd, f, v);
-        else if (!strcmp(f, "-z")) tok_path = v;
-        else if (!strcmp(f, "-o") || !strcmp(f, "--out")) out_path = v;
-        else if (!strcmp(f, "--data")) cfg.data_path = v;
-        else if (!strcmp(f, "--reference")) cfg.reference_path = v;
-        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 1, 1 << 24, &cfg.steps);
-        else if (!strcmp(f, "--seed")) {
-            unsigned long long seed;
-            bad = arg_u64(cmd, f, v, &seed);
-            cfg.seed = seed;
-        }
-        else if (!strcmp(f, "--oalw-out")) cfg.oalw_out = v;
-        else if (!strcmp(f, "--log")) log_path = v;
-        else if (!strcmp(f, "--plot")) plot_path = v;
-        else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &cfg.print_every);
-        else if (!strcmp(f, "--threads")) bad = arg_int(cmd, f, v, 1, 1024, &threads);
-        if (bad) return EXIT_USAGE;
-    }
-    if (oalw >= 0) cfg.oalw = oalw;
-    if (caa >= 0) cfg.caa = caa;
+    defense_config_default(&cfg, DEFEND_MOSR);
+    ArgSpec knobs[DEFENSE_ARGS + 1];
+    defense_args(knobs, &cfg, 1);
+    ArgSpec args[24 + DEFENSE_ARGS] = {
+        {"MODEL.bin", ARG_STRING, &model_path},
+        {"-z", ARG_STRING, &tok_path},
+        {"-o|--out", ARG_STRING, &out_path},
+        {"--v0", ARG_SWITCH, &version, 0},
+        {"--method", ARG_CHOICE, &method, .choices = "rr|mosr"}, // DEFEND_RR, DEFEND_MOSR
+        {"--oalw", ARG_SWITCH, &oalw, 1},
+        {"--no-oalw", ARG_SWITCH, &oalw, 0},
+        {"--caa", ARG_SWITCH, &caa, 1},
+        {"--no-caa", ARG_SWITCH, &caa, 0},
+        {"--data", ARG_STRING, &cfg.data_path},
+        {"--reference", ARG_STRING, &cfg.reference_path},
+        {"--steps", ARG_INT, &cfg.steps, 1, 1 << 24},
+        {"--seed", ARG_U64, &cfg.seed},
+        {"--oalw-out", ARG_STRING, &cfg.oalw_out},
+        {"--log", ARG_STRING, &log_path},
+        {"--plot", ARG_STRING, &plot_path},
+        {"--print-every", ARG_INT, &cfg.print_every, 0, 1 << 24},
+        {"--threads", ARG_INT, &threads, 1, 1024},
+        {0}};
+    args_append(args, sizeof(args) / sizeof(args[0]), knobs);
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) { defend_usage(stdout); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
+    // the method sets only the defaults of its two components
+    cfg.method = method;
+    cfg.oalw = oalw >= 0 ? oalw : method == DEFEND_MOSR;
+    cfg.caa = caa >= 0 ? caa : method == DEFEND_MOSR;
     if (!model_path || !tok_path || !out_path) {
         error_msg("%s: needs MODEL.bin, -z TOKENIZER.bin and -o OUT.bin (see mosr defend --help)", cmd);
         return EXIT_USAGE;

@@ -3,6 +3,7 @@
 #define MOSR_DEFEND_H
 
 #include "mosr.h"
+#include "util.h"
 
 // one row per step: the loss terms before their coefficients (erase: OALW-weighted mean over L_t;
 // retain: mean over L_r; caa: cross-entropy of the CAA batch, NaN without CAA)
@@ -46,12 +47,12 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
 int defend_main(int argc, char** argv);
 
 
-// the command line's defence knobs, shared with mosr demo and mosr ablation:
-// a flag without a value (--oalw, --no-caa, ...): 1 if f is one (and c is set), else 0
-int defense_switch(DefenseConfig* c, const char* f);
-// 1 if f is a knob that takes a value
-int is_defense_knob(const char* f);
-// sets the knob f to its value v: 0 on success, 1 on a bad value (reported)
-int defense_knob(DefenseConfig* c, const char* cmd, const char* f, const char* v);
+// The defence's knobs as rows of an argument table (util.h): the DefenseConfig fields a flag sets,
+// other than the data, the output, the steps and seed, and the method's two components. mosr
+// defend takes them all; mosr demo and mosr ablation all but --batch (theirs is the decoding
+// batch). Writes the rows, pointing into c, and the table's end into specs (room for
+// DEFENSE_ARGS + 1); returns the number of rows.
+#define DEFENSE_ARGS 29
+int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch);
 
 #endif

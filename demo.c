@@ -578,8 +578,10 @@ static void demo_usage(FILE* f, int ablation) {
                         "                      defend's two default target layers, 2 * n_layers / 3)\n");
 }
 
-// --tradeoff alpha=2,5,10,20 or steps=50,100,150,300: 1 to TRADEOFF_MAX values; 0, or 1 (reported)
-static int parse_tradeoff(DemoArgs* a, const char* cmd, const char* v) {
+// --tradeoff alpha=2,5,10,20 or steps=50,100,150,300 (ARG_CALL, dest: the DemoArgs): 1 to
+// TRADEOFF_MAX values; 0, or -1 (reported)
+static int parse_tradeoff(const char* cmd, const char* flag, const char* v, void* dest) {
+    DemoArgs* a = dest;
     const char* p = NULL;
     if (!strncmp(v, "alpha=", 6)) a->tradeoff_knob = TRADEOFF_ALPHA, p = v + 6;
     else if (!strncmp(v, "steps=", 6)) a->tradeoff_knob = TRADEOFF_STEPS, p = v + 6;
@@ -596,7 +598,7 @@ static int parse_tradeoff(DemoArgs* a, const char* cmd, const char* v) {
     if (!p || *p || a->n_tradeoff == 0) {
         error_msg("%s: --tradeoff takes alpha=LIST or steps=LIST, 1 to %d positive values like alpha=2,5,10,20 "
                   "(steps whole numbers), got '%s'", cmd, TRADEOFF_MAX, v);
-        return 1;
+        return -1;
     }
     return 0;
 }
@@ -610,53 +612,41 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
                     .print_every = 25, .seeds = 3, .sweep = 1};
     defense_config_default(&a->defense, DEFEND_RR);
     int quick = 0;
-    static const char* const value_flags[] = {"--model", "-z", "--data", "--out", "--steps", "--seed", "--threads",
-        "--eval-limit", "--layer", "--batch", "--max-new", "--eval-threads", "--print-every", "--seeds",
-        "--tradeoff"};
-    for (int i = 1; i < argc; i++) {
-        const char* f = argv[i];
-        if (is_help(f)) { demo_usage(stdout, ablation); return -1; }
-        if (f[0] != '-') { a->model_path = f; continue; } // as the other commands take it
-        if (!strcmp(f, "--quick")) { quick = 1; continue; }
-        if (ablation && !strcmp(f, "--no-sweep")) { a->sweep = 0; continue; }
-        if (ablation && !strcmp(f, "--sweep-only")) { a->sweep = 2; continue; }
-        if (ablation && !strcmp(f, "--tradeoff-only")) { a->sweep = 3; continue; }
-        if (defense_switch(&a->defense, f)) continue;
-        // a defence knob, except --batch: here that is the decoding batch (the defences keep theirs)
-        int knob = is_defense_knob(f) && strcmp(f, "--batch") != 0;
-        int known = knob;
-        for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]); k++) known |= !strcmp(f, value_flags[k]);
-        if (!known || (!ablation && (!strcmp(f, "--seeds") || !strcmp(f, "--tradeoff"))) ||
-            (ablation && !strcmp(f, "--layer")))
-            return unknown_flag(cmd, f);
-        if (i + 1 >= argc) {
-            error_msg("%s: %s needs a value (see mosr %s --help)", cmd, f, cmd);
-            return EXIT_USAGE;
-        }
-        const char* v = argv[++i];
-        int bad = 0;
-        if (knob) bad = defense_knob(&a->defense, cmd, f, v);
-        else if (!strcmp(f, "--model")) a->model_path = v;
-        else if (!strcmp(f, "-z")) a->tok_path = v;
-        else if (!strcmp(f, "--data")) a->data_dir = v;
-        else if (!strcmp(f, "--out")) a->out_dir = v;
-        else if (!strcmp(f, "--steps")) bad = arg_int(cmd, f, v, 1, 1 << 24, &a->steps);
-        else if (!strcmp(f, "--seed")) {
-            unsigned long long seed;
-            bad = arg_u64(cmd, f, v, &seed);
-            a->seed = seed;
-        }
-        else if (!strcmp(f, "--threads")) bad = arg_int(cmd, f, v, 1, 1024, &a->threads);
-        else if (!strcmp(f, "--eval-limit")) bad = arg_int(cmd, f, v, 0, 1 << 24, &a->eval_limit);
-        else if (!strcmp(f, "--layer")) bad = arg_int(cmd, f, v, 0, DEFEND_MAX_LAYERS - 1, &a->layer);
-        else if (!strcmp(f, "--batch")) bad = arg_int(cmd, f, v, 1, 4096, &a->batch);
-        else if (!strcmp(f, "--max-new")) bad = arg_int(cmd, f, v, 1, 1 << 16, &a->max_new);
-        else if (!strcmp(f, "--eval-threads")) bad = arg_int(cmd, f, v, 1, 1024, &a->eval_threads);
-        else if (!strcmp(f, "--print-every")) bad = arg_int(cmd, f, v, 0, 1 << 24, &a->print_every);
-        else if (!strcmp(f, "--seeds")) bad = arg_int(cmd, f, v, 1, 100, &a->seeds);
-        else if (!strcmp(f, "--tradeoff")) bad = parse_tradeoff(a, cmd, v);
-        if (bad) return EXIT_USAGE;
-    }
+    const ArgSpec both[] = {
+        {"MODEL.bin", ARG_STRING, &a->model_path}, // as the other commands take it
+        {"--model", ARG_STRING, &a->model_path},
+        {"-z", ARG_STRING, &a->tok_path},
+        {"--data", ARG_STRING, &a->data_dir},
+        {"--out", ARG_STRING, &a->out_dir},
+        {"--steps", ARG_INT, &a->steps, 1, 1 << 24},
+        {"--seed", ARG_U64, &a->seed},
+        {"--threads", ARG_INT, &a->threads, 1, 1024},
+        {"--eval-limit", ARG_INT, &a->eval_limit, 0, 1 << 24},
+        {"--quick", ARG_SWITCH, &quick, 1},
+        {"--batch", ARG_INT, &a->batch, 1, 4096}, // the decoding batch (the defences keep theirs)
+        {"--max-new", ARG_INT, &a->max_new, 1, 1 << 16},
+        {"--eval-threads", ARG_INT, &a->eval_threads, 1, 1024},
+        {"--print-every", ARG_INT, &a->print_every, 0, 1 << 24},
+        {0}};
+    const ArgSpec demo_only[] = {
+        {"--layer", ARG_INT, &a->layer, 0, DEFEND_MAX_LAYERS - 1},
+        {0}};
+    const ArgSpec ablation_only[] = {
+        {"--seeds", ARG_INT, &a->seeds, 1, 100},
+        {"--no-sweep", ARG_SWITCH, &a->sweep, 0},
+        {"--sweep-only", ARG_SWITCH, &a->sweep, 2},
+        {"--tradeoff", ARG_CALL, a, .call = parse_tradeoff},
+        {"--tradeoff-only", ARG_SWITCH, &a->sweep, 3},
+        {0}};
+    ArgSpec knobs[DEFENSE_ARGS + 1];
+    defense_args(knobs, &a->defense, 0);
+    ArgSpec args[24 + DEFENSE_ARGS] = {{0}};
+    args_append(args, sizeof(args) / sizeof(args[0]), both);
+    args_append(args, sizeof(args) / sizeof(args[0]), ablation ? ablation_only : demo_only);
+    args_append(args, sizeof(args) / sizeof(args[0]), knobs);
+    int parsed = args_parse(cmd, args, argc, argv);
+    if (parsed == ARGS_HELP) { demo_usage(stdout, ablation); return -1; }
+    if (parsed != 0) return EXIT_USAGE;
     if (a->sweep == 3 && a->tradeoff_knob == TRADEOFF_NONE) {
         error_msg("%s: --tradeoff-only needs --tradeoff alpha=LIST or steps=LIST", cmd);
         return EXIT_USAGE;

@@ -162,10 +162,11 @@ int config_valid(const Config* c, char* why, size_t why_len);
 int model_build(Model* m, const Config* c);
 // llama2.c/llm.c-style init: N(0, 0.02) for matrices, 0.02/sqrt(2L) for wo and w2, 1 for norms
 void model_init_random(Model* m, uint64_t seed);
-// reads a llama2.c checkpoint (v0 legacy or v1), validating every header field against the
-// file size before allocating. 0 on success; on failure one line on stderr naming the file.
+// llama2.c checkpoints (checkpoint.c): model_load reads v0 (legacy) or v1, validating every
+// header field against the file size before allocating; 0 on success, on failure one line on
+// stderr naming the file. model_save writes one atomically, version 0 or 1 (1 is the default
+// everywhere).
 int model_load(Model* m, const char* path);
-// writes a checkpoint atomically, version 0 or 1 (1 is the default everywhere)
 int model_save(const Model* m, const char* path, int version);
 void model_free(Model* m);
 

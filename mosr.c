@@ -182,32 +182,37 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
         error_msg("representations: %d layers asked for, the model has %d", n_layers, L);
         return -1;
     }
-    // 1. encode every prompt, and order them by length: a batch of similar lengths pads little
-    int** ids = calloc(N > 0 ? N : 1, sizeof(int*));
+    // 1. encode every prompt, and order them by length: a batch of similar lengths pads little.
+    // A prompt's mask marks the positions pooled: mean [1, len), last [len - 1, len), content
+    // (a cut prompt: mean).
+    Example* rows = calloc(N > 0 ? N : 1, sizeof(Example));
     LengthIndex* order = malloc((N > 0 ? N : 1) * sizeof(LengthIndex));
-    int* inputs = malloc((size_t)REPR_BATCH * seq_len * sizeof(int)); // (B, T)
+    const Example** group = malloc(REPR_BATCH * sizeof(Example*));  // (B) one batch's rows
     int* batch_first = malloc(REPR_BATCH * sizeof(int));              // (B)
     int* batch_end = malloc(REPR_BATCH * sizeof(int));                // (B)
     int* span = malloc((N > 0 ? N : 1) * 2 * sizeof(int));            // (N, 2) the pooled positions
     float* pooled = malloc((size_t)REPR_BATCH * C * sizeof(float));   // (B, C)
-    int status = ids && order && inputs && batch_first && batch_end && span && pooled ? 0 : -1;
+    int status = rows && order && group && batch_first && batch_end && span && pooled ? 0 : -1;
     int n_cut = 0;
     if (status == 0 && pool_mode == POOL_CONTENT) content_characters(span, set);
     for (int i = 0; i < N && status == 0; i++) {
         const char* prompt = set->items[i].prompt ? set->items[i].prompt : "";
-        ids[i] = malloc((strlen(prompt) + 32) * sizeof(int));
-        if (!ids[i]) { status = -1; break; }
+        Example* ex = &rows[i];
+        ex->ids = malloc((strlen(prompt) + 32) * sizeof(int));
+        ex->mask = malloc((strlen(prompt) + 32) * sizeof(float));
+        if (!ex->ids || !ex->mask) { status = -1; break; }
         int cut;
-        int len = chat_encode_prompt_within(t, prompt, seq_len, ids[i], &cut);
+        int len = chat_encode_prompt_within(t, prompt, seq_len, ex->ids, &cut);
+        ex->n = len;
         order[i] = (LengthIndex){len, i};
         n_cut += cut;
-        // the positions pooled: mean [1, len), last [len - 1, len), content (a cut prompt: mean)
         if (pool_mode == POOL_CONTENT && !cut)
-            content_tokens(&span[2 * i], &span[2 * i + 1], t, ids[i], len, span[2 * i], span[2 * i + 1]);
+            content_tokens(&span[2 * i], &span[2 * i + 1], t, ex->ids, len, span[2 * i], span[2 * i + 1]);
         else {
             span[2 * i] = pool_mode == POOL_LAST || len == 1 ? len - 1 : 1;
             span[2 * i + 1] = len;
         }
+        for (int p = 0; p < len; p++) ex->mask[p] = p >= span[2 * i] && p < span[2 * i + 1];
     }
     if (status != 0) error_msg("representations of %s: out of memory", set->name);
     qsort(order, N, sizeof(LengthIndex), compare_length);
@@ -220,24 +225,26 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
         error_msg("representations of %s: out of memory", set->name);
         status = -1;
     }
+    Batch batch;
+    build_batch(&batch, REPR_BATCH, T_max);
 
-    // 2. batches through the layers read, right-padded with token 0. Attention is causal, so the
-    // padding after a prompt never reaches the prompt's own positions: each pooled vector is what
-    // an unpadded forward of that prompt alone gives.
+    // 2. batches through the layers read (data.h's batch_fill_states: right-padded with token 0).
+    // Attention is causal, so the padding after a prompt never reaches the prompt's own
+    // positions: each pooled vector is what an unpadded forward of that prompt alone gives.
     double start = time_now(), last_report = start;
     for (int first = 0; first < N && status == 0; first += REPR_BATCH) {
         int B = N - first < REPR_BATCH ? N - first : REPR_BATCH;
-        int T = order[first + B - 1].len; // the longest of the batch: they are sorted
         for (int b = 0; b < B; b++) {
-            const LengthIndex* row = &order[first + b];
-            batch_first[b] = span[2 * row->index];
-            batch_end[b] = span[2 * row->index + 1];
-            memcpy(inputs + (size_t)b * T, ids[row->index], row->len * sizeof(int));
-            memset(inputs + (size_t)b * T + row->len, 0, (T - row->len) * sizeof(int));
+            int i = order[first + b].index;
+            group[b] = &rows[i];
+            batch_first[b] = span[2 * i];
+            batch_end[b] = span[2 * i + 1];
         }
+        batch_fill_states(&batch, group, B);
+        int T = batch.T; // the longest of the batch (the last: they are sorted)
         // only the layers read, keeping nothing for a backward
         for (int l = 0; l < n_layers; l++) views[l] = states + (size_t)l * B * T * C;
-        if (model_forward_states(m, inputs, B, T, n_layers, views) != 0) { status = -1; break; } // it said why
+        if (model_forward_states(m, batch.inputs, B, T, n_layers, views) != 0) { status = -1; break; } // it said why
         for (int l = 0; l < n_layers; l++) {
             pool_spans(pooled, views[l], batch_first, batch_end, B, T, C);
             for (int b = 0; b < B; b++)
@@ -258,10 +265,11 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
             fprintf(stderr, "representations: %s: %d prompts longer than the context (%d) were cut, BOS and end kept\n",
                     set->name, n_cut, seq_len);
     }
-    for (int i = 0; ids && i < N; i++) free(ids[i]);
-    free(ids);
+    for (int i = 0; rows && i < N; i++) free_example(&rows[i]);
+    free(rows);
     free(order);
-    free(inputs);
+    free(group);
+    free_batch(&batch);
     free(batch_first);
     free(batch_end);
     free(span);

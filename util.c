@@ -492,11 +492,6 @@ int is_help(const char* arg) {
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
-int unknown_flag(const char* cmd, const char* arg) {
-    error_msg("%s: unknown option '%s' (see mosr %s --help)", cmd, arg, cmd);
-    return EXIT_USAGE;
-}
-
 // 1 if arg is one of the '|'-separated names
 static int name_matches(const char* names, const char* arg) {
     size_t n = strlen(arg);
@@ -557,7 +552,10 @@ int args_parse(const char* cmd, const ArgSpec* specs, int argc, char** argv) {
             if (is_help(a)) return ARGS_HELP;
             for (const ArgSpec* s = specs; s->name && !spec; s++)
                 if (s->name[0] == '-' && name_matches(s->name, a)) spec = s;
-            if (!spec) return unknown_flag(cmd, a);
+            if (!spec) {
+                error_msg("%s: unknown option '%s' (see mosr %s --help)", cmd, a, cmd);
+                return EXIT_USAGE;
+            }
             if (spec->kind == ARG_SWITCH) {
                 arg_store(cmd, spec, a, NULL);
                 continue;
@@ -579,6 +577,18 @@ int args_parse(const char* cmd, const ArgSpec* specs, int argc, char** argv) {
         if (next_positional->kind != ARG_CALL) next_positional++;
     }
     return 0;
+}
+
+void args_append(ArgSpec* specs, size_t capacity, const ArgSpec* more) {
+    size_t n = 0, n_more = 0;
+    while (n < capacity && specs[n].name) n++;
+    while (more[n_more].name) n_more++;
+    if (n + n_more + 1 > capacity) {
+        error_msg("args_append: a table of %zu rows is too small for %zu more", capacity, n_more);
+        abort();
+    }
+    memcpy(specs + n, more, n_more * sizeof(ArgSpec));
+    specs[n + n_more] = (ArgSpec){0};
 }
 
 // ----------------------------------------------------------------------------

@@ -140,9 +140,12 @@ enum { ARGS_HELP = 1 };
 // EXIT_USAGE after one error line. A flag's value is the next argument, whatever it looks like;
 // any other argument that starts with '-' (except "-" alone) is a flag.
 int args_parse(const char* cmd, const ArgSpec* specs, int argc, char** argv);
+// Adds the rows of more (ended by a NULL name) at the end of specs, an array of capacity rows
+// (a table shared by several commands, as defend.h's defence knobs). Too small an array is a bug
+// of the caller: said, and abort().
+void args_append(ArgSpec* specs, size_t capacity, const ArgSpec* more);
 
-int is_help(const char* arg);                       // -h or --help
-int unknown_flag(const char* cmd, const char* arg); // says so; returns EXIT_USAGE
+int is_help(const char* arg); // -h or --help
 
 // Command-line values: each parses one flag's value, written in decimal ("0x10", " 5", "inf" are
 // refused), or prints "mosr: <cmd>: <flag> expects <what>, got '<value>'" and returns -1 (the

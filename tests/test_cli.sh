@@ -286,7 +286,7 @@ printf '{"prompt": "p", "answer": " hi"}\n' > "$FX/noexpect.jsonl"
 printf '{"prompt": "p", "expect": "comply"}\n' > "$FX/noanswer.jsonl"
 printf '{"answer": "a", "expect": "comply"}\n[1, 2]\n' > "$FX/notobject.jsonl"
 expect 2 "needs --answers" judge
-expect 2 "unknown argument '--frob'" judge --answers "$FX/answers.jsonl" --frob
+expect 2 "unknown option '--frob'" judge --answers "$FX/answers.jsonl" --frob
 expect 2 "--out needs a value" judge --answers "$FX/answers.jsonl" --out
 expect 3 "no such file" judge --answers "$FX/nope.jsonl"
 expect 3 "line 1: \"expect\" must be" judge --answers "$FX/noexpect.jsonl"

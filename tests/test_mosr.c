@@ -1773,6 +1773,23 @@ static void test_demo_end_to_end(void) {
     CHECK(demo_main(9, no_data) == EXIT_BAD_INPUT, "a missing data directory is a bad input");
 }
 
+// the defence knobs' rows: every field a flag names, and --batch only for mosr defend
+static void test_defense_args(void) {
+    DefenseConfig c;
+    defense_config_default(&c, DEFEND_RR);
+    ArgSpec with[DEFENSE_ARGS + 1], without[DEFENSE_ARGS + 1];
+    CHECK(defense_args(with, &c, 1) == DEFENSE_ARGS && defense_args(without, &c, 0) == DEFENSE_ARGS - 1 &&
+          !with[DEFENSE_ARGS].name && !without[DEFENSE_ARGS - 1].name, "defense_args: %d rows, one fewer without --batch",
+          DEFENSE_ARGS);
+    char* argv[] = {"defend", "--targets", "4,2,4", "--retain-layers", "3", "--batch", "5", "--oalw-pool", "content",
+                    "--oalw-score", "centroid", "--retain-refusal", "none", "--caa-counterweight", "--oalw-wmin", "0.2"};
+    CHECK(args_parse("defend", with, 16, argv) == 0 && c.n_targets == 2 && c.targets[0] == 2 && c.targets[1] == 4 &&
+          c.n_retain == 1 && c.retain_layers[0] == 3 && c.batch == 5 && c.oalw_pool == POOL_CONTENT &&
+          c.overlap.score == OVERLAP_CENTROID && c.retain_refusal == RETAIN_REFUSAL_NONE && c.caa_counterweight == 1 &&
+          c.overlap.w_min == 0.2f, "defense_args: the knobs land in their fields");
+    CHECK(args_parse("demo", without, 3, (char*[]){"demo", "--batch", "5"}) == EXIT_USAGE, "demo's knobs: no --batch");
+}
+
 int main(void) {
     test_losses();
     test_schedule();
@@ -1784,6 +1801,7 @@ int main(void) {
     test_probe();
     test_spearman();
     test_bins();
+    test_defense_args();
     if (!mkdtemp(analyze_dir)) { perror("mkdtemp"); return 1; }
     test_forward_states();
     test_collect_representations();

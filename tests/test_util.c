@@ -279,6 +279,13 @@ static void test_args_parse(void) {
     CHECK(args_parse("cmd", specs, 3, value_help) == 0 && !strcmp(tok, "--help"), "--help as a flag's value");
     const ArgSpec no_positional[] = {{"-n", ARG_INT, &n, 0, 10}, {0}};
     CHECK(args_parse("cmd", no_positional, 2, (char*[]){"cmd", "extra"}) == EXIT_USAGE, "an unexpected argument");
+    // a table shared by several commands (defend.h's knobs), appended to a command's own rows
+    int k = 0;
+    const ArgSpec shared[] = {{"-k", ARG_INT, &k, 0, 9}, {"--pack", ARG_SWITCH, &pack, 2}, {0}};
+    ArgSpec joined[4] = {{"-n", ARG_INT, &n, 0, 10}, {0}};
+    args_append(joined, 4, shared);
+    CHECK(args_parse("cmd", joined, 6, (char*[]){"cmd", "-n", "2", "-k", "5", "--pack"}) == 0 && n == 2 && k == 5 &&
+          pack == 2 && !joined[3].name, "args_append: the rows of both tables, and the end after them");
 }
 
 static void test_random(void) {
