@@ -15,7 +15,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh
 
-.PHONY: all test bench data clean deps deps-test base eval-base eval-public test-asan fuzz fuzz-regress demo ablation judge-xstest
+.PHONY: all test bench data clean deps deps-test base eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest
 all: mosr
 
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
@@ -173,11 +173,23 @@ eval-public: mosr
 
 # ----------------------------------------------------------------------------
 # the demo on the shipped model: base -> RR -> MOSR, the results table and figures in out/demo
-# (about 10 minutes on 2 cores); and the ablation over seeds with the lambda / K sweep in
-# out/ablation (longer; it prints its ETA). More options: make demo DEMO_FLAGS=--quick
+# (about 5 minutes on 2 cores). More options: make demo DEMO_FLAGS=--quick
+# The ablation: RR, RR + OALW, RR + CAA and MOSR over 3 seeds in out/ablation (make ablation), the
+# same with borderline retain data in out/ablation_borderline, the lambda / K sweep in out/sweep,
+# the trade-off curves over alpha (both retain settings) in out/tradeoff*. Each prints its ETA
+# and a stage table; ABLATION_FLAGS go to every one.
 demo: deps
 	@$(MAKE) --no-print-directory mosr
 	./mosr demo --model weights/base.bin -z weights/tokenizer.bin --out out/demo --threads 2 $(DEMO_FLAGS)
 
+ABLATION = ./mosr ablation --model weights/base.bin -z weights/tokenizer.bin --threads 2
+TRADEOFF = --tradeoff alpha=2,5,10,20 --tradeoff-only --seeds 2
 ablation: mosr
-	./mosr ablation --model weights/base.bin -z weights/tokenizer.bin --out out/ablation --threads 2 $(ABLATION_FLAGS)
+	$(ABLATION) --no-sweep --out out/ablation $(ABLATION_FLAGS)
+ablation-borderline: mosr
+	$(ABLATION) --no-sweep --retain-borderline --out out/ablation_borderline $(ABLATION_FLAGS)
+sweep: mosr
+	$(ABLATION) --sweep-only --out out/sweep $(ABLATION_FLAGS)
+tradeoff: mosr
+	$(ABLATION) $(TRADEOFF) --out out/tradeoff $(ABLATION_FLAGS)
+	$(ABLATION) $(TRADEOFF) --retain-borderline --out out/tradeoff_borderline $(ABLATION_FLAGS)
