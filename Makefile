@@ -176,14 +176,14 @@ eval-public: mosr
 # (about 5 minutes on 2 cores). More options: make demo DEMO_FLAGS=--quick
 # The ablation: RR, RR + OALW, RR + CAA and MOSR over 3 seeds in out/ablation (make ablation), the
 # same with borderline retain data in out/ablation_borderline, the lambda / K sweep in out/sweep,
-# the trade-off curves over alpha (both retain settings) in out/tradeoff*. Each prints its ETA
+# the trade-off curves over the defence's steps (both retain settings) in out/tradeoff*. Each prints its ETA
 # and a stage table; ABLATION_FLAGS go to every one.
 demo: deps
 	@$(MAKE) --no-print-directory mosr
 	./mosr demo --model weights/base.bin -z weights/tokenizer.bin --out out/demo --threads 2 $(DEMO_FLAGS)
 
 ABLATION = ./mosr ablation --model weights/base.bin -z weights/tokenizer.bin --threads 2
-TRADEOFF = --tradeoff alpha=2,5,10,20 --tradeoff-only --seeds 2
+TRADEOFF = --tradeoff steps=25,50,100,150 --tradeoff-only --seeds 1
 ablation: mosr
 	$(ABLATION) --no-sweep --out out/ablation $(ABLATION_FLAGS)
 ablation-borderline: mosr

@@ -569,16 +569,17 @@ static void demo_usage(FILE* f, int ablation) {
         ablation ? "  --seeds N           seeds per variant (default 3)\n"
                    "  --no-sweep          the ablation only\n"
                    "  --sweep-only        the sweep only (and the base model)\n"
-                   "  --tradeoff KNOB=LIST  trade-off curves too: RR and MOSR at each value of the schedule's\n"
-                   "                      alpha (alpha=2,5,10,20) or of the steps (steps=50,100,150,300), at\n"
-                   "                      every seed; up to 8 values\n"
+                   "  --tradeoff KNOB=LIST  trade-off curves too: RR and MOSR at each value of the steps\n"
+                   "                      (steps=25,50,100,150) or of the schedule's alpha (alpha=2,5,10,20:\n"
+                   "                      alpha scales both losses, which AdamW undoes, so it barely moves\n"
+                   "                      anything), at every seed; up to 8 values\n"
                    "  --tradeoff-only     the trade-off curves only (and the base model)\n" : "",
         ablation ? "200" : "0",
         ablation ? "" : "  --layer L           layer of the scatter plots and the probe (default: the higher of\n"
                         "                      defend's two default target layers, 2 * n_layers / 3)\n");
 }
 
-// --tradeoff alpha=2,5,10,20 or steps=50,100,150,300 (ARG_CALL, dest: the DemoArgs): 1 to
+// --tradeoff steps=25,50,100,150 or alpha=2,5,10,20 (ARG_CALL, dest: the DemoArgs): 1 to
 // TRADEOFF_MAX values; 0, or -1 (reported)
 static int parse_tradeoff(const char* cmd, const char* flag, const char* v, void* dest) {
     DemoArgs* a = dest;
