@@ -783,12 +783,14 @@ static int pooled_at_layer(float* out, Model* m, Tokenizer* t, const PromptSet* 
     return status;
 }
 
-// what --defended measures
+// what --defended reads and measures
 typedef struct {
-    DefenseLayers layers;        // the defence's default target layers L_t and OALW's layer l_w
-    int k;                       // neighbours per pseudo prompt
+    Model defended;              // the --defended model
     PromptSet erase;             // the erase prompts of the --oalw-weights file
     float* erase_weight;         // (erase.n) their OALW weights
+    AnalysisSet reference;       // D_p (--reference)
+    DefenseLayers layers;        // the defence's default target layers L_t and OALW's layer l_w
+    int k;                       // neighbours per pseudo prompt
     float* cos_drop;             // (N) 1 - mean over L_t of cos(base, defended pooled state); NaN on train rows
     float* neighbour_weight;     // (N) pseudo rows: mean weight of the k nearest erase prompts; NaN elsewhere
     float* neighbour_cos;        // (N) pseudo rows: their mean cosine (nearness to D_m, no weights)
@@ -805,10 +807,34 @@ typedef struct {
 } Collateral;
 
 static void free_collateral(Collateral* c) {
+    model_free(&c->defended);
+    analysis_set_free(&c->reference);
     prompt_set_free(&c->erase);
     free(c->erase_weight); free(c->cos_drop); free(c->neighbour_weight); free(c->neighbour_cos); free(c->nearest);
     free(c->defended_label); free(c->damaged); free(c->group_drop); free(c->bins);
     memset(c, 0, sizeof(*c));
+}
+
+// Reads what --defended needs before any work starts: the defended model (the base model's shape),
+// the weights and D_p. A util.h exit code.
+static int load_collateral(Collateral* c, const AnalyzeArgs* a, const Model* m) {
+    memset(c, 0, sizeof(*c));
+    DefenseConfig cfg;
+    defense_config_default(&cfg, DEFEND_RR);
+    if (defense_layers(&c->layers, &cfg, m->config.n_layers) != 0) return EXIT_USAGE;
+    if (model_load(&c->defended, a->defended_path) != 0) return EXIT_BAD_INPUT;
+    const Config *d = &c->defended.config, *b = &m->config;
+    if (d->n_layers != b->n_layers || d->dim != b->dim || d->vocab_size != b->vocab_size) {
+        error_msg("analyze: --defended %s has %d layers, dim %d, vocabulary %d; %s has %d, %d, %d: not a defence of it",
+                  a->defended_path, d->n_layers, d->dim, d->vocab_size, a->model_path, b->n_layers, b->dim,
+                  b->vocab_size);
+        return EXIT_BAD_INPUT;
+    }
+    int rc = load_oalw_weights(&c->erase, &c->erase_weight, a->weights_path);
+    if (rc != EXIT_OK) return rc;
+    if (analysis_set_load(&c->reference, a->reference_path, ROLE_PSEUDO, 0) != 0) return EXIT_BAD_INPUT;
+    c->k = a->topk < c->erase.n ? a->topk : c->erase.n;
+    return EXIT_OK;
 }
 
 // Spearman(x, damaged) over the rows [first, first + n) with damaged >= 0
@@ -824,7 +850,7 @@ static float spearman_damaged(const float* x, const int* damaged, int first, int
     return rho;
 }
 
-// Fills c: the neighbours of every pseudo row among the erase prompts, in OALW's space (the base
+// Fills c (loaded by load_collateral): the neighbours of every pseudo row among the erase prompts, in OALW's space (the base
 // model's pooled states at l_w, centred on the mean over D_m ∪ D_p: --oalw-space centred, the
 // default); the defended model's states of every test and pseudo row; its answers to the pseudo
 // rows; then the correlations and bins. reps (L, N, C): the base model's states; label (N): the
@@ -832,16 +858,9 @@ static float spearman_damaged(const float* x, const int* damaged, int first, int
 static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tokenizer* t, const EvalConfig* judge,
                               const float* reps, const AnalysisSet* sets, int n_sets, int N, const AnswerLabel* label,
                               const RowGroup* groups, int G) {
-    int L = m->config.n_layers, C = m->config.dim;
+    int C = m->config.dim;
     int first = sets[ROLE_PSEUDO].first_row, P = N - first; // the pseudo sets come last
-    memset(c, 0, sizeof(*c));
-    DefenseConfig cfg;
-    defense_config_default(&cfg, DEFEND_RR);
-    if (defense_layers(&c->layers, &cfg, L) != 0) return EXIT_USAGE;
-    int rc = load_oalw_weights(&c->erase, &c->erase_weight, a->weights_path);
-    if (rc != EXIT_OK) return rc;
-    int E = c->erase.n, lw = c->layers.oalw_layer;
-    c->k = a->topk < E ? a->topk : E;
+    int E = c->erase.n, M = c->reference.set.n, lw = c->layers.oalw_layer;
     c->n_pseudo = P;
     c->cos_drop = malloc(N * sizeof(float));
     c->neighbour_weight = malloc(N * sizeof(float));
@@ -858,19 +877,14 @@ static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tok
     }
 
     // 1. the neighbours, in OALW's space: D_m and D_p pooled by the base model at l_w, centred
-    AnalysisSet ref = {0};
-    Model defended = {0};
     float* erase = malloc((size_t)E * C * sizeof(float));
+    float* reference = malloc((size_t)M * C * sizeof(float));
     float* query = malloc((size_t)P * C * sizeof(float));
     float* block = NULL;
     double* mean = calloc(C, sizeof(double));
-    rc = EXIT_BAD_INPUT;
-    if (analysis_set_load(&ref, a->reference_path, ROLE_PSEUDO, 0) != 0) goto done;
-    int M = ref.set.n;
-    float* reference = malloc((size_t)M * C * sizeof(float));
-    rc = EXIT_FAILURE_RUN;
+    int rc = EXIT_FAILURE_RUN;
     int status = pooled_at_layer(erase, m, t, &c->erase, a->pool, lw);
-    if (status == 0) status = pooled_at_layer(reference, m, t, &ref.set, a->pool, lw);
+    if (status == 0) status = pooled_at_layer(reference, m, t, &c->reference.set, a->pool, lw);
     if (status == 0) {
         for (int i = 0; i < E; i++)
             for (int ch = 0; ch < C; ch++) mean[ch] += erase[(size_t)i * C + ch] / (E + M);
@@ -884,25 +898,16 @@ static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tok
         status = neighbour_weights(c->neighbour_weight + first, c->neighbour_cos + first,
                                    c->nearest + (size_t)first * c->k, query, P, erase, c->erase_weight, E, C, c->k);
     }
-    free(reference);
     if (status != 0) goto done;
 
-    // 2. the defended model: same shape as the base, its states of the test and pseudo rows
-    rc = EXIT_BAD_INPUT;
-    if (model_load(&defended, a->defended_path) != 0) goto done;
-    if (defended.config.n_layers != L || defended.config.dim != C || defended.config.vocab_size != m->config.vocab_size) {
-        error_msg("analyze: --defended %s has %d layers, dim %d, vocabulary %d; %s has %d, %d, %d: not a defence of it",
-                  a->defended_path, defended.config.n_layers, defended.config.dim, defended.config.vocab_size,
-                  a->model_path, L, C, m->config.vocab_size);
-        goto done;
-    }
-    rc = EXIT_FAILURE_RUN;
+    // 2. the defended model's states of the test and pseudo rows
+    Model* defended = &c->defended;
     int n_run = c->layers.max_target + 1;
     for (int s = ROLE_BENIGN_TEST; s < n_sets; s++) {
         int n = sets[s].set.n;
         free(block);
         block = malloc((size_t)n_run * n * C * sizeof(float)); // (n_run, n, C)
-        if (!block || collect_representations(&defended, t, &sets[s].set, a->pool, n_run, block) != 0) goto done;
+        if (!block || collect_representations(defended, t, &sets[s].set, a->pool, n_run, block) != 0) goto done;
         for (int i = 0; i < n; i++) {
             int row = sets[s].first_row + i;
             double cos_sum = 0.0;
@@ -916,7 +921,7 @@ static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tok
 
     // 3. the defended model's answers: damaged = complied with by the base, not by the defence
     for (int s = ROLE_PSEUDO; s < n_sets; s++)
-        if (label_answers(c->defended_label + sets[s].first_row, &defended, t, judge, &sets[s].set) != 0) goto done;
+        if (label_answers(c->defended_label + sets[s].first_row, defended, t, judge, &sets[s].set) != 0) goto done;
     for (int row = first; row < N; row++) {
         if (label[row] != LABEL_COMPLIANCE) continue;
         c->damaged[row] = c->defended_label[row] != LABEL_COMPLIANCE;
@@ -935,9 +940,8 @@ static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tok
     rc = EXIT_OK;
 
 done:
-    analysis_set_free(&ref);
-    model_free(&defended);
     free(erase);
+    free(reference);
     free(query);
     free(block);
     free(mean);
@@ -1333,6 +1337,8 @@ int analyze_main(int argc, char** argv) {
         rc = EXIT_USAGE;
         goto done;
     }
+    if (a.defended_path && (rc = load_collateral(&collateral, &a, &m)) != EXIT_OK) goto done;
+    rc = EXIT_BAD_INPUT;
     for (; n_sets < 4 + a.n_pseudo; n_sets++) {
         int role = n_sets < 4 ? n_sets : ROLE_PSEUDO;
         const char* path = n_sets < 4 ? a.paths[n_sets] : a.pseudo[n_sets - 4];
