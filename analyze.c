@@ -230,6 +230,75 @@ int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const
     return 0;
 }
 
+// ----------------------------------------------------------------------------
+// collateral damage: does OALW's weight of a pseudo prompt's malicious neighbours predict it?
+//
+// OALW lowers the erasure weight of a malicious prompt that overlaps the pseudo-malicious region,
+// on the claim that erasing such a prompt is what drags its harmless look-alikes along. If the
+// claim holds, the pseudo prompts an unweighted defence (RR) damages most are those whose nearest
+// erase-set prompts OALW weights least: the rank correlation between the neighbours' mean weight
+// and the damage is negative, and the damage rate falls from the lowest-weight bin to the highest.
+
+int neighbour_weights(float* neighbour_weight, float* neighbour_cos, int* nearest, const float* query, int P,
+                      const float* erase, const float* erase_weight, int E, int C, int k) {
+    if (P < 1 || E < 1 || C < 1 || k < 1 || k > E) {
+        error_msg("neighbour weights: needs queries, erase rows and 1 <= k <= %d (got %d queries, k %d)", E, P, k);
+        return -1;
+    }
+    // overlap_weights ranks every erase row for every query (the queries in the malicious slot,
+    // the erase rows in the reference slot); its own weights of the queries mean nothing here
+    OverlapOptions opt;
+    overlap_options_default(&opt);
+    opt.k = k;
+    float* unused = malloc(P * sizeof(float));
+    int* order = nearest ? nearest : malloc((size_t)P * k * sizeof(int)); // (P, k)
+    int status = overlap_weights(unused, neighbour_cos, order, NULL, k, query, P, erase, E, C, &opt);
+    for (int p = 0; p < P && status == 0; p++) {
+        double sum = 0.0;
+        for (int j = 0; j < k; j++) sum += erase_weight[order[(size_t)p * k + j]];
+        neighbour_weight[p] = (float)(sum / k);
+    }
+    free(unused);
+    if (!nearest) free(order);
+    return status;
+}
+
+int damage_bins(DamageBin* bins, int n_bins, const float* weight, const int* damaged, const float* drop, int n) {
+    if (n_bins < 1 || n < 0) {
+        error_msg("damage bins: needs at least one bin (got %d)", n_bins);
+        return -1;
+    }
+    // the prompts that can be damaged: those the base model complied with
+    float* w = malloc((n > 0 ? n : 1) * sizeof(float));
+    int* row = malloc((n > 0 ? n : 1) * sizeof(int));
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (damaged[i] >= 0) { w[m] = weight[i]; row[m++] = i; }
+    ValueIndex* sorted = sorted_with_index(w, m);
+    for (int j = 0; j < n_bins; j++) {
+        int begin = (int)((long long)j * m / n_bins), end = (int)((long long)(j + 1) * m / n_bins);
+        DamageBin* bin = &bins[j];
+        *bin = (DamageBin){.count = end - begin, .lo = NAN, .hi = NAN, .rate = NAN, .mean_drop = NAN};
+        double drop_sum = 0.0;
+        for (int q = begin; q < end; q++) {
+            int i = row[sorted[q].index];
+            bin->damaged += damaged[i] != 0;
+            drop_sum += drop[i];
+        }
+        if (bin->count > 0) {
+            bin->lo = sorted[begin].value;
+            bin->hi = sorted[end - 1].value;
+            bin->rate = (double)bin->damaged / bin->count;
+            bin->mean_drop = (float)(drop_sum / bin->count);
+        }
+        wilson_interval(bin->damaged, bin->count, &bin->lo95, &bin->hi95);
+    }
+    free(sorted);
+    free(w);
+    free(row);
+    return 0;
+}
+
 // Answers every prompt of a set greedily (eval_sets: the chat template, batched) and labels each
 // answer with the judge as on any comply set: refusal (anywhere in the answer), broken, or
 // compliance. label: (set->n) out. 0 on success.
@@ -481,6 +550,9 @@ typedef struct {
     const char* dump_path;
     const char* refusals_path; // NULL: the judge's own phrases
     const char* vocab_path;    // NULL: no non-word rule
+    const char* defended_path; // --defended: a defence of the model, whose collateral damage is measured
+    const char* weights_path;  // --oalw-weights: mosr defend --oalw-out's file
+    const char* reference_path; // D_p, for centring as OALW does
 } AnalyzeArgs;
 
 static void analyze_usage(FILE* f) {
@@ -522,6 +594,21 @@ static void analyze_usage(FILE* f) {
         "                          scatter_layerL.png, scatter_refused_layerL.png, probe_by_layer.png,\n"
         "                          refusal_by_layer.png\n"
         "  --json FILE             every number as JSON (default DIR/analyze.json)\n"
+        "  --defended D.bin        a defence of MODEL.bin (mosr defend's output): is its collateral damage\n"
+        "                          on the pseudo prompts where OALW's weights say? (needs --oalw-weights)\n"
+        "                          Per pseudo prompt: its cosine drop (1 - cos of MODEL's and D's pooled\n"
+        "                          states, mean over the defence's default target layers), whether it is\n"
+        "                          damaged (MODEL complied, D refused anywhere or broke), and the mean OALW\n"
+        "                          weight of its --topk nearest erase prompts, found as OALW measures\n"
+        "                          overlap (MODEL's states at the first target layer, centred on the mean\n"
+        "                          over the erase prompts and --reference). Report: Spearman of that\n"
+        "                          weight (and of the plain neighbour cosine) with the drop and with\n"
+        "                          damaged, the damage rate per weight bin (--bins), the mean drop per\n"
+        "                          group; every pseudo prompt with its nearest erase prompts in\n"
+        "                          DIR/collateral.jsonl\n"
+        "  --oalw-weights FILE     every erase prompt with its OALW weight: mosr defend --oalw-out's file\n"
+        "                          (mosr defend MODEL.bin --method mosr --steps 1 --oalw-out FILE ...)\n"
+        "  --reference FILE        D_p, for the centring (default data/reference.jsonl)\n"
         "  --dump FILE.npy         the raw representations as a NumPy .npy file (format 1.0, float32,\n"
         "                          C order, shape (L, N, C): layer, prompt row, channel), plus\n"
         "                          FILE.rows.jsonl, line i describing row i: {\"row\", \"set\", \"role\",\n"
@@ -550,7 +637,7 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
                                  "data/test_malicious.jsonl"},
                        .pool = POOL_MEAN, .layer = -1, .train_limit = 1000, .n_bins = 5, .topk = 8, .batch = 16,
                        .max_new = 128, .answer = 1, .out_dir = "analysis",
-                       .vocab_path = "data/vocabulary.txt"};
+                       .vocab_path = "data/vocabulary.txt", .reference_path = "data/reference.jsonl"};
     int no_vocab = 0;
     const ArgSpec args[] = {
         {"MODEL.bin", ARG_STRING, &a->model_path},
@@ -575,6 +662,9 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
         {"--out", ARG_STRING, &a->out_dir},
         {"--json", ARG_STRING, &a->json_path},
         {"--dump", ARG_STRING, &a->dump_path},
+        {"--defended", ARG_STRING, &a->defended_path},
+        {"--oalw-weights", ARG_STRING, &a->weights_path},
+        {"--reference", ARG_STRING, &a->reference_path},
         {0}};
     int parsed = args_parse(cmd, args, argc, argv);
     if (parsed == ARGS_HELP) { analyze_usage(stdout); return -1; }
@@ -582,6 +672,15 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
     if (no_vocab) a->vocab_path = NULL;
     if (!a->model_path || !a->tok_path) {
         error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr analyze --help)", cmd);
+        return EXIT_USAGE;
+    }
+    if (!a->defended_path != !a->weights_path) {
+        error_msg("%s: --defended and --oalw-weights go together (the damage of one, against the weights of the other)",
+                  cmd);
+        return EXIT_USAGE;
+    }
+    if (a->defended_path && !a->answer) {
+        error_msg("%s: --defended needs the answers (damage is judged on them): drop --no-answers", cmd);
         return EXIT_USAGE;
     }
     if (a->n_pseudo == 0) a->pseudo[a->n_pseudo++] = "data/test_pseudo.jsonl";
@@ -628,6 +727,225 @@ static int build_groups(RowGroup* groups, const AnalysisSet* sets, int n_sets) {
 // the pseudo group the summary lines are about: all pseudo rows, or the only pseudo set
 static int main_pseudo_group(const RowGroup* groups, int G) {
     return groups[G - 1].role == ROLE_PSEUDO && !strcmp(groups[G - 1].name, "pseudo:all") ? G - 1 : 2;
+}
+
+// ----------------------------------------------------------------------------
+// --defended: the collateral damage of a defence, against OALW's weights (the part above
+// "mosr analyze: the command" holds the measures; this part runs them on the models)
+
+// Reads mosr defend's --oalw-out file: one erase prompt a line, with its "prompt" and "weight".
+// set: the prompts (set owns them); weight: (set->n) malloc'd. EXIT_OK or EXIT_BAD_INPUT.
+static int load_oalw_weights(PromptSet* set, float** weight, const char* path) {
+    *set = (PromptSet){0};
+    *weight = NULL;
+    char* text = read_file(path, NULL);
+    if (!text) return EXIT_BAD_INPUT;
+    int cap = 1, line = 0, rc = EXIT_OK;
+    for (const char* c = text; *c; c++) cap += *c == '\n';
+    set->items = calloc(cap, sizeof(PromptItem));
+    *weight = malloc(cap * sizeof(float));
+    snprintf(set->name, sizeof(set->name), "oalw_weights");
+    for (char* p = text; *p && rc == EXIT_OK; line++) {
+        char* end = strchr(p, '\n');
+        if (end) *end = '\0';
+        char* object = trim_in_place(p);
+        if (*object) {
+            char* prompt = json_get_string(object, "prompt");
+            double w;
+            if (!prompt || json_get_number(object, "weight", &w) != 0 || !isfinite(w) || w < 0.0) {
+                error_msg("%s: line %d: needs a \"prompt\" and a \"weight\" >= 0 (the lines mosr defend --oalw-out "
+                          "writes)", path, line + 1);
+                free(prompt);
+                rc = EXIT_BAD_INPUT;
+            } else {
+                set->items[set->n].prompt = prompt;
+                (*weight)[set->n++] = (float)w;
+            }
+        }
+        p = end ? end + 1 : p + strlen(p);
+    }
+    free(text);
+    if (rc == EXIT_OK && set->n == 0) {
+        error_msg("%s: holds no weights", path);
+        rc = EXIT_BAD_INPUT;
+    }
+    return rc;
+}
+
+// the pooled representation of every prompt of set at one layer. out: (set->n, C). 0 on success.
+static int pooled_at_layer(float* out, Model* m, Tokenizer* t, const PromptSet* set, int pool, int layer) {
+    int n = set->n, C = m->config.dim;
+    float* all = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C)
+    int status = all ? collect_representations(m, t, set, pool, layer + 1, all) : -1;
+    if (status == 0) memcpy(out, all + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
+    else if (!all) error_msg("analyze: out of memory for %d representations", n);
+    free(all);
+    return status;
+}
+
+// what --defended reads and measures
+typedef struct {
+    Model defended;              // the --defended model
+    PromptSet erase;             // the erase prompts of the --oalw-weights file
+    float* erase_weight;         // (erase.n) their OALW weights
+    AnalysisSet reference;       // D_p (--reference)
+    DefenseLayers layers;        // the defence's default target layers L_t and OALW's layer l_w
+    int k;                       // neighbours per pseudo prompt
+    float* cos_drop;             // (N) 1 - mean over L_t of cos(base, defended pooled state); NaN on train rows
+    float* neighbour_weight;     // (N) pseudo rows: mean weight of the k nearest erase prompts; NaN elsewhere
+    float* neighbour_cos;        // (N) pseudo rows: their mean cosine (nearness to D_m, no weights)
+    int* nearest;                // (N, k) pseudo rows: their indices into erase
+    AnswerLabel* defended_label; // (N) pseudo rows: the judge's label of the defended model's answer
+    int* damaged;                // (N) pseudo rows: 1 complied with under the base, refused (anywhere) or broken
+                                 // under the defended model; 0 complied with under both; -1 not complied
+                                 // with under the base (cannot be damaged), and every other row
+    float* group_drop;           // (G) mean cos_drop per group
+    float rho_weight_drop, rho_weight_damaged; // Spearman(neighbour_weight, cos_drop | damaged)
+    float rho_cos_drop, rho_cos_damaged;       // Spearman(neighbour_cos, cos_drop | damaged)
+    int n_pseudo, n_complied, n_damaged;
+    DamageBin* bins;             // (n_bins) by neighbour weight, over the prompts the base complied with
+} Collateral;
+
+static void free_collateral(Collateral* c) {
+    model_free(&c->defended);
+    analysis_set_free(&c->reference);
+    prompt_set_free(&c->erase);
+    free(c->erase_weight); free(c->cos_drop); free(c->neighbour_weight); free(c->neighbour_cos); free(c->nearest);
+    free(c->defended_label); free(c->damaged); free(c->group_drop); free(c->bins);
+    memset(c, 0, sizeof(*c));
+}
+
+// Reads what --defended needs before any work starts: the defended model (the base model's shape),
+// the weights and D_p. A util.h exit code.
+static int load_collateral(Collateral* c, const AnalyzeArgs* a, const Model* m) {
+    memset(c, 0, sizeof(*c));
+    DefenseConfig cfg;
+    defense_config_default(&cfg, DEFEND_RR);
+    if (defense_layers(&c->layers, &cfg, m->config.n_layers) != 0) return EXIT_USAGE;
+    if (model_load(&c->defended, a->defended_path) != 0) return EXIT_BAD_INPUT;
+    const Config *d = &c->defended.config, *b = &m->config;
+    if (d->n_layers != b->n_layers || d->dim != b->dim || d->vocab_size != b->vocab_size) {
+        error_msg("analyze: --defended %s has %d layers, dim %d, vocabulary %d; %s has %d, %d, %d: not a defence of it",
+                  a->defended_path, d->n_layers, d->dim, d->vocab_size, a->model_path, b->n_layers, b->dim,
+                  b->vocab_size);
+        return EXIT_BAD_INPUT;
+    }
+    int rc = load_oalw_weights(&c->erase, &c->erase_weight, a->weights_path);
+    if (rc != EXIT_OK) return rc;
+    if (analysis_set_load(&c->reference, a->reference_path, ROLE_PSEUDO, 0) != 0) return EXIT_BAD_INPUT;
+    c->k = a->topk < c->erase.n ? a->topk : c->erase.n;
+    return EXIT_OK;
+}
+
+// Spearman(x, damaged) over the rows [first, first + n) with damaged >= 0
+static float spearman_damaged(const float* x, const int* damaged, int first, int n) {
+    float* a = malloc((n > 0 ? n : 1) * sizeof(float));
+    float* d = malloc((n > 0 ? n : 1) * sizeof(float));
+    int m = 0;
+    for (int i = first; i < first + n; i++)
+        if (damaged[i] >= 0) { a[m] = x[i]; d[m++] = (float)damaged[i]; }
+    float rho = spearman(a, d, m);
+    free(a);
+    free(d);
+    return rho;
+}
+
+// Fills c (loaded by load_collateral): the neighbours of every pseudo row among the erase prompts, in OALW's space (the base
+// model's pooled states at l_w, centred on the mean over D_m ∪ D_p: --oalw-space centred, the
+// default); the defended model's states of every test and pseudo row; its answers to the pseudo
+// rows; then the correlations and bins. reps (L, N, C): the base model's states; label (N): the
+// base model's labels of the pseudo rows. A util.h exit code.
+static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tokenizer* t, const EvalConfig* judge,
+                              const float* reps, const AnalysisSet* sets, int n_sets, int N, const AnswerLabel* label,
+                              const RowGroup* groups, int G) {
+    int C = m->config.dim;
+    int first = sets[ROLE_PSEUDO].first_row, P = N - first; // the pseudo sets come last
+    int E = c->erase.n, M = c->reference.set.n, lw = c->layers.oalw_layer;
+    c->n_pseudo = P;
+    c->cos_drop = malloc(N * sizeof(float));
+    c->neighbour_weight = malloc(N * sizeof(float));
+    c->neighbour_cos = malloc(N * sizeof(float));
+    c->nearest = malloc((size_t)N * c->k * sizeof(int));
+    c->defended_label = malloc(N * sizeof(AnswerLabel));
+    c->damaged = malloc(N * sizeof(int));
+    c->group_drop = malloc(G * sizeof(float));
+    c->bins = calloc(a->n_bins, sizeof(DamageBin));
+    for (int i = 0; i < N; i++) {
+        c->cos_drop[i] = c->neighbour_weight[i] = c->neighbour_cos[i] = NAN;
+        c->defended_label[i] = LABEL_COMPLIANCE;
+        c->damaged[i] = -1;
+    }
+
+    // 1. the neighbours, in OALW's space: D_m and D_p pooled by the base model at l_w, centred
+    float* erase = malloc((size_t)E * C * sizeof(float));
+    float* reference = malloc((size_t)M * C * sizeof(float));
+    float* query = malloc((size_t)P * C * sizeof(float));
+    float* block = NULL;
+    double* mean = calloc(C, sizeof(double));
+    int rc = EXIT_FAILURE_RUN;
+    int status = pooled_at_layer(erase, m, t, &c->erase, a->pool, lw);
+    if (status == 0) status = pooled_at_layer(reference, m, t, &c->reference.set, a->pool, lw);
+    if (status == 0) {
+        for (int i = 0; i < E; i++)
+            for (int ch = 0; ch < C; ch++) mean[ch] += erase[(size_t)i * C + ch] / (E + M);
+        for (int j = 0; j < M; j++)
+            for (int ch = 0; ch < C; ch++) mean[ch] += reference[(size_t)j * C + ch] / (E + M);
+        const float* base_lw = reps + ((size_t)lw * N + first) * C;
+        for (int i = 0; i < E; i++)
+            for (int ch = 0; ch < C; ch++) erase[(size_t)i * C + ch] -= (float)mean[ch];
+        for (int p = 0; p < P; p++)
+            for (int ch = 0; ch < C; ch++) query[(size_t)p * C + ch] = base_lw[(size_t)p * C + ch] - (float)mean[ch];
+        status = neighbour_weights(c->neighbour_weight + first, c->neighbour_cos + first,
+                                   c->nearest + (size_t)first * c->k, query, P, erase, c->erase_weight, E, C, c->k);
+    }
+    if (status != 0) goto done;
+
+    // 2. the defended model's states of the test and pseudo rows
+    Model* defended = &c->defended;
+    int n_run = c->layers.max_target + 1;
+    for (int s = ROLE_BENIGN_TEST; s < n_sets; s++) {
+        int n = sets[s].set.n;
+        free(block);
+        block = malloc((size_t)n_run * n * C * sizeof(float)); // (n_run, n, C)
+        if (!block || collect_representations(defended, t, &sets[s].set, a->pool, n_run, block) != 0) goto done;
+        for (int i = 0; i < n; i++) {
+            int row = sets[s].first_row + i;
+            double cos_sum = 0.0;
+            for (int j = 0; j < c->layers.n_targets; j++) {
+                int l = c->layers.targets[j];
+                cos_sum += cosine_similarity(reps + ((size_t)l * N + row) * C, block + ((size_t)l * n + i) * C, C);
+            }
+            c->cos_drop[row] = (float)(1.0 - cos_sum / c->layers.n_targets);
+        }
+    }
+
+    // 3. the defended model's answers: damaged = complied with by the base, not by the defence
+    for (int s = ROLE_PSEUDO; s < n_sets; s++)
+        if (label_answers(c->defended_label + sets[s].first_row, defended, t, judge, &sets[s].set) != 0) goto done;
+    for (int row = first; row < N; row++) {
+        if (label[row] != LABEL_COMPLIANCE) continue;
+        c->damaged[row] = c->defended_label[row] != LABEL_COMPLIANCE;
+        c->n_complied++;
+        c->n_damaged += c->damaged[row];
+    }
+
+    // 4. what predicts the damage: the neighbours' weights, or plain nearness to D_m
+    c->rho_weight_drop = spearman(c->neighbour_weight + first, c->cos_drop + first, P);
+    c->rho_cos_drop = spearman(c->neighbour_cos + first, c->cos_drop + first, P);
+    c->rho_weight_damaged = spearman_damaged(c->neighbour_weight, c->damaged, first, P);
+    c->rho_cos_damaged = spearman_damaged(c->neighbour_cos, c->damaged, first, P);
+    if (damage_bins(c->bins, a->n_bins, c->neighbour_weight + first, c->damaged + first, c->cos_drop + first, P) != 0)
+        goto done;
+    for (int g = 0; g < G; g++) c->group_drop[g] = group_mean(c->cos_drop, &groups[g]);
+    rc = EXIT_OK;
+
+done:
+    free(erase);
+    free(reference);
+    free(query);
+    free(block);
+    free(mean);
+    return rc;
 }
 
 // a number for JSON: NaN and infinities become null
@@ -686,9 +1004,111 @@ static void print_report(FILE* f, const AnalyzeArgs* a, const Boundary* b, const
     }
 }
 
+// the collateral damage section of the report
+static void print_collateral(FILE* f, const AnalyzeArgs* a, const Collateral* c, const RowGroup* groups, int G) {
+    const DefenseLayers* dl = &c->layers;
+    fprintf(f, "\ncollateral damage of %s (vs %s), against the OALW weights of %s\n", a->defended_path, a->model_path,
+            a->weights_path);
+    fprintf(f, "cosine drop = 1 - cos(base, defended) of the pooled prompt state, mean over the target layers");
+    for (int j = 0; j < dl->n_targets; j++) fprintf(f, "%s%d", j ? "," : " ", dl->targets[j]);
+    fputs(":\n ", f);
+    for (int g = 0; g < G; g++) fprintf(f, " %s %.4f", groups[g].name, c->group_drop[g]);
+    double lo, hi;
+    wilson_interval(c->n_damaged, c->n_complied, &lo, &hi);
+    fprintf(f, "\npseudo prompts %d; complied with by the base %d; of those damaged (refused anywhere or broken by the "
+            "defended model) %d = %.3f [%.3f, %.3f]\n", c->n_pseudo, c->n_complied, c->n_damaged,
+            c->n_complied ? (double)c->n_damaged / c->n_complied : NAN, lo, hi);
+    fprintf(f, "neighbours: the %d nearest of the %d erase prompts (cosine of the base model's states at layer %d, "
+            "centred on D_m + D_p)\n", c->k, c->erase.n, dl->oalw_layer);
+    fprintf(f, "Spearman with the cosine drop (all %d) and with damaged (the %d complied with): neighbour weight "
+            "%+.3f %+.3f | neighbour cosine (no weights) %+.3f %+.3f\n", c->n_pseudo, c->n_complied,
+            c->rho_weight_drop, c->rho_weight_damaged, c->rho_cos_drop, c->rho_cos_damaged);
+    fprintf(f, "damage by neighbour weight, %d equal-count bins of the prompts the base complied with "
+            "(OALW's claim: the lowest weights, the most damage)\n", a->n_bins);
+    fprintf(f, "%5s %17s %6s %8s %6s %16s %10s\n", "bin", "weight range", "count", "damaged", "rate", "95% interval",
+            "cos drop");
+    for (int j = 0; j < a->n_bins; j++) {
+        const DamageBin* b = &c->bins[j];
+        fprintf(f, "%5d   %6.3f - %6.3f %6d %8d %6.3f   [%.3f, %.3f] %10.4f\n", j, b->lo, b->hi, b->count, b->damaged,
+                b->rate, b->lo95, b->hi95, b->mean_drop);
+    }
+}
+
+// the collateral damage section of the JSON: after the groups, as "collateral": {...}
+static void write_collateral_json(FILE* f, const AnalyzeArgs* a, const Collateral* c, const RowGroup* groups, int G) {
+    fputs(",\n \"collateral\": {\"defended\": ", f);
+    json_write_string(f, a->defended_path);
+    fputs(", \"oalw_weights\": ", f);
+    json_write_string(f, a->weights_path);
+    fputs(", \"reference\": ", f);
+    json_write_string(f, a->reference_path);
+    fputs(", \"targets\": [", f);
+    for (int j = 0; j < c->layers.n_targets; j++) fprintf(f, "%s%d", j ? ", " : "", c->layers.targets[j]);
+    fprintf(f, "], \"neighbour_layer\": %d, \"k\": %d, \"n_erase\": %d,\n  \"cos_drop\": {", c->layers.oalw_layer, c->k,
+            c->erase.n);
+    for (int g = 0; g < G; g++) {
+        fprintf(f, "%s", g ? ", " : "");
+        json_write_string(f, groups[g].name);
+        fputs(": ", f);
+        json_float(f, c->group_drop[g]);
+    }
+    fprintf(f, "},\n  \"n_pseudo\": %d, \"n_complied\": %d, \"n_damaged\": %d", c->n_pseudo, c->n_complied,
+            c->n_damaged);
+    const char* names[4] = {"spearman_weight_drop", "spearman_weight_damaged", "spearman_cos_drop",
+                            "spearman_cos_damaged"};
+    const float rho[4] = {c->rho_weight_drop, c->rho_weight_damaged, c->rho_cos_drop, c->rho_cos_damaged};
+    for (int k = 0; k < 4; k++) {
+        fprintf(f, ", \"%s\": ", names[k]);
+        json_float(f, rho[k]);
+    }
+    fputs(",\n  \"bins\": [", f);
+    for (int j = 0; j < a->n_bins; j++) {
+        const DamageBin* b = &c->bins[j];
+        fprintf(f, "%s{\"lo\": ", j ? ", " : "");
+        json_float(f, b->lo);
+        fputs(", \"hi\": ", f);
+        json_float(f, b->hi);
+        fprintf(f, ", \"count\": %d, \"damaged\": %d, \"rate\": ", b->count, b->damaged);
+        json_float(f, (float)b->rate);
+        fprintf(f, ", \"lo95\": %.6g, \"hi95\": %.6g, \"mean_cos_drop\": ", b->lo95, b->hi95);
+        json_float(f, b->mean_drop);
+        fputc('}', f);
+    }
+    fputs("]}", f);
+}
+
+// DIR/collateral.jsonl: one line per pseudo prompt, with its damage and its nearest erase prompts
+static int write_collateral_jsonl(const char* path, const Collateral* c, const AnalysisSet* sets, int n_sets,
+                                  const AnswerLabel* label) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    for (int s = ROLE_PSEUDO; s < n_sets; s++)
+        for (int i = 0; i < sets[s].set.n; i++) {
+            int row = sets[s].first_row + i;
+            fprintf(af.f, "{\"row\": %d, \"set\": ", row);
+            json_write_string(af.f, sets[s].set.name);
+            fputs(", \"prompt\": ", af.f);
+            json_write_string(af.f, sets[s].set.items[i].prompt);
+            fprintf(af.f, ", \"base\": \"%s\", \"defended\": \"%s\", \"damaged\": %d, \"cos_drop\": %.6f, "
+                    "\"neighbour_weight\": %.6f, \"neighbour_cos\": %.6f, \"nearest\": [", LABEL_NAMES[label[row]],
+                    LABEL_NAMES[c->defended_label[row]], c->damaged[row], c->cos_drop[row], c->neighbour_weight[row],
+                    c->neighbour_cos[row]);
+            for (int j = 0; j < c->k && j < 3; j++) {
+                int e = c->nearest[(size_t)row * c->k + j];
+                fprintf(af.f, "%s{\"prompt\": ", j ? ", " : "");
+                json_write_string(af.f, c->erase.items[e].prompt);
+                fprintf(af.f, ", \"weight\": %.6f}", c->erase_weight[e]);
+            }
+            fputs("]}\n", af.f);
+        }
+    return atomic_commit(&af);
+}
+
+// collateral: the --defended section, or NULL
 static int write_analysis_json(const char* path, const AnalyzeArgs* a, const Model* m, const AnalysisSet* sets,
                                int n_sets, const Boundary* b, const RowGroup* groups, int G, int layer,
-                               const ScoreBin* bins, int have_answers, const float* refusal_rate) {
+                               const ScoreBin* bins, int have_answers, const float* refusal_rate,
+                               const Collateral* collateral) {
     AtomicFile af;
     if (atomic_open(&af, path) != 0) return -1;
     FILE* f = af.f;
@@ -748,7 +1168,9 @@ static int write_analysis_json(const char* path, const AnalyzeArgs* a, const Mod
         }
         fputc('}', f);
     }
-    fputs("]}\n", f);
+    fputc(']', f);
+    if (collateral) write_collateral_json(f, a, collateral, groups, G);
+    fputs("}\n", f);
     return atomic_commit(&af);
 }
 
@@ -881,11 +1303,12 @@ int analyze_main(int argc, char** argv) {
     if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed
     const OutputArg outputs[] = {{.flag = "--json", .path = a.json_path}, {.flag = "--dump", .path = a.dump_path},
                                  {.flag = "--out", .path = a.out_dir, .is_dir = 1}};
-    InputArg inputs[8 + 16] = {{"MODEL.bin", a.model_path}, {"-z", a.tok_path}, {"--refusals", a.refusals_path},
+    InputArg inputs[11 + 16] = {{"MODEL.bin", a.model_path}, {"-z", a.tok_path}, {"--refusals", a.refusals_path},
         {"--vocab", a.vocab_path}, {"--benign-train", a.paths[0]}, {"--malicious-train", a.paths[1]},
-        {"--benign-test", a.paths[2]}, {"--malicious-test", a.paths[3]}};
-    for (int s = 0; s < a.n_pseudo; s++) inputs[8 + s] = (InputArg){"--pseudo", a.pseudo[s]};
-    if (paths_check("analyze", outputs, 3, inputs, 8 + a.n_pseudo) != 0) return EXIT_USAGE;
+        {"--benign-test", a.paths[2]}, {"--malicious-test", a.paths[3]}, {"--defended", a.defended_path},
+        {"--oalw-weights", a.weights_path}, {"--reference", a.defended_path ? a.reference_path : NULL}};
+    for (int s = 0; s < a.n_pseudo; s++) inputs[11 + s] = (InputArg){"--pseudo", a.pseudo[s]};
+    if (paths_check("analyze", outputs, 3, inputs, 11 + a.n_pseudo) != 0) return EXIT_USAGE;
 
     Model m = {0};
     Tokenizer t = {0};
@@ -901,6 +1324,7 @@ int analyze_main(int argc, char** argv) {
     Boundary b = {0};
     ScoreBin* bins = NULL;
     float* refusal_rate = NULL;
+    Collateral collateral = {0};
 
     // 1. inputs
     rc = load_model_and_tokenizer(&m, &t, a.model_path, a.tok_path);
@@ -913,6 +1337,8 @@ int analyze_main(int argc, char** argv) {
         rc = EXIT_USAGE;
         goto done;
     }
+    if (a.defended_path && (rc = load_collateral(&collateral, &a, &m)) != EXIT_OK) goto done;
+    rc = EXIT_BAD_INPUT;
     for (; n_sets < 4 + a.n_pseudo; n_sets++) {
         int role = n_sets < 4 ? n_sets : ROLE_PSEUDO;
         const char* path = n_sets < 4 ? a.paths[n_sets] : a.pseudo[n_sets - 4];
@@ -994,13 +1420,25 @@ int analyze_main(int argc, char** argv) {
     free(score_buf);
     free(refused_buf);
 
-    // 6. outputs
+    // 6. the collateral damage of --defended, against OALW's weights
+    if (a.defended_path) {
+        rc = measure_collateral(&collateral, &a, &m, &t, &judge, reps, sets, n_sets, N, label, groups, G);
+        if (rc != EXIT_OK) goto done;
+        rc = EXIT_FAILURE_RUN;
+    }
+
+    // 7. outputs
     print_report(stdout, &a, &b, groups, G, layer, bins, a.answer, refusal_rate);
+    if (a.defended_path) print_collateral(stdout, &a, &collateral, groups, G);
     char json_default[4200], rows_path[4200];
     snprintf(json_default, sizeof(json_default), "%s/analyze.json", a.out_dir);
     const char* json_path = a.json_path ? a.json_path : json_default;
-    if (write_analysis_json(json_path, &a, &m, sets, n_sets, &b, groups, G, layer, bins, a.answer, refusal_rate) != 0)
+    if (write_analysis_json(json_path, &a, &m, sets, n_sets, &b, groups, G, layer, bins, a.answer, refusal_rate,
+                            a.defended_path ? &collateral : NULL) != 0)
         goto done;
+    char collateral_path[4200];
+    snprintf(collateral_path, sizeof(collateral_path), "%s/collateral.jsonl", a.out_dir);
+    if (a.defended_path && write_collateral_jsonl(collateral_path, &collateral, sets, n_sets, label) != 0) goto done;
     if (write_scatters(a.out_dir, reps + (size_t)layer * N * C, n_train, N, C, sets, n_sets, refused, a.answer, layer) != 0)
         goto done;
     if (write_layer_plots(a.out_dir, &b, groups, G, a.answer) != 0) goto done;
@@ -1025,6 +1463,7 @@ done:
     free(label);
     free(bins);
     free(refusal_rate);
+    free_collateral(&collateral);
     tokenizer_free(&t);
     model_free(&m);
     return rc;

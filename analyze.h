@@ -50,6 +50,31 @@ int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const
 #define PROBE_STEPS 300
 
 // ----------------------------------------------------------------------------
+// collateral damage (issue 12): does OALW's weight of a pseudo prompt's malicious neighbours
+// predict what a defence breaks in it?
+
+// neighbour_weight: (P) out, the mean OALW weight of each query's k most similar erase rows (top-k
+// cosine, as overlap_weights ranks them); neighbour_cos: (P) out, the mean of those k cosines;
+// nearest: (P, k) out, their indices, most similar first (may be NULL). query (P, C), erase (E, C),
+// erase_weight (E), 1 <= k <= E. Returns 0, or -1 (error_msg) on bad sizes.
+int neighbour_weights(float* neighbour_weight, float* neighbour_cos, int* nearest, const float* query, int P,
+                      const float* erase, const float* erase_weight, int E, int C, int k);
+
+// the damage rate in one neighbour-weight bin
+typedef struct {
+    float lo, hi;         // neighbour-weight range of the bin (its min and max)
+    int count;            // prompts the base model complied with
+    int damaged;          // of which the defended model refused (anywhere) or broke
+    double rate, lo95, hi95; // damaged / count, Wilson 95 % interval; NaN rate for an empty bin
+    float mean_drop;      // mean cosine drop of the bin's prompts
+} DamageBin;
+
+// n_bins bins of (nearly) equal count, in weight order, over the prompts with damaged[i] >= 0
+// (damaged: 1 damaged, 0 kept, -1 not complied with under the base: cannot be damaged).
+// weight, drop, damaged: (n). Returns 0, or -1 if n_bins < 1.
+int damage_bins(DamageBin* bins, int n_bins, const float* weight, const int* damaged, const float* drop, int n);
+
+// ----------------------------------------------------------------------------
 // the sets of an analysis (mosr demo draws the same sets)
 
 enum { ROLE_BENIGN_TRAIN, ROLE_MALICIOUS_TRAIN, ROLE_BENIGN_TEST, ROLE_MALICIOUS_TEST, ROLE_PSEUDO };

@@ -315,6 +315,13 @@ expect 3 "is a directory" "${A[@]}" --pseudo "$FX/dir"
 expect 3 "holds no prompts" "${A[@]}" --pseudo "$FX/empty"
 expect 3 "not a text file" "${A[@]}" --pseudo "$M"
 expect 3 "no prompts of kind \"pseudo\"" "${A[@]}" --pseudo "$FX/benign.jsonl"   # a set of the wrong kind
+expect 2 "--defended and --oalw-weights go together" "${A[@]}" --defended "$M"
+expect 2 "--defended and --oalw-weights go together" "${A[@]}" --oalw-weights "$FX/data.jsonl"
+expect 2 "--defended needs the answers" "${A[@]}" --defended "$M" --oalw-weights "$FX/data.jsonl" --no-answers
+expect 3 "needs a \"prompt\" and a \"weight\"" "${A[@]}" --defended "$M" --oalw-weights "$FX/data.jsonl" \
+    --reference "$FX/data.jsonl"
+expect 3 "no such file" "${A[@]}" --defended "$M" --oalw-weights "$FX/nope.jsonl" --reference "$FX/data.jsonl"
+expect 3 "text.txt" "${A[@]}" --defended "$FX/text.txt" --oalw-weights "$FX/data.jsonl" --reference "$FX/data.jsonl"
 expect 3 "vocab_size" analyze "$M" -z "$FX/tok320.bin" --out figs
 expect 3 "text.txt" analyze "$FX/text.txt" -z "$Z" --out figs
 
