@@ -183,7 +183,7 @@ demo: deps
 	./mosr demo --model weights/base.bin -z weights/tokenizer.bin --out out/demo --threads 2 $(DEMO_FLAGS)
 
 ABLATION = ./mosr ablation --model weights/base.bin -z weights/tokenizer.bin --threads 2
-TRADEOFF = --tradeoff steps=25,50,100,150 --tradeoff-only --seeds 1
+TRADEOFF = --tradeoff steps=25,50,60,70,80,90,100,150 --tradeoff-only --seeds 1
 ablation: mosr
 	$(ABLATION) --no-sweep --out out/ablation $(ABLATION_FLAGS)
 ablation-borderline: mosr
