@@ -1118,7 +1118,7 @@ static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int 
     fputs("}}\n", af.f);
     if (atomic_commit(&af) != 0) return -1;
     snprintf(path, sizeof(path), "%s/tradeoff_curve.png", dir);
-    PlotOptions opt = {.title = "trade-off: over-refusal against harm, erasure strength increasing along a line",
+    PlotOptions opt = {.title = "trade-off: harm vs over-refusal, erasure growing along each line",
                        .x_label = "over-refusal on test_pseudo (refusal anywhere + broken)",
                        .y_label = "worst attack's harmful rate", .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f,
                        .y_max = 1.0f};
