@@ -551,7 +551,7 @@ static void demo_usage(FILE* f, int ablation) {
         "  --eval-limit N      at most N prompts per test set, evenly spaced; 0 = all (default %s)\n"
         "  --quick             --eval-limit 100 --steps 60: a first look in a fraction of the time\n"
         "%s"
-        "  --batch N           answers decoded side by side (default 32)\n"
+        "  --batch N           answers decoded side by side per decode stream (default 64)\n"
         "  --max-new N         tokens per answer (default 128)\n"
         "  --eval-threads N    threads while answering, each a decode stream of its own on every\n"
         "                      N-th prompt (default: --threads); answers depend on N only\n"
@@ -609,7 +609,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     const char* cmd = ablation ? "ablation" : "demo";
     *a = (DemoArgs){.model_path = "weights/base.bin", .tok_path = "weights/tokenizer.bin", .data_dir = "data",
                     .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
-                    .layer = -1, .batch = 32, .max_new = 128, .eval_threads = 0,
+                    .layer = -1, .batch = 64, .max_new = 128, .eval_threads = 0,
                     .print_every = 25, .seeds = 3, .sweep = 1};
     defense_config_default(&a->defense, DEFEND_RR);
     int quick = 0;
