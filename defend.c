@@ -355,6 +355,11 @@ void free_oalw_states(OalwStates* s) {
     memset(s, 0, sizeof(*s));
 }
 
+void free_m0_cache(M0Cache* c) {
+    free_oalw_states(&c->oalw);
+    free_m0_states(&c->rows);
+}
+
 // 1 if s holds the states this run would compute
 static int oalw_states_match(const OalwStates* s, const DefenseConfig* cfg, int N, int M, int C, int layer) {
     return s->erase_repr && s->data_path && s->reference_path && s->n_erase == N && s->n_reference == M &&
@@ -549,11 +554,14 @@ static void defense_log_add(DefenseLog* log, DefenseLogRow row, int capacity) {
 typedef struct {
     DefenseData data;
     PromptSet ref_file, reference; // D_p for OALW (reference: shallow copies of ref_file's items)
-    DefenseState state;            // M0's states, the injected gradients, AdamW (mosr.h)
+    M0States own_m0;               // every row's h_l^0 when no cache was handed in
+    const M0States* m0;            // own_m0 or the cache's
+    DefenseState state;            // this step's h_l^0, the injected gradients, AdamW (mosr.h)
     float* erase_weight;           // (n_erase) OALW's w_i of every erase example; 1 without OALW
     float* row_weight;             // (batch) those of this step's erase rows
     Batch rr;                      // batch erase rows, then batch retain rows (states layout)
     const Example** rr_rows;       // (2 batch)
+    int* rr_ids;                   // (2 batch) their rows in m0: erase rows first, then retain rows
     Batch caa;                     // n_caa CAA rows, then n_counter counterweight rows (next-token)
     Example* caa_rows;             // (n_caa + n_counter) this step's, built fresh every step
     const Example** caa_ptrs;      // (n_caa + n_counter)
@@ -574,6 +582,7 @@ static void free_defense_run(DefenseRun* r) {
     if (r->caa.inputs) free_batch(&r->caa);
     if (r->rr.inputs) free_batch(&r->rr);
     free(r->rr_rows);
+    free(r->rr_ids);
     free_cycle(&r->erase_cycle);
     free_cycle(&r->retain_cycle);
     free_cycle(&r->caa_cycle);
@@ -581,16 +590,44 @@ static void free_defense_run(DefenseRun* r) {
     free(r->erase_weight);
     free(r->row_weight);
     free_defense_state(&r->state);
+    free_m0_states(&r->own_m0);
     free(r->reference.items); // shallow copies: the strings belong to ref_file
     prompt_set_free(&r->ref_file);
     free_defense_data(&r->data);
     memset(r, 0, sizeof(*r));
 }
 
+// Every defence row's h_l^0 (erase rows, then retain rows): the cache's if they are these rows'
+// states, else computed now, into the cache (for the next run) or into the run. -1 on failure.
+static int defense_m0_states(DefenseRun* r, Model* m, const DefenseLayers* dl, M0Cache* cache, int max_B) {
+    const DefenseData* d = &r->data;
+    int n = d->n_erase + d->n_retain;
+    const Example** rows = malloc((n > 0 ? n : 1) * sizeof(Example*));
+    if (!rows) return -1;
+    for (int i = 0; i < d->n_erase; i++) rows[i] = &d->erase_rows[i];
+    for (int i = 0; i < d->n_retain; i++) rows[d->n_erase + i] = &d->retain_rows[i];
+    int status = 0;
+    if (cache && cache->rows.memory && cache->rows.key == m0_states_key(m, dl, rows, n)) {
+        fprintf(stderr, "defend: M0's states of the %d rows reused from the run before\n", n);
+    } else {
+        M0States* s = cache ? &cache->rows : &r->own_m0;
+        free_m0_states(s);
+        double start = time_now();
+        status = m0_states_compute(s, m, dl, rows, n, max_B);
+        if (status == 0) {
+            fprintf(stderr, "defend: M0's states of the %d rows at %d layers (%.0f MB) in %.1f s: M0 is frozen, so "
+                    "no step runs it\n", n, s->n_slots, s->n_floats * sizeof(float) / 1048576.0, time_now() - start);
+        }
+    }
+    r->m0 = cache ? &cache->rows : &r->own_m0;
+    free(rows);
+    return status;
+}
+
 // The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same with
-// enabled = 0), the buffers, and OALW's weights from M0. A util.h exit code.
+// enabled = 0), M0's states of every row, the buffers, and OALW's weights from M0. A util.h exit code.
 static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl,
-                             OalwStates* m0_states) {
+                             M0Cache* cache) {
     memset(r, 0, sizeof(*r));
     DefenseData* d = &r->data;
     int rc = load_defense_data(d, t, cfg);
@@ -633,11 +670,13 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     // but the CAA rows they draw
     int n_rows_max = B > r->n_caa + r->n_counter ? B : r->n_caa + r->n_counter;
     if (model_reserve(m, n_rows_max, seq_len) != 0) return EXIT_FAILURE_RUN;
-    int ok = build_defense_state(&r->state, m, dl, B) == 0;
+    if (defense_m0_states(r, m, dl, cache, B) != 0) return EXIT_FAILURE_RUN;
+    int ok = build_defense_state(&r->state, m, dl, r->m0, B) == 0;
     r->erase_weight = malloc(d->n_erase * sizeof(float));
     r->row_weight = malloc(cfg->batch * sizeof(float));
     r->rr_rows = malloc(B * sizeof(Example*));
-    if (!ok || !r->erase_weight || !r->row_weight || !r->rr_rows) {
+    r->rr_ids = malloc(B * sizeof(int));
+    if (!ok || !r->erase_weight || !r->row_weight || !r->rr_rows || !r->rr_ids) {
         error_msg("defend: out of memory for a batch of %d x %d", B, seq_len);
         return EXIT_FAILURE_RUN;
     }
@@ -658,7 +697,7 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     // OALW's weights from M0 (adapters off), before any training
     if (cfg->oalw) {
         m->lora.enabled = 0;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, m0_states) != 0)
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, cache ? &cache->oalw : NULL) != 0)
             return EXIT_FAILURE_RUN;
     }
     r->start = time_now();
@@ -703,6 +742,7 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         int erase = k < cfg->batch;
         int i = cycle_next(erase ? &r->erase_cycle : &r->retain_cycle, &r->rng_data);
         r->rr_rows[k] = erase ? &d->erase_rows[i] : &d->retain_rows[i];
+        r->rr_ids[k] = erase ? i : d->n_erase + i;
         if (erase) r->row_weight[k] = r->erase_weight[i];
     }
     if (cfg->oalw && cfg->oalw_norm == OALW_NORM_WEIGHTS) {
@@ -721,7 +761,7 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         }
     }
     DefenseStepResult s;
-    if (defense_step(&r->state, m, cfg, step, &r->rr, cfg->batch, r->row_weight, caa, &s) != 0) return EXIT_FAILURE_RUN;
+    if (defense_step(&r->state, m, cfg, step, &r->rr, r->rr_ids, cfg->batch, r->row_weight, caa, &s) != 0) return EXIT_FAILURE_RUN;
     r->tokens += s.tokens;
     r->flop += s.flop;
 
@@ -742,7 +782,7 @@ int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out
     return defend_reusing(m, t, cfg, log_out, NULL);
 }
 
-int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out, OalwStates* m0_states) {
+int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out, M0Cache* m0) {
     if (m->lora.n_params > 0) {
         error_msg("defend: the model already has LoRA adapters (merge or free them first)");
         return EXIT_USAGE;
@@ -755,7 +795,7 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
     if (defense_layers(&dl, cfg, m->config.n_layers) != 0) return EXIT_USAGE;
 
     DefenseRun run;
-    int rc = build_defense_run(&run, m, t, cfg, &dl, m0_states);
+    int rc = build_defense_run(&run, m, t, cfg, &dl, m0);
     for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) {
         if (interrupted()) {
             error_msg("defend: interrupted (Ctrl-C) at step %d of %d; no model written", step, cfg->steps);
@@ -770,9 +810,10 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
         fprintf(stderr, "defend: %d steps in %.1f s (%.0f tok/s, %.1f GFLOP/s = %.0f%% of the sgemm peak: %.1f GFLOP/s "
                 "on %d threads, measured now)\n", cfg->steps, seconds, run.tokens / seconds, gflops,
                 peak > 0 ? 100.0 * gflops / peak : 0.0, peak, omp_get_max_threads());
-        // AdamW's two moments of the adapters; beside the model's blocks, M0's states and their gradients
+        // AdamW's two moments of the adapters; beside the model's blocks, M0's states (every row's, and
+        // a step's block) and their gradients
         const DefenseState* st = &run.state;
-        size_t states = (size_t)2 * st->n_slots * (2 * cfg->batch) * m->config.seq_len * m->config.dim;
+        size_t states = (size_t)2 * st->n_slots * (2 * cfg->batch) * m->config.seq_len * m->config.dim + run.m0->n_floats;
         model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
     }
     if (rc == EXIT_OK) {

@@ -30,8 +30,7 @@ void free_defense_log(DefenseLog* log);
 
 // M0's pooled OALW states: r(x) of every erase prompt and of every prompt of D_p, at l_w. They are
 // the same for every defence of one base model with the same data file, reference file, layer and
-// pooling, as in an ablation's runs: defend_reusing computes them on its first call and reuses them
-// on the next ones (the caller promises the same base model; the rest is checked).
+// pooling, as in an ablation's runs (the caller promises the same base model; the rest is checked).
 typedef struct {
     float* erase_repr;     // (n_erase, C)
     float* reference_repr; // (n_reference, C)
@@ -40,8 +39,18 @@ typedef struct {
     char* reference_path;
 } OalwStates;
 void free_oalw_states(OalwStates* s);
-// defend() with m0_states (may be NULL) kept across calls; release them with free_oalw_states
-int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log, OalwStates* m0_states);
+
+// What the frozen M0 gives a defence, kept across runs from the same base model (an ablation's):
+// OALW's pooled states and every defence row's h_l^0 (mosr.h). defend_reusing computes each on the
+// first call that needs it and reuses it while it matches (the row states' key checks the rows,
+// the layers and M0's weights).
+typedef struct {
+    OalwStates oalw;
+    M0States rows;
+} M0Cache;
+void free_m0_cache(M0Cache* c);
+// defend() with m0 (may be NULL) kept across calls; release it with free_m0_cache
+int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log, M0Cache* m0);
 
 // `mosr defend ...`: the command line (see --help)
 int defend_main(int argc, char** argv);

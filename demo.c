@@ -480,16 +480,16 @@ static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, co
 
 // Copies the base model into m and defends the copy with cfg. The copy is made from memory, not
 // from the file again, so every defence of a run starts from the same weights even if the file
-// is rewritten meanwhile, and M0's OALW states (m0_states) computed by the first defence serve
-// every later one. The model stays in m (merged) for the caller to evaluate and free.
+// is rewritten meanwhile, and what M0 gives a defence (m0: OALW's states, every row's h_l^0),
+// computed by the first defence that needs it, serves every later one. The model stays in m (merged) for the caller to evaluate and free.
 // Returns a util.h exit code.
-static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, OalwStates* m0_states,
+static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, M0Cache* m0,
                        DemoClock* clock) {
     memset(m, 0, sizeof(*m));
     if (model_build(m, &base->config) != 0) return EXIT_FAILURE_RUN; // (it said why)
     memcpy(m->param_memory, base->param_memory, base->n_params * sizeof(float));
     double start = time_now();
-    int rc = defend_reusing(m, t, cfg, NULL, m0_states);
+    int rc = defend_reusing(m, t, cfg, NULL, m0);
     if (rc != EXIT_OK) {
         model_free(m);
         return rc;
@@ -880,7 +880,7 @@ int demo_main(int argc, char** argv) {
     float* reps[N_MODELS] = {NULL, NULL, NULL}; // (n_rows, C) each
     char files[N_MODELS][4200];
     DemoClock clock;
-    OalwStates oalw_m0 = {0}; // M0's OALW states, computed by the first defence that needs them
+    M0Cache m0 = {0}; // what M0 gives a defence, computed by the first defence that needs it
     demo_clock_start(&clock);
 
     rc = demo_setup(&base, &t, &d, &a, "demo");
@@ -910,7 +910,7 @@ int demo_main(int argc, char** argv) {
             snprintf(what, sizeof(what), "%s: defend the base model (%d steps) -> %.120s", names[k], cfg.steps,
                      files[k]);
             demo_stage(&clock, ++stage, n_stages, what, N_MODELS - k, n_answers, N_MODELS - k, steps);
-            rc = demo_defend(&m, &base, &t, &cfg, &oalw_m0, &clock);
+            rc = demo_defend(&m, &base, &t, &cfg, &m0, &clock);
             if (rc != EXIT_OK) goto done;
             rc = EXIT_FAILURE_RUN;
             if (model_save(&m, files[k], 1) != 0) goto done;
@@ -964,7 +964,7 @@ int demo_main(int argc, char** argv) {
     rc = EXIT_OK;
 
 done:
-    free_oalw_states(&oalw_m0);
+    free_m0_cache(&m0);
     for (int k = 0; k < N_MODELS; k++) {
         free(reps[k]);
         eval_results_free(rows[k], N_DEMO_ROWS);
@@ -1432,7 +1432,7 @@ int ablation_main(int argc, char** argv) {
     DemoMetrics base_score;
     AblationRun* runs = calloc((size_t)N_DEMO_VARIANTS * a.seeds + 14 + 2 * TRADEOFF_MAX * a.seeds, sizeof(AblationRun));
     DemoClock clock;
-    OalwStates oalw_m0 = {0}; // M0's OALW states, computed by the first defence that needs them
+    M0Cache m0 = {0}; // what M0 gives a defence, computed by the first defence that needs it
     demo_clock_start(&clock);
     if (!runs) { error_msg("ablation: out of memory"); return EXIT_FAILURE_RUN; }
 
@@ -1463,7 +1463,7 @@ int ablation_main(int argc, char** argv) {
                  r->sweep == 2 ? "trade-off: " : r->sweep ? "sweep: " : "", DEMO_VARIANTS[r->variant].name,
                  (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->steps);
         demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
-        rc = demo_defend(&m, &base, &t, &cfg, &oalw_m0, &clock);
+        rc = demo_defend(&m, &base, &t, &cfg, &m0, &clock);
         if (rc != EXIT_OK) goto done;
         rc = EXIT_FAILURE_RUN;
         int status = demo_evaluate(&r->score, NULL, &m, &t, &d, NULL);
@@ -1504,7 +1504,7 @@ int ablation_main(int argc, char** argv) {
     rc = EXIT_OK;
 
 done:
-    free_oalw_states(&oalw_m0);
+    free_m0_cache(&m0);
     free(runs);
     demo_data_free(&d);
     model_free(&m);

@@ -690,7 +690,8 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 // One step of the defence, as DESIGN.md §2 draws it:
 //   erase rows (malicious prompt + harmful completion) and retain rows (benign -> helpful,
 //   malicious -> refusal, pseudo -> helpful) in one (B, T) block
-//   -> model_forward_states with LoRA off, up to the highest layer a loss reads: h_l^0 (nothing kept)
+//   -> h_l^0: M0's states of these rows, up to the highest layer a loss reads, computed before
+//      training (model_forward_states with LoRA off, every row once: M0 is frozen)
 //   -> model_forward with LoRA on: h_l^θ
 //   -> c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
 //   -> model_backward (m->grads NULL: only the adapters get gradients)
@@ -760,19 +761,126 @@ int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L) {
     return 0;
 }
 
-int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B) {
+// where each layer a loss reads sits in the (n_slots, ...) blocks of M0States and DefenseState:
+// slot[l] = its place in layer order, -1 for the layers no loss reads. Returns n_slots.
+static int defense_slots(int* slot, const DefenseLayers* dl, int L) {
+    for (int l = 0; l < L; l++) slot[l] = -1;
+    for (int k = 0; k < dl->n_targets; k++) slot[dl->targets[k]] = 1;
+    for (int k = 0; k < dl->n_retain; k++) slot[dl->retain[k]] = 1;
+    int n_slots = 0;
+    for (int l = 0; l < L; l++) slot[l] = slot[l] > 0 ? n_slots++ : -1;
+    return n_slots;
+}
+
+uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n) {
+    uint64_t h = HASH_START;
+    h = hash_u32(h, (uint32_t)m->config.seq_len);
+    for (int k = 0; k < dl->n_targets; k++) h = hash_u32(h, (uint32_t)dl->targets[k]);
+    h = hash_u32(h, 0xffffffffu);
+    for (int k = 0; k < dl->n_retain; k++) h = hash_u32(h, (uint32_t)dl->retain[k]);
+    h = hash_u32(h, 0xffffffffu);
+    for (size_t i = 0; i < m->n_params; i++) {
+        uint32_t bits;
+        memcpy(&bits, &m->param_memory[i], sizeof(bits));
+        h = hash_u32(h, bits);
+    }
+    for (int r = 0; r < n; r++) {
+        for (int t = 0; t < rows[r]->n; t++) h = hash_u32(h, (uint32_t)rows[r]->ids[t]);
+        h = hash_u32(h, 0xffffffffu); // row boundary
+    }
+    return h;
+}
+
+// rows sorted by length (then index, so the order is the same every time)
+static const Example* const* sort_rows;
+static int compare_row_length(const void* a, const void* b) {
+    int i = *(const int*)a, j = *(const int*)b;
+    if (sort_rows[i]->n != sort_rows[j]->n) return sort_rows[i]->n < sort_rows[j]->n ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
     const Config* c = &m->config;
-    int L = c->n_layers;
+    int L = c->n_layers, C = c->dim, seq_len = c->seq_len;
+    memset(s, 0, sizeof(*s));
+    int* slot = malloc(L * sizeof(int));
+    int* order = malloc((n > 0 ? n : 1) * sizeof(int));
+    float** views = calloc(L, sizeof(float*));
+    s->offset = malloc((n > 0 ? n : 1) * sizeof(size_t));
+    s->length = malloc((n > 0 ? n : 1) * sizeof(int));
+    Batch batch;
+    build_batch(&batch, max_B, seq_len);
+    int status = slot && order && views && s->offset && s->length ? 0 : -1;
+    if (status == 0) {
+        s->n_rows = n;
+        s->n_slots = defense_slots(slot, dl, L);
+        s->C = C;
+        size_t total = 0;
+        for (int r = 0; r < n; r++) {
+            s->length[r] = rows[r]->n < seq_len ? rows[r]->n : seq_len; // what batch_fill_states keeps
+            s->offset[r] = total;
+            total += (size_t)s->n_slots * s->length[r] * C;
+            order[r] = r;
+        }
+        s->n_floats = total;
+        s->memory = malloc((total > 0 ? total : 1) * sizeof(float));
+        float* block = malloc((size_t)s->n_slots * max_B * seq_len * C * sizeof(float)); // one batch's states
+        if (!s->memory || !block) status = -1;
+        sort_rows = rows;
+        qsort(order, n, sizeof(int), compare_row_length);
+        const Example** chunk = malloc(max_B * sizeof(Example*));
+        if (!chunk) status = -1;
+        int enabled = m->lora.enabled;
+        m->lora.enabled = 0; // M0: the same weights without the adapters
+        for (int start = 0; start < n && status == 0; start += max_B) {
+            int B = n - start < max_B ? n - start : max_B;
+            for (int k = 0; k < B; k++) chunk[k] = rows[order[start + k]];
+            batch_fill_states(&batch, chunk, B);
+            size_t BTC = (size_t)B * batch.T * C;
+            for (int l = 0; l < L; l++) views[l] = slot[l] >= 0 ? block + slot[l] * BTC : NULL;
+            if (model_forward_states(m, batch.inputs, B, batch.T, dl->n_run, views) != 0) { status = -1; break; } // it said why
+            for (int k = 0; k < B; k++) {
+                int r = order[start + k];
+                size_t n_row = (size_t)s->length[r] * C;
+                for (int j = 0; j < s->n_slots; j++)
+                    memcpy(s->memory + s->offset[r] + j * n_row, block + j * BTC + (size_t)k * batch.T * C,
+                           n_row * sizeof(float));
+            }
+        }
+        m->lora.enabled = enabled;
+        free(chunk);
+        free(block);
+    }
+    if (status == 0) s->key = m0_states_key(m, dl, rows, n);
+    else if (!s->memory || !s->offset) error_msg("defend: out of memory for M0's states of %d rows", n);
+    free(slot);
+    free(order);
+    free(views);
+    free_batch(&batch);
+    if (status != 0) free_m0_states(s);
+    return status;
+}
+
+void free_m0_states(M0States* s) {
+    free(s->memory);
+    free(s->offset);
+    free(s->length);
+    memset(s, 0, sizeof(*s));
+}
+
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, const M0States* m0, int max_B) {
+    const Config* c = &m->config;
     memset(s, 0, sizeof(*s));
     s->layers = *dl;
-    s->slot = malloc(L * sizeof(int));
-    s->dhidden = calloc(L, sizeof(float*));
-    s->h0_views = calloc(L, sizeof(float*));
-    if (!s->slot || !s->dhidden || !s->h0_views) return -1;
-    for (int l = 0; l < L; l++) s->slot[l] = -1;
-    for (int k = 0; k < dl->n_targets; k++) s->slot[dl->targets[k]] = 1;
-    for (int k = 0; k < dl->n_retain; k++) s->slot[dl->retain[k]] = 1;
-    for (int l = 0; l < L; l++) s->slot[l] = s->slot[l] > 0 ? s->n_slots++ : -1;
+    s->m0 = m0;
+    s->slot = malloc(c->n_layers * sizeof(int));
+    s->dhidden = calloc(c->n_layers, sizeof(float*));
+    if (!s->slot || !s->dhidden) return -1;
+    s->n_slots = defense_slots(s->slot, dl, c->n_layers);
+    if (s->n_slots != m0->n_slots || c->dim != m0->C) {
+        error_msg("defend: M0's states were computed for other layers (%d, not %d)", m0->n_slots, s->n_slots);
+        return -1;
+    }
     size_t block = (size_t)max_B * c->seq_len * c->dim;
     s->h0 = malloc(s->n_slots * block * sizeof(float));
     s->dh = malloc(s->n_slots * block * sizeof(float));
@@ -785,7 +893,6 @@ int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl
 void free_defense_state(DefenseState* s) {
     free(s->slot);
     free(s->dhidden);
-    free(s->h0_views);
     free(s->h0);
     free(s->dh);
     free(s->adam_m);
@@ -793,8 +900,8 @@ void free_defense_state(DefenseState* s) {
     memset(s, 0, sizeof(*s));
 }
 
-int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, int n_erase,
-                 const float* erase_weight, const Batch* caa, DefenseStepResult* out) {
+int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, const int* rr_ids,
+                 int n_erase, const float* erase_weight, const Batch* caa, DefenseStepResult* out) {
     const DefenseLayers* dl = &s->layers;
     int L = m->config.n_layers, C = m->config.dim, B = rr->B, T = rr->T;
     size_t BTC = (size_t)B * T * C;
@@ -806,11 +913,21 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     out->tokens = 0;
     out->flop = 0.0;
 
-    // h_l^0: M0's states, the same weights with the adapters off, only as deep as a loss reads,
-    // written straight into h0 by a forward that keeps nothing else (no backward goes through M0)
-    for (int l = 0; l < L; l++) s->h0_views[l] = s->slot[l] >= 0 ? s->h0 + s->slot[l] * BTC : NULL;
-    m->lora.enabled = 0;
-    if (model_forward_states(m, rr->inputs, B, T, dl->n_run, s->h0_views) != 0) return -1;
+    // h_l^0: M0's states of these rows (computed before training), padded to this step's T
+    const M0States* m0 = s->m0;
+    for (int b = 0; b < B; b++) {
+        int r = rr_ids[b];
+        if (r < 0 || r >= m0->n_rows || m0->length[r] > T) {
+            error_msg("defense_step: row %d of the batch has no states in M0's (row %d of %d)", b, r, m0->n_rows);
+            return -1;
+        }
+        int len = m0->length[r];
+        for (int j = 0; j < s->n_slots; j++) {
+            float* dst = s->h0 + j * BTC + (size_t)b * T * C;
+            memcpy(dst, m0->memory + m0->offset[r] + (size_t)j * len * C, (size_t)len * C * sizeof(float));
+            memset(dst + (size_t)len * C, 0, (size_t)(T - len) * C * sizeof(float)); // padding: no loss reads it
+        }
+    }
     // h_l^θ: Mθ's states
     m->lora.enabled = 1;
     model_forward(m, rr->inputs, B, T, dl->n_run);
@@ -842,8 +959,7 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     model_backward(m, 0, s->dhidden); // only the adapters get gradients
     out->tokens += (long)B * T;
     int weight_grads = m->grad_memory != NULL;
-    out->flop = model_forward_flop(m, B, T, dl->n_run, 0) + model_forward_flop(m, B, T, dl->n_run, 1) +
-                model_backward_flop(m, B, T, dl->n_run, 0, weight_grads, 1);
+    out->flop = model_forward_flop(m, B, T, dl->n_run, 1) + model_backward_flop(m, B, T, dl->n_run, 0, weight_grads, 1);
 
     // + c_a * CE_refusal(D_aug): the CAA rows through the whole model, cross-entropy on the refusal.
     // Its own forward and backward: the forward overwrites the activations the RR backward read.

@@ -235,22 +235,42 @@ typedef struct {
 // 0, or -1 after one error line (a layer the model does not have)
 int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L);
 
-// What one defence step needs besides its batches: M0's states at the layers a loss reads, the
-// gradients injected there, and AdamW's moments of the adapters.
+// M0's states h_l^0 of every defence row at the layers a loss reads. M0 is frozen, so a row's
+// states never change: each row runs through M0 once, before training (and once for all the runs
+// of an ablation), not in every step that draws it.
+typedef struct {
+    float* memory;   // row i's states at offset[i]: (n_slots, length[i], C), the slots in layer order
+    size_t* offset;  // (n_rows)
+    int* length;     // (n_rows) the row's positions (at most seq_len)
+    int n_rows, n_slots, C;
+    size_t n_floats; // of memory
+    uint64_t key;    // m0_states_key of what they were computed from
+} M0States;
+
+// a hash of the rows' ids, the layers and M0's weights: equal keys, equal states
+uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n);
+// the states of n rows through m with its adapters off, max_B rows at a time (sorted by length,
+// so that little is padding). 0, or -1 after one error line.
+int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B);
+void free_m0_states(M0States* s);
+
+// What one defence step needs besides its batches: M0's states (those of every row, and this
+// step's in a padded block), the gradients injected there, and AdamW's moments of the adapters.
 typedef struct {
     DefenseLayers layers;
+    const M0States* m0; // every row's h_l^0 (the caller's)
     int* slot;        // (L) where layer l sits in h0 and dh, -1 if no loss reads it
     int n_slots;
-    float* h0;        // (n_slots, B, T, C) M0's hidden states, at the current (B, T)
+    float* h0;        // (n_slots, B, T, C) this step's rows' h_l^0, at the current (B, T)
     float* dh;        // (n_slots, B, T, C) d L_MOSR / d h_l
     float** dhidden;  // (L) model_backward's injections: views into dh, or NULL
-    float** h0_views; // (L) where model_forward_states writes h_l^0: views into h0, or NULL
     float *adam_m, *adam_v; // (n_lora) AdamW's moments of the adapters
     size_t n_lora;
 } DefenseState;
 
-// for rows of up to max_B x seq_len positions; m must already carry its adapters. 0 on success
-int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B);
+// for rows of up to max_B x seq_len positions whose M0 states are m0 (kept by the caller, for as
+// long as s is used); m must already carry its adapters. 0 on success
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, const M0States* m0, int max_B);
 void free_defense_state(DefenseState* s);
 
 // what a step measured: the loss terms before their coefficients (erase: OALW-weighted mean over
@@ -265,12 +285,13 @@ typedef struct {
 // One optimiser step of
 //   L_MOSR(t) = c_s(t) * (1/B) Σ w_i l_erase(x_i) + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
 // on the adapters of m. rr: the representation rows, laid out by batch_fill_states, rows
-// [0, n_erase) from D_m and the rest from D_r, each row's mask on the tokens its loss reads.
+// [0, n_erase) from D_m and the rest from D_r, each row's mask on the tokens its loss reads;
+// rr_ids: (rr->B) each row's index in s->m0.
 // erase_weight: (n_erase) OALW's w_i of the erase rows, or NULL (RR: all 1). caa: the CAA rows
 // (next-token layout, the mask on the refusal), or NULL (RR). step t of cfg->steps sets c_s and
 // c_r (rr_schedule); cfg->caa_weight is c_a, cfg->lr AdamW's rate. Returns 0, or -1 after one
 // error line (the model could not run, or a loss is not finite: then the adapters are unchanged).
-int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, int n_erase,
-                 const float* erase_weight, const Batch* caa, DefenseStepResult* out);
+int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, const int* rr_ids,
+                 int n_erase, const float* erase_weight, const Batch* caa, DefenseStepResult* out);
 
 #endif

@@ -131,13 +131,10 @@ static int load_text_file(ExampleSet* s, Tokenizer* t, const char* path, int max
 
 // FNV-1a over every id and mask bit: a resumed run must see exactly the data of the first run
 static uint64_t example_set_hash(const ExampleSet* s) {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = HASH_START;
     for (int e = 0; e < s->n; e++) {
         const Example* ex = &s->examples[e];
-        for (int i = 0; i < ex->n; i++) {
-            uint32_t word = (uint32_t)ex->ids[i] * 2u + (ex->mask[i] > 0);
-            for (int k = 0; k < 4; k++) h = (h ^ ((word >> (8 * k)) & 0xff)) * 1099511628211ull;
-        }
+        for (int i = 0; i < ex->n; i++) h = hash_u32(h, (uint32_t)ex->ids[i] * 2u + (ex->mask[i] > 0));
         h = (h ^ 0xff) * 1099511628211ull; // example boundary
     }
     return h;

@@ -425,6 +425,14 @@ float random_normal(uint64_t* state) {
 }
 
 // ----------------------------------------------------------------------------
+// hashing: FNV-1a, for checking that data is what it was
+
+uint64_t hash_u32(uint64_t h, uint32_t word) {
+    for (int k = 0; k < 4; k++) h = (h ^ ((word >> (8 * k)) & 0xff)) * 1099511628211ull;
+    return h;
+}
+
+// ----------------------------------------------------------------------------
 // command-line values
 
 // 1 if s is a decimal number as people write them: [+-]digits[.digits][e[+-]digits] (with

@@ -92,6 +92,11 @@ float random_f32(uint64_t* state);    // uniform in [0, 1)
 float random_normal(uint64_t* state); // standard normal (Box-Muller)
 
 // ----------------------------------------------------------------------------
+// hashing: FNV-1a, 64 bits: h = HASH_START, then fold in 32-bit words (their bytes low to high)
+#define HASH_START 1469598103934665603ull
+uint64_t hash_u32(uint64_t h, uint32_t word);
+
+// ----------------------------------------------------------------------------
 // the command line. Every subcommand describes its arguments in one table and parses them with
 // args_parse:
 //

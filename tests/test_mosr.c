@@ -686,6 +686,13 @@ static void tiny_model(Model* m, int seq_len) {
     if (model_build(m, &c) == 0) model_init_random(m, 99);
 }
 
+// |a - b| / |b| of two (n) vectors
+static double relative_difference(const float* a, const float* b, size_t n) {
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < n; i++) diff += (double)(a[i] - b[i]) * (a[i] - b[i]), norm += (double)b[i] * b[i];
+    return sqrt(diff / norm);
+}
+
 // model_forward_states: the h_l of model_forward, bit for bit, with and without adapters, only up
 // to the layers asked for, and the activations of the last model_forward untouched
 static void test_forward_states(void) {
@@ -717,6 +724,91 @@ static void test_forward_states(void) {
     CHECK(model_forward_states(&m, ids, B, T, L + 1, views) == -1, "more layers than the model has rejected");
     free(ids);
     free(states);
+    model_free(&m);
+}
+
+// m0_states_compute: each row's h_l^0 is M0's (adapters off) at the loss layers, as the row alone
+// gives them (to rounding: sgemm's sums depend on the batch's shape), cut at seq_len, with the
+// rows in several length-sorted batches; the key tells rows, weights and layers apart; and a
+// step refuses a row id the states do not have.
+static void test_m0_states(void) {
+    Model m;
+    tiny_model(&m, 48);
+    int L = m.config.n_layers, C = m.config.dim;
+    DefenseConfig cfg;
+    defense_config_default(&cfg, DEFEND_RR);
+    DefenseLayers dl;
+    int ok = defense_layers(&dl, &cfg, L) == 0 &&
+             model_lora_init(&m, 4, 8.0f, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, 0.3f, 5) == 0;
+    CHECK(ok, "layers and adapters on the tiny model");
+    if (!ok) { model_free(&m); return; }
+    enum { N = 5 };
+    int lengths[N][2] = {{5, 7}, {9, 30}, {4, 3}, {30, 30}, {6, 6}}; // prompt, answer: row 3 is cut at 48
+    Example ex[N];
+    const Example* rows[N];
+    uint64_t rng = 17;
+    for (int e = 0; e < N; e++) {
+        int ids[64];
+        ids[0] = TOKEN_BOS;
+        for (int i = 1; i < lengths[e][0] + lengths[e][1]; i++) ids[i] = 3 + (int)(random_u32(&rng) % 500);
+        representation_row(&ex[e], ids, lengths[e][0], ids + lengths[e][0], lengths[e][1], 0);
+        rows[e] = &ex[e];
+    }
+    M0States s;
+    m.lora.enabled = 1;
+    ok = m0_states_compute(&s, &m, &dl, rows, N, 2) == 0; // three batches
+    CHECK(ok && s.n_rows == N && s.n_slots == dl.max_target + 1, "states of %d rows at %d layers", s.n_rows, s.n_slots);
+    CHECK(m.lora.enabled == 1, "the adapters' switch is put back");
+    if (!ok) { model_free(&m); return; }
+    CHECK(s.length[3] == 48 && s.length[0] == ex[0].n, "rows longer than seq_len are cut (%d), others kept (%d)",
+          s.length[3], s.length[0]);
+    double worst_m0 = 0.0, least_theta = 1e30;
+    float* views[8] = {0};
+    float* alone = malloc((size_t)L * 48 * C * sizeof(float));
+    for (int e = 0; e < N; e++) {
+        int len = s.length[e];
+        for (int l = 0; l < L; l++) views[l] = l <= dl.max_target ? alone + (size_t)l * len * C : NULL;
+        for (int lora = 0; lora <= 1; lora++) {
+            m.lora.enabled = lora;
+            model_forward_states(&m, ex[e].ids, 1, len, dl.n_run, views);
+            for (int l = 0; l <= dl.max_target; l++) {
+                double d = relative_difference(s.memory + s.offset[e] + (size_t)l * len * C, views[l], (size_t)len * C);
+                if (lora == 0 && d > worst_m0) worst_m0 = d;
+                if (lora == 1 && d < least_theta) least_theta = d;
+            }
+        }
+    }
+    printf("M0 states: off from the row alone by %.2g at most (adapters on: %.2g at least)\n", worst_m0, least_theta);
+    CHECK(worst_m0 < 1e-5, "every row's states are M0's, as the row alone gives them (off by %.2g)", worst_m0);
+    CHECK(least_theta > 1e-3, "and not Mθ's (off by %.2g at least)", least_theta);
+    // the key: the same rows, weights and layers, the same key; any of them changed, another
+    uint64_t key = m0_states_key(&m, &dl, rows, N);
+    CHECK(key == s.key, "the key is that of the rows it was computed from");
+    ex[2].ids[1]++;
+    CHECK(m0_states_key(&m, &dl, rows, N) != key, "one id changed: another key");
+    ex[2].ids[1]--;
+    m.param_memory[7] += 1e-3f;
+    CHECK(m0_states_key(&m, &dl, rows, N) != key, "one weight changed: another key");
+    m.param_memory[7] -= 1e-3f;
+    DefenseLayers fewer = dl;
+    fewer.n_retain = 1;
+    CHECK(m0_states_key(&m, &dl, rows, N - 1) != key && m0_states_key(&m, &fewer, rows, N) != key,
+          "a row fewer, or other layers: another key");
+    // a step on a row the states do not have
+    DefenseState st;
+    Batch b;
+    build_batch(&b, 2, 48);
+    batch_fill_states(&b, rows, 2);
+    const int bad_ids[] = {0, N};
+    DefenseStepResult r;
+    ok = build_defense_state(&st, &m, &dl, &s, 2) == 0;
+    fprintf(stderr, "(one error line expected:)\n");
+    CHECK(ok && defense_step(&st, &m, &cfg, 0, &b, bad_ids, 1, NULL, NULL, &r) == -1, "a row id past the states: an error");
+    free_batch(&b);
+    free_defense_state(&st);
+    free(alone);
+    free_m0_states(&s);
+    for (int e = 0; e < N; e++) free_example(&ex[e]);
     model_free(&m);
 }
 
@@ -1178,27 +1270,20 @@ static void test_defend_symmetry(void) {
 // retained) with OALW weights w (or NULL): the erasure term it measured, and the adapters'
 // gradient (n_lora) out. The adapters are put back afterwards, so every call starts from the same
 // model. At t = 0, c_r = 0: the gradient is the erasure's alone.
-static float oalw_step(DefenseState* s, Model* m, const DefenseConfig* cfg, const Example* const* rows, int n_rows,
-                       int n_erase, const float* w, float* grad) {
+static float oalw_step(DefenseState* s, Model* m, const DefenseConfig* cfg, const Example* const* rows,
+                       const int* ids, int n_rows, int n_erase, const float* w, float* grad) {
     float* saved = malloc(m->lora.n_params * sizeof(float));
     memcpy(saved, m->lora.param_memory, m->lora.n_params * sizeof(float));
     Batch b;
     build_batch(&b, n_rows, m->config.seq_len);
     batch_fill_states(&b, rows, n_rows);
     DefenseStepResult r;
-    int rc = defense_step(s, m, cfg, 0, &b, n_erase, w, NULL, &r);
+    int rc = defense_step(s, m, cfg, 0, &b, ids, n_erase, w, NULL, &r);
     memcpy(grad, m->lora.grad_memory, m->lora.n_params * sizeof(float));
     memcpy(m->lora.param_memory, saved, m->lora.n_params * sizeof(float));
     free_batch(&b);
     free(saved);
     return rc == 0 ? r.erase : NAN;
-}
-
-// |a - b| / |b| of two (n) vectors
-static double relative_difference(const float* a, const float* b, size_t n) {
-    double diff = 0.0, norm = 0.0;
-    for (size_t i = 0; i < n; i++) diff += (double)(a[i] - b[i]) * (a[i] - b[i]), norm += (double)b[i] * b[i];
-    return sqrt(diff / norm);
 }
 
 // OALW's weights reach the erasure term of defense_step, in its value and in its gradient: with
@@ -1215,10 +1300,7 @@ static void test_oalw_wiring(void) {
     DefenseState s;
     // a large B init: Mθ far from M0, so that the two examples' erasure losses differ clearly
     int ok = defense_layers(&dl, &cfg, m.config.n_layers) == 0 &&
-             model_lora_init(&m, 4, 8.0f, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, 0.3f, 5) == 0 &&
-             build_defense_state(&s, &m, &dl, 3) == 0;
-    CHECK(ok, "a defence state on the tiny model");
-    if (!ok) { model_free(&m); return; }
+             model_lora_init(&m, 4, 8.0f, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, 0.3f, 5) == 0;
     // two malicious examples of different lengths (so one is padded) and one retain example
     Example ex[3];
     uint64_t rng = 11;
@@ -1230,22 +1312,27 @@ static void test_oalw_wiring(void) {
         for (int i = 0; i < lengths[e][1]; i++) answer[i] = 3 + (int)(random_u32(&rng) % 500);
         representation_row(&ex[e], prompt, lengths[e][0], answer, lengths[e][1], 0);
     }
+    M0States m0;
+    const Example* all[] = {&ex[0], &ex[1], &ex[2]};
+    ok = ok && m0_states_compute(&m0, &m, &dl, all, 3, 3) == 0 && build_defense_state(&s, &m, &dl, &m0, 3) == 0;
+    CHECK(ok, "a defence state on the tiny model");
+    if (!ok) { model_free(&m); return; }
     size_t n = m.lora.n_params;
     float *g0 = malloc(n * sizeof(float)), *g1 = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
     float *g_plain = malloc(n * sizeof(float)), *g_mean = malloc(n * sizeof(float));
     // each example alone (with the retain row), then both side by side under four weightings
     const Example* alone0[] = {&ex[0], &ex[2]};
     const Example* alone1[] = {&ex[1], &ex[2]};
-    const Example* both[] = {&ex[0], &ex[1], &ex[2]};
-    float l0 = oalw_step(&s, &m, &cfg, alone0, 2, 1, NULL, g0);
-    float l1 = oalw_step(&s, &m, &cfg, alone1, 2, 1, NULL, g1);
+    const int ids0[] = {0, 2}, ids1[] = {1, 2}, ids[] = {0, 1, 2};
+    float l0 = oalw_step(&s, &m, &cfg, alone0, ids0, 2, 1, NULL, g0);
+    float l1 = oalw_step(&s, &m, &cfg, alone1, ids1, 2, 1, NULL, g1);
     const float w_first[] = {2.0f, 0.0f}, w_second[] = {0.0f, 2.0f}, w_ones[] = {1.0f, 1.0f};
-    float l_first = oalw_step(&s, &m, &cfg, both, 3, 2, w_first, g);
+    float l_first = oalw_step(&s, &m, &cfg, all, ids, 3, 2, w_first, g);
     double d_first = relative_difference(g, g0, n);
-    float l_second = oalw_step(&s, &m, &cfg, both, 3, 2, w_second, g);
+    float l_second = oalw_step(&s, &m, &cfg, all, ids, 3, 2, w_second, g);
     double d_second = relative_difference(g, g1, n);
-    float l_ones = oalw_step(&s, &m, &cfg, both, 3, 2, w_ones, g_mean);
-    float l_plain = oalw_step(&s, &m, &cfg, both, 3, 2, NULL, g_plain);
+    float l_ones = oalw_step(&s, &m, &cfg, all, ids, 3, 2, w_ones, g_mean);
+    float l_plain = oalw_step(&s, &m, &cfg, all, ids, 3, 2, NULL, g_plain);
     for (size_t i = 0; i < n; i++) g[i] = 0.5f * (g0[i] + g1[i]);
     double d_ones = relative_difference(g_mean, g, n), d_plain = relative_difference(g_plain, g_mean, n);
     printf("OALW wiring: l_erase alone %.5f and %.5f; weights (2,0) %.5f, (0,2) %.5f, (1,1) %.5f, none %.5f\n", l0,
@@ -1270,6 +1357,7 @@ static void test_oalw_wiring(void) {
     free(g_mean);
     for (int e = 0; e < 3; e++) free_example(&ex[e]);
     free_defense_state(&s);
+    free_m0_states(&m0);
     model_lora_free(&m);
     model_free(&m);
 }
@@ -1415,27 +1503,33 @@ static void test_defend_end_to_end(void) {
         free_defense_log(&log);
         model_free(&rr);
 
-        // RR + OALW with M0's states kept across runs (as an ablation does): the first run computes
-        // them, the second reuses them, and both give the model a run without the cache gives
+        // RR + OALW with what M0 gives kept across runs (as an ablation does): the first run computes
+        // OALW's states and every row's h_l^0, the second reuses both, and both give the model a
+        // run without the cache gives
         cfg.oalw = 1;
         cfg.reference_path = reference;
-        OalwStates m0 = {0};
+        M0Cache m0 = {0};
         Model plain, first, second;
         tiny_model(&plain, 64);
         tiny_model(&first, 64);
         tiny_model(&second, 64);
         int ok = defend(&plain, &t, &cfg, NULL) == EXIT_OK && defend_reusing(&first, &t, &cfg, NULL, &m0) == EXIT_OK;
-        CHECK(ok && m0.erase_repr && m0.n_erase == 4 && m0.n_reference > 0, "the first run keeps M0's OALW states");
-        float* kept = m0.erase_repr;
+        CHECK(ok && m0.oalw.erase_repr && m0.oalw.n_erase == 4 && m0.oalw.n_reference > 0,
+              "the first run keeps M0's OALW states");
+        CHECK(ok && m0.rows.memory && m0.rows.n_rows > 4, "and M0's states of its %d rows", m0.rows.n_rows);
+        float *kept = m0.oalw.erase_repr, *kept_rows = m0.rows.memory;
+        uint64_t key = m0.rows.key;
         ok = ok && defend_reusing(&second, &t, &cfg, NULL, &m0) == EXIT_OK;
-        CHECK(ok && m0.erase_repr == kept, "the second run reuses them");
+        CHECK(ok && m0.oalw.erase_repr == kept && m0.rows.memory == kept_rows, "the second run reuses both");
         CHECK(ok && !memcmp(plain.param_memory, first.param_memory, plain.n_params * sizeof(float)) &&
                   !memcmp(plain.param_memory, second.param_memory, plain.n_params * sizeof(float)),
               "with or without the kept states, the same defended model");
         cfg.oalw_pool = POOL_LAST;
+        cfg.retain_refusal = RETAIN_REFUSAL_NONE; // fewer retain rows
         ok = ok && defend_reusing(&plain, &t, &cfg, NULL, &m0) == EXIT_OK;
-        CHECK(ok && m0.pool == POOL_LAST, "another pooling computes them again");
-        free_oalw_states(&m0);
+        CHECK(ok && m0.oalw.pool == POOL_LAST, "another pooling computes OALW's states again");
+        CHECK(ok && m0.rows.key != key, "other rows: their states are computed again");
+        free_m0_cache(&m0);
         model_free(&plain);
         model_free(&first);
         model_free(&second);
@@ -1877,6 +1971,7 @@ int main(void) {
     test_defense_args();
     if (!mkdtemp(analyze_dir)) { perror("mkdtemp"); return 1; }
     test_forward_states();
+    test_m0_states();
     test_collect_representations();
     test_npy();
     test_analyze_end_to_end();
