@@ -64,6 +64,13 @@ int example_from_chat(Example* ex, Tokenizer* t, const char* prompt, const char*
     return counted;
 }
 
+int example_alloc(Example* ex, int capacity) {
+    ex->n = 0;
+    ex->ids = malloc((capacity > 0 ? capacity : 1) * sizeof(int));
+    ex->mask = malloc((capacity > 0 ? capacity : 1) * sizeof(float));
+    return ex->ids && ex->mask ? 0 : -1;
+}
+
 void free_example(Example* ex) {
     free(ex->ids);
     free(ex->mask);

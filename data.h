@@ -38,6 +38,9 @@ typedef struct {
 // only; at most max_ids ids are kept (0 = no limit). Returns the number of counted positions
 // (0 if the response was cut away, -1 if out of memory).
 int example_from_chat(Example* ex, Tokenizer* t, const char* prompt, const char* response, int max_ids);
+// an empty example (n = 0) with room for capacity ids, for builders that fill the caller's
+// buffers (build_caa_example); 0, or -1 if out of memory
+int example_alloc(Example* ex, int capacity);
 void free_example(Example* ex);
 
 // ----------------------------------------------------------------------------

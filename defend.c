@@ -136,11 +136,25 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
     d->erase_rows = calloc(d->n_erase > 0 ? d->n_erase : 1, sizeof(Example));
     d->retain_rows = calloc(d->n_retain > 0 ? d->n_retain : 1, sizeof(Example));
     int status = d->erase_rows && d->retain_rows ? 0 : -1;
+    // --erase-tokens distinct: the prompt, and of the completion only the tokens no helpful
+    // response (benign or pseudo) has: the openers and steps a helpful answer shares are left alone
+    unsigned char* helpful = calloc(t->vocab_size, 1);
+    if (!helpful) status = -1;
+    for (int i = 0; i < N && helpful; i++) {
+        const DefenseItem* e = &d->items[i];
+        const char* kind = d->file.items[i].kind ? d->file.items[i].kind : "";
+        if ((!strcmp(kind, "benign") || !strcmp(kind, "pseudo")) && e->response)
+            for (int k = 0; k < e->n_response; k++) helpful[e->response[k]] = 1;
+    }
     for (int k = 0; k < d->n_erase && status == 0; k++) {
         const DefenseItem* it = &d->items[d->erase[k]];
-        status = representation_row(&d->erase_rows[k], it->prompt, it->n_prompt, it->harmful, it->n_harmful,
+        Example* row = &d->erase_rows[k];
+        status = representation_row(row, it->prompt, it->n_prompt, it->harmful, it->n_harmful,
                                     cfg->erase_tokens == ERASE_RESPONSE);
+        if (status == 0 && cfg->erase_tokens == ERASE_DISTINCT)
+            for (int p = it->n_prompt; p < row->n; p++) row->mask[p] = helpful[row->ids[p]] ? 0.0f : 1.0f;
     }
+    free(helpful);
     for (int k = 0; k < d->n_retain && status == 0; k++) {
         const DefenseItem* it = &d->items[d->retain[k]];
         status = representation_row(&d->retain_rows[k], it->prompt, it->n_prompt, it->response, it->n_response,
@@ -184,13 +198,14 @@ static void free_cycle(Cycle* c) {
     c->order = NULL;
 }
 
-// an Example [prompt ; response] with the loss on predicting the response (next-token layout)
-static int example_from_ids(Example* ex, const int* prompt, int n_prompt, const int* response, int n_response) {
+// [prompt ; response] with the loss on predicting the response (next-token layout), into ex's
+// buffers of max_len ids; -1 if it does not fit
+static int example_from_ids(Example* ex, const int* prompt, int n_prompt, const int* response, int n_response,
+                            int max_len) {
     int n = n_prompt + n_response;
-    ex->ids = malloc(n * sizeof(int));
-    ex->mask = calloc(n, sizeof(float));
+    if (n > max_len) return -1;
     ex->n = n;
-    if (!ex->ids || !ex->mask) return -1;
+    memset(ex->mask, 0, n * sizeof(float));
     memcpy(ex->ids, prompt, n_prompt * sizeof(int));
     memcpy(ex->ids + n_prompt, response, n_response * sizeof(int));
     for (int t = n_prompt - 1; t < n - 1; t++) ex->mask[t] = 1.0f;
@@ -563,7 +578,7 @@ typedef struct {
     const Example** rr_rows;       // (2 batch)
     int* rr_ids;                   // (2 batch) their rows in m0: erase rows first, then retain rows
     Batch caa;                     // n_caa CAA rows, then n_counter counterweight rows (next-token)
-    Example* caa_rows;             // (n_caa + n_counter) this step's, built fresh every step
+    Example* caa_rows;             // (n_caa + n_counter) this step's, drawn afresh into the same buffers
     const Example** caa_ptrs;      // (n_caa + n_counter)
     int n_caa, n_counter;
     Cycle erase_cycle, retain_cycle, caa_cycle, pseudo_cycle;
@@ -667,7 +682,6 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     r->n_caa = cfg->caa ? (cfg->caa_batch > 0 ? cfg->caa_batch : cfg->batch) : 0;
     r->n_counter = cfg->caa && cfg->caa_counterweight ? r->n_caa : 0;
     // every buffer a step uses, at its largest (B x seq_len): the steps themselves allocate nothing
-    // but the CAA rows they draw
     int n_rows_max = B > r->n_caa + r->n_counter ? B : r->n_caa + r->n_counter;
     if (model_reserve(m, n_rows_max, seq_len) != 0) return EXIT_FAILURE_RUN;
     if (defense_m0_states(r, m, dl, cache, B) != 0) return EXIT_FAILURE_RUN;
@@ -683,8 +697,15 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     build_batch(&r->rr, B, seq_len);
     for (int i = 0; i < d->n_erase; i++) r->erase_weight[i] = 1.0f;
     if (r->n_caa > 0) {
+        // the CAA rows' buffers, filled afresh every step
         r->caa_rows = calloc(r->n_caa + r->n_counter, sizeof(Example));
         r->caa_ptrs = malloc((r->n_caa + r->n_counter) * sizeof(Example*));
+        ok = r->caa_rows && r->caa_ptrs;
+        for (int k = 0; ok && k < r->n_caa + r->n_counter; k++) ok = example_alloc(&r->caa_rows[k], seq_len + 1) == 0;
+        if (!ok) {
+            error_msg("defend: out of memory for %d CAA rows", r->n_caa + r->n_counter);
+            return EXIT_FAILURE_RUN;
+        }
         build_batch(&r->caa, r->n_caa + r->n_counter, seq_len);
     }
     build_cycle(&r->erase_cycle, d->n_erase);
@@ -708,7 +729,6 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
 // (pseudo -> helpful); rows that do not fit the context are skipped. Returns the row count.
 static int draw_caa_rows(DefenseRun* r, const DefenseConfig* cfg, int seq_len) {
     const DefenseData* d = &r->data;
-    for (int k = 0; k < r->n_caa + r->n_counter; k++) free_example(&r->caa_rows[k]);
     int n_rows = 0;
     for (int k = 0; k < r->n_caa; k++) {
         const DefenseItem* it = &d->items[d->erase[cycle_next(&r->caa_cycle, &r->rng_caa)]];
@@ -721,7 +741,8 @@ static int draw_caa_rows(DefenseRun* r, const DefenseConfig* cfg, int seq_len) {
     }
     for (int k = 0; k < r->n_counter; k++) {
         const DefenseItem* it = &d->items[d->pseudo[cycle_next(&r->pseudo_cycle, &r->rng_caa)]];
-        if (example_from_ids(&r->caa_rows[n_rows], it->prompt, it->n_prompt, it->response, it->n_response) == 0)
+        if (example_from_ids(&r->caa_rows[n_rows], it->prompt, it->n_prompt, it->response, it->n_response,
+                             seq_len + 1) == 0)
             n_rows++;
     }
     for (int k = 0; k < n_rows; k++) r->caa_ptrs[k] = &r->caa_rows[k];
@@ -861,9 +882,10 @@ static void defend_usage(FILE* f) {
         "  --batch N                 erase rows and retain rows per step, N each (default 16)\n"
         "  --lr X                    AdamW learning rate, constant, no weight decay (default 1e-3)\n"
         "  --seed N                  LoRA init, sampling, CAA prefixes (default 1337)\n"
-        "  --erase-tokens all|response  erase prompt + response tokens (default, DESIGN.md 1.3), or the\n"
-        "                            response only (milder: prompt states, which pseudo-malicious prompts\n"
-        "                            share, are left alone)\n"
+        "  --erase-tokens all|response|distinct  erase prompt + response tokens (default, DESIGN.md\n"
+        "                            1.3); the response only (milder: prompt states, which pseudo-malicious\n"
+        "                            prompts share, are left alone); or the prompt + the response tokens no\n"
+        "                            helpful response of the data has (the shared openers left alone)\n"
         "  --retain-refusal all|refusal|none  malicious -> refusal rows: retain loss on all their tokens,\n"
         "                            on the refusal tokens only, or no such rows (default all)\n"
         "  --retain-borderline       pseudo -> helpful rows in the retain set too, as the published\n"
@@ -944,7 +966,7 @@ int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch) {
         {"--alpha", ARG_FLOAT, &c->alpha, 0, 1e6},
         {"--batch", ARG_INT, &c->batch, 1, 4096},
         {"--lr", ARG_FLOAT, &c->lr, 1e-9, 10},
-        {"--erase-tokens", ARG_CHOICE, &c->erase_tokens, .choices = "all|response"},        // ERASE_*
+        {"--erase-tokens", ARG_CHOICE, &c->erase_tokens, .choices = "all|response|distinct"},        // ERASE_*
         {"--retain-refusal", ARG_CHOICE, &c->retain_refusal, .choices = "all|refusal|none"}, // RETAIN_REFUSAL_*
         {"--retain-borderline", ARG_SWITCH, &c->retain_borderline, 1},
         {"--no-retain-borderline", ARG_SWITCH, &c->retain_borderline, 0},

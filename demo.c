@@ -785,8 +785,9 @@ static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* 
 static void describe_defense(FILE* f, const DefenseConfig* c) {
     static const char* const refusal_rows[] = {"malicious -> refusal (all its tokens)",
                                                "malicious -> refusal (the refusal tokens)", NULL};
-    fprintf(f, "erasure over %s; retain set: benign", c->erase_tokens == ERASE_ALL ? "prompt + response tokens"
-                                                                                    : "response tokens");
+    static const char* const erased[] = {"prompt + response tokens", "response tokens",
+                                         "prompt + the response tokens no helpful response has"};
+    fprintf(f, "erasure over %s; retain set: benign", erased[c->erase_tokens]);
     if (refusal_rows[c->retain_refusal]) fprintf(f, ", %s", refusal_rows[c->retain_refusal]);
     if (c->retain_borderline) fputs(", pseudo-malicious -> helpful (borderline)", f);
     static const char* const spaces[] = {"raw", "centred", "safety-subspace"};

@@ -738,13 +738,17 @@ typedef struct {
     const GenerateOptions* opt; // the caller's progress callback and ctx
 } StreamProgress;
 
+// every stream reports (each about once a second) the sum over all, one at a time: the caller's
+// callback runs on one thread at once, and the counts it sees never go down
 static void stream_progress(int done, int total, void* ctx) {
     StreamProgress* sp = ctx;
-    __atomic_store_n(&sp->streams[sp->stream].done, done, __ATOMIC_RELAXED); // read by stream 0
-    if (sp->stream != 0) return; // the first stream reports for all
-    int sum = 0;
-    for (int k = 0; k < sp->n_streams; k++) sum += __atomic_load_n(&sp->streams[k].done, __ATOMIC_RELAXED);
-    sp->opt->progress(sum, sp->n_prompts, sp->opt->ctx);
+    __atomic_store_n(&sp->streams[sp->stream].done, done, __ATOMIC_RELAXED);
+    #pragma omp critical(stream_progress)
+    {
+        int sum = 0;
+        for (int k = 0; k < sp->n_streams; k++) sum += __atomic_load_n(&sp->streams[k].done, __ATOMIC_RELAXED);
+        sp->opt->progress(sum, sp->n_prompts, sp->opt->ctx);
+    }
 }
 
 static int generate_streams(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,

@@ -305,54 +305,62 @@ float cosine_similarity(const float* a, const float* b, int C) {
 }
 
 // Both losses are (1/B') Σ_b w_b * mean_{masked t} f(b, t), i.e. a weighted sum over tokens
-//   loss = Σ_{b, masked t} coef[b] * f(b, t),   coef[b] = w_b / (n_masked_b * B')
+//   loss = Σ_{b, masked t} coef_b * f(b, t),   coef_b = w_b / (n_masked_b * B')
 // where B' counts the examples that have a masked token (an example without one has nothing to
 // learn from and must not dilute the others). Divided by the batch size, not by the batch's own
 // Σ w: OALW's weights average 1 over D_m already, and dividing by Σ w would scale a batch of
 // high-overlap (low-weight) examples back up to full strength (DESIGN.md 1.4, lesson 3).
-// coef: (B) out.
-static void example_coefficients(double* coef, const float* token_mask, const float* example_weight, int B, int T) {
-    int n_examples = 0;
-    for (int b = 0; b < B; b++) {
-        int n_masked = 0;
-        for (int t = 0; t < T; t++) n_masked += token_mask[(size_t)b * T + t] > 0.0f;
-        double w = example_weight ? example_weight[b] : 1.0;
-        coef[b] = n_masked > 0 ? w / n_masked : 0.0;
-        n_examples += n_masked > 0;
-    }
-    for (int b = 0; b < B; b++) coef[b] = n_examples > 0 ? coef[b] / n_examples : 0.0;
+static int masked_count(const float* row_mask, int T) {
+    int n = 0;
+    for (int t = 0; t < T; t++) n += row_mask[t] > 0.0f;
+    return n;
+}
+
+// B': the examples with a masked token
+static int masked_examples(const float* token_mask, int B, int T) {
+    int n = 0;
+    for (int b = 0; b < B; b++) n += masked_count(token_mask + (size_t)b * T, T) > 0;
+    return n;
+}
+
+// coef_b of example b, given B' = n_examples
+static double example_coefficient(const float* token_mask, const float* example_weight, int b, int T,
+                                  int n_examples) {
+    int n_masked = masked_count(token_mask + (size_t)b * T, T);
+    double w = example_weight ? example_weight[b] : 1.0;
+    double coef = n_masked > 0 ? w / n_masked : 0.0;
+    return n_examples > 0 ? coef / n_examples : 0.0;
 }
 
 // l_erase(x) = mean_{tok} ReLU( cos( h_l^θ(x)[tok], h_l^0(x)[tok] ) ), and over the batch
 //   (1/B) Σ_i w_i l_erase(x_i)   (w_i: OALW's weights, all 1 for RR)
 float erase_loss_forward(float* token_cos, const float* h, const float* h0, const float* token_mask,
                          const float* example_weight, int B, int T, int C) {
-    double* coef = malloc(B * sizeof(double));
-    example_coefficients(coef, token_mask, example_weight, B, T);
+    int n_examples = masked_examples(token_mask, B, T);
     double loss = 0.0;
     for (int b = 0; b < B; b++) {
+        double coef = example_coefficient(token_mask, example_weight, b, T, n_examples);
         for (int t = 0; t < T; t++) {
             size_t bt = (size_t)b * T + t;
             float cos = 0.0f;
             if (token_mask[bt] > 0.0f) {
                 cos = cosine_similarity(h + bt * C, h0 + bt * C, C);
-                if (cos > 0.0f) loss += coef[b] * cos; // ReLU: a state already unrelated costs nothing
+                if (cos > 0.0f) loss += coef * cos; // ReLU: a state already unrelated costs nothing
             }
             if (token_cos) token_cos[bt] = cos;
         }
     }
-    free(coef);
     return (float)loss;
 }
 
 void erase_loss_backward(float* dh, const float* h, const float* h0, const float* token_mask,
                          const float* example_weight, float d_loss, int B, int T, int C) {
-    double* coef = malloc(B * sizeof(double));
-    example_coefficients(coef, token_mask, example_weight, B, T);
+    int n_examples = masked_examples(token_mask, B, T);
     for (int b = 0; b < B; b++) {
+        double coef = example_coefficient(token_mask, example_weight, b, T, n_examples);
         for (int t = 0; t < T; t++) {
             size_t bt = (size_t)b * T + t;
-            if (token_mask[bt] <= 0.0f || coef[b] == 0.0) continue;
+            if (token_mask[bt] <= 0.0f || coef == 0.0) continue;
             // recomputed rather than cached from the forward: it is as cheap as reading a cache
             const float* a = h + bt * C;
             const float* a0 = h0 + bt * C;
@@ -361,22 +369,21 @@ void erase_loss_backward(float* dh, const float* h, const float* h0, const float
             if (cos <= 0.0f) continue; // ReLU: no gradient on its flat side (and 0 at the kink)
             // forward: loss += coef * cos,  cos = (a . a0) / (|a| |a0|),  |a| = sqrt(a . a + eps)
             // d cos / d a = a0 / (|a| |a0|) - cos * a / |a|^2
-            float g = d_loss * (float)coef[b];
+            float g = d_loss * (float)coef;
             float along_a0 = g / (norm_a * norm_a0);
             float along_a = g * cos / (norm_a * norm_a);
             float* da = dh + bt * C;
             for (int i = 0; i < C; i++) da[i] += along_a0 * a0[i] - along_a * a[i];
         }
     }
-    free(coef);
 }
 
 // l_retain(x) = mean_{tok} || h_l^θ(x)[tok] - h_l^0(x)[tok] ||_2, and over the batch mean_x l_retain(x)
 float retain_loss_forward(const float* h, const float* h0, const float* token_mask, int B, int T, int C) {
-    double* coef = malloc(B * sizeof(double));
-    example_coefficients(coef, token_mask, NULL, B, T);
+    int n_examples = masked_examples(token_mask, B, T);
     double loss = 0.0;
     for (int b = 0; b < B; b++) {
+        double coef = example_coefficient(token_mask, NULL, b, T, n_examples);
         for (int t = 0; t < T; t++) {
             size_t bt = (size_t)b * T + t;
             if (token_mask[bt] <= 0.0f) continue;
@@ -384,33 +391,31 @@ float retain_loss_forward(const float* h, const float* h0, const float* token_ma
             const float* a0 = h0 + bt * C;
             float sum_sq = 0.0f;
             for (int i = 0; i < C; i++) sum_sq += (a[i] - a0[i]) * (a[i] - a0[i]);
-            loss += coef[b] * sqrtf(sum_sq + NORM_EPS);
+            loss += coef * sqrtf(sum_sq + NORM_EPS);
         }
     }
-    free(coef);
     return (float)loss;
 }
 
 void retain_loss_backward(float* dh, const float* h, const float* h0, const float* token_mask, float d_loss,
                           int B, int T, int C) {
-    double* coef = malloc(B * sizeof(double));
-    example_coefficients(coef, token_mask, NULL, B, T);
+    int n_examples = masked_examples(token_mask, B, T);
     for (int b = 0; b < B; b++) {
+        double coef = example_coefficient(token_mask, NULL, b, T, n_examples);
         for (int t = 0; t < T; t++) {
             size_t bt = (size_t)b * T + t;
-            if (token_mask[bt] <= 0.0f || coef[b] == 0.0) continue;
+            if (token_mask[bt] <= 0.0f || coef == 0.0) continue;
             const float* a = h + bt * C;
             const float* a0 = h0 + bt * C;
             float sum_sq = 0.0f;
             for (int i = 0; i < C; i++) sum_sq += (a[i] - a0[i]) * (a[i] - a0[i]);
             // forward: loss += coef * sqrt(|a - a0|^2 + eps);  d/da = (a - a0) / sqrt(|a - a0|^2 + eps)
             // (the eps makes this 0, not 0/0, where a == a0: e.g. at step 0 of a defence)
-            float g = d_loss * (float)coef[b] / sqrtf(sum_sq + NORM_EPS);
+            float g = d_loss * (float)coef / sqrtf(sum_sq + NORM_EPS);
             float* da = dh + bt * C;
             for (int i = 0; i < C; i++) da[i] += g * (a[i] - a0[i]);
         }
     }
-    free(coef);
 }
 
 int representation_row(Example* ex, const int* prompt, int n_prompt, const int* answer, int n_answer,
@@ -668,10 +673,9 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
     if (n_prompt + k + n_answer > max_len) k = max_len - n_prompt - n_answer; // keep the refusal whole
     if (k < k_action && k < n_harmful) return -1; // never a prefix short of the harmful action
 
-    int n = n_prompt + k + n_answer;
-    ex->ids = malloc(n * sizeof(int));
-    ex->mask = calloc(n, sizeof(float));
+    int n = n_prompt + k + n_answer; // <= max_len: it fits the caller's buffers
     ex->n = n;
+    memset(ex->mask, 0, n * sizeof(float));
     memcpy(ex->ids, prompt_ids, n_prompt * sizeof(int));
     memcpy(ex->ids + n_prompt, harmful_ids, k * sizeof(int));
     memcpy(ex->ids + n_prompt + k, refusal_ids, n_refusal * sizeof(int));

@@ -158,8 +158,8 @@ int caa_action_tokens(Tokenizer* t, const char* text, const int* ids, int n);
 // The loss mask is on the refusal only: mask[t] = 1 iff ids[t+1] is a refusal or EOS token.
 // If the sequence would exceed max_len, k shrinks to fit, but never below k_action; if that does
 // not fit, -1. k_out (may be NULL) receives k. rng: util.h state, advanced by one draw.
-// Returns 0; ex owns malloc'd ids and mask, released by free_example (data.h). No message on
-// -1: a too-long example is the caller's to count and skip.
+// ex: the caller's buffers of max_len ids (example_alloc, data.h), reused from step to step.
+// Returns 0. No message on -1: a too-long example is the caller's to count and skip.
 int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
                       int n_harmful, const int* refusal_ids, int n_refusal, int k_action, int k_min, float frac,
                       int max_len, uint64_t* rng);
@@ -174,7 +174,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 enum { DEFEND_RR = 0, DEFEND_MOSR = 1 };
 enum { CAA_PREFIX_CONTENT = 0, CAA_PREFIX_TOKENS = 1 };             // CAA's prefix draw (section 4)
 enum { OALW_NORM_BATCH = 0, OALW_NORM_WEIGHTS = 1 };                // the weighted erasure's divisor
-enum { ERASE_ALL = 0, ERASE_RESPONSE = 1 };                         // which tokens are erased
+enum { ERASE_ALL = 0, ERASE_RESPONSE = 1, ERASE_DISTINCT = 2 };   // which tokens are erased
 enum { RETAIN_REFUSAL_ALL = 0, RETAIN_REFUSAL_ONLY = 1, RETAIN_REFUSAL_NONE = 2 }; // malicious -> refusal
 #define DEFEND_MAX_LAYERS 64
 
@@ -192,7 +192,7 @@ typedef struct {
     int batch;                  // erase rows and retain rows per step (each), default 16
     float lr;                   // AdamW, constant, default 1e-3
     uint64_t seed;              // LoRA init, sampling, CAA prefixes; default 1337
-    int erase_tokens;           // ERASE_ALL (prompt + response, default) or ERASE_RESPONSE
+    int erase_tokens;           // ERASE_ALL (prompt + response, default), ERASE_RESPONSE, ERASE_DISTINCT
     int retain_refusal;         // RETAIN_REFUSAL_ALL (default), _ONLY (refusal tokens), _NONE
     int retain_borderline;      // 1: pseudo-malicious -> helpful rows in the retain set (default 0)
     // OALW

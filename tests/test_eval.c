@@ -381,7 +381,18 @@ static void random_prompts(int** prompts, int* lens, int n, int V, uint64_t* rng
     }
 }
 
-static void record_progress(int done, int total, void* ctx) { *(int*)ctx = done; }
+// what the progress callback saw: the last count, whether a count went down, which threads reported
+typedef struct {
+    int last, went_down;
+    unsigned threads; // bit k: thread k of the team reported
+} ProgressSeen;
+
+static void record_progress(int done, int total, void* ctx) {
+    ProgressSeen* p = ctx;
+    p->went_down |= done < p->last;
+    p->last = done;
+    p->threads |= 1u << (omp_get_thread_num() & 31);
+}
 
 static void test_batched_generation(void) {
     Config c = {.dim = 32, .hidden_dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 64,
@@ -419,9 +430,9 @@ static void test_batched_generation(void) {
     rc |= generate_batched(&m, prompts, lens, N, 7, MAX_NEW, many, NULL, NULL);
     // three decode streams, one a thread, each on every third prompt with its own KV cache
     Generation streamed[N];
-    int last_done = -1;
+    ProgressSeen seen = {0};
     GenerateOptions opt = {.n_slots = 3, .max_new = MAX_NEW, .stop_on_eos = 1, .n_streams = 3,
-                           .progress = record_progress, .ctx = &last_done};
+                           .progress = record_progress, .ctx = &seen};
     GenerateStats st;
     rc |= generate_run(&m, prompts, lens, N, &opt, streamed, &st);
     CHECK(rc == 0, "generation runs");
@@ -450,7 +461,9 @@ static void test_batched_generation(void) {
         CHECK(same_streamed, "3 decode streams of 3 slots equal token-by-token decoding, each answer in its place");
         CHECK(st.generated_tokens == generated, "the streams' stats add up: %ld generated tokens, expected %ld",
               st.generated_tokens, generated);
-        CHECK(last_done == N, "the streams' progress reaches all %d prompts (last report %d)", N, last_done);
+        CHECK(seen.last == N && !seen.went_down, "the streams' progress reaches all %d prompts (last report %d) and "
+              "never goes down", N, seen.last);
+        CHECK(seen.threads == 7u, "every stream reports, not only the first (threads seen: mask %u)", seen.threads);
         generation_free(one, N);
         generation_free(many, N);
         generation_free(streamed, N);

@@ -376,12 +376,13 @@ static void test_caa(void) {
     for (int i = 0; i < 10; i++) harmful[i] = 20 + i;
     int refusal[] = {30, 31, 32, TOKEN_EOS};
     int np = 4, nh = 10, nr = 4;
+    Example ex, e1, e2; // build_caa_example fills these buffers (max_len 64 at most)
+    CHECK(example_alloc(&ex, 64) == 0 && example_alloc(&e1, 64) == 0 && example_alloc(&e2, 64) == 0, "buffers");
     uint64_t rng = 7;
     int counts[11] = {0};
     int layout_ok = 1, mask_ok = 1;
     const int draws = 6000;
     for (int d = 0; d < draws; d++) {
-        Example ex;
         int k;
         if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &rng) != 0) {
             layout_ok = 0;
@@ -393,7 +394,6 @@ static void test_caa(void) {
                      !memcmp(ex.ids + np + k, refusal, sizeof(refusal));
         // mask[t] = 1 iff ids[t+1] belongs to the refusal (positions np + k .. n - 1)
         for (int t = 0; t < ex.n; t++) mask_ok &= ex.mask[t] == ((t + 1 >= np + k && t + 1 < ex.n) ? 1.0f : 0.0f);
-        free_example(&ex);
     }
     CHECK(layout_ok, "[prompt ; harmful[:k] ; refusal] layout");
     CHECK(mask_ok, "loss mask exactly on the refusal and its EOS");
@@ -407,47 +407,38 @@ static void test_caa(void) {
     // k_min = 1 never gives 0
     int zeros = 0, max_k = 0;
     for (int d = 0; d < 2000; d++) {
-        Example ex;
         int k;
         build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 1, 0.5f, 64, &rng);
         zeros += k == 0;
         max_k = k > max_k ? k : max_k;
-        free_example(&ex);
     }
     CHECK(zeros == 0 && max_k == 5, "k_min = 1: k in 1..5 (zeros %d, max %d)", zeros, max_k);
 
     // a refusal without EOS gets one; it is a target too
-    Example ex;
     int k;
     int refusal_no_eos[] = {30, 31};
     build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, 0, 0, 0.0f, 64, &rng);
     CHECK(k == 0 && ex.n == 7 && ex.ids[6] == TOKEN_EOS && ex.mask[3] == 1 && ex.mask[5] == 1 && ex.mask[6] == 0,
           "EOS appended and trained (n %d)", ex.n);
-    free_example(&ex);
 
     // the context limit shrinks k, keeps the refusal whole, or gives up
     build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 5, 0.5f, 10, &rng);
     CHECK(k == 2 && ex.n == 10 && ex.ids[9] == TOKEN_EOS, "k shrinks to fit max_len (k %d, n %d)", k, ex.n);
-    free_example(&ex);
     CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 7, &rng) == -1,
           "prompt + refusal longer than max_len: -1");
 
     // an empty completion with k_min = 1: k = 0, the only possibility
     build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, 0, 1, 0.5f, 64, &rng);
     CHECK(k == 0 && ex.n == 8, "empty completion: k = 0");
-    free_example(&ex);
 
     // the same seed gives the same prefixes
     uint64_t r1 = 99, r2 = 99;
     int same = 1;
     for (int d = 0; d < 50; d++) {
-        Example e1, e2;
         int k1, k2;
         build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r1);
         build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r2);
         same &= k1 == k2;
-        free_example(&e1);
-        free_example(&e2);
     }
     CHECK(same, "seeded: same seed, same k");
 
@@ -457,14 +448,15 @@ static void test_caa(void) {
         build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 4, 0, 0.8f, 64, &rng);
         below += k < 4;
         above += k > 8;
-        free_example(&ex);
     }
     CHECK(below == 0 && above == 0, "k_action 4, K 8: k in 4..8 (%d below, %d above)", below, above);
     build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 7, 0, 0.5f, 64, &rng);
     CHECK(k == 7, "k_action above K: k = k_action (k %d)", k);
-    free_example(&ex);
     CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 3, 0, 0.5f, 10, &rng) == -1,
           "no room for the harmful action: -1, not a shorter prefix");
+    free_example(&ex);
+    free_example(&e1);
+    free_example(&e2);
 }
 
 // The default CAA draw on the project's data: every prefix it can produce runs through the
