@@ -795,20 +795,12 @@ uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* c
     return h;
 }
 
-// rows sorted by length (then index, so the order is the same every time)
-static const Example* const* sort_rows;
-static int compare_row_length(const void* a, const void* b) {
-    int i = *(const int*)a, j = *(const int*)b;
-    if (sort_rows[i]->n != sort_rows[j]->n) return sort_rows[i]->n < sort_rows[j]->n ? -1 : 1;
-    return (i > j) - (i < j);
-}
-
 int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
     const Config* c = &m->config;
     int L = c->n_layers, C = c->dim, seq_len = c->seq_len;
     memset(s, 0, sizeof(*s));
     int* slot = malloc(L * sizeof(int));
-    int* order = malloc((n > 0 ? n : 1) * sizeof(int));
+    LengthIndex* order = malloc((n > 0 ? n : 1) * sizeof(LengthIndex)); // rows by length, to pad little
     float** views = calloc(L, sizeof(float*));
     s->offset = malloc((n > 0 ? n : 1) * sizeof(size_t));
     s->length = malloc((n > 0 ? n : 1) * sizeof(int));
@@ -824,27 +816,26 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
             s->length[r] = rows[r]->n < seq_len ? rows[r]->n : seq_len; // what batch_fill_states keeps
             s->offset[r] = total;
             total += (size_t)s->n_slots * s->length[r] * C;
-            order[r] = r;
+            order[r] = (LengthIndex){s->length[r], r};
         }
         s->n_floats = total;
         s->memory = malloc((total > 0 ? total : 1) * sizeof(float));
         float* block = malloc((size_t)s->n_slots * max_B * seq_len * C * sizeof(float)); // one batch's states
         if (!s->memory || !block) status = -1;
-        sort_rows = rows;
-        qsort(order, n, sizeof(int), compare_row_length);
+        qsort(order, n, sizeof(LengthIndex), compare_length);
         const Example** chunk = malloc(max_B * sizeof(Example*));
         if (!chunk) status = -1;
         int enabled = m->lora.enabled;
         m->lora.enabled = 0; // M0: the same weights without the adapters
         for (int start = 0; start < n && status == 0; start += max_B) {
             int B = n - start < max_B ? n - start : max_B;
-            for (int k = 0; k < B; k++) chunk[k] = rows[order[start + k]];
+            for (int k = 0; k < B; k++) chunk[k] = rows[order[start + k].index];
             batch_fill_states(&batch, chunk, B);
             size_t BTC = (size_t)B * batch.T * C;
             for (int l = 0; l < L; l++) views[l] = slot[l] >= 0 ? block + slot[l] * BTC : NULL;
             if (model_forward_states(m, batch.inputs, B, batch.T, dl->n_run, views) != 0) { status = -1; break; } // it said why
             for (int k = 0; k < B; k++) {
-                int r = order[start + k];
+                int r = order[start + k].index;
                 size_t n_row = (size_t)s->length[r] * C;
                 for (int j = 0; j < s->n_slots; j++)
                     memcpy(s->memory + s->offset[r] + j * n_row, block + j * BTC + (size_t)k * batch.T * C,
