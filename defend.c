@@ -136,10 +136,9 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
     d->erase_rows = calloc(d->n_erase > 0 ? d->n_erase : 1, sizeof(Example));
     d->retain_rows = calloc(d->n_retain > 0 ? d->n_retain : 1, sizeof(Example));
     int status = d->erase_rows && d->retain_rows ? 0 : -1;
-    // --erase-tokens distinct: the prompt, and of the completion only the tokens no helpful
-    // response (benign or pseudo) has: the openers and steps a helpful answer shares are left alone
-    unsigned char* helpful = calloc(t->vocab_size, 1);
-    if (!helpful) status = -1;
+    // --erase-tokens distinct: the tokens of every helpful response (benign or pseudo)
+    unsigned char* helpful = cfg->erase_tokens == ERASE_DISTINCT ? calloc(t->vocab_size, 1) : NULL;
+    if (cfg->erase_tokens == ERASE_DISTINCT && !helpful) status = -1;
     for (int i = 0; i < N && helpful; i++) {
         const DefenseItem* e = &d->items[i];
         const char* kind = d->file.items[i].kind ? d->file.items[i].kind : "";
@@ -151,8 +150,7 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
         Example* row = &d->erase_rows[k];
         status = representation_row(row, it->prompt, it->n_prompt, it->harmful, it->n_harmful,
                                     cfg->erase_tokens == ERASE_RESPONSE);
-        if (status == 0 && cfg->erase_tokens == ERASE_DISTINCT)
-            for (int p = it->n_prompt; p < row->n; p++) row->mask[p] = helpful[row->ids[p]] ? 0.0f : 1.0f;
+        if (status == 0 && helpful) erase_distinct_tokens(row, it->n_prompt, helpful);
     }
     free(helpful);
     for (int k = 0; k < d->n_retain && status == 0; k++) {

@@ -431,6 +431,10 @@ int representation_row(Example* ex, const int* prompt, int n_prompt, const int* 
     return 0;
 }
 
+void erase_distinct_tokens(Example* ex, int n_prompt, const unsigned char* helpful) {
+    for (int t = n_prompt; t < ex->n; t++) ex->mask[t] = helpful[ex->ids[t]] ? 0.0f : 1.0f;
+}
+
 // c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
 void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int total_steps) {
     // early on the model must move away from M0 on harmful inputs; later, holding on to what it

@@ -84,6 +84,11 @@ void retain_loss_backward(float* dh, const float* h, const float* h0, const floa
 // and mask (free_example). 0, or -1 if out of memory.
 int representation_row(Example* ex, const int* prompt, int n_prompt, const int* answer, int n_answer,
                        int response_only);
+// --erase-tokens distinct: of a row's answer (positions n_prompt on) only the tokens no helpful
+// answer uses stay erased — helpful: (vocabulary) 1 for a token some benign or pseudo-malicious
+// response of the data has. The openers and steps harmful and helpful answers share ("Here is
+// how to", "Step 1:") are left alone; the prompt keeps its mask.
+void erase_distinct_tokens(Example* ex, int n_prompt, const unsigned char* helpful);
 
 // The RR schedule: erasure fades from α to α/2 while retain grows from 0 to α/2 over T steps.
 //   c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T

@@ -350,6 +350,16 @@ static void test_representation_rows(void) {
     for (int t = 0; ok && t < 6; t++)
         ok = all.mask[t] == want_all[t] && resp.mask[t] == want_resp[t] && all.ids[t] == (t < 3 ? prompt[t] : answer[t - 3]);
     CHECK(ok, "masks: from position 1 (all tokens), from the first answer token (response only)");
+    Example distinct;
+    representation_row(&distinct, prompt, 3, answer, 3, 0);
+    unsigned char helpful[16] = {0};
+    helpful[8] = helpful[5] = 1; // 8 in the answer, 5 only in the prompt
+    erase_distinct_tokens(&distinct, 3, helpful);
+    float want_distinct[] = {0, 1, 1, 1, 0, 1};
+    ok = 1;
+    for (int t = 0; t < 6; t++) ok &= distinct.mask[t] == want_distinct[t];
+    CHECK(ok, "distinct: the prompt as before, the answer's tokens a helpful answer has not erased");
+    free_example(&distinct);
     Batch b;
     build_batch(&b, 2, 6);
     const Example* rows[2] = {&all, &shorter};
