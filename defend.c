@@ -197,15 +197,15 @@ static void free_cycle(Cycle* c) {
 }
 
 // [prompt ; response] with the loss on predicting the response (next-token layout), into ex's
-// buffers of max_len ids; -1 if it does not fit
+// buffers of max_len ids; a longer one is cut at max_len, as batch_fill_padded would cut it
 static int example_from_ids(Example* ex, const int* prompt, int n_prompt, const int* response, int n_response,
                             int max_len) {
-    int n = n_prompt + n_response;
-    if (n > max_len) return -1;
+    int n = n_prompt + n_response < max_len ? n_prompt + n_response : max_len;
+    int kept_prompt = n_prompt < n ? n_prompt : n;
     ex->n = n;
     memset(ex->mask, 0, n * sizeof(float));
-    memcpy(ex->ids, prompt, n_prompt * sizeof(int));
-    memcpy(ex->ids + n_prompt, response, n_response * sizeof(int));
+    memcpy(ex->ids, prompt, kept_prompt * sizeof(int));
+    memcpy(ex->ids + kept_prompt, response, (n - kept_prompt) * sizeof(int));
     for (int t = n_prompt - 1; t < n - 1; t++) ex->mask[t] = 1.0f;
     return 0;
 }
@@ -620,7 +620,7 @@ static int defense_m0_states(DefenseRun* r, Model* m, const DefenseLayers* dl, M
     for (int i = 0; i < d->n_erase; i++) rows[i] = &d->erase_rows[i];
     for (int i = 0; i < d->n_retain; i++) rows[d->n_erase + i] = &d->retain_rows[i];
     int status = 0;
-    if (cache && cache->rows.memory && cache->rows.key == m0_states_key(m, dl, rows, n)) {
+    if (cache && cache->rows.memory && cache->rows.key == m0_states_key(m, dl, rows, n, max_B)) {
         fprintf(stderr, "defend: M0's states of the %d rows reused from the run before\n", n);
     } else {
         M0States* s = cache ? &cache->rows : &r->own_m0;
@@ -716,7 +716,8 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     // OALW's weights from M0 (adapters off), before any training
     if (cfg->oalw) {
         m->lora.enabled = 0;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, cache ? &cache->oalw : NULL) != 0)
+        OalwStates* kept = cache ? &cache->oalw : NULL;
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, kept) != 0)
             return EXIT_FAILURE_RUN;
     }
     r->start = time_now();
@@ -780,7 +781,8 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         }
     }
     DefenseStepResult s;
-    if (defense_step(&r->state, m, cfg, step, &r->rr, r->rr_ids, cfg->batch, r->row_weight, caa, &s) != 0) return EXIT_FAILURE_RUN;
+    if (defense_step(&r->state, m, cfg, step, &r->rr, r->rr_ids, cfg->batch, r->row_weight, caa, &s) != 0)
+        return EXIT_FAILURE_RUN;
     r->tokens += s.tokens;
     r->flop += s.flop;
 
@@ -832,7 +834,8 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
         // AdamW's two moments of the adapters; beside the model's blocks, M0's states (every row's, and
         // a step's block) and their gradients
         const DefenseState* st = &run.state;
-        size_t states = (size_t)2 * st->n_slots * (2 * cfg->batch) * m->config.seq_len * m->config.dim + run.m0->n_floats;
+        size_t block = (size_t)(2 * cfg->batch) * m->config.seq_len * m->config.dim;
+        size_t states = 2 * st->n_slots * block + run.m0->n_floats;
         model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
     }
     if (rc == EXIT_OK) {

@@ -481,7 +481,8 @@ static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, co
 // Copies the base model into m and defends the copy with cfg. The copy is made from memory, not
 // from the file again, so every defence of a run starts from the same weights even if the file
 // is rewritten meanwhile, and what M0 gives a defence (m0: OALW's states, every row's h_l^0),
-// computed by the first defence that needs it, serves every later one. The model stays in m (merged) for the caller to evaluate and free.
+// computed by the first defence that needs it, serves every later one. The model stays in m
+// (merged) for the caller to evaluate and free.
 // Returns a util.h exit code.
 static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, M0Cache* m0,
                        DemoClock* clock) {

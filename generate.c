@@ -774,16 +774,18 @@ static int generate_streams(Model* m, int* const* prompts, const int* prompt_len
         double start = time_now();
         #pragma omp parallel num_threads(n)
         {
-            int k = omp_get_thread_num();
-            Stream* s = &streams[k];
             omp_set_num_threads(1); // this thread's decode steps, and OpenBLAS within them, stay on it
-            StreamProgress sp = {streams, n, n_prompts, k, opt};
-            GenerateOptions o = *opt;
-            o.n_streams = 1;
-            o.progress = opt->progress ? stream_progress : NULL;
-            o.ctx = &sp;
-            s->status = generate_run(&s->model, s->prompts, s->lens, s->count, &o, s->gens, &s->stats);
-            decode_state_free(&s->model.decode);
+            // one stream a thread; should fewer threads start, each runs every m-th stream
+            for (int k = omp_get_thread_num(); k < n; k += omp_get_num_threads()) {
+                Stream* s = &streams[k];
+                StreamProgress sp = {streams, n, n_prompts, k, opt};
+                GenerateOptions o = *opt;
+                o.n_streams = 1;
+                o.progress = opt->progress ? stream_progress : NULL;
+                o.ctx = &sp;
+                s->status = generate_run(&s->model, s->prompts, s->lens, s->count, &o, s->gens, &s->stats);
+                decode_state_free(&s->model.decode);
+            }
         }
         GenerateStats total = {.seconds = time_now() - start};
         for (int k = 0; k < n; k++) {

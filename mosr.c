@@ -410,7 +410,7 @@ void retain_loss_backward(float* dh, const float* h, const float* h0, const floa
             float sum_sq = 0.0f;
             for (int i = 0; i < C; i++) sum_sq += (a[i] - a0[i]) * (a[i] - a0[i]);
             // forward: loss += coef * sqrt(|a - a0|^2 + eps);  d/da = (a - a0) / sqrt(|a - a0|^2 + eps)
-            // (the eps makes this 0, not 0/0, where a == a0: e.g. at step 0 of a defence)
+            // (the eps makes this 0, not 0/0, where a == a0: e.g. with adapters that start at 0)
             float g = d_loss * (float)coef / sqrtf(sum_sq + NORM_EPS);
             float* da = dh + bt * C;
             for (int i = 0; i < C; i++) da[i] += g * (a[i] - a0[i]);
@@ -780,9 +780,10 @@ static int defense_slots(int* slot, const DefenseLayers* dl, int L) {
     return n_slots;
 }
 
-uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n) {
+uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
     uint64_t h = HASH_START;
     h = hash_u32(h, (uint32_t)m->config.seq_len);
+    h = hash_u32(h, (uint32_t)max_B);
     for (int k = 0; k < dl->n_targets; k++) h = hash_u32(h, (uint32_t)dl->targets[k]);
     h = hash_u32(h, 0xffffffffu);
     for (int k = 0; k < dl->n_retain; k++) h = hash_u32(h, (uint32_t)dl->retain[k]);
@@ -837,7 +838,10 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
             batch_fill_states(&batch, chunk, B);
             size_t BTC = (size_t)B * batch.T * C;
             for (int l = 0; l < L; l++) views[l] = slot[l] >= 0 ? block + slot[l] * BTC : NULL;
-            if (model_forward_states(m, batch.inputs, B, batch.T, dl->n_run, views) != 0) { status = -1; break; } // it said why
+            if (model_forward_states(m, batch.inputs, B, batch.T, dl->n_run, views) != 0) {
+                status = -2; // it said why
+                break;
+            }
             for (int k = 0; k < B; k++) {
                 int r = order[start + k].index;
                 size_t n_row = (size_t)s->length[r] * C;
@@ -850,14 +854,14 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
         free(chunk);
         free(block);
     }
-    if (status == 0) s->key = m0_states_key(m, dl, rows, n);
-    else if (!s->memory || !s->offset) error_msg("defend: out of memory for M0's states of %d rows", n);
+    if (status == 0) s->key = m0_states_key(m, dl, rows, n, max_B);
+    if (status == -1) error_msg("defend: out of memory for M0's states of %d rows", n);
     free(slot);
     free(order);
     free(views);
     free_batch(&batch);
     if (status != 0) free_m0_states(s);
-    return status;
+    return status == 0 ? 0 : -1;
 }
 
 void free_m0_states(M0States* s) {

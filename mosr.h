@@ -252,8 +252,9 @@ typedef struct {
     uint64_t key;    // m0_states_key of what they were computed from
 } M0States;
 
-// a hash of the rows' ids, the layers and M0's weights: equal keys, equal states
-uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n);
+// a hash of the rows' ids, the layers, M0's weights and the batch size they ran in (sgemm's
+// rounding depends on the batch's shape): equal keys, equal states
+uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B);
 // the states of n rows through m with its adapters off, max_B rows at a time (sorted by length,
 // so that little is padding). 0, or -1 after one error line.
 int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B);

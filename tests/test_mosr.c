@@ -784,18 +784,19 @@ static void test_m0_states(void) {
     CHECK(worst_m0 < 1e-5, "every row's states are M0's, as the row alone gives them (off by %.2g)", worst_m0);
     CHECK(least_theta > 1e-3, "and not Mθ's (off by %.2g at least)", least_theta);
     // the key: the same rows, weights and layers, the same key; any of them changed, another
-    uint64_t key = m0_states_key(&m, &dl, rows, N);
+    uint64_t key = m0_states_key(&m, &dl, rows, N, 2);
     CHECK(key == s.key, "the key is that of the rows it was computed from");
     ex[2].ids[1]++;
-    CHECK(m0_states_key(&m, &dl, rows, N) != key, "one id changed: another key");
+    CHECK(m0_states_key(&m, &dl, rows, N, 2) != key, "one id changed: another key");
     ex[2].ids[1]--;
     m.param_memory[7] += 1e-3f;
-    CHECK(m0_states_key(&m, &dl, rows, N) != key, "one weight changed: another key");
+    CHECK(m0_states_key(&m, &dl, rows, N, 2) != key, "one weight changed: another key");
     m.param_memory[7] -= 1e-3f;
     DefenseLayers fewer = dl;
     fewer.n_retain = 1;
-    CHECK(m0_states_key(&m, &dl, rows, N - 1) != key && m0_states_key(&m, &fewer, rows, N) != key,
-          "a row fewer, or other layers: another key");
+    CHECK(m0_states_key(&m, &dl, rows, N - 1, 2) != key && m0_states_key(&m, &fewer, rows, N, 2) != key &&
+              m0_states_key(&m, &dl, rows, N, 3) != key,
+          "a row fewer, other layers, or another batch size: another key");
     // a step on a row the states do not have
     DefenseState st;
     Batch b;
@@ -805,7 +806,8 @@ static void test_m0_states(void) {
     DefenseStepResult r;
     ok = build_defense_state(&st, &m, &dl, &s, 2) == 0;
     fprintf(stderr, "(one error line expected:)\n");
-    CHECK(ok && defense_step(&st, &m, &cfg, 0, &b, bad_ids, 1, NULL, NULL, &r) == -1, "a row id past the states: an error");
+    CHECK(ok && defense_step(&st, &m, &cfg, 0, &b, bad_ids, 1, NULL, NULL, &r) == -1,
+          "a row id past the states: an error");
     free_batch(&b);
     free_defense_state(&st);
     free(alone);
