@@ -886,15 +886,11 @@ static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tok
     int status = pooled_at_layer(erase, m, t, &c->erase, a->pool, lw);
     if (status == 0) status = pooled_at_layer(reference, m, t, &c->reference.set, a->pool, lw);
     if (status == 0) {
-        for (int i = 0; i < E; i++)
-            for (int ch = 0; ch < C; ch++) mean[ch] += erase[(size_t)i * C + ch] / (E + M);
-        for (int j = 0; j < M; j++)
-            for (int ch = 0; ch < C; ch++) mean[ch] += reference[(size_t)j * C + ch] / (E + M);
-        const float* base_lw = reps + ((size_t)lw * N + first) * C;
-        for (int i = 0; i < E; i++)
-            for (int ch = 0; ch < C; ch++) erase[(size_t)i * C + ch] -= (float)mean[ch];
-        for (int p = 0; p < P; p++)
-            for (int ch = 0; ch < C; ch++) query[(size_t)p * C + ch] = base_lw[(size_t)p * C + ch] - (float)mean[ch];
+        // OALW's centring (centre_representations), applied to the pseudo prompts as well
+        representations_mean(mean, erase, E, reference, M, C);
+        subtract_mean(erase, E, C, mean);
+        memcpy(query, reps + ((size_t)lw * N + first) * C, (size_t)P * C * sizeof(float));
+        subtract_mean(query, P, C, mean);
         status = neighbour_weights(c->neighbour_weight + first, c->neighbour_cos + first,
                                    c->nearest + (size_t)first * c->k, query, P, erase, c->erase_weight, E, C, c->k);
     }

@@ -139,11 +139,9 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
     // --erase-tokens distinct: the tokens of every helpful response (benign or pseudo)
     unsigned char* helpful = cfg->erase_tokens == ERASE_DISTINCT ? calloc(t->vocab_size, 1) : NULL;
     if (cfg->erase_tokens == ERASE_DISTINCT && !helpful) status = -1;
-    for (int i = 0; i < N && helpful; i++) {
-        const DefenseItem* e = &d->items[i];
-        const char* kind = d->file.items[i].kind ? d->file.items[i].kind : "";
-        if ((!strcmp(kind, "benign") || !strcmp(kind, "pseudo")) && e->response)
-            for (int k = 0; k < e->n_response; k++) helpful[e->response[k]] = 1;
+    for (int k = 0; helpful && k < d->n_benign + d->n_pseudo; k++) {
+        const DefenseItem* e = &d->items[k < d->n_benign ? d->benign[k] : d->pseudo[k - d->n_benign]];
+        for (int j = 0; j < e->n_response; j++) helpful[e->response[j]] = 1; // (none: n_response 0)
     }
     for (int k = 0; k < d->n_erase && status == 0; k++) {
         const DefenseItem* it = &d->items[d->erase[k]];

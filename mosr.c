@@ -464,18 +464,28 @@ void overlap_options_default(OverlapOptions* opt) {
 // weights tracked the wrapper, not the harm. Two remedies, applied to the representations before
 // the cosines: centring, and projecting onto the subspace where benign and malicious differ.
 
-// centred:  r <- r - mean_{q in D_m ∪ D_p} r(q),   for the rows of mal (N, C) and ref (M, C)
-void centre_representations(float* mal, int N, float* ref, int M, int C) {
-    double* mean = calloc(C, sizeof(double));
+// mean_{q in D_m ∪ D_p} r(q) of the rows of mal (N, C) and ref (M, C); mean: (C) out
+void representations_mean(double* mean, const float* mal, int N, const float* ref, int M, int C) {
+    for (int c = 0; c < C; c++) mean[c] = 0.0;
     for (int i = 0; i < N; i++)
         for (int c = 0; c < C; c++) mean[c] += mal[(size_t)i * C + c];
     for (int j = 0; j < M; j++)
         for (int c = 0; c < C; c++) mean[c] += ref[(size_t)j * C + c];
     for (int c = 0; c < C; c++) mean[c] /= (N + M);
-    for (int i = 0; i < N; i++)
-        for (int c = 0; c < C; c++) mal[(size_t)i * C + c] -= (float)mean[c];
-    for (int j = 0; j < M; j++)
-        for (int c = 0; c < C; c++) ref[(size_t)j * C + c] -= (float)mean[c];
+}
+
+// r <- r - mean, for the n rows of x (n, C)
+void subtract_mean(float* x, int n, int C, const double* mean) {
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) x[(size_t)i * C + c] -= (float)mean[c];
+}
+
+// centred:  r <- r - mean_{q in D_m ∪ D_p} r(q),   for the rows of mal (N, C) and ref (M, C)
+void centre_representations(float* mal, int N, float* ref, int M, int C) {
+    double* mean = malloc(C * sizeof(double));
+    representations_mean(mean, mal, N, ref, M, C);
+    subtract_mean(mal, N, C, mean);
+    subtract_mean(ref, M, C, mean);
     free(mean);
 }
 

@@ -133,6 +133,9 @@ enum { OVERLAP_SPACE_RAW = 0, OVERLAP_SPACE_CENTRED = 1, OVERLAP_SPACE_SAFETY = 
 
 // mal (N, C) and ref (M, C) in place: minus the mean of all N + M rows
 void centre_representations(float* mal, int N, float* ref, int M, int C);
+// its two halves, for rows centred on that same mean (analyze's pseudo prompts): mean (C) out
+void representations_mean(double* mean, const float* mal, int N, const float* ref, int M, int C);
+void subtract_mean(float* x, int n, int C, const double* mean);
 // basis: (D, C) out, the Gram-Schmidt orthonormalisation of directions (D, C); directions left
 // with under 1e-6 of their length are dropped. Returns the number of basis rows kept.
 int orthonormal_basis(float* basis, const float* directions, int D, int C);
