@@ -2,7 +2,7 @@
 CC ?= gcc
 # (-Wno-missing-field-initializers: the argument tables, util.h ArgSpec, give each row only the fields it uses)
 CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -std=gnu11
-LDLIBS = -lopenblas -lstb -lm
+LDLIBS = -lopenblas -lstb -lpcre2-8 -lm
 PYTHON = /usr/bin/python3
 
 SRC = model.c checkpoint.c generate.c tokenizer.c data.c train.c judge.c eval.c plot.c util.c mosr.c analyze.c defend.c demo.c
@@ -21,7 +21,7 @@ all: mosr
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
 # the tests (which skip it, saying so, without them). `make test` and `make demo` install DEPS
 # first, so either works first on a fresh machine; `make deps-test` adds TEST_DEPS (large).
-DEPS = gcc make libopenblas-openmp-dev libstb-dev
+DEPS = gcc make libopenblas-openmp-dev libstb-dev libpcre2-dev
 TEST_DEPS = python3-torch python3-numpy
 # installs whichever of the packages $(1) are missing, with apt-get (through sudo unless root);
 # nothing to do when all are installed, and only a note on a system without dpkg
@@ -39,6 +39,12 @@ deps:
 	$(call install_missing,$(DEPS))
 deps-test: deps
 	$(call install_missing,$(TEST_DEPS))
+	@# the npm references of the tests (tests/package.json, pinned by its lockfile): real tokenizer
+	@# files, Hugging Face's tokenizers and jinja, llama.cpp's prebuilt CPU build; the tests skip
+	@# them, saying so, without Node.js
+	@if [ tests/node_modules/.package-lock.json -nt tests/package-lock.json ]; then :; \
+	 elif command -v npm >/dev/null; then cd tests && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
+	 else echo "no npm here: the tests against the npm references will be skipped"; fi
 
 %.o: %.c $(HDR)
 	$(CC) $(CFLAGS) -c $< -o $@
