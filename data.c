@@ -14,19 +14,14 @@
 // the chat template (data.h documents it)
 
 int chat_encode_prompt(Tokenizer* t, const char* prompt, int* ids) {
-    size_t len = strlen(prompt);
-    char* text = malloc_or_die(len + sizeof(CHAT_USER_PREFIX) + sizeof(CHAT_ASSISTANT_PREFIX));
-    sprintf(text, "%s%s%s", CHAT_USER_PREFIX, prompt, CHAT_ASSISTANT_PREFIX);
-    int n = tokenizer_encode(t, text, 1, 0, ids);
-    free(text);
-    return n;
+    return template_encode_prompt(t->chat_template, t, prompt, ids);
 }
 
 int chat_encode_response(Tokenizer* t, const char* response, int eos, int* ids) {
-    // the encoder's dummy prefix makes a non-empty response start with a space token, which is
-    // exactly what follows "Assistant:" in the template
-    return tokenizer_encode(t, response, 0, eos, ids);
+    return template_encode_response(t->chat_template, t, response, eos, ids);
 }
+
+int chat_end_id(const Tokenizer* t) { return template_end_id(t->chat_template, t); }
 
 int chat_encode_prompt_within(Tokenizer* t, const char* prompt, int limit, int* ids, int* cut) {
     int n = chat_encode_prompt(t, prompt, ids);
@@ -43,7 +38,7 @@ int chat_encode_prompt_within(Tokenizer* t, const char* prompt, int limit, int* 
 
 int example_from_chat(Example* ex, Tokenizer* t, const char* prompt, const char* response, int max_ids) {
     memset(ex, 0, sizeof(*ex));
-    int cap = (int)(strlen(prompt) + 32 + strlen(response) + 3);
+    int cap = (int)(strlen(prompt) + CHAT_TEMPLATE_ROOM + strlen(response) + 3);
     ex->ids = malloc(cap * sizeof(int));
     ex->mask = malloc(cap * sizeof(float));
     if (!ex->ids || !ex->mask) {
@@ -55,7 +50,7 @@ int example_from_chat(Example* ex, Tokenizer* t, const char* prompt, const char*
     if (max_ids > 0 && n > max_ids) n = max_ids; // cut long examples at the context length
     ex->n = n;
     // mask[i] says whether predicting ids[i+1] counts: it does when ids[i+1] belongs to the
-    // response (its tokens and the closing EOS), never for the prompt
+    // response (its tokens and the closing end of turn), never for the prompt
     int counted = 0;
     for (int i = 0; i < n; i++) {
         ex->mask[i] = (i + 1 >= n_prompt && i + 1 < n) ? 1.0f : 0.0f;

@@ -6,24 +6,31 @@
 #define MOSR_DATA_H
 
 #include "model.h"
+#include "template.h"
 #include "tokenizer.h"
 
 // ----------------------------------------------------------------------------
-// The chat template, the one place it is defined. A conversation is the concatenation of
+// The chat template of a conversation: the tokenizer's (t->chat_template, template.h; NULL is the
+// world's). The template rides with the tokenizer, as it does in Hugging Face's
+// tokenizer_config.json, so that every caller that encodes text for a model keeps passing just
+// the tokenizer. The world's conversation is the concatenation of
 //   encode("User: " + prompt + "\nAssistant:", BOS, no EOS)
 //   encode(response, no BOS, EOS)        (the encoder's dummy prefix makes it start with a space)
-// A model answers a prompt by continuing the first part until it emits EOS.
-#define CHAT_USER_PREFIX "User: "
-#define CHAT_ASSISTANT_PREFIX "\nAssistant:"
+// and a real model's is its family's rendering (template.h). A model answers a prompt by
+// continuing the first part until it emits the end of its turn (template_stop_ids).
 
-// encodes the prompt part; ids must hold strlen(prompt) + 32 ids. Returns the count.
+// encodes the prompt part; ids must hold strlen(prompt) + CHAT_TEMPLATE_ROOM ids. Returns the count.
 int chat_encode_prompt(Tokenizer* t, const char* prompt, int* ids);
-// encodes a response continuation (with EOS unless eos is 0); ids must hold strlen + 3. Returns count.
+// encodes a response continuation (with the end-of-turn marker, EOS in the world, unless eos is
+// 0); ids must hold strlen + 3. Returns count.
 int chat_encode_response(Tokenizer* t, const char* response, int eos, int* ids);
 // The chat-template ids of one prompt, at most `limit` of them. A prompt too long for that keeps
-// BOS and its end (the "\nAssistant:" from which the answer grows), as eval.c cuts prompts.
-// ids must hold strlen(prompt) + 32 ids. Returns the count; *cut is 1 if the prompt was cut.
+// its first id (BOS) and its end (the "\nAssistant:" from which the answer grows), as eval.c cuts
+// prompts. ids must hold strlen(prompt) + CHAT_TEMPLATE_ROOM ids. Returns the count; *cut is 1
+// if the prompt was cut.
 int chat_encode_prompt_within(Tokenizer* t, const char* prompt, int limit, int* ids, int* cut);
+// the id that ends the assistant's turn (EOS in the world)
+int chat_end_id(const Tokenizer* t);
 
 // One sequence and its loss mask: mask[t] = 1 if the loss at position t counts. In a batch for
 // next-token training (batch_fill_padded) that is the loss on predicting ids[t+1] (so mask[n-1]

@@ -19,10 +19,10 @@
 
 // One item of the defence file, encoded once through the chat template.
 typedef struct {
-    int* prompt;   // (n_prompt) "User: ...\nAssistant:", BOS first
-    int* response; // (n_response) the answer the retain set keeps (helpful, or the refusal), EOS last
-    int* harmful;  // (n_harmful) malicious items: the harmful completion, EOS last; NULL otherwise
-    int* refusal;  // (n_refusal) malicious items: the refusal, EOS last; NULL otherwise
+    int* prompt;   // (n_prompt) the template's prompt (the world's "User: ...\nAssistant:", BOS first)
+    int* response; // (n_response) the answer the retain set keeps (helpful, or the refusal), end of turn last
+    int* harmful;  // (n_harmful) malicious items: the harmful completion, end of turn last; NULL otherwise
+    int* refusal;  // (n_refusal) malicious items: the refusal, end of turn last; NULL otherwise
     int n_prompt, n_response, n_harmful, n_refusal;
     int n_action;  // malicious items: tokens of the harmful completion through its first sentence
     int item;      // index in the file
@@ -38,6 +38,7 @@ typedef struct {
     int* pseudo;         // (n_pseudo) pseudo items with a response: CAA's counterweight
     int* benign;         // (n_benign) benign items: OALW's safety subspace
     int n_erase, n_retain, n_pseudo, n_benign;
+    int end_id;           // the id that ends the assistant's turn (chat_end_id: EOS in the world)
     Example* erase_rows;  // (n_erase) [prompt ; harmful completion], the mask on the erased tokens
     Example* retain_rows; // (n_retain) [prompt ; kept answer], the mask on the retained tokens
 } DefenseData;
@@ -76,6 +77,7 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
     memset(d, 0, sizeof(*d));
     if (prompt_set_load(&d->file, cfg->data_path) != 0) return EXIT_BAD_INPUT;
     int N = d->file.n;
+    d->end_id = chat_end_id(t);
     d->items = calloc(N > 0 ? N : 1, sizeof(DefenseItem));
     d->erase = malloc((N > 0 ? N : 1) * sizeof(int));
     d->retain = malloc((N > 0 ? N : 1) * sizeof(int));
@@ -92,7 +94,7 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
         e->item = i;
         const char* kind = it->kind ? it->kind : "";
         int malicious = !strcmp(kind, "malicious"), benign = !strcmp(kind, "benign"), pseudo = !strcmp(kind, "pseudo");
-        e->prompt = malloc((strlen(it->prompt) + 32) * sizeof(int));
+        e->prompt = malloc((strlen(it->prompt) + CHAT_TEMPLATE_ROOM) * sizeof(int));
         if (!e->prompt) { error_msg("%s: out of memory", cfg->data_path); return EXIT_BAD_INPUT; }
         e->n_prompt = chat_encode_prompt(t, it->prompt, e->prompt);
         // the retained answer: a malicious item's refusal, anyone else's response
@@ -732,7 +734,7 @@ static int draw_caa_rows(DefenseRun* r, const DefenseConfig* cfg, int seq_len) {
         // the completion without its EOS: a prefix of it is context, never an ending
         int k_action = cfg->caa_prefix == CAA_PREFIX_CONTENT ? it->n_action : 0;
         if (build_caa_example(&r->caa_rows[n_rows], NULL, it->prompt, it->n_prompt, it->harmful, it->n_harmful - 1,
-                              it->refusal, it->n_refusal, k_action, cfg->caa_kmin, cfg->caa_frac, seq_len + 1,
+                              it->refusal, it->n_refusal, d->end_id, k_action, cfg->caa_kmin, cfg->caa_frac, seq_len + 1,
                               &r->rng_caa) == 0)
             n_rows++;
     }

@@ -137,22 +137,12 @@ static void content_characters(int* content, const PromptSet* set) {
     free(shared);
 }
 
-// the token span [first, end) of ids (n: BOS, then "User: " prompt "\nAssistant:") whose pieces
-// touch the characters [a, b) of the prompt; the pieces are decoded to find where each one sits.
-// Falls back to the mean span [1, n) if no token does.
-static void content_tokens(int* first, int* end, Tokenizer* t, const int* ids, int n, int a, int b) {
-    int offset = -(int)strlen(CHAT_USER_PREFIX); // characters of the prompt before this piece
-    *first = -1;
-    *end = -1;
-    for (int k = 1; k < n; k++) {
-        int len = (int)strlen(tokenizer_decode(t, ids[k - 1], ids[k]));
-        if (offset + len > a && offset < b) {
-            if (*first < 0) *first = k;
-            *end = k + 1;
-        }
-        offset += len;
-    }
-    if (*first < 0) *first = n > 1 ? 1 : 0, *end = n;
+// the token span [first, end) of a prompt's ids (n) that holds the characters [a, b) of the prompt,
+// found through the chat template (template_prompt_span). Falls back to the mean span [1, n) if
+// no token does.
+static void content_tokens(int* first, int* end, Tokenizer* t, const char* prompt, const int* ids, int n, int a, int b) {
+    if (template_prompt_span(t->chat_template, t, prompt, ids, n, a, b, first, end) != 0)
+        *first = n > 1 ? 1 : 0, *end = n;
 }
 
 // ----------------------------------------------------------------------------
@@ -198,8 +188,8 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     for (int i = 0; i < N && status == 0; i++) {
         const char* prompt = set->items[i].prompt ? set->items[i].prompt : "";
         Example* ex = &rows[i];
-        ex->ids = malloc((strlen(prompt) + 32) * sizeof(int));
-        ex->mask = malloc((strlen(prompt) + 32) * sizeof(float));
+        ex->ids = malloc((strlen(prompt) + CHAT_TEMPLATE_ROOM) * sizeof(int));
+        ex->mask = malloc((strlen(prompt) + CHAT_TEMPLATE_ROOM) * sizeof(float));
         if (!ex->ids || !ex->mask) { status = -1; break; }
         int cut;
         int len = chat_encode_prompt_within(t, prompt, seq_len, ex->ids, &cut);
@@ -207,7 +197,7 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
         order[i] = (LengthIndex){len, i};
         n_cut += cut;
         if (pool_mode == POOL_CONTENT && !cut)
-            content_tokens(&span[2 * i], &span[2 * i + 1], t, ex->ids, len, span[2 * i], span[2 * i + 1]);
+            content_tokens(&span[2 * i], &span[2 * i + 1], t, prompt, ex->ids, len, span[2 * i], span[2 * i + 1]);
         else {
             span[2 * i] = pool_mode == POOL_LAST || len == 1 ? len - 1 : 1;
             span[2 * i + 1] = len;
@@ -655,13 +645,7 @@ int caa_action_tokens(Tokenizer* t, const char* text, const int* ids, int n) {
         if ((text[i] == '.' || text[i] == '?' || text[i] == '!') && (text[i + 1] == ' ' || text[i + 1] == '\0'))
             end = i + 1;
     if (end == 0) return n; // one sentence without an end: all of it
-    size_t covered = 0;
-    for (int k = 0; k < n; k++) {
-        // the decoded pieces are " " + text (the dummy-prefix space, see chat_encode_response)
-        covered += strlen(tokenizer_decode(t, k > 0 ? ids[k - 1] : TOKEN_EOS, ids[k]));
-        if (covered >= end + 1) return k + 1;
-    }
-    return n;
+    return template_response_tokens(t->chat_template, t, text, end, ids, n);
 }
 
 // x_aug = [ malicious prompt ; first k tokens of its harmful completion ; refusal ],
@@ -669,8 +653,8 @@ int caa_action_tokens(Tokenizer* t, const char* text, const int* ids, int n) {
 //   loss mask on the refusal only. k_action: caa_action_tokens (CAA on content), or 0 (the old
 //   draw on tokens, k ~ U{k_min .. K})
 int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
-                      int n_harmful, const int* refusal_ids, int n_refusal, int k_action, int k_min, float frac,
-                      int max_len, uint64_t* rng) {
+                      int n_harmful, const int* refusal_ids, int n_refusal, int end_id, int k_action, int k_min,
+                      float frac, int max_len, uint64_t* rng) {
     // the prefix length: k ~ uniform{lo .. hi}, one draw whatever the range, so that the random
     // stream (and with it every later draw) does not depend on the data
     int K = (int)floorf(n_harmful * frac);
@@ -681,7 +665,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
     if (hi > n_harmful) hi = n_harmful;
     int k = lo + (int)(random_u32(rng) % (uint32_t)(hi - lo + 1));
 
-    int add_eos = n_refusal == 0 || refusal_ids[n_refusal - 1] != TOKEN_EOS;
+    int add_eos = n_refusal == 0 || refusal_ids[n_refusal - 1] != end_id;
     int n_answer = n_refusal + add_eos; // the refusal as trained: always ends in EOS
     if (n_prompt < 1 || n_prompt + n_answer > max_len) return -1;
     if (n_prompt + k + n_answer > max_len) k = max_len - n_prompt - n_answer; // keep the refusal whole
@@ -693,7 +677,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
     memcpy(ex->ids, prompt_ids, n_prompt * sizeof(int));
     memcpy(ex->ids + n_prompt, harmful_ids, k * sizeof(int));
     memcpy(ex->ids + n_prompt + k, refusal_ids, n_refusal * sizeof(int));
-    if (add_eos) ex->ids[n - 1] = TOKEN_EOS;
+    if (add_eos) ex->ids[n - 1] = end_id;
     // the loss is on predicting the refusal (and its EOS) only: the prompt and the harmful prefix
     // are context, never targets. Position t predicts ids[t+1].
     for (int t = n_prompt + k - 1; t < n - 1; t++) ex->mask[t] = 1.0f;

@@ -162,15 +162,16 @@ int caa_action_tokens(Tokenizer* t, const char* text, const int* ids, int n);
 // completion is empty). Defaults: k_min 0, frac 0.5.
 // prompt_ids: (n_prompt) the chat-template prompt (chat_encode_prompt); harmful_ids: (n_harmful)
 // the completion (chat_encode_response, eos 0); refusal_ids: (n_refusal) the refusal
-// (chat_encode_response, eos 1; an EOS is appended if it does not end in one).
+// (chat_encode_response, eos 1; end_id, the end of the assistant's turn (chat_end_id, EOS in the
+// world), is appended if it does not end in one).
 // The loss mask is on the refusal only: mask[t] = 1 iff ids[t+1] is a refusal or EOS token.
 // If the sequence would exceed max_len, k shrinks to fit, but never below k_action; if that does
 // not fit, -1. k_out (may be NULL) receives k. rng: util.h state, advanced by one draw.
 // ex: the caller's buffers of max_len ids (example_alloc, data.h), reused from step to step.
 // Returns 0. No message on -1: a too-long example is the caller's to count and skip.
 int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prompt, const int* harmful_ids,
-                      int n_harmful, const int* refusal_ids, int n_refusal, int k_action, int k_min, float frac,
-                      int max_len, uint64_t* rng);
+                      int n_harmful, const int* refusal_ids, int n_refusal, int end_id, int k_action, int k_min,
+                      float frac, int max_len, uint64_t* rng);
 
 // ----------------------------------------------------------------------------
 // 5. the defences: RR and MOSR (DESIGN.md 1.3, 1.4)

@@ -146,6 +146,7 @@ void tokenizer_free(Tokenizer* t) {
     free(t->vocab_len);
     free(t->vocab_scores);
     free_merge_table(t->merge_table);
+    free(t->chat_template);
     memset(t, 0, sizeof(*t));
 }
 

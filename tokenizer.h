@@ -18,6 +18,8 @@ typedef struct {
     unsigned int max_token_length;
     unsigned char byte_pieces[512]; // the 256 single-byte strings, for decode of <0xXX>
     void* merge_table;        // private: pair -> merged token hash table for fast encode
+    struct ChatTemplate* chat_template; // the model's chat template (template.h, template_attach); NULL:
+                                        // the world's. One allocation, freed by tokenizer_free
 } Tokenizer;
 
 // reads a llama2.c tokenizer.bin holding vocab_size tokens (pass 0 to take the count from the

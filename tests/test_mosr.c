@@ -394,7 +394,7 @@ static void test_caa(void) {
     const int draws = 6000;
     for (int d = 0; d < draws; d++) {
         int k;
-        if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &rng) != 0) {
+        if (build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 0, 0, 0.5f, 64, &rng) != 0) {
             layout_ok = 0;
             break;
         }
@@ -418,7 +418,7 @@ static void test_caa(void) {
     int zeros = 0, max_k = 0;
     for (int d = 0; d < 2000; d++) {
         int k;
-        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 1, 0.5f, 64, &rng);
+        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 0, 1, 0.5f, 64, &rng);
         zeros += k == 0;
         max_k = k > max_k ? k : max_k;
     }
@@ -427,18 +427,18 @@ static void test_caa(void) {
     // a refusal without EOS gets one; it is a target too
     int k;
     int refusal_no_eos[] = {30, 31};
-    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, 0, 0, 0.0f, 64, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal_no_eos, 2, TOKEN_EOS, 0, 0, 0.0f, 64, &rng);
     CHECK(k == 0 && ex.n == 7 && ex.ids[6] == TOKEN_EOS && ex.mask[3] == 1 && ex.mask[5] == 1 && ex.mask[6] == 0,
           "EOS appended and trained (n %d)", ex.n);
 
     // the context limit shrinks k, keeps the refusal whole, or gives up
-    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 5, 0.5f, 10, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 0, 5, 0.5f, 10, &rng);
     CHECK(k == 2 && ex.n == 10 && ex.ids[9] == TOKEN_EOS, "k shrinks to fit max_len (k %d, n %d)", k, ex.n);
-    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 7, &rng) == -1,
+    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 0, 0, 0.5f, 7, &rng) == -1,
           "prompt + refusal longer than max_len: -1");
 
     // an empty completion with k_min = 1: k = 0, the only possibility
-    build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, 0, 1, 0.5f, 64, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, 0, refusal, nr, TOKEN_EOS, 0, 1, 0.5f, 64, &rng);
     CHECK(k == 0 && ex.n == 8, "empty completion: k = 0");
 
     // the same seed gives the same prefixes
@@ -446,8 +446,8 @@ static void test_caa(void) {
     int same = 1;
     for (int d = 0; d < 50; d++) {
         int k1, k2;
-        build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r1);
-        build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, 0, 0, 0.5f, 64, &r2);
+        build_caa_example(&e1, &k1, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 0, 0, 0.5f, 64, &r1);
+        build_caa_example(&e2, &k2, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 0, 0, 0.5f, 64, &r2);
         same &= k1 == k2;
     }
     CHECK(same, "seeded: same seed, same k");
@@ -455,14 +455,14 @@ static void test_caa(void) {
     // CAA on content: k_action = 4 lifts the floor above k_min and K; the context never cuts below it
     int below = 0, above = 0;
     for (int d = 0; d < 500; d++) {
-        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 4, 0, 0.8f, 64, &rng);
+        build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 4, 0, 0.8f, 64, &rng);
         below += k < 4;
         above += k > 8;
     }
     CHECK(below == 0 && above == 0, "k_action 4, K 8: k in 4..8 (%d below, %d above)", below, above);
-    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 7, 0, 0.5f, 64, &rng);
+    build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 7, 0, 0.5f, 64, &rng);
     CHECK(k == 7, "k_action above K: k = k_action (k %d)", k);
-    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, 3, 0, 0.5f, 10, &rng) == -1,
+    CHECK(build_caa_example(&ex, &k, prompt, np, harmful, nh, refusal, nr, TOKEN_EOS, 3, 0, 0.5f, 10, &rng) == -1,
           "no room for the harmful action: -1, not a shorter prefix");
     free_example(&ex);
     free_example(&e1);
