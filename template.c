@@ -270,7 +270,7 @@ static int render_pieces(const ChatTemplate* ct, const ChatMessage* m, int n, in
             const char* c = m[i].content;
             int len = (int)strlen(c);
             strip(&c, &len, 1, 1, WHITE);
-            if (i == 0) mark(ps, "<|begin_of_text|>", OWN_TEMPLATE);
+            if (i == 0 && !ct->always_system) mark(ps, "<|begin_of_text|>", OWN_TEMPLATE);
             mark(ps, "<|start_header_id|>", OWN_TEMPLATE);
             text(ps, m[i].role, OWN_TEMPLATE);
             mark(ps, "<|end_header_id|>", OWN_TEMPLATE);
@@ -726,6 +726,13 @@ static char* config_chat_template(const char* path, int* bad) {
     }
     free(buf);
     return out;
+}
+
+char* template_config_jinja(const char* path) {
+    int bad = 0;
+    char* jinja = config_chat_template(path, &bad);
+    if (!jinja && !bad) error_msg("%s: no chat_template", path);
+    return jinja;
 }
 
 // The Jinja text found with a model (malloc'd), NULL if none; *source names where it came from.

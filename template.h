@@ -77,6 +77,9 @@ int template_recognise(ChatTemplate* ct, const char* jinja, const char* source);
 // A util.h exit code; one error line on failure.
 int template_attach(Tokenizer* t, const char* model_path, const char* tok_path, const char* name);
 
+// tokenizer_config.json's chat_template (malloc'd), or NULL after one error line
+char* template_config_jinja(const char* path);
+
 // Renders messages as the family's Jinja renders them (text, malloc'd); add_generation_prompt
 // appends the opening of the assistant's turn.
 char* template_render_text(const ChatTemplate* ct, const ChatMessage* msgs, int n, int add_generation_prompt);
