@@ -11,22 +11,6 @@
 #include "util.h"
 
 // ----------------------------------------------------------------------------
-// until branch tokenizer lands: weak stand-ins of its two functions, for llama2.c's tokenizer.bin
-// (the strong definitions in tokenizer.c replace them at link time)
-
-int tokenizer_find_token(const Tokenizer* t, const char* piece);
-int tokenizer_encode_plain(Tokenizer* t, const char* text, int* tokens);
-
-__attribute__((weak)) int tokenizer_find_token(const Tokenizer* t, const char* piece) {
-    for (int i = 0; i < t->vocab_size; i++)
-        if (strcmp(t->vocab[i], piece) == 0) return i;
-    return -1;
-}
-
-__attribute__((weak)) int tokenizer_encode_plain(Tokenizer* t, const char* text, int* tokens) {
-    return tokenizer_encode(t, text, 0, 0, tokens);
-}
-
 // until branch formats lands: gguf.h's metadata reader (weak: gguf.c's definitions replace them)
 typedef struct GGUFFile GGUFFile;
 int gguf_open(GGUFFile** g, const char* path);
