@@ -536,6 +536,7 @@ static int measure_boundary(Boundary* b, const float* reps, int C, int n_train, 
 typedef struct {
     const char* model_path;
     const char* tok_path;
+    const char* template_name; // --template, NULL: the model's own
     const char* paths[4];   // benign train, malicious train, benign test, malicious test
     const char* pseudo[16];
     int n_pseudo;
@@ -570,6 +571,8 @@ static void analyze_usage(FILE* f) {
         "\n"
         "A set keeps the items whose \"kind\" is its role's (benign / malicious / pseudo) or that have\n"
         "no kind, so one mixed file can serve as several sets.\n"
+        "  --template NAME         the chat template (" TEMPLATE_NAMES "); default: the model's own\n"
+        "                          (tokenizer_config.json / GGUF), the world's for a tokenizer.bin\n"
         "  --benign-train FILE     default data/sft_helpful.jsonl (its benign items)\n"
         "  --malicious-train FILE  default data/sft_helpful.jsonl (its malicious items, wrapped too)\n"
         "  --train-limit N         at most N prompts per train set, evenly spaced (default 1000; 0 = all)\n"
@@ -642,6 +645,7 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
     const ArgSpec args[] = {
         {"MODEL.bin", ARG_STRING, &a->model_path},
         {"-z", ARG_STRING, &a->tok_path},
+        {"--template", ARG_STRING, &a->template_name},
         {"--benign-train", ARG_STRING, &a->paths[0]},
         {"--malicious-train", ARG_STRING, &a->paths[1]},
         {"--benign-test", ARG_STRING, &a->paths[2]},
@@ -1325,6 +1329,7 @@ int analyze_main(int argc, char** argv) {
     // 1. inputs
     rc = load_model_and_tokenizer(&m, &t, a.model_path, a.tok_path);
     if (rc) return rc;
+    if ((rc = template_attach(&t, a.model_path, a.tok_path, a.template_name)) != EXIT_OK) goto done;
     rc = EXIT_BAD_INPUT;
     int L = m.config.n_layers, C = m.config.dim;
     int layer = a.layer < 0 ? L / 2 : a.layer;

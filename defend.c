@@ -868,6 +868,8 @@ static void defend_usage(FILE* f) {
         "  --method rr|mosr          rr: OALW and CAA off; mosr: both on (default mosr)\n"
         "  -o, --out OUT.bin         the defended model (required)\n"
         "  --v0                      write OUT.bin as a llama2.c v0 checkpoint (default v1)\n"
+        "  --template NAME           the chat template (" TEMPLATE_NAMES "); default: the\n"
+        "                            model's own (tokenizer_config.json / GGUF), the world's for a tokenizer.bin\n"
         "data:\n"
         "  --data FILE               erase, retain and borderline examples (default data/defense.jsonl):\n"
         "                            malicious items with \"harmful\" are erased (prompt + completion);\n"
@@ -1003,6 +1005,7 @@ int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch) {
 int defend_main(int argc, char** argv) {
     const char* cmd = "defend";
     const char *model_path = NULL, *tok_path = NULL, *out_path = NULL, *log_path = NULL, *plot_path = NULL;
+    const char* template_name = NULL; // --template, NULL: the model's own
     int version = 1, threads = 0, method = DEFEND_MOSR, oalw = -1, caa = -1; // -1: as the method says
     DefenseConfig cfg;
     defense_config_default(&cfg, DEFEND_MOSR);
@@ -1011,6 +1014,7 @@ int defend_main(int argc, char** argv) {
     ArgSpec args[24 + DEFENSE_ARGS] = {
         {"MODEL.bin", ARG_STRING, &model_path},
         {"-z", ARG_STRING, &tok_path},
+        {"--template", ARG_STRING, &template_name},
         {"-o|--out", ARG_STRING, &out_path},
         {"--v0", ARG_SWITCH, &version, 0},
         {"--method", ARG_CHOICE, &method, .choices = "rr|mosr"}, // DEFEND_RR, DEFEND_MOSR
@@ -1058,6 +1062,11 @@ int defend_main(int argc, char** argv) {
     Tokenizer t = {0};
     int rc = load_model_and_tokenizer(&m, &t, model_path, tok_path);
     if (rc) return rc;
+    if ((rc = template_attach(&t, model_path, tok_path, template_name)) != EXIT_OK) {
+        tokenizer_free(&t);
+        model_free(&m);
+        return rc;
+    }
     // the log and plot are written after the model, so that they never describe a run that
     // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes
     // neither. One that comes during the writes lets them finish (no temp file is left) and

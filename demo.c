@@ -86,6 +86,7 @@ enum { TRADEOFF_NONE = 0, TRADEOFF_ALPHA = 1, TRADEOFF_STEPS = 2 };
 typedef struct {
     const char* model_path; // the base model (default weights/base.bin)
     const char* tok_path;   // default weights/tokenizer.bin
+    const char* template_name; // --template, NULL: the model's own (the world's for a tokenizer.bin)
     const char* data_dir;   // the data/ files (default data)
     const char* out_dir;    // default out/demo, out/ablation
     int steps;              // defence steps (default: DefenseConfig's)
@@ -543,6 +544,7 @@ static void demo_usage(FILE* f, int ablation) {
     fprintf(f,
         "  --model FILE        the base model (default weights/base.bin)\n"
         "  -z FILE             its tokenizer (default weights/tokenizer.bin)\n"
+        "  --template NAME     the chat template (" TEMPLATE_NAMES "); default: the model's own\n"
         "  --data DIR          test_*.jsonl, val.jsonl, defense.jsonl, reference.jsonl, jailbreaks.jsonl,\n"
         "                      prefills.txt, vocabulary.txt (the judge's non-word rule) (default data)\n"
         "  --out DIR           where everything goes, created if missing (default out/%s)\n"
@@ -618,6 +620,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         {"MODEL.bin", ARG_STRING, &a->model_path}, // as the other commands take it
         {"--model", ARG_STRING, &a->model_path},
         {"-z", ARG_STRING, &a->tok_path},
+        {"--template", ARG_STRING, &a->template_name},
         {"--data", ARG_STRING, &a->data_dir},
         {"--out", ARG_STRING, &a->out_dir},
         {"--steps", ARG_INT, &a->steps, 1, 1 << 24},
@@ -684,6 +687,7 @@ static int demo_setup(Model* base, Tokenizer* t, DemoData* d, DemoArgs* a, const
     if (a->threads > 0) omp_set_num_threads(a->threads);
     int rc = load_model_and_tokenizer(base, t, a->model_path, a->tok_path);
     if (rc != EXIT_OK) return rc;
+    if ((rc = template_attach(t, a->model_path, a->tok_path, a->template_name)) != EXIT_OK) return rc;
     int L = base->config.n_layers;
     if (a->layer < 0) a->layer = 2 * L / 3 < L ? 2 * L / 3 : L - 1;
     if (a->layer >= L) {

@@ -129,7 +129,7 @@ double eval_perplexity(Model* m, Tokenizer* t, const PromptSet* set, int batch) 
 // prompt, under the reference model: high for gibberish that loops no rule catches. -1 for
 // an empty answer.
 static int reference_nll(Model* ref, int* const* prompts, const int* prompt_lens, const Generation* gens, int n,
-                         double* mean_nll) {
+                         int end_id, double* mean_nll) {
     Example* rows = calloc(n, sizeof(Example));
     double* nll = malloc(n * sizeof(double));
     int* counts = malloc(n * sizeof(int));
@@ -142,7 +142,7 @@ static int reference_nll(Model* ref, int* const* prompts, const int* prompt_lens
         if (!ex->ids || !ex->mask) { status = -1; break; }
         memcpy(ex->ids, prompts[i], prompt_lens[i] * sizeof(int));
         memcpy(ex->ids + prompt_lens[i], gens[i].ids, gens[i].n * sizeof(int));
-        if (gens[i].ended) ex->ids[len - 1] = TOKEN_EOS;
+        if (gens[i].ended) ex->ids[len - 1] = end_id; // the turn's end that stopped it
         ex->n = len < ref->config.seq_len ? len : ref->config.seq_len;
         // the loss on predicting the answer's ids (and EOS), never the prompt's
         for (int p = 0; p < ex->n; p++) ex->mask[p] = p + 1 >= prompt_lens[i] && p + 1 < ex->n;
@@ -171,9 +171,10 @@ typedef struct {
 } Job;
 
 // Builds the ids of one job: chat_encode_prompt(prompt) then the prefill without EOS. A prompt
-// too long for the context keeps BOS and its end (where "\nAssistant:" is), leaving room to answer.
+// too long for the context keeps its first id (BOS) and its end (the template's opening of the
+// answer, the world's "\nAssistant:"), leaving room to answer.
 static int job_encode(Job* job, Tokenizer* t, const char* prompt, const char* prefill, int seq_len, int max_new) {
-    size_t cap = strlen(prompt) + 32 + (prefill ? strlen(prefill) + 3 : 0);
+    size_t cap = strlen(prompt) + CHAT_TEMPLATE_ROOM + (prefill ? strlen(prefill) + 3 : 0);
     job->ids = malloc(cap * sizeof(int));
     if (!job->ids) return -1;
     int n = chat_encode_prompt(t, prompt, job->ids);
@@ -311,8 +312,10 @@ int eval_sets(Model* m, Tokenizer* t, const EvalConfig* cfg, const EvalSpec* spe
     if (status == 0) {
         for (j = 0; j < n_jobs; j++) { ids[j] = jobs[j].ids; lens[j] = jobs[j].len; }
         Progress prog = {time_now(), time_now(), cfg->quiet};
+        int stop[4];
+        int n_stop = template_stop_ids(t->chat_template, t, stop); // the end of the assistant's turn
         GenerateOptions opt = {.n_slots = cfg->batch, .max_new = cfg->max_new, .stop_on_eos = 1,
-                               .n_streams = omp_get_max_threads(),
+                               .stop_ids = stop, .n_stop = n_stop, .n_streams = omp_get_max_threads(),
                                .progress = report_progress, .ctx = &prog};
         status = generate_run(m, ids, lens, n_jobs, &opt, gens, cfg->timing);
     }
@@ -322,7 +325,7 @@ int eval_sets(Model* m, Tokenizer* t, const EvalConfig* cfg, const EvalSpec* spe
     if (status == 0 && cfg->reference) {
         ref_nll = malloc((n_jobs > 0 ? n_jobs : 1) * sizeof(double));
         if (!ref_nll) { error_msg("eval: out of memory"); status = -1; }
-        else status = reference_nll(cfg->reference, ids, lens, gens, n_jobs, ref_nll);
+        else status = reference_nll(cfg->reference, ids, lens, gens, n_jobs, chat_end_id(t), ref_nll);
     }
 
     // 4. the harm rule's placeholder steps, from every refuse set's harmful completions
@@ -604,6 +607,8 @@ static void eval_usage(FILE* f) {
         "  --dump FILE          write every answer as JSONL, the input format of `mosr judge`\n"
         "  --threads N          OpenMP threads (default: all)\n"
         "  --quiet              no progress on stderr\n"
+        "  --template NAME      the chat template (" TEMPLATE_NAMES "); default: the model's\n"
+        "                       own (tokenizer_config.json / GGUF), the world's for a tokenizer.bin\n"
         "\n");
     judge_rules_help(f);
 }
@@ -655,6 +660,7 @@ int eval_main(int argc, char** argv) {
     const char* val_path = NULL;
     const char* ref_path = NULL;
     const char* vocab_path = NULL;
+    const char* template_name = NULL;
     int batch = 16, max_new = 128, quiet = 0, threads = 0;
     const ArgSpec args[] = {
         {"MODEL.bin", ARG_STRING, &model_path},
@@ -674,6 +680,7 @@ int eval_main(int argc, char** argv) {
         {"--dump", ARG_STRING, &dump_path},
         {"--threads", ARG_INT, &threads, 1, 1024},
         {"--quiet", ARG_SWITCH, &quiet, 1},
+        {"--template", ARG_STRING, &template_name},
         {0}};
     int parsed = args_parse(cmd, args, argc, argv);
     if (parsed == ARGS_HELP) { eval_usage(stdout); return EXIT_OK; }
@@ -730,6 +737,8 @@ int eval_main(int argc, char** argv) {
     have_model = 1;
     if (tokenizer_load(&t, tok_path, m.config.vocab_size) != 0) goto done;
     have_tok = 1;
+    if ((rc = template_attach(&t, model_path, tok_path, template_name)) != EXIT_OK) goto done;
+    rc = EXIT_BAD_INPUT;
     if (ref_path) {
         if (model_load(&ref, ref_path) != 0) goto done;
         have_ref = 1;

@@ -689,7 +689,9 @@ int generate_run(Model* m, int* const* prompts, const int* prompt_lens, int n_pr
             Generation* g = &out[sl->job];
             int next = sample(sampler, logits + (size_t)i * V);
             int finished = 0;
-            if (next == TOKEN_BOS || (opt->stop_on_eos && next == TOKEN_EOS)) {
+            int stop = opt->stop_ids ? 0 : next == TOKEN_BOS || (opt->stop_on_eos && next == TOKEN_EOS);
+            for (int k = 0; k < opt->n_stop && opt->stop_ids; k++) stop |= next == opt->stop_ids[k];
+            if (stop) {
                 g->ended = 1;
                 finished = 1;
             } else {
@@ -1044,14 +1046,18 @@ static void chat_usage(void) {
             "  -t T       temperature, 0 = greedy (default 0)\n"
             "  -p P       top-p threshold (default 0.9)\n"
             "  -s SEED    random seed (default 1)\n"
-            "  -n N       most tokens per answer (default 128)\n");
+            "  -n N       most tokens per answer (default 128)\n"
+            "  --template NAME  the chat template (" TEMPLATE_NAMES "); default: the model's own\n"
+            "             (tokenizer_config.json / GGUF), the world's for a tokenizer.bin\n");
 }
 
-// prints each answer piece as it comes; the first carries the template's separating space: dropped
+// prints each answer piece as it comes; in the world the first carries the template's separating
+// space: dropped
 static void chat_piece(int prompt, int token, void* ctx) {
     StreamCtx* sc = ctx;
     const char* piece = tokenizer_decode(sc->tok, sc->prev, token);
-    if (sc->first && piece[0] == ' ') piece++;
+    const ChatTemplate* ct = sc->tok->chat_template;
+    if (sc->first && piece[0] == ' ' && (!ct || ct->family == TEMPLATE_WORLD)) piece++;
     sc->first = 0;
     safe_print_piece(piece);
     fflush(stdout);
@@ -1062,7 +1068,7 @@ static void chat_piece(int prompt, int token, void* ctx) {
 // EOS/BOS, max_new tokens or the end of the context
 static void chat_answer(Model* m, Tokenizer* t, Sampler* s, const char* prompt, int max_new) {
     int seq_len = m->config.seq_len;
-    int* ids = malloc((strlen(prompt) + 32) * sizeof(int));
+    int* ids = malloc((strlen(prompt) + CHAT_TEMPLATE_ROOM) * sizeof(int));
     if (!ids) {
         error_msg("chat: out of memory for the prompt");
         return;
@@ -1074,8 +1080,10 @@ static void chat_answer(Model* m, Tokenizer* t, Sampler* s, const char* prompt, 
         return;
     }
     StreamCtx sc = {t, stdout, ids[n - 1], 1};
-    GenerateOptions opt = {.n_slots = 1, .max_new = max_new, .stop_on_eos = 1, .sampler = s,
-                           .on_token = chat_piece, .ctx = &sc};
+    int stop[4];
+    int n_stop = template_stop_ids(t->chat_template, t, stop); // the end of the assistant's turn
+    GenerateOptions opt = {.n_slots = 1, .max_new = max_new, .stop_on_eos = 1, .stop_ids = stop, .n_stop = n_stop,
+                           .sampler = s, .on_token = chat_piece, .ctx = &sc};
     Generation g;
     if (generate_run(m, &ids, &n, 1, &opt, &g, NULL) == 0) generation_free(&g, 1);
     printf("\n");
@@ -1088,6 +1096,7 @@ int chat_main(int argc, char** argv) {
     float temperature = 0.0f, topp = 0.9f;
     uint64_t seed = 1;
     int max_new = 128;
+    const char* template_name = NULL;
     const ArgSpec args[] = {
         {"MODEL.bin", ARG_STRING, &model_path},
         {"-z", ARG_STRING, &tok_path},
@@ -1095,6 +1104,7 @@ int chat_main(int argc, char** argv) {
         {"-p", ARG_FLOAT, &topp, 0, 1},
         {"-s", ARG_U64, &seed},
         {"-n", ARG_INT, &max_new, 1, 1 << 20},
+        {"--template", ARG_STRING, &template_name},
         {0}};
     int parsed = args_parse(cmd, args, argc, argv);
     if (parsed == ARGS_HELP) { chat_usage(); return EXIT_OK; }
@@ -1107,6 +1117,11 @@ int chat_main(int argc, char** argv) {
     Tokenizer tokenizer;
     int rc = load_model_and_tokenizer(&model, &tokenizer, model_path, tok_path);
     if (rc) return rc;
+    if ((rc = template_attach(&tokenizer, model_path, tok_path, template_name)) != EXIT_OK) {
+        tokenizer_free(&tokenizer);
+        model_free(&model);
+        return rc;
+    }
     Sampler sampler;
     build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
     // a line of any length is one turn (getline), checked as UTF-8 as a whole

@@ -67,6 +67,8 @@ typedef struct {
     int n_slots;      // sequences decoded side by side
     int max_new;      // most generated tokens per prompt
     int stop_on_eos;  // 1: EOS ends an answer as BOS does (chat models); 0: only BOS (llama2.c)
+    const int* stop_ids; // (n_stop) ids that end an answer instead (the chat template's,
+    int n_stop;          // template_stop_ids); NULL: BOS, and EOS with stop_on_eos
     int n_streams;    // > 1: that many independent loops, one a thread, each with n_slots slots
                       // and prompts i = k, k + n, ... (greedy, no on_token only; else 1 stream)
     Sampler* sampler; // NULL: greedy
@@ -96,7 +98,7 @@ double sgemm_peak_gflops(void);
 void generate_stats_print(FILE* f, const GenerateStats* st, int n_prompts);
 // writes `"timing": {"seconds", "prompt_tokens", "generated_tokens", "gflop"}` (no comma around it)
 void generate_stats_json(FILE* f, const GenerateStats* st);
-// greedy, EOS or BOS ends an answer: what evaluation uses
+// greedy, EOS or BOS ends an answer (llama2.c models)
 int generate_batched(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
                      int n_slots, int max_new, Generation* out, ProgressFn progress, void* ctx);
 void generation_free(Generation* g, int n);

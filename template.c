@@ -772,7 +772,7 @@ int template_attach(Tokenizer* t, const char* model_path, const char* tok_path, 
             int rc = template_recognise(&ct, jinja, source);
             free(jinja);
             if (rc != 0) return EXIT_BAD_INPUT;
-        } else if (tok_path && ends_with(tok_path, ".bin")) {
+        } else if (t->kind == TOKENIZER_LLAMA2C) {
             template_init(&ct, TEMPLATE_WORLD); // a llama2.c tokenizer: the small world's models
         } else {
             error_msg("%s: no chat template with this model (tokenizer_config.json's chat_template or GGUF's "

@@ -80,7 +80,7 @@ static int load_chat_file(ExampleSet* s, Tokenizer* t, const char* path, const c
             free_example(&ex);
             continue;
         }
-        s->n_cut += ex.ids[ex.n - 1] != TOKEN_EOS;
+        s->n_cut += ex.ids[ex.n - 1] != chat_end_id(t);
         s->n_counted += counted;
         example_set_add(s, ex);
     }
@@ -453,6 +453,7 @@ typedef struct {
     // the model: from a checkpoint, or built from these flags
     const char* init_path;
     const char* tokenizer_path;
+    const char* template_name; // --template: the chat template of --data's examples (NULL: the model's own)
     int dim, n_layers, n_heads, n_kv_heads, hidden_dim, seq_len, shared_classifier;
     // the data
     const char* data_paths[64];
@@ -513,6 +514,8 @@ static void train_usage(void) {
         "model (from scratch unless --init):\n"
         "  --init MODEL.bin      start from this checkpoint (its config wins over the flags below)\n"
         "  -z, --tokenizer FILE  tokenizer.bin (required); a new model takes its vocabulary size\n"
+        "  --template NAME       the chat template of --data's examples (" TEMPLATE_NAMES ");\n"
+        "                        default: the tokenizer's own, the world's for a tokenizer.bin\n"
         "  --dim N               width (default 128)\n"
         "  --layers N            layers (default 4)\n"
         "  --heads N             query heads (default 4)\n"
@@ -580,6 +583,7 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
         // the model
         {"--init", ARG_STRING, &o->init_path},
         {"-z|--tokenizer", ARG_STRING, &o->tokenizer_path},
+        {"--template", ARG_STRING, &o->template_name},
         {"--dim", ARG_INT, &o->dim, 1, 65536},
         {"--layers", ARG_INT, &o->n_layers, 1, 1024},
         {"--heads", ARG_INT, &o->n_heads, 1, 65536},
@@ -708,6 +712,12 @@ int train_main(int argc, char** argv) {
 
     if (tokenizer_load(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
     have_tok = 1;
+    int any_chat = 0; // --data files are conversations: they need a template (--text ones do not)
+    for (int i = 0; i < o.n_data; i++) any_chat |= !o.data_is_text[i];
+    if (any_chat || o.val_path) {
+        int rc = template_attach(&tok, o.init_path, o.tokenizer_path, o.template_name);
+        if (rc != EXIT_OK) { exit_code = rc; goto cleanup; }
+    }
     // every output checked against every input before any work; -o may replace its --init
     // (a run continued in place), and the training state goes beside -o
     const OutputArg outputs[] = {{.flag = "-o", .path = o.out_path, .may_replace = "--init"},

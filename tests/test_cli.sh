@@ -182,6 +182,8 @@ expect 2 "-n expects an integer" chat "$M" -z "$Z" -n 0
 expect 2 "-p expects a number" chat "$M" -z "$Z" -p x
 expect 3 "no such file" chat "$FX/nope.bin" -z "$Z"
 expect 3 "vocab_size" chat "$M" -z "$FX/tok320.bin"
+expect 2 "no such template (world, chatml" chat "$M" -z "$Z" --template vicuna
+expect 3 "has no token <|im_start|>, which the chatml template needs" chat "$M" -z "$Z" --template chatml
 # a line of any length is one turn, its UTF-8 checked as a whole: 10,200 bytes with an é across
 # byte 4095 (read with fgets(4096) it became 3 turns, and the é "invalid UTF-8" twice)
 long_line="$(printf 'a%.0s' $(seq 4094))é$(printf 'b%.0s' $(seq 6104))"
@@ -224,6 +226,7 @@ T=(train -z "$Z" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 --steps 
    -o out.bin --log log.csv --plot loss.png)
 expect 2 "missing -z" train
 expect 2 "missing --data" train -z "$Z"
+expect 2 "no such template" "${T[@]}" --data "$FX/data.jsonl" --template vicuna
 expect 2 "unknown option '--frob'" "${T[@]}" --data "$FX/data.jsonl" --frob
 expect 2 "unexpected argument 'extra'" "${T[@]}" --data "$FX/data.jsonl" extra
 expect 2 "--steps expects an integer" "${T[@]}" --data "$FX/data.jsonl" --steps 0
@@ -260,6 +263,8 @@ expect 2 "needs MODEL.bin" eval
 expect 2 "at least one --set" eval "$M" -z "$Z"
 expect 2 "has no --expect" "${E[@]}" --set "$FX/prompts.txt"
 expect 2 "--expect must follow its --set" "${E[@]}" --expect comply
+expect 2 "no such template" "${E[@]}" --set "$FX/prompts.txt" --expect comply --template vicuna
+expect 3 "has no token <|begin_of_text|>, which the llama3 template needs" "${E[@]}" --set "$FX/prompts.txt" --expect comply --template llama3
 expect 2 "--expect takes refuse or comply" "${E[@]}" --set "$FX/prompts.txt" --expect maybe
 expect 2 "unknown option '--frob'" "${E[@]}" --set "$FX/prompts.txt" --expect comply --frob
 expect 2 "--batch expects an integer" "${E[@]}" --set "$FX/prompts.txt" --expect comply --batch 0
@@ -304,6 +309,7 @@ A=(analyze "$M" -z "$Z" --benign-train "$FX/data.jsonl" --malicious-train "$FX/d
    --out figs --json an.json --dump reps.npy)
 expect 2 "needs MODEL.bin" analyze
 expect 2 "needs MODEL.bin" analyze "$M"
+expect 2 "no such template" "${A[@]}" --template vicuna
 expect 2 "unknown option '--frob'" "${A[@]}" --frob
 expect 2 "--layer 9, but" "${A[@]}" --layer 9
 expect 2 "--layer expects an integer" "${A[@]}" --layer top
@@ -332,6 +338,8 @@ expect 2 "needs MODEL.bin" defend
 expect 2 "-o OUT.bin" defend "$M" -z "$Z"
 expect 2 "unknown option '--frob'" "${D[@]}" --frob
 expect 2 "--method takes rr|mosr" "${D[@]}" --method both
+expect 2 "no such template" "${D[@]}" --template vicuna
+expect 3 "has no token <|im_start|>, which the qwen3 template needs" "${D[@]}" --template qwen3
 expect 2 "--steps expects an integer" "${D[@]}" --steps many
 expect 2 "--steps needs a value" "${D[@]}" --steps
 expect 2 "--rank expects an integer" "${D[@]}" --rank 0
