@@ -582,10 +582,10 @@ size_t tokenizer_decode_bytes(const Tokenizer* t, const int* ids, int n, char* o
     for (int i = 0; i < n; i++) {
         int len;
         const char* bytes = tokenizer_token_bytes(t, ids[i], &len);
-        // the first word's dummy prefix (llama2.c after BOS; SentencePiece's Strip decoder at the start)
-        int first = t->kind == TOKENIZER_SENTENCEPIECE_BPE ? i == 0 || (i == 1 && ids[0] == t->bos_id)
-                                                           : i > 0 && ids[i - 1] == t->bos_id;
-        if (t->kind == TOKENIZER_BYTE_BPE) first = 0;
+        // the first word's dummy prefix: llama2.c's after BOS; SentencePiece's Strip decoder takes
+        // one space off the start of the whole text (not after a leading "<s>", as Hugging Face)
+        int first = t->kind == TOKENIZER_SENTENCEPIECE_BPE ? i == 0
+                  : t->kind == TOKENIZER_LLAMA2C ? i > 0 && ids[i - 1] == t->bos_id : 0;
         if (first && len > 0 && bytes[0] == ' ') { bytes++; len--; }
         for (int k = 0; k < len; k++, total++) {
             if (total + 1 < cap) out[total] = bytes[k];
