@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "formats.h"
 #include "util.h"
 
 #define CHECKPOINT_MAGIC 0x616b3432u   // the bytes "42ka" on disk: llama2.c's "ak42" as uint32
@@ -303,4 +304,235 @@ int model_save(const Model* m, const char* path, int version) {
         return -1;
     }
     return atomic_commit(&af);
+}
+
+// ----------------------------------------------------------------------------
+// every format: model_open, model_save_as, and what hf.c and gguf.c share (formats.h)
+
+ModelFormat model_format_of(const char* path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return MODEL_FORMAT_HF;
+    size_t n = strlen(path);
+    if (n >= 5 && !strcmp(path + n - 5, ".gguf")) return MODEL_FORMAT_GGUF;
+    // a GGUF file by its magic, whatever its name
+    FILE* f = fopen(path, "rb");
+    if (f) {
+        char magic[4] = {0};
+        size_t got = fread(magic, 1, 4, f);
+        fclose(f);
+        if (got == 4 && !memcmp(magic, "GGUF", 4)) return MODEL_FORMAT_GGUF;
+    }
+    return MODEL_FORMAT_LLAMA2C;
+}
+
+const char* model_format_name(ModelFormat f) {
+    return f == MODEL_FORMAT_HF ? "Hugging Face folder" : f == MODEL_FORMAT_GGUF ? "GGUF" : "llama2.c checkpoint";
+}
+
+int model_open(Model* m, const char* path, ModelFormat* format) {
+    ModelFormat f = model_format_of(path);
+    if (format) *format = f;
+    if (f == MODEL_FORMAT_HF) return hf_load(m, path);
+    if (f == MODEL_FORMAT_GGUF) return gguf_load(m, path);
+    return model_load(m, path);
+}
+
+int model_save_as(const Model* m, const char* out, ModelFormat f, const char* source_path) {
+    if (m->lora.n_params > 0 && m->lora.enabled) {
+        error_msg("%s: not written: the model has LoRA adapters that are not merged (model_lora_merge)", out);
+        return -1;
+    }
+    if (f == MODEL_FORMAT_HF) return hf_save(m, out, source_path);
+    if (f == MODEL_FORMAT_GGUF) return gguf_save(m, out, source_path);
+    return model_save(m, out, 1);
+}
+
+const char* model_arch_name(const Config* c) {
+    return c->qk_norm ? "qwen3" : c->qkv_bias ? "qwen2" : "llama";
+}
+
+size_t spec_numel(const TensorSpec* s) { return (size_t)s->rows * (size_t)(s->cols ? s->cols : 1); }
+
+TensorSpec* model_tensor_specs(const Model* m, int* n_out) {
+    const Config* c = &m->config;
+    const ParameterTensors* p = &m->params;
+    int L = c->n_layers, C = c->dim, H = c->hidden_dim, HS = c->head_dim;
+    int QD = c->n_heads * HS, KVD = c->n_kv_heads * HS;
+    int per_layer = 9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0);
+    TensorSpec* s = calloc((size_t)(3 + L * per_layer), sizeof(TensorSpec));
+    if (!s) { error_msg("out of memory"); return NULL; }
+    int n = 0;
+#define SPEC(hf, gg, ptr, r, cl, heads) \
+    do { \
+        TensorSpec* t = &s[n++]; \
+        snprintf(t->hf_name, sizeof(t->hf_name), "%s", hf); \
+        snprintf(t->gguf_name, sizeof(t->gguf_name), "%s", gg); \
+        t->data = (ptr); t->rows = (r); t->cols = (cl); t->perm_heads = (heads); t->head_size = HS; \
+    } while (0)
+    SPEC("model.embed_tokens.weight", "token_embd.weight", p->token_embedding, c->vocab_size, C, 0);
+    for (int l = 0; l < L; l++) {
+        char hf[96], gg[64];
+        size_t lc = (size_t)l;
+#define LAYER(hfn, ggn, ptr, r, cl, heads) \
+    do { \
+        snprintf(hf, sizeof(hf), "model.layers.%d.%s", l, hfn); \
+        snprintf(gg, sizeof(gg), "blk.%d.%s", l, ggn); \
+        SPEC(hf, gg, ptr, r, cl, heads); \
+    } while (0)
+        LAYER("input_layernorm.weight", "attn_norm.weight", p->rms_att + lc * C, C, 0, 0);
+        LAYER("self_attn.q_proj.weight", "attn_q.weight", p->wq + lc * QD * C, QD, C, c->n_heads);
+        LAYER("self_attn.k_proj.weight", "attn_k.weight", p->wk + lc * KVD * C, KVD, C, c->n_kv_heads);
+        LAYER("self_attn.v_proj.weight", "attn_v.weight", p->wv + lc * KVD * C, KVD, C, 0);
+        if (c->qkv_bias) {
+            LAYER("self_attn.q_proj.bias", "attn_q.bias", p->bq + lc * QD, QD, 0, c->n_heads);
+            LAYER("self_attn.k_proj.bias", "attn_k.bias", p->bk + lc * KVD, KVD, 0, c->n_kv_heads);
+            LAYER("self_attn.v_proj.bias", "attn_v.bias", p->bv + lc * KVD, KVD, 0, 0);
+        }
+        if (c->qk_norm) {
+            LAYER("self_attn.q_norm.weight", "attn_q_norm.weight", p->q_norm + lc * HS, HS, 0, 1);
+            LAYER("self_attn.k_norm.weight", "attn_k_norm.weight", p->k_norm + lc * HS, HS, 0, 1);
+        }
+        LAYER("self_attn.o_proj.weight", "attn_output.weight", p->wo + lc * C * QD, C, QD, 0);
+        LAYER("post_attention_layernorm.weight", "ffn_norm.weight", p->rms_ffn + lc * C, C, 0, 0);
+        LAYER("mlp.gate_proj.weight", "ffn_gate.weight", p->w1 + lc * H * C, H, C, 0);
+        LAYER("mlp.up_proj.weight", "ffn_up.weight", p->w3 + lc * H * C, H, C, 0);
+        LAYER("mlp.down_proj.weight", "ffn_down.weight", p->w2 + lc * C * H, C, H, 0);
+#undef LAYER
+    }
+    SPEC("model.norm.weight", "output_norm.weight", p->rms_final, C, 0, 0);
+    // a tied model's classifier is the embedding: a file may still carry it (then it is ignored)
+    SPEC("lm_head.weight", "output.weight", c->shared_classifier ? p->token_embedding : p->wcls, c->vocab_size, C, 0);
+    s[n - 1].optional = c->shared_classifier;
+#undef SPEC
+    *n_out = n;
+    return s;
+}
+
+// within each head: pairs row 2j + t <- halves row t * HS/2 + j
+void rows_halves_to_pairs(float* dst, const float* src, int heads, int head_size, int cols) {
+    int half = head_size / 2;
+    for (int h = 0; h < heads; h++)
+        for (int j = 0; j < half; j++)
+            for (int t = 0; t < 2; t++)
+                memcpy(dst + ((size_t)h * head_size + 2 * j + t) * cols, src + ((size_t)h * head_size + t * half + j) * cols,
+                       (size_t)cols * sizeof(float));
+}
+
+void rows_pairs_to_halves(float* dst, const float* src, int heads, int head_size, int cols) {
+    int half = head_size / 2;
+    for (int h = 0; h < heads; h++)
+        for (int j = 0; j < half; j++)
+            for (int t = 0; t < 2; t++)
+                memcpy(dst + ((size_t)h * head_size + t * half + j) * cols, src + ((size_t)h * head_size + 2 * j + t) * cols,
+                       (size_t)cols * sizeof(float));
+}
+
+float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (mant << 13); // inf, NaN
+    else if (exp) bits = sign | ((exp + 112) << 23) | (mant << 13);
+    else if (!mant) bits = sign;
+    else { // subnormal: normalise
+        int e = -1;
+        do { e++; mant <<= 1; } while (!(mant & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0)); // inf, NaN
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);                               // rounds to inf
+    if (ax < 0x38800000u) { // a subnormal half (or 0): round ax / 2^-24 to an integer, ties to even
+        float v;
+        memcpy(&v, &ax, 4);
+        float q = v * 16777216.0f; // exact: a power of two
+        uint32_t r = (uint32_t)q;
+        float frac = q - (float)r;
+        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t mant = ax & 0x7fffff, exp = (ax >> 23) - 112;
+    uint32_t h = (exp << 10) | (mant >> 13), rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++; // may carry into the exponent: still right
+    return (uint16_t)(sign | h);
+}
+
+float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); // NaN stays NaN
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+size_t dtype_bytes(DType t, size_t n) {
+    switch (t) {
+    case DTYPE_F32: return 4 * n;
+    case DTYPE_F16: case DTYPE_BF16: return 2 * n;
+    case DTYPE_Q8_0: return n / 32 * 34;
+    }
+    return 0;
+}
+
+void dtype_widen(float* dst, const void* src, DType t, size_t n) {
+    const unsigned char* p = src;
+    switch (t) {
+    case DTYPE_F32: memcpy(dst, src, 4 * n); break;
+    case DTYPE_F16:
+    case DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = t == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+        }
+        break;
+    case DTYPE_Q8_0: // blocks of 34 bytes: f16 scale d, 32 int8 q; x = q * d
+        for (size_t b = 0; b < n / 32; b++) {
+            uint16_t d;
+            memcpy(&d, p + 34 * b, 2);
+            float scale = f16_to_f32(d);
+            const int8_t* q = (const int8_t*)(p + 34 * b + 2);
+            for (int j = 0; j < 32; j++) dst[32 * b + j] = (float)q[j] * scale;
+        }
+        break;
+    }
+}
+
+void dtype_narrow(void* dst, const float* src, DType t, size_t n) {
+    unsigned char* p = dst;
+    switch (t) {
+    case DTYPE_F32: memcpy(dst, src, 4 * n); break;
+    case DTYPE_F16:
+    case DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = t == DTYPE_F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+            memcpy(p + 2 * i, &h, 2);
+        }
+        break;
+    case DTYPE_Q8_0: // ggml's quantize_row_q8_0: d = amax / 127, q = round(x / d)
+        for (size_t b = 0; b < n / 32; b++) {
+            const float* x = src + 32 * b;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+            float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+            uint16_t dh = f32_to_f16(d);
+            memcpy(p + 34 * b, &dh, 2);
+            for (int j = 0; j < 32; j++) p[34 * b + 2 + j] = (unsigned char)(int8_t)roundf(x[j] * id);
+        }
+        break;
+    }
 }
