@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <stb/stb_ds.h>
 
 // llama2.c starts its search for the best pair at this score and only accepts pairs that beat
@@ -146,6 +147,7 @@ void tokenizer_free(Tokenizer* t) {
     free(t->vocab_len);
     free(t->vocab_scores);
     free_merge_table(t->merge_table);
+    bpe_free(t);
     memset(t, 0, sizeof(*t));
 }
 
@@ -163,6 +165,10 @@ static int alloc_tokenizer(Tokenizer* t, int V) {
     t->vocab_len = calloc(V, sizeof(int));
     t->vocab_scores = calloc(V, sizeof(float));
     t->vocab_size = V;
+    t->kind = TOKENIZER_LLAMA2C;
+    t->bos_id = TOKEN_BOS;
+    t->eos_id = TOKEN_EOS;
+    t->add_bos = 1;
     init_byte_pieces(t);
     if (!t->vocab || !t->vocab_len || !t->vocab_scores) { tokenizer_free(t); return -1; }
     return 0;
@@ -253,6 +259,55 @@ oom:
     tokenizer_free(t);
     error_msg("%s: out of memory reading %d tokens", path, V);
     return -1;
+}
+
+static int ends_with(const char* s, const char* suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static int is_directory(const char* path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int file_exists(const char* path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int tokenizer_open(Tokenizer* t, const char* path, int vocab_size) {
+    memset(t, 0, sizeof(*t));
+    char json[4096], config[4096];
+    int rc;
+    if (is_directory(path)) {
+        // a Hugging Face model folder
+        snprintf(json, sizeof(json), "%s/tokenizer.json", path);
+        snprintf(config, sizeof(config), "%s/tokenizer_config.json", path);
+        if (!file_exists(json)) {
+            error_msg("%s: a folder without tokenizer.json (expected a Hugging Face model folder)", path);
+            return -1;
+        }
+        rc = bpe_open_json(t, json, file_exists(config) ? config : NULL);
+    } else if (ends_with(path, ".json")) {
+        // the tokenizer_config.json beside it, if there is one
+        const char* slash = strrchr(path, '/');
+        int dir_len = slash ? (int)(slash - path) + 1 : 0;
+        snprintf(config, sizeof(config), "%.*stokenizer_config.json", dir_len, path);
+        rc = bpe_open_json(t, path, strcmp(config, path) != 0 && file_exists(config) ? config : NULL);
+    } else if (ends_with(path, ".gguf")) {
+        rc = bpe_open_gguf(t, path);
+    } else {
+        return tokenizer_load(t, path, vocab_size);
+    }
+    if (rc != 0) return -1;
+    if (vocab_size > 0 && t->vocab_size > vocab_size) {
+        error_msg("%s: the tokenizer has ids up to %d, but the model's vocabulary holds %d", path, t->vocab_size - 1,
+                  vocab_size);
+        tokenizer_free(t);
+        return -1;
+    }
+    return 0;
 }
 
 int tokenizer_save(const Tokenizer* t, const char* path) {
@@ -383,6 +438,7 @@ static int byte_token(const Tokenizer* t, unsigned char byte) {
 
 int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* tokens) {
     if (!text) { error_msg("tokenizer: cannot encode NULL text"); return -1; }
+    if (t->kind != TOKENIZER_LLAMA2C) return bpe_encode(t, text, bos, eos, 1, tokens);
     if (!t->merge_table && build_merge_table(t) != 0) return -1;
     MergeTable* mt = t->merge_table;
     size_t n_text = strlen(text);
@@ -475,12 +531,132 @@ static int byte_piece_value(const char* piece) {
 
 const char* tokenizer_decode(Tokenizer* t, int prev_token, int token) {
     if (token < 0 || token >= t->vocab_size) return "";
+    if (t->kind != TOKENIZER_LLAMA2C) {
+        // the bytes of the token (NUL-terminated, so a piece holding a NUL byte is cut there);
+        // SentencePiece's leading space of the first word is dropped after BOS, as above
+        int len;
+        const char* bytes = bpe_token_bytes(t, token, &len);
+        if (t->kind == TOKENIZER_SENTENCEPIECE_BPE && (prev_token < 0 || prev_token == t->bos_id) && bytes[0] == ' ')
+            bytes++;
+        return bytes;
+    }
     const char* piece = t->vocab[token];
     // sentencepiece's dummy prefix: the first word after BOS carries a space the text never had
     if (prev_token == TOKEN_BOS && piece[0] == ' ') piece++;
     int byte = byte_piece_value(piece);
     if (byte >= 0) piece = (const char*)t->byte_pieces + byte * 2;
     return piece;
+}
+
+int tokenizer_encode_plain(Tokenizer* t, const char* text, int* tokens) {
+    if (!text) { error_msg("tokenizer: cannot encode NULL text"); return -1; }
+    if (t->kind != TOKENIZER_LLAMA2C) return bpe_encode(t, text, 0, 0, 0, tokens);
+    return tokenizer_encode(t, text, 0, 0, tokens);
+}
+
+int tokenizer_find_token(const Tokenizer* t, const char* piece) {
+    if (!piece) return -1;
+    if (t->merge_table) {
+        MergeTable* mt = t->merge_table;
+        return piece_get(&mt->by_piece, piece);
+    }
+    for (int i = 0; i < t->vocab_size; i++) {
+        if (strcmp(t->vocab[i], piece) == 0) return i;
+    }
+    return -1;
+}
+
+const char* tokenizer_token_bytes(const Tokenizer* t, int token, int* len) {
+    if (token < 0 || token >= t->vocab_size) { *len = 0; return ""; }
+    if (t->kind != TOKENIZER_LLAMA2C) return bpe_token_bytes(t, token, len);
+    const char* piece = t->vocab[token];
+    int byte = byte_piece_value(piece);
+    if (byte >= 0) { *len = 1; return (const char*)t->byte_pieces + byte * 2; }
+    *len = t->vocab_len[token];
+    return piece;
+}
+
+size_t tokenizer_decode_bytes(const Tokenizer* t, const int* ids, int n, char* out, size_t cap) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        int len;
+        const char* bytes = tokenizer_token_bytes(t, ids[i], &len);
+        // the first word's dummy prefix (llama2.c after BOS; SentencePiece's Strip decoder at the start)
+        int first = t->kind == TOKENIZER_SENTENCEPIECE_BPE ? i == 0 || (i == 1 && ids[0] == t->bos_id)
+                                                           : i > 0 && ids[i - 1] == t->bos_id;
+        if (t->kind == TOKENIZER_BYTE_BPE) first = 0;
+        if (first && len > 0 && bytes[0] == ' ') { bytes++; len--; }
+        for (int k = 0; k < len; k++, total++) {
+            if (total + 1 < cap) out[total] = bytes[k];
+        }
+    }
+    if (cap > 0) out[total < cap ? total : cap - 1] = '\0';
+    return total;
+}
+
+// the length of the UTF-8 sequence a lead byte announces (1 for a byte that is no lead byte)
+static int utf8_sequence_length(unsigned char c) {
+    if (c >= 0xF0 && c <= 0xF4) return 4;
+    if (c >= 0xE0 && c <= 0xEF) return 3;
+    if (c >= 0xC2 && c <= 0xDF) return 2;
+    return 1;
+}
+
+void token_stream_init(TokenStream* s, const Tokenizer* t) {
+    memset(s, 0, sizeof(*s));
+    s->t = t;
+    s->prev = -1;
+}
+
+static int stream_reserve(TokenStream* s, size_t n) {
+    if (n <= s->out_cap) return 0;
+    size_t cap = n * 2 + 64;
+    char* out = realloc(s->out, cap);
+    if (!out) return -1;
+    s->out = out;
+    s->out_cap = cap;
+    return 0;
+}
+
+const char* token_stream_next(TokenStream* s, int token) {
+    int len;
+    const char* bytes = tokenizer_token_bytes(s->t, token, &len);
+    int strip = s->t->kind == TOKENIZER_SENTENCEPIECE_BPE ? s->prev < 0 || s->prev == s->t->bos_id
+                                                          : s->t->kind == TOKENIZER_LLAMA2C && s->prev == s->t->bos_id;
+    if (strip && len > 0 && bytes[0] == ' ') { bytes++; len--; }
+    s->prev = token;
+    if (stream_reserve(s, (size_t)s->n_held + len + 1) != 0) return "";
+    size_t n = 0;
+    memcpy(s->out, s->held, s->n_held);
+    n = s->n_held;
+    memcpy(s->out + n, bytes, len);
+    n += len;
+    // hold back the tail if it is an unfinished sequence: a lead byte followed by fewer
+    // continuation bytes than it announces (a stray continuation byte is passed on as is)
+    size_t keep = n;
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        unsigned char c = (unsigned char)s->out[n - back];
+        if ((c & 0xC0) == 0x80) continue;
+        if (utf8_sequence_length(c) > (int)back) keep = n - back;
+        break;
+    }
+    s->n_held = (int)(n - keep);
+    memcpy(s->held, s->out + keep, s->n_held);
+    s->out[keep] = '\0';
+    return s->out;
+}
+
+const char* token_stream_flush(TokenStream* s) {
+    if (stream_reserve(s, (size_t)s->n_held + 1) != 0) return "";
+    memcpy(s->out, s->held, s->n_held);
+    s->out[s->n_held] = '\0';
+    s->n_held = 0;
+    return s->out;
+}
+
+void token_stream_free(TokenStream* s) {
+    free(s->out);
+    memset(s, 0, sizeof(*s));
 }
 
 void safe_print_piece(const char* piece) {
