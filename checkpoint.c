@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "formats.h"
@@ -347,6 +348,15 @@ int model_save_as(const Model* m, const char* out, ModelFormat f, const char* so
     return model_save(m, out, 1);
 }
 
+ModelFormat model_format_for_output(const char* out, const char* source_path) {
+    size_t n = strlen(out);
+    if (n >= 5 && !strcmp(out + n - 5, ".gguf")) return MODEL_FORMAT_GGUF;
+    if (n >= 4 && !strcmp(out + n - 4, ".bin")) return MODEL_FORMAT_LLAMA2C;
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) return MODEL_FORMAT_HF;
+    return source_path ? model_format_of(source_path) : MODEL_FORMAT_LLAMA2C;
+}
+
 const char* model_arch_name(const Config* c) {
     return c->qk_norm ? "qwen3" : c->qkv_bias ? "qwen2" : "llama";
 }
@@ -535,4 +545,76 @@ void dtype_narrow(void* dst, const float* src, DType t, size_t n) {
         }
         break;
     }
+}
+
+// ----------------------------------------------------------------------------
+// mosr convert IN OUT
+
+static void convert_usage(FILE* f) {
+    fprintf(f,
+            "usage: mosr convert IN OUT [--format hf|gguf|llama2c]\n"
+            "Writes the model IN in another format: IN is a llama2.c .bin, a .gguf file or a Hugging Face\n"
+            "folder; OUT's format is --format, else its name's: .gguf a GGUF file, .bin a llama2.c checkpoint,\n"
+            "anything else a Hugging Face folder (config.json + model.safetensors). Tensor types are kept\n"
+            "where the target has them (F32, F16, BF16; Q8_0 stays Q8_0 in a GGUF, becomes F32 in a folder);\n"
+            "the metadata of a GGUF and the tokenizer files of a folder are carried over when OUT has\n"
+            "IN's format. Converting there and back is byte-identical where the types are kept.\n"
+            "A llama2.c checkpoint holds only llama2.c's features (no biases, q/k norms, theta, ...).\n");
+}
+
+static long peak_rss_kb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static double path_megabytes(const char* path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) return st.st_size / 1e6;
+    double total = 0;
+    char p[4200];
+    const char* names[] = {"model.safetensors", "config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", path, names[i]);
+        if (stat(p, &st) == 0) total += st.st_size / 1e6;
+    }
+    return total;
+}
+
+int convert_main(int argc, char** argv) {
+    const char *in = NULL, *out = NULL;
+    int format = -1;
+    const ArgSpec args[] = {
+        {"IN", ARG_STRING, &in},
+        {"OUT", ARG_STRING, &out},
+        {"--format", ARG_CHOICE, &format, .choices = "llama2c|hf|gguf"}, // the ModelFormat order
+        {0}};
+    int parsed = args_parse("convert", args, argc, argv);
+    if (parsed == ARGS_HELP) { convert_usage(stdout); return EXIT_OK; }
+    if (parsed != 0) return EXIT_USAGE;
+    if (!in || !out) { error_msg("convert: needs IN and OUT (see mosr convert --help)"); return EXIT_USAGE; }
+    ModelFormat f;
+    if (format >= 0) f = (ModelFormat)format;
+    else {
+        size_t n = strlen(out);
+        f = n >= 5 && !strcmp(out + n - 5, ".gguf") ? MODEL_FORMAT_GGUF
+            : n >= 4 && !strcmp(out + n - 4, ".bin") ? MODEL_FORMAT_LLAMA2C : MODEL_FORMAT_HF;
+    }
+    const OutputArg outputs[] = {{.flag = "OUT", .path = out, .is_dir = f == MODEL_FORMAT_HF}};
+    const InputArg inputs[] = {{"IN", in}};
+    if (paths_check("convert", outputs, 1, inputs, 1) != 0) return EXIT_USAGE;
+    Model m;
+    ModelFormat from;
+    double t0 = time_now();
+    if (model_open(&m, in, &from) != 0) return EXIT_BAD_INPUT;
+    double t1 = time_now();
+    fprintf(stderr, "convert: read %s (%s, %.1f MB) in %.2f s; %zu parameters; peak RSS %.1f MB\n", in,
+            model_format_name(from), path_megabytes(in), t1 - t0, m.n_params, peak_rss_kb() / 1e3);
+    int rc = model_save_as(&m, out, f, in) == 0 ? EXIT_OK : EXIT_FAILURE_RUN;
+    if (rc == EXIT_OK)
+        fprintf(stderr, "convert: wrote %s (%s, %.1f MB) in %.2f s; peak RSS %.1f MB\n", out, model_format_name(f),
+                path_megabytes(out), time_now() - t1, peak_rss_kb() / 1e3);
+    model_free(&m);
+    return rc;
 }

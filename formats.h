@@ -57,8 +57,6 @@ int hf_load(Model* m, const char* dir);
 int hf_save(const Model* m, const char* out_dir, const char* source_path);
 int gguf_load(Model* m, const char* path);
 int gguf_save(const Model* m, const char* out, const char* source_path);
-// a PEFT LoRA adapter of m's adapters (hf.c)
-int peft_save(const Model* m, const char* out_dir, const char* base_path);
 
 // config.json's model description for a model (hf.c; the GGUF writer uses the arch names too):
 // "llama", "qwen2" or "qwen3" from the features

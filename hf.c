@@ -768,7 +768,7 @@ static const char* const PEFT_MODULES[N_LORA_MAPS] = {"q_proj", "k_proj", "v_pro
 static const char* const PEFT_PARENT[N_LORA_MAPS] = {"self_attn", "self_attn", "self_attn", "self_attn",
                                                      "mlp", "mlp", "mlp"};
 
-int peft_save(const Model* m, const char* out_dir, const char* base_path) {
+int model_save_peft(const Model* m, const char* out_dir, const char* base_path) {
     const LoRA* lo = &m->lora;
     const Config* c = &m->config;
     if (lo->n_params == 0) { error_msg("%s: the model has no adapters to write", out_dir); return -1; }

@@ -168,6 +168,26 @@ void model_init_random(Model* m, uint64_t seed);
 // everywhere).
 int model_load(Model* m, const char* path);
 int model_save(const Model* m, const char* path, int version);
+// Every format (checkpoint.c, hf.c, gguf.c): MODEL is a llama2.c .bin, a .gguf file or a Hugging
+// Face folder (config.json + model.safetensors or a sharded index); model_open tells them apart
+// (a folder; the GGUF magic) and reads any of them, widening F16/BF16/Q8_0 to f32 and putting
+// Hugging Face's Q/K rows into mosr's RoPE order. model_save_as writes format f to out (a folder
+// for MODEL_FORMAT_HF) atomically; source_path (may be NULL) is the model that was read: its
+// tensor names, types, metadata and tokenizer files are carried over. 0, or one error line and -1.
+typedef enum { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_HF, MODEL_FORMAT_GGUF } ModelFormat;
+int model_open(Model* m, const char* path, ModelFormat* format);
+ModelFormat model_format_of(const char* path);
+const char* model_format_name(ModelFormat f);
+int model_save_as(const Model* m, const char* out, ModelFormat f, const char* source_path);
+// the format to write out in: .gguf -> GGUF, .bin -> llama2.c, otherwise that of source_path (a
+// model folder stays a folder; NULL: llama2.c)
+ModelFormat model_format_for_output(const char* out, const char* source_path);
+// m's LoRA adapters (live, not merged) as a PEFT adapter folder: adapter_model.safetensors (lora_A,
+// lora_B of every adapted map and layer, under Hugging Face's names and in its Q/K row order) and
+// adapter_config.json (r, lora_alpha, target_modules, layers_to_transform). base_path names the base.
+int model_save_peft(const Model* m, const char* out_dir, const char* base_path);
+// `mosr convert IN OUT`: a model from one format into another (argv[0] is the command's name)
+int convert_main(int argc, char** argv);
 void model_free(Model* m);
 
 // ----------------------------------------------------------------------------

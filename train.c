@@ -706,7 +706,7 @@ int train_main(int argc, char** argv) {
     char state_path[4200] = "";
     if (o.out_path) snprintf(state_path, sizeof(state_path), "%s.state", o.out_path);
 
-    if (tokenizer_load(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
+    if (tokenizer_open(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
     have_tok = 1;
     // every output checked against every input before any work; -o may replace its --init
     // (a run continued in place), and the training state goes beside -o
@@ -730,7 +730,7 @@ int train_main(int argc, char** argv) {
         }
         o.seq_len = resumed.seq_len;
     } else if (o.init_path) {
-        if (model_load(&model, o.init_path) != 0) goto cleanup;
+        if (model_open(&model, o.init_path, NULL) != 0) goto cleanup;
         have_model = 1;
         if (o.seq_len == 0 || o.seq_len > model.config.seq_len) {
             if (o.seq_len > model.config.seq_len)
@@ -935,7 +935,7 @@ int train_main(int argc, char** argv) {
                                   .seed = o.seed, .batch = B, .grad_accum = o.grad_accum, .seq_len = T,
                                   .pack = o.pack, .threads = omp_get_max_threads(), .elapsed = elapsed};
             // the checkpoint first, then the state (which carries its own copy of the parameters)
-            if (model_save(&model, o.out_path, 1) != 0 ||
+            if (model_save_as(&model, o.out_path, model_format_for_output(o.out_path, o.init_path), o.init_path) != 0 ||
                 train_state_save(state_path, &h, model.param_memory, adam_m, adam_v, loader.order, log.rows) != 0)
                 goto cleanup;
             if (o.log_path && write_log_csv(&log, o.log_path) != 0) goto cleanup;

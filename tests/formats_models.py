@@ -3,7 +3,8 @@ by the formats' specs (no safetensors or gguf package), and an independent forwa
 Hugging Face's equations (rotate_half RoPE on unpermuted weights, as in transformers'
 modeling_llama / qwen2 / qwen3), in float64. tests/test_formats.c drives it.
 
-usage: /usr/bin/python3 tests/formats_models.py gen DIR
+usage: /usr/bin/python3 tests/formats_models.py batch FILE   the commands below, one a line
+       /usr/bin/python3 tests/formats_models.py gen DIR
          writes DIR/CASE/{hf/, model.gguf, ids.txt, ref_logits.f32} for every case, and DIR/cases.txt
        /usr/bin/python3 tests/formats_models.py logits HFDIR IDS OUT   forward of a folder (f64 -> f32 file)
        /usr/bin/python3 tests/formats_models.py peft BASE ADAPTER IDS OUT   forward of BASE + a PEFT adapter
@@ -501,7 +502,26 @@ def peft(base, adapter, ids, out):
     write_f32(out, forward(c, w, read_ids(ids)))
 
 
+def run(argv):
+    cmd = argv[0]
+    if cmd == "gen":
+        gen(argv[1])
+    elif cmd == "logits":
+        c, w = load_hf(argv[1])
+        write_f32(argv[3], forward(c, w, read_ids(argv[2])))
+    elif cmd == "peft":
+        peft(argv[1], argv[2], argv[3], argv[4])
+    else:
+        sys.exit("unknown command " + cmd)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "batch":  # one command a line: one Python start for many
+        with open(sys.argv[2]) as f:
+            for line in f:
+                if line.strip():
+                    run(line.split())
+        sys.exit(0)
     cmd = sys.argv[1]
     if cmd == "gen":
         gen(sys.argv[2])

@@ -37,7 +37,7 @@ for (const job of jobs) {
         context = await model.createContext(contextOptions);
         seq = context.getSequence();
         const greedy = [];
-        for await (const tok of seq.evaluate(job.ids, { temperature: 0 })) {
+        for await (const tok of seq.evaluate(job.ids, { temperature: 0, yieldEogToken: true })) {
             greedy.push(tok);
             if (greedy.length >= job.greedy) break;
         }
