@@ -30,10 +30,14 @@
 
 static const char* const TENSOR_NAMES[N_PARAMETER_TENSORS] = {
     "rms_att", "rms_ffn", "rms_final", "token_embedding", "wq", "wk",
-    "wv",      "wo",      "w1",        "w2",              "w3", "wcls"};
+    "wv",      "wo",      "w1",        "w2",              "w3", "wcls",
+    "bq",      "bk",      "bv",        "q_norm",          "k_norm"};
 
+// the tensors a llama2.c file holds: 0..11 of the block (the later ones, the real-model features,
+// have size 0 in every config config_is_llama2c accepts)
+#define LLAMA2C_TENSORS 12
 // the v0 body order of tensors 0..10, as indices into ParameterTensors (wcls comes after the RoPE tables)
-static const int V0_ORDER[N_PARAMETER_TENSORS - 1] = {3, 0, 4, 5, 6, 7, 1, 8, 9, 10, 2};
+static const int V0_ORDER[LLAMA2C_TENSORS - 1] = {3, 0, 4, 5, 6, 7, 1, 8, 9, 10, 2};
 
 // tensor i of the parameter block (wcls of a shared model is empty: size 0)
 static float* tensor_at(const Model* m, int i) {
@@ -59,6 +63,7 @@ static int parse_checkpoint_header(const char* path, const unsigned char* buf, s
     uint32_t magic;
     memcpy(&magic, buf, 4);
     int32_t fields[7];
+    config_defaults(c); // theta 10000, eps 1e-5, no biases, no q/k norm: what llama2.c computes
     if (magic == CHECKPOINT_MAGIC) {
         if (n < CHECKPOINT_V1_HEADER_BYTES) {
             error_msg("%s: truncated v1 header (%zu of %d bytes)", path, n, CHECKPOINT_V1_HEADER_BYTES);
@@ -168,7 +173,7 @@ static int read_checkpoint_body(Model* m, FILE* f, const char* path, int version
         // the body is our block, wcls included only when it is not shared
         return read_floats(f, m->param_memory, m->n_params, path, "(v1 body)");
     }
-    for (int k = 0; k < N_PARAMETER_TENSORS - 1; k++) {
+    for (int k = 0; k < LLAMA2C_TENSORS - 1; k++) {
         int i = V0_ORDER[k];
         if (read_floats(f, tensor_at(m, i), m->param_sizes[i], path, TENSOR_NAMES[i])) return -1;
     }
@@ -275,7 +280,7 @@ static void write_checkpoint(const Model* m, FILE* f, int version) {
     int32_t fields[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                          c->shared_classifier ? c->vocab_size : -c->vocab_size, c->seq_len};
     fwrite(fields, sizeof(int32_t), 7, f);
-    for (int k = 0; k < N_PARAMETER_TENSORS - 1; k++) {
+    for (int k = 0; k < LLAMA2C_TENSORS - 1; k++) {
         int i = V0_ORDER[k];
         fwrite(tensor_at(m, i), sizeof(float), m->param_sizes[i], f);
     }
@@ -286,6 +291,14 @@ static void write_checkpoint(const Model* m, FILE* f, int version) {
 int model_save(const Model* m, const char* path, int version) {
     if (version != 0 && version != 1) {
         error_msg("%s: cannot write checkpoint version %d (only 0 and 1)", path, version);
+        return -1;
+    }
+    // a llama2.c file has no field for theta, epsilon, biases, q/k norms, RoPE scaling or a head size
+    // other than dim / n_heads: writing one would give back another model when read
+    char why[160];
+    if (!config_is_llama2c(&m->config, why, sizeof(why))) {
+        error_msg("%s: not written: a llama2.c checkpoint cannot hold this model (%s); write a GGUF or a "
+                  "Hugging Face folder instead", path, why);
         return -1;
     }
     // a checkpoint holds plain weights: live adapters must be merged into them first

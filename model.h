@@ -2,7 +2,9 @@
 //
 // Conventions, stated once (as in llm.c):
 //   B batch size, T time (sequence length), C channels (= dim), V vocabulary size,
-//   NH query heads, NKV key/value heads, HS head size (= C / NH), KVD = NKV * HS, H hidden dim.
+//   NH query heads, NKV key/value heads, HS head size (config head_dim; C / NH in llama2.c models),
+//   QD = NH * HS (the width of q and of attention's output: C in llama2.c models, not in Qwen3),
+//   KVD = NKV * HS, H hidden dim.
 // Every linear map is stored as PyTorch / llama2.c store it: (out, in), row-major, so
 // y = x W^T.  Every matrix product goes through cblas_sgemm on whole (B*T, in) blocks.
 //
@@ -26,11 +28,30 @@ typedef struct {
     int vocab_size; // V
     int seq_len;    // maximum sequence length
     int shared_classifier; // 1: the classifier is the token embedding
+    // Real-model features. A llama2.c file gets the defaults in [brackets] (config_defaults). A config
+    // written as a literal leaves them 0, and model_build reads 0 as the default too (head_dim 0:
+    // dim / n_heads; rope_theta 0: 10000; norm_eps 0: 1e-5), so older code keeps working.
+    int head_dim;          // HS [dim / n_heads]; Qwen3: 128 with dim 1024 and 16 heads
+    float rope_theta;      // RoPE base [10000]
+    float norm_eps;        // epsilon of every RMSNorm: layers, final, q/k norms [1e-5]
+    int qkv_bias;          // [0] Qwen2: q, k, v have biases bq, bk, bv
+    int qk_norm;           // [0] Qwen3: per-head RMSNorm of q and k (weights q_norm, k_norm), before RoPE
+    int rope_scaling;      // [ROPE_SCALING_NONE] or ROPE_SCALING_LLAMA3
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor; // llama3 scaling (Llama-3.2: 32, 1, 4)
+    int rope_original_max_position;                                 // llama3 scaling (Llama-3.2: 8192)
 } Config;
+enum { ROPE_SCALING_NONE = 0, ROPE_SCALING_LLAMA3 = 1 };
+
+// zeroes c and sets the bracketed defaults (head_dim stays 0 = dim / n_heads until model_build)
+void config_defaults(Config* c);
+// 1 if the config holds only what a llama2.c checkpoint can say (the defaults above); if not,
+// writes the first feature it has into why (may be NULL)
+int config_is_llama2c(const Config* c, char* why, size_t why_len);
 
 // Pointers into one parameter (or gradient) block. The order of the block is the order of a
-// llama2.c v1 checkpoint body, so loading a v1 file is one read.
-#define N_PARAMETER_TENSORS 12
+// llama2.c v1 checkpoint body, so loading a v1 file is one read; the tensors of the real-model
+// features come after it, size 0 when the feature is off.
+#define N_PARAMETER_TENSORS 17
 typedef struct {
     float* rms_att;         // (L, C)
     float* rms_ffn;         // (L, C)
@@ -44,6 +65,11 @@ typedef struct {
     float* w2;              // (L, C, H)  down
     float* w3;              // (L, H, C)  up
     float* wcls;            // (V, C); == token_embedding when the classifier is shared
+    float* bq;              // (L, NH*HS) when qkv_bias, else size 0
+    float* bk;              // (L, KVD)
+    float* bv;              // (L, KVD)
+    float* q_norm;          // (L, HS)    when qk_norm, else size 0
+    float* k_norm;          // (L, HS)
 } ParameterTensors;
 
 // Activations of one batched forward over (B, T). Everything a backward needs is kept.

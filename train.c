@@ -372,10 +372,15 @@ static int write_loss_plot(const RunLog* log, const char* path) {
 #define TRAIN_STATE_MAGIC 0x5453524dU // "MRST" in a little-endian file
 #define TRAIN_STATE_VERSION 1
 
+// the llama2.c part of a Config, as the state file stores it (Config itself has grown since)
+typedef struct {
+    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len, shared_classifier;
+} StateConfig;
+
 typedef struct {
     uint32_t magic;
     int32_t version;
-    Config config;      // 8 x int32
+    StateConfig config; // 8 x int32
     int64_t step;       // optimiser steps done
     int64_t n_params;
     int64_t n_examples;
@@ -721,7 +726,13 @@ int train_main(int argc, char** argv) {
     TrainStateHeader resumed = {0};
     if (o.resume) {
         if (train_state_open(&state_file, &resumed, state_path) != 0) goto cleanup;
-        if (model_build(&model, &resumed.config) != 0) goto cleanup;
+        const StateConfig* sc = &resumed.config;
+        Config rc;
+        config_defaults(&rc);
+        rc.dim = sc->dim, rc.hidden_dim = sc->hidden_dim, rc.n_layers = sc->n_layers, rc.n_heads = sc->n_heads;
+        rc.n_kv_heads = sc->n_kv_heads, rc.vocab_size = sc->vocab_size, rc.seq_len = sc->seq_len;
+        rc.shared_classifier = sc->shared_classifier;
+        if (model_build(&model, &rc) != 0) goto cleanup;
         have_model = 1;
         if (o.seq_len && o.seq_len != resumed.seq_len) {
             error_msg("%s: the run used --seq-len %d, not %d", state_path, resumed.seq_len, o.seq_len);
@@ -929,7 +940,9 @@ int train_main(int argc, char** argv) {
                 break;
             }
             TrainStateHeader h = {.magic = TRAIN_STATE_MAGIC, .version = TRAIN_STATE_VERSION,
-                                  .config = *c, .step = step, .n_params = (int64_t)model.n_params,
+                                  .config = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                                             c->vocab_size, c->seq_len, c->shared_classifier},
+                                  .step = step, .n_params = (int64_t)model.n_params,
                                   .n_examples = train.n, .loader_pos = loader.pos, .loader_epoch = loader.epoch,
                                   .n_log_rows = log.n, .loader_rng = loader.rng, .data_hash = data_hash,
                                   .seed = o.seed, .batch = B, .grad_accum = o.grad_accum, .seq_len = T,
