@@ -733,10 +733,6 @@ typedef struct {
     const void* raw;
 } OutInfo;
 
-static uint32_t dtype_to_ggml(DType t) {
-    return t == DTYPE_F16 ? GGML_TYPE_F16 : t == DTYPE_BF16 ? GGML_TYPE_BF16 : t == DTYPE_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F32;
-}
-
 // the Llama-3 divisor table (TF-rope _compute_llama3_parameters, as factors of the plain frequency)
 static void llama3_divisors(const Config* c, float* d, int n) {
     double lo_wave = c->rope_original_max_position / c->rope_low_freq_factor;

@@ -217,7 +217,7 @@ static void test_bad_files(void) {
 int main(void) {
     snprintf(root, sizeof(root), "/tmp/mosr_test_formats.XXXXXX");
     if (!mkdtemp(root)) { SKIP("no temporary folder"); return check_summary("test_formats"); }
-    char cmd[2048], p1[512], p2[512], p3[512];
+    char cmd[2048], p1[512], p2[512], p3[1024];
     snprintf(cmd, sizeof(cmd), PYTHON " tests/formats_models.py gen %s", root);
     int rc = run(cmd);
     if (rc == 77 || access(PYTHON, X_OK) != 0) {
@@ -337,7 +337,7 @@ int main(void) {
             CHECK(ok, "%s: folder -> GGUF -> folder failed", name);
             if (ok && strstr(name, "f32") && !strstr(name, "q8")) {
                 snprintf(p3, sizeof(p3), "%s/model.safetensors", back);
-                char orig[600];
+                char orig[1024];
                 snprintf(orig, sizeof(orig), "%s/model.safetensors", p2);
                 CHECK(files_equal(orig, p3), "%s: folder -> GGUF -> folder is not byte-identical", name);
             }
