@@ -17,6 +17,7 @@
 #include "tokenizer.h"
 #include "util.h"
 #include "unicode_nfc.h"
+#include "gguf.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -1012,10 +1013,40 @@ fail:
 }
 
 int bpe_open_gguf(Tokenizer* t, const char* path) {
-    // until branch formats lands: its gguf.h metadata reader will fill TokenizerArrays here
     memset(t, 0, sizeof(*t));
-    error_msg("%s: reading a GGUF file's tokenizer needs gguf.c (branch formats), not merged yet", path);
-    return -1;
+    GGUFFile* g;
+    if (gguf_open(&g, path) != 0) return -1;
+    TokenizerArrays a = {0};
+    a.model = gguf_get_string(g, "tokenizer.ggml.model");
+    a.pre = gguf_get_string(g, "tokenizer.ggml.pre");
+    uint64_t n_tokens = 0, n_merges = 0, n;
+    uint32_t type, u;
+    int flag, rc = -1;
+    a.tokens = gguf_get_string_array(g, "tokenizer.ggml.tokens", &n_tokens);
+    a.merges = gguf_get_string_array(g, "tokenizer.ggml.merges", &n_merges);
+    if (!a.model || !a.tokens) { error_msg("%s: no tokenizer.ggml.model and tokens in the metadata", path); goto done; }
+    if (n_tokens == 0 || n_tokens >= MAX_TOKEN_ID || n_merges >= (uint64_t)INT32_MAX) {
+        error_msg("%s: %llu tokens and %llu merges: not a vocabulary", path, (unsigned long long)n_tokens,
+                  (unsigned long long)n_merges);
+        goto done;
+    }
+    a.n_tokens = (int)n_tokens;
+    a.n_merges = (int)n_merges;
+    const void* types = gguf_get_array(g, "tokenizer.ggml.token_type", &type, &n);
+    if (types && (type == GGUF_TYPE_INT32 || type == GGUF_TYPE_UINT32) && n == n_tokens) a.token_type = types;
+    else if (types) { error_msg("%s: tokenizer.ggml.token_type is not %llu int32s", path, (unsigned long long)n_tokens); goto done; }
+    const void* scores = gguf_get_array(g, "tokenizer.ggml.scores", &type, &n);
+    if (scores && type == GGUF_TYPE_FLOAT32 && n == n_tokens) a.scores = scores;
+    else if (scores) { error_msg("%s: tokenizer.ggml.scores is not %llu floats", path, (unsigned long long)n_tokens); goto done; }
+    a.bos_id = gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &u) == 0 && u < n_tokens ? (int)u : -1;
+    a.eos_id = gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &u) == 0 && u < n_tokens ? (int)u : -1;
+    a.add_bos = gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &flag) == 0 ? flag : -1;
+    a.add_eos = gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &flag) == 0 ? flag : -1;
+    a.add_space_prefix = gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &flag) == 0 ? flag : -1;
+    rc = tokenizer_build_bpe(t, path, &a);
+done:
+    gguf_close(g);
+    return rc;
 }
 
 // ----------------------------------------------------------------------------

