@@ -674,8 +674,8 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
     if (parsed == ARGS_HELP) { analyze_usage(stdout); return -1; }
     if (parsed != 0) return EXIT_USAGE;
     if (no_vocab) a->vocab_path = NULL;
-    if (!a->model_path || !a->tok_path) {
-        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr analyze --help)", cmd);
+    if (!a->model_path) {
+        error_msg("%s: needs MODEL (see mosr analyze --help)", cmd);
         return EXIT_USAGE;
     }
     if (!a->defended_path != !a->weights_path) {
@@ -826,7 +826,7 @@ static int load_collateral(Collateral* c, const AnalyzeArgs* a, const Model* m) 
     DefenseConfig cfg;
     defense_config_default(&cfg, DEFEND_RR);
     if (defense_layers(&c->layers, &cfg, m->config.n_layers) != 0) return EXIT_USAGE;
-    if (model_load(&c->defended, a->defended_path) != 0) return EXIT_BAD_INPUT;
+    if (model_open(&c->defended, a->defended_path, NULL) != 0) return EXIT_BAD_INPUT;
     const Config *d = &c->defended.config, *b = &m->config;
     if (d->n_layers != b->n_layers || d->dim != b->dim || d->vocab_size != b->vocab_size) {
         error_msg("analyze: --defended %s has %d layers, dim %d, vocabulary %d; %s has %d, %d, %d: not a defence of it",

@@ -782,10 +782,17 @@ void prefills_free(char** p, int n) {
 // ----------------------------------------------------------------------------
 // the command line's common steps
 
-// loads a model and its tokenizer, checking that they agree on the vocabulary
+// loads a model (a llama2.c .bin, a .gguf, a Hugging Face folder: model_open) and its tokenizer,
+// checking that they agree on the vocabulary. tok_path NULL: the model's own (a GGUF's metadata, the
+// folder's tokenizer.json); a llama2.c checkpoint has none and needs -z.
 int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path) {
-    if (model_load(m, model_path) != 0) return EXIT_BAD_INPUT;
-    if (tokenizer_load(t, tok_path, m->config.vocab_size) != 0) {
+    ModelFormat format;
+    if (!tok_path && model_format_of(model_path) == MODEL_FORMAT_LLAMA2C) {
+        error_msg("%s: a llama2.c checkpoint carries no tokenizer: give one with -z TOKENIZER.bin", model_path);
+        return EXIT_USAGE;
+    }
+    if (model_open(m, model_path, &format) != 0) return EXIT_BAD_INPUT;
+    if (tokenizer_open(t, tok_path ? tok_path : model_path, m->config.vocab_size) != 0) {
         model_free(m);
         return EXIT_BAD_INPUT;
     }

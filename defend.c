@@ -839,7 +839,9 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
         model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
     }
     if (rc == EXIT_OK) {
-        // the adapters go into the weights: an ordinary model again
+        // the adapters as they are, for people who apply them to the base; then into the weights:
+        // an ordinary model again
+        if (cfg->adapter_out && model_save_peft(m, cfg->adapter_out, cfg->adapter_base) != 0) rc = EXIT_FAILURE_RUN;
         model_lora_merge(m);
         if (cfg->log_path && write_defense_csv(&run.log, cfg->log_path) != 0) rc = EXIT_FAILURE_RUN;
         else if (cfg->plot_path && run.log.n > 0 && write_defense_plot(&run.log, cfg->plot_path, run.n_caa > 0) != 0)
@@ -859,14 +861,19 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
 
 static void defend_usage(FILE* f) {
     fprintf(f,
-        "usage: mosr defend MODEL.bin -z TOKENIZER.bin --method rr|mosr -o OUT.bin [options]\n"
+        "usage: mosr defend MODEL [-z TOKENIZER] --method rr|mosr -o OUT [options]\n"
         "\n"
         "Hardens a chat model with Representation Rerouting (RR, DESIGN.md 1.3), or with MOSR = RR +\n"
         "Overlap-Aware Loss Weighting + Context-Aware Augmentation (1.4), trained as LoRA adapters\n"
         "that are merged into the weights of OUT.bin (an ordinary checkpoint).\n"
         "\n"
         "  --method rr|mosr          rr: OALW and CAA off; mosr: both on (default mosr)\n"
-        "  -o, --out OUT.bin         the defended model (required)\n"
+        "MODEL: a llama2.c .bin (with -z TOKENIZER.bin), a .gguf file or a Hugging Face folder (their own\n"
+        "tokenizer); OUT is written in MODEL's format (a folder: same tensor names and dtypes, config and\n"
+        "tokenizer files copied; a GGUF: all its metadata), or as its name says (.gguf, .bin)\n"
+        "  -o, --out OUT             the defended model (required)\n"
+        "  --adapter-out DIR         also the LoRA adapters, before merging, as a PEFT adapter folder\n"
+        "                            (adapter_model.safetensors + adapter_config.json)\n"
         "  --v0                      write OUT.bin as a llama2.c v0 checkpoint (default v1)\n"
         "  --template NAME           the chat template (" TEMPLATE_NAMES "); default: the\n"
         "                            model's own (tokenizer_config.json / GGUF), the world's for a tokenizer.bin\n"
@@ -1016,6 +1023,7 @@ int defend_main(int argc, char** argv) {
         {"-z", ARG_STRING, &tok_path},
         {"--template", ARG_STRING, &template_name},
         {"-o|--out", ARG_STRING, &out_path},
+        {"--adapter-out", ARG_STRING, &cfg.adapter_out},
         {"--v0", ARG_SWITCH, &version, 0},
         {"--method", ARG_CHOICE, &method, .choices = "rr|mosr"}, // DEFEND_RR, DEFEND_MOSR
         {"--oalw", ARG_SWITCH, &oalw, 1},
@@ -1040,8 +1048,8 @@ int defend_main(int argc, char** argv) {
     cfg.method = method;
     cfg.oalw = oalw >= 0 ? oalw : method == DEFEND_MOSR;
     cfg.caa = caa >= 0 ? caa : method == DEFEND_MOSR;
-    if (!model_path || !tok_path || !out_path) {
-        error_msg("%s: needs MODEL.bin, -z TOKENIZER.bin and -o OUT.bin (see mosr defend --help)", cmd);
+    if (!model_path || !out_path) {
+        error_msg("%s: needs MODEL and -o OUT (see mosr defend --help)", cmd);
         return EXIT_USAGE;
     }
     if (threads > 0) omp_set_num_threads(threads);
@@ -1054,10 +1062,14 @@ int defend_main(int argc, char** argv) {
     // -o may replace MODEL.bin: the model is read whole before anything is written
     const OutputArg outputs[] = {{.flag = "-o", .path = out_path, .may_replace = "MODEL.bin"},
                                  {.flag = "--log", .path = cfg.log_path}, {.flag = "--plot", .path = cfg.plot_path},
-                                 {.flag = "--oalw-out", .path = cfg.oalw_out}};
+                                 {.flag = "--oalw-out", .path = cfg.oalw_out},
+                                 {.flag = "--adapter-out", .path = cfg.adapter_out, .is_dir = 1}};
     const InputArg inputs[] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--data", cfg.data_path},
                               {"--reference", cfg.reference_path}};
-    if (paths_check(cmd, outputs, 4, inputs, 4) != 0) return EXIT_USAGE;
+    if (paths_check(cmd, outputs, 5, inputs, 4) != 0) return EXIT_USAGE;
+    cfg.adapter_base = model_path;
+    // OUT is written in MODEL's format (a folder stays a folder), or as its name says (.gguf, .bin)
+    ModelFormat out_format = model_format_for_output(out_path, model_path);
     Model m = {0};
     Tokenizer t = {0};
     int rc = load_model_and_tokenizer(&m, &t, model_path, tok_path);
@@ -1077,10 +1089,13 @@ int defend_main(int argc, char** argv) {
     interrupt_catch();
     rc = defend(&m, &t, &run, &log);
     if (rc == EXIT_OK) {
-        if (model_save(&m, out_path, version) != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
+        int saved = out_format == MODEL_FORMAT_LLAMA2C ? model_save(&m, out_path, version)
+                                                        : model_save_as(&m, out_path, out_format, model_path);
+        if (saved != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
             (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0))
             rc = EXIT_FAILURE_RUN;
-        else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
+        else fprintf(stderr, "defend: %s (%s) written; log %s, plot %s\n", out_path, model_format_name(out_format),
+                     cfg.log_path, cfg.plot_path);
         if (rc == EXIT_OK && interrupted()) {
             error_msg("defend: interrupted (Ctrl-C) after the last step, while writing; the outputs are complete");
             rc = EXIT_INTERRUPTED;

@@ -688,8 +688,8 @@ int eval_main(int argc, char** argv) {
     const char* const* set_specs = set_args.specs;
     const int* expects = set_args.expects;
     int n_sets = set_args.n;
-    if (!model_path || !tok_path || (n_sets == 0 && !val_path)) {
-        error_msg("eval: needs MODEL.bin, -z TOKENIZER.bin and at least one --set (or --val) (see mosr eval --help)");
+    if (!model_path || (n_sets == 0 && !val_path)) {
+        error_msg("eval: needs MODEL and at least one --set (or --val) (see mosr eval --help)");
         return EXIT_USAGE;
     }
     for (int s = 0; s < n_sets; s++)
@@ -733,14 +733,19 @@ int eval_main(int argc, char** argv) {
         {"--jailbreaks", jailbreaks_path}, {"--prefills", prefills_path}, {"--val", val_path}, {"--ref", ref_path}};
     for (int s = 0; s < n_sets; s++) inputs[7 + s] = (InputArg){"--set", set_specs[s]};
     if (paths_check("eval", outputs, 2, inputs, 7 + n_sets) != 0) { rc = EXIT_USAGE; goto done; }
-    if (model_load(&m, model_path) != 0) goto done;
+    if (!tok_path && model_format_of(model_path) == MODEL_FORMAT_LLAMA2C) {
+        error_msg("eval: %s is a llama2.c checkpoint: give its tokenizer with -z", model_path);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (model_open(&m, model_path, NULL) != 0) goto done;
     have_model = 1;
-    if (tokenizer_load(&t, tok_path, m.config.vocab_size) != 0) goto done;
+    if (tokenizer_open(&t, tok_path ? tok_path : model_path, m.config.vocab_size) != 0) goto done;
     have_tok = 1;
     if ((rc = template_attach(&t, model_path, tok_path, template_name)) != EXIT_OK) goto done;
     rc = EXIT_BAD_INPUT;
     if (ref_path) {
-        if (model_load(&ref, ref_path) != 0) goto done;
+        if (model_open(&ref, ref_path, NULL) != 0) goto done;
         have_ref = 1;
         if (ref.config.vocab_size != m.config.vocab_size) {
             error_msg("%s: vocabulary of %d tokens, but %s has %d", ref_path, ref.config.vocab_size, model_path,

@@ -970,15 +970,45 @@ int generate(Model* m, Tokenizer* tok, Sampler* sampler, const char* prompt, int
 
 static void generate_usage(void) {
     fprintf(stderr,
-            "usage: mosr generate MODEL.bin -z TOKENIZER.bin [options]\n"
+            "usage: mosr generate MODEL [-z TOKENIZER] [options]\n"
             "Generates text from a llama2.c checkpoint, as llama2.c's run does (same flags, same\n"
             "output at -t 0). Text goes to stdout, statistics to stderr.\n"
-            "  -z FILE    tokenizer.bin (required)\n"
+            "MODEL: a llama2.c .bin (with -z), a .gguf file or a Hugging Face folder (their own tokenizer)\n"
+            "  -z FILE    the tokenizer (tokenizer.bin, tokenizer.json, .gguf, a folder); required for a .bin\n"
+            "  --print-ids  print the prompt's ids (BOS included where the tokenizer adds one) on one line\n"
+            "             and the ids generated after it (-n of them; EOS ends them) on the next\n"
             "  -i TEXT    prompt (default: none)\n"
             "  -n N       steps: prompt + generated tokens, 0 = the model's seq_len (default 256)\n"
             "  -t T       temperature, 0 = greedy (default 1.0)\n"
             "  -p P       top-p (nucleus) sampling threshold in [0, 1] (default 0.9)\n"
             "  -s SEED    random seed (default: the current time)\n");
+}
+
+// --print-ids: the prompt's ids as encoded (with BOS where the tokenizer adds one) on one line, the
+// generated ids (n_new of them at most; EOS ends them) on the next: what a check against another
+// runtime compares
+static int generate_print_ids(Model* m, Tokenizer* t, Sampler* s, const char* prompt, int n_new) {
+    int* ids = malloc((strlen(prompt) + 3) * sizeof(int));
+    if (!ids) { error_msg("generate: out of memory"); return EXIT_FAILURE_RUN; }
+    int n = tokenizer_encode(t, prompt, 1, 0, ids);
+    if (n <= 0) {
+        if (n == 0) error_msg("generate: --print-ids needs a prompt that gives at least one token");
+        free(ids);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
+    printf("\n");
+    if (n_new == 0 || n_new > m->config.seq_len - n) n_new = m->config.seq_len - n;
+    GenerateOptions opt = {.n_slots = 1, .max_new = n_new, .stop_on_eos = 1, .sampler = s};
+    Generation g;
+    int rc = generate_run(m, &ids, &n, 1, &opt, &g, NULL) == 0 ? EXIT_OK : EXIT_FAILURE_RUN;
+    if (rc == EXIT_OK) {
+        for (int i = 0; i < g.n; i++) printf("%s%d", i ? " " : "", g.ids[i]);
+        printf("\n");
+        generation_free(&g, 1);
+    }
+    free(ids);
+    return rc;
 }
 
 int generate_main(int argc, char** argv) {
@@ -987,10 +1017,12 @@ int generate_main(int argc, char** argv) {
     int steps = 256;
     float temperature = 1.0f, topp = 0.9f;
     uint64_t seed = 0;
+    int print_ids = 0;
     const ArgSpec args[] = {
         {"MODEL.bin", ARG_STRING, &model_path},
         {"-z", ARG_STRING, &tok_path},
         {"-i", ARG_STRING, &prompt},
+        {"--print-ids", ARG_SWITCH, &print_ids, 1},
         {"-n", ARG_INT, &steps, 0, 1 << 20},
         {"-t", ARG_FLOAT, &temperature, 0, 1e6},
         {"-p", ARG_FLOAT, &topp, 0, 1},
@@ -999,8 +1031,8 @@ int generate_main(int argc, char** argv) {
     int parsed = args_parse(cmd, args, argc, argv);
     if (parsed == ARGS_HELP) { generate_usage(); return EXIT_OK; }
     if (parsed != 0) return EXIT_USAGE;
-    if (!model_path || !tok_path) {
-        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr generate --help)", cmd);
+    if (!model_path) {
+        error_msg("%s: needs MODEL (see mosr generate --help)", cmd);
         return EXIT_USAGE;
     }
     if (!utf8_valid(prompt, strlen(prompt))) { // as mosr tokenize: bytes that are no text are refused
@@ -1026,7 +1058,8 @@ int generate_main(int argc, char** argv) {
     }
     Sampler sampler;
     build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
-    rc = generate(&model, &tokenizer, &sampler, prompt, steps, stdout) ? EXIT_FAILURE_RUN : EXIT_OK;
+    if (print_ids) rc = generate_print_ids(&model, &tokenizer, &sampler, prompt, steps);
+    else rc = generate(&model, &tokenizer, &sampler, prompt, steps, stdout) ? EXIT_FAILURE_RUN : EXIT_OK;
     free_sampler(&sampler);
     tokenizer_free(&tokenizer);
     model_free(&model);
@@ -1038,11 +1071,12 @@ int generate_main(int argc, char** argv) {
 
 static void chat_usage(void) {
     fprintf(stderr,
-            "usage: mosr chat MODEL.bin -z TOKENIZER.bin [options]\n"
+            "usage: mosr chat MODEL [-z TOKENIZER] [options]\n"
+            "MODEL: a llama2.c .bin (with -z), a .gguf file or a Hugging Face folder\n"
             "An interactive loop: type a request, the model answers through the chat template.\n"
             "Each turn is answered on its own (the models here are trained on single turns).\n"
             "Ctrl-D or an empty line ends the chat.\n"
-            "  -z FILE    tokenizer.bin (required)\n"
+            "  -z FILE    the tokenizer; required for a llama2.c .bin\n"
             "  -t T       temperature, 0 = greedy (default 0)\n"
             "  -p P       top-p threshold (default 0.9)\n"
             "  -s SEED    random seed (default 1)\n"
@@ -1109,8 +1143,8 @@ int chat_main(int argc, char** argv) {
     int parsed = args_parse(cmd, args, argc, argv);
     if (parsed == ARGS_HELP) { chat_usage(); return EXIT_OK; }
     if (parsed != 0) return EXIT_USAGE;
-    if (!model_path || !tok_path) {
-        error_msg("%s: needs MODEL.bin and -z TOKENIZER.bin (see mosr chat --help)", cmd);
+    if (!model_path) {
+        error_msg("%s: needs MODEL (see mosr chat --help)", cmd);
         return EXIT_USAGE;
     }
     Model model;

@@ -10,6 +10,7 @@
 #include "demo.h"
 #include "eval.h"
 #include "generate.h"
+#include "model.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
@@ -27,6 +28,7 @@ typedef struct {
 static const Command commands[] __attribute__((unused)) = {
     {"generate", generate_main, "generate text from a llama2.c checkpoint (llama2.c's run)"},
     {"chat", chat_main, "talk to a chat model"},
+    {"convert", convert_main, "write a model in another format: llama2.c .bin, GGUF, Hugging Face folder"},
     {"tokenize", tokenize_main, "print the token ids of a text"},
     {"tokenizer", tokenizer_main, "train a BPE vocabulary: mosr tokenizer train"},
     {"train", train_main, "train a model on prompt/response data or plain text"},

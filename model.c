@@ -20,39 +20,93 @@
 // largest parameter count we accept (2^34 floats = 64 GiB): beyond this a header is garbage
 #define MAX_PARAMS (1ull << 34)
 
-size_t param_sizes_for(const Config* c, size_t sizes[N_PARAMETER_TENSORS]) {
-    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    size_t HS = c->dim / c->n_heads, KVD = (size_t)c->n_kv_heads * HS;
+void config_defaults(Config* c) {
+    memset(c, 0, sizeof(*c));
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    c->rope_scaling = ROPE_SCALING_NONE;
+}
+
+// The config with every "0 = default" field filled in (model.h: head_dim, rope_theta, norm_eps).
+// head_dim 0 with n_heads not dividing dim stays 0, for config_valid to refuse.
+static Config config_resolved(const Config* in) {
+    Config c = *in;
+    if (c.head_dim == 0 && c.n_heads > 0 && c.dim % c.n_heads == 0) c.head_dim = c.dim / c.n_heads;
+    if (c.rope_theta == 0.0f) c.rope_theta = 10000.0f;
+    if (c.norm_eps == 0.0f) c.norm_eps = 1e-5f;
+    return c;
+}
+
+int config_is_llama2c(const Config* in, char* why, size_t why_len) {
+    Config c = config_resolved(in);
+    char buf[160] = "";
+    if (c.n_heads > 0 && c.head_dim * c.n_heads != c.dim)
+        snprintf(buf, sizeof(buf), "head_dim %d is not dim / n_heads = %d / %d", c.head_dim, c.dim, c.n_heads);
+    else if (c.rope_theta != 10000.0f) snprintf(buf, sizeof(buf), "RoPE theta is %g, not 10000", c.rope_theta);
+    else if (c.norm_eps != 1e-5f) snprintf(buf, sizeof(buf), "RMSNorm epsilon is %g, not 1e-5", c.norm_eps);
+    else if (c.qkv_bias) snprintf(buf, sizeof(buf), "q/k/v have biases (Qwen2)");
+    else if (c.qk_norm) snprintf(buf, sizeof(buf), "q and k are normalised per head (Qwen3)");
+    else if (c.rope_scaling != ROPE_SCALING_NONE) snprintf(buf, sizeof(buf), "RoPE is scaled (llama3)");
+    if (buf[0] && why) snprintf(why, why_len, "%s", buf);
+    return buf[0] == 0;
+}
+
+size_t param_sizes_for(const Config* in, size_t sizes[N_PARAMETER_TENSORS]) {
+    Config c = config_resolved(in);
+    size_t C = c.dim, H = c.hidden_dim, L = c.n_layers, V = c.vocab_size;
+    size_t HS = c.head_dim, QD = (size_t)c.n_heads * HS, KVD = (size_t)c.n_kv_heads * HS;
     sizes[0] = L * C;                              // rms_att
     sizes[1] = L * C;                              // rms_ffn
     sizes[2] = C;                                  // rms_final
     sizes[3] = V * C;                              // token_embedding
-    sizes[4] = L * C * C;                          // wq
+    sizes[4] = L * QD * C;                         // wq
     sizes[5] = L * KVD * C;                        // wk
     sizes[6] = L * KVD * C;                        // wv
-    sizes[7] = L * C * C;                          // wo
+    sizes[7] = L * C * QD;                         // wo
     sizes[8] = L * H * C;                          // w1
     sizes[9] = L * C * H;                          // w2
     sizes[10] = L * H * C;                         // w3
-    sizes[11] = c->shared_classifier ? 0 : V * C;  // wcls
+    sizes[11] = c.shared_classifier ? 0 : V * C;   // wcls
+    sizes[12] = c.qkv_bias ? L * QD : 0;           // bq
+    sizes[13] = c.qkv_bias ? L * KVD : 0;          // bk
+    sizes[14] = c.qkv_bias ? L * KVD : 0;          // bv
+    sizes[15] = c.qk_norm ? L * HS : 0;            // q_norm
+    sizes[16] = c.qk_norm ? L * HS : 0;            // k_norm
     size_t total = 0;
     for (int i = 0; i < N_PARAMETER_TENSORS; i++) total += sizes[i];
     return total;
 }
 
-int config_valid(const Config* c, char* why, size_t why_len) {
+int config_valid(const Config* in, char* why, size_t why_len) {
     const char* problem = NULL;
     char buf[160];
+    Config cc = config_resolved(in);
+    const Config* c = &cc;
     // each field is bounded first, so the products below cannot overflow 64 bits
     if (c->dim <= 0 || c->dim > 65536) problem = "dim must be in 1..65536";
     else if (c->hidden_dim <= 0 || c->hidden_dim > 262144) problem = "hidden_dim must be in 1..262144";
     else if (c->n_layers <= 0 || c->n_layers > 1024) problem = "n_layers must be in 1..1024";
-    else if (c->n_heads <= 0 || c->dim % c->n_heads != 0) problem = "n_heads must divide dim";
+    else if (c->n_heads <= 0 || c->n_heads > 1024) problem = "n_heads must be in 1..1024";
+    else if (c->head_dim == 0) problem = "n_heads must divide dim (or head_dim be given)";
+    else if (c->head_dim < 0 || c->head_dim > 65536) problem = "head_dim must be in 1..65536";
     else if (c->n_kv_heads <= 0 || c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
         problem = "n_kv_heads must divide n_heads";
-    else if ((c->dim / c->n_heads) % 2 != 0) problem = "head size must be even (RoPE rotates pairs)";
+    else if (c->head_dim % 2 != 0) problem = "head size must be even (RoPE rotates pairs)";
     else if (c->vocab_size <= 0 || c->vocab_size > 1 << 24) problem = "vocab_size must be in 1..16777216";
     else if (c->seq_len <= 0 || c->seq_len > 1 << 20) problem = "seq_len must be in 1..1048576";
+    else if (!(c->rope_theta > 1.0f && c->rope_theta < 1e30f)) problem = "rope_theta must be > 1 and finite";
+    else if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f)) problem = "norm_eps must be in (0, 1)";
+    else if (c->qkv_bias != 0 && c->qkv_bias != 1) problem = "qkv_bias must be 0 or 1";
+    else if (c->qk_norm != 0 && c->qk_norm != 1) problem = "qk_norm must be 0 or 1";
+    else if (c->shared_classifier != 0 && c->shared_classifier != 1) problem = "shared_classifier must be 0 or 1";
+    else if (c->rope_scaling != ROPE_SCALING_NONE && c->rope_scaling != ROPE_SCALING_LLAMA3)
+        problem = "unknown RoPE scaling";
+    else if (c->rope_scaling == ROPE_SCALING_LLAMA3 &&
+             !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f && c->rope_low_freq_factor > 0.0f &&
+               c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_high_freq_factor < 1e6f &&
+               c->rope_original_max_position > 0))
+        problem = "llama3 RoPE scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor, "
+                  "original_max_position_embeddings > 0";
     else {
         size_t sizes[N_PARAMETER_TENSORS];
         if (param_sizes_for(c, sizes) > MAX_PARAMS) {
@@ -68,9 +122,10 @@ int config_valid(const Config* c, char* why, size_t why_len) {
 // points the named tensors into a block laid out by param_sizes_for
 static void point_parameters(ParameterTensors* t, float* memory, const size_t* sizes, int shared) {
     float** ptrs[N_PARAMETER_TENSORS] = {&t->rms_att, &t->rms_ffn, &t->rms_final, &t->token_embedding,
-                                         &t->wq, &t->wk, &t->wv, &t->wo, &t->w1, &t->w2, &t->w3, &t->wcls};
+                                         &t->wq, &t->wk, &t->wv, &t->wo, &t->w1, &t->w2, &t->w3, &t->wcls,
+                                         &t->bq, &t->bk, &t->bv, &t->q_norm, &t->k_norm};
     for (int i = 0; i < N_PARAMETER_TENSORS; i++) {
-        *ptrs[i] = memory;
+        *ptrs[i] = sizes[i] ? memory : NULL;
         memory += sizes[i];
     }
     if (shared) t->wcls = t->token_embedding;
@@ -83,7 +138,15 @@ int model_build(Model* m, const Config* c) {
         error_msg("invalid model config: %s", why);
         return -1;
     }
-    m->config = *c;
+    m->config = config_resolved(c);
+    c = &m->config;
+    // until branch model implements them in the forward and backward (commit after "model: Config")
+    if (c->head_dim * c->n_heads != c->dim || c->qkv_bias || c->qk_norm || c->rope_scaling != ROPE_SCALING_NONE ||
+        c->rope_theta != 10000.0f || c->norm_eps != 1e-5f) {
+        config_is_llama2c(c, why, sizeof(why));
+        error_msg("model config not supported yet: %s", why);
+        return -1;
+    }
     m->n_params = param_sizes_for(c, m->param_sizes);
     m->param_memory = malloc_huge(m->n_params * sizeof(float));
     if (!m->param_memory) {
@@ -102,8 +165,10 @@ void model_init_random(Model* m, uint64_t seed) {
     float* p = m->param_memory;
     for (int i = 0; i < N_PARAMETER_TENSORS; i++) {
         size_t n = m->param_sizes[i];
-        if (i <= 2) {
-            for (size_t j = 0; j < n; j++) p[j] = 1.0f; // the rmsnorm gains
+        if (i <= 2 || i == 15 || i == 16) {
+            for (size_t j = 0; j < n; j++) p[j] = 1.0f; // the rmsnorm gains (layers, final, q/k)
+        } else if (i >= 12) {
+            for (size_t j = 0; j < n; j++) p[j] = 0.0f; // the q/k/v biases
         } else {
             float s = (i == 7 || i == 9) ? std_out : std;
             for (size_t j = 0; j < n; j++) p[j] = s * random_normal(&rng);

@@ -2,7 +2,9 @@
 //
 // Conventions, stated once (as in llm.c):
 //   B batch size, T time (sequence length), C channels (= dim), V vocabulary size,
-//   NH query heads, NKV key/value heads, HS head size (= C / NH), KVD = NKV * HS, H hidden dim.
+//   NH query heads, NKV key/value heads, HS head size (config head_dim; C / NH in llama2.c models),
+//   QD = NH * HS (the width of q and of attention's output: C in llama2.c models, not in Qwen3),
+//   KVD = NKV * HS, H hidden dim.
 // Every linear map is stored as PyTorch / llama2.c store it: (out, in), row-major, so
 // y = x W^T.  Every matrix product goes through cblas_sgemm on whole (B*T, in) blocks.
 //
@@ -26,11 +28,30 @@ typedef struct {
     int vocab_size; // V
     int seq_len;    // maximum sequence length
     int shared_classifier; // 1: the classifier is the token embedding
+    // Real-model features. A llama2.c file gets the defaults in [brackets] (config_defaults). A config
+    // written as a literal leaves them 0, and model_build reads 0 as the default too (head_dim 0:
+    // dim / n_heads; rope_theta 0: 10000; norm_eps 0: 1e-5), so older code keeps working.
+    int head_dim;          // HS [dim / n_heads]; Qwen3: 128 with dim 1024 and 16 heads
+    float rope_theta;      // RoPE base [10000]
+    float norm_eps;        // epsilon of every RMSNorm: layers, final, q/k norms [1e-5]
+    int qkv_bias;          // [0] Qwen2: q, k, v have biases bq, bk, bv
+    int qk_norm;           // [0] Qwen3: per-head RMSNorm of q and k (weights q_norm, k_norm), before RoPE
+    int rope_scaling;      // [ROPE_SCALING_NONE] or ROPE_SCALING_LLAMA3
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor; // llama3 scaling (Llama-3.2: 32, 1, 4)
+    int rope_original_max_position;                                 // llama3 scaling (Llama-3.2: 8192)
 } Config;
+enum { ROPE_SCALING_NONE = 0, ROPE_SCALING_LLAMA3 = 1 };
+
+// zeroes c and sets the bracketed defaults (head_dim stays 0 = dim / n_heads until model_build)
+void config_defaults(Config* c);
+// 1 if the config holds only what a llama2.c checkpoint can say (the defaults above); if not,
+// writes the first feature it has into why (may be NULL)
+int config_is_llama2c(const Config* c, char* why, size_t why_len);
 
 // Pointers into one parameter (or gradient) block. The order of the block is the order of a
-// llama2.c v1 checkpoint body, so loading a v1 file is one read.
-#define N_PARAMETER_TENSORS 12
+// llama2.c v1 checkpoint body, so loading a v1 file is one read; the tensors of the real-model
+// features come after it, size 0 when the feature is off.
+#define N_PARAMETER_TENSORS 17
 typedef struct {
     float* rms_att;         // (L, C)
     float* rms_ffn;         // (L, C)
@@ -44,6 +65,11 @@ typedef struct {
     float* w2;              // (L, C, H)  down
     float* w3;              // (L, H, C)  up
     float* wcls;            // (V, C); == token_embedding when the classifier is shared
+    float* bq;              // (L, NH*HS) when qkv_bias, else size 0
+    float* bk;              // (L, KVD)
+    float* bv;              // (L, KVD)
+    float* q_norm;          // (L, HS)    when qk_norm, else size 0
+    float* k_norm;          // (L, HS)
 } ParameterTensors;
 
 // Activations of one batched forward over (B, T). Everything a backward needs is kept.
@@ -168,6 +194,26 @@ void model_init_random(Model* m, uint64_t seed);
 // everywhere).
 int model_load(Model* m, const char* path);
 int model_save(const Model* m, const char* path, int version);
+// Every format (checkpoint.c, hf.c, gguf.c): MODEL is a llama2.c .bin, a .gguf file or a Hugging
+// Face folder (config.json + model.safetensors or a sharded index); model_open tells them apart
+// (a folder; the GGUF magic) and reads any of them, widening F16/BF16/Q8_0 to f32 and putting
+// Hugging Face's Q/K rows into mosr's RoPE order. model_save_as writes format f to out (a folder
+// for MODEL_FORMAT_HF) atomically; source_path (may be NULL) is the model that was read: its
+// tensor names, types, metadata and tokenizer files are carried over. 0, or one error line and -1.
+typedef enum { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_HF, MODEL_FORMAT_GGUF } ModelFormat;
+int model_open(Model* m, const char* path, ModelFormat* format);
+ModelFormat model_format_of(const char* path);
+const char* model_format_name(ModelFormat f);
+int model_save_as(const Model* m, const char* out, ModelFormat f, const char* source_path);
+// the format to write out in: .gguf -> GGUF, .bin -> llama2.c, otherwise that of source_path (a
+// model folder stays a folder; NULL: llama2.c)
+ModelFormat model_format_for_output(const char* out, const char* source_path);
+// m's LoRA adapters (live, not merged) as a PEFT adapter folder: adapter_model.safetensors (lora_A,
+// lora_B of every adapted map and layer, under Hugging Face's names and in its Q/K row order) and
+// adapter_config.json (r, lora_alpha, target_modules, layers_to_transform). base_path names the base.
+int model_save_peft(const Model* m, const char* out_dir, const char* base_path);
+// `mosr convert IN OUT`: a model from one format into another (argv[0] is the command's name)
+int convert_main(int argc, char** argv);
 void model_free(Model* m);
 
 // ----------------------------------------------------------------------------

@@ -226,6 +226,8 @@ typedef struct {
     const char* reference_path; // D_p, default data/reference.jsonl
     const char* log_path;       // CSV, or NULL
     const char* plot_path;      // PNG of the loss terms, or NULL
+    const char* adapter_out;    // the adapters as a PEFT adapter folder, written before they are merged, or NULL
+    const char* adapter_base;   // the base model's path, named in adapter_config.json
     int print_every;            // progress line every N steps (default 10; 0 = quiet)
 } DefenseConfig;
 

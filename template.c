@@ -8,23 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gguf.h"
 #include "util.h"
 
 // ----------------------------------------------------------------------------
-// until branch formats lands: gguf.h's metadata reader (weak: gguf.c's definitions replace them)
-typedef struct GGUFFile GGUFFile;
-int gguf_open(GGUFFile** g, const char* path);
-void gguf_close(GGUFFile* g);
-const char* gguf_get_string(const GGUFFile* g, const char* key);
-
-__attribute__((weak)) int gguf_open(GGUFFile** g, const char* path) {
-    error_msg("%s: GGUF files are not readable in this build", path);
-    *g = NULL;
-    return -1;
-}
-__attribute__((weak)) void gguf_close(GGUFFile* g) { (void)g; }
-__attribute__((weak)) const char* gguf_get_string(const GGUFFile* g, const char* key) { return NULL; }
-
 // ----------------------------------------------------------------------------
 // families and their names
 

@@ -372,10 +372,15 @@ static int write_loss_plot(const RunLog* log, const char* path) {
 #define TRAIN_STATE_MAGIC 0x5453524dU // "MRST" in a little-endian file
 #define TRAIN_STATE_VERSION 1
 
+// the llama2.c part of a Config, as the state file stores it (Config itself has grown since)
+typedef struct {
+    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len, shared_classifier;
+} StateConfig;
+
 typedef struct {
     uint32_t magic;
     int32_t version;
-    Config config;      // 8 x int32
+    StateConfig config; // 8 x int32
     int64_t step;       // optimiser steps done
     int64_t n_params;
     int64_t n_examples;
@@ -710,7 +715,7 @@ int train_main(int argc, char** argv) {
     char state_path[4200] = "";
     if (o.out_path) snprintf(state_path, sizeof(state_path), "%s.state", o.out_path);
 
-    if (tokenizer_load(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
+    if (tokenizer_open(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
     have_tok = 1;
     int any_chat = 0; // --data files are conversations: they need a template (--text ones do not)
     for (int i = 0; i < o.n_data; i++) any_chat |= !o.data_is_text[i];
@@ -731,7 +736,13 @@ int train_main(int argc, char** argv) {
     TrainStateHeader resumed = {0};
     if (o.resume) {
         if (train_state_open(&state_file, &resumed, state_path) != 0) goto cleanup;
-        if (model_build(&model, &resumed.config) != 0) goto cleanup;
+        const StateConfig* sc = &resumed.config;
+        Config rc;
+        config_defaults(&rc);
+        rc.dim = sc->dim, rc.hidden_dim = sc->hidden_dim, rc.n_layers = sc->n_layers, rc.n_heads = sc->n_heads;
+        rc.n_kv_heads = sc->n_kv_heads, rc.vocab_size = sc->vocab_size, rc.seq_len = sc->seq_len;
+        rc.shared_classifier = sc->shared_classifier;
+        if (model_build(&model, &rc) != 0) goto cleanup;
         have_model = 1;
         if (o.seq_len && o.seq_len != resumed.seq_len) {
             error_msg("%s: the run used --seq-len %d, not %d", state_path, resumed.seq_len, o.seq_len);
@@ -740,7 +751,7 @@ int train_main(int argc, char** argv) {
         }
         o.seq_len = resumed.seq_len;
     } else if (o.init_path) {
-        if (model_load(&model, o.init_path) != 0) goto cleanup;
+        if (model_open(&model, o.init_path, NULL) != 0) goto cleanup;
         have_model = 1;
         if (o.seq_len == 0 || o.seq_len > model.config.seq_len) {
             if (o.seq_len > model.config.seq_len)
@@ -939,13 +950,15 @@ int train_main(int argc, char** argv) {
                 break;
             }
             TrainStateHeader h = {.magic = TRAIN_STATE_MAGIC, .version = TRAIN_STATE_VERSION,
-                                  .config = *c, .step = step, .n_params = (int64_t)model.n_params,
+                                  .config = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                                             c->vocab_size, c->seq_len, c->shared_classifier},
+                                  .step = step, .n_params = (int64_t)model.n_params,
                                   .n_examples = train.n, .loader_pos = loader.pos, .loader_epoch = loader.epoch,
                                   .n_log_rows = log.n, .loader_rng = loader.rng, .data_hash = data_hash,
                                   .seed = o.seed, .batch = B, .grad_accum = o.grad_accum, .seq_len = T,
                                   .pack = o.pack, .threads = omp_get_max_threads(), .elapsed = elapsed};
             // the checkpoint first, then the state (which carries its own copy of the parameters)
-            if (model_save(&model, o.out_path, 1) != 0 ||
+            if (model_save_as(&model, o.out_path, model_format_for_output(o.out_path, o.init_path), o.init_path) != 0 ||
                 train_state_save(state_path, &h, model.param_memory, adam_m, adam_v, loader.order, log.rows) != 0)
                 goto cleanup;
             if (o.log_path && write_log_csv(&log, o.log_path) != 0) goto cleanup;

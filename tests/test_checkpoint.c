@@ -135,6 +135,14 @@ static void test_stories260k(void) {
     free_model(&m);
 }
 
+// the real-model features, one at a time, on a llama2.c config
+static void set_theta(Config* c) { c->rope_theta = 1e6f; }
+static void set_eps(Config* c) { c->norm_eps = 1e-6f; }
+static void set_bias(Config* c) { c->qkv_bias = 1; }
+static void set_qk_norm(Config* c) { c->qk_norm = 1; }
+static void set_scaling(Config* c) { c->rope_scaling = ROPE_SCALING_LLAMA3; }
+static void set_head_dim(Config* c) { c->head_dim = 2 * c->dim / c->n_heads; }
+
 static void test_round_trips(void) {
     for (int shared = 0; shared <= 1; shared++) {
         Config c = {.dim = 32, .hidden_dim = 72, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
@@ -182,12 +190,34 @@ static void test_round_trips(void) {
         free_model(&b);
         free_model(&d);
     }
-    Model m;
+    Model m, a0;
     Config c = {32, 72, 2, 4, 2, 40, 16, 1};
     model_build(&m, &c);
     model_init_random(&m, 5);
     CHECK(model_save(&m, tmp_path("v2.bin"), 2) != 0, "saving version 2 is refused");
     CHECK(access(tmp_path("v2.bin"), F_OK) != 0, "a refused save leaves no file");
+    // a loaded llama2.c file carries the defaults llama2.c computes with
+    CHECK(model_save(&m, tmp_path("defaults.bin"), 1) == 0 && model_load(&a0, tmp_path("defaults.bin")) == 0,
+          "defaults: save/load");
+    CHECK(a0.config.head_dim == 8 && a0.config.rope_theta == 10000.0f && a0.config.norm_eps == 1e-5f &&
+              !a0.config.qkv_bias && !a0.config.qk_norm && a0.config.rope_scaling == ROPE_SCALING_NONE,
+          "a llama2.c file reads as head_dim 8, theta 10000, eps 1e-5, no biases, q/k norms or scaling");
+    free_model(&a0);
+    // a model a llama2.c file cannot describe is refused, naming why, and leaves no file
+    struct { const char* what; void (*set)(Config*); const char* expect; } features[] = {
+        {"theta", set_theta, "theta"}, {"eps", set_eps, "epsilon"}, {"bias", set_bias, "biases"},
+        {"qk norm", set_qk_norm, "normalised"}, {"scaling", set_scaling, "scaled"}, {"head_dim", set_head_dim, "head_dim"}};
+    for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++) {
+        Config saved = m.config;
+        features[i].set(&m.config);
+        char why[160] = "";
+        CHECK(!config_is_llama2c(&m.config, why, sizeof(why)) && strstr(why, features[i].expect),
+              "%s: config_is_llama2c says '%s'", features[i].what, why);
+        CHECK(model_save(&m, tmp_path("feature.bin"), 1) != 0 && model_save(&m, tmp_path("feature.bin"), 0) != 0,
+              "%s: a llama2.c file of this model is refused", features[i].what);
+        CHECK(access(tmp_path("feature.bin"), F_OK) != 0, "%s: the refused save leaves no file", features[i].what);
+        m.config = saved;
+    }
     free_model(&m);
 }
 

@@ -313,6 +313,13 @@ static void test_against_jinja(void) {
             int same = nw == n && n > 0 && memcmp(ids, want_ids, n * sizeof(int)) == 0;
             CHECK(same, "%s: %d ids, the reference %d", c->name, n, nw);
             if (c->msgs == USER_ANSWER) check_mask(c->name, &ct, &toks[k], ids, assistant, n);
+            // negative: the same text with its markers BPE-encoded must not give the reference ids
+            if (c->msgs == USER_ANSWER) {
+                static int plain[MAX_IDS];
+                int np = tokenizer_encode_plain(&toks[k], got, plain);
+                CHECK(np != nw || memcmp(plain, want_ids, np * sizeof(int)) != 0,
+                      "%s: markers encoded as text must not match the reference ids", c->name);
+            }
         }
         free(want);
         free(got);
