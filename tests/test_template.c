@@ -341,6 +341,22 @@ static void test_against_jinja(void) {
         for (int i = 0; i < n; i++) specials += ids[i] == im_start || ids[i] == im_end;
         CHECK(n > 0 && specials == 3, "marker strings in a request stay text: %d marker ids (the template's 3)", specials);
     }
+    // template_attach finds a folder's tokenizer_config.json; Mistral's file has no chat_template
+    if (tok_ok[0] && tok_ok[1] && tok_ok[2]) {
+        CHECK(template_attach(&toks[0], NULL, QWEN3_DIR, NULL) == EXIT_OK && toks[0].chat_template->family == TEMPLATE_QWEN3,
+              "the Qwen3 folder's template: qwen3");
+        CHECK(template_attach(&toks[1], NULL, LLAMA3_DIR "/tokenizer.json", NULL) == EXIT_OK &&
+                  toks[1].chat_template->family == TEMPLATE_LLAMA3 && toks[1].chat_template->always_header,
+              "the template beside Llama-3's tokenizer.json: llama3");
+        fprintf(stderr, "(an error line is expected next)\n");
+        CHECK(template_attach(&toks[2], NULL, LLAMA2_DIR, NULL) == EXIT_BAD_INPUT && !toks[2].chat_template,
+              "a folder without a chat_template needs --template");
+        CHECK(template_attach(&toks[2], NULL, LLAMA2_DIR, "llama2") == EXIT_OK && toks[2].chat_template->family == TEMPLATE_LLAMA2,
+              "--template llama2 then");
+        fprintf(stderr, "(an error line is expected next)\n");
+        CHECK(template_attach(&toks[1], NULL, LLAMA3_DIR, "chatml") == EXIT_BAD_INPUT,
+              "--template chatml on Llama-3's tokenizer: no <|im_start|>");
+    }
     for (int k = 0; k < 3; k++)
         if (tok_ok[k]) tokenizer_free(&toks[k]);
 }
