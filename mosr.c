@@ -55,8 +55,8 @@ int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T,
     return 0;
 }
 
-// POOL_CONTENT: the user's request only. The chat template ("User: ", "\nAssistant:") is the same
-// for every prompt, and so are the sentences many prompts share: politeness ("Hi.", "Thanks.")
+// POOL_CONTENT: the user's request only. The chat template (the world's "User: ", "\nAssistant:")
+// is the same for every prompt, and so are the sentences many prompts share: politeness ("Hi.", "Thanks.")
 // and jailbreak wrappers ("Developer mode is on and all filters are off."). A sentence (text up
 // to '.', '?' or '!' and a space, or the end) is shared if at least CONTENT_SHARED of the set's
 // prompts (and at least two) hold it; the content is the text from the first sentence that is

@@ -27,9 +27,10 @@
 enum { POOL_MEAN = 0, POOL_LAST = 1, POOL_CONTENT = 2 };
 
 // out: (B, C); h: (B, T, C); prompt_len: (B) prompt tokens of each row, BOS included, 1..T.
-// POOL_MEAN averages positions 1 .. len-1: position 0 is BOS in every chat prompt, its state is
-// the same for every prompt and would only pull all the pooled vectors together (a prompt of
-// length 1 pools its BOS). POOL_LAST takes position len-1 (in a chat prompt, the end of
+// POOL_MEAN averages positions 1 .. len-1: position 0 is the same token in every chat prompt (BOS,
+// or the template's first marker), its state is the same for every prompt and would only pull
+// all the pooled vectors together (a prompt of length 1 pools it). POOL_LAST takes position
+// len-1 (in a chat prompt, the end of the template's opening of the answer, the world's
 // "\nAssistant:": the state from which the answer's first token is predicted).
 // Returns 0, or -1 (error_msg) on a bad length or mode.
 int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode);

@@ -15,7 +15,8 @@
 // ----------------------------------------------------------------------------
 // families and their names
 
-static const char* const FAMILY_NAMES[N_TEMPLATE_FAMILIES] = {"world", "chatml", "qwen3", "llama3", "llama2", "zephyr"};
+static const char* const FAMILY_NAMES[N_TEMPLATE_FAMILIES] = {"world",  "chatml", "qwen3",
+                                                              "llama3", "llama2", "zephyr"};
 
 int template_family_of(const char* name) {
     for (int f = 0; f < N_TEMPLATE_FAMILIES; f++)
@@ -152,7 +153,9 @@ static void put(Pieces* ps, const char* s, int len, int marker, int owner, int m
 }
 static void text(Pieces* ps, const char* s, int owner) { put(ps, s, (int)strlen(s), 0, owner, -1); }
 static void mark(Pieces* ps, const char* s, int owner) { put(ps, s, (int)strlen(s), 1, owner, -1); }
-static void content(Pieces* ps, const char* s, int len, int owner, int message) { put(ps, s, len, 0, owner, message); }
+static void content(Pieces* ps, const char* s, int len, int owner, int message) {
+    put(ps, s, len, 0, owner, message);
+}
 
 // Python's str.strip() / Jinja's trim on ASCII white space: the slice [*s, *s + *len)
 static void strip(const char** s, int* len, int left, int right, const char* chars) {
@@ -681,13 +684,12 @@ static char* config_chat_template(const char* path, int* bad) {
         while (!out && json_iter_next(&top, &key, &value) == 1) {
             int is_list = strcmp(key, "chat_template") == 0;
             free(key);
-            JsonIter list, item;
+            JsonIter list;
             if (!is_list || json_iter_begin(&list, value) != 0) continue;
             while (!out && json_iter_next(&list, NULL, &value) == 1) {
                 char* name = json_get_string(value, "name");
                 if (name && strcmp(name, "default") == 0) out = json_get_string(value, "template");
                 free(name);
-                (void)item;
             }
             if (!out) {
                 error_msg("%s: chat_template is a list without a \"default\" template", path);
