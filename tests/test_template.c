@@ -6,6 +6,7 @@
 // without the generation prompt; with the real tokenizer.json files, the same ids as
 // @huggingface/tokenizers, and an assistant mask of exactly the assistant's tokens.
 // One node process renders every case (tests/template_ref.mjs).
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,30 @@ static int parse_ids(const char* line, int* ids, int cap) {
 }
 
 static int file_exists(const char* path) { return access(path, R_OK) == 0; }
+
+// a GGUF file of metadata only: general.architecture and tokenizer.chat_template (the spec's
+// layout, gguf.h); 0 on success
+static int write_gguf_template(const char* path, const char* jinja) {
+    FILE* f = fopen(path, "wb");
+    if (!f) return -1;
+    uint32_t version = 3, type = 8; // GGUF_TYPE_STRING
+    uint64_t n_tensors = 0, n_kv = 2;
+    fwrite("GGUF", 1, 4, f);
+    fwrite(&version, 4, 1, f);
+    fwrite(&n_tensors, 8, 1, f);
+    fwrite(&n_kv, 8, 1, f);
+    const char* kv[2][2] = {{"general.architecture", "llama"}, {"tokenizer.chat_template", jinja}};
+    for (int i = 0; i < 2; i++) {
+        uint64_t len = strlen(kv[i][0]);
+        fwrite(&len, 8, 1, f);
+        fwrite(kv[i][0], 1, len, f);
+        fwrite(&type, 4, 1, f);
+        len = strlen(kv[i][1]);
+        fwrite(&len, 8, 1, f);
+        fwrite(kv[i][1], 1, len, f);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
 
 // ----------------------------------------------------------------------------
 // recognition without a reference
@@ -356,6 +381,15 @@ static void test_against_jinja(void) {
         fprintf(stderr, "(an error line is expected next)\n");
         CHECK(template_attach(&toks[1], NULL, LLAMA3_DIR, "chatml") == EXIT_BAD_INPUT,
               "--template chatml on Llama-3's tokenizer: no <|im_start|>");
+        // GGUF's tokenizer.chat_template, with its default system prompt
+        char gguf[] = "/tmp/mosr_template_XXXXXX.gguf";
+        int fd = mkstemps(gguf, 5);
+        if (fd >= 0) close(fd);
+        CHECK(fd >= 0 && write_gguf_template(gguf, QWEN25_JINJA) == 0, "a GGUF with a chat template written");
+        CHECK(template_attach(&toks[0], NULL, gguf, NULL) == EXIT_OK && toks[0].chat_template->family == TEMPLATE_CHATML &&
+                  strncmp(toks[0].chat_template->default_system, "You are Qwen", 12) == 0,
+              "GGUF's tokenizer.chat_template: chatml with Qwen2.5's system prompt");
+        unlink(gguf);
     }
     for (int k = 0; k < 3; k++)
         if (tok_ok[k]) tokenizer_free(&toks[k]);
