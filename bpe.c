@@ -1319,7 +1319,7 @@ int bpe_encode(Tokenizer* t, const char* text, int bos, int eos, int match_speci
         error_msg("tokenizer: %zu bytes of text gave %d tokens, more than the strlen + 3 a caller holds", n, out.n);
         goto fail;
     }
-    memcpy(tokens, out.ids, out.n * sizeof(int));
+    if (out.n > 0) memcpy(tokens, out.ids, out.n * sizeof(int));
     pcre2_match_data_free(md);
     free(out.ids);
     return out.n;

@@ -191,14 +191,19 @@ if [ "$turns" -eq 1 ] && ! grep -q "UTF-8" <<<"$chat_out"; then pass
 else fail "chat: a 10,200-byte line gave $turns turns: ${chat_out:0:200}"; fi
 
 # tokenize
-expect 2 "needs -z TOKENIZER.bin and a TEXT" tokenize
-expect 2 "needs -z TOKENIZER.bin and a TEXT" tokenize -z "$Z"
+expect 2 "needs -z TOKENIZER and either a TEXT or --jsonl FILE" tokenize
+expect 2 "needs -z TOKENIZER and either a TEXT or --jsonl FILE" tokenize -z "$Z"
+expect 2 "needs -z TOKENIZER and either a TEXT or --jsonl FILE" tokenize -z "$Z" --jsonl "$FX/data.jsonl" hi
+expect 2 "--decode reads --jsonl FILE" tokenize -z "$Z" --decode hi
+expect 3 "nope.jsonl" tokenize -z "$Z" --jsonl "$FX/nope.jsonl"
+expect 3 "text.txt:1: expected an object with a \"text\" string" tokenize -z "$Z" --jsonl "$FX/text.txt"
+expect 3 "text.txt:1: expected an object with an \"ids\" list" tokenize -z "$Z" --decode --jsonl "$FX/text.txt"
 expect 2 "unknown option '--frob'" tokenize -z "$Z" --frob hi
 expect 2 "one argument" tokenize -z "$Z" two words
 expect 3 "not valid UTF-8" tokenize -z "$Z" $'\xff\xfe'
 expect 3 "not valid UTF-8" generate "$M" -z "$Z" -i $'\xff\xfe'
 expect 3 "no such file" tokenize -z "$FX/nope.bin" hi
-expect 3 "is a directory" tokenize -z "$FX/dir" hi
+expect 3 "a folder without tokenizer.json" tokenize -z "$FX/dir" hi
 expect 3 "empty" tokenize -z "$FX/empty" hi
 expect 3 "model.bin" tokenize -z "$M" hi
 expect 3 "text.txt" tokenize -z "$FX/text.txt" hi

@@ -138,3 +138,42 @@ put("cli", "bench_help", cli(8, "--help"))
 put("cli", "empty", b"\0")
 put("cli", "demo", cli(9, "--quick", "--out", "o", "--steps", "2", "--eval-limit", "3"))
 put("cli", "ablation", cli(10, "--seeds", "1", "--no-sweep", "--out", "o", "--model", "m.bin"))
+
+# tokenizer_json: tokenizer.json files, small ones of each kind and broken ones
+import json
+byte_chars = []
+for b in range(256):
+    if 33 <= b <= 126 or 0xA1 <= b <= 0xAC or b >= 0xAE:
+        byte_chars.append(chr(b))
+    else:
+        byte_chars.append(chr(0x100 + sum(1 for k in range(b) if not (33 <= k <= 126 or 0xA1 <= k <= 0xAC or k >= 0xAE))))
+bl_vocab = {c: i for i, c in enumerate(byte_chars)}
+bl_vocab.update({"\u0120a": 256, "ab": 257, "\u0120ab": 258})
+bl = {"version": "1.0", "added_tokens": [{"id": 259, "content": "<|end|>", "special": True, "lstrip": False,
+      "rstrip": False, "normalized": False, "single_word": False}], "normalizer": {"type": "NFC"},
+      "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex":
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+      "behavior": "Isolated", "invert": False}, {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+      "post_processor": None, "decoder": {"type": "ByteLevel"},
+      "model": {"type": "BPE", "ignore_merges": True, "vocab": bl_vocab, "merges": ["\u0120 a", ["a", "b"], "\u0120a b"]}}
+put("tokenizer_json", "byte_level.json", json.dumps(bl))
+smol = dict(bl, normalizer=None, pre_tokenizer={"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel", "add_prefix_space": True, "use_regex": True}]})
+put("tokenizer_json", "smollm.json", json.dumps(smol))
+sp_vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "\u2581": 3, "a": 4, "b": 5, "\u2581a": 6, "ab": 7, "\u2581ab": 8}
+sp_vocab.update({"<0x%02X>" % b: 9 + b for b in range(256)})
+sp = {"version": "1.0", "added_tokens": [{"id": i, "content": c, "special": True, "lstrip": i == 2, "rstrip": i == 2,
+      "normalized": False, "single_word": False} for i, c in [(0, "<unk>"), (1, "<s>"), (2, "</s>")]],
+      "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+      {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}, "pre_tokenizer": None,
+      "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+      {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+      "decoder": None, "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True,
+      "vocab": sp_vocab, "merges": ["\u2581 a", "a b", "\u2581a b"]}}
+put("tokenizer_json", "sentencepiece.json", json.dumps(sp))
+meta = dict(sp, normalizer=None, pre_tokenizer={"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True})
+put("tokenizer_json", "metaspace.json", json.dumps(meta))
+put("tokenizer_json", "no_model.json", '{"version": "1.0"}')
+put("tokenizer_json", "truncated.json", json.dumps(bl)[:300])
+put("tokenizer_json", "unknown_pre.json", json.dumps(dict(bl, pre_tokenizer={"type": "BertPreTokenizer"})))
+put("tokenizer_json", "huge_id.json", json.dumps(dict(sp, added_tokens=[{"id": 2 ** 40, "content": "x"}])))
