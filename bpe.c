@@ -438,6 +438,7 @@ static int finish_tokenizer(Tokenizer* t, BPE* b, PieceTable* pt, const char* so
     for (int i = 0; i < 256; i++) t->byte_pieces[i * 2] = (unsigned char)i, t->byte_pieces[i * 2 + 1] = 0;
     for (int i = 0; i < b->n_added; i++) {
         AddedToken* a = &b->added[i];
+        free(b->bytes[a->id]); // two added tokens of one id: the later one's text, as in the vocabulary
         b->bytes[a->id] = strdup(a->content);
         if (!b->bytes[a->id]) goto oom;
         b->bytes_len[a->id] = a->len;
@@ -878,7 +879,7 @@ done:
     free(unk);
     table_free(&pt);
     if (!ok) {
-        if (t->bpe != b) bpe_release(b, 0);
+        if (t->bpe != b) bpe_release(b, t->vocab_size);
         tokenizer_free(t);
         return -1;
     }
@@ -1009,7 +1010,7 @@ int tokenizer_build_bpe(Tokenizer* t, const char* source, const TokenizerArrays*
 fail:
     free(order);
     table_free(&pt);
-    if (t->bpe != b) bpe_release(b, 0);
+    if (t->bpe != b) bpe_release(b, t->vocab_size);
     tokenizer_free(t);
     return -1;
 }

@@ -203,7 +203,7 @@ expect 2 "one argument" tokenize -z "$Z" two words
 expect 3 "not valid UTF-8" tokenize -z "$Z" $'\xff\xfe'
 expect 3 "not valid UTF-8" generate "$M" -z "$Z" -i $'\xff\xfe'
 expect 3 "no such file" tokenize -z "$FX/nope.bin" hi
-expect 3 "a folder without tokenizer.json" tokenize -z "$FX/dir" hi
+expect 3 "is a directory" tokenize -z "$FX/dir" hi
 expect 3 "empty" tokenize -z "$FX/empty" hi
 expect 3 "model.bin" tokenize -z "$M" hi
 expect 3 "text.txt" tokenize -z "$FX/text.txt" hi
