@@ -6,14 +6,14 @@ LDLIBS = -lopenblas -lstb -lpcre2-8 -lm
 PYTHON = /usr/bin/python3
 
 SRC = model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c data.c train.c judge.c eval.c plot.c util.c mosr.c analyze.c defend.c demo.c
-HDR = model.h formats.h gguf.h generate.h tokenizer.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
+HDR = model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
 OBJ = $(SRC:.c=.o)
 # the tests link every object but main.o (main.c holds only the dispatcher and main())
 LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
         tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_formats tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
-SCRIPT_TESTS = tests/test_cli.sh
+SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh
 
 .PHONY: all test bench data clean deps deps-test base eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest
 all: mosr

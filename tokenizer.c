@@ -556,6 +556,7 @@ int tokenizer_encode_plain(Tokenizer* t, const char* text, int* tokens) {
 
 int tokenizer_find_token(const Tokenizer* t, const char* piece) {
     if (!piece) return -1;
+    if (t->kind != TOKENIZER_LLAMA2C) return bpe_find_token(t, piece);
     if (t->merge_table) {
         MergeTable* mt = t->merge_table;
         return piece_get(&mt->by_piece, piece);
@@ -581,10 +582,10 @@ size_t tokenizer_decode_bytes(const Tokenizer* t, const int* ids, int n, char* o
     for (int i = 0; i < n; i++) {
         int len;
         const char* bytes = tokenizer_token_bytes(t, ids[i], &len);
-        // the first word's dummy prefix (llama2.c after BOS; SentencePiece's Strip decoder at the start)
-        int first = t->kind == TOKENIZER_SENTENCEPIECE_BPE ? i == 0 || (i == 1 && ids[0] == t->bos_id)
-                                                           : i > 0 && ids[i - 1] == t->bos_id;
-        if (t->kind == TOKENIZER_BYTE_BPE) first = 0;
+        // the first word's dummy prefix: llama2.c's after BOS; SentencePiece's Strip decoder takes
+        // one space off the start of the whole text (not after a leading "<s>", as Hugging Face)
+        int first = t->kind == TOKENIZER_SENTENCEPIECE_BPE ? i == 0
+                  : t->kind == TOKENIZER_LLAMA2C ? i > 0 && ids[i - 1] == t->bos_id : 0;
         if (first && len > 0 && bytes[0] == ' ') { bytes++; len--; }
         for (int k = 0; k < len; k++, total++) {
             if (total + 1 < cap) out[total] = bytes[k];
@@ -1198,8 +1199,18 @@ done:
 // the commands: mosr tokenize, mosr tokenizer train
 
 static void tokenize_usage(void) {
-    fprintf(stderr, "usage: mosr tokenize -z TOKENIZER.bin [--no-bos] TEXT\n"
-                    "Prints the ids of TEXT (with BOS unless --no-bos), space-separated, on one line.\n");
+    fprintf(stderr,
+            "usage: mosr tokenize -z TOKENIZER [--no-bos] TEXT\n"
+            "       mosr tokenize -z TOKENIZER [--no-bos] --jsonl FILE\n"
+            "       mosr tokenize -z TOKENIZER --decode --jsonl FILE\n"
+            "Prints the ids of TEXT, space-separated, on one line. TOKENIZER: a llama2.c tokenizer.bin, a\n"
+            "tokenizer.json (with the tokenizer_config.json beside it, if any), a Hugging Face model folder\n"
+            "or a .gguf file.\n"
+            "  --no-bos      add nothing (Hugging Face's add_special_tokens=False); special-token strings\n"
+            "                in the text are still matched\n"
+            "  --jsonl FILE  one {\"text\": ...} object a line: one line of ids for each\n"
+            "  --decode      with --jsonl: lines {\"ids\": [...]} to lines {\"text\": ...} (the bytes of the\n"
+            "                tokens; text that is not UTF-8 is written with U+FFFD for the bad bytes)\n");
 }
 
 // TEXT, the one positional argument: a second one is a text that was not quoted
@@ -1213,35 +1224,158 @@ static int take_text(const char* cmd, const char* name, const char* value, void*
     return 0;
 }
 
+static void print_ids(const int* ids, int n) {
+    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    printf("\n");
+}
+
+// replaces every byte that is not part of well-formed UTF-8 with U+FFFD (for JSON output)
+static char* utf8_repair(const char* s, size_t n) {
+    char* out = malloc(3 * n + 1);
+    if (!out) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        int len = 1;
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4;
+        if (c != 0 && i + len <= n && utf8_valid(s + i, len)) {
+            memcpy(out + k, s + i, len);
+            k += len;
+            i += len;
+        } else {
+            memcpy(out + k, "\xef\xbf\xbd", 3);
+            k += 3;
+            i++;
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+// one line of --decode: {"ids": [...]} -> {"text": ...}
+static int decode_line(const Tokenizer* t, const char* path, int line_no, const char* line) {
+    JsonIter it;
+    const char *v, *ids_value = NULL;
+    char* key;
+    int r;
+    if (json_iter_begin(&it, line) == 0 && it.close == '}') {
+        while ((r = json_iter_next(&it, &key, &v)) == 1) {
+            if (strcmp(key, "ids") == 0) ids_value = v;
+            free(key);
+        }
+    }
+    int *ids = NULL, n = 0, cap = 0;
+    if (!ids_value || json_iter_begin(&it, ids_value) != 0 || it.close != ']') {
+        error_msg("%s:%d: expected an object with an \"ids\" list", path, line_no);
+        return -1;
+    }
+    while ((r = json_iter_next(&it, NULL, &v)) == 1) {
+        char* end;
+        long id = strtol(v, &end, 10);
+        if (end == v || id < 0 || id >= t->vocab_size) {
+            error_msg("%s:%d: id %.20s is not in 0..%d", path, line_no, v, t->vocab_size - 1);
+            free(ids);
+            return -1;
+        }
+        if (n == cap) {
+            cap = cap * 2 + 64;
+            int* grown = realloc(ids, cap * sizeof(int));
+            if (!grown) { free(ids); error_msg("%s: out of memory", path); return -1; }
+            ids = grown;
+        }
+        ids[n++] = (int)id;
+    }
+    if (r < 0) { free(ids); error_msg("%s:%d: malformed ids list", path, line_no); return -1; }
+    size_t len = tokenizer_decode_bytes(t, ids, n, NULL, 0);
+    char* text = malloc(len + 1);
+    char* repaired = text ? (tokenizer_decode_bytes(t, ids, n, text, len + 1), utf8_repair(text, len)) : NULL;
+    free(ids);
+    free(text);
+    if (!repaired) { error_msg("%s: out of memory", path); return -1; }
+    fputs("{\"text\": ", stdout);
+    json_write_string(stdout, repaired);
+    fputs("}\n", stdout);
+    free(repaired);
+    return 0;
+}
+
+// --jsonl FILE: every line's "text" to a line of ids (or, with --decode, ids to text)
+static int tokenize_jsonl(Tokenizer* t, const char* path, int bos, int decode) {
+    size_t size;
+    char* data = read_file_max(path, READ_MAX_TEXT, &size);
+    if (!data) return EXIT_BAD_INPUT;
+    int rc = EXIT_OK, line_no = 0;
+    int* ids = NULL;
+    for (char* line = data; line && *line && rc == EXIT_OK;) {
+        char* nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        line_no++;
+        if (decode) {
+            if (decode_line(t, path, line_no, line) != 0) rc = EXIT_BAD_INPUT;
+        } else {
+            char* text = json_get_string(line, "text");
+            if (!text) {
+                error_msg("%s:%d: expected an object with a \"text\" string%s%s", path, line_no,
+                          json_error() ? ": " : "", json_error() ? json_error() : "");
+                rc = EXIT_BAD_INPUT;
+                break;
+            }
+            int* grown = realloc(ids, (strlen(text) + 3) * sizeof(int));
+            int n = grown ? tokenizer_encode(t, text, bos, 0, grown) : -1;
+            if (grown) ids = grown;
+            free(text);
+            if (n < 0) { error_msg("%s:%d: cannot encode this line", path, line_no); rc = EXIT_BAD_INPUT; break; }
+            print_ids(ids, n);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(ids);
+    free(data);
+    return rc;
+}
+
 int tokenize_main(int argc, char** argv) {
     const char* cmd = "tokenize";
-    const char *tok_path = NULL, *text = NULL;
-    int bos = 1;
+    const char *tok_path = NULL, *text = NULL, *jsonl = NULL;
+    int bos = 1, decode = 0;
     const ArgSpec args[] = {
         {"TEXT", ARG_CALL, &text, .call = take_text},
         {"-z", ARG_STRING, &tok_path},
         {"--no-bos", ARG_SWITCH, &bos, 0},
+        {"--jsonl", ARG_STRING, &jsonl},
+        {"--decode", ARG_SWITCH, &decode, 1},
         {0}};
     int parsed = args_parse(cmd, args, argc, argv);
     if (parsed == ARGS_HELP) { tokenize_usage(); return EXIT_OK; }
     if (parsed != 0) return EXIT_USAGE;
-    if (!tok_path || !text) {
-        error_msg("%s: needs -z TOKENIZER.bin and a TEXT (see mosr tokenize --help)", cmd);
+    if (!tok_path || (!text == !jsonl)) {
+        error_msg("%s: needs -z TOKENIZER and either a TEXT or --jsonl FILE (see mosr tokenize --help)", cmd);
         return EXIT_USAGE;
     }
-    if (!utf8_valid(text, strlen(text))) {
+    if (decode && !jsonl) {
+        error_msg("%s: --decode reads --jsonl FILE (see mosr tokenize --help)", cmd);
+        return EXIT_USAGE;
+    }
+    if (text && !utf8_valid(text, strlen(text))) {
         error_msg("%s: the text is not valid UTF-8", cmd);
         return EXIT_BAD_INPUT;
     }
     Tokenizer t;
-    if (tokenizer_load(&t, tok_path, 0) != 0) return EXIT_BAD_INPUT;
-    int* ids = malloc((strlen(text) + 3) * sizeof(int));
-    int n = tokenizer_encode(&t, text, bos, 0, ids);
-    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
-    printf("\n");
-    free(ids);
+    if (tokenizer_open(&t, tok_path, 0) != 0) return EXIT_BAD_INPUT;
+    int rc = EXIT_OK;
+    if (jsonl) {
+        rc = tokenize_jsonl(&t, jsonl, bos, decode);
+    } else {
+        int* ids = malloc((strlen(text) + 3) * sizeof(int));
+        int n = ids ? tokenizer_encode(&t, text, bos, 0, ids) : -1;
+        if (n >= 0) print_ids(ids, n);
+        else rc = EXIT_BAD_INPUT;
+        free(ids);
+    }
     tokenizer_free(&t);
-    return EXIT_OK;
+    return rc;
 }
 
 static void tokenizer_usage(void) {

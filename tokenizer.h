@@ -120,6 +120,7 @@ int bpe_open_json(Tokenizer* t, const char* json_path, const char* config_path);
 int bpe_open_gguf(Tokenizer* t, const char* path);
 int bpe_encode(Tokenizer* t, const char* text, int bos, int eos, int match_special, int* tokens);
 const char* bpe_token_bytes(const Tokenizer* t, int token, int* len);
+int bpe_find_token(const Tokenizer* t, const char* piece);
 void bpe_free(Tokenizer* t);
 
 // Trains a BPE vocabulary of vocab_size tokens (>= 259) on the texts (each with its dummy-prefix
