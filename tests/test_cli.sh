@@ -169,7 +169,7 @@ expect 3 "is a directory" generate "$FX/dir" -z "$Z"
 expect 3 "text.txt" generate "$FX/text.txt" -z "$Z"
 expect 3 "empty" generate "$FX/empty" -z "$Z"
 expect 3 "no such file" generate "$M" -z "$FX/nope.bin"
-expect 3 "is a directory" generate "$M" -z "$FX/dir"
+expect 3 "folder" generate "$M" -z "$FX/dir"
 expect 3 "empty" generate "$M" -z "$FX/empty"
 expect 3 "model.bin" generate "$M" -z "$M"               # a model given as the tokenizer
 expect 3 "vocab_size" generate "$M" -z "$FX/tok320.bin"
@@ -252,7 +252,7 @@ expect 3 "no such file" "${T[@]}" --data "$FX/data.jsonl" --val "$FX/nope.jsonl"
 expect 3 "text.txt" "${T[@]}" --data "$FX/data.jsonl" --init "$FX/text.txt"
 expect 3 "is a directory" "${T[@]}" --data "$FX/data.jsonl" --init "$FX/dir"
 expect 3 "model.bin" train -z "$M" --data "$FX/data.jsonl" -o out.bin
-expect 3 "is a directory" train -z "$FX/dir" --data "$FX/data.jsonl" -o out.bin
+expect 3 "folder" train -z "$FX/dir" --data "$FX/data.jsonl" -o out.bin
 expect 3 "vocabulary of 300" train -z "$FX/tok320.bin" --init "$M" --data "$FX/data.jsonl" --steps 1 -o out.bin
 expect 3 "training state" "${T[@]}" --data "$FX/data.jsonl" --resume
 # an output that cannot be written fails before the training, not after it

@@ -177,3 +177,109 @@ put("tokenizer_json", "no_model.json", '{"version": "1.0"}')
 put("tokenizer_json", "truncated.json", json.dumps(bl)[:300])
 put("tokenizer_json", "unknown_pre.json", json.dumps(dict(bl, pre_tokenizer={"type": "BertPreTokenizer"})))
 put("tokenizer_json", "huge_id.json", json.dumps(dict(sp, added_tokens=[{"id": 2 ** 40, "content": "x"}])))
+
+# safetensors: the tied Llama of fuzz_safetensors.c (dim 8, hidden 16, 1 layer, 2 heads, 1 KV head,
+# vocabulary 4), laid out as mosr writes it
+import json as _json
+
+
+def safetensors(tensors):
+    names = sorted(tensors)
+    header, off, body = {"__metadata__": {"format": "pt"}}, 0, b""
+    for k in names:
+        dtype, shape, data = tensors[k]
+        header[k] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(data)]}
+        off += len(data)
+        body += data
+    h = _json.dumps(header, separators=(",", ":"))
+    h += " " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h.encode() + body
+
+
+def floats(n, dtype="F32", v=0.05):
+    if dtype == "F32":
+        return struct.pack("<%df" % n, *[v * ((i % 7) - 3) for i in range(n)])
+    return struct.pack("<%dH" % n, *[0x3c00 if dtype == "F16" else 0x3f80] * n)  # 1.0
+
+
+def tiny_llama(dtype="F32"):
+    t = {"model.embed_tokens.weight": (dtype, [4, 8], floats(32, dtype)), "model.norm.weight": (dtype, [8], floats(8, dtype, 1))}
+    p = "model.layers.0."
+    for name, shape in [("input_layernorm.weight", [8]), ("post_attention_layernorm.weight", [8]),
+                        ("self_attn.q_proj.weight", [8, 8]), ("self_attn.k_proj.weight", [4, 8]),
+                        ("self_attn.v_proj.weight", [4, 8]), ("self_attn.o_proj.weight", [8, 8]),
+                        ("mlp.gate_proj.weight", [16, 8]), ("mlp.up_proj.weight", [16, 8]),
+                        ("mlp.down_proj.weight", [8, 16])]:
+        n = 1
+        for s in shape:
+            n *= s
+        t[p + name] = (dtype, shape, floats(n, dtype))
+    return t
+
+
+st = safetensors(tiny_llama())
+put("safetensors", "tiny_f32.safetensors", st)
+put("safetensors", "tiny_bf16.safetensors", safetensors(tiny_llama("BF16")))
+put("safetensors", "tiny_f16.safetensors", safetensors(tiny_llama("F16")))
+put("safetensors", "truncated.safetensors", st[:-9])
+put("safetensors", "header_only.safetensors", st[:200])
+put("safetensors", "huge_length.safetensors", struct.pack("<Q", 1 << 60) + st[8:])
+
+
+# GGUF: the same model as arch llama, every metadata type (a nested array too), alignment 32
+def gstr(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf(tensors, extra_kv=b"", n_extra=0):
+    kv = b""
+    kvs = [("general.architecture", 8, gstr("llama")), ("llama.embedding_length", 4, struct.pack("<I", 8)),
+           ("llama.block_count", 4, struct.pack("<I", 1)), ("llama.feed_forward_length", 4, struct.pack("<I", 16)),
+           ("llama.attention.head_count", 4, struct.pack("<I", 2)), ("llama.attention.head_count_kv", 4, struct.pack("<I", 1)),
+           ("llama.context_length", 10, struct.pack("<Q", 8)), ("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)),
+           ("llama.attention.layer_norm_rms_epsilon", 12, struct.pack("<d", 1e-5)),
+           ("a.u8", 0, b"\x01"), ("a.i8", 1, b"\xff"), ("a.u16", 2, b"\x01\x00"), ("a.i16", 3, b"\xff\xff"),
+           ("a.i32", 5, struct.pack("<i", -3)), ("a.bool", 7, b"\x01"), ("a.i64", 11, struct.pack("<q", -5)),
+           ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 4) + b"".join(gstr(s) for s in ["a", "b", "c", "d"])),
+           ("a.nested", 9, struct.pack("<IQ", 9, 2) + struct.pack("<IQ", 4, 2) + struct.pack("<II", 1, 2)
+            + struct.pack("<IQ", 8, 1) + gstr("x"))]
+    for k, t, v in kvs:
+        kv += gstr(k) + struct.pack("<I", t) + v
+    infos, data, off = b"", b"", 0
+    for name, typ, ne, raw in tensors:
+        infos += gstr(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", x) for x in ne) + struct.pack("<IQ", typ, off)
+        pad = (32 - len(raw) % 32) % 32
+        data += raw + b"\0" * pad
+        off += len(raw) + pad
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs) + n_extra) + kv + extra_kv + infos
+    head += b"\0" * ((32 - len(head) % 32) % 32)
+    return head + data
+
+
+def q8_0(n):
+    blocks = b""
+    for b in range(n // 32):
+        blocks += struct.pack("<H", 0x2000) + bytes((i * 7) % 256 for i in range(32))
+    return blocks
+
+
+names = [("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"),
+         ("blk.0.attn_norm.weight", "model.layers.0.input_layernorm.weight"),
+         ("blk.0.ffn_norm.weight", "model.layers.0.post_attention_layernorm.weight"),
+         ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
+         ("blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight"),
+         ("blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj.weight"),
+         ("blk.0.attn_output.weight", "model.layers.0.self_attn.o_proj.weight"),
+         ("blk.0.ffn_gate.weight", "model.layers.0.mlp.gate_proj.weight"),
+         ("blk.0.ffn_up.weight", "model.layers.0.mlp.up_proj.weight"),
+         ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight")]
+tl = tiny_llama()
+gt = [(g, 0, list(reversed(tl[h][1])), tl[h][2]) for g, h in names]
+g = gguf(gt)
+put("gguf", "tiny_f32.gguf", g)
+put("gguf", "truncated.gguf", g[:-7])
+put("gguf", "header_cut.gguf", g[:300])
+gq = [(n, 8, ne, q8_0(ne[0] * ne[1])) if n == "blk.0.ffn_down.weight" else (n, t, ne, r) for n, t, ne, r in gt]
+put("gguf", "q8_0.gguf", gguf(gq))
+put("gguf", "huge_count.gguf", b"GGUF" + struct.pack("<IQQ", 3, 1 << 60, 1 << 60) + g[24:])
