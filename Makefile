@@ -105,7 +105,7 @@ $(ASAN_DIR)/tests/%: tests/%.c tests/check.h $(ASAN_OBJ)
 test-asan: $(ASAN_TESTS) tests/test_fuzz_regress $(ASAN_DIR)/mosr
 	@$(ASAN_ENV) MOSR_BIN=$(ASAN_DIR)/mosr bash tests/run.sh $(ASAN_TESTS) tests/test_fuzz_regress $(SCRIPT_TESTS)
 
-FUZZ_HARNESSES = checkpoint checkpoint_struct tokenizer encode prompts json cli
+FUZZ_HARNESSES = checkpoint checkpoint_struct tokenizer tokenizer_json encode prompts json cli safetensors gguf
 FUZZ_SRC = $(FUZZ_HARNESSES:%=tests/fuzz/fuzz_%.c)
 FUZZ_SECONDS ?= 60
 

@@ -675,7 +675,7 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
     if (parsed != 0) return EXIT_USAGE;
     if (no_vocab) a->vocab_path = NULL;
     if (!a->model_path) {
-        error_msg("%s: needs MODEL (see mosr analyze --help)", cmd);
+        error_msg("%s: needs MODEL.bin (with -z TOKENIZER.bin), a .gguf or a model folder (see mosr analyze --help)", cmd);
         return EXIT_USAGE;
     }
     if (!a->defended_path != !a->weights_path) {

@@ -77,6 +77,7 @@ typedef struct {
     int* bytes_len;     // (vocab_size)
     AddedToken* added;  // (n_added) longest first, for leftmost-longest matching
     int n_added;
+    unsigned char starts_added[256]; // 1 for a byte that begins some added token
     PreStep steps[MAX_STEPS];
     int n_steps;
     int byte_level;     // the GPT-2 byte map applies
@@ -437,6 +438,7 @@ static int finish_tokenizer(Tokenizer* t, BPE* b, PieceTable* pt, const char* so
     for (int i = 0; i < 256; i++) t->byte_pieces[i * 2] = (unsigned char)i, t->byte_pieces[i * 2 + 1] = 0;
     for (int i = 0; i < b->n_added; i++) {
         AddedToken* a = &b->added[i];
+        free(b->bytes[a->id]); // two added tokens of one id: the later one's text, as in the vocabulary
         b->bytes[a->id] = strdup(a->content);
         if (!b->bytes[a->id]) goto oom;
         b->bytes_len[a->id] = a->len;
@@ -459,6 +461,7 @@ static int finish_tokenizer(Tokenizer* t, BPE* b, PieceTable* pt, const char* so
         b->byte_id[i] = k < 0 ? -1 : b->by_piece[k].value;
     }
     qsort(b->added, b->n_added, sizeof(AddedToken), added_longer_first);
+    for (int i = 0; i < b->n_added; i++) b->starts_added[(unsigned char)b->added[i].content[0]] = 1;
     t->bpe = b;
     return 0;
 oom:
@@ -876,7 +879,7 @@ done:
     free(unk);
     table_free(&pt);
     if (!ok) {
-        if (t->bpe != b) bpe_release(b, 0);
+        if (t->bpe != b) bpe_release(b, t->vocab_size);
         tokenizer_free(t);
         return -1;
     }
@@ -1007,7 +1010,7 @@ int tokenizer_build_bpe(Tokenizer* t, const char* source, const TokenizerArrays*
 fail:
     free(order);
     table_free(&pt);
-    if (t->bpe != b) bpe_release(b, 0);
+    if (t->bpe != b) bpe_release(b, t->vocab_size);
     tokenizer_free(t);
     return -1;
 }
@@ -1300,9 +1303,8 @@ int bpe_encode(Tokenizer* t, const char* text, int bos, int eos, int match_speci
     // cut out the added tokens, leftmost first; the text between them is encoded as text
     size_t start = 0;
     int first_piece = 1;
-    // bytes 0..first_byte_of_added are the only ones worth trying
     for (size_t i = 0; i < n;) {
-        const AddedToken* a = b->n_added ? added_at(b, text, n, i, match_special) : NULL;
+        const AddedToken* a = b->starts_added[(unsigned char)text[i]] ? added_at(b, text, n, i, match_special) : NULL;
         if (!a) { i++; continue; }
         size_t end = i, after = i + a->len;
         if (a->lstrip) while (end > start && is_strip_space(text[end - 1])) end--;
@@ -1319,7 +1321,7 @@ int bpe_encode(Tokenizer* t, const char* text, int bos, int eos, int match_speci
         error_msg("tokenizer: %zu bytes of text gave %d tokens, more than the strlen + 3 a caller holds", n, out.n);
         goto fail;
     }
-    memcpy(tokens, out.ids, out.n * sizeof(int));
+    if (out.n > 0) memcpy(tokens, out.ids, out.n * sizeof(int));
     pcre2_match_data_free(md);
     free(out.ids);
     return out.n;

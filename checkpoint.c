@@ -325,11 +325,12 @@ int model_save(const Model* m, const char* path, int version) {
 
 ModelFormat model_format_of(const char* path) {
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return MODEL_FORMAT_HF;
+    int exists = stat(path, &st) == 0;
+    if (exists && S_ISDIR(st.st_mode)) return MODEL_FORMAT_HF;
     size_t n = strlen(path);
     if (n >= 5 && !strcmp(path + n - 5, ".gguf")) return MODEL_FORMAT_GGUF;
-    // a GGUF file by its magic, whatever its name
-    FILE* f = fopen(path, "rb");
+    // a GGUF file by its magic, whatever its name (only a regular file: a FIFO would block here)
+    FILE* f = exists && S_ISREG(st.st_mode) ? fopen(path, "rb") : NULL;
     if (f) {
         char magic[4] = {0};
         size_t got = fread(magic, 1, 4, f);

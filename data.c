@@ -788,7 +788,7 @@ void prefills_free(char** p, int n) {
 int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path) {
     ModelFormat format;
     if (!tok_path && model_format_of(model_path) == MODEL_FORMAT_LLAMA2C) {
-        error_msg("%s: a llama2.c checkpoint carries no tokenizer: give one with -z TOKENIZER.bin", model_path);
+        error_msg("%s: a llama2.c checkpoint carries no tokenizer: needs MODEL.bin and -z TOKENIZER.bin", model_path);
         return EXIT_USAGE;
     }
     if (model_open(m, model_path, &format) != 0) return EXIT_BAD_INPUT;

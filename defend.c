@@ -1049,7 +1049,7 @@ int defend_main(int argc, char** argv) {
     cfg.oalw = oalw >= 0 ? oalw : method == DEFEND_MOSR;
     cfg.caa = caa >= 0 ? caa : method == DEFEND_MOSR;
     if (!model_path || !out_path) {
-        error_msg("%s: needs MODEL and -o OUT (see mosr defend --help)", cmd);
+        error_msg("%s: needs MODEL.bin (with -z), a .gguf or a model folder, and -o OUT.bin (or OUT.gguf, OUT folder) (see mosr defend --help)", cmd);
         return EXIT_USAGE;
     }
     if (threads > 0) omp_set_num_threads(threads);

@@ -689,7 +689,7 @@ int eval_main(int argc, char** argv) {
     const int* expects = set_args.expects;
     int n_sets = set_args.n;
     if (!model_path || (n_sets == 0 && !val_path)) {
-        error_msg("eval: needs MODEL and at least one --set (or --val) (see mosr eval --help)");
+        error_msg("eval: needs MODEL.bin (with -z), a .gguf or a model folder, and at least one --set (or --val) (see mosr eval --help)");
         return EXIT_USAGE;
     }
     for (int s = 0; s < n_sets; s++)

@@ -1032,7 +1032,7 @@ int generate_main(int argc, char** argv) {
     if (parsed == ARGS_HELP) { generate_usage(); return EXIT_OK; }
     if (parsed != 0) return EXIT_USAGE;
     if (!model_path) {
-        error_msg("%s: needs MODEL (see mosr generate --help)", cmd);
+        error_msg("%s: needs MODEL.bin (with -z TOKENIZER.bin), a .gguf or a model folder (see mosr generate --help)", cmd);
         return EXIT_USAGE;
     }
     if (!utf8_valid(prompt, strlen(prompt))) { // as mosr tokenize: bytes that are no text are refused
@@ -1144,7 +1144,7 @@ int chat_main(int argc, char** argv) {
     if (parsed == ARGS_HELP) { chat_usage(); return EXIT_OK; }
     if (parsed != 0) return EXIT_USAGE;
     if (!model_path) {
-        error_msg("%s: needs MODEL (see mosr chat --help)", cmd);
+        error_msg("%s: needs MODEL.bin (with -z TOKENIZER.bin), a .gguf or a model folder (see mosr chat --help)", cmd);
         return EXIT_USAGE;
     }
     Model model;

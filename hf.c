@@ -269,7 +269,7 @@ static int hf_open(HFFolder* h, const char* dir) {
     memset(h, 0, sizeof(*h));
     char path[4200];
     join(path, sizeof(path), dir, "config.json");
-    if (!file_exists(path)) { error_msg("%s: not a model folder: no config.json", dir); return -1; }
+    if (!file_exists(path)) { error_msg("%s: is a directory, but not a model folder (no config.json)", dir); return -1; }
     if (!(h->config_json = read_file_max(path, 16u << 20, NULL))) return -1;
     join(path, sizeof(path), dir, "model.safetensors");
     if (file_exists(path)) {

@@ -286,7 +286,7 @@ int tokenizer_open(Tokenizer* t, const char* path, int vocab_size) {
         snprintf(json, sizeof(json), "%s/tokenizer.json", path);
         snprintf(config, sizeof(config), "%s/tokenizer_config.json", path);
         if (!file_exists(json)) {
-            error_msg("%s: a folder without tokenizer.json (expected a Hugging Face model folder)", path);
+            error_msg("%s: is a directory without a tokenizer.json (a Hugging Face model folder holds one)", path);
             return -1;
         }
         rc = bpe_open_json(t, json, file_exists(config) ? config : NULL);

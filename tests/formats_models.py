@@ -308,7 +308,7 @@ def write_gguf(path, c, w, dtype, permute_qk=None):
            (arch + ".rope.freq_base", GGUF_F32, c["theta"]),
            (arch + ".attention.layer_norm_rms_epsilon", GGUF_F32, c["eps"]),
            (arch + ".vocab_size", GGUF_U32, c["vocab"]),
-           ("tokenizer.ggml.model", GGUF_STRING, "gpt2"), ("tokenizer.ggml.pre", GGUF_STRING, "default"),
+           ("tokenizer.ggml.model", GGUF_STRING, "gpt2"), ("tokenizer.ggml.pre", GGUF_STRING, "gpt-2"),
            ("tokenizer.ggml.tokens", GGUF_ARRAY, (GGUF_STRING, tokens)),
            ("tokenizer.ggml.token_type", GGUF_ARRAY, (GGUF_I32, types)),
            ("tokenizer.ggml.merges", GGUF_ARRAY, (GGUF_STRING, merges)),

@@ -169,7 +169,7 @@ expect 3 "is a directory" generate "$FX/dir" -z "$Z"
 expect 3 "text.txt" generate "$FX/text.txt" -z "$Z"
 expect 3 "empty" generate "$FX/empty" -z "$Z"
 expect 3 "no such file" generate "$M" -z "$FX/nope.bin"
-expect 3 "is a directory" generate "$M" -z "$FX/dir"
+expect 3 "folder" generate "$M" -z "$FX/dir"
 expect 3 "empty" generate "$M" -z "$FX/empty"
 expect 3 "model.bin" generate "$M" -z "$M"               # a model given as the tokenizer
 expect 3 "vocab_size" generate "$M" -z "$FX/tok320.bin"
@@ -193,8 +193,13 @@ if [ "$turns" -eq 1 ] && ! grep -q "UTF-8" <<<"$chat_out"; then pass
 else fail "chat: a 10,200-byte line gave $turns turns: ${chat_out:0:200}"; fi
 
 # tokenize
-expect 2 "needs -z TOKENIZER.bin and a TEXT" tokenize
-expect 2 "needs -z TOKENIZER.bin and a TEXT" tokenize -z "$Z"
+expect 2 "needs -z TOKENIZER and either a TEXT or --jsonl FILE" tokenize
+expect 2 "needs -z TOKENIZER and either a TEXT or --jsonl FILE" tokenize -z "$Z"
+expect 2 "needs -z TOKENIZER and either a TEXT or --jsonl FILE" tokenize -z "$Z" --jsonl "$FX/data.jsonl" hi
+expect 2 "--decode reads --jsonl FILE" tokenize -z "$Z" --decode hi
+expect 3 "nope.jsonl" tokenize -z "$Z" --jsonl "$FX/nope.jsonl"
+expect 3 "text.txt:1: expected an object with a \"text\" string" tokenize -z "$Z" --jsonl "$FX/text.txt"
+expect 3 "text.txt:1: expected an object with an \"ids\" list" tokenize -z "$Z" --decode --jsonl "$FX/text.txt"
 expect 2 "unknown option '--frob'" tokenize -z "$Z" --frob hi
 expect 2 "one argument" tokenize -z "$Z" two words
 expect 3 "not valid UTF-8" tokenize -z "$Z" $'\xff\xfe'
@@ -250,7 +255,7 @@ expect 3 "no such file" "${T[@]}" --data "$FX/data.jsonl" --val "$FX/nope.jsonl"
 expect 3 "text.txt" "${T[@]}" --data "$FX/data.jsonl" --init "$FX/text.txt"
 expect 3 "is a directory" "${T[@]}" --data "$FX/data.jsonl" --init "$FX/dir"
 expect 3 "model.bin" train -z "$M" --data "$FX/data.jsonl" -o out.bin
-expect 3 "is a directory" train -z "$FX/dir" --data "$FX/data.jsonl" -o out.bin
+expect 3 "folder" train -z "$FX/dir" --data "$FX/data.jsonl" -o out.bin
 expect 3 "vocabulary of 300" train -z "$FX/tok320.bin" --init "$M" --data "$FX/data.jsonl" --steps 1 -o out.bin
 expect 3 "training state" "${T[@]}" --data "$FX/data.jsonl" --resume
 # an output that cannot be written fails before the training, not after it

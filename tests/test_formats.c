@@ -362,6 +362,37 @@ int main(void) {
         }
         free(ref);
     }
+    // mosr generate --print-ids: the prompt's ids as the GGUF's tokenizer gives them, then the greedy ids
+    {
+        char out[300];
+        snprintf(out, sizeof(out), "%s/print_ids.txt", root);
+        snprintf(cmd, sizeof(cmd), "%s generate %s/llama_gqa_f32/model.gguf -i 'the tea' -t 0 -n 20 --print-ids > %s",
+                 getenv("MOSR_BIN") ? getenv("MOSR_BIN") : "./mosr", root, out);
+        int prc = run(cmd);
+        FILE* pf = fopen(out, "r");
+        char line1[4096] = "", line2[4096] = "";
+        if (pf) {
+            if (!fgets(line1, sizeof(line1), pf)) line1[0] = 0;
+            if (!fgets(line2, sizeof(line2), pf)) line2[0] = 0;
+            fclose(pf);
+        }
+        int prompt[64], n_p = 0, gen[64], n_gen = 0;
+        for (char* tok = strtok(line1, " \n"); tok && n_p < 64; tok = strtok(NULL, " \n")) prompt[n_p++] = atoi(tok);
+        for (char* tok = strtok(line2, " \n"); tok && n_gen < 64; tok = strtok(NULL, " \n")) gen[n_gen++] = atoi(tok);
+        // byte-level: "the tea" = t, he (a merge), Ġt (a merge), e, a; no BOS (add_bos_token false)
+        int want[5] = {84, 257, 256, 68, 64};
+        if (prc == 3) SKIP("pending (tokenizer branch): mosr generate could not open the tiny GGUF vocabulary (see its line above)");
+        else CHECK(prc == 0 && n_p == 5 && !memcmp(prompt, want, sizeof(want)), "generate --print-ids: prompt ids (%d of them, rc %d)", n_p, prc);
+        Model m;
+        if (n_p > 0 && model_open(&m, path_of(p1, sizeof(p1), "llama_gqa_f32", "model.gguf"), NULL) == 0) {
+            int g[20];
+            greedy(&m, prompt, n_p, 20, g);
+            int same = 0;
+            while (same < n_gen && same < 20 && g[same] == gen[same]) same++;
+            CHECK(n_gen > 0 && same == n_gen, "generate --print-ids: %d generated ids, %d as the greedy forward", n_gen, same);
+            model_free(&m);
+        }
+    }
     // (c) for GGUF: a loader that forgets the permutation of a qwen file
     fprintf(jobs, "]\n");
     fclose(jobs);

@@ -22,13 +22,17 @@ typedef struct {
 DECLARE_HARNESS(checkpoint)
 DECLARE_HARNESS(checkpoint_struct)
 DECLARE_HARNESS(tokenizer)
+DECLARE_HARNESS(tokenizer_json)
 DECLARE_HARNESS(encode)
 DECLARE_HARNESS(prompts)
 DECLARE_HARNESS(json)
 DECLARE_HARNESS(cli)
+DECLARE_HARNESS(safetensors)
+DECLARE_HARNESS(gguf)
 #define HARNESS(h) {#h, fuzz_##h##_init, fuzz_##h}
-static const Harness HARNESSES[] = {HARNESS(checkpoint), HARNESS(checkpoint_struct), HARNESS(tokenizer),
-                                    HARNESS(encode), HARNESS(prompts), HARNESS(json), HARNESS(cli)};
+static const Harness HARNESSES[] = {HARNESS(checkpoint), HARNESS(checkpoint_struct), HARNESS(tokenizer), HARNESS(tokenizer_json),
+                                    HARNESS(encode), HARNESS(prompts), HARNESS(json), HARNESS(cli),
+                                    HARNESS(safetensors), HARNESS(gguf)};
 #define N_HARNESSES ((int)(sizeof(HARNESSES) / sizeof(HARNESSES[0])))
 
 // the leak checker must not blame OpenBLAS's and libgomp's thread pools (tests/lsan.supp)

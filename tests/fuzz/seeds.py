@@ -138,3 +138,148 @@ put("cli", "bench_help", cli(8, "--help"))
 put("cli", "empty", b"\0")
 put("cli", "demo", cli(9, "--quick", "--out", "o", "--steps", "2", "--eval-limit", "3"))
 put("cli", "ablation", cli(10, "--seeds", "1", "--no-sweep", "--out", "o", "--model", "m.bin"))
+
+# tokenizer_json: tokenizer.json files, small ones of each kind and broken ones
+import json
+byte_chars = []
+for b in range(256):
+    if 33 <= b <= 126 or 0xA1 <= b <= 0xAC or b >= 0xAE:
+        byte_chars.append(chr(b))
+    else:
+        byte_chars.append(chr(0x100 + sum(1 for k in range(b) if not (33 <= k <= 126 or 0xA1 <= k <= 0xAC or k >= 0xAE))))
+bl_vocab = {c: i for i, c in enumerate(byte_chars)}
+bl_vocab.update({"\u0120a": 256, "ab": 257, "\u0120ab": 258})
+bl = {"version": "1.0", "added_tokens": [{"id": 259, "content": "<|end|>", "special": True, "lstrip": False,
+      "rstrip": False, "normalized": False, "single_word": False}], "normalizer": {"type": "NFC"},
+      "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex":
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+      "behavior": "Isolated", "invert": False}, {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+      "post_processor": None, "decoder": {"type": "ByteLevel"},
+      "model": {"type": "BPE", "ignore_merges": True, "vocab": bl_vocab, "merges": ["\u0120 a", ["a", "b"], "\u0120a b"]}}
+put("tokenizer_json", "byte_level.json", json.dumps(bl))
+smol = dict(bl, normalizer=None, pre_tokenizer={"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel", "add_prefix_space": True, "use_regex": True}]})
+put("tokenizer_json", "smollm.json", json.dumps(smol))
+sp_vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "\u2581": 3, "a": 4, "b": 5, "\u2581a": 6, "ab": 7, "\u2581ab": 8}
+sp_vocab.update({"<0x%02X>" % b: 9 + b for b in range(256)})
+sp = {"version": "1.0", "added_tokens": [{"id": i, "content": c, "special": True, "lstrip": i == 2, "rstrip": i == 2,
+      "normalized": False, "single_word": False} for i, c in [(0, "<unk>"), (1, "<s>"), (2, "</s>")]],
+      "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+      {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}, "pre_tokenizer": None,
+      "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+      {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+      "decoder": None, "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True,
+      "vocab": sp_vocab, "merges": ["\u2581 a", "a b", "\u2581a b"]}}
+put("tokenizer_json", "sentencepiece.json", json.dumps(sp))
+meta = dict(sp, normalizer=None, pre_tokenizer={"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True})
+put("tokenizer_json", "metaspace.json", json.dumps(meta))
+put("tokenizer_json", "no_model.json", '{"version": "1.0"}')
+put("tokenizer_json", "truncated.json", json.dumps(bl)[:300])
+put("tokenizer_json", "unknown_pre.json", json.dumps(dict(bl, pre_tokenizer={"type": "BertPreTokenizer"})))
+put("tokenizer_json", "huge_id.json", json.dumps(dict(sp, added_tokens=[{"id": 2 ** 40, "content": "x"}])))
+
+# safetensors: the tied Llama of fuzz_safetensors.c (dim 8, hidden 16, 1 layer, 2 heads, 1 KV head,
+# vocabulary 4), laid out as mosr writes it
+import json as _json
+
+
+def safetensors(tensors):
+    names = sorted(tensors)
+    header, off, body = {"__metadata__": {"format": "pt"}}, 0, b""
+    for k in names:
+        dtype, shape, data = tensors[k]
+        header[k] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(data)]}
+        off += len(data)
+        body += data
+    h = _json.dumps(header, separators=(",", ":"))
+    h += " " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h.encode() + body
+
+
+def floats(n, dtype="F32", v=0.05):
+    if dtype == "F32":
+        return struct.pack("<%df" % n, *[v * ((i % 7) - 3) for i in range(n)])
+    return struct.pack("<%dH" % n, *[0x3c00 if dtype == "F16" else 0x3f80] * n)  # 1.0
+
+
+def tiny_llama(dtype="F32"):
+    t = {"model.embed_tokens.weight": (dtype, [4, 8], floats(32, dtype)), "model.norm.weight": (dtype, [8], floats(8, dtype, 1))}
+    p = "model.layers.0."
+    for name, shape in [("input_layernorm.weight", [8]), ("post_attention_layernorm.weight", [8]),
+                        ("self_attn.q_proj.weight", [8, 8]), ("self_attn.k_proj.weight", [4, 8]),
+                        ("self_attn.v_proj.weight", [4, 8]), ("self_attn.o_proj.weight", [8, 8]),
+                        ("mlp.gate_proj.weight", [16, 8]), ("mlp.up_proj.weight", [16, 8]),
+                        ("mlp.down_proj.weight", [8, 16])]:
+        n = 1
+        for s in shape:
+            n *= s
+        t[p + name] = (dtype, shape, floats(n, dtype))
+    return t
+
+
+st = safetensors(tiny_llama())
+put("safetensors", "tiny_f32.safetensors", st)
+put("safetensors", "tiny_bf16.safetensors", safetensors(tiny_llama("BF16")))
+put("safetensors", "tiny_f16.safetensors", safetensors(tiny_llama("F16")))
+put("safetensors", "truncated.safetensors", st[:-9])
+put("safetensors", "header_only.safetensors", st[:200])
+put("safetensors", "huge_length.safetensors", struct.pack("<Q", 1 << 60) + st[8:])
+
+
+# GGUF: the same model as arch llama, every metadata type (a nested array too), alignment 32
+def gstr(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf(tensors, extra_kv=b"", n_extra=0):
+    kv = b""
+    kvs = [("general.architecture", 8, gstr("llama")), ("llama.embedding_length", 4, struct.pack("<I", 8)),
+           ("llama.block_count", 4, struct.pack("<I", 1)), ("llama.feed_forward_length", 4, struct.pack("<I", 16)),
+           ("llama.attention.head_count", 4, struct.pack("<I", 2)), ("llama.attention.head_count_kv", 4, struct.pack("<I", 1)),
+           ("llama.context_length", 10, struct.pack("<Q", 8)), ("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)),
+           ("llama.attention.layer_norm_rms_epsilon", 12, struct.pack("<d", 1e-5)),
+           ("a.u8", 0, b"\x01"), ("a.i8", 1, b"\xff"), ("a.u16", 2, b"\x01\x00"), ("a.i16", 3, b"\xff\xff"),
+           ("a.i32", 5, struct.pack("<i", -3)), ("a.bool", 7, b"\x01"), ("a.i64", 11, struct.pack("<q", -5)),
+           ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 4) + b"".join(gstr(s) for s in ["a", "b", "c", "d"])),
+           ("a.nested", 9, struct.pack("<IQ", 9, 2) + struct.pack("<IQ", 4, 2) + struct.pack("<II", 1, 2)
+            + struct.pack("<IQ", 8, 1) + gstr("x"))]
+    for k, t, v in kvs:
+        kv += gstr(k) + struct.pack("<I", t) + v
+    infos, data, off = b"", b"", 0
+    for name, typ, ne, raw in tensors:
+        infos += gstr(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", x) for x in ne) + struct.pack("<IQ", typ, off)
+        pad = (32 - len(raw) % 32) % 32
+        data += raw + b"\0" * pad
+        off += len(raw) + pad
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs) + n_extra) + kv + extra_kv + infos
+    head += b"\0" * ((32 - len(head) % 32) % 32)
+    return head + data
+
+
+def q8_0(n):
+    blocks = b""
+    for b in range(n // 32):
+        blocks += struct.pack("<H", 0x2000) + bytes((i * 7) % 256 for i in range(32))
+    return blocks
+
+
+names = [("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"),
+         ("blk.0.attn_norm.weight", "model.layers.0.input_layernorm.weight"),
+         ("blk.0.ffn_norm.weight", "model.layers.0.post_attention_layernorm.weight"),
+         ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
+         ("blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight"),
+         ("blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj.weight"),
+         ("blk.0.attn_output.weight", "model.layers.0.self_attn.o_proj.weight"),
+         ("blk.0.ffn_gate.weight", "model.layers.0.mlp.gate_proj.weight"),
+         ("blk.0.ffn_up.weight", "model.layers.0.mlp.up_proj.weight"),
+         ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight")]
+tl = tiny_llama()
+gt = [(g, 0, list(reversed(tl[h][1])), tl[h][2]) for g, h in names]
+g = gguf(gt)
+put("gguf", "tiny_f32.gguf", g)
+put("gguf", "truncated.gguf", g[:-7])
+put("gguf", "header_cut.gguf", g[:300])
+gq = [(n, 8, ne, q8_0(ne[0] * ne[1])) if n == "blk.0.ffn_down.weight" else (n, t, ne, r) for n, t, ne, r in gt]
+put("gguf", "q8_0.gguf", gguf(gq))
+put("gguf", "huge_count.gguf", b"GGUF" + struct.pack("<IQQ", 3, 1 << 60, 1 << 60) + g[24:])
