@@ -54,6 +54,36 @@ void error_msg(const char* fmt, ...) {
 // ----------------------------------------------------------------------------
 // crash-safe writes
 
+// The temp files being written now, so that a signal that ends the process (SIGTERM, a second
+// Ctrl-C, SIGPIPE) or running out of memory removes them: fixed slots, nothing allocated, read
+// from a signal handler.
+#define MAX_LIVE_TEMPS 16
+static char live_temps[MAX_LIVE_TEMPS][4160];
+static volatile sig_atomic_t live_temp_used[MAX_LIVE_TEMPS];
+
+static void temp_register(const char* tmp_path) {
+    for (int i = 0; i < MAX_LIVE_TEMPS; i++)
+        if (!live_temp_used[i]) {
+            snprintf(live_temps[i], sizeof(live_temps[i]), "%s", tmp_path);
+            live_temp_used[i] = 1;
+            return;
+        }
+    // more than 16 files open for writing at once: the rest are cleaned by the next run (remove_stale_temps)
+}
+
+static void temp_unregister(const char* tmp_path) {
+    for (int i = 0; i < MAX_LIVE_TEMPS; i++)
+        if (live_temp_used[i] && !strcmp(live_temps[i], tmp_path)) live_temp_used[i] = 0;
+}
+
+void atomic_cleanup_all(void) {
+    for (int i = 0; i < MAX_LIVE_TEMPS; i++)
+        if (live_temp_used[i]) {
+            unlink(live_temps[i]);
+            live_temp_used[i] = 0;
+        }
+}
+
 // Removes "<dir>/<base>.tmp.<pid>" files whose process is gone (kill(pid, 0) says ESRCH): the
 // leftovers of a run killed in the middle of a write. Another live process's file is left alone.
 static void remove_stale_temps(const char* path) {
@@ -72,6 +102,7 @@ static void remove_stale_temps(const char* path) {
         const char* digits = name + base_len + 5;
         char* end;
         long pid = strtol(digits, &end, 10);
+        if (*end == '.' && isdigit((unsigned char)end[1])) strtol(end + 1, &end, 10); // "<pid>.<n>": see atomic_open
         if (!isdigit((unsigned char)digits[0]) || *end || pid <= 0 || pid == (long)getpid()) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         char stale[8192];
@@ -171,17 +202,38 @@ int atomic_open(AtomicFile* af, const char* path) {
         af->in_place = 1;
         return 0;
     }
-    remove_stale_temps(af->path);
-    // the pid keeps two processes writing the same file from sharing a temp file
-    snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d", af->path, (int)getpid());
-    af->f = fopen(af->tmp_path, "wb");
-    if (!af->f) {
-        error_msg("%s: cannot write: %s", path, strerror(errno));
+    // a read-only file is not replaced (root could: the mode bits say what its owner meant)
+    if (exists && (!(st.st_mode & 0222) || access(af->path, W_OK) != 0)) {
+        error_msg("%s: is read-only; not replaced", path);
         return -1;
     }
+    remove_stale_temps(af->path);
+    // The temp file is always a new file: O_EXCL fails on anything already there, a symlink or a
+    // hard link planted under the name included (O_NOFOLLOW), so nobody else's file is ever
+    // truncated. The pid keeps two processes apart; a name already taken by someone else is
+    // skipped for "<pid>.1", "<pid>.2", ... (remove_stale_temps knows both forms).
+    int fd = -1;
+    for (int k = 0; k < 100 && fd < 0; k++) {
+        if (k == 0) snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d", af->path, (int)getpid());
+        else snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d.%d", af->path, (int)getpid(), k);
+        fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, exists ? 0600 : 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0 || !(af->f = fdopen(fd, "wb"))) {
+        error_msg("%s: cannot write: %s", path, strerror(errno));
+        if (fd >= 0) { close(fd); unlink(af->tmp_path); }
+        af->tmp_path[0] = '\0';
+        return -1;
+    }
+    temp_register(af->tmp_path);
     // the new file keeps the permissions of the one it replaces
-    if (exists) fchmod(fileno(af->f), st.st_mode & 07777);
+    if (exists) fchmod(fd, st.st_mode & 07777);
     return 0;
+}
+
+int path_written_in_place(const char* path) {
+    struct stat st;
+    return own_fd(path) >= 0 || (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)));
 }
 
 int atomic_commit(AtomicFile* af) {
@@ -195,17 +247,25 @@ int atomic_commit(AtomicFile* af) {
     }
     // the data must be on disk before the rename makes it visible, or a power cut could leave
     // a renamed but empty file
-    int bad = ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0;
-    bad |= fclose(af->f) != 0;
+    // (ferror says a write failed earlier but not why: errno may since have been overwritten;
+    // writing nothing more brings the reason back for a full disk)
+    int bad = ferror(af->f), err = errno;
+    if (!bad && fflush(af->f) != 0) { bad = 1; err = errno; }
+    if (!bad && fsync(fileno(af->f)) != 0) { bad = 1; err = errno; }
+    if (fclose(af->f) != 0 && !bad) { bad = 1; err = errno; }
     af->f = NULL;
     if (bad) {
-        error_msg("%s: write failed: %s", af->path, strerror(errno));
+        error_msg("%s: write failed: %s", af->path, strerror(err));
         unlink(af->tmp_path);
+        temp_unregister(af->tmp_path);
         return -1;
     }
-    if (rename(af->tmp_path, af->path) != 0) {
-        error_msg("%s: cannot rename %s into place: %s", af->path, af->tmp_path, strerror(errno));
-        unlink(af->tmp_path);
+    int renamed = rename(af->tmp_path, af->path);
+    err = errno;
+    if (renamed != 0) unlink(af->tmp_path);
+    temp_unregister(af->tmp_path);
+    if (renamed != 0) {
+        error_msg("%s: cannot rename %s into place: %s", af->path, af->tmp_path, strerror(err));
         return -1;
     }
     return 0;
@@ -214,7 +274,10 @@ int atomic_commit(AtomicFile* af) {
 void atomic_abort(AtomicFile* af) {
     if (af->f) fclose(af->f);
     af->f = NULL;
-    if (!af->in_place && af->tmp_path[0]) unlink(af->tmp_path);
+    if (!af->in_place && af->tmp_path[0]) {
+        unlink(af->tmp_path);
+        temp_unregister(af->tmp_path);
+    }
 }
 
 // the nearest existing directory at or above dir (for an output directory that mkdir -p makes)
@@ -372,25 +435,53 @@ char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
 }
 
 // ----------------------------------------------------------------------------
-// Ctrl-C
+// signals: Ctrl-C, SIGTERM, SIGHUP; the ones that end the process; SIGXFSZ
+
+// the signals a user or a system sends to stop a run: all three are handled alike
+static const int STOP_SIGNALS[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_STOP_SIGNALS 3
 
 static volatile sig_atomic_t interrupt_flag = 0;
-static struct sigaction interrupt_old;
+static struct sigaction interrupt_old[N_STOP_SIGNALS];
 static int interrupt_installed = 0;
 
+// a signal that ends the process: the temp files of the writes under way go first, then the
+// signal's default action (so the parent sees "killed by SIGTERM", as without the handler)
+static void on_fatal_signal(int sig) {
+    atomic_cleanup_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void on_interrupt(int sig) {
-    (void)sig;
+    if (interrupt_flag) on_fatal_signal(sig); // the second one kills, the default way
     interrupt_flag = 1;
 }
 
-void interrupt_catch(void) {
+static void set_handler(int sig, void (*handler)(int), struct sigaction* old) {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_interrupt;
-    sa.sa_flags = SA_RESETHAND; // the second Ctrl-C is the default one: it kills
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, old);
+}
+
+void signals_install(void) {
+    // a write past `ulimit -f` then fails with EFBIG, reported as any failed write, instead of the
+    // default of SIGXFSZ: killed with a core and no message
+    signal(SIGXFSZ, SIG_IGN);
+    int fatal[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++) {
+        struct sigaction old;
+        // an ignored signal stays ignored (nohup's SIGHUP, a background job's SIGINT)
+        if (sigaction(fatal[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) set_handler(fatal[i], on_fatal_signal, NULL);
+    }
+}
+
+void interrupt_catch(void) {
     interrupt_flag = 0;
-    interrupt_installed = sigaction(SIGINT, &sa, &interrupt_old) == 0;
+    for (int i = 0; i < N_STOP_SIGNALS; i++) set_handler(STOP_SIGNALS[i], on_interrupt, &interrupt_old[i]);
+    interrupt_installed = 1;
 }
 
 int interrupted(void) {
@@ -398,7 +489,8 @@ int interrupted(void) {
 }
 
 void interrupt_release(void) {
-    if (interrupt_installed) sigaction(SIGINT, &interrupt_old, NULL);
+    if (interrupt_installed)
+        for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(STOP_SIGNALS[i], &interrupt_old[i], NULL);
     interrupt_installed = 0;
 }
 

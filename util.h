@@ -41,9 +41,18 @@ typedef struct {
     char tmp_path[4160];
 } AtomicFile;
 
+// The temp file is created new (O_CREAT | O_EXCL | O_NOFOLLOW) beside the target: a symlink or
+// hard link planted under its name is never followed or truncated. A read-only target (no write
+// bit, or not writable by this user) is refused, not replaced.
 int atomic_open(AtomicFile* af, const char* path);    // 0 on success
 int atomic_commit(AtomicFile* af);                    // flush + fsync + rename; 0 on success
 void atomic_abort(AtomicFile* af);                    // close and delete the temp file
+// removes the temp files of every atomic write under way (async-signal-safe: for a signal
+// handler, or running out of memory)
+void atomic_cleanup_all(void);
+// 1 if a write to path goes in place: a device, a FIFO or one of this process's descriptors
+// (/dev/stdout); nothing should then be written beside it (train's "<path>.state")
+int path_written_in_place(const char* path);
 
 // The paths of a command line, for paths_check: how the command line names each ("-o",
 // "--json", "MODEL.bin") and the path (NULL: not given, skipped).
@@ -77,9 +86,13 @@ char* read_file(const char* path, size_t* size_out);
 #define READ_MAX_PROMPTS (256ul << 20)   // prompt sets, refusal phrases, jailbreaks, prefills
 #define READ_MAX_TEXT (1024ul << 20)     // training data (--data, --text, tokenizer training)
 
-// Ctrl-C: interrupt_catch makes SIGINT only raise a flag that a long loop polls with
-// interrupted(), so the run can save what is worth saving and exit EXIT_INTERRUPTED; a second
-// Ctrl-C kills the process the default way. interrupt_release restores the old handler.
+// Signals. signals_install (main, first thing) ignores SIGXFSZ, so a write past `ulimit -f`
+// fails with EFBIG and its message, and makes the signals that end a process (SIGINT, SIGTERM,
+// SIGHUP, SIGPIPE, ...) remove the temp files of the writes under way before they do.
+// Ctrl-C: interrupt_catch makes SIGINT, SIGTERM and SIGHUP only raise a flag that a long loop
+// polls with interrupted(), so the run can save what is worth saving and exit EXIT_INTERRUPTED; a
+// second one kills the process the default way. interrupt_release restores the old handlers.
+void signals_install(void);
 void interrupt_catch(void);
 int interrupted(void);
 void interrupt_release(void);
