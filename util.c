@@ -337,35 +337,73 @@ static int output_writable(const char* cmd, const OutputArg* o) {
     return 0;
 }
 
+// What an output will be, as a file: an existing one's (st_dev, st_ino); a new one's directory
+// (st_dev, st_ino) and its last name. Two outputs are the same file when these agree, however
+// the paths are spelled ("m.bin", "./m.bin", "../d/m.bin", a symlink to it). 0 if known.
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    const char* name; // NULL for an existing file; else the new file's name in the directory
+    size_t name_len;
+} FileIdentity;
+
+static int file_identity(const char* path, FileIdentity* id) {
+    struct stat st;
+    memset(id, 0, sizeof(*id));
+    if (stat(path, &st) == 0) {
+        id->dev = st.st_dev;
+        id->ino = st.st_ino;
+        return 0;
+    }
+    char dir[4096];
+    const char* slash = strrchr(path, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >= (int)sizeof(dir)) return -1;
+    if (stat(dir, &st) != 0) return -1;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->name = slash ? slash + 1 : path;
+    id->name_len = strlen(id->name);
+    return 0;
+}
+
+static int same_identity(const FileIdentity* a, const FileIdentity* b) {
+    if (a->dev != b->dev || a->ino != b->ino || !a->name != !b->name) return 0;
+    return !a->name || (a->name_len == b->name_len && !memcmp(a->name, b->name, a->name_len));
+}
+
 int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const InputArg* inputs, int n_inputs) {
     for (int i = 0; i < n_outputs; i++) {
         const OutputArg* o = &outputs[i];
         if (!o->path) continue;
+        if (!o->path[0]) { // "" would fail only after the whole run
+            error_msg("%s: %s: an empty path", cmd, o->flag);
+            return -1;
+        }
         if (output_writable(cmd, o) != 0) return -1;
+        // a device or descriptor written in place (/dev/null, /dev/stdout given twice) destroys nothing
         struct stat so, sx;
-        if (stat(o->path, &so) != 0) { // a new file: only another output can name it, as written
-            for (int j = 0; j < i; j++)
-                if (outputs[j].path && !strcmp(outputs[j].path, o->path)) {
-                    error_msg("%s: the outputs %s %s and %s %s are the same file", cmd, outputs[j].flag,
-                              outputs[j].path, o->flag, o->path);
+        int exists = stat(o->path, &so) == 0;
+        if (own_fd(o->path) >= 0 || (exists && S_ISCHR(so.st_mode))) continue;
+        if (exists) {
+            for (int j = 0; j < n_inputs; j++) {
+                const InputArg* x = &inputs[j];
+                if (!x->path || (o->may_replace && !strcmp(o->may_replace, x->flag))) continue;
+                if (stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
+                    error_msg("%s: the output %s %s is the input %s %s; it would be overwritten", cmd, o->flag,
+                              o->path, x->flag, x->path);
                     return -1;
                 }
-            continue;
-        }
-        // a device or descriptor written in place (/dev/null, /dev/stdout given twice) destroys nothing
-        if (S_ISCHR(so.st_mode) || own_fd(o->path) >= 0) continue;
-        for (int j = 0; j < n_inputs; j++) {
-            const InputArg* x = &inputs[j];
-            if (!x->path || (o->may_replace && !strcmp(o->may_replace, x->flag))) continue;
-            if (stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
-                error_msg("%s: the output %s %s is the input %s %s; it would be overwritten", cmd, o->flag,
-                          o->path, x->flag, x->path);
-                return -1;
             }
         }
+        // outputs against each other by what file they are, not by how they are spelled; a new
+        // file's name compared in its directory
+        FileIdentity io, ix;
+        if (file_identity(o->path, &io) != 0) continue;
         for (int j = 0; j < i; j++) {
             const OutputArg* x = &outputs[j];
-            if (x->path && stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
+            if (!x->path || !x->path[0] || own_fd(x->path) >= 0 || file_identity(x->path, &ix) != 0) continue;
+            if (same_identity(&io, &ix)) {
                 error_msg("%s: the outputs %s %s and %s %s are the same file", cmd, x->flag, x->path, o->flag,
                           o->path);
                 return -1;
