@@ -472,6 +472,29 @@ char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
     return buf;
 }
 
+// A line of f without its '\n' into *buf (grown as needed, as getline); its length, -1 at the end
+// of the input, or -2 when it runs past max_bytes (the rest of it is left unread): stdin may be
+// /dev/zero, which has no lines.
+long read_line_max(FILE* f, char** buf, size_t* cap, size_t max_bytes) {
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (n >= max_bytes) return -2;
+        if (n + 2 > *cap) {
+            size_t bigger = *cap ? *cap * 2 : 256;
+            char* p = realloc(*buf, bigger);
+            if (!p) return -2;
+            *buf = p;
+            *cap = bigger;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    if (c == EOF && n == 0) return -1;
+    if (!*buf) { *buf = malloc(1); *cap = 1; if (!*buf) return -2; }
+    (*buf)[n] = '\0';
+    return (long)n;
+}
+
 // ----------------------------------------------------------------------------
 // signals: Ctrl-C, SIGTERM, SIGHUP; the ones that end the process; SIGXFSZ
 

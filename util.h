@@ -81,6 +81,10 @@ int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const 
 // read_file_max with the largest limit, READ_MAX_TEXT.
 char* read_file_max(const char* path, size_t max_bytes, size_t* size_out);
 char* read_file(const char* path, size_t* size_out);
+// One line of f (without its newline) into *buf, grown as getline grows it, up to max_bytes:
+// its length, -1 at the end of the input, -2 if the line is longer (the rest stays unread).
+long read_line_max(FILE* f, char** buf, size_t* cap, size_t max_bytes);
+#define READ_MAX_LINE (1ul << 20) // a line typed to chat: far more than any context holds
 // the limits per kind of input: generous, far above the public prompt sets (a few MB)
 #define READ_MAX_TOKENIZER (64ul << 20)  // tokenizer.bin (llama2.c's 32k vocabulary: 0.4 MB)
 #define READ_MAX_PROMPTS (256ul << 20)   // prompt sets, refusal phrases, jailbreaks, prefills
