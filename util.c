@@ -902,7 +902,10 @@ static const char* parse_string(const char* p, char* out, size_t* out_len) {
 // returns the pointer past one JSON value starting at p, or NULL if malformed
 static const char* skip_value(const char* p, int depth) {
     p = skip_ws(p);
-    if (depth > 64) return NULL;
+    if (depth > 64) {
+        json_problem = "nested deeper than 64 levels, the reader's limit";
+        return NULL;
+    }
     if (*p == '"') return parse_string(p, NULL, NULL);
     if (*p == '{' || *p == '[') {
         char close = *p == '{' ? '}' : ']';
