@@ -1038,6 +1038,10 @@ int defend_main(int argc, char** argv) {
         error_msg("%s: needs MODEL.bin, -z TOKENIZER.bin and -o OUT.bin (see mosr defend --help)", cmd);
         return EXIT_USAGE;
     }
+    if (cfg.oalw_out && !cfg.oalw) { // the weights are OALW's: without it there is nothing to write
+        error_msg("%s: --oalw-out needs OALW (--method mosr, or --oalw)", cmd);
+        return EXIT_USAGE;
+    }
     if (threads > 0) omp_set_num_threads(threads);
     char log_default[4200], plot_default[4200];
     derived_path(log_default, sizeof(log_default), out_path, ".csv");
@@ -1066,8 +1070,11 @@ int defend_main(int argc, char** argv) {
     interrupt_catch();
     rc = defend(&m, &t, &run, &log);
     if (rc == EXIT_OK) {
-        if (model_save(&m, out_path, version) != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
-            (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0))
+        atomic_group_begin(); // the model, log and plot all, or none (a full disk at the plot keeps the old model)
+        int failed = model_save(&m, out_path, version) != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
+                     (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0);
+        if (atomic_group_end(!failed) != 0) failed = 1;
+        if (failed)
             rc = EXIT_FAILURE_RUN;
         else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
         if (rc == EXIT_OK && interrupted()) {

@@ -61,6 +61,10 @@ void error_msg(const char* fmt, ...) {
 static char live_temps[MAX_LIVE_TEMPS][4160];
 static volatile sig_atomic_t live_temp_used[MAX_LIVE_TEMPS];
 
+// a group of writes (atomic_group_begin): the temp files written and closed, renamed at the end
+static int group_open = 0, group_n = 0;
+static char group_tmp[MAX_LIVE_TEMPS][4160], group_path[MAX_LIVE_TEMPS][4096];
+
 static void temp_register(const char* tmp_path) {
     for (int i = 0; i < MAX_LIVE_TEMPS; i++)
         if (!live_temp_used[i]) {
@@ -260,6 +264,14 @@ int atomic_commit(AtomicFile* af) {
         temp_unregister(af->tmp_path);
         return -1;
     }
+    if (group_open) { // atomic_group_end renames it, with the others
+        if (group_n < MAX_LIVE_TEMPS) {
+            snprintf(group_tmp[group_n], sizeof(group_tmp[0]), "%s", af->tmp_path);
+            snprintf(group_path[group_n], sizeof(group_path[0]), "%s", af->path);
+            group_n++;
+            return 0;
+        } // (more files than a group holds: this one is renamed now, as without a group)
+    }
     int renamed = rename(af->tmp_path, af->path);
     err = errno;
     if (renamed != 0) unlink(af->tmp_path);
@@ -269,6 +281,26 @@ int atomic_commit(AtomicFile* af) {
         return -1;
     }
     return 0;
+}
+
+void atomic_group_begin(void) {
+    group_open = 1;
+    group_n = 0;
+}
+
+int atomic_group_end(int commit) {
+    int status = 0;
+    for (int i = 0; i < group_n; i++) {
+        if (commit && status == 0 && rename(group_tmp[i], group_path[i]) != 0) {
+            error_msg("%s: cannot rename %s into place: %s", group_path[i], group_tmp[i], strerror(errno));
+            status = -1;
+        }
+        if (!commit || status != 0) unlink(group_tmp[i]);
+        temp_unregister(group_tmp[i]);
+    }
+    group_open = 0;
+    group_n = 0;
+    return status;
 }
 
 void atomic_abort(AtomicFile* af) {

@@ -47,6 +47,12 @@ typedef struct {
 int atomic_open(AtomicFile* af, const char* path);    // 0 on success
 int atomic_commit(AtomicFile* af);                    // flush + fsync + rename; 0 on success
 void atomic_abort(AtomicFile* af);                    // close and delete the temp file
+// All or none: between atomic_group_begin and atomic_group_end, atomic_commit writes, syncs and
+// closes the temp file but leaves the rename to atomic_group_end(1), which renames them all (0 if
+// every rename worked); atomic_group_end(0) deletes them. For the outputs of one run (defend's
+// model, log and plot): a full disk at the last leaves the old files, not a mix.
+void atomic_group_begin(void);
+int atomic_group_end(int commit);
 // removes the temp files of every atomic write under way (async-signal-safe: for a signal
 // handler, or running out of memory)
 void atomic_cleanup_all(void);
