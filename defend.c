@@ -1062,8 +1062,8 @@ int defend_main(int argc, char** argv) {
     if (rc) return rc;
     // the log and plot are written after the model, so that they never describe a run that
     // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes
-    // neither. One that comes during the writes lets them finish (no temp file is left) and
-    // still exits EXIT_INTERRUPTED.
+    // neither. One that comes during the writes lets them finish, then renames none of them
+    // (they are one group) and exits EXIT_INTERRUPTED.
     DefenseConfig run = cfg;
     run.log_path = run.plot_path = NULL;
     DefenseLog log = {0};
@@ -1073,14 +1073,14 @@ int defend_main(int argc, char** argv) {
         atomic_group_begin(); // the model, log and plot all, or none (a full disk at the plot keeps the old model)
         int failed = model_save(&m, out_path, version) != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
                      (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0);
-        if (atomic_group_end(!failed) != 0) failed = 1;
+        int stopped = !failed && interrupted(); // Ctrl-C during the writes: none of them, as during the loop
+        if (atomic_group_end(!failed && !stopped) != 0) failed = 1;
         if (failed)
             rc = EXIT_FAILURE_RUN;
-        else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
-        if (rc == EXIT_OK && interrupted()) {
-            error_msg("defend: interrupted (Ctrl-C) after the last step, while writing; the outputs are complete");
+        else if (stopped) {
+            error_msg("defend: interrupted (Ctrl-C) while writing the outputs; none written");
             rc = EXIT_INTERRUPTED;
-        }
+        } else fprintf(stderr, "defend: %s (v%d) written; log %s, plot %s\n", out_path, version, cfg.log_path, cfg.plot_path);
     }
     interrupt_release();
     free_defense_log(&log);

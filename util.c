@@ -42,13 +42,23 @@ void* malloc_huge(size_t size) {
     return p;
 }
 
+// One line, whatever the message holds: a path with a newline (or a terminal escape) in it is
+// printed escaped, "\n", "\x1b", so a script reading stderr line by line sees one error.
 void error_msg(const char* fmt, ...) {
+    char msg[8192], line[4 * sizeof(msg) + 16];
     va_list ap;
     va_start(ap, fmt);
-    fputs("mosr: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    size_t n = 0;
+    for (const unsigned char* p = (const unsigned char*)msg; *p; p++) {
+        if (*p >= 0x20 && *p != 0x7f) line[n++] = (char)*p;
+        else if (*p == '\n') { line[n++] = '\\'; line[n++] = 'n'; }
+        else if (*p == '\t') { line[n++] = '\\'; line[n++] = 't'; }
+        else n += (size_t)snprintf(line + n, 5, "\\x%02x", *p);
+    }
+    line[n] = '\0';
+    fprintf(stderr, "mosr: %s\n", line);
 }
 
 // ----------------------------------------------------------------------------
