@@ -565,6 +565,9 @@ static void set_handler(int sig, void (*handler)(int), struct sigaction* old) {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = handler;
+    // a write blocked on a slow pipe resumes after a Ctrl-C that only raises the flag, instead of
+    // failing with EINTR
+    if (handler == on_interrupt) sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(sig, &sa, old);
 }
