@@ -296,12 +296,10 @@ int model_save(const Model* m, const char* path, int version) {
     write_checkpoint(m, af.f, version);
     // a short write shows up as a size mismatch; fwrite errors show up in ferror at commit (the
     // only check for a device, FIFO or pipe written in place: they have no position to ask)
-    if (!af.in_place) {
-        int flushed = fflush(af.f) == 0;
-        int err = errno;
+    if (!af.in_place && fflush(af.f) == 0 && !ferror(af.f)) { // (else atomic_commit says why)
         long written = ftell(af.f);
-        if (!flushed || written < 0 || (uint64_t)written != checkpoint_bytes(&m->config, version)) {
-            error_msg("%s: write failed (%ld bytes written): %s", path, written, strerror(flushed ? EIO : err));
+        if (written < 0 || (uint64_t)written != checkpoint_bytes(&m->config, version)) {
+            error_msg("%s: write failed (%ld bytes written)", path, written);
             atomic_abort(&af);
             return -1;
         }

@@ -261,9 +261,13 @@ int atomic_commit(AtomicFile* af) {
     }
     // the data must be on disk before the rename makes it visible, or a power cut could leave
     // a renamed but empty file
-    // (ferror says a write failed earlier but not why: errno may since have been overwritten;
-    // writing nothing more brings the reason back for a full disk)
-    int bad = ferror(af->f), err = errno;
+    // (ferror says a write failed earlier but not why, errno may since have been overwritten: one
+    // byte more at the end of the temp file, which is deleted anyway, brings the reason back)
+    int bad = ferror(af->f), err = EIO;
+    if (bad) {
+        off_t end = lseek(fileno(af->f), 0, SEEK_END);
+        if (end >= 0 && pwrite(fileno(af->f), "", 1, end) < 0) err = errno;
+    }
     if (!bad && fflush(af->f) != 0) { bad = 1; err = errno; }
     if (!bad && fsync(fileno(af->f)) != 0) { bad = 1; err = errno; }
     if (fclose(af->f) != 0 && !bad) { bad = 1; err = errno; }
