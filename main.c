@@ -53,6 +53,7 @@ static const Command commands[] __attribute__((unused)) = {
 // count the OpenMP runtime would choke on is refused before it starts (these replace or run
 // before library code, so they live in the binary only, never in the tests that link util.o)
 
+#ifndef __SANITIZE_ADDRESS__ // AddressSanitizer brings its own malloc and mmap, and reports itself
 // "mosr: out of memory (needed N MB)", plus the address-space limit when there is one (ulimit -v:
 // what a small limit means is clearer with the number). Async-signal-safe: called from inside
 // malloc, where stdio may hold a lock; the temp files of atomic writes are removed, and _exit
@@ -72,7 +73,6 @@ static void out_of_memory(size_t needed) {
     _exit(EXIT_FAILURE_RUN);
 }
 
-#ifndef __SANITIZE_ADDRESS__ // AddressSanitizer brings its own malloc and mmap, and reports itself
 // Every allocation of the process, the libraries' included, goes through these (glibc lets a
 // program replace malloc; __libc_* are its own). Failure ends the run with the line above,
 // instead of a NULL that each caller reports its own way (or not at all: 2-4 lines, exit 1, 2 or
