@@ -533,11 +533,12 @@ interrupt() {
     local pid=$! waited=0
     until grep -q "^step " "$OD/int.err" 2>/dev/null || [ $waited -ge 3000 ]; do sleep 0.05; waited=$((waited + 1)); done   # up to 150 s: a loaded machine
     kill -"${SIG:-INT}" $pid   # SIG=TERM / SIG=HUP: handled as Ctrl-C
-    waited=0   # a build that ignores the signal must not hang the test: killed after 30 s
-    while kill -0 $pid 2>/dev/null && [ $waited -lt 600 ]; do sleep 0.05; waited=$((waited + 1)); done
+    waited=0   # a build that ignores the signal must not hang the test: killed after 120 s
+    while kill -0 $pid 2>/dev/null && [ $waited -lt 2400 ]; do sleep 0.05; waited=$((waited + 1)); done
     kill -KILL $pid 2>/dev/null
     wait $pid
     rc=$?
+    [ $rc -eq 137 ] && tail -3 "$OD/int.err" | sed "s/^/    $name, killed 120 s after the signal: /" >&2
     left=$(cd "$OD/int" && ls)
 }
 interrupt train train -z "$Z" --data "$FX/data.jsonl" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 \
