@@ -723,6 +723,11 @@ expect 2 "--dump: an empty path" "${EV[@]}" --dump ''
 expect 2 "-o: an empty path" "${TC[@]}" -o ''
 expect 2 "-o: an empty path" defend "$M" -z "$Z" -o '' --data "$FX/data.jsonl" --reference "$FX/reference.jsonl"
 
+ok_run "analyze --out with missing parents" 0 analyze "$M" -z "$Z" --benign-train "$FX/data.jsonl" \
+    --malicious-train "$FX/data.jsonl" --benign-test "$FX/data.jsonl" --malicious-test "$FX/data.jsonl" \
+    --pseudo "$FX/data.jsonl" --refusals "$REF" --no-vocab --max-new 4 --out "$OD/mk/a/b"
+if [ -s "$OD/mk/a/b/analyze.json" ]; then pass; else fail "analyze --out a/b: the directories were not made"; fi
+
 # M9. a read-only target is refused, not replaced (the mode bits, so root too)
 echo "keep me" > "$OD/ro.bin"
 chmod 444 "$OD/ro.bin"
