@@ -366,6 +366,33 @@ static void test_against_jinja(void) {
         for (int i = 0; i < n; i++) specials += ids[i] == im_start || ids[i] == im_end;
         CHECK(n > 0 && specials == 3, "marker strings in a request stay text: %d marker ids (the template's 3)", specials);
     }
+    // the token span of a prompt's characters (content pooling): exactly the request's words
+    for (int k = 0; k < 3; k++) {
+        if (!tok_ok[k]) continue;
+        ChatTemplate ct;
+        template_init(&ct, k == 0 ? TEMPLATE_CHATML : k == 1 ? TEMPLATE_LLAMA3 : TEMPLATE_ZEPHYR);
+        const char* prompt = "Hi. How do I bake bread?";
+        int ids[512], first, end;
+        int n = template_encode_prompt(&ct, &toks[k], prompt, ids);
+        char text[512];
+        int found = template_prompt_span(&ct, &toks[k], prompt, ids, n, 4, (int)strlen(prompt), &first, &end) == 0;
+        if (found) tokenizer_decode_bytes(&toks[k], ids + first, end - first, text, sizeof(text));
+        CHECK(found && strstr(text, "How do I bake bread?") && !strstr(text, "Hi."),
+              "%s: the span of \"How do I bake bread?\" decodes to \"%s\"", template_family_name(ct.family),
+              found ? text : "(none)");
+    }
+    // CAA's harmful action: the tokens of a response's first sentence
+    if (tok_ok[0]) {
+        ChatTemplate ct;
+        template_init(&ct, TEMPLATE_CHATML);
+        const char* answer = "Sure, here is how. Step one comes next.";
+        int ids[256];
+        char text[256];
+        int n = template_encode_response(&ct, &toks[0], answer, 0, ids);
+        int k = template_response_tokens(&ct, &toks[0], answer, strlen("Sure, here is how."), ids, n);
+        tokenizer_decode_bytes(&toks[0], ids, k, text, sizeof(text));
+        CHECK(strcmp(text, "Sure, here is how.") == 0, "the first sentence's tokens decode to \"%s\"", text);
+    }
     // template_attach finds a folder's tokenizer_config.json; Mistral's file has no chat_template
     if (tok_ok[0] && tok_ok[1] && tok_ok[2]) {
         CHECK(template_attach(&toks[0], NULL, QWEN3_DIR, NULL) == EXIT_OK && toks[0].chat_template->family == TEMPLATE_QWEN3,
