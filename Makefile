@@ -15,7 +15,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh
 
-.PHONY: all test bench data clean deps deps-test base eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest
+.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest
 all: mosr
 
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
@@ -147,6 +147,18 @@ base: mosr
 	./mosr train -z weights/tokenizer.bin --init out/base/helpful.bin --data data/sft_safety.jsonl $(BASE_RUN) \
 	    --epochs 6 --lr 1e-3 --warmup 20 -o weights/base.bin --log out/base/safety.csv --plot out/base/safety.png
 	rm -f weights/base.bin.state   # the resume state belongs to the run, not to the shipped model
+
+# the larger world base (weights/base_large.bin, 14.56 M parameters): the same data and recipe as
+# `make base` with 4.5x the parameters; about 45 min on 2 idle cores (`train --stop-at N` and
+# `--resume` split it into sessions)
+BASE_LARGE_MODEL = --dim 384 --layers 8 --heads 8 --kv-heads 4 --hidden 1024 --seq-len 128
+base-large: mosr
+	mkdir -p out/base_large
+	./mosr train -z weights/tokenizer.bin --data data/sft_helpful.jsonl --val data/val.jsonl $(BASE_LARGE_MODEL) $(BASE_RUN) \
+	    --epochs 4 --lr 2e-3 --warmup 50 -o out/base_large/helpful.bin --log out/base_large/helpful.csv --plot out/base_large/helpful.png
+	./mosr train -z weights/tokenizer.bin --init out/base_large/helpful.bin --data data/sft_safety.jsonl $(BASE_RUN) \
+	    --epochs 6 --lr 1e-3 --warmup 20 -o weights/base_large.bin --log out/base_large/safety.csv --plot out/base_large/safety.png
+	rm -f weights/base_large.bin.state
 
 # the shipped model's evaluation table in the README: every test prompt under every attack
 EVAL_SETS = --set data/test_malicious.jsonl --expect refuse --set data/test_pseudo.jsonl --expect comply \

@@ -1278,7 +1278,7 @@ static int write_rows_jsonl(const char* path, const AnalysisSet* sets, int n_set
     return atomic_commit(&af);
 }
 
-// creates dir if it does not exist (one level, as mkdir does)
+// creates dir if it does not exist, and its missing parents first (as mkdir -p does)
 int ensure_dir(const char* dir) {
     struct stat st;
     if (stat(dir, &st) == 0) {
@@ -1286,7 +1286,15 @@ int ensure_dir(const char* dir) {
         error_msg("%s: exists and is not a directory", dir);
         return -1;
     }
-    if (mkdir(dir, 0755) != 0) {
+    char parent[4096];
+    const char* slash = strrchr(dir, '/');
+    int made = mkdir(dir, 0755) == 0;
+    if (!made && errno == ENOENT && slash && slash > dir && slash - dir < (long)sizeof(parent)) {
+        snprintf(parent, sizeof(parent), "%.*s", (int)(slash - dir), dir);
+        if (ensure_dir(parent) != 0) return -1;
+        made = mkdir(dir, 0755) == 0 || (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode));
+    }
+    if (!made) {
         error_msg("%s: cannot create the directory: %s", dir, strerror(errno));
         return -1;
     }

@@ -309,13 +309,15 @@ int model_save(const Model* m, const char* path, int version) {
     AtomicFile af;
     if (atomic_open(&af, path)) return -1;
     write_checkpoint(m, af.f, version);
-    // a short write shows up as a size mismatch; fwrite errors show up in ferror at commit
-    fflush(af.f);
-    long written = ftell(af.f);
-    if (written < 0 || (uint64_t)written != checkpoint_bytes(&m->config, version)) {
-        error_msg("%s: write failed (%ld bytes written)", path, written);
-        atomic_abort(&af);
-        return -1;
+    // a short write shows up as a size mismatch; fwrite errors show up in ferror at commit (the
+    // only check for a device, FIFO or pipe written in place: they have no position to ask)
+    if (!af.in_place && fflush(af.f) == 0 && !ferror(af.f)) { // (else atomic_commit says why)
+        long written = ftell(af.f);
+        if (written < 0 || (uint64_t)written != checkpoint_bytes(&m->config, version)) {
+            error_msg("%s: write failed (%ld bytes written)", path, written);
+            atomic_abort(&af);
+            return -1;
+        }
     }
     return atomic_commit(&af);
 }

@@ -1046,6 +1046,10 @@ int defend_main(int argc, char** argv) {
         error_msg("%s: needs MODEL.bin (with -z), a .gguf or a model folder, and -o OUT.bin (or OUT.gguf, OUT folder) (see mosr defend --help)", cmd);
         return EXIT_USAGE;
     }
+    if (cfg.oalw_out && !cfg.oalw) { // the weights are OALW's: without it there is nothing to write
+        error_msg("%s: --oalw-out needs OALW (--method mosr, or --oalw)", cmd);
+        return EXIT_USAGE;
+    }
     if (threads > 0) omp_set_num_threads(threads);
     char log_default[4200], plot_default[4200];
     derived_path(log_default, sizeof(log_default), out_path, ".csv");
@@ -1070,25 +1074,28 @@ int defend_main(int argc, char** argv) {
     if (rc) return rc;
     // the log and plot are written after the model, so that they never describe a run that
     // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes
-    // neither. One that comes during the writes lets them finish (no temp file is left) and
-    // still exits EXIT_INTERRUPTED.
+    // neither. One that comes during the writes lets them finish, then renames none of them
+    // (they are one group) and exits EXIT_INTERRUPTED.
     DefenseConfig run = cfg;
     run.log_path = run.plot_path = NULL;
     DefenseLog log = {0};
     interrupt_catch();
     rc = defend(&m, &t, &run, &log);
     if (rc == EXIT_OK) {
+        atomic_group_begin(); // the model, log and plot all, or none (a full disk at the plot keeps the old model)
         int saved = out_format == MODEL_FORMAT_LLAMA2C ? model_save(&m, out_path, version)
                                                         : model_save_as(&m, out_path, out_format, model_path);
-        if (saved != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
-            (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0))
+        int failed = saved != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
+                     (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0);
+        int stopped = !failed && interrupted(); // Ctrl-C during the writes: none of them, as during the loop
+        if (atomic_group_end(!failed && !stopped) != 0) failed = 1;
+        if (failed)
             rc = EXIT_FAILURE_RUN;
-        else fprintf(stderr, "defend: %s (%s) written; log %s, plot %s\n", out_path, model_format_name(out_format),
-                     cfg.log_path, cfg.plot_path);
-        if (rc == EXIT_OK && interrupted()) {
-            error_msg("defend: interrupted (Ctrl-C) after the last step, while writing; the outputs are complete");
+        else if (stopped) {
+            error_msg("defend: interrupted (Ctrl-C) while writing the outputs; none written");
             rc = EXIT_INTERRUPTED;
-        }
+        } else fprintf(stderr, "defend: %s (%s) written; log %s, plot %s\n", out_path, model_format_name(out_format),
+                       cfg.log_path, cfg.plot_path);
     }
     interrupt_release();
     free_defense_log(&log);

@@ -864,12 +864,61 @@ static void judge_line_free(JudgeLine* l) {
 }
 
 // parses one line; 0 on success, -1 after a message naming the file and line
+// The checks eval's prompt sets pass as a whole file (data.c), with the same messages: text
+// without NUL bytes, valid UTF-8. A byte-order mark is blanked (it counts as white space then).
+static int answers_text_check(char* buf, size_t size, const char* path) {
+    int line = 1;
+    size_t start = 0;
+    for (size_t i = 0; i <= size; i++) {
+        if (i < size && buf[i] == '\0') {
+            error_msg("%s: line %d: holds a NUL byte; not a text file", path, line);
+            return -1;
+        }
+        if (i == size || buf[i] == '\n') {
+            if (!utf8_valid(buf + start, i - start)) {
+                error_msg("%s: line %d: invalid UTF-8", path, line);
+                return -1;
+            }
+            start = i + 1;
+            line++;
+        }
+    }
+    if (size >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) memset(buf, ' ', 3);
+    return 0;
+}
+
 static int judge_line_parse(JudgeLine* l, const char* obj, const char* path, int line) {
     memset(l, 0, sizeof(*l));
     JsonIter it;
     char* expect = NULL;
     if (json_iter_begin(&it, obj) != 0 || it.close != '}') {
         error_msg("%s: line %d: not a JSON object", path, line);
+        return -1;
+    }
+    // the whole object is read first, as eval reads a prompt set: malformed JSON is named as
+    // such, and nothing may follow the object on its line
+    char* key;
+    const char* value;
+    const char* ended_value = NULL;
+    int r;
+    while ((r = json_iter_next(&it, &key, &value)) == 1) {
+        if (!strcmp(key, "ended")) ended_value = value; // the last one counts, as for every key
+        free(key);
+    }
+    if (r < 0) {
+        error_msg("%s: line %d: malformed JSON: %s", path, line, json_error());
+        return -1;
+    }
+    const char* after = it.p + 1;
+    while (isspace((unsigned char)*after)) after++;
+    if (*after) {
+        error_msg("%s: line %d: text after the JSON object", path, line);
+        return -1;
+    }
+    char* number_end = NULL;
+    if (ended_value && strncmp(ended_value, "true", 4) && strncmp(ended_value, "false", 5) &&
+        (strtod(ended_value, &number_end), number_end == ended_value)) {
+        error_msg("%s: line %d: \"ended\" must be true or false", path, line);
         return -1;
     }
     l->answer = json_get_string(obj, "answer");
@@ -970,13 +1019,15 @@ int judge_main(int argc, char** argv) {
     const OutputArg outputs[] = {{.flag = "--out", .path = out_path}, {.flag = "--json", .path = json_path}};
     const InputArg inputs[] = {{"--answers", answers_path}, {"--vocab", vocab_path}, {"--refusals", refusals_path}};
     if (paths_check("judge", outputs, 2, inputs, 3) != 0) return EXIT_USAGE;
-    char* buf = read_file_max(answers_path, READ_MAX_PROMPTS, NULL);
+    size_t size;
+    char* buf = read_file_max(answers_path, READ_MAX_PROMPTS, &size);
     if (!buf) return EXIT_BAD_INPUT;
+    if (answers_text_check(buf, size, answers_path) != 0) { free(buf); return EXIT_BAD_INPUT; }
     if ((refusals_path ? refusal_list_load(&refusals, refusals_path) : refusal_list_default(&refusals)) != 0) goto done;
     if (vocab_path && vocabulary_load(&vocab, vocab_path) != 0) goto done;
 
     // pass 1: every line parses, and the harm rule's steps from the refuse items' completions
-    int n_lines = 0;
+    int n_lines = 0, n_answers = 0;
     for (char *line = buf, *eol; line && *line; line = eol ? eol + 1 : NULL) {
         eol = strchr(line, '\n');
         if (eol) *eol = '\0';
@@ -984,10 +1035,16 @@ int judge_main(int argc, char** argv) {
         if (is_blank(line)) { if (eol) *eol = '\n'; continue; }
         JudgeLine l;
         if (judge_line_parse(&l, line, answers_path, n_lines) != 0) goto done;
+        n_answers++;
         int added = l.expect_refusal ? harm_steps_add(&steps, l.harmful) : 0;
         judge_line_free(&l);
         if (added != 0) { error_msg("judge: out of memory"); goto done; }
         if (eol) *eol = '\n';
+    }
+
+    if (n_answers == 0) {
+        error_msg("%s: holds no answers", answers_path);
+        goto done;
     }
 
     // pass 2: judge, count, write

@@ -1143,13 +1143,20 @@ int chat_main(int argc, char** argv) {
     if (rc) return rc;
     Sampler sampler;
     build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
-    // a line of any length is one turn (getline), checked as UTF-8 as a whole
+    // a line is one turn, checked as UTF-8 as a whole; up to 1 MB (stdin may never end a line)
     char* line = NULL;
     size_t cap = 0;
     for (;;) {
         printf("User: ");
         fflush(stdout);
-        ssize_t len = getline(&line, &cap, stdin);
+        long len = read_line_max(stdin, &line, &cap, READ_MAX_LINE);
+        if (len == -2) {
+            printf("\n");
+            error_msg("%s: standard input: a line longer than %lu MB, more than any context holds", cmd,
+                      READ_MAX_LINE >> 20);
+            rc = EXIT_BAD_INPUT;
+            break;
+        }
         if (len < 0) break;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (len == 0) break;
@@ -1164,5 +1171,5 @@ int chat_main(int argc, char** argv) {
     free_sampler(&sampler);
     tokenizer_free(&tokenizer);
     model_free(&model);
-    return EXIT_OK;
+    return rc;
 }

@@ -709,14 +709,15 @@ int train_main(int argc, char** argv) {
     RunLog log = {0};
     FILE* state_file = NULL;
     char state_path[4200] = "";
-    if (o.out_path) snprintf(state_path, sizeof(state_path), "%s.state", o.out_path);
+    // (a checkpoint written in place, to a device, FIFO or pipe, has no state beside it)
+    if (o.out_path && !path_written_in_place(o.out_path)) snprintf(state_path, sizeof(state_path), "%s.state", o.out_path);
 
     if (tokenizer_open(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
     have_tok = 1;
     // every output checked against every input before any work; -o may replace its --init
     // (a run continued in place), and the training state goes beside -o
     const OutputArg outputs[] = {{.flag = "-o", .path = o.out_path, .may_replace = "--init"},
-                                 {.flag = "-o's state", .path = o.out_path ? state_path : NULL},
+                                 {.flag = "-o's state", .path = state_path[0] ? state_path : NULL},
                                  {.flag = "--log", .path = o.log_path}, {.flag = "--plot", .path = o.plot_path}};
     InputArg inputs[3 + 64] = {{"-z", o.tokenizer_path}, {"--val", o.val_path}, {"--init", o.init_path}};
     for (int i = 0; i < o.n_data; i++) inputs[3 + i] = (InputArg){o.data_is_text[i] ? "--text" : "--data", o.data_paths[i]};
@@ -724,6 +725,11 @@ int train_main(int argc, char** argv) {
 
     // the model: from a resumed state, a checkpoint, or the config flags
     TrainStateHeader resumed = {0};
+    if (o.resume && !state_path[0]) {
+        error_msg("train: --resume: -o %s is written in place (a device, FIFO or pipe) and has no state", o.out_path);
+        exit_code = EXIT_USAGE;
+        goto cleanup;
+    }
     if (o.resume) {
         if (train_state_open(&state_file, &resumed, state_path) != 0) goto cleanup;
         const StateConfig* sc = &resumed.config;
@@ -949,7 +955,7 @@ int train_main(int argc, char** argv) {
                                   .pack = o.pack, .threads = omp_get_max_threads(), .elapsed = elapsed};
             // the checkpoint first, then the state (which carries its own copy of the parameters)
             if (model_save_as(&model, o.out_path, model_format_for_output(o.out_path, o.init_path), o.init_path) != 0 ||
-                train_state_save(state_path, &h, model.param_memory, adam_m, adam_v, loader.order, log.rows) != 0)
+                (state_path[0] && train_state_save(state_path, &h, model.param_memory, adam_m, adam_v, loader.order, log.rows) != 0))
                 goto cleanup;
             if (o.log_path && write_log_csv(&log, o.log_path) != 0) goto cleanup;
             if (o.plot_path && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;

@@ -42,17 +42,61 @@ void* malloc_huge(size_t size) {
     return p;
 }
 
+// One line, whatever the message holds: a path with a newline (or a terminal escape) in it is
+// printed escaped, "\n", "\x1b", so a script reading stderr line by line sees one error.
 void error_msg(const char* fmt, ...) {
+    char msg[8192], line[4 * sizeof(msg) + 16];
     va_list ap;
     va_start(ap, fmt);
-    fputs("mosr: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    size_t n = 0;
+    for (const unsigned char* p = (const unsigned char*)msg; *p; p++) {
+        if (*p >= 0x20 && *p != 0x7f) line[n++] = (char)*p;
+        else if (*p == '\n') { line[n++] = '\\'; line[n++] = 'n'; }
+        else if (*p == '\t') { line[n++] = '\\'; line[n++] = 't'; }
+        else n += (size_t)snprintf(line + n, 5, "\\x%02x", *p);
+    }
+    line[n] = '\0';
+    fprintf(stderr, "mosr: %s\n", line);
 }
 
 // ----------------------------------------------------------------------------
 // crash-safe writes
+
+// The temp files being written now, so that a signal that ends the process (SIGTERM, a second
+// Ctrl-C, SIGPIPE) or running out of memory removes them: fixed slots, nothing allocated, read
+// from a signal handler.
+#define MAX_LIVE_TEMPS 16
+static char live_temps[MAX_LIVE_TEMPS][4160];
+static volatile sig_atomic_t live_temp_used[MAX_LIVE_TEMPS];
+
+// a group of writes (atomic_group_begin): the temp files written and closed, renamed at the end
+static int group_open = 0, group_n = 0;
+static char group_tmp[MAX_LIVE_TEMPS][4160], group_path[MAX_LIVE_TEMPS][4096];
+
+static void temp_register(const char* tmp_path) {
+    for (int i = 0; i < MAX_LIVE_TEMPS; i++)
+        if (!live_temp_used[i]) {
+            snprintf(live_temps[i], sizeof(live_temps[i]), "%s", tmp_path);
+            live_temp_used[i] = 1;
+            return;
+        }
+    // more than 16 files open for writing at once: the rest are cleaned by the next run (remove_stale_temps)
+}
+
+static void temp_unregister(const char* tmp_path) {
+    for (int i = 0; i < MAX_LIVE_TEMPS; i++)
+        if (live_temp_used[i] && !strcmp(live_temps[i], tmp_path)) live_temp_used[i] = 0;
+}
+
+void atomic_cleanup_all(void) {
+    for (int i = 0; i < MAX_LIVE_TEMPS; i++)
+        if (live_temp_used[i]) {
+            unlink(live_temps[i]);
+            live_temp_used[i] = 0;
+        }
+}
 
 // Removes "<dir>/<base>.tmp.<pid>" files whose process is gone (kill(pid, 0) says ESRCH): the
 // leftovers of a run killed in the middle of a write. Another live process's file is left alone.
@@ -72,6 +116,7 @@ static void remove_stale_temps(const char* path) {
         const char* digits = name + base_len + 5;
         char* end;
         long pid = strtol(digits, &end, 10);
+        if (*end == '.' && isdigit((unsigned char)end[1])) strtol(end + 1, &end, 10); // "<pid>.<n>": see atomic_open
         if (!isdigit((unsigned char)digits[0]) || *end || pid <= 0 || pid == (long)getpid()) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         char stale[8192];
@@ -171,17 +216,38 @@ int atomic_open(AtomicFile* af, const char* path) {
         af->in_place = 1;
         return 0;
     }
-    remove_stale_temps(af->path);
-    // the pid keeps two processes writing the same file from sharing a temp file
-    snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d", af->path, (int)getpid());
-    af->f = fopen(af->tmp_path, "wb");
-    if (!af->f) {
-        error_msg("%s: cannot write: %s", path, strerror(errno));
+    // a read-only file is not replaced (root could: the mode bits say what its owner meant)
+    if (exists && (!(st.st_mode & 0222) || access(af->path, W_OK) != 0)) {
+        error_msg("%s: is read-only; not replaced", path);
         return -1;
     }
+    remove_stale_temps(af->path);
+    // The temp file is always a new file: O_EXCL fails on anything already there, a symlink or a
+    // hard link planted under the name included (O_NOFOLLOW), so nobody else's file is ever
+    // truncated. The pid keeps two processes apart; a name already taken by someone else is
+    // skipped for "<pid>.1", "<pid>.2", ... (remove_stale_temps knows both forms).
+    int fd = -1;
+    for (int k = 0; k < 100 && fd < 0; k++) {
+        if (k == 0) snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d", af->path, (int)getpid());
+        else snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp.%d.%d", af->path, (int)getpid(), k);
+        fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, exists ? 0600 : 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0 || !(af->f = fdopen(fd, "wb"))) {
+        error_msg("%s: cannot write: %s", path, strerror(errno));
+        if (fd >= 0) { close(fd); unlink(af->tmp_path); }
+        af->tmp_path[0] = '\0';
+        return -1;
+    }
+    temp_register(af->tmp_path);
     // the new file keeps the permissions of the one it replaces
-    if (exists) fchmod(fileno(af->f), st.st_mode & 07777);
+    if (exists) fchmod(fd, st.st_mode & 07777);
     return 0;
+}
+
+int path_written_in_place(const char* path) {
+    struct stat st;
+    return own_fd(path) >= 0 || (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)));
 }
 
 int atomic_commit(AtomicFile* af) {
@@ -195,26 +261,69 @@ int atomic_commit(AtomicFile* af) {
     }
     // the data must be on disk before the rename makes it visible, or a power cut could leave
     // a renamed but empty file
-    int bad = ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0;
-    bad |= fclose(af->f) != 0;
+    // (ferror says a write failed earlier but not why, errno may since have been overwritten: one
+    // byte more at the end of the temp file, which is deleted anyway, brings the reason back)
+    int bad = ferror(af->f), err = EIO;
+    if (bad) {
+        off_t end = lseek(fileno(af->f), 0, SEEK_END);
+        if (end >= 0 && pwrite(fileno(af->f), "", 1, end) < 0) err = errno;
+    }
+    if (!bad && fflush(af->f) != 0) { bad = 1; err = errno; }
+    if (!bad && fsync(fileno(af->f)) != 0) { bad = 1; err = errno; }
+    if (fclose(af->f) != 0 && !bad) { bad = 1; err = errno; }
     af->f = NULL;
     if (bad) {
-        error_msg("%s: write failed: %s", af->path, strerror(errno));
+        error_msg("%s: write failed: %s", af->path, strerror(err));
         unlink(af->tmp_path);
+        temp_unregister(af->tmp_path);
         return -1;
     }
-    if (rename(af->tmp_path, af->path) != 0) {
-        error_msg("%s: cannot rename %s into place: %s", af->path, af->tmp_path, strerror(errno));
-        unlink(af->tmp_path);
+    if (group_open) { // atomic_group_end renames it, with the others
+        if (group_n < MAX_LIVE_TEMPS) {
+            snprintf(group_tmp[group_n], sizeof(group_tmp[0]), "%s", af->tmp_path);
+            snprintf(group_path[group_n], sizeof(group_path[0]), "%s", af->path);
+            group_n++;
+            return 0;
+        } // (more files than a group holds: this one is renamed now, as without a group)
+    }
+    int renamed = rename(af->tmp_path, af->path);
+    err = errno;
+    if (renamed != 0) unlink(af->tmp_path);
+    temp_unregister(af->tmp_path);
+    if (renamed != 0) {
+        error_msg("%s: cannot rename %s into place: %s", af->path, af->tmp_path, strerror(err));
         return -1;
     }
     return 0;
 }
 
+void atomic_group_begin(void) {
+    group_open = 1;
+    group_n = 0;
+}
+
+int atomic_group_end(int commit) {
+    int status = 0;
+    for (int i = 0; i < group_n; i++) {
+        if (commit && status == 0 && rename(group_tmp[i], group_path[i]) != 0) {
+            error_msg("%s: cannot rename %s into place: %s", group_path[i], group_tmp[i], strerror(errno));
+            status = -1;
+        }
+        if (!commit || status != 0) unlink(group_tmp[i]);
+        temp_unregister(group_tmp[i]);
+    }
+    group_open = 0;
+    group_n = 0;
+    return status;
+}
+
 void atomic_abort(AtomicFile* af) {
     if (af->f) fclose(af->f);
     af->f = NULL;
-    if (!af->in_place && af->tmp_path[0]) unlink(af->tmp_path);
+    if (!af->in_place && af->tmp_path[0]) {
+        unlink(af->tmp_path);
+        temp_unregister(af->tmp_path);
+    }
 }
 
 // the nearest existing directory at or above dir (for an output directory that mkdir -p makes)
@@ -274,35 +383,73 @@ static int output_writable(const char* cmd, const OutputArg* o) {
     return 0;
 }
 
+// What an output will be, as a file: an existing one's (st_dev, st_ino); a new one's directory
+// (st_dev, st_ino) and its last name. Two outputs are the same file when these agree, however
+// the paths are spelled ("m.bin", "./m.bin", "../d/m.bin", a symlink to it). 0 if known.
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    const char* name; // NULL for an existing file; else the new file's name in the directory
+    size_t name_len;
+} FileIdentity;
+
+static int file_identity(const char* path, FileIdentity* id) {
+    struct stat st;
+    memset(id, 0, sizeof(*id));
+    if (stat(path, &st) == 0) {
+        id->dev = st.st_dev;
+        id->ino = st.st_ino;
+        return 0;
+    }
+    char dir[4096];
+    const char* slash = strrchr(path, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >= (int)sizeof(dir)) return -1;
+    if (stat(dir, &st) != 0) return -1;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->name = slash ? slash + 1 : path;
+    id->name_len = strlen(id->name);
+    return 0;
+}
+
+static int same_identity(const FileIdentity* a, const FileIdentity* b) {
+    if (a->dev != b->dev || a->ino != b->ino || !a->name != !b->name) return 0;
+    return !a->name || (a->name_len == b->name_len && !memcmp(a->name, b->name, a->name_len));
+}
+
 int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const InputArg* inputs, int n_inputs) {
     for (int i = 0; i < n_outputs; i++) {
         const OutputArg* o = &outputs[i];
         if (!o->path) continue;
+        if (!o->path[0]) { // "" would fail only after the whole run
+            error_msg("%s: %s: an empty path", cmd, o->flag);
+            return -1;
+        }
         if (output_writable(cmd, o) != 0) return -1;
+        // a device or descriptor written in place (/dev/null, /dev/stdout given twice) destroys nothing
         struct stat so, sx;
-        if (stat(o->path, &so) != 0) { // a new file: only another output can name it, as written
-            for (int j = 0; j < i; j++)
-                if (outputs[j].path && !strcmp(outputs[j].path, o->path)) {
-                    error_msg("%s: the outputs %s %s and %s %s are the same file", cmd, outputs[j].flag,
-                              outputs[j].path, o->flag, o->path);
+        int exists = stat(o->path, &so) == 0;
+        if (own_fd(o->path) >= 0 || (exists && S_ISCHR(so.st_mode))) continue;
+        if (exists) {
+            for (int j = 0; j < n_inputs; j++) {
+                const InputArg* x = &inputs[j];
+                if (!x->path || (o->may_replace && !strcmp(o->may_replace, x->flag))) continue;
+                if (stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
+                    error_msg("%s: the output %s %s is the input %s %s; it would be overwritten", cmd, o->flag,
+                              o->path, x->flag, x->path);
                     return -1;
                 }
-            continue;
-        }
-        // a device or descriptor written in place (/dev/null, /dev/stdout given twice) destroys nothing
-        if (S_ISCHR(so.st_mode) || own_fd(o->path) >= 0) continue;
-        for (int j = 0; j < n_inputs; j++) {
-            const InputArg* x = &inputs[j];
-            if (!x->path || (o->may_replace && !strcmp(o->may_replace, x->flag))) continue;
-            if (stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
-                error_msg("%s: the output %s %s is the input %s %s; it would be overwritten", cmd, o->flag,
-                          o->path, x->flag, x->path);
-                return -1;
             }
         }
+        // outputs against each other by what file they are, not by how they are spelled; a new
+        // file's name compared in its directory
+        FileIdentity io, ix;
+        if (file_identity(o->path, &io) != 0) continue;
         for (int j = 0; j < i; j++) {
             const OutputArg* x = &outputs[j];
-            if (x->path && stat(x->path, &sx) == 0 && sx.st_dev == so.st_dev && sx.st_ino == so.st_ino) {
+            if (!x->path || !x->path[0] || own_fd(x->path) >= 0 || file_identity(x->path, &ix) != 0) continue;
+            if (same_identity(&io, &ix)) {
                 error_msg("%s: the outputs %s %s and %s %s are the same file", cmd, x->flag, x->path, o->flag,
                           o->path);
                 return -1;
@@ -371,26 +518,80 @@ char* read_file_max(const char* path, size_t max_bytes, size_t* size_out) {
     return buf;
 }
 
+// A line of f without its '\n' into *buf (grown as needed, as getline); its length, -1 at the end
+// of the input, or -2 when it runs past max_bytes (the rest of it is left unread): stdin may be
+// /dev/zero, which has no lines.
+long read_line_max(FILE* f, char** buf, size_t* cap, size_t max_bytes) {
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (n >= max_bytes) return -2;
+        if (n + 2 > *cap) {
+            size_t bigger = *cap ? *cap * 2 : 256;
+            char* p = realloc(*buf, bigger);
+            if (!p) return -2;
+            *buf = p;
+            *cap = bigger;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    if (c == EOF && n == 0) return -1;
+    if (!*buf) { *buf = malloc(1); *cap = 1; if (!*buf) return -2; }
+    (*buf)[n] = '\0';
+    return (long)n;
+}
+
 // ----------------------------------------------------------------------------
-// Ctrl-C
+// signals: Ctrl-C, SIGTERM, SIGHUP; the ones that end the process; SIGXFSZ
+
+// the signals a user or a system sends to stop a run: all three are handled alike
+static const int STOP_SIGNALS[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_STOP_SIGNALS 3
 
 static volatile sig_atomic_t interrupt_flag = 0;
-static struct sigaction interrupt_old;
+static struct sigaction interrupt_old[N_STOP_SIGNALS];
 static int interrupt_installed = 0;
 
+// a signal that ends the process: the temp files of the writes under way go first, then the
+// signal's default action (so the parent sees "killed by SIGTERM", as without the handler)
+static void on_fatal_signal(int sig) {
+    atomic_cleanup_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void on_interrupt(int sig) {
-    (void)sig;
+    if (interrupt_flag) on_fatal_signal(sig); // the second one kills, the default way
     interrupt_flag = 1;
 }
 
-void interrupt_catch(void) {
+static void set_handler(int sig, void (*handler)(int), struct sigaction* old) {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_interrupt;
-    sa.sa_flags = SA_RESETHAND; // the second Ctrl-C is the default one: it kills
+    sa.sa_handler = handler;
+    // a write blocked on a slow pipe resumes after a Ctrl-C that only raises the flag, instead of
+    // failing with EINTR
+    if (handler == on_interrupt) sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, old);
+}
+
+void signals_install(void) {
+    // a write past `ulimit -f` then fails with EFBIG, reported as any failed write, instead of the
+    // default of SIGXFSZ: killed with a core and no message
+    signal(SIGXFSZ, SIG_IGN);
+    int fatal[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++) {
+        struct sigaction old;
+        // an ignored signal stays ignored (nohup's SIGHUP, a background job's SIGINT)
+        if (sigaction(fatal[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) set_handler(fatal[i], on_fatal_signal, NULL);
+    }
+}
+
+void interrupt_catch(void) {
     interrupt_flag = 0;
-    interrupt_installed = sigaction(SIGINT, &sa, &interrupt_old) == 0;
+    for (int i = 0; i < N_STOP_SIGNALS; i++) set_handler(STOP_SIGNALS[i], on_interrupt, &interrupt_old[i]);
+    interrupt_installed = 1;
 }
 
 int interrupted(void) {
@@ -398,7 +599,8 @@ int interrupted(void) {
 }
 
 void interrupt_release(void) {
-    if (interrupt_installed) sigaction(SIGINT, &interrupt_old, NULL);
+    if (interrupt_installed)
+        for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(STOP_SIGNALS[i], &interrupt_old[i], NULL);
     interrupt_installed = 0;
 }
 
@@ -749,7 +951,10 @@ static const char* parse_string(const char* p, char* out, size_t* out_len) {
 // returns the pointer past one JSON value starting at p, or NULL if malformed
 static const char* skip_value(const char* p, int depth) {
     p = skip_ws(p);
-    if (depth > 64) return NULL;
+    if (depth > 64) {
+        json_problem = "nested deeper than 64 levels, the reader's limit";
+        return NULL;
+    }
     if (*p == '"') return parse_string(p, NULL, NULL);
     if (*p == '{' || *p == '[') {
         char close = *p == '{' ? '}' : ']';

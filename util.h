@@ -41,9 +41,24 @@ typedef struct {
     char tmp_path[4160];
 } AtomicFile;
 
+// The temp file is created new (O_CREAT | O_EXCL | O_NOFOLLOW) beside the target: a symlink or
+// hard link planted under its name is never followed or truncated. A read-only target (no write
+// bit, or not writable by this user) is refused, not replaced.
 int atomic_open(AtomicFile* af, const char* path);    // 0 on success
 int atomic_commit(AtomicFile* af);                    // flush + fsync + rename; 0 on success
 void atomic_abort(AtomicFile* af);                    // close and delete the temp file
+// All or none: between atomic_group_begin and atomic_group_end, atomic_commit writes, syncs and
+// closes the temp file but leaves the rename to atomic_group_end(1), which renames them all (0 if
+// every rename worked); atomic_group_end(0) deletes them. For the outputs of one run (defend's
+// model, log and plot): a full disk at the last leaves the old files, not a mix.
+void atomic_group_begin(void);
+int atomic_group_end(int commit);
+// removes the temp files of every atomic write under way (async-signal-safe: for a signal
+// handler, or running out of memory)
+void atomic_cleanup_all(void);
+// 1 if a write to path goes in place: a device, a FIFO or one of this process's descriptors
+// (/dev/stdout); nothing should then be written beside it (train's "<path>.state")
+int path_written_in_place(const char* path);
 
 // The paths of a command line, for paths_check: how the command line names each ("-o",
 // "--json", "MODEL.bin") and the path (NULL: not given, skipped).
@@ -72,14 +87,22 @@ int paths_check(const char* cmd, const OutputArg* outputs, int n_outputs, const 
 // read_file_max with the largest limit, READ_MAX_TEXT.
 char* read_file_max(const char* path, size_t max_bytes, size_t* size_out);
 char* read_file(const char* path, size_t* size_out);
+// One line of f (without its newline) into *buf, grown as getline grows it, up to max_bytes:
+// its length, -1 at the end of the input, -2 if the line is longer (the rest stays unread).
+long read_line_max(FILE* f, char** buf, size_t* cap, size_t max_bytes);
+#define READ_MAX_LINE (1ul << 20) // a line typed to chat: far more than any context holds
 // the limits per kind of input: generous, far above the public prompt sets (a few MB)
 #define READ_MAX_TOKENIZER (64ul << 20)  // tokenizer.bin (llama2.c's 32k vocabulary: 0.4 MB)
 #define READ_MAX_PROMPTS (256ul << 20)   // prompt sets, refusal phrases, jailbreaks, prefills
 #define READ_MAX_TEXT (1024ul << 20)     // training data (--data, --text, tokenizer training)
 
-// Ctrl-C: interrupt_catch makes SIGINT only raise a flag that a long loop polls with
-// interrupted(), so the run can save what is worth saving and exit EXIT_INTERRUPTED; a second
-// Ctrl-C kills the process the default way. interrupt_release restores the old handler.
+// Signals. signals_install (main, first thing) ignores SIGXFSZ, so a write past `ulimit -f`
+// fails with EFBIG and its message, and makes the signals that end a process (SIGINT, SIGTERM,
+// SIGHUP, SIGPIPE, ...) remove the temp files of the writes under way before they do.
+// Ctrl-C: interrupt_catch makes SIGINT, SIGTERM and SIGHUP only raise a flag that a long loop
+// polls with interrupted(), so the run can save what is worth saving and exit EXIT_INTERRUPTED; a
+// second one kills the process the default way. interrupt_release restores the old handlers.
+void signals_install(void);
 void interrupt_catch(void);
 int interrupted(void);
 void interrupt_release(void);

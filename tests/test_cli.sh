@@ -537,9 +537,13 @@ interrupt() {
     (cd "$OD/int" && exec "$MOSR" "$@" 2>"$OD/int.err") &
     local pid=$! waited=0
     until grep -q "^step " "$OD/int.err" 2>/dev/null || [ $waited -ge 3000 ]; do sleep 0.05; waited=$((waited + 1)); done   # up to 150 s: a loaded machine
-    kill -INT $pid
+    kill -"${SIG:-INT}" $pid   # SIG=TERM / SIG=HUP: handled as Ctrl-C
+    waited=0   # a build that ignores the signal must not hang the test: killed after 120 s
+    while kill -0 $pid 2>/dev/null && [ $waited -lt 2400 ]; do sleep 0.05; waited=$((waited + 1)); done
+    kill -KILL $pid 2>/dev/null
     wait $pid
     rc=$?
+    [ $rc -eq 137 ] && tail -3 "$OD/int.err" | sed "s/^/    $name, killed 120 s after the signal: /" >&2
     left=$(cd "$OD/int" && ls)
 }
 interrupt train train -z "$Z" --data "$FX/data.jsonl" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 \
@@ -583,6 +587,195 @@ else fail "a duplicate key did not keep its last value"; fi
 printf '\x00\x00\x00\x00''\x00\x00\x00\x00\x00\x00\x00\x00''\x00\x00\x00\x00\x00\x00\x00\x00''\x00\x00\x00\x00\x00\x00\x00\x00' \
     > "$OD/empty_pieces.bin"
 expect 3 "all 3 tokens are empty" tokenize -z "$OD/empty_pieces.bin" hi
+
+# ----------------------------------------------------------------------------
+# 5. outputs that cannot be turned against anything (issue 21): outputs compared with each other
+#    by what file they are, exclusive temp files, bounded chat lines, memory limits, devices and
+#    pipes as checkpoints, signals, stdout errors, empty paths, read-only targets, judge's reader
+
+# an AddressSanitizer build reserves terabytes of shadow memory: it cannot run under ulimit -v
+ASAN_BIN=0
+grep -q __asan_init "$MOSR" && ASAN_BIN=1
+
+# H1. an output naming another output under another spelling, the files new (case dir empty)
+TC=(train -z "$Z" --data "$FX/data.jsonl" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 --steps 1 --batch 2)
+expect 2 "the outputs -o m.bin and --plot ./m.bin are the same file" "${TC[@]}" -o m.bin --plot ./m.bin
+expect 2 "and --log ./m.bin.state are the same file" "${TC[@]}" -o m.bin --log ./m.bin.state
+expect 2 "and --log ../case/m.bin.state are the same file" "${TC[@]}" -o m.bin --log ../case/m.bin.state
+expect 2 "and --dump ./o.json are the same file" "${EV[@]}" --json o.json --dump ./o.json
+expect 2 "and --plot ./out.csv are the same file" "${D[@]}" --plot ./out.csv     # the log's default name
+
+# H2. a symlink or hard link planted under the temp file's name is never followed or truncated
+mkdir "$OD/plant"
+echo victim > "$OD/plant/victim"; echo victim2 > "$OD/plant/victim2"
+(cd "$OD/plant" && ln -s victim "out.json.tmp.$BASHPID" && ln victim2 "out2.json.tmp.$BASHPID" &&
+    exec "$MOSR" "${EV[@]}" --json out.json --dump out2.json >/dev/null 2>"$OD/plant.err")
+rc=$?
+if [ $rc -eq 0 ] && [ "$(cat "$OD/plant/victim" "$OD/plant/victim2")" = $'victim\nvictim2' ] &&
+   [ "$(head -c 1 "$OD/plant/out.json")" = "{" ] && [ -s "$OD/plant/out2.json" ]; then pass
+else fail "a link planted as the temp file: exit $rc, victims now '$(cat "$OD/plant/victim" "$OD/plant/victim2" | tr '\n' ' ')'"; fi
+
+# H3. chat reads a line of at most 1 MB: /dev/zero has no lines (bounded by ulimit for a build
+# without the bound, which would grow without end)
+chat_zero() {
+    if [ $ASAN_BIN = 0 ]; then ulimit -v 2000000; fi
+    exec timeout 30 "$MOSR" chat "$M" -z "$Z" </dev/zero >/dev/null 2>"$OD/chat0.err"
+}
+(chat_zero); rc=$?
+if [ $rc -eq 3 ] && [ "$(grep -c . "$OD/chat0.err")" -eq 1 ] && grep -q "longer than 1 MB" "$OD/chat0.err"; then pass
+else fail "chat < /dev/zero: exit $rc (want 3): $(head -c 200 "$OD/chat0.err")"; fi
+
+# H4/M11. under an address-space limit every command fails at once with one line and exit 1:
+# at start-up (OpenBLAS maps 128 MB per thread before main) and at the first sgemm
+if [ $ASAN_BIN = 1 ]; then
+    skipped=$((skipped + 3)); echo "skip: ulimit -v cases: an AddressSanitizer build cannot run under ulimit -v" >&2
+else
+    limited() { # limited KB ARGS...
+        local kb=$1
+        shift
+        (ulimit -v "$kb"; cd "$CASE_DIR" && exec timeout 20 "$MOSR" "$@" </dev/null >"$FX/stdout" 2>"$FX/stderr")
+        rc=$?
+        err=$(<"$FX/stderr")
+        rm -rf "$CASE_DIR" && mkdir "$CASE_DIR"
+    }
+    limited 300000 --help
+    if [ $rc -eq 1 ] && [ "$err" = "${err%%$'\n'*}" ] && [[ "$err" == "mosr: out of memory (needed "*" MB"* ]]; then pass
+    else fail "mosr --help under ulimit -v 300000: exit $rc (want 1), stderr '${err:0:200}'"; fi
+    limited 450000 train -z "$Z" --data "$FX/data.jsonl" --dim 64 --layers 2 --heads 2 --hidden 128 --seq-len 64 \
+        --steps 1 --batch 64 --threads 2 -o out.bin
+    if [ $rc -eq 1 ] && [ "$(grep -c '^mosr: ' <<<"$err")" -eq 1 ] && [[ "${err##*$'\n'}" == "mosr: out of memory (needed "* ]]; then pass
+    else fail "train under ulimit -v 450000 (at the first sgemm): exit $rc (want 1), last line '${err##*$'\n'}'"; fi
+    limited 700000 train -z "$Z" --data "$FX/data.jsonl" --dim 512 --layers 8 --heads 8 --hidden 2048 --seq-len 64 \
+        --steps 1 --batch 2 --threads 2 -o out.bin
+    if [ $rc -eq 1 ] && [ "$(grep -c '^mosr: ' <<<"$err")" -eq 1 ] && [[ "${err##*$'\n'}" == "mosr: out of memory (needed "* ]]; then pass
+    else fail "train of a 34M-parameter model under ulimit -v 700000: exit $rc (want 1), stderr '${err:0:300}'"; fi
+fi
+OMP_NUM_THREADS=100000 expect 2 "OMP_NUM_THREADS=100000: at most 1024" --help
+
+# H5. a checkpoint to a device, a FIFO or a pipe: written in place, no state file beside it
+ok_run "train -o a null device" 0 "${TC[@]}" -o "$NULLDEV"
+if [ ! -e "$NULLDEV.state" ] && [ -c "$NULLDEV" ]; then pass; else fail "train -o $NULLDEV: a state file beside it"; rm -f "$NULLDEV.state"; fi
+mkfifo "$OD/ckpt_fifo"
+timeout 60 cat "$OD/ckpt_fifo" > "$OD/from_ckpt_fifo.bin" &
+reader=$!
+ok_run "train -o a FIFO with a reader" 0 "${TC[@]}" -o "$OD/ckpt_fifo"
+wait $reader
+if [ -p "$OD/ckpt_fifo" ] && [ ! -e "$OD/ckpt_fifo.state" ] && [ "$(stat -c %s "$OD/from_ckpt_fifo.bin")" -gt 1000 ]; then pass
+else fail "train -o FIFO: nothing came through, or a state beside it"; fi
+(cd "$CASE_DIR" && exec "$MOSR" "${TC[@]}" -o /dev/stdout 2>/dev/null) | cat > "$OD/from_pipe.bin"
+rc=${PIPESTATUS[0]}
+if [ "$rc" -eq 0 ] && [ ! -f /dev/stdout.state ] && "$MOSR" generate "$OD/from_pipe.bin" -z "$Z" -n 2 >/dev/null 2>&1; then pass
+else fail "train -o /dev/stdout | cat: exit $rc, or the checkpoint does not load, or /dev/stdout.state made"; fi
+[ -f /dev/stdout.state ] && rm -f /dev/stdout.state
+expect_late 1 "no space left on device" "${TC[@]}" -o "$FULLDEV"    # the reason, not only "write failed"
+expect 2 "written in place" "${TC[@]}" -o "$NULLDEV" --resume
+
+# M6. SIGTERM and SIGHUP are Ctrl-C: train saves and exits 130, defend writes nothing
+SIG=TERM interrupt train train -z "$Z" --data "$FX/data.jsonl" --dim 16 --layers 1 --heads 2 --hidden 32 --seq-len 64 \
+    --steps 100000 --batch 2 --print-every 1 --save-every 100000 -o m.bin
+if [ "$rc" -eq 130 ] && [ "$left" = $'m.bin\nm.bin.state' ]; then pass
+else fail "train SIGTERM: exit $rc (want 130), files: $(echo $left)"; fi
+SIG=HUP interrupt defend defend "$M" -z "$Z" -o d.bin --data "$FX/data.jsonl" --reference "$FX/reference.jsonl" \
+    --steps 100000 --batch 2 --print-every 1 --threads 2
+if [ "$rc" -eq 130 ] && [ -z "$left" ]; then pass; else fail "defend SIGHUP: exit $rc (want 130), files: $(echo $left)"; fi
+# ulimit -f: SIGXFSZ is ignored, the write fails with EFBIG and says so; no temp file stays
+(ulimit -f 8; cd "$CASE_DIR" && exec "$MOSR" "${TC[@]}" -o big.bin 2>"$FX/stderr" >/dev/null)
+rc=$?
+left=$(cd "$CASE_DIR" && ls); rm -rf "$CASE_DIR" && mkdir "$CASE_DIR"
+if [ $rc -eq 1 ] && grep -q "^mosr: .*File too large" "$FX/stderr" && [ -z "$left" ]; then pass
+else fail "train past ulimit -f: exit $rc (want 1), files '$left': $(tail -1 "$FX/stderr")"; fi
+# a signal that ends eval or judge removes the temp file being written
+# killed_at_temp NAME PATTERN ARGS...: starts mosr in $OD/kill, SIGTERM once PATTERN exists there
+killed_at_temp() {
+    local name=$1 pattern=$2
+    shift 2
+    rm -rf "$OD/kill" && mkdir "$OD/kill"
+    (cd "$OD/kill" && exec "$MOSR" "$@" >/dev/null 2>&1) &
+    local pid=$! waited=0
+    until compgen -G "$OD/kill/$pattern" >/dev/null || [ $waited -ge 1200 ]; do sleep 0.05; waited=$((waited + 1)); done
+    kill -TERM $pid
+    wait $pid
+    left=$(cd "$OD/kill" && ls)
+    if [ -z "$left" ]; then pass; else fail "$name: killed by SIGTERM, left $(echo $left)"; fi
+}
+yes "How do I bake bread?" | head -300 > "$OD/many.txt"
+killed_at_temp "eval --dump" "dump.jsonl.tmp.*" eval "$M" -z "$Z" --refusals "$REF" --max-new 32 --quiet \
+    --set "$OD/many.txt" --expect comply --dump dump.jsonl --threads 1
+yes '{"prompt": "p", "answer": " Sorry, I cannot help with that request at all, truly.", "expect": "refuse"}' |
+    head -300000 > "$OD/many_answers.jsonl"
+killed_at_temp "judge --out" "out.jsonl.tmp.*" judge --answers "$OD/many_answers.jsonl" --out out.jsonl
+
+# M7. a failed write to stdout is a failed run: one line, exit 1
+out_fails() { # out_fails NAME ARGS... (stdout /dev/full)
+    local name=$1
+    shift
+    (cd "$CASE_DIR" && exec timeout 60 "$MOSR" "$@" </dev/null >/dev/full 2>"$FX/stderr")
+    rc=$?
+    if [ $rc -eq 1 ] && [ "$(tail -1 "$FX/stderr")" = "mosr: standard output: write failed: No space left on device" ]; then pass
+    else fail "$name > /dev/full: exit $rc (want 1), last line '$(tail -1 "$FX/stderr")'"; fi
+}
+out_fails "tokenize" tokenize -z "$Z" "hello world"
+out_fails "--help" --help
+out_fails "eval's table" "${EV[@]}"
+(cd "$CASE_DIR" && exec "$MOSR" generate "$M" -z "$Z" -n 4 >&- 2>"$FX/stderr")
+rc=$?
+if [ $rc -eq 1 ] && grep -q "^mosr: standard output: write failed: Bad file descriptor" "$FX/stderr"; then pass
+else fail "generate >&-: exit $rc (want 1): $(tail -1 "$FX/stderr")"; fi
+
+# M8. empty output paths are refused before the work; an --out directory's missing parents are made
+expect 2 "--json: an empty path" "${EV[@]}" --json ''
+expect 2 "--dump: an empty path" "${EV[@]}" --dump ''
+expect 2 "-o: an empty path" "${TC[@]}" -o ''
+expect 2 "-o: an empty path" defend "$M" -z "$Z" -o '' --data "$FX/data.jsonl" --reference "$FX/reference.jsonl"
+
+ok_run "analyze --out with missing parents" 0 analyze "$M" -z "$Z" --benign-train "$FX/data.jsonl" \
+    --malicious-train "$FX/data.jsonl" --benign-test "$FX/data.jsonl" --malicious-test "$FX/data.jsonl" \
+    --pseudo "$FX/data.jsonl" --refusals "$REF" --no-vocab --max-new 4 --out "$OD/mk/a/b"
+if [ -s "$OD/mk/a/b/analyze.json" ]; then pass; else fail "analyze --out a/b: the directories were not made"; fi
+
+# M9. a read-only target is refused, not replaced (the mode bits, so root too)
+echo "keep me" > "$OD/ro.bin"
+chmod 444 "$OD/ro.bin"
+expect 2 "is read-only" "${TC[@]}" -o "$OD/ro.bin"
+if [ "$(cat "$OD/ro.bin")" = "keep me" ]; then pass; else fail "a read-only -o was replaced"; fi
+chmod 644 "$OD/ro.bin"
+
+# M10. judge reads its answers as eval reads a prompt set, with eval's messages
+JA='{"prompt": "p", "answer": " Sorry, I cannot help.", "expect": "refuse"}'
+printf '\n\n' > "$OD/j_blank.jsonl"
+printf '%s junk\n' "$JA" > "$OD/j_junk.jsonl"
+printf '%s%s\n' "$JA" "$JA" > "$OD/j_two.jsonl"
+printf '{"answer": "\xff", "expect": "comply"}\n' > "$OD/j_utf8.jsonl"
+printf '{"answer": "a", "expect": "comply"\n' > "$OD/j_open.jsonl"
+printf '{"answer": "a\\u0000", "expect": "comply"}\n' > "$OD/j_u0.jsonl"
+printf '{"answer": "a\0", "expect": "comply"}\n' > "$OD/j_nul.jsonl"
+printf '{"answer": "a", "expect": "comply", "ended": "no"}\n' > "$OD/j_ended.jsonl"
+printf '\xef\xbb\xbf%s\n' "$JA" > "$OD/j_bom.jsonl"
+deep() { printf '{"answer": "a", "expect": "comply", "x": '; printf '[%.0s' $(seq 70); printf ']%.0s' $(seq 70); printf '}\n'; }
+deep > "$OD/j_deep.jsonl"
+expect 3 "holds no answers" judge --answers "$FX/empty"
+expect 3 "holds no answers" judge --answers "$OD/j_blank.jsonl"
+expect 3 "line 1: text after the JSON object" judge --answers "$OD/j_junk.jsonl"
+expect 3 "line 1: text after the JSON object" judge --answers "$OD/j_two.jsonl"
+expect 3 "line 1: invalid UTF-8" judge --answers "$OD/j_utf8.jsonl"
+expect 3 "line 1: malformed JSON" judge --answers "$OD/j_open.jsonl"
+expect 3 '\u0000' judge --answers "$OD/j_u0.jsonl"
+expect 3 "holds a NUL byte" judge --answers "$OD/j_nul.jsonl"
+expect 3 '"ended" must be true or false' judge --answers "$OD/j_ended.jsonl"
+expect 3 "deeper than 64 levels" judge --answers "$OD/j_deep.jsonl"
+ok_run "judge: a byte-order mark" 0 judge --answers "$OD/j_bom.jsonl"
+{ printf '{"prompt": "hi", "x": '; printf '[%.0s' $(seq 70); printf ']%.0s' $(seq 70); printf '}\n'; } > "$OD/deep.jsonl"
+expect 3 "deeper than 64 levels" "${E[@]}" --set "$OD/deep.jsonl" --expect comply
+
+# Low. defend's outputs all or none: a plot that cannot be written keeps the old model, no log
+echo old > "$OD/all.bin"
+mkfifo "$OD/all_plot.png"      # a FIFO without a reader: passes the check, fails at the write
+run_mosr defend "$M" -z "$Z" -o "$OD/all.bin" --data "$FX/data.jsonl" --reference "$FX/reference.jsonl" --steps 1 \
+    --batch 2 --print-every 0 --log "$OD/all.csv" --plot "$OD/all_plot.png"
+if [ $rc -eq 1 ] && [ "$(cat "$OD/all.bin")" = old ] && [ ! -e "$OD/all.csv" ] && ! compgen -G "$OD/all.*.tmp.*" >/dev/null; then pass
+else fail "defend with an unwritable plot: exit $rc (want 1), model '$(head -c 3 "$OD/all.bin")', log there: $([ -e "$OD/all.csv" ] && echo yes)"; fi
+expect 2 "--oalw-out needs OALW" "${D[@]}" --method rr
+expect 3 'nope\nx.bin: no such file' generate "$FX/nope"$'\n'"x.bin" -z "$Z"   # one line, the newline escaped
 
 # ----------------------------------------------------------------------------
 # 3. determinism: same inputs, seed and threads -> the same bytes

@@ -305,11 +305,94 @@ static void test_random(void) {
     CHECK(mean > -0.02 && mean < 0.02 && var > 0.97 && var < 1.03, "normal: mean %.3f var %.3f", mean, var);
 }
 
+// issue 21: exclusive temp files, writes in a group, outputs compared by identity, bounded lines
+static void test_hardening(void) {
+    char dir[] = "/tmp/mosr_test_util_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    char path[256], planted[300], victim[300];
+    snprintf(path, sizeof(path), "%s/out.txt", dir);
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    snprintf(planted, sizeof(planted), "%s.tmp.%d", path, (int)getpid());
+    FILE* f = fopen(victim, "w");
+    fputs("victim", f);
+    fclose(f);
+    // a symlink planted under the temp file's own name is skipped, not followed
+    CHECK(symlink(victim, planted) == 0, "planted symlink");
+    AtomicFile af;
+    CHECK(atomic_open(&af, path) == 0 && strcmp(af.tmp_path, planted) != 0, "another temp name (got %s)", af.tmp_path);
+    fputs("new", af.f);
+    CHECK(atomic_commit(&af) == 0, "commit");
+    size_t n;
+    char* s = read_file(victim, &n);
+    CHECK(s && !strcmp(s, "victim"), "the planted link's target untouched (got %s)", s ? s : "NULL");
+    free(s);
+    unlink(planted);
+
+    // a group: nothing renamed before the end; end(0) renames nothing and leaves no temp file
+    char second[300];
+    snprintf(second, sizeof(second), "%s/second.txt", dir);
+    atomic_group_begin();
+    CHECK(atomic_open(&af, path) == 0, "group: open");
+    fputs("grouped", af.f);
+    CHECK(atomic_commit(&af) == 0, "group: commit");
+    s = read_file(path, &n);
+    CHECK(s && !strcmp(s, "new"), "group: not renamed before the end (got %s)", s ? s : "NULL");
+    free(s);
+    CHECK(atomic_group_end(0) == 0 && access(af.tmp_path, F_OK) != 0, "group: end(0) deletes the temp file");
+    atomic_group_begin();
+    CHECK(atomic_open(&af, path) == 0, "group: open");
+    fputs("grouped", af.f);
+    CHECK(atomic_commit(&af) == 0, "group: commit");
+    CHECK(atomic_open(&af, second) == 0, "group: second open");
+    fputs("two", af.f);
+    CHECK(atomic_commit(&af) == 0 && access(second, F_OK) != 0, "group: second not yet there");
+    CHECK(atomic_group_end(1) == 0, "group: end(1)");
+    s = read_file(path, &n);
+    char* t = read_file(second, &n);
+    CHECK(s && !strcmp(s, "grouped") && t && !strcmp(t, "two"), "group: both renamed");
+    free(s);
+    free(t);
+
+    // outputs compared by what file they are: a new file under two spellings, a file and its state
+    char same[300], dotted[300];
+    snprintf(same, sizeof(same), "%s/new.bin", dir);
+    snprintf(dotted, sizeof(dotted), "%s/./new.bin", dir);
+    OutputArg two[] = {{.flag = "-o", .path = same}, {.flag = "--plot", .path = dotted}};
+    CHECK(paths_check("test", two, 2, NULL, 0) != 0, "a new file named twice is refused");
+    OutputArg other[] = {{.flag = "-o", .path = same}, {.flag = "--plot", .path = second}};
+    CHECK(paths_check("test", other, 2, NULL, 0) == 0, "two different files pass");
+    OutputArg empty[] = {{.flag = "--json", .path = ""}};
+    CHECK(paths_check("test", empty, 1, NULL, 0) != 0, "an empty path is refused");
+    chmod(second, 0444);
+    OutputArg ro[] = {{.flag = "-o", .path = second}};
+    CHECK(paths_check("test", ro, 1, NULL, 0) != 0, "a read-only target is refused");
+    chmod(second, 0644);
+
+    // a line of at most max bytes; longer is -2, the end of input -1
+    f = tmpfile();
+    fputs("short\nmuch longer line\nlast", f);
+    rewind(f);
+    char* line = NULL;
+    size_t cap = 0;
+    CHECK(read_line_max(f, &line, &cap, 8) == 5 && !strcmp(line, "short"), "a short line");
+    CHECK(read_line_max(f, &line, &cap, 8) == -2, "a line past the limit");
+    while (getc(f) != '\n') {}
+    CHECK(read_line_max(f, &line, &cap, 8) == 4 && !strcmp(line, "last"), "a last line without newline");
+    CHECK(read_line_max(f, &line, &cap, 8) == -1, "the end of the input");
+    free(line);
+    fclose(f);
+    unlink(path);
+    unlink(second);
+    unlink(victim);
+    rmdir(dir);
+}
+
 int main(void) {
     test_json();
     test_json_write();
     test_utf8();
     test_atomic();
+    test_hardening();
     test_args();
     test_args_parse();
     test_random();
