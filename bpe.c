@@ -328,24 +328,26 @@ void bpe_free(Tokenizer* t) {
 
 // A tokenizer being built: the pieces by id, grown as ids appear (they may come in any order).
 typedef struct {
-    char** piece;  // (n) NULL where no token has the id (yet)
+    char** piece;  // (cap) NULL where no token has the id (yet)
     float* score;
-    int n;
+    int n;         // the highest id seen + 1: the vocabulary's size
+    int cap;
 } PieceTable;
 
 static int table_set(PieceTable* pt, const char* source, int id, const char* piece, float score) {
     if (id < 0 || id >= MAX_TOKEN_ID) { error_msg("%s: token id %d out of range", source, id); return -1; }
     if (strlen(piece) > MAX_PIECE_BYTES) { error_msg("%s: token %d is %zu bytes long", source, id, strlen(piece)); return -1; }
-    if (id >= pt->n) {
-        int n = id + 1 > pt->n * 2 ? id + 1 : pt->n * 2;
-        char** p = realloc(pt->piece, n * sizeof(char*));
+    if (id >= pt->cap) {
+        int cap = id + 1 > pt->cap * 2 ? id + 1 : pt->cap * 2;
+        char** p = realloc(pt->piece, cap * sizeof(char*));
         if (p) pt->piece = p;
-        float* s = realloc(pt->score, n * sizeof(float));
+        float* s = realloc(pt->score, cap * sizeof(float));
         if (s) pt->score = s;
         if (!p || !s) { error_msg("%s: out of memory", source); return -1; }
-        for (int i = pt->n; i < n; i++) { pt->piece[i] = NULL; pt->score[i] = 0; }
-        pt->n = n;
+        for (int i = pt->cap; i < cap; i++) { pt->piece[i] = NULL; pt->score[i] = 0; }
+        pt->cap = cap;
     }
+    if (id >= pt->n) pt->n = id + 1;
     char* copy = strdup(piece);
     if (!copy) { error_msg("%s: out of memory", source); return -1; }
     free(pt->piece[id]);
@@ -355,7 +357,7 @@ static int table_set(PieceTable* pt, const char* source, int id, const char* pie
 }
 
 static void table_free(PieceTable* pt) {
-    for (int i = 0; i < pt->n; i++) free(pt->piece[i]);
+    for (int i = 0; i < pt->cap; i++) free(pt->piece[i]);
     free(pt->piece);
     free(pt->score);
     memset(pt, 0, sizeof(*pt));

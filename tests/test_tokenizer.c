@@ -643,6 +643,8 @@ static void test_json_tokenizers(void) {
         Tokenizer t;
         if (tokenizer_open(&t, dirs[k], 0) != 0) { CHECK(0, "cannot open %s", dirs[k]); continue; }
         CHECK(t.kind == (k < 2 ? TOKENIZER_BYTE_BPE : TOKENIZER_SENTENCEPIECE_BPE), "%s: kind %d", dirs[k], t.kind);
+        const int sizes[3] = {128256, 151669, 32000};
+        CHECK(t.vocab_size == sizes[k], "%s: %d tokens, want %d", dirs[k], t.vocab_size, sizes[k]);
         test_stream(&t, dirs[k], "Hello 🤗 wörld 👨‍👩‍👧 ça 東京 \xe0\xa4\xb9\xe0\xa4\xbf");
         test_stream(&t, dirs[k], " x\n\n  y");
         int ids[64];
