@@ -462,7 +462,7 @@ static int finish_tokenizer(Tokenizer* t, BPE* b, PieceTable* pt, const char* so
         ptrdiff_t k = shgeti(b->by_piece, key);
         b->byte_id[i] = k < 0 ? -1 : b->by_piece[k].value;
     }
-    qsort(b->added, b->n_added, sizeof(AddedToken), added_longer_first);
+    if (b->n_added > 0) qsort(b->added, b->n_added, sizeof(AddedToken), added_longer_first); // (NULL when none)
     for (int i = 0; i < b->n_added; i++) b->starts_added[(unsigned char)b->added[i].content[0]] = 1;
     t->bpe = b;
     return 0;
