@@ -106,22 +106,6 @@ static uint32_t byte_to_char(int b) {
     return 0x100 + n;
 }
 
-static int put_utf8(char* out, uint32_t cp) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 // the code point at s[0..n) (well-formed UTF-8 assumed) and its length in *len
 static uint32_t get_utf8(const char* str, size_t n, int* len) {
     const unsigned char* s = (const unsigned char*)str;
@@ -246,7 +230,7 @@ static char* nfc_normalize(const char* s, size_t n, size_t* out_len) {
     if (!result) { arrfree(cps); return NULL; }
     size_t len = 0;
     if (simple) { memcpy(result, s, n); len = n; }
-    for (int i = 0; i < (int)arrlen(cps); i++) len += put_utf8(result + len, cps[i]);
+    for (int i = 0; i < (int)arrlen(cps); i++) len += utf8_put(result + len, cps[i]);
     result[len] = '\0';
     arrfree(cps);
     *out_len = len;
@@ -457,7 +441,7 @@ static int finish_tokenizer(Tokenizer* t, BPE* b, PieceTable* pt, const char* so
     for (int i = 0; i < b->n_added; i++) shput(b->by_piece, t->vocab[b->added[i].id], b->added[i].id);
     for (int i = 0; i < 256; i++) {
         char key[8];
-        if (b->byte_level) key[put_utf8(key, byte_to_char(i))] = '\0';
+        if (b->byte_level) key[utf8_put(key, byte_to_char(i))] = '\0';
         else snprintf(key, sizeof(key), "<0x%02X>", i);
         ptrdiff_t k = shgeti(b->by_piece, key);
         b->byte_id[i] = k < 0 ? -1 : b->by_piece[k].value;
@@ -1116,7 +1100,7 @@ static int encode_word(const BPE* b, const char* w, int n, IdList* out) {
     if (!spelled) return -1;
     int ns = 0;
     if (b->byte_level) {
-        for (int i = 0; i < n; i++) ns += put_utf8(spelled + ns, byte_to_char((unsigned char)w[i]));
+        for (int i = 0; i < n; i++) ns += utf8_put(spelled + ns, byte_to_char((unsigned char)w[i]));
     } else {
         memcpy(spelled, w, n);
         ns = n;

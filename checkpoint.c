@@ -15,10 +15,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "formats.h"
@@ -511,6 +513,30 @@ size_t dtype_bytes(DType t, size_t n) {
     case DTYPE_F16: case DTYPE_BF16: return 2 * n;
     case DTYPE_Q8_0: return n / 32 * 34;
     }
+    return 0;
+}
+
+// The tensor of spec s from a file's mapped bytes src (type t, `bytes` long): widened into the
+// model's block, its Q/K rows reordered from Hugging Face's halves to llama2.c's pairs when
+// halves_to_pairs. *scratch (*scratch_cap floats) is the permutation's buffer, grown as needed.
+// The pages read are not needed again, so they are dropped: the peak stays near the model's
+// block, not block + file. 0, or -1 when out of memory.
+int spec_fill(const TensorSpec* s, const void* src, DType t, size_t bytes, int halves_to_pairs,
+              float** scratch, size_t* scratch_cap) {
+    size_t numel = spec_numel(s);
+    if (halves_to_pairs) {
+        if (numel > *scratch_cap) {
+            free(*scratch);
+            *scratch_cap = numel;
+            if (!(*scratch = malloc(numel * sizeof(float)))) { *scratch_cap = 0; return -1; }
+        }
+        dtype_widen(*scratch, src, t, numel);
+        rows_halves_to_pairs(s->data, *scratch, s->perm_heads, s->head_size, s->cols ? s->cols : 1);
+    } else {
+        dtype_widen(s->data, src, t, numel);
+    }
+    uintptr_t page = (uintptr_t)src & ~(uintptr_t)4095, end = (uintptr_t)src + bytes;
+    madvise((void*)page, end - page, MADV_DONTNEED);
     return 0;
 }
 

@@ -47,6 +47,10 @@ void dtype_widen(float* dst, const void* src, DType t, size_t n);
 // narrows n floats into dst; Q8_0 needs n % 32 == 0
 void dtype_narrow(void* dst, const float* src, DType t, size_t n);
 size_t dtype_bytes(DType t, size_t n);
+// a spec's tensor from a file's mapped bytes: widened, Q/K rows halves -> pairs when asked, the
+// pages dropped after (checkpoint.c); 0, or -1 when out of memory
+int spec_fill(const TensorSpec* s, const void* src, DType t, size_t bytes, int halves_to_pairs,
+              float** scratch, size_t* scratch_cap);
 
 // maps path read-only (gguf.c); 0, or one error line and -1. An empty file gives map NULL, size 0.
 int map_file(const char* path, const unsigned char** map, size_t* size);

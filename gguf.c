@@ -666,21 +666,12 @@ int gguf_load(Model* m, const char* path) {
             failed = 1;
             break;
         }
-        size_t numel = spec_numel(s);
         const void* src = g->map + g->data_begin + t->offset;
-        if (s->perm_heads && permute) {
-            if (numel > tmp_cap) {
-                free(tmp);
-                tmp_cap = numel;
-                if (!(tmp = malloc(numel * sizeof(float)))) { error_msg("%s: out of memory", path); failed = 1; break; }
-            }
-            dtype_widen(tmp, src, dt, numel);
-            rows_halves_to_pairs(s->data, tmp, s->perm_heads, s->head_size, s->cols ? s->cols : 1);
-        } else {
-            dtype_widen(s->data, src, dt, numel);
+        if (spec_fill(s, src, dt, t->bytes, s->perm_heads > 0 && permute, &tmp, &tmp_cap) != 0) {
+            error_msg("%s: out of memory", path);
+            failed = 1;
+            break;
         }
-        uintptr_t page = (uintptr_t)src & ~(uintptr_t)4095, end = (uintptr_t)src + t->bytes;
-        madvise((void*)page, end - page, MADV_DONTNEED);
     }
     free(tmp);
     free(specs);

@@ -527,22 +527,12 @@ int hf_load(Model* m, const char* dir) {
             failed = 1;
             break;
         }
-        size_t numel = spec_numel(s);
         const void* src = f->map + f->data_begin + t->begin;
-        if (s->perm_heads) {
-            if (numel > tmp_cap) {
-                free(tmp);
-                tmp_cap = numel;
-                if (!(tmp = malloc(numel * sizeof(float)))) { error_msg("%s: out of memory", dir); failed = 1; break; }
-            }
-            dtype_widen(tmp, src, dt, numel);
-            rows_halves_to_pairs(s->data, tmp, s->perm_heads, s->head_size, s->cols ? s->cols : 1);
-        } else {
-            dtype_widen(s->data, src, dt, numel);
+        if (spec_fill(s, src, dt, t->end - t->begin, s->perm_heads > 0, &tmp, &tmp_cap) != 0) {
+            error_msg("%s: out of memory", dir);
+            failed = 1;
+            break;
         }
-        // the pages read are not needed again: keep the peak near the model's block, not block + file
-        uintptr_t page = (uintptr_t)src & ~(uintptr_t)4095, end = (uintptr_t)src + t->end - t->begin;
-        madvise((void*)page, end - page, MADV_DONTNEED);
     }
     free(tmp);
     free(specs);

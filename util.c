@@ -838,7 +838,7 @@ int utf8_valid(const char* str, size_t n) {
     return 1;
 }
 
-static int utf8_put(char* out, uint32_t cp) {
+int utf8_put(char* out, uint32_t cp) {
     if (cp < 0x80) { out[0] = (char)cp; return 1; }
     if (cp < 0x800) {
         out[0] = (char)(0xC0 | (cp >> 6));

@@ -195,6 +195,7 @@ double time_now(void); // seconds, monotonic clock
 // means its last value, as in most JSON readers.
 
 int utf8_valid(const char* s, size_t n); // 1 if s[0..n) is well-formed UTF-8
+int utf8_put(char* out, uint32_t cp);    // writes cp's 1-4 bytes of UTF-8 into out; returns the count
 char* json_get_string(const char* object, const char* key);
 int json_get_number(const char* object, const char* key, double* out); // 0 if found
 // writes s as a JSON string literal (with quotes and escapes) to f
