@@ -33,8 +33,8 @@
 static int decode_reserve(Model* m, int n_slots, int n_rows) {
     DecodeState* d = &m->decode;
     const Config* c = &m->config;
-    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, T = c->seq_len, HS = C / c->n_heads;
-    size_t KVD = (size_t)c->n_kv_heads * HS;
+    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, T = c->seq_len, HS = c->head_dim;
+    size_t QD = (size_t)c->n_heads * HS, KVD = (size_t)c->n_kv_heads * HS, CQ = C > QD ? C : QD;
     int threads = omp_get_max_threads();
     if (n_rows < n_slots) n_rows = n_slots;
     if (n_slots > d->n_slots) {
@@ -64,7 +64,8 @@ static int decode_reserve(Model* m, int n_slots, int n_rows) {
     if (n_rows > d->n_rows) {
         size_t R = n_rows;
         float* p[10];
-        size_t sizes[10] = {R * C, R * C, R * C, R * H, R * H, R * C, R * KVD, R * KVD, R * HS / 2, R * HS / 2};
+        // xb holds a row of C (the norms' output) or of QD (attention's): CQ
+        size_t sizes[10] = {R * C, R * CQ, R * C, R * H, R * H, R * QD, R * KVD, R * KVD, R * HS / 2, R * HS / 2};
         int ok = 1;
         for (int i = 0; i < 10; i++) ok &= (p[i] = calloc(sizes[i], sizeof(float))) != NULL;
         if (!ok) {
@@ -93,8 +94,9 @@ void model_decode_alloc(Model* m, int n_slots) {
 // ----------------------------------------------------------------------------
 // the kernels
 
-// out (n, C) = rmsnorm(x (n, C)) * weight (C), eps 1e-5 as llama2.c
-static void decode_rmsnorm(float* out, const float* x, const float* weight, int n, int C) {
+// out (n, C) = rmsnorm(x (n, C)) * weight (C), the float operations of llama2.c (eps 1e-5 there);
+// out may be x
+static void decode_rmsnorm(float* out, const float* x, const float* weight, int n, int C, float eps) {
     #pragma omp parallel for if (n >= 64)
     for (int i = 0; i < n; i++) {
         const float* xi = x + (size_t)i * C;
@@ -102,8 +104,8 @@ static void decode_rmsnorm(float* out, const float* x, const float* weight, int 
         float ss = 0.0f;
         for (int j = 0; j < C; j++) ss += xi[j] * xi[j];
         ss /= C;
-        ss += 1e-5f;
-        ss = isinf(ss) ? rms_inverse_double(xi, C) : 1.0f / sqrtf(ss);
+        ss += eps;
+        ss = isinf(ss) ? rms_inverse_double(xi, C, eps) : 1.0f / sqrtf(ss);
         for (int j = 0; j < C; j++) oi[j] = weight[j] * (ss * xi[j]);
     }
 }
@@ -160,31 +162,18 @@ static void decode_matmul(float* out, const float* x, const float* W, int n, int
     }
 }
 
-// RoPE as run.c: the pair (2j, 2j+1) of every head turns by the angle pos * 10000^(-2j/HS).
-// run.c recomputes the angle for every pair of every head of every layer; it depends only on
-// (pos, j), so we compute cos and sin once per call, (n, HS/2), with the same float operations.
-static void decode_rope_angles(float* rope_cos, float* rope_sin, const int* pos, int n, int HS) {
-    #pragma omp parallel for if (n >= 64)
-    for (int r = 0; r < n; r++) {
-        for (int j = 0; j < HS / 2; j++) {
-            float freq = 1.0f / powf(10000.0f, (2 * j) / (float)HS);
-            float val = pos[r] * freq;
-            rope_cos[r * (HS / 2) + j] = cosf(val);
-            rope_sin[r * (HS / 2) + j] = sinf(val);
-        }
-    }
-}
-
-// rotates q (n, C) and k (n, KVD) in place; k has fewer heads, so it stops at KVD
+// rotates q (n, QD) and k (n, KVD) in place by the angles of each row's position (rope_angles:
+// run.c's angles, computed once per call, not per pair, head and layer as run.c does); k has
+// fewer heads, so it stops at KVD
 static void decode_rope(float* q, float* k, const float* rope_cos, const float* rope_sin, int n,
-                        int C, int KVD, int HS) {
+                        int QD, int KVD, int HS) {
     #pragma omp parallel for if (n >= 64)
     for (int r = 0; r < n; r++) {
-        float* qr = q + (size_t)r * C;
+        float* qr = q + (size_t)r * QD;
         float* kr = k + (size_t)r * KVD;
         const float* cr = rope_cos + r * (HS / 2);
         const float* sr = rope_sin + r * (HS / 2);
-        for (int i = 0; i < C; i += 2) {
+        for (int i = 0; i < QD; i += 2) {
             int j = (i % HS) / 2;
             float fcr = cr[j], fci = sr[j];
             float q0 = qr[i], q1 = qr[i + 1];
@@ -197,6 +186,27 @@ static void decode_rope(float* q, float* k, const float* rope_cos, const float* 
             }
         }
     }
+}
+
+// What follows the q, k, v projections of layer l (model.c's layer_forward, op for op): the biases
+// (Qwen2), the per-head norms of q and k (Qwen3), then RoPE. q (n, QD); k, v (n, KVD), rows contiguous.
+static void decode_qkv_finish(const Model* m, int l, float* q, float* k, float* v, int n) {
+    const Config* c = &m->config;
+    const ParameterTensors* w = &m->params;
+    const DecodeState* s = &m->decode;
+    int HS = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, QD = NH * HS, KVD = NKV * HS;
+    if (c->qkv_bias) {
+        const float *bq = w->bq + (size_t)l * QD, *bk = w->bk + (size_t)l * KVD, *bv = w->bv + (size_t)l * KVD;
+        for (int r = 0; r < n; r++) {
+            for (int i = 0; i < QD; i++) q[(size_t)r * QD + i] += bq[i];
+            for (int i = 0; i < KVD; i++) k[(size_t)r * KVD + i] += bk[i], v[(size_t)r * KVD + i] += bv[i];
+        }
+    }
+    if (c->qk_norm) {
+        decode_rmsnorm(q, q, w->q_norm + (size_t)l * HS, n * NH, HS, c->norm_eps);
+        decode_rmsnorm(k, k, w->k_norm + (size_t)l * HS, n * NKV, HS, c->norm_eps);
+    }
+    decode_rope(q, k, s->rope_cos, s->rope_sin, n, QD, KVD, HS);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -341,10 +351,11 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
     const ParameterTensors* w = &m->params;
     DecodeState* s = &m->decode;
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, T = c->seq_len, V = c->vocab_size;
-    int HS = C / NH, KVD = NKV * HS;
+    int HS = c->head_dim, QD = NH * HS, KVD = NKV * HS;
+    float eps = c->norm_eps;
     size_t S = s->n_slots;
-    long work = (long)c->n_layers * (2L * C * C + 2L * C * KVD + 3L * C * H) + (want_logits ? (long)V * C : 0);
-    decode_rope_angles(s->rope_cos, s->rope_sin, &pos, 1, HS);
+    long work = (long)c->n_layers * (2L * C * QD + 2L * C * KVD + 3L * C * H) + (want_logits ? (long)V * C : 0);
+    rope_angles(s->rope_cos, s->rope_sin, &pos, 1, c);
     memcpy(s->x, w->token_embedding + (size_t)token * C, C * sizeof(float));
 
     #pragma omp parallel if (work >= DECODE_PARALLEL_WORK && omp_get_max_threads() > 1)
@@ -356,25 +367,25 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
 
             // attention: rmsnorm, q k v (straight into the cache), RoPE, attend, wo, residual
             #pragma omp single
-            decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, 1, C);
-            matvec_for(s->q, s->xb, w->wq + (size_t)l * C * C, C, C);
+            decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, 1, C, eps);
+            matvec_for(s->q, s->xb, w->wq + (size_t)l * QD * C, C, QD);
             matvec_for(key_cache + at, s->xb, w->wk + (size_t)l * KVD * C, C, KVD);
             matvec_for(value_cache + at, s->xb, w->wv + (size_t)l * KVD * C, C, KVD);
             #pragma omp barrier
             #pragma omp single
-            decode_rope(s->q, key_cache + at, s->rope_cos, s->rope_sin, 1, C, KVD, HS);
+            decode_qkv_finish(m, l, s->q, key_cache + at, value_cache + at, 1);
             decode_attention_for(s->xb, s->att, s->q, key_cache, value_cache, &slot, &pos, 1, NH, NKV, HS, T);
             #pragma omp barrier
             #pragma omp for schedule(static)
             for (int i = 0; i < C; i += MATVEC_BLOCK) {
                 int i1 = i + MATVEC_BLOCK < C ? i + MATVEC_BLOCK : C;
-                matvec_rows(s->xb2, s->xb, w->wo + (size_t)l * C * C, C, i, i1);
+                matvec_rows(s->xb2, s->xb, w->wo + (size_t)l * C * QD, QD, i, i1);
                 for (int j = i; j < i1; j++) s->x[j] += s->xb2[j];
             }
 
             // feed-forward: rmsnorm, w2(silu(w1 x) * w3 x), residual
             #pragma omp single
-            decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, 1, C);
+            decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, 1, C, eps);
             #pragma omp for schedule(static)
             for (int i = 0; i < H; i += MATVEC_BLOCK) {
                 int i1 = i + MATVEC_BLOCK < H ? i + MATVEC_BLOCK : H;
@@ -392,7 +403,7 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
         // final rmsnorm (in place, as run.c) and the classifier
         if (want_logits) {
             #pragma omp single
-            decode_rmsnorm(s->x, s->x, w->rms_final, 1, C);
+            decode_rmsnorm(s->x, s->x, w->rms_final, 1, C, eps);
             matvec_for(s->logits, s->x, w->wcls, C, V);
         }
     }
@@ -409,7 +420,8 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         abort();
     }
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, T = c->seq_len;
-    int HS = C / NH, KVD = NKV * HS;
+    int HS = c->head_dim, QD = NH * HS, KVD = NKV * HS;
+    float eps = c->norm_eps;
     int max_slot = 0;
     for (int r = 0; r < n; r++) {
         int slot = slots ? slots[r] : r;
@@ -432,7 +444,7 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
     }
 
     // several rows: every linear map is one sgemm over them
-    decode_rope_angles(s->rope_cos, s->rope_sin, pos, n, HS);
+    rope_angles(s->rope_cos, s->rope_sin, pos, n, c);
     for (int r = 0; r < n; r++) {
         memcpy(s->x + (size_t)r * C, w->token_embedding + (size_t)tokens[r] * C, C * sizeof(float));
     }
@@ -441,11 +453,11 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         float* value_cache = s->value_cache + (size_t)l * S * T * KVD;
 
         // attention: rmsnorm, q k v, RoPE, into the cache, attend, wo, residual
-        decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, n, C);
-        decode_matmul(s->q, s->xb, w->wq + (size_t)l * C * C, n, C, C);
+        decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, n, C, eps);
+        decode_matmul(s->q, s->xb, w->wq + (size_t)l * QD * C, n, C, QD);
         decode_matmul(s->k, s->xb, w->wk + (size_t)l * KVD * C, n, C, KVD);
         decode_matmul(s->v, s->xb, w->wv + (size_t)l * KVD * C, n, C, KVD);
-        decode_rope(s->q, s->k, s->rope_cos, s->rope_sin, n, C, KVD, HS);
+        decode_qkv_finish(m, l, s->q, s->k, s->v, n);
         for (int r = 0; r < n; r++) {
             size_t at = ((size_t)(slots ? slots[r] : r) * T + pos[r]) * KVD;
             memcpy(key_cache + at, s->k + (size_t)r * KVD, KVD * sizeof(float));
@@ -453,12 +465,12 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         }
         #pragma omp parallel
         decode_attention_for(s->xb, s->att, s->q, key_cache, value_cache, slots, pos, n, NH, NKV, HS, T);
-        decode_matmul(s->xb2, s->xb, w->wo + (size_t)l * C * C, n, C, C);
+        decode_matmul(s->xb2, s->xb, w->wo + (size_t)l * C * QD, n, QD, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb2[i];
 
         // feed-forward: rmsnorm, w2(silu(w1 x) * w3 x), residual
-        decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, n, C);
+        decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, n, C, eps);
         decode_matmul(s->hb, s->xb, w->w1 + (size_t)l * H * C, n, C, H);
         decode_matmul(s->hb2, s->xb, w->w3 + (size_t)l * H * C, n, C, H);
         #pragma omp parallel for if (n >= 64)
@@ -471,7 +483,7 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
     // final rmsnorm and the classifier, for the rows whose logits are wanted only
     for (int j = 0; j < n_logits; j++) {
         int r = logit_rows ? logit_rows[j] : j;
-        decode_rmsnorm(s->xb + (size_t)j * C, s->x + (size_t)r * C, w->rms_final, 1, C);
+        decode_rmsnorm(s->xb + (size_t)j * C, s->x + (size_t)r * C, w->rms_final, 1, C, eps);
     }
     if (n_logits > 0) decode_matmul(s->logits, s->xb, w->wcls, n_logits, C, c->vocab_size);
     return s->logits;
@@ -629,9 +641,9 @@ int generate_run(Model* m, int* const* prompts, const int* prompt_lens, int n_pr
     for (int s = 0; status == 0 && s < n_slots; s++) slots[s].job = -1;
 
     // model FLOPs per row: 2 x the layers' matrices; per logit row: 2 x the classifier;
-    // attention: 4 x C x (pos + 1) per layer
+    // attention: 4 x NH x HS x (pos + 1) per layer
     double layer_flop = 2.0 * c->n_layers *
-                        ((double)2 * c->dim * c->dim + 2.0 * c->dim * (c->dim / c->n_heads) * c->n_kv_heads +
+                        ((double)2 * c->dim * c->n_heads * c->head_dim + 2.0 * c->dim * c->head_dim * c->n_kv_heads +
                          3.0 * c->dim * c->hidden_dim);
     GenerateStats st = {0};
     int next_job = 0, done = 0, calls = 0;
@@ -673,7 +685,7 @@ int generate_run(Model* m, int* const* prompts, const int* prompt_lens, int n_pr
         // 2. one model call over every row
         float* logits = model_decode_rows(m, row_tokens, row_slots, row_pos, n_rows, logit_rows, n_logits);
         if (!logits) { status = -1; break; }
-        for (int r = 0; r < n_rows; r++) st.flop += layer_flop + 4.0 * c->n_layers * c->dim * (row_pos[r] + 1);
+        for (int r = 0; r < n_rows; r++) st.flop += layer_flop + 4.0 * c->n_layers * c->n_heads * c->head_dim * (row_pos[r] + 1);
         st.flop += 2.0 * n_logits * V * c->dim;
         if (calls++ == 0) st.first_seconds = time_now() - start;
         else st.rows_after_first += n_rows;

@@ -140,13 +140,6 @@ int model_build(Model* m, const Config* c) {
     }
     m->config = config_resolved(c);
     c = &m->config;
-    // until branch model implements them in the forward and backward (commit after "model: Config")
-    if (c->head_dim * c->n_heads != c->dim || c->qkv_bias || c->qk_norm || c->rope_scaling != ROPE_SCALING_NONE ||
-        c->rope_theta != 10000.0f || c->norm_eps != 1e-5f) {
-        config_is_llama2c(c, why, sizeof(why));
-        error_msg("model config not supported yet: %s", why);
-        return -1;
-    }
     m->n_params = param_sizes_for(c, m->param_sizes);
     m->param_memory = malloc_huge(m->n_params * sizeof(float));
     if (!m->param_memory) {
@@ -226,19 +219,20 @@ void encoder_backward(float* dwte, const float* dout, const int* tokens, int N, 
     }
 }
 
-// --- RMSNorm: out = x * w / sqrt(mean(x^2) + 1e-5) ---
+// --- RMSNorm: out = x * w / sqrt(mean(x^2) + eps) ---
+// eps is the config's norm_eps: 1e-5 in llama2.c models, 1e-6 in Qwen2/3 and Llama-3.
 
-// 1 / sqrt(mean(x^2) + 1e-5) of the row x (C), summed in double. The float sum of squares, which
+// 1 / sqrt(mean(x^2) + eps) of the row x (C), summed in double. The float sum of squares, which
 // both rmsnorms use (the decode path must match llama2.c's run.c bit for bit), overflows to Inf
 // once |x| nears 1e19 — a diverging model gets there — and the row would come out as zeros; such
 // rows are summed again here, where nothing overflows below FLT_MAX.
-float rms_inverse_double(const float* x, int C) {
+float rms_inverse_double(const float* x, int C, float eps) {
     double ss = 0.0;
     for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
-    return (float)(1.0 / sqrt(ss / C + 1e-5));
+    return (float)(1.0 / sqrt(ss / C + eps));
 }
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C) {
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps) {
     // out (N, C), rstd (N): 1/rms of each row, kept for the backward; inp (N, C), weight (C)
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
@@ -247,7 +241,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
         float ss = 0.0f;
         #pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float s = isinf(ss) ? rms_inverse_double(x, C) : 1.0f / sqrtf(ss / C + 1e-5f);
+        float s = isinf(ss) ? rms_inverse_double(x, C, eps) : 1.0f / sqrtf(ss / C + eps);
         for (int c = 0; c < C; c++) o[c] = weight[c] * (s * x[c]);
         rstd[i] = s;
     }
@@ -338,13 +332,40 @@ void matmul_backward(float* dinp, float* dweight, const float* dout, const float
     }
 }
 
+// --- bias: out[i] += b for every row i (Qwen2's q, k and v projections) ---
+
+void bias_forward(float* out, const float* bias, int N, int OC) {
+    // out (N, OC), bias (OC)
+    #pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        float* o = out + (size_t)i * OC;
+        #pragma omp simd
+        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    }
+}
+
+void bias_backward(float* dbias, const float* dout, int N, int OC) {
+    // forward: out[i][j] += bias[j]  =>  dbias[j] += sum_i dout[i][j]. Each thread owns a block
+    // of channels and walks every row for it, so no two threads write one element.
+    const int CB = 64;
+    #pragma omp parallel for
+    for (int j0 = 0; j0 < OC; j0 += CB) {
+        int j1 = j0 + CB < OC ? j0 + CB : OC;
+        for (int i = 0; i < N; i++) {
+            const float* d = dout + (size_t)i * OC;
+            for (int j = j0; j < j1; j++) dbias[j] += d[j];
+        }
+    }
+}
+
 // --- RoPE, in place (as llama2.c's run.c) ---
-// The rotation works in place on the q and k the matmuls just wrote, so what the model keeps
+// Pair i of every head turns by pos * freq_i; the tables hold cos and sin of those angles per
+// position (rope_angles, below, computes them for every path). The rotation works in place on the q and k the matmuls just wrote, so what the model keeps
 // is the rotated q and k that attention used. Its backward therefore also works in place: it
 // turns d(rotated) into d(unrotated), the one exception to "backward accumulates".
 
 void rope_forward(float* x, const float* freq_cos, const float* freq_sin, int B, int T, int n_heads, int HS) {
-    // x (B, T, n_heads * HS); freq_cos, freq_sin (T, HS/2): angle pos / 10000^(i/HS) for pair i/2
+    // x (B, T, n_heads * HS); freq_cos, freq_sin (T, HS/2): angle pos * freq_{i/2} (rope_angles)
     int D = n_heads * HS;
     #pragma omp parallel for
     for (int bt = 0; bt < B * T; bt++) {
@@ -603,16 +624,36 @@ double crossentropy_forward_backward(float* losses, float* dlogits, const float*
 // ----------------------------------------------------------------------------
 // the model: batched forward, loss, backward
 
-// RoPE tables computed exactly as llama2.c's run.c does, in float, so this batched forward and
-// a run.c-style single-token decode rotate by bit-identical angles.
-static void rope_tables(float* freq_cos, float* freq_sin, int T, int HS) {
-    // freq_cos, freq_sin (T, HS/2)
-    for (int t = 0; t < T; t++) {
-        for (int i = 0; i < HS; i += 2) {
-            float freq = 1.0f / powf(10000.0f, i / (float)HS);
-            float val = t * freq;
-            freq_cos[(size_t)t * (HS / 2) + i / 2] = cosf(val);
-            freq_sin[(size_t)t * (HS / 2) + i / 2] = sinf(val);
+// RoPE's frequency of pair j in a head of HS: theta^(-2j/HS), computed in float as llama2.c's run.c
+// does, so with theta 10000 every path rotates by run.c's angles bit for bit. Llama-3's scaling
+// (Hugging Face's _compute_llama3_parameters, REAL_MODELS.md §A1) then stretches the long waves:
+//   wavelength w = 2 pi / f;  w < orig / high_freq_factor: f unchanged;  w > orig / low_freq_factor:
+//   f / factor;  between: (1 - s) f / factor + s f  with  s = (orig / w - low) / (high - low).
+static float rope_freq(const Config* c, int j) {
+    int HS = c->head_dim;
+    float freq = 1.0f / powf(c->rope_theta, (2 * j) / (float)HS);
+    if (c->rope_scaling != ROPE_SCALING_LLAMA3) return freq;
+    float orig = (float)c->rope_original_max_position, factor = c->rope_factor;
+    float lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    float wavelen = 2.0f * (float)M_PI / freq;
+    if (wavelen < orig / hi) return freq;
+    if (wavelen > orig / lo) return freq / factor;
+    float smooth = (orig / wavelen - lo) / (hi - lo);
+    return (1.0f - smooth) * freq / factor + smooth * freq;
+}
+
+void rope_angles(float* rope_cos, float* rope_sin, const int* pos, int n, const Config* c) {
+    // rope_cos, rope_sin (n, HS/2): the angles of positions pos[0..n) (pos NULL: 0, 1, .., n-1)
+    int half = c->head_dim / 2;
+    float freq[half > 0 ? half : 1];
+    for (int j = 0; j < half; j++) freq[j] = rope_freq(c, j);
+    #pragma omp parallel for if (n >= 64)
+    for (int r = 0; r < n; r++) {
+        int t = pos ? pos[r] : r;
+        for (int j = 0; j < half; j++) {
+            float val = t * freq[j];
+            rope_cos[(size_t)r * half + j] = cosf(val);
+            rope_sin[(size_t)r * half + j] = sinf(val);
         }
     }
 }
@@ -622,19 +663,22 @@ static void rope_tables(float* freq_cos, float* freq_sin, int T, int HS) {
 // sized for a capacity (Bc, Tc) holds any (B, T) with B*T <= Bc*Tc and T <= Tc.
 static size_t point_activations(ActivationTensors* a, float* memory, const Config* c, int B, int T) {
     size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size, NH = c->n_heads;
-    size_t KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads), BT = (size_t)B * T;
+    size_t HS = c->head_dim, QD = NH * HS, KVD = (size_t)c->n_kv_heads * HS, BT = (size_t)B * T;
+    size_t qk = c->qk_norm ? 1 : 0; // the per-head norms keep their inputs and rstd
     struct { float** ptr; size_t size; } t[] = {
         {&a->encoded, BT * C},
         {&a->ln1, L * BT * C},     {&a->ln1_rstd, L * BT},
-        {&a->q, L * BT * C},       {&a->k, L * BT * KVD},      {&a->v, L * BT * KVD},
+        {&a->qr, qk * L * BT * QD}, {&a->q_rstd, qk * L * BT * NH},
+        {&a->kr, qk * L * BT * KVD}, {&a->k_rstd, qk * L * BT * c->n_kv_heads},
+        {&a->q, L * BT * QD},      {&a->k, L * BT * KVD},      {&a->v, L * BT * KVD},
         {&a->att, L * B * NH * T * T},
-        {&a->atty, L * BT * C},    {&a->res_att, L * BT * C},
+        {&a->atty, L * BT * QD},   {&a->res_att, L * BT * C},
         {&a->ln2, L * BT * C},     {&a->ln2_rstd, L * BT},
         {&a->h1, L * BT * H},      {&a->h3, L * BT * H},       {&a->hg, L * BT * H},
         {&a->residual, L * BT * C},
         {&a->lnf, BT * C},         {&a->lnf_rstd, BT},
         {&a->logits, BT * V},      {&a->losses, BT},
-        {&a->rope_cos, (size_t)T * (C / NH / 2)}, {&a->rope_sin, (size_t)T * (C / NH / 2)},
+        {&a->rope_cos, (size_t)T * (HS / 2)}, {&a->rope_sin, (size_t)T * (HS / 2)},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -648,12 +692,14 @@ static size_t point_activations(ActivationTensors* a, float* memory, const Confi
 // The tensors from ln1 to hg are contiguous, so the backward zeroes them in one go per layer.
 static size_t point_activation_grads(ActivationTensors* d, float* memory, const Config* c, int B, int T) {
     size_t C = c->dim, H = c->hidden_dim, V = c->vocab_size, NH = c->n_heads;
-    size_t KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads), BT = (size_t)B * T;
+    size_t HS = c->head_dim, QD = NH * HS, KVD = (size_t)c->n_kv_heads * HS, BT = (size_t)B * T;
+    size_t qk = c->qk_norm ? 1 : 0;
     memset(d, 0, sizeof(*d));
     struct { float** ptr; size_t size; } t[] = {
         // per layer, zeroed before each layer's backward
-        {&d->ln1, BT * C}, {&d->q, BT * C}, {&d->k, BT * KVD}, {&d->v, BT * KVD},
-        {&d->atty, BT * C}, {&d->ln2, BT * C}, {&d->h1, BT * H}, {&d->h3, BT * H}, {&d->hg, BT * H},
+        {&d->ln1, BT * C}, {&d->qr, qk * BT * QD}, {&d->kr, qk * BT * KVD},
+        {&d->q, BT * QD}, {&d->k, BT * KVD}, {&d->v, BT * KVD},
+        {&d->atty, BT * QD}, {&d->ln2, BT * C}, {&d->h1, BT * H}, {&d->h3, BT * H}, {&d->hg, BT * H},
         // per layer scratch, fully overwritten
         {&d->att, (size_t)B * NH * T * T},
         // once per backward
@@ -711,28 +757,40 @@ typedef struct {
     float* w1;      // (H, C)
     float* w2;      // (C, H)
     float* w3;      // (H, C)
+    float* bq;      // (NH*HS)  NULL without biases
+    float* bk;      // (KVD)
+    float* bv;      // (KVD)
+    float* q_norm;  // (HS)     NULL without q/k norms
+    float* k_norm;  // (HS)
 } LayerWeights;
 
 static LayerWeights layer_weights(const ParameterTensors* p, const Config* c, int l) {
-    size_t C = c->dim, H = c->hidden_dim, KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads);
-    LayerWeights w = {p->rms_att + l * C, p->rms_ffn + l * C, p->wq + l * C * C, p->wk + l * KVD * C,
-                      p->wv + l * KVD * C, p->wo + l * C * C, p->w1 + l * H * C, p->w2 + l * C * H,
-                      p->w3 + l * H * C};
+    size_t C = c->dim, H = c->hidden_dim, HS = c->head_dim, QD = (size_t)c->n_heads * HS;
+    size_t KVD = (size_t)c->n_kv_heads * HS;
+    LayerWeights w = {p->rms_att + l * C, p->rms_ffn + l * C, p->wq + l * QD * C, p->wk + l * KVD * C,
+                      p->wv + l * KVD * C, p->wo + l * C * QD, p->w1 + l * H * C, p->w2 + l * C * H,
+                      p->w3 + l * H * C,
+                      p->bq ? p->bq + l * QD : NULL, p->bk ? p->bk + l * KVD : NULL, p->bv ? p->bv + l * KVD : NULL,
+                      p->q_norm ? p->q_norm + l * HS : NULL, p->k_norm ? p->k_norm + l * HS : NULL};
     return w;
 }
 
 // One layer's slice of the activations of a forward over (B, T), with shapes as in model.h
 // minus the leading L; `inp` is the layer's input: the embeddings or the previous layer's output.
 typedef struct {
-    float *inp, *ln1, *ln1_rstd, *q, *k, *v, *att, *atty, *res_att, *ln2, *ln2_rstd, *h1, *h3, *hg, *residual;
+    float *inp, *ln1, *ln1_rstd, *qr, *q_rstd, *kr, *k_rstd, *q, *k, *v, *att, *atty, *res_att, *ln2, *ln2_rstd,
+        *h1, *h3, *hg, *residual;
 } LayerActs;
 
 static LayerActs layer_acts(const ActivationTensors* a, const Config* c, int B, int T, int l) {
-    size_t C = c->dim, H = c->hidden_dim, KVD = (size_t)c->n_kv_heads * (c->dim / c->n_heads);
-    size_t BT = (size_t)B * T, NH = c->n_heads;
+    size_t C = c->dim, H = c->hidden_dim, HS = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads;
+    size_t QD = NH * HS, KVD = NKV * HS, BT = (size_t)B * T, qk = c->qk_norm ? 1 : 0;
     LayerActs x = {l == 0 ? a->encoded : a->residual + (l - 1) * BT * C,
-                   a->ln1 + l * BT * C, a->ln1_rstd + l * BT, a->q + l * BT * C, a->k + l * BT * KVD,
-                   a->v + l * BT * KVD, a->att + l * BT * NH * T, a->atty + l * BT * C, a->res_att + l * BT * C,
+                   a->ln1 + l * BT * C, a->ln1_rstd + l * BT,
+                   a->qr + qk * l * BT * QD, a->q_rstd + qk * l * BT * NH,
+                   a->kr + qk * l * BT * KVD, a->k_rstd + qk * l * BT * NKV,
+                   a->q + l * BT * QD, a->k + l * BT * KVD,
+                   a->v + l * BT * KVD, a->att + l * BT * NH * T, a->atty + l * BT * QD, a->res_att + l * BT * C,
                    a->ln2 + l * BT * C, a->ln2_rstd + l * BT, a->h1 + l * BT * H, a->h3 + l * BT * H,
                    a->hg + l * BT * H, a->residual + l * BT * C};
     return x;
@@ -750,10 +808,14 @@ const char* const LORA_MAP_NAMES[N_LORA_MAPS] = {"wq", "wk", "wv", "wo", "w1", "
 
 // the (in, out) sizes of each map
 static void lora_map_dims(const Config* c, int map, int* in, int* out) {
-    int C = c->dim, H = c->hidden_dim, KVD = c->n_kv_heads * (c->dim / c->n_heads);
-    static const int is_kv[N_LORA_MAPS] = {0, 1, 1, 0, 0, 0, 0};
-    *in = map == LORA_W2 ? H : C;
-    *out = map == LORA_W1 || map == LORA_W3 ? H : is_kv[map] ? KVD : C;
+    int C = c->dim, H = c->hidden_dim, QD = c->n_heads * c->head_dim, KVD = c->n_kv_heads * c->head_dim;
+    switch (map) {
+    case LORA_WQ: *in = C, *out = QD; break;
+    case LORA_WK: case LORA_WV: *in = C, *out = KVD; break;
+    case LORA_WO: *in = QD, *out = C; break;
+    case LORA_W2: *in = H, *out = C; break;
+    default: *in = C, *out = H; break; // w1, w3
+    }
 }
 
 // --- one adapter: forward and backward on (N, in) -> (N, out) ---
@@ -922,11 +984,15 @@ static float* lora_xa(const LoRA* lo, int k, int l, size_t BT) {
     return lo->act_memory + ((size_t)(l - lo->layer_begin) * N_LORA_MAPS + k) * BT * lo->rank;
 }
 
-// forward hook: out (BT, out) += the adapter of map k at layer l on inp, if there is one
-static void lora_apply(Model* m, int k, int l, float* out, const float* inp, size_t BT) {
+// forward hook: out (BT, out) += the adapter of map k at layer l on inp, if the adapters are on and
+// adapt that map there. x A^T goes to scratch_xa (model_forward_states: one layer's scratch, reused),
+// or, with scratch_xa NULL, to its place in the adapters' kept activations (model_forward).
+static void lora_hook(Model* m, int k, int l, float* out, const float* inp, size_t BT, float* scratch_xa) {
     LoRA* lo = &m->lora;
-    float* xa = lo->applied ? lora_xa(lo, k, l, BT) : NULL;
-    if (!xa) return;
+    if (!(lo->n_params > 0 && lo->enabled) || !(lo->targets & (1 << k)) || l < lo->layer_begin ||
+        l >= lo->layer_end)
+        return;
+    float* xa = scratch_xa ? scratch_xa : lora_xa(lo, k, l, BT);
     int in, o;
     lora_map_dims(&m->config, k, &in, &o);
     size_t j = l - lo->layer_begin;
@@ -966,10 +1032,65 @@ void model_zero_grads(Model* m) {
     if (m->grad_memory) zero_floats(m->grad_memory, m->n_params);
 }
 
+// The layer, written once. Layer l maps x->inp (B*T rows of the residual stream) to x->residual:
+//   h   = inp + wo . attention(rope(norm_q(wq . rmsnorm(inp) + bq)), rope(norm_k(wk . .. + bk)), wv . .. + bv)
+//   out = h + w2 . (silu(w1 . rmsnorm(h)) * (w3 . rmsnorm(h)))
+// where the biases (Qwen2) and the per-head norms norm_q, norm_k (Qwen3) are there only when the
+// config has them, and every map gets its LoRA adapter when one is on. model_forward passes layer
+// l's slice of the kept activations (keep = 1: attention keeps its probabilities, the adapters their
+// x A^T, for the backward); model_forward_states passes one layer's scratch whose tensors alias where
+// a value is dead once read (keep = 0; lora_xa: the adapters' scratch). generate.c's decode step
+// runs the same ops, in this order, on a few rows against the KV cache.
+static void layer_forward(Model* m, int l, const LayerActs* x, const float* rope_cos, const float* rope_sin,
+                          int B, int T, int keep, float* lora_xa) {
+    const Config* c = &m->config;
+    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
+    int QD = NH * HS, KVD = NKV * HS, N = B * T;
+    size_t BT = (size_t)N;
+    float eps = c->norm_eps;
+    LayerWeights w = layer_weights(&m->params, c, l);
+    // attention block. With q/k norms the projections land in qr, kr and are normalised into q, k.
+    float* q = c->qk_norm ? x->qr : x->q;
+    float* k = c->qk_norm ? x->kr : x->k;
+    rmsnorm_forward(x->ln1, x->ln1_rstd, x->inp, w.rms_att, N, C, eps);
+    matmul_forward(q, x->ln1, w.wq, N, C, QD);
+    lora_hook(m, LORA_WQ, l, q, x->ln1, BT, lora_xa);
+    matmul_forward(k, x->ln1, w.wk, N, C, KVD);
+    lora_hook(m, LORA_WK, l, k, x->ln1, BT, lora_xa);
+    matmul_forward(x->v, x->ln1, w.wv, N, C, KVD);
+    lora_hook(m, LORA_WV, l, x->v, x->ln1, BT, lora_xa);
+    if (c->qkv_bias) {
+        bias_forward(q, w.bq, N, QD);
+        bias_forward(k, w.bk, N, KVD);
+        bias_forward(x->v, w.bv, N, KVD);
+    }
+    if (c->qk_norm) {
+        // every head's HS values are a row of their own: (N * heads, HS)
+        rmsnorm_forward(x->q, x->q_rstd, x->qr, w.q_norm, N * NH, HS, eps);
+        rmsnorm_forward(x->k, x->k_rstd, x->kr, w.k_norm, N * NKV, HS, eps);
+    }
+    rope_forward(x->q, rope_cos, rope_sin, B, T, NH, HS);
+    rope_forward(x->k, rope_cos, rope_sin, B, T, NKV, HS);
+    if (keep) attention_forward(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS);
+    else attention_forward_nokeep(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS);
+    matmul_forward(x->res_att, x->atty, w.wo, N, QD, C);
+    lora_hook(m, LORA_WO, l, x->res_att, x->atty, BT, lora_xa);
+    residual_forward(x->res_att, x->inp, x->res_att, BT * C);
+    // feed-forward block
+    rmsnorm_forward(x->ln2, x->ln2_rstd, x->res_att, w.rms_ffn, N, C, eps);
+    matmul_forward(x->h1, x->ln2, w.w1, N, C, H);
+    lora_hook(m, LORA_W1, l, x->h1, x->ln2, BT, lora_xa);
+    matmul_forward(x->h3, x->ln2, w.w3, N, C, H);
+    lora_hook(m, LORA_W3, l, x->h3, x->ln2, BT, lora_xa);
+    swiglu_forward(x->hg, x->h1, x->h3, BT * H); // hg may be h1: each element reads its inputs first
+    matmul_forward(x->residual, x->hg, w.w2, N, H, C);
+    lora_hook(m, LORA_W2, l, x->residual, x->hg, BT, lora_xa);
+    residual_forward(x->residual, x->res_att, x->residual, BT * C);
+}
+
 void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
     const Config* c = &m->config;
-    int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    int NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS;
+    int C = c->dim, L = c->n_layers, V = c->vocab_size;
     m->n_run = 0; // until this forward has succeeded, there is nothing to differentiate
     if (B <= 0 || T <= 0 || T > c->seq_len || n_run <= 0 || n_run > L) {
         error_msg("model_forward: bad shape B=%d T=%d n_run=%d (seq_len %d, %d layers)",
@@ -980,7 +1101,7 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
     ActivationTensors* a = &m->acts;
     point_activations(a, m->act_memory, c, B, T);
     point_activation_grads(&m->dacts, m->dact_memory, c, B, T);
-    rope_tables(a->rope_cos, a->rope_sin, T, HS);
+    rope_angles(a->rope_cos, a->rope_sin, NULL, T, c);
     m->B = B;
     m->T = T;
 
@@ -1001,35 +1122,11 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
     if (m->lora.applied && lora_ensure_acts(&m->lora, BT) != 0) return;
     encoder_forward(a->encoded, m->inputs, p->token_embedding, B * T, C);
     for (int l = 0; l < n_run; l++) {
-        LayerWeights w = layer_weights(p, c, l);
         LayerActs x = layer_acts(a, c, B, T, l);
-        // attention block: inp + wo . attention(rope(wq . ln1), rope(wk . ln1), wv . ln1)
-        rmsnorm_forward(x.ln1, x.ln1_rstd, x.inp, w.rms_att, B * T, C);
-        matmul_forward(x.q, x.ln1, w.wq, B * T, C, C);
-        lora_apply(m, LORA_WQ, l, x.q, x.ln1, BT);
-        matmul_forward(x.k, x.ln1, w.wk, B * T, C, KVD);
-        lora_apply(m, LORA_WK, l, x.k, x.ln1, BT);
-        matmul_forward(x.v, x.ln1, w.wv, B * T, C, KVD);
-        lora_apply(m, LORA_WV, l, x.v, x.ln1, BT);
-        rope_forward(x.q, a->rope_cos, a->rope_sin, B, T, NH, HS);
-        rope_forward(x.k, a->rope_cos, a->rope_sin, B, T, NKV, HS);
-        attention_forward(x.atty, x.att, x.q, x.k, x.v, B, T, NH, NKV, HS);
-        matmul_forward(x.res_att, x.atty, w.wo, B * T, C, C);
-        lora_apply(m, LORA_WO, l, x.res_att, x.atty, BT);
-        residual_forward(x.res_att, x.inp, x.res_att, BT * C);
-        // feed-forward block: res_att + w2 . (silu(w1 . ln2) * (w3 . ln2))
-        rmsnorm_forward(x.ln2, x.ln2_rstd, x.res_att, w.rms_ffn, B * T, C);
-        matmul_forward(x.h1, x.ln2, w.w1, B * T, C, H);
-        lora_apply(m, LORA_W1, l, x.h1, x.ln2, BT);
-        matmul_forward(x.h3, x.ln2, w.w3, B * T, C, H);
-        lora_apply(m, LORA_W3, l, x.h3, x.ln2, BT);
-        swiglu_forward(x.hg, x.h1, x.h3, BT * H);
-        matmul_forward(x.residual, x.hg, w.w2, B * T, H, C);
-        lora_apply(m, LORA_W2, l, x.residual, x.hg, BT);
-        residual_forward(x.residual, x.res_att, x.residual, BT * C);
+        layer_forward(m, l, &x, a->rope_cos, a->rope_sin, B, T, 1, NULL);
     }
     if (n_run == L) {
-        rmsnorm_forward(a->lnf, a->lnf_rstd, a->residual + (L - 1) * BT * C, p->rms_final, B * T, C);
+        rmsnorm_forward(a->lnf, a->lnf_rstd, a->residual + (L - 1) * BT * C, p->rms_final, B * T, C, c->norm_eps);
         matmul_forward(a->logits, a->lnf, p->wcls, B * T, C, V);
     }
     m->n_run = n_run;
@@ -1038,17 +1135,20 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
 // The scratch of model_forward_states for (B, T) on `threads` threads, laid out in `memory` (NULL:
 // only counts). Returns its size in floats, the clamped input ids (BT ints) last.
 typedef struct {
-    float *x, *ln, *rstd, *q, *k, *v, *atty, *out, *h1, *h3, *xa, *att, *rope_cos, *rope_sin;
+    float *x, *ln, *rstd, *qr, *q_rstd, *kr, *k_rstd, *q, *k, *v, *atty, *out, *h1, *h3, *xa, *att, *rope_cos,
+        *rope_sin;
     int* tokens;
 } StateScratch;
 
 static size_t point_state_scratch(StateScratch* s, float* memory, const Config* c, int rank, int B, int T,
                                   int threads) {
-    size_t C = c->dim, H = c->hidden_dim, BT = (size_t)B * T, HS = c->dim / c->n_heads;
-    size_t KVD = (size_t)c->n_kv_heads * HS;
+    size_t C = c->dim, H = c->hidden_dim, BT = (size_t)B * T, HS = c->head_dim, NH = c->n_heads;
+    size_t NKV = c->n_kv_heads, QD = NH * HS, KVD = NKV * HS, qk = c->qk_norm ? 1 : 0;
     struct { float** ptr; size_t size; } t[] = {
-        {&s->x, BT * C}, {&s->ln, BT * C}, {&s->rstd, BT}, {&s->q, BT * C}, {&s->k, BT * KVD}, {&s->v, BT * KVD},
-        {&s->atty, BT * C}, {&s->out, BT * C}, {&s->h1, BT * H}, {&s->h3, BT * H}, {&s->xa, BT * rank},
+        {&s->x, BT * C}, {&s->ln, BT * C}, {&s->rstd, BT},
+        {&s->qr, qk * BT * QD}, {&s->q_rstd, qk * BT * NH}, {&s->kr, qk * BT * KVD}, {&s->k_rstd, qk * BT * NKV},
+        {&s->q, BT * QD}, {&s->k, BT * KVD}, {&s->v, BT * KVD},
+        {&s->atty, BT * QD}, {&s->out, BT * C}, {&s->h1, BT * H}, {&s->h3, BT * H}, {&s->xa, BT * rank},
         {&s->att, (size_t)threads * ATT_BLOCK * T}, {&s->rope_cos, T * (HS / 2)}, {&s->rope_sin, T * (HS / 2)},
     };
     size_t total = 0;
@@ -1085,23 +1185,9 @@ int model_reserve(Model* m, int B, int T) {
     return m->lora.n_params > 0 ? lora_ensure_acts(&m->lora, (size_t)B * T) : 0;
 }
 
-// forward hook of model_forward_states: out (BT, out) += the adapter of map k at layer l, if any
-static void lora_apply_scratch(Model* m, int k, int l, float* out, float* xa, const float* inp, size_t BT) {
-    LoRA* lo = &m->lora;
-    if (!(m->lora.n_params > 0 && lo->enabled) || !(lo->targets & (1 << k)) || l < lo->layer_begin ||
-        l >= lo->layer_end)
-        return;
-    int in, o;
-    lora_map_dims(&m->config, k, &in, &o);
-    size_t j = l - lo->layer_begin;
-    lora_forward(out, xa, inp, lo->a[k] + j * lo->rank * in, lo->b[k] + j * o * lo->rank, lo->alpha / lo->rank,
-                 (int)BT, in, o, lo->rank);
-}
-
 int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, float* const* states) {
     const Config* c = &m->config;
-    int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    int NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS;
+    int C = c->dim, L = c->n_layers, V = c->vocab_size;
     if (B <= 0 || T <= 0 || T > c->seq_len || n_run <= 0 || n_run > L) {
         error_msg("model_forward_states: bad shape B=%d T=%d n_run=%d (seq_len %d, %d layers)", B, T, n_run,
                   c->seq_len, L);
@@ -1111,7 +1197,7 @@ int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, f
     StateScratch s = {0};
     point_state_scratch(&s, m->state_memory, c, m->lora.n_params > 0 ? m->lora.rank : 0, B, T,
                         omp_get_max_threads());
-    rope_tables(s.rope_cos, s.rope_sin, T, HS);
+    rope_angles(s.rope_cos, s.rope_sin, NULL, T, c);
     int bad = 0;
     for (int i = 0; i < B * T; i++) {
         int tok = inputs[i];
@@ -1120,35 +1206,17 @@ int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, f
     }
     if (bad) error_msg("model_forward_states: %d token ids outside 0..%d (read as 0)", bad, V - 1);
 
-    // model_forward's layer, op for op, with x the running residual stream updated in place
+    // model_forward's layer on one layer's scratch: x is the running residual stream (the layer's
+    // input, then its output), ln and rstd serve both norms, out holds the attention block's
+    // output h (read by the second residual add, so the output can go back into x), and hg is h1
     ParameterTensors* p = &m->params;
-    size_t BT = (size_t)B * T;
     encoder_forward(s.x, s.tokens, p->token_embedding, B * T, C);
+    LayerActs x = {.inp = s.x, .ln1 = s.ln, .ln1_rstd = s.rstd, .qr = s.qr, .q_rstd = s.q_rstd, .kr = s.kr,
+                   .k_rstd = s.k_rstd, .q = s.q, .k = s.k, .v = s.v, .att = s.att, .atty = s.atty, .res_att = s.out,
+                   .ln2 = s.ln, .ln2_rstd = s.rstd, .h1 = s.h1, .h3 = s.h3, .hg = s.h1, .residual = s.x};
     for (int l = 0; l < n_run; l++) {
-        LayerWeights w = layer_weights(p, c, l);
-        rmsnorm_forward(s.ln, s.rstd, s.x, w.rms_att, B * T, C);
-        matmul_forward(s.q, s.ln, w.wq, B * T, C, C);
-        lora_apply_scratch(m, LORA_WQ, l, s.q, s.xa, s.ln, BT);
-        matmul_forward(s.k, s.ln, w.wk, B * T, C, KVD);
-        lora_apply_scratch(m, LORA_WK, l, s.k, s.xa, s.ln, BT);
-        matmul_forward(s.v, s.ln, w.wv, B * T, C, KVD);
-        lora_apply_scratch(m, LORA_WV, l, s.v, s.xa, s.ln, BT);
-        rope_forward(s.q, s.rope_cos, s.rope_sin, B, T, NH, HS);
-        rope_forward(s.k, s.rope_cos, s.rope_sin, B, T, NKV, HS);
-        attention_forward_nokeep(s.atty, s.att, s.q, s.k, s.v, B, T, NH, NKV, HS);
-        matmul_forward(s.out, s.atty, w.wo, B * T, C, C);
-        lora_apply_scratch(m, LORA_WO, l, s.out, s.xa, s.atty, BT);
-        residual_forward(s.x, s.x, s.out, BT * C);
-        rmsnorm_forward(s.ln, s.rstd, s.x, w.rms_ffn, B * T, C);
-        matmul_forward(s.h1, s.ln, w.w1, B * T, C, H);
-        lora_apply_scratch(m, LORA_W1, l, s.h1, s.xa, s.ln, BT);
-        matmul_forward(s.h3, s.ln, w.w3, B * T, C, H);
-        lora_apply_scratch(m, LORA_W3, l, s.h3, s.xa, s.ln, BT);
-        swiglu_forward(s.h1, s.h1, s.h3, BT * H); // in place: each element reads its own inputs first
-        matmul_forward(s.out, s.h1, w.w2, B * T, H, C);
-        lora_apply_scratch(m, LORA_W2, l, s.out, s.xa, s.h1, BT);
-        residual_forward(s.x, s.x, s.out, BT * C);
-        if (states && states[l]) memcpy(states[l], s.x, BT * C * sizeof(float));
+        layer_forward(m, l, &x, s.rope_cos, s.rope_sin, B, T, 0, s.xa);
+        if (states && states[l]) memcpy(states[l], s.x, (size_t)B * T * C * sizeof(float));
     }
     return 0;
 }
@@ -1194,7 +1262,7 @@ float model_loss(Model* m, const int* targets, const float* mask, float grad_sca
 void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
     const Config* c = &m->config;
     int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    int NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS;
+    int NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim, QD = NH * HS, KVD = NKV * HS;
     int B = m->B, T = m->T, n_run = m->n_run;
     // without a gradient block only LoRA adapters can learn: the frozen weights get no gradient
     // (every dweight below is NULL) while the activation gradients flow as usual
@@ -1261,17 +1329,31 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
         rmsnorm_backward(dres, dw.rms_ffn, d->ln2, x.res_att, w.rms_ffn, x.ln2_rstd, B * T, C);
         // attention block, in reverse (dres now holds d loss / d res_att; again the residual
         // add gives it unchanged to wo's output and to the layer's input)
-        matmul_backward(d->atty, dw.wo, dres, x.atty, w.wo, B * T, C, C);
+        matmul_backward(d->atty, dw.wo, dres, x.atty, w.wo, B * T, QD, C);
         lora_apply_backward(m, LORA_WO, l, d->atty, dres, x.atty, BT);
         attention_backward(d->q, d->k, d->v, d->att, d->atty, x.q, x.k, x.v, x.att, B, T, NH, NKV, HS);
         rope_backward(d->k, a->rope_cos, a->rope_sin, B, T, NKV, HS);
         rope_backward(d->q, a->rope_cos, a->rope_sin, B, T, NH, HS);
+        // dq, dk: the gradients of the projections' outputs (through the per-head norms if any)
+        float* dq = d->q;
+        float* dk = d->k;
+        if (c->qk_norm) {
+            rmsnorm_backward(d->kr, dw.k_norm, d->k, x.kr, w.k_norm, x.k_rstd, B * T * NKV, HS);
+            rmsnorm_backward(d->qr, dw.q_norm, d->q, x.qr, w.q_norm, x.q_rstd, B * T * NH, HS);
+            dq = d->qr;
+            dk = d->kr;
+        }
+        if (c->qkv_bias && weight_grads) {
+            bias_backward(dw.bv, d->v, B * T, KVD);
+            bias_backward(dw.bk, dk, B * T, KVD);
+            bias_backward(dw.bq, dq, B * T, QD);
+        }
         matmul_backward(d->ln1, dw.wv, d->v, x.ln1, w.wv, B * T, C, KVD);
         lora_apply_backward(m, LORA_WV, l, d->ln1, d->v, x.ln1, BT);
-        matmul_backward(d->ln1, dw.wk, d->k, x.ln1, w.wk, B * T, C, KVD);
-        lora_apply_backward(m, LORA_WK, l, d->ln1, d->k, x.ln1, BT);
-        matmul_backward(d->ln1, dw.wq, d->q, x.ln1, w.wq, B * T, C, C);
-        lora_apply_backward(m, LORA_WQ, l, d->ln1, d->q, x.ln1, BT);
+        matmul_backward(d->ln1, dw.wk, dk, x.ln1, w.wk, B * T, C, KVD);
+        lora_apply_backward(m, LORA_WK, l, d->ln1, dk, x.ln1, BT);
+        matmul_backward(d->ln1, dw.wq, dq, x.ln1, w.wq, B * T, C, QD);
+        lora_apply_backward(m, LORA_WQ, l, d->ln1, dq, x.ln1, BT);
         rmsnorm_backward(dres, dw.rms_att, d->ln1, x.inp, w.rms_att, x.ln1_rstd, B * T, C);
         // dres now holds d loss / d inp: the gradient of layer l-1's output (or of the embeddings)
     }
@@ -1283,8 +1365,9 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
 
 // the weights one token touches in layer l's linear maps: wq, wk, wv, wo, w1, w2, w3
 static double layer_weights_per_token(const Config* c) {
-    double C = c->dim, H = c->hidden_dim, KVD = (double)c->n_kv_heads * (c->dim / c->n_heads);
-    return 2.0 * C * C + 2.0 * C * KVD + 3.0 * C * H;
+    double C = c->dim, H = c->hidden_dim, QD = (double)c->n_heads * c->head_dim;
+    double KVD = (double)c->n_kv_heads * c->head_dim;
+    return 2.0 * C * QD + 2.0 * C * KVD + 3.0 * C * H;
 }
 
 // the adapters' rank * (in + out), summed over the maps adapted in layer l (0 if none)
@@ -1304,7 +1387,7 @@ static double lora_weights_per_token(const Model* m, int l) {
 double model_forward_flop(const Model* m, int B, int T, int n_run, int with_lora) {
     const Config* c = &m->config;
     // per token and layer: 2 x the weights; attention: q k^T and att v, 2 HS (t + 1) each per head
-    double flop = 0.0, attention = 4.0 * c->dim * B * ((double)T * (T + 1) / 2.0);
+    double flop = 0.0, attention = 4.0 * c->n_heads * c->head_dim * B * ((double)T * (T + 1) / 2.0);
     for (int l = 0; l < n_run; l++)
         flop += 2.0 * B * T * (layer_weights_per_token(c) + (with_lora ? lora_weights_per_token(m, l) : 0.0)) +
                 attention;
@@ -1316,7 +1399,7 @@ double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, 
     const Config* c = &m->config;
     // each linear map: d(input) = 2 x the weights per token, and as much again for d(weight) when
     // the weights learn; attention: four products where the forward has two; an adapter: four
-    double per_map = weight_grads ? 4.0 : 2.0, attention = 8.0 * c->dim * B * ((double)T * (T + 1) / 2.0);
+    double per_map = weight_grads ? 4.0 : 2.0, attention = 8.0 * c->n_heads * c->head_dim * B * ((double)T * (T + 1) / 2.0);
     double flop = 0.0;
     for (int l = 0; l < n_run; l++)
         flop += B * T * (per_map * layer_weights_per_token(c) +

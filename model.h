@@ -78,6 +78,10 @@ typedef struct {
     float* encoded;   // (B, T, C)        token embeddings: the residual stream before layer 0
     float* ln1;       // (L, B, T, C)     rmsnorm before attention
     float* ln1_rstd;  // (L, B, T)
+    float* qr;        // (L, B, T, NH*HS) wq . ln1 (+ bq) before the per-head norm   } only with
+    float* q_rstd;    // (L, B, T, NH)    1/rms of each head of qr                  } qk_norm
+    float* kr;        // (L, B, T, KVD)   wk . ln1 (+ bk) before the per-head norm  } (Qwen3),
+    float* k_rstd;    // (L, B, T, NKV)                                             } else size 0
     float* q;         // (L, B, T, NH*HS) after RoPE
     float* k;         // (L, B, T, KVD)   after RoPE
     float* v;         // (L, B, T, KVD)
@@ -100,7 +104,8 @@ typedef struct {
 // m->dacts uses the same names for the gradients, but holds only what the backward needs, and
 // each layer tensor for ONE layer (B, T, ...): the backward walks down the layers and reuses them.
 // dacts.residual is the running gradient of the residual stream; dacts.att is scratch (dP, dS).
-// encoded, res_att, the norms' rstd, losses and the RoPE tables have no buffer there (NULL).
+// encoded, res_att, the norms' rstd, losses and the RoPE tables have no buffer there (NULL); qr and
+// kr hold the gradients of the projections' outputs when there are q/k norms.
 
 // The KV cache and scratch of the decode path (llama2.c's RunState; generate.c fills it), for up to
 // n_slots sequences decoded side by side and up to n_rows token rows fed in one call.
@@ -272,9 +277,12 @@ void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimi
 
 // frees the KV cache and scratch (model_free calls it)
 void decode_state_free(DecodeState* d);
-// 1 / sqrt(mean(x^2) + 1e-5) of the row x (C), summed in double: rmsnorm's fallback when the float
+// 1 / sqrt(mean(x^2) + eps) of the row x (C), summed in double: rmsnorm's fallback when the float
 // sum of squares overflows
-float rms_inverse_double(const float* x, int C);
+float rms_inverse_double(const float* x, int C, float eps);
+// RoPE's cos and sin, (n, head_dim / 2), of positions pos[0..n) (pos NULL: 0 .. n-1) for the config's
+// theta and scaling; every path (batched forward, decode) takes its angles from here
+void rope_angles(float* rope_cos, float* rope_sin, const int* pos, int n, const Config* c);
 
 // ----------------------------------------------------------------------------
 // LoRA

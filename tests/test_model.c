@@ -18,7 +18,7 @@
 // The ops of model.c's "neural net blocks" section (not in model.h: only the model uses them).
 void encoder_forward(float* out, const int* tokens, const float* wte, int N, int C);
 void encoder_backward(float* dwte, const float* dout, const int* tokens, int N, int C);
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C);
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
                       const float* weight, const float* rstd, int N, int C);
 void matmul_forward(float* out, const float* inp, const float* weight, int N, int IC, int OC);
@@ -130,7 +130,7 @@ static float mask[OB * OT];
 static float rope_cos[OT * OHS / 2], rope_sin[OT * OHS / 2];
 
 static void fwd_encoder(void) { encoder_forward(op_out, tokens, w_a, OB * OT, OC); }
-static void fwd_rmsnorm(void) { rmsnorm_forward(op_out, scratch, in_a, w_a, OB * OT, OC); }
+static void fwd_rmsnorm(void) { rmsnorm_forward(op_out, scratch, in_a, w_a, OB * OT, OC, 1e-6f); }
 static void fwd_matmul(void) { matmul_forward(op_out, in_a, w_a, OB * OT, OC, OH); }
 static void fwd_rope(void) {
     memcpy(op_out, in_a, (size_t)OB * OT * OC * sizeof(float));
