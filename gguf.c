@@ -529,9 +529,11 @@ static int arch_key_f32(const GGUFFile* g, const char* arch, const char* key, fl
 
 // llama3 scaling from the divisor table d_i of frequency i (REAL_MODELS.md §A1): 1 for high
 // frequencies, factor for low ones, and between them 1/d = (1 - s)/factor + s with
-// s = (orig/λ - low)/(high - low), linear in 1/λ. Two interior points give the line; orig comes from
-// the file's rope.scaling.original_context_length when there (otherwise 8192, Llama-3's; any orig
-// with the same line gives the same table).
+// s = (orig/λ - low)/(high - low), linear in u = 1/λ: 0 at u_lo = low/orig, 1 at u_hi = high/orig.
+// The table fixes only u_lo and u_hi (orig is a free scale: the file's
+// rope.scaling.original_context_length when there, else 8192, Llama-3's). Two or more interpolated
+// entries give the line; with one, or none, any line through it whose ends fall between the
+// neighbouring plateau entries gives the same table, and we take one in the middle of that room.
 static int llama3_from_divisors(GGUFFile* g, const char* arch, const float* d, int n, Config* c) {
     float factor = 1;
     for (int i = 0; i < n; i++) factor = fmaxf(factor, d[i]);
@@ -543,22 +545,43 @@ static int llama3_from_divisors(GGUFFile* g, const char* arch, const float* d, i
     c->rope_low_freq_factor = 1;
     c->rope_high_freq_factor = 4;
     if (factor <= 1) return 0;
-    double x[2], y[2];
+    // u of each frequency (decreasing in i); u_one: the smallest u whose d is 1 (a high frequency),
+    // u_factor: the largest u whose d is factor; the interpolated entries lie between them
+    double u_one = INFINITY, u_factor = 0, x[2], y[2];
     int k = 0;
-    for (int i = 0; i < n && k < 2; i++) {
-        if (d[i] <= 1.0001f || d[i] >= factor * 0.9999f) continue;
-        double inv_freq = pow((double)c->rope_theta, -2.0 * i / (2.0 * n));
-        double wavelen = 2 * M_PI / inv_freq;
-        x[k] = 1.0 / wavelen;
-        y[k] = (1.0 / d[i] - 1.0 / factor) / (1.0 - 1.0 / factor); // s
-        k++;
+    for (int i = 0; i < n; i++) {
+        double u = pow((double)c->rope_theta, -2.0 * i / (2.0 * n)) / (2 * M_PI);
+        if (d[i] <= 1.0001f) u_one = fmin(u_one, u);
+        else if (d[i] >= factor * 0.9999f) u_factor = fmax(u_factor, u);
+        else if (k < 2) {
+            x[k] = u;
+            y[k] = (1.0 / d[i] - 1.0 / factor) / (1.0 - 1.0 / factor); // s
+            k++;
+        }
     }
-    if (k < 2) return 0; // no interpolated band: the defaults give the same two plateaus
-    double a = (y[1] - y[0]) / (x[1] - x[0]), b = y[0] - a * x[0]; // s = a/λ + b, a = orig/(h-l), b = -l/(h-l)
-    if (!(a > 0)) return 0;
-    double width = orig / a, low = -b * width;
-    c->rope_low_freq_factor = (float)low;
-    c->rope_high_freq_factor = (float)(low + width);
+    double u_lo, u_hi;
+    if (k == 2) {
+        double a = (y[1] - y[0]) / (x[1] - x[0]), b = y[0] - a * x[0];
+        if (!(a > 0)) return 0;
+        u_lo = -b / a, u_hi = (1 - b) / a;
+    } else {
+        if (u_one == INFINITY) u_one = 2 * fmax(u_factor, k ? x[0] : 0); // no high band in the table
+        if (k == 1) {
+            // the line through (x0, y0) with s = 0 halfway from x0 to u_factor, unless s = 1 would
+            // then reach past u_one; then the line whose s = 1 is halfway from x0 to u_one
+            u_lo = x[0] - (x[0] - u_factor) / 2;
+            u_hi = u_lo + (x[0] - u_lo) / y[0];
+            if (u_hi >= u_one) {
+                u_hi = x[0] + (u_one - x[0]) / 2;
+                u_lo = u_hi - (u_hi - x[0]) / (1 - y[0]);
+            }
+        } else {
+            u_lo = u_factor + (u_one - u_factor) / 3;
+            u_hi = u_factor + 2 * (u_one - u_factor) / 3;
+        }
+    }
+    c->rope_low_freq_factor = (float)(orig * u_lo);
+    c->rope_high_freq_factor = (float)(orig * u_hi);
     return 0;
 }
 

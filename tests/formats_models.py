@@ -30,7 +30,8 @@ BASE = dict(dim=64, hidden=96, layers=2, heads=4, kv_heads=2, head_dim=16, vocab
 CASES = {
     "llama_gqa_f32": dict(dtype="F32"),
     "llama_tied_bf16": dict(tied=True, dtype="BF16", theta=100000.0),
-    "llama3_scaling_f16": dict(dtype="F16", theta=500000.0, llama3=dict(factor=8.0, low=1.0, high=4.0, orig=64)),
+    "llama_f16": dict(dtype="F16"),
+    "llama3_scaling_f32": dict(dtype="F32", theta=500000.0, llama3=dict(factor=8.0, low=1.0, high=4.0, orig=64)),
     "qwen2_bias_f32": dict(arch="qwen2", bias=True, tied=True, theta=1e6, eps=1e-6, dtype="F32"),
     "qwen3_qknorm_f32": dict(arch="qwen3", qk_norm=True, head_dim=32, theta=1e6, eps=1e-6, dtype="F32"),
     "llama_q8_0": dict(dtype="F32", gguf_dtype="Q8_0"),

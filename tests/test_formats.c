@@ -232,7 +232,7 @@ int main(void) {
     FILE* f = fopen(path_of(p1, sizeof(p1), "", "cases.txt"), "r");
     while (f && n_cases < 16 && fscanf(f, "%63s", cases[n_cases]) == 1) n_cases++;
     if (f) fclose(f);
-    CHECK(n_cases == 6, "%d cases", n_cases);
+    CHECK(n_cases == 7, "%d cases (7 expected)", n_cases);
 
     // llama.cpp's jobs and the reference's second round, filled as we go
     char jobs_path[300], batch_path[300];
@@ -459,9 +459,11 @@ int main(void) {
                         n_g++;
                     }
                 int exact = strstr(name, "f32") != NULL;
-                // Q8_0: llama.cpp quantizes the activations to 8 bits too (its q8_0 dot product), so
-                // its greedy path drifts from the exact one: printed, not checked
-                if (!strstr(name, "q8_0")) CHECK(same == N_GREEDY, "%s%s: greedy ids agree with llama.cpp for %d of %d tokens", name,
+                // F16, BF16, Q8_0: llama.cpp rounds the activations to the weights' type too (its dot
+                // products take both operands in that type), so on a random model, whose next-token
+                // choices are near ties, its greedy path drifts from the exact one after some tokens:
+                // printed, and the probabilities checked to that rounding's size below
+                if (exact) CHECK(same == N_GREEDY, "%s%s: greedy ids agree with llama.cpp for %d of %d tokens", name,
                       k ? " (LoRA-merged, written by mosr)" : "", same, N_GREEDY);
                 printf("%-20s %s greedy ids = llama.cpp's: %d of %d\n", name, k ? "merged GGUF" : "GGUF       ", same, n_g);
                 if (k == 1 || !probs_v) continue;
@@ -480,9 +482,13 @@ int main(void) {
                     }
                     t++;
                 }
-                if (exact) CHECK(worst < TOL, "%s: probabilities differ from llama.cpp's by %.2e", name, worst);
+                // F32 exact; F16/BF16 within 5e-3, about 3x what rounding the activations to 8-11 bits moves a
+                // probability here (Q8_0's 8-bit activations move it further: printed only)
+                int q8 = strstr(name, "q8_0") != NULL;
+                if (!q8) CHECK(worst < (exact ? TOL : 5e-3), "%s: probabilities differ from llama.cpp's by %.2e", name, worst);
                 printf("%-20s next-token probabilities vs llama.cpp: max |dp| %.1e%s\n", name, worst,
-                       exact ? "" : " (F16/BF16/Q8_0: llama.cpp rounds activations too; not checked)");
+                       exact ? "" : q8 ? " (Q8_0: llama.cpp rounds activations to 8 bits; not checked)"
+                                       : " (F16/BF16: llama.cpp rounds activations; checked < 5e-3)");
             }
         free(json);
         // (c) the permutation forgotten at GGUF load: mosr's probabilities of a qwen file, unpermuted

@@ -128,6 +128,58 @@ static void test_decode_equals_forward(Model* m) {
     CHECK(worst < 1e-4f, "decode logits differ from model_forward's by %g", worst);
 }
 
+// The real-model features (q/k/v biases, per-head q/k norms, head_dim != dim / heads with q wider
+// than the stream, theta, eps, llama3 scaling) in every path: the decode step one row at a time,
+// the decode prefill of many rows at once and model_forward_states must all give model_forward's
+// numbers (model_forward itself is checked against PyTorch in test_model).
+static void test_features_every_path(const char* name, Config c) {
+    Model m;
+    if (model_build(&m, &c) != 0) { CHECK(0, "%s: model_build", name); return; }
+    model_init_random(&m, 5);
+    // weights 4x an init's (logits of order 1-10, not 0.01), norms away from exactly 1 and biases
+    // non-zero, so that each feature changes the numbers well beyond the tolerance
+    for (size_t j = 0; j < m.n_params; j++) m.param_memory[j] *= 4.0f;
+    uint64_t rng = 3;
+    float* norms[] = {m.params.q_norm, m.params.k_norm, m.params.rms_att};
+    size_t norm_n[] = {m.param_sizes[15], m.param_sizes[16], m.param_sizes[0]};
+    for (int i = 0; i < 3; i++)
+        for (size_t j = 0; norms[i] && j < norm_n[i]; j++) norms[i][j] = 1.0f + 0.3f * random_normal(&rng);
+    for (size_t j = 0; m.params.bq && j < m.param_sizes[12] + m.param_sizes[13] + m.param_sizes[14]; j++)
+        m.params.bq[j] = 0.5f * random_normal(&rng);
+    enum { T = 40 };
+    int V = c.vocab_size, tokens[T], pos[T], slots[T], rows[T];
+    for (int t = 0; t < T; t++) tokens[t] = random_u32(&rng) % V, pos[t] = t, slots[t] = 0, rows[t] = t;
+    model_forward(&m, tokens, 1, T, c.n_layers);
+    float* want = malloc((size_t)T * V * sizeof(float));
+    memcpy(want, m.acts.logits, (size_t)T * V * sizeof(float));
+    float one = 0.0f, many = 0.0f;
+    for (int t = 0; t < T; t++) {
+        float* logits = model_decode(&m, &tokens[t], &t, 1);
+        for (int i = 0; i < V; i++)
+            one = fmaxf(one, fabsf(logits[i] - want[(size_t)t * V + i]) / fmaxf(1.0f, fabsf(want[(size_t)t * V + i])));
+    }
+    float* logits = model_decode_rows(&m, tokens, slots, pos, T, rows, T); // the prefill: T rows in one call
+    for (int i = 0; logits && i < T * V; i++) many = fmaxf(many, fabsf(logits[i] - want[i]) / fmaxf(1.0f, fabsf(want[i])));
+    // the states path, bit for bit
+    float* states[64] = {0};
+    for (int l = 0; l < c.n_layers; l++) states[l] = malloc((size_t)T * c.dim * sizeof(float));
+    int same = model_forward_states(&m, tokens, 1, T, c.n_layers, states) == 0;
+    for (int l = 0; l < c.n_layers; l++) {
+        same = same && memcmp(states[l], model_hidden(&m, l), (size_t)T * c.dim * sizeof(float)) == 0;
+        free(states[l]);
+    }
+    float scale = 0.0f;
+    for (int i = 0; i < T * V; i++) scale = fmaxf(scale, fabsf(want[i]));
+    printf("%s: decode one row %.2g, prefill rows %.2g (relative logits vs model_forward, max |logit| %.1f); "
+           "states identical %d\n", name, one, many, scale, same);
+    CHECK(scale > 1.0f, "%s: the logits are too small (%g) for the comparison to mean anything", name, scale);
+    CHECK(one < 1e-4f && logits && many < 1e-4f, "%s: decode logits differ from model_forward's (%g, %g)", name, one,
+          many);
+    CHECK(same, "%s: model_forward_states' h_l differ from model_forward's", name);
+    free(want);
+    model_free(&m);
+}
+
 int main(void) {
     // one thread: decoding one token at a time is many tiny steps, and two OpenMP threads on a busy
     // 2-core machine spend most of their time at barriers (2 s against 15 s)
@@ -143,6 +195,14 @@ int main(void) {
     }
     test_generate_promises(&m, &t);
     test_decode_equals_forward(&m);
+    Config qwen2 = {.dim = 64, .hidden_dim = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 50,
+                    .seq_len = 64, .shared_classifier = 1, .rope_theta = 1e6f, .norm_eps = 1e-6f, .qkv_bias = 1};
+    test_features_every_path("qwen2-like (biases, theta 1e6, eps 1e-6)", qwen2);
+    Config qwen3 = {.dim = 64, .hidden_dim = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 1, .head_dim = 24,
+                    .vocab_size = 50, .seq_len = 64, .norm_eps = 1e-6f, .qk_norm = 1, .rope_theta = 500000.0f,
+                    .rope_scaling = ROPE_SCALING_LLAMA3, .rope_factor = 8.0f, .rope_low_freq_factor = 1.0f,
+                    .rope_high_freq_factor = 4.0f, .rope_original_max_position = 16};
+    test_features_every_path("qwen3-like + llama3 scaling (q/k norms, head_dim 24: q wider than dim 64)", qwen3);
 
     // a tokenizer of another size is refused, not read out of bounds
     Tokenizer small = t;

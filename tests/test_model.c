@@ -31,6 +31,8 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout,
                         const float* q, const float* k, const float* v, const float* att,
                         int B, int T, int NH, int NKV, int HS);
+void bias_forward(float* out, const float* bias, int N, int OC);
+void bias_backward(float* dbias, const float* dout, int N, int OC);
 void swiglu_forward(float* out, const float* h1, const float* h3, size_t n);
 void swiglu_backward(float* dh1, float* dh3, const float* dout, const float* h1, const float* h3, size_t n);
 double crossentropy_forward_backward(float* losses, float* dlogits, const float* logits,
@@ -137,6 +139,10 @@ static void fwd_rope(void) {
     rope_forward(op_out, rope_cos, rope_sin, OB, OT, ONH, OHS);
 }
 static void fwd_attention(void) { attention_forward(op_out, scratch, in_a, in_b, in_c, OB, OT, ONH, ONKV, OHS); }
+static void fwd_bias(void) {
+    memcpy(op_out, in_a, (size_t)OB * OT * OH * sizeof(float));
+    bias_forward(op_out, w_a, OB * OT, OH);
+}
 static void fwd_swiglu(void) { swiglu_forward(op_out, in_a, in_b, (size_t)OB * OT * OH); }
 static void fwd_crossentropy(void) {
     crossentropy_forward_backward(op_out, scratch2, in_a, targets, mask, 1.0f, OB * OT, OV);
@@ -233,6 +239,16 @@ static void test_ops(void) {
     free(out_before), free(datt);
     free(in_a), free(in_b), free(in_c), free(op_R), free(g0), free(s0), free(g1), free(s1), free(g2), free(s2);
 
+    // bias: out = inp + b per row (its dinp is the identity: only db needs checking)
+    in_a = randn(N * OH, 1.0f);
+    w_a = randn(OH, 1.0f);
+    op_forward = fwd_bias, op_n_out = N * OH, op_R = randn(op_n_out, 1.0f);
+    g0 = grad_start(OH, &s0);
+    bias_backward(g0, op_R, N, OH);
+    grad_finish(g0, s0, OH);
+    report("bias", "bias", fd_check(w_a, OH, g0));
+    free(in_a), free(w_a), free(op_R), free(g0), free(s0);
+
     // swiglu
     in_a = randn(N * OH, 2.0f);
     in_b = randn(N * OH, 1.0f);
@@ -278,13 +294,15 @@ static void test_ops(void) {
 // checks the numbers tightly against PyTorch in double precision.
 
 static const char* tensor_names[N_PARAMETER_TENSORS] = {"rms_att", "rms_ffn", "rms_final", "token_emb",
-                                                        "wq", "wk", "wv", "wo", "w1", "w2", "w3", "wcls"};
+                                                        "wq", "wk", "wv", "wo", "w1", "w2", "w3", "wcls",
+                                                        "bq", "bk", "bv", "q_norm", "k_norm"};
 
 static void init_test_weights(Model* m, float scale) {
     float* p = m->param_memory;
     for (int t = 0; t < N_PARAMETER_TENSORS; t++) {
         for (size_t j = 0; j < m->param_sizes[t]; j++) {
-            p[j] = t <= 2 ? 1.0f + 0.2f * random_normal(&rng) : scale * random_normal(&rng);
+            int norm = t <= 2 || t == 15 || t == 16; // rms_att, rms_ffn, rms_final, q_norm, k_norm
+            p[j] = norm ? 1.0f + 0.2f * random_normal(&rng) : scale * random_normal(&rng);
         }
         p += m->param_sizes[t];
     }
@@ -408,6 +426,19 @@ static void test_model_grads(void) {
     // both at once: cross-entropy through all layers plus an injection at the top layer
     c.shared_classifier = 0;
     check_model_grads("model, logits + dhidden", c, 2, 5, 3, 1, 1);
+    // the real-model features (model.h), each path of the backward they add: Qwen2's biases with
+    // its theta and eps; Qwen3's per-head norms with head_dim != dim / heads; Llama-3's scaled RoPE
+    // (a short original context, so all three frequency bands occur at T = 5)
+    Config qwen2 = {.dim = 8, .hidden_dim = 12, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 11,
+                    .seq_len = 8, .rope_theta = 1e6f, .norm_eps = 1e-6f, .qkv_bias = 1, .shared_classifier = 1};
+    check_model_grads("model, q/k/v biases", qwen2, 2, 5, 2, 1, 1);
+    Config qwen3 = {.dim = 8, .hidden_dim = 12, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1, .head_dim = 6,
+                    .vocab_size = 11, .seq_len = 8, .norm_eps = 1e-6f, .qk_norm = 1};
+    check_model_grads("model, q/k norms, head_dim 6", qwen3, 2, 5, 2, 1, 1);
+    Config llama3 = {.dim = 8, .hidden_dim = 12, .n_layers = 2, .n_heads = 2, .n_kv_heads = 2, .vocab_size = 11,
+                     .seq_len = 8, .rope_theta = 500000.0f, .rope_scaling = ROPE_SCALING_LLAMA3, .rope_factor = 8.0f,
+                     .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f, .rope_original_max_position = 16};
+    check_model_grads("model, llama3 RoPE scaling", llama3, 2, 5, 2, 1, 0);
 }
 
 // Shapes: a sequence's logits must not depend on its batch neighbours, on the padding after it
@@ -447,6 +478,8 @@ static void test_shapes(void) {
 //
 // Exchange files, all little-endian:
 //   in:  int32 dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len, shared, B, T;
+//        int32 head_dim, float32 rope_theta, norm_eps, int32 qkv_bias, qk_norm, rope_scaling,
+//        float32 rope_factor, low_freq_factor, high_freq_factor, int32 original_max_position;
 //        float32 parameters (the model's block, in its order); int32 inputs (B*T);
 //        int32 targets (B*T); float32 mask (B*T)
 //   out: float32 loss; logits (B*T*V); hidden states h_0..h_{L-1} (L*B*T*C); gradients (n_params)
@@ -478,9 +511,14 @@ static int torch_case_write(TorchCase* tc, Config c, int B, int T, int id) {
     snprintf(tc->out_path, sizeof(tc->out_path), "/tmp/mosr_torch_out.%d.%d", (int)getpid(), id);
     FILE* f = fopen(tc->in_path, "wb");
     if (!f) return -1;
+    Config r = tc->m.config; // every default filled in
     int header[10] = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
                       c.seq_len, c.shared_classifier, B, T};
+    struct { int head_dim; float theta, eps; int bias, qk_norm, scaling; float factor, low, high; int orig; } features =
+        {r.head_dim, r.rope_theta, r.norm_eps, r.qkv_bias, r.qk_norm, r.rope_scaling, r.rope_factor,
+         r.rope_low_freq_factor, r.rope_high_freq_factor, r.rope_original_max_position};
     fwrite(header, sizeof(int), 10, f);
+    fwrite(&features, sizeof(features), 1, f);
     fwrite(tc->m.param_memory, sizeof(float), tc->m.n_params, f);
     fwrite(tc->inputs, sizeof(int), N, f);
     fwrite(tc->targets, sizeof(int), N, f);
@@ -506,8 +544,11 @@ static void torch_case_compare(TorchCase* tc) {
     model_forward(m, tc->inputs, tc->B, tc->T, c.n_layers);
     float loss = model_loss(m, tc->targets, tc->mask, 1.0f);
     model_backward(m, 1, NULL);
-    printf("vs PyTorch (%s classifier, dim %d, %d layers, %d/%d heads, B %d, T %d):\n",
-           c.shared_classifier ? "shared" : "unshared", c.dim, c.n_layers, c.n_heads, c.n_kv_heads, tc->B, tc->T);
+    char features[160] = "";
+    config_is_llama2c(&c, features, sizeof(features)); // the first real-model feature, if any
+    printf("vs PyTorch (%s classifier, dim %d, %d layers, %d/%d heads, B %d, T %d%s%s):\n",
+           c.shared_classifier ? "shared" : "unshared", c.dim, c.n_layers, c.n_heads, c.n_kv_heads, tc->B, tc->T,
+           features[0] ? "; " : "", features);
     double* refd = malloc(n_ref * sizeof(double));
     for (size_t i = 0; i < n_ref; i++) refd[i] = ref[i];
     double e = fabs(loss - refd[0]) / fabs(refd[0]);
@@ -550,31 +591,93 @@ static int run_torch_script(const char* cmd) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// The reference's logits of a case (NULL if unreadable), for the sensitivity checks below.
+static float* torch_ref_logits(TorchCase* tc) {
+    size_t n = (size_t)tc->B * tc->T * tc->m.config.vocab_size;
+    float* ref = malloc((1 + n) * sizeof(float));
+    FILE* f = fopen(tc->out_path, "rb");
+    size_t got = f ? fread(ref, sizeof(float), 1 + n, f) : 0;
+    if (f) fclose(f);
+    if (got != 1 + n) { free(ref); return NULL; }
+    memmove(ref, ref + 1, n * sizeof(float));
+    return ref;
+}
+
+// The agreement above must depend on each feature: the model with one feature undone (theta back to
+// 10000, the biases zeroed, the q/k norms' weights doubled, the scaling off) must NOT match the
+// reference. Otherwise the reference could be ignoring the feature just as the engine might.
+static void torch_case_sensitivity(TorchCase* tc) {
+    float* ref = torch_ref_logits(tc);
+    if (!ref) return;
+    Model* m = &tc->m;
+    size_t n = (size_t)tc->B * tc->T * m->config.vocab_size;
+    double* refd = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) refd[i] = ref[i];
+    for (int feature = 0; feature < 4; feature++) {
+        Config saved = m->config;
+        float* buf = NULL;
+        size_t count = 0;
+        const char* what = NULL;
+        if (feature == 0 && saved.rope_theta != 10000.0f) m->config.rope_theta = 10000.0f, what = "theta 10000";
+        if (feature == 1 && saved.qkv_bias) buf = m->params.bq, count = m->param_sizes[12] * 3, what = "no biases";
+        if (feature == 2 && saved.qk_norm) buf = m->params.q_norm, count = m->param_sizes[15] * 2, what = "q/k norm x2";
+        if (feature == 3 && saved.rope_scaling) m->config.rope_scaling = ROPE_SCALING_NONE, what = "no llama3 scaling";
+        if (!what) continue;
+        float* keep = buf ? malloc(count * sizeof(float)) : NULL;
+        if (buf) {
+            memcpy(keep, buf, count * sizeof(float));
+            for (size_t i = 0; i < count; i++) buf[i] = feature == 1 ? 0.0f : 2.0f * buf[i];
+        }
+        model_forward(m, tc->inputs, tc->B, tc->T, m->config.n_layers);
+        double e = rel_err(m->acts.logits, refd, n);
+        printf("  undone: %-18s logits rel err %.2e (must be large)\n", what, e);
+        CHECK(e > 1e-3, "torch: the logits still match the reference with %s (%.2e): the check cannot fail", what, e);
+        if (buf) memcpy(buf, keep, count * sizeof(float)), free(keep);
+        m->config = saved;
+    }
+    free(refd);
+    free(ref);
+}
+
 static void test_torch(void) {
-    // T = 80 crosses the attention's row block; 4 query heads share 2 kv heads
-    Config c = {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
-                .vocab_size = 23, .seq_len = 96, .shared_classifier = 0};
-    TorchCase cases[2];
+    // T = 80 crosses the attention's row block; 4 query heads share 2 kv heads. Cases 2 and 3 add
+    // the real-model features: Qwen2's biases (theta 1e6, eps 1e-6); Qwen3's per-head norms with
+    // head_dim 6 != 16 / 4 and Llama-3's scaled RoPE (original context 32 < T, all three bands)
+    enum { N_CASES = 4 };
+    Config cs[N_CASES] = {
+        {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 23, .seq_len = 96},
+        {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 23, .seq_len = 96,
+         .shared_classifier = 1},
+        {.dim = 16, .hidden_dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 23, .seq_len = 96,
+         .shared_classifier = 1, .rope_theta = 1e6f, .norm_eps = 1e-6f, .qkv_bias = 1},
+        {.dim = 16, .hidden_dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 1, .head_dim = 6, .vocab_size = 23,
+         .seq_len = 96, .rope_theta = 500000.0f, .norm_eps = 1e-6f, .qk_norm = 1, .rope_scaling = ROPE_SCALING_LLAMA3,
+         .rope_factor = 8.0f, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
+         .rope_original_max_position = 32},
+    };
+    TorchCase cases[N_CASES];
     memset(cases, 0, sizeof(cases));
-    int ok = torch_case_write(&cases[0], c, 2, 80, 0) == 0;
-    c.shared_classifier = 1;
-    ok = ok && torch_case_write(&cases[1], c, 2, 80, 1) == 0;
+    int ok = 1;
+    for (int i = 0; i < N_CASES; i++) ok = ok && torch_case_write(&cases[i], cs[i], 2, 80, i) == 0;
     CHECK(ok, "torch: could not write the exchange files in /tmp");
     if (ok) {
-        // one python process for both cases: importing torch is the slow part
-        char cmd[512];
-        snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/torch_model.py %s %s %s %s", cases[0].in_path,
-                 cases[0].out_path, cases[1].in_path, cases[1].out_path);
+        // one python process for every case: importing torch is the slow part
+        char cmd[1024] = "/usr/bin/python3 tests/torch_model.py";
+        for (int i = 0; i < N_CASES; i++)
+            snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " %s %s", cases[i].in_path, cases[i].out_path);
         int code = run_torch_script(cmd);
         if (code == 77) {
             SKIP("torch cross-check not run: /usr/bin/python3 cannot import torch (make deps-test installs it)");
         } else if (code != 0) {
             CHECK(0, "torch cross-check: tests/torch_model.py failed (exit %d)", code);
         } else {
-            for (int i = 0; i < 2; i++) torch_case_compare(&cases[i]);
+            for (int i = 0; i < N_CASES; i++) {
+                torch_case_compare(&cases[i]);
+                torch_case_sensitivity(&cases[i]);
+            }
         }
     }
-    for (int i = 0; i < 2; i++) torch_case_free(&cases[i]);
+    for (int i = 0; i < N_CASES; i++) torch_case_free(&cases[i]);
 }
 
 // ----------------------------------------------------------------------------
