@@ -930,8 +930,10 @@ static void stream_piece(int prompt, int token, void* ctx) {
 
 int generate(Model* m, Tokenizer* tok, Sampler* sampler, const char* prompt, int steps, FILE* out) {
     const Config* c = &m->config;
-    if (tok->vocab_size != c->vocab_size) {
-        error_msg("generate: the tokenizer has %d tokens but the model's vocabulary is %d",
+    // fewer tokens than embeddings is normal (Qwen pads 151,669 tokens to 151,936 rows; an id past
+    // the tokenizer decodes to nothing); more would feed the model ids it has no row for
+    if (tok->vocab_size > c->vocab_size) {
+        error_msg("generate: the tokenizer has %d tokens but the model's vocabulary only %d",
                   tok->vocab_size, c->vocab_size);
         return -1;
     }

@@ -787,6 +787,11 @@ int template_attach(Tokenizer* t, const char* model_path, const char* tok_path, 
                       need[i], template_family_name(ct.family));
             return EXIT_BAD_INPUT;
         }
+    // which conversation format the command will use, said once (the world's is the default of
+    // the world's models and goes unsaid)
+    if (ct.family != TEMPLATE_WORLD)
+        fprintf(stderr, "chat template: %s (%s)\n", template_family_name(ct.family),
+                name ? "--template" : tok_path ? tok_path : model_path);
     free(t->chat_template);
     t->chat_template = malloc_or_die(sizeof(ChatTemplate));
     *t->chat_template = ct;

@@ -13,6 +13,7 @@ Exit code 77 when numpy / torch are not importable (the C test reports a skip).
 import json
 import math
 import os
+import shutil
 import struct
 import sys
 
@@ -503,9 +504,29 @@ def peft(base, adapter, ids, out):
     write_f32(out, forward(c, w, read_ids(ids)))
 
 
+def folder(out, name, vocab, tokenizer_dir):
+    """a random model of case `name` with `vocab` tokens as a Hugging Face folder, with the real
+    tokenizer.json and tokenizer_config.json of tokenizer_dir (for the command-line tests)"""
+    c = case_config(name)
+    c["vocab"] = vocab
+    os.makedirs(out, exist_ok=True)
+    w = random_weights(c, 77)
+    tensors = {}
+    for k, t in w.items():
+        b, _ = to_dtype(t, c["dtype"])
+        tensors[k] = (c["dtype"], list(t.shape), b)
+    write_safetensors(os.path.join(out, "model.safetensors"), tensors)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(hf_config(c), f, indent=2)
+    for fn in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(tokenizer_dir, fn), os.path.join(out, fn))
+
+
 def run(argv):
     cmd = argv[0]
-    if cmd == "gen":
+    if cmd == "folder":
+        folder(argv[1], argv[2], int(argv[3]), argv[4])
+    elif cmd == "gen":
         gen(argv[1])
     elif cmd == "logits":
         c, w = load_hf(argv[1])
@@ -523,13 +544,4 @@ if __name__ == "__main__":
                 if line.strip():
                     run(line.split())
         sys.exit(0)
-    cmd = sys.argv[1]
-    if cmd == "gen":
-        gen(sys.argv[2])
-    elif cmd == "logits":
-        c, w = load_hf(sys.argv[2])
-        write_f32(sys.argv[4], forward(c, w, read_ids(sys.argv[3])))
-    elif cmd == "peft":
-        peft(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
-    else:
-        sys.exit("unknown command " + cmd)
+    run(sys.argv[1:])

@@ -204,13 +204,16 @@ int main(void) {
                     .rope_high_freq_factor = 4.0f, .rope_original_max_position = 16};
     test_features_every_path("qwen3-like + llama3 scaling (q/k norms, head_dim 24: q wider than dim 64)", qwen3);
 
-    // a tokenizer of another size is refused, not read out of bounds
-    Tokenizer small = t;
-    small.vocab_size = 300;
+    // a tokenizer with more tokens than the model has rows is refused, not read out of bounds; one
+    // with fewer (a padded embedding, as Qwen's) generates, ids past it decoding to nothing
+    Tokenizer wrong = t;
+    wrong.vocab_size = m.config.vocab_size + 1;
     Sampler s;
     build_sampler(&s, m.config.vocab_size, 0.0f, 0.9f, 1);
     FILE* f = tmpfile();
-    CHECK(generate(&m, &small, &s, "", 10, f) != 0, "a tokenizer of the wrong size is refused");
+    CHECK(generate(&m, &wrong, &s, "", 10, f) != 0, "a tokenizer larger than the model's vocabulary is refused");
+    wrong.vocab_size = 300;
+    CHECK(generate(&m, &wrong, &s, "Once", 10, f) == 0, "a tokenizer smaller than the model's vocabulary generates");
     fclose(f);
     free_sampler(&s);
 
