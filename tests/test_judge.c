@@ -4,7 +4,7 @@
 //   2. data/audit/audit.jsonl: blind hand labels of the demo models' answers (protocol in
 //      data/audit/README.md); `mosr judge` must agree with AUDIT_MIN_AGREEMENT of them. Agreement
 //      (overall, per model), precision and recall per label and the confusion matrix are printed
-//      (the README quotes them); on failure, every disagreement too.
+//      (JUDGE.md quotes them); on failure, every disagreement too.
 // Run from the repository root: ./tests/test_judge
 #include <math.h>
 #include <stdlib.h>
