@@ -5,7 +5,7 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-mi
 LDLIBS = -lopenblas -lstb -lpcre2-8 -lm
 PYTHON = /usr/bin/python3
 
-SRC = model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c mosr.c analyze.c defend.c demo.c
+SRC = model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c util_blas.c mosr.c analyze.c defend.c demo.c
 HDR = model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h template.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
 OBJ = $(SRC:.c=.o)
 # the tests link every object but main.o (main.c holds only the dispatcher and main())
@@ -13,9 +13,9 @@ LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
         tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_formats tests/test_template tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
-SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh
+SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh
 
-.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest
+.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md
 all: mosr
 
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
@@ -160,7 +160,7 @@ base-large: mosr
 	    --epochs 6 --lr 1e-3 --warmup 20 -o weights/base_large.bin --log out/base_large/safety.csv --plot out/base_large/safety.png
 	rm -f weights/base_large.bin.state
 
-# the shipped model's evaluation table in the README: every test prompt under every attack
+# the shipped model's evaluation (RESULTS.md, "The shipped base model"): every test prompt under every attack
 EVAL_SETS = --set data/test_malicious.jsonl --expect refuse --set data/test_pseudo.jsonl --expect comply \
             --set data/test_benign.jsonl --expect comply --attack all
 eval-base: mosr
@@ -211,3 +211,20 @@ sweep: mosr
 tradeoff: mosr
 	$(ABLATION) $(TRADEOFF) --out out/tradeoff $(ABLATION_FLAGS)
 	$(ABLATION) $(TRADEOFF) --retain-borderline --out out/tradeoff_borderline $(ABLATION_FLAGS)
+
+# do OALW's weights point at where the demo's defences do damage? (run make demo first) The weights
+# of every erase prompt (one MOSR step writes them), then mosr analyze on each defended model:
+# out/oalw_damage/rr.json and mosr.json (copied into results/oalw_damage/ for RESULTS.md)
+oalw-damage: mosr
+	mkdir -p out/oalw_damage
+	./mosr defend weights/base.bin -z weights/tokenizer.bin --method mosr --steps 1 --threads 2 \
+	    --oalw-out out/oalw_damage/weights.jsonl -o out/oalw_damage/one_step.bin
+	for m in rr mosr; do \
+	    ./mosr analyze weights/base.bin -z weights/tokenizer.bin --defended out/demo/$$m.bin \
+	        --oalw-weights out/oalw_damage/weights.jsonl --out out/oalw_damage/$$m --json out/oalw_damage/$$m.json || exit 1; \
+	done
+
+# the tables of README.md and RESULTS.md, rewritten from the files under results/ (results/render.py;
+# tests/test_results.sh fails when they differ)
+results-md:
+	$(PYTHON) results/render.py

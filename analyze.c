@@ -3,15 +3,12 @@
 #include "analyze.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
+#include "eval.h"
 #include "plot.h"
 #include "util.h"
 
@@ -948,12 +945,6 @@ done:
     return rc;
 }
 
-// a number for JSON: NaN and infinities become null
-void json_float(FILE* f, float x) {
-    if (isfinite(x)) fprintf(f, "%.6g", x);
-    else fputs("null", f);
-}
-
 static void json_float_array(FILE* f, const float* x, int n, int stride) {
     fputc('[', f);
     for (int i = 0; i < n; i++) {
@@ -1280,29 +1271,6 @@ static int write_rows_jsonl(const char* path, const AnalysisSet* sets, int n_set
         }
     }
     return atomic_commit(&af);
-}
-
-// creates dir if it does not exist, and its missing parents first (as mkdir -p does)
-int ensure_dir(const char* dir) {
-    struct stat st;
-    if (stat(dir, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) return 0;
-        error_msg("%s: exists and is not a directory", dir);
-        return -1;
-    }
-    char parent[4096];
-    const char* slash = strrchr(dir, '/');
-    int made = mkdir(dir, 0755) == 0;
-    if (!made && errno == ENOENT && slash && slash > dir && slash - dir < (long)sizeof(parent)) {
-        snprintf(parent, sizeof(parent), "%.*s", (int)(slash - dir), dir);
-        if (ensure_dir(parent) != 0) return -1;
-        made = mkdir(dir, 0755) == 0 || (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode));
-    }
-    if (!made) {
-        error_msg("%s: cannot create the directory: %s", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
 }
 
 int analyze_main(int argc, char** argv) {

@@ -2,14 +2,11 @@
 // loop, logs and plots, the checkpoint out.
 #include "defend.h"
 
-#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "plot.h"
 #include "util.h"

@@ -2,15 +2,15 @@
 // variants over seeds, and the lambda / K sweep): the runs, their tables, JSON and figures.
 #include "demo.h"
 
-#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
+#include "analyze.h"
+#include "defend.h"
+#include "eval.h"
 #include "plot.h"
 #include "util.h"
 

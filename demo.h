@@ -2,9 +2,6 @@
 #ifndef MOSR_DEMO_H
 #define MOSR_DEMO_H
 
-#include "analyze.h"
-#include "defend.h"
-
 // 8. the demo and the ablation (mosr demo, mosr ablation)
 //
 // Both defend fresh copies of the base model with defend() and answer the test split with eval.c

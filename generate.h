@@ -91,9 +91,6 @@ typedef struct {
 // generation_free). stats may be NULL. Returns 0 on success (on failure out holds nothing).
 int generate_run(Model* m, int* const* prompts, const int* prompt_lens, int n_prompts,
                  const GenerateOptions* opt, Generation* out, GenerateStats* stats);
-// the best sgemm rate of this machine on the current threads, GFLOP/s, measured in about 0.2 s
-// the first time for each thread count, then remembered
-double sgemm_peak_gflops(void);
 // one line: time, prompts/s, tokens, GFLOP/s and its share of sgemm_peak_gflops() (measured now)
 void generate_stats_print(FILE* f, const GenerateStats* st, int n_prompts);
 // writes `"timing": {"seconds", "prompt_tokens", "generated_tokens", "gflop"}` (no comma around it)

@@ -4,14 +4,10 @@
 #include "mosr.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "util.h"
 

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "eval.h"
+#include "data.h"
 #include "train.h"
 
 // ----------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 // conversation of that family to text and to ids, and finding a model's template.
 #include "template.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

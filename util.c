@@ -811,6 +811,31 @@ double time_now(void) {
 }
 
 // ----------------------------------------------------------------------------
+// directories
+
+int ensure_dir(const char* dir) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return 0;
+        error_msg("%s: exists and is not a directory", dir);
+        return -1;
+    }
+    char parent[4096];
+    const char* slash = strrchr(dir, '/');
+    int made = mkdir(dir, 0755) == 0;
+    if (!made && errno == ENOENT && slash && slash > dir && slash - dir < (long)sizeof(parent)) {
+        snprintf(parent, sizeof(parent), "%.*s", (int)(slash - dir), dir);
+        if (ensure_dir(parent) != 0) return -1;
+        made = mkdir(dir, 0755) == 0 || (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode));
+    }
+    if (!made) {
+        error_msg("%s: cannot create the directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
 // UTF-8
 
 int utf8_valid(const char* str, size_t n) {
@@ -1065,6 +1090,11 @@ void json_write_string(FILE* f, const char* s) {
         }
     }
     fputc('"', f);
+}
+
+void json_float(FILE* f, float x) {
+    if (isfinite(x)) fprintf(f, "%.6g", x);
+    else fputs("null", f);
 }
 
 // ----------------------------------------------------------------------------

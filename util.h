@@ -187,6 +187,17 @@ int arg_u64(const char* cmd, const char* flag, const char* value, unsigned long 
 // time
 
 double time_now(void); // seconds, monotonic clock
+// The best sgemm rate of this machine on the current threads, GFLOP/s (the "% of the sgemm peak"
+// of the long commands), measured in about 0.2 s the first time for each thread count, then
+// remembered. In util_blas.c: util.c itself needs neither OpenBLAS nor OpenMP, so the data
+// generator (data/gen), which links util.c alone, does not either.
+double sgemm_peak_gflops(void);
+
+// ----------------------------------------------------------------------------
+// directories
+
+// creates dir if it does not exist, and its missing parents first (as mkdir -p does); 0 on success
+int ensure_dir(const char* dir);
 
 // ----------------------------------------------------------------------------
 // UTF-8 and JSON: prompt sets are JSONL, one object a line. json_get_string finds a top-level
@@ -200,6 +211,8 @@ char* json_get_string(const char* object, const char* key);
 int json_get_number(const char* object, const char* key, double* out); // 0 if found
 // writes s as a JSON string literal (with quotes and escapes) to f
 void json_write_string(FILE* f, const char* s);
+// writes x as a JSON number (%.6g); NaN and infinities become null
+void json_float(FILE* f, float x);
 
 // Walking a whole JSON document in place (for prompt sets stored as JSON arrays, eval.c): an
 // iterator over the elements of an array or the members of an object. No tree is built.

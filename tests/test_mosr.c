@@ -9,10 +9,13 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "analyze.h"
 #include "check.h"
+#include "defend.h"
+#include "demo.h"
 #include "eval.h"
 #include "model.h"
-#include "demo.h" // and through it analyze.h, defend.h, mosr.h
+#include "mosr.h"
 #include "plot.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -1487,7 +1490,9 @@ static void test_defend_end_to_end(void) {
 
     // RR alone through the library call, with the v0 checkpoint path and response-only erasure
     Tokenizer t;
-    if (tokenizer_load(&t, TOKENIZER, TOKENIZER_VOCAB) == 0) {
+    int have_tokenizer = tokenizer_load(&t, TOKENIZER, TOKENIZER_VOCAB) == 0;
+    CHECK(have_tokenizer, TOKENIZER " loads (for RR and the kept M0 states through the library call)");
+    if (have_tokenizer) {
         DefenseConfig cfg;
         defense_config_default(&cfg, DEFEND_RR);
         cfg.data_path = data;
@@ -1800,9 +1805,18 @@ static void test_demo_end_to_end(void) {
                   "%s %s: n %g, only %g vs %g, p %g; from the dumps n %d, %d vs %d, p %g", key, outcomes[o], n, only_a,
                   only_b, p, want.n, want.a_only, want.b_only, want.p_value);
         }
-        PairedTest self = mcnemar_test(refused[a], refused[a], 4);
-        CHECK(self.a_only == 0 && self.b_only == 0 && self.p_value == 1.0, "%s against itself: p %g", models[a],
-              self.p_value);
+        // the pair the other way round, against the discordant prompts counted here by hand: the
+        // counts swap, p stays
+        int only_first = 0, only_second = 0;
+        for (int r = 0; r < 4; r++) {
+            only_first += refused[a][r] && !refused[b][r];
+            only_second += refused[b][r] && !refused[a][r];
+        }
+        PairedTest swapped = mcnemar_test(refused[b], refused[a], 4);
+        CHECK(swapped.a_only == only_second && swapped.b_only == only_first &&
+                  fabs(swapped.p_value - mcnemar_exact_p(only_second, only_first)) < 1e-12,
+              "%s over-refusal the other way round: only %d vs %d, p %g; by hand %d vs %d", key, swapped.a_only,
+              swapped.b_only, swapped.p_value, only_second, only_first);
     }
     free(json);
     Model rr_model = {0};

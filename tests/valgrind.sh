@@ -12,8 +12,9 @@ tmp=$(mktemp -d /tmp/mosr_valgrind_XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # a build of its own: -march=native may emit AVX-512, which valgrind cannot run; -g for line numbers
 mkdir -p build/valgrind
-gcc -O2 -g -fopenmp -std=gnu11 -o build/valgrind/mosr main.c mosr.c analyze.c defend.c demo.c model.c checkpoint.c generate.c tokenizer.c data.c train.c judge.c eval.c plot.c util.c \
-    -lopenblas -lstb -lm || exit 1
+# (the sources are the Makefile's SRC)
+src=$(sed -n 's/^SRC = //p' Makefile)
+gcc -O2 -g -fopenmp -std=gnu11 -o build/valgrind/mosr main.c $src -lopenblas -lstb -lpcre2-8 -lm || exit 1
 MOSR=build/valgrind/mosr
 # one thread: memcheck serialises threads anyway, and OpenMP pools only add noise
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
