@@ -487,7 +487,7 @@ static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData
                 pool_names[cfg->oalw_pool], space_names[cfg->oalw_space],
                 cfg->overlap.form == WEIGHT_SOFTMAX ? "softmax" : "linear", step == 0 ? "M0" : "the adapted model", step);
         print_oalw_summary(d, weight, overlap);
-        if (cfg->oalw_out) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
+        if (cfg->oalw_out && dist_rank() == 0) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
     }
     if (!reuse) {
         free(raw_mal);
@@ -900,9 +900,12 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
     if (rc == EXIT_OK) {
         // the adapters as they are, for people who apply them to the base; then into the weights:
         // an ordinary model again
-        if (cfg->adapter_out && model_save_peft(m, cfg->adapter_out, cfg->adapter_base) != 0) rc = EXIT_FAILURE_RUN;
+        // (under MPI rank 0 writes what there is to write)
+        int root = dist_rank() == 0;
+        if (root && cfg->adapter_out && model_save_peft(m, cfg->adapter_out, cfg->adapter_base) != 0) rc = EXIT_FAILURE_RUN;
         model_lora_merge(m);
-        if (cfg->log_path && write_defense_csv(&run.log, cfg->log_path) != 0) rc = EXIT_FAILURE_RUN;
+        if (!root) { /* nothing to write */ }
+        else if (cfg->log_path && write_defense_csv(&run.log, cfg->log_path) != 0) rc = EXIT_FAILURE_RUN;
         else if (cfg->plot_path && run.log.n > 0 && write_defense_plot(&run.log, cfg->plot_path, run.n_caa > 0) != 0)
             rc = EXIT_FAILURE_RUN;
     }
