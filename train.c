@@ -859,7 +859,13 @@ int train_main(int argc, char** argv) {
         else if (h->batch != B) mismatch = "--batch";
         else if (h->grad_accum != o.grad_accum) mismatch = "--grad-accum";
         else if (h->pack != o.pack) mismatch = "--pack";
-        else if ((h->ranks ? h->ranks : 1) != n_ranks) mismatch = "number of MPI ranks";
+        if (!mismatch && (h->ranks ? h->ranks : 1) != n_ranks) {
+            // a step is N x --grad-accum micro-batches: another N is another run
+            error_msg("%s: the run used %d MPI rank%s, this one %d: resume it with mpirun -np %d", state_path,
+                      h->ranks ? h->ranks : 1, h->ranks > 1 ? "s" : "", n_ranks, h->ranks ? h->ranks : 1);
+            exit_code = EXIT_USAGE;
+            goto cleanup;
+        }
         if (mismatch) {
             error_msg("%s: the %s differs from the run being resumed", state_path, mismatch);
             exit_code = EXIT_USAGE;
