@@ -5,24 +5,28 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-mi
 LDLIBS = -lopenblas -lstb -lpcre2-8 -lm
 PYTHON = /usr/bin/python3
 
-SRC = model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c util_blas.c mosr.c analyze.c defend.c demo.c
-HDR = model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h template.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
+SRC = dist.c model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c util_blas.c mosr.c analyze.c defend.c demo.c
+HDR = dist.h model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h template.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
 OBJ = $(SRC:.c=.o)
 # the tests link every object but main.o (main.c holds only the dispatcher and main())
 LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
         tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_formats tests/test_template tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
-SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh
+SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh tests/test_mpi.sh
 
-.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md
+.PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md
+ifeq ($(MPI),1)
+all: mosr build/mpi/mosr
+else
 all: mosr
+endif
 
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
 # the tests (which skip it, saying so, without them). `make test` and `make demo` install DEPS
 # first, so either works first on a fresh machine; `make deps-test` adds TEST_DEPS (large).
 DEPS = gcc make libopenblas-openmp-dev libstb-dev libpcre2-dev
-TEST_DEPS = python3-torch python3-numpy
+TEST_DEPS = python3-torch python3-numpy openmpi-bin libopenmpi-dev
 # installs whichever of the packages $(1) are missing, with apt-get (through sudo unless root);
 # nothing to do when all are installed, and only a note on a system without dpkg
 install_missing = @if ! command -v dpkg-query >/dev/null; then \
@@ -59,9 +63,27 @@ tests/%: tests/%.c tests/check.h $(LIB_OBJ)
 bench/bench_generate: bench/bench_generate.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-# the build packages first (a recursive make, so that no compile starts before they are there)
+# ----------------------------------------------------------------------------
+# MPI (README, "Past one machine"): `make MPI=1` (or `make mpi`) also builds build/mpi/mosr, the
+# same program with dist.c compiled against OpenMPI by mpicc; every other object is the ordinary
+# build's. Run it as `mpirun -np N build/mpi/mosr COMMAND ...`.
+MPI_DIR = build/mpi
+MPI_CC = mpicc
+
+$(MPI_DIR)/dist.o: dist.c $(HDR)
+	@mkdir -p $(@D)
+	$(MPI_CC) $(CFLAGS) -DMOSR_MPI -c $< -o $@
+
+$(MPI_DIR)/mosr: main.c $(MPI_DIR)/dist.o $(filter-out dist.o,$(OBJ)) $(HDR)
+	$(MPI_CC) $(CFLAGS) -o $@ main.c $(MPI_DIR)/dist.o $(filter-out dist.o,$(OBJ)) $(LDLIBS)
+
+mpi: $(MPI_DIR)/mosr
+
+# the build packages first (a recursive make, so that no compile starts before they are there);
+# tests/test_mpi.sh runs the MPI build when mpicc and mpirun are there (and says it skips otherwise)
+HAVE_MPI = $(shell command -v mpicc >/dev/null && command -v mpirun >/dev/null && echo 1)
 test: deps
-	@$(MAKE) --no-print-directory mosr $(TESTS)
+	@$(MAKE) --no-print-directory mosr $(TESTS) $(if $(HAVE_MPI),$(MPI_DIR)/mosr)
 	@bash tests/run.sh $(TESTS) $(SCRIPT_TESTS)
 
 bench: mosr
@@ -76,6 +98,7 @@ data:
 
 clean:
 	rm -f mosr *.o $(TESTS) bench/bench_generate bench/sgemm_peak
+	rm -rf $(MPI_DIR)
 
 # ----------------------------------------------------------------------------
 # sanitizers and fuzzing (tests/fuzz/). Objects go to build/asan and build/fuzz, never over the

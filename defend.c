@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "plot.h"
 #include "util.h"
 
@@ -483,7 +484,7 @@ static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData
                 pool_names[cfg->oalw_pool], space_names[cfg->oalw_space],
                 cfg->overlap.form == WEIGHT_SOFTMAX ? "softmax" : "linear", step == 0 ? "M0" : "the adapted model", step);
         print_oalw_summary(d, weight, overlap);
-        if (cfg->oalw_out) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
+        if (cfg->oalw_out && dist_rank() == 0) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
     }
     if (!reuse) {
         free(raw_mal);
@@ -609,7 +610,9 @@ static void free_defense_run(DefenseRun* r) {
 
 // Every defence row's h_l^0 (erase rows, then retain rows): the cache's if they are these rows'
 // states, else computed now, into the cache (for the next run) or into the run. -1 on failure.
-static int defense_m0_states(DefenseRun* r, Model* m, const DefenseLayers* dl, M0Cache* cache, int max_B) {
+// Under MPI a rank needs the states of the rows its share of the steps draws (want, NULL: all).
+static int defense_m0_states(DefenseRun* r, Model* m, const DefenseLayers* dl, M0Cache* cache, int max_B,
+                             const unsigned char* want) {
     const DefenseData* d = &r->data;
     int n = d->n_erase + d->n_retain;
     const Example** rows = malloc((n > 0 ? n : 1) * sizeof(Example*));
@@ -617,21 +620,51 @@ static int defense_m0_states(DefenseRun* r, Model* m, const DefenseLayers* dl, M
     for (int i = 0; i < d->n_erase; i++) rows[i] = &d->erase_rows[i];
     for (int i = 0; i < d->n_retain; i++) rows[d->n_erase + i] = &d->retain_rows[i];
     int status = 0;
-    if (cache && cache->rows.memory && cache->rows.key == m0_states_key(m, dl, rows, n, max_B)) {
+    uint64_t key = m0_states_key(m, dl, rows, n, max_B);
+    for (int i = 0; want && i < n; i++) key = hash_u32(key, want[i]); // (as m0_states_compute_some keys them)
+    if (cache && cache->rows.memory && cache->rows.key == key) {
         fprintf(stderr, "defend: M0's states of the %d rows reused from the run before\n", n);
     } else {
         M0States* s = cache ? &cache->rows : &r->own_m0;
         free_m0_states(s);
         double start = time_now();
-        status = m0_states_compute(s, m, dl, rows, n, max_B);
+        status = m0_states_compute_some(s, m, dl, rows, n, max_B, want);
+        int n_kept = n;
+        for (int i = 0; want && i < n; i++) n_kept -= !want[i];
+        if (status == 0 && want)
+            fprintf(stderr, "defend: rank 0 uses %d of the %d rows: M0's states of those only\n", n_kept, n);
         if (status == 0) {
             fprintf(stderr, "defend: M0's states of the %d rows at %d layers (%.0f MB) in %.1f s: M0 is frozen, so "
-                    "no step runs it\n", n, s->n_slots, s->n_floats * sizeof(float) / 1048576.0, time_now() - start);
+                    "no step runs it\n", n_kept, s->n_slots, s->n_floats * sizeof(float) / 1048576.0, time_now() - start);
         }
     }
     r->m0 = cache ? &cache->rows : &r->own_m0;
     free(rows);
     return status;
+}
+
+// Under MPI: which rows (erase rows, then retain rows, as in M0States) this rank's share of the
+// run's steps draws — rows k = rank, rank + N, ... of each half of every step's batch (see
+// defense_run_step) — found by walking the run's draws ahead on copies of its cycles. malloc'd.
+static unsigned char* rows_used_here(const DefenseRun* r, const DefenseConfig* cfg) {
+    const DefenseData* d = &r->data;
+    unsigned char* want = calloc(d->n_erase + d->n_retain + 1, 1);
+    Cycle erase = r->erase_cycle, retain = r->retain_cycle;
+    erase.order = malloc_or_die((d->n_erase + 1) * sizeof(int));
+    retain.order = malloc_or_die((d->n_retain + 1) * sizeof(int));
+    memcpy(erase.order, r->erase_cycle.order, d->n_erase * sizeof(int));
+    memcpy(retain.order, r->retain_cycle.order, d->n_retain * sizeof(int));
+    uint64_t rng = r->rng_data;
+    for (int step = 0; want && step < cfg->steps; step++)
+        for (int k = 0; k < 2 * cfg->batch; k++) {
+            int is_erase = k < cfg->batch;
+            int i = cycle_next(is_erase ? &erase : &retain, &rng);
+            if (dist_mine(is_erase ? k : k - cfg->batch)) want[is_erase ? i : d->n_erase + i] = 1;
+        }
+    free(erase.order);
+    free(retain.order);
+    if (!want) error_msg("defend: out of memory");
+    return want;
 }
 
 // The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same with
@@ -679,7 +712,16 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     // every buffer a step uses, at its largest (B x seq_len): the steps themselves allocate nothing
     int n_rows_max = B > r->n_caa + r->n_counter ? B : r->n_caa + r->n_counter;
     if (model_reserve(m, n_rows_max, seq_len) != 0) return EXIT_FAILURE_RUN;
-    if (defense_m0_states(r, m, dl, cache, B) != 0) return EXIT_FAILURE_RUN;
+    build_cycle(&r->erase_cycle, d->n_erase);
+    build_cycle(&r->retain_cycle, d->n_retain);
+    build_cycle(&r->caa_cycle, d->n_erase);
+    build_cycle(&r->pseudo_cycle, d->n_pseudo);
+    r->rng_data = cfg->seed * 0x9E3779B97F4A7C15ULL + 1;
+    r->rng_caa = cfg->seed * 0xD1B54A32D192ED03ULL + 7;
+    unsigned char* want = dist_size() > 1 ? rows_used_here(r, cfg) : NULL;
+    int m0_status = defense_m0_states(r, m, dl, cache, B, want);
+    free(want);
+    if (m0_status != 0) return EXIT_FAILURE_RUN;
     int ok = build_defense_state(&r->state, m, dl, r->m0, B) == 0;
     r->erase_weight = malloc(d->n_erase * sizeof(float));
     r->row_weight = malloc(cfg->batch * sizeof(float));
@@ -703,12 +745,6 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
         }
         build_batch(&r->caa, r->n_caa + r->n_counter, seq_len);
     }
-    build_cycle(&r->erase_cycle, d->n_erase);
-    build_cycle(&r->retain_cycle, d->n_retain);
-    build_cycle(&r->caa_cycle, d->n_erase);
-    build_cycle(&r->pseudo_cycle, d->n_pseudo);
-    r->rng_data = cfg->seed * 0x9E3779B97F4A7C15ULL + 1;
-    r->rng_caa = cfg->seed * 0xD1B54A32D192ED03ULL + 7;
 
     // OALW's weights from M0 (adapters off), before any training
     if (cfg->oalw) {
@@ -768,18 +804,37 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         for (int k = 0; k < cfg->batch; k++) sum += r->row_weight[k];
         for (int k = 0; k < cfg->batch && sum > 0.0; k++) r->row_weight[k] = (float)(r->row_weight[k] * cfg->batch / sum);
     }
-    batch_fill_states(&r->rr, r->rr_rows, 2 * cfg->batch);
+    // under MPI: this rank's share, rows k = rank, rank + N, ... of each half (every rank drew
+    // them all, so the draws stay the same everywhere); the rows move down in place
+    int n_mine = 0, n_erase_mine = 0;
+    for (int k = 0; k < 2 * cfg->batch; k++) {
+        if (!dist_mine(k < cfg->batch ? k : k - cfg->batch)) continue;
+        r->rr_rows[n_mine] = r->rr_rows[k];
+        r->rr_ids[n_mine] = r->rr_ids[k];
+        if (k < cfg->batch) r->row_weight[n_mine] = r->row_weight[k];
+        n_mine++;
+        if (k < cfg->batch) n_erase_mine = n_mine;
+    }
+    batch_fill_states(&r->rr, r->rr_rows, n_mine);
     const Batch* caa = NULL;
     if (r->n_caa > 0) {
-        int n_rows = draw_caa_rows(r, cfg, m->config.seq_len);
-        if (n_rows > 0) {
-            batch_fill_padded(&r->caa, r->caa_ptrs, n_rows);
+        int n_rows = draw_caa_rows(r, cfg, m->config.seq_len), n_caa_mine = 0;
+        for (int k = 0; k < n_rows; k++)
+            if (dist_mine(k)) r->caa_ptrs[n_caa_mine++] = r->caa_ptrs[k];
+        if (n_caa_mine > 0) {
+            batch_fill_padded(&r->caa, r->caa_ptrs, n_caa_mine);
             caa = &r->caa;
         }
     }
     DefenseStepResult s;
-    if (defense_step(&r->state, m, cfg, step, &r->rr, r->rr_ids, cfg->batch, r->row_weight, caa, &s) != 0)
+    if (defense_step(&r->state, m, cfg, step, &r->rr, r->rr_ids, n_erase_mine, r->row_weight, caa, &s) != 0)
         return EXIT_FAILURE_RUN;
+    // the adapters must stay the same on every rank (dist.h)
+    if (dist_size() > 1 && ((step + 1) % DIST_CHECK_EVERY == 0 || step + 1 == cfg->steps)) {
+        char what[80];
+        snprintf(what, sizeof(what), "the adapters after step %d", step + 1);
+        dist_check_same(dist_hash_bytes(HASH_START, m->lora.param_memory, m->lora.n_params * sizeof(float)), what);
+    }
     r->tokens += s.tokens;
     r->flop += s.flop;
 
@@ -809,13 +864,17 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
         error_msg("defend: bad config (steps %d, batch %d, rank %d, lr %g)", cfg->steps, cfg->batch, cfg->rank, cfg->lr);
         return EXIT_USAGE;
     }
+    if (cfg->batch < dist_size()) { // every rank needs an erase and a retain row in each step
+        error_msg("defend: --batch %d is less than the %d MPI ranks", cfg->batch, dist_size());
+        return EXIT_USAGE;
+    }
     DefenseLayers dl;
     if (defense_layers(&dl, cfg, m->config.n_layers) != 0) return EXIT_USAGE;
 
     DefenseRun run;
     int rc = build_defense_run(&run, m, t, cfg, &dl, m0);
     for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) {
-        if (interrupted()) {
+        if (dist_any(interrupted())) {
             error_msg("defend: interrupted (Ctrl-C) at step %d of %d; no model written", step, cfg->steps);
             rc = EXIT_INTERRUPTED;
             break;
@@ -838,9 +897,12 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
     if (rc == EXIT_OK) {
         // the adapters as they are, for people who apply them to the base; then into the weights:
         // an ordinary model again
-        if (cfg->adapter_out && model_save_peft(m, cfg->adapter_out, cfg->adapter_base) != 0) rc = EXIT_FAILURE_RUN;
+        // (under MPI rank 0 writes what there is to write)
+        int root = dist_rank() == 0;
+        if (root && cfg->adapter_out && model_save_peft(m, cfg->adapter_out, cfg->adapter_base) != 0) rc = EXIT_FAILURE_RUN;
         model_lora_merge(m);
-        if (cfg->log_path && write_defense_csv(&run.log, cfg->log_path) != 0) rc = EXIT_FAILURE_RUN;
+        if (!root) { /* nothing to write */ }
+        else if (cfg->log_path && write_defense_csv(&run.log, cfg->log_path) != 0) rc = EXIT_FAILURE_RUN;
         else if (cfg->plot_path && run.log.n > 0 && write_defense_plot(&run.log, cfg->plot_path, run.n_caa > 0) != 0)
             rc = EXIT_FAILURE_RUN;
     }
@@ -942,10 +1004,15 @@ static void defend_usage(FILE* f) {
         "                            (default OUT.csv: OUT.bin without .bin)\n"
         "  --plot FILE.png           the loss terms against the step (default OUT_loss.png)\n"
         "  --print-every N           progress line every N steps, 0 = none (default 10)\n"
-        "  --threads N               OpenMP threads (default: all); a run is reproducible for a given\n"
-        "                            seed and thread count\n"
+        "  --threads N               OpenMP threads (default: all; per rank under MPI); a run is\n"
+        "                            reproducible for a given seed and thread count\n"
+        "  --dump-grad FILE          the first step's adapter gradient (summed over the ranks) as raw\n"
+        "                            float32, in the adapters' order, for tests\n"
         "The model is written first, then the log and the plot. Ctrl-C stops the run without writing\n"
-        "any of them (exit 130).\n");
+        "any of them (exit 130).\n"
+        "Under MPI (mpirun -np N build/mpi/mosr defend ..., README \"Past one machine\"): each step's\n"
+        "--batch erase and retain rows (and CAA rows) are dealt out to the ranks, row k to rank k %% N,\n"
+        "the adapters' gradients summed; rank 0 prints and writes. --batch must be at least N.\n");
 }
 
 // out path without a trailing ".bin", plus suffix
@@ -1036,6 +1103,7 @@ int defend_main(int argc, char** argv) {
         {"--plot", ARG_STRING, &plot_path},
         {"--print-every", ARG_INT, &cfg.print_every, 0, 1 << 24},
         {"--threads", ARG_INT, &threads, 1, 1024},
+        {"--dump-grad", ARG_STRING, &cfg.dump_grad},
         {0}};
     args_append(args, sizeof(args) / sizeof(args[0]), knobs);
     int parsed = args_parse(cmd, args, argc, argv);
@@ -1064,10 +1132,15 @@ int defend_main(int argc, char** argv) {
     const OutputArg outputs[] = {{.flag = "-o", .path = out_path, .may_replace = "MODEL.bin"},
                                  {.flag = "--log", .path = cfg.log_path}, {.flag = "--plot", .path = cfg.plot_path},
                                  {.flag = "--oalw-out", .path = cfg.oalw_out},
-                                 {.flag = "--adapter-out", .path = cfg.adapter_out, .is_dir = 1}};
+                                 {.flag = "--adapter-out", .path = cfg.adapter_out, .is_dir = 1},
+                                 {.flag = "--dump-grad", .path = cfg.dump_grad}};
     const InputArg inputs[] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--data", cfg.data_path},
                               {"--reference", cfg.reference_path}};
-    if (paths_check(cmd, outputs, 5, inputs, 4) != 0) return EXIT_USAGE;
+    // under MPI only rank 0 writes (its outputs are checked), and every rank reads the same inputs
+    int root = dist_rank() == 0;
+    if (paths_check(cmd, outputs, root ? 6 : 0, inputs, 4) != 0) return EXIT_USAGE;
+    dist_check_inputs(cmd, inputs, 4);
+    if (!root) cfg.oalw_out = cfg.adapter_out = cfg.dump_grad = NULL;
     cfg.adapter_base = model_path;
     // OUT is written in MODEL's format (a folder stays a folder), or as its name says (.gguf, .bin)
     ModelFormat out_format = model_format_for_output(out_path, model_path);
@@ -1089,7 +1162,7 @@ int defend_main(int argc, char** argv) {
     DefenseLog log = {0};
     interrupt_catch();
     rc = defend(&m, &t, &run, &log);
-    if (rc == EXIT_OK) {
+    if (rc == EXIT_OK && root) {
         atomic_group_begin(); // the model, log and plot all, or none (a full disk at the plot keeps the old model)
         int saved = out_format == MODEL_FORMAT_LLAMA2C ? model_save(&m, out_path, version)
                                                         : model_save_as(&m, out_path, out_format, model_path);

@@ -10,6 +10,7 @@
 
 #include "analyze.h"
 #include "defend.h"
+#include "dist.h"
 #include "eval.h"
 #include "plot.h"
 #include "util.h"
@@ -695,7 +696,12 @@ static int demo_setup(Model* base, Tokenizer* t, DemoData* d, DemoArgs* a, const
         return EXIT_USAGE;
     }
     if (demo_data_load(d, a) != 0) return EXIT_BAD_INPUT;
-    if (ensure_dirs(a->out_dir) != 0) return EXIT_FAILURE_RUN;
+    // under MPI every rank reads the same files, and rank 0 writes
+    InputArg inputs[2 + N_DEMO_SETS + 2] = {{"--model", a->model_path}, {"-z", a->tok_path},
+                                            {"--data", d->defense_path}, {"--data", d->reference_path}};
+    for (int s = 0; s < N_DEMO_SETS; s++) inputs[4 + s] = (InputArg){"--data", d->paths[s]};
+    dist_check_inputs(cmd, inputs, 4 + N_DEMO_SETS);
+    if (dist_rank() == 0 && ensure_dirs(a->out_dir) != 0) return EXIT_FAILURE_RUN;
     fprintf(stderr, "%s: %s (dim %d, %d layers), %d threads; test split: ", cmd, a->model_path, base->config.dim, L,
             omp_get_max_threads());
     describe_sets(stderr, d);
@@ -892,6 +898,9 @@ int demo_main(int argc, char** argv) {
     rc = demo_setup(&base, &t, &d, &a, "demo");
     if (rc != EXIT_OK) goto done;
     rc = EXIT_FAILURE_RUN;
+    // under MPI the defences and the evaluations are spread over the ranks (defend.c, eval.c);
+    // rank 0 writes every file
+    int root = dist_rank() == 0;
     int C = base.config.dim, n_answers = demo_answers_per_eval(&d);
     int steps = a.steps, stage = 0, n_stages = 6;
     for (int k = 0; k < N_MODELS; k++) {
@@ -919,7 +928,7 @@ int demo_main(int argc, char** argv) {
             rc = demo_defend(&m, &base, &t, &cfg, &m0, &clock);
             if (rc != EXIT_OK) goto done;
             rc = EXIT_FAILURE_RUN;
-            if (model_save(&m, files[k], 1) != 0) goto done;
+            if (root && model_save(&m, files[k], 1) != 0) goto done;
             model = &m;
         }
         snprintf(what, sizeof(what), "%s: answer the test split (%d answers) and collect representations", names[k],
@@ -928,13 +937,13 @@ int demo_main(int argc, char** argv) {
         // every answer with its label goes to DIR/eval_NAME.jsonl
         char dump_path[4300];
         snprintf(dump_path, sizeof(dump_path), "%s/eval_%s.jsonl", a.out_dir, names[k]);
-        AtomicFile dump;
-        if (atomic_open(&dump, dump_path) != 0) goto done;
-        if (demo_evaluate(&scores[k], rows[k], model, &t, &d, dump.f) != 0) {
-            atomic_abort(&dump);
+        AtomicFile dump = {0};
+        if (root && atomic_open(&dump, dump_path) != 0) goto done;
+        if (demo_evaluate(&scores[k], rows[k], model, &t, &d, root ? dump.f : NULL) != 0) {
+            if (root) atomic_abort(&dump);
             goto done;
         }
-        if (atomic_commit(&dump) != 0) goto done;
+        if (root && atomic_commit(&dump) != 0) goto done;
         demo_clock_eval(&clock, n_answers, scores[k].seconds);
         if (demo_representations(reps[k], model, &t, &d, a.layer) != 0) goto done;
         if (demo_probe(&repr[k], reps[k], reps[0], &d, C) != 0) goto done;
@@ -951,10 +960,15 @@ int demo_main(int argc, char** argv) {
     for (int i = 0; i < 3; i++)
         if (demo_paired_tests(&pairs[i], pair_of[i][0], pair_of[i][1], rows) != 0) goto done;
     char path[4300];
+    double seconds = time_now() - clock.start;
+    if (!root) { // the files are rank 0's
+        rc = EXIT_OK;
+        goto done;
+    }
     if (write_demo_scatters(a.out_dir, names, reps, N_MODELS, &d, C, a.layer) != 0) goto done;
     snprintf(path, sizeof(path), "%s/tradeoff.png", a.out_dir);
     if (write_tradeoff_plot(path, names, scores, N_MODELS) != 0) goto done;
-    double seconds = time_now() - clock.start;
+    seconds = time_now() - clock.start;
     snprintf(path, sizeof(path), "%s/results.json", a.out_dir);
     if (write_demo_json(path, &a, &d, names, files, scores, repr, N_MODELS, pairs, 3, seconds) != 0) goto done;
     snprintf(path, sizeof(path), "%s/results.md", a.out_dir);
@@ -1427,6 +1441,58 @@ static int write_sweep_plot(const char* path, const AblationRun* runs, int n_run
     return plot_lines(path, &opt, series, n_series);
 }
 
+// Under MPI the runs are independent, so each runs whole on one rank: owner[i] is run i's rank,
+// dealt longest first to the least loaded rank (a run's cost: its steps, twice with CAA, plus an
+// evaluation). The same on every rank.
+static void assign_runs(int* owner, const AblationRun* runs, int n_runs, int n_ranks) {
+    double* load = calloc(n_ranks, sizeof(double));
+    unsigned char* placed = calloc(n_runs + 1, 1);
+    if (!load || !placed) {
+        error_msg("ablation: out of memory");
+        exit(EXIT_FAILURE_RUN);
+    }
+    for (int done = 0; done < n_runs; done++) {
+        int pick = -1;
+        double pick_cost = -1.0;
+        for (int i = 0; i < n_runs; i++) {
+            double cost = runs[i].steps * (DEMO_VARIANTS[runs[i].variant].caa ? 2.0 : 1.0) + 50.0;
+            if (!placed[i] && cost > pick_cost) pick = i, pick_cost = cost;
+        }
+        int least = 0;
+        for (int r = 1; r < n_ranks; r++)
+            if (load[r] < load[least]) least = r;
+        owner[pick] = least;
+        load[least] += pick_cost;
+        placed[pick] = 1;
+    }
+    free(load);
+    free(placed);
+}
+
+// Under MPI: every rank's finished runs' scores, to every rank (the files are rank 0's to write)
+static void gather_runs(AblationRun* runs, int n_runs) {
+    int n_mine = 0;
+    for (int i = 0; i < n_runs; i++) n_mine += runs[i].done;
+    typedef struct {
+        int index;
+        DemoMetrics score;
+    } Finished;
+    Finished* mine = malloc_or_die((n_mine + 1) * sizeof(Finished));
+    for (int i = 0, k = 0; i < n_runs; i++)
+        if (runs[i].done) mine[k].index = i, mine[k++].score = runs[i].score;
+    size_t* sizes = malloc_or_die(dist_size() * sizeof(size_t));
+    Finished* all = dist_gather(mine, n_mine * sizeof(Finished), sizes, 1);
+    size_t n_all = 0;
+    for (int r = 0; r < dist_size(); r++) n_all += sizes[r] / sizeof(Finished);
+    for (size_t k = 0; k < n_all; k++) {
+        runs[all[k].index].score = all[k].score;
+        runs[all[k].index].done = 1;
+    }
+    free(all);
+    free(sizes);
+    free(mine);
+}
+
 int ablation_main(int argc, char** argv) {
     DemoArgs a;
     int rc = demo_parse(&a, argc, argv, 1);
@@ -1453,11 +1519,25 @@ int ablation_main(int argc, char** argv) {
             n_answers);
 
     demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
-    if (demo_evaluate(&base_score, NULL, &base, &t, &d, NULL) != 0) goto done;
+    if (demo_evaluate(&base_score, NULL, &base, &t, &d, NULL) != 0) goto done; // (over every rank)
     demo_clock_eval(&clock, n_answers, base_score.seconds);
 
+    // under MPI each run is one rank's alone (solo: defend and eval do not spread it further), and
+    // rank 0 writes; without MPI every run is rank 0's
+    int root = dist_rank() == 0, n_ranks = dist_size(), me = dist_rank();
+    int* owner = calloc(n_runs + 1, sizeof(int));
+    if (!owner) { error_msg("ablation: out of memory"); goto done; }
+    assign_runs(owner, runs, n_runs, n_ranks);
+    if (n_ranks > 1) {
+        int n_mine = 0;
+        for (int i = 0; i < n_runs; i++) n_mine += owner[i] == me;
+        fprintf(stderr, "ablation: %d runs over %d MPI ranks, %d on rank 0 (its progress below)\n", n_runs, n_ranks,
+                n_mine);
+    }
+    int solo_before = dist_solo(1);
     for (int i = 0; i < n_runs; i++) {
         AblationRun* r = &runs[i];
+        if (owner[i] != me) continue;
         DefenseConfig cfg;
         demo_defense_config(&cfg, r->variant, r->seed, &a, &d);
         cfg.overlap.lambda = r->lambda;
@@ -1470,21 +1550,31 @@ int ablation_main(int argc, char** argv) {
                  (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->steps);
         demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
         rc = demo_defend(&m, &base, &t, &cfg, &m0, &clock);
-        if (rc != EXIT_OK) goto done;
+        if (rc != EXIT_OK) { free(owner); goto done; }
         rc = EXIT_FAILURE_RUN;
         int status = demo_evaluate(&r->score, NULL, &m, &t, &d, NULL);
         model_free(&m);
-        if (status != 0) goto done;
+        if (status != 0) { free(owner); goto done; }
         demo_clock_eval(&clock, n_answers, r->score.seconds);
         r->done = 1;
         fprintf(stderr, "%s seed %llu: worst ASR %.3f, over-refusal %.3f, benign accuracy %.3f\n",
                 DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, metric_value(&r->score, METRIC_ASR_WORST),
                 metric_value(&r->score, METRIC_OVER_REFUSAL), metric_value(&r->score, METRIC_BENIGN_ACCURACY));
-        if (write_ablation_json(json_path, &a, &base_score, runs, n_runs) != 0) goto done;
+        if (root && write_ablation_json(json_path, &a, &base_score, runs, n_runs) != 0) { free(owner); goto done; }
+    }
+    dist_solo(solo_before);
+    free(owner);
+    if (n_ranks > 1) {
+        fprintf(stderr, "ablation: rank 0's runs done in %.0f s; waiting for the other ranks\n", time_now() - clock.start);
+        gather_runs(runs, n_runs);
     }
 
     demo_stage(&clock, n_stages, n_stages, "figures and tables", 0, n_answers, 0, steps);
     double seconds = time_now() - clock.start;
+    if (!root) { // the files are rank 0's
+        rc = EXIT_OK;
+        goto done;
+    }
     if (write_ablation_json(json_path, &a, &base_score, runs, n_runs) != 0) goto done;
     if (a.sweep <= 1) {
         snprintf(path, sizeof(path), "%s/ablation.png", a.out_dir);
@@ -1505,8 +1595,8 @@ int ablation_main(int argc, char** argv) {
     fputc('\n', stdout);
     print_ablation_table(stdout, &a, &d, &base_score, runs, n_runs, seconds);
     demo_clock_table(&clock, stderr);
-    fprintf(stderr, "ablation: done in %dm%02ds; everything is in %s/\n", (int)seconds / 60, (int)seconds % 60,
-            a.out_dir);
+    fprintf(stderr, "ablation: done in %dm%02ds (wall time, %d rank%s x %d threads); everything is in %s/\n",
+            (int)seconds / 60, (int)seconds % 60, n_ranks, n_ranks > 1 ? "s" : "", omp_get_max_threads(), a.out_dir);
     rc = EXIT_OK;
 
 done:

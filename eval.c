@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "util.h"
 
 // ----------------------------------------------------------------------------
@@ -73,18 +74,19 @@ static char* wrap_prompt(const char* tmpl, const char* prompt) {
 // its mask counts, and counts[r] the number of them. The examples go through model_forward as
 // Batches of `batch` rows (data.h's batch_fill_padded: each padded to its longest row). The
 // callers cut the examples to the context. 0 on success.
+// Under MPI the Batches are dealt out to the ranks (batch k to rank k % N) and the sums summed
+// over them: each row's numbers come from the same Batch as in one process, and a sum of one
+// number and zeros is that number, so every rank ends with one process's result, bit for bit.
 static int examples_nll(Model* m, const Example* rows, int n, int batch, double* nll, int* counts) {
     Batch b;
     build_batch(&b, batch, m->config.seq_len);
     const Example** group = malloc_or_die(batch * sizeof(Example*));
     int status = 0;
+    for (int first = 0; first < n; first++) nll[first] = 0, counts[first] = 0;
     for (int first = 0; first < n && status == 0; first += batch) {
         int B = n - first < batch ? n - first : batch;
-        for (int r = 0; r < B; r++) {
-            group[r] = &rows[first + r];
-            nll[first + r] = 0;
-            counts[first + r] = 0;
-        }
+        if (!dist_mine(first / batch)) continue;
+        for (int r = 0; r < B; r++) group[r] = &rows[first + r];
         batch_fill_padded(&b, group, B);
         if (b.n_counted == 0) continue;
         model_forward(m, b.inputs, B, b.T, m->config.n_layers);
@@ -98,7 +100,14 @@ static int examples_nll(Model* m, const Example* rows, int n, int batch, double*
     }
     free(group);
     free_batch(&b);
-    return status;
+    if (dist_size() > 1) {
+        double* both = malloc_or_die((n > 0 ? 2 * n : 1) * sizeof(double)); // (n) sums, then (n) counts
+        for (int i = 0; i < n; i++) both[i] = nll[i], both[n + i] = counts[i];
+        dist_allreduce_sum_doubles(both, 2 * (size_t)n);
+        for (int i = 0; i < n; i++) nll[i] = both[i], counts[i] = (int)both[n + i];
+        free(both);
+    }
+    return dist_any(status) ? -1 : 0;
 }
 
 double eval_perplexity(Model* m, Tokenizer* t, const PromptSet* set, int batch) {
@@ -263,6 +272,50 @@ static void dump_job(FILE* f, const EvalConfig* cfg, const EvalSpec* spec, const
     fprintf(f, ", \"judge\": \"%s\"}\n", JUDGE_VERSION);
 }
 
+// Under MPI: gens[0 .. n_mine) are this rank's answers, of jobs rank, rank + N, ...; afterwards
+// every rank holds all n_jobs answers in job order, as one process would, and the timing sums the
+// ranks' work (the seconds: the slowest rank's).
+static void answers_share(Generation* gens, int n_mine, int n_jobs, GenerateStats* timing) {
+    // this rank's answers as one blob: per answer its count, whether it ended, then its ids
+    size_t words = 0;
+    for (int i = 0; i < n_mine; i++) words += 2 + (size_t)gens[i].n;
+    int32_t* blob = malloc_or_die((words ? words : 1) * sizeof(int32_t));
+    size_t w = 0;
+    for (int i = 0; i < n_mine; i++) {
+        blob[w++] = gens[i].n;
+        blob[w++] = gens[i].ended;
+        for (int k = 0; k < gens[i].n; k++) blob[w++] = gens[i].ids[k];
+    }
+    generation_free(gens, n_mine);
+    int N = dist_size();
+    size_t* sizes = malloc_or_die(N * sizeof(size_t));
+    int32_t* all = dist_gather(blob, words * sizeof(int32_t), sizes, 1);
+    free(blob);
+    // rank r's blob holds jobs r, r + N, ... in order
+    const int32_t* p = all;
+    for (int r = 0; r < N; r++) {
+        const int32_t* end = p + sizes[r] / sizeof(int32_t);
+        for (int j = r; j < n_jobs && p < end; j += N) {
+            Generation* g = &gens[j];
+            g->n = *p++;
+            g->ended = *p++;
+            g->ids = malloc_or_die((g->n > 0 ? g->n : 1) * sizeof(int));
+            for (int k = 0; k < g->n; k++) g->ids[k] = *p++;
+        }
+    }
+    free(all);
+    free(sizes);
+    if (timing) {
+        double sums[4] = {(double)timing->prompt_tokens, (double)timing->generated_tokens,
+                          (double)timing->rows_after_first, timing->flop};
+        dist_allreduce_sum_doubles(sums, 4);
+        timing->prompt_tokens = (long)sums[0], timing->generated_tokens = (long)sums[1];
+        timing->rows_after_first = (long)sums[2], timing->flop = sums[3];
+        timing->seconds = dist_allreduce_max_double(timing->seconds);
+        timing->first_seconds = dist_allreduce_max_double(timing->first_seconds);
+    }
+}
+
 int eval_sets(Model* m, Tokenizer* t, const EvalConfig* cfg, const EvalSpec* specs, int n_specs,
               EvalResult* out) {
     // 1. one job per prompt and attack variant
@@ -309,15 +362,21 @@ int eval_sets(Model* m, Tokenizer* t, const EvalConfig* cfg, const EvalSpec* spe
     int** ids = malloc((n_jobs > 0 ? n_jobs : 1) * sizeof(int*));
     int* lens = malloc((n_jobs > 0 ? n_jobs : 1) * sizeof(int));
     if (status == 0 && (!gens || !ids || !lens)) { error_msg("eval: out of memory"); status = -1; }
+    // under MPI each rank answers its share, jobs j = rank, rank + N, ... (see answers_share)
+    int n_mine = 0;
     if (status == 0) {
-        for (j = 0; j < n_jobs; j++) { ids[j] = jobs[j].ids; lens[j] = jobs[j].len; }
+        for (j = 0; j < n_jobs; j++)
+            if (dist_mine(j)) { ids[n_mine] = jobs[j].ids; lens[n_mine++] = jobs[j].len; }
         Progress prog = {time_now(), time_now(), cfg->quiet};
         int stop[4];
         int n_stop = template_stop_ids(t->chat_template, t, stop); // the end of the assistant's turn
         GenerateOptions opt = {.n_slots = cfg->batch, .max_new = cfg->max_new, .stop_on_eos = 1,
                                .stop_ids = stop, .n_stop = n_stop, .n_streams = omp_get_max_threads(),
                                .progress = report_progress, .ctx = &prog};
-        status = generate_run(m, ids, lens, n_jobs, &opt, gens, cfg->timing);
+        status = generate_run(m, ids, lens, n_mine, &opt, gens, cfg->timing);
+        if (dist_any(status)) status = -1;
+        else if (dist_size() > 1) answers_share(gens, n_mine, n_jobs, cfg->timing);
+        for (j = 0; j < n_jobs; j++) { ids[j] = jobs[j].ids; lens[j] = jobs[j].len; }
     }
 
     // 3. the optional reference-model column: every answer's NLL (reported, never a label)
@@ -732,7 +791,9 @@ int eval_main(int argc, char** argv) {
     InputArg inputs[7 + EVAL_MAX_SETS] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--refusals", refusals_path},
         {"--jailbreaks", jailbreaks_path}, {"--prefills", prefills_path}, {"--val", val_path}, {"--ref", ref_path}};
     for (int s = 0; s < n_sets; s++) inputs[7 + s] = (InputArg){"--set", set_specs[s]};
-    if (paths_check("eval", outputs, 2, inputs, 7 + n_sets) != 0) { rc = EXIT_USAGE; goto done; }
+    // (under MPI only rank 0 writes: the other ranks' machines need not have the output folders)
+    if (paths_check("eval", outputs, dist_rank() == 0 ? 2 : 0, inputs, 7 + n_sets) != 0) { rc = EXIT_USAGE; goto done; }
+    dist_check_inputs("eval", inputs, 7 + n_sets);
     if (!tok_path && model_format_of(model_path) == MODEL_FORMAT_LLAMA2C) {
         error_msg("eval: %s is a llama2.c checkpoint: give its tokenizer with -z", model_path);
         rc = EXIT_USAGE;
@@ -779,7 +840,7 @@ int eval_main(int argc, char** argv) {
 
     // the run
     rc = EXIT_FAILURE_RUN;
-    if (dump_path) {
+    if (dump_path && dist_rank() == 0) {
         if (atomic_open(&dump, dump_path) != 0) goto done;
         dump_open = 1;
         cfg.dump = dump.f;
@@ -805,7 +866,7 @@ int eval_main(int argc, char** argv) {
         dump_open = 0;
         if (atomic_commit(&dump) != 0) goto done;
     }
-    if (json_path &&
+    if (json_path && dist_rank() == 0 &&
         eval_write_json(json_path, model_path, results, n_specs, cfg.jailbreaks, cfg.n_jailbreaks, ppl,
                         n_specs > 0 ? &timing : NULL) != 0)
         goto done;

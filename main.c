@@ -14,6 +14,7 @@
 
 #include "analyze.h"
 #include "defend.h"
+#include "dist.h"
 #include "demo.h"
 #include "eval.h"
 #include "generate.h"
@@ -194,9 +195,18 @@ static int run(int argc, char** argv) {
     return EXIT_USAGE;
 }
 
+// the command line is the run's config: under MPI every rank must have been given the same one
+static uint64_t command_line_hash(int argc, char** argv) {
+    uint64_t h = HASH_START;
+    for (int i = 0; i < argc; i++) h = dist_hash_bytes(h, argv[i], strlen(argv[i]) + 1);
+    return h;
+}
+
 int main(int argc, char** argv) {
     fill_std_fds();
     signals_install();
-    return finish_stdout(run(argc, argv));
+    dist_init(&argc, &argv); // (one rank of one without MPI: make MPI=1 builds build/mpi/mosr)
+    dist_check_same(command_line_hash(argc - 1, argv + 1), "the command line");
+    return dist_finalize(finish_stdout(run(argc, argv)));
 }
 #endif

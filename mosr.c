@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "util.h"
 
 // ----------------------------------------------------------------------------
@@ -791,6 +792,11 @@ uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* c
 }
 
 int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
+    return m0_states_compute_some(s, m, dl, rows, n, max_B, NULL);
+}
+
+int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n,
+                           int max_B, const unsigned char* want) {
     const Config* c = &m->config;
     int L = c->n_layers, C = c->dim, seq_len = c->seq_len;
     memset(s, 0, sizeof(*s));
@@ -799,9 +805,13 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
     float** views = calloc(L, sizeof(float*));
     s->offset = malloc((n > 0 ? n : 1) * sizeof(size_t));
     s->length = malloc((n > 0 ? n : 1) * sizeof(int));
+    if (want) {
+        s->kept = malloc(n > 0 ? n : 1);
+        if (s->kept) memcpy(s->kept, want, n);
+    }
     Batch batch;
     build_batch(&batch, max_B, seq_len);
-    int status = slot && order && views && s->offset && s->length ? 0 : -1;
+    int status = slot && order && views && s->offset && s->length && (!want || s->kept) ? 0 : -1;
     if (status == 0) {
         s->n_rows = n;
         s->n_slots = defense_slots(slot, dl, L);
@@ -810,7 +820,7 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
         for (int r = 0; r < n; r++) {
             s->length[r] = rows[r]->n < seq_len ? rows[r]->n : seq_len; // what batch_fill_states keeps
             s->offset[r] = total;
-            total += (size_t)s->n_slots * s->length[r] * C;
+            if (!want || want[r]) total += (size_t)s->n_slots * s->length[r] * C;
             order[r] = (LengthIndex){s->length[r], r};
         }
         s->n_floats = total;
@@ -824,6 +834,9 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
         m->lora.enabled = 0; // M0: the same weights without the adapters
         for (int start = 0; start < n && status == 0; start += max_B) {
             int B = n - start < max_B ? n - start : max_B;
+            int wanted = !want;
+            for (int k = 0; k < B && !wanted; k++) wanted = want[order[start + k].index];
+            if (!wanted) continue; // (the batches stay those of all the rows: each row's states are the same bits)
             for (int k = 0; k < B; k++) chunk[k] = rows[order[start + k].index];
             batch_fill_states(&batch, chunk, B);
             size_t BTC = (size_t)B * batch.T * C;
@@ -834,6 +847,7 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
             }
             for (int k = 0; k < B; k++) {
                 int r = order[start + k].index;
+                if (want && !want[r]) continue;
                 size_t n_row = (size_t)s->length[r] * C;
                 for (int j = 0; j < s->n_slots; j++)
                     memcpy(s->memory + s->offset[r] + j * n_row, block + j * BTC + (size_t)k * batch.T * C,
@@ -845,6 +859,7 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
         free(block);
     }
     if (status == 0) s->key = m0_states_key(m, dl, rows, n, max_B);
+    for (int r = 0; status == 0 && want && r < n; r++) s->key = hash_u32(s->key, want[r]); // which rows are here
     if (status == -1) error_msg("defend: out of memory for M0's states of %d rows", n);
     free(slot);
     free(order);
@@ -855,6 +870,7 @@ int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Exam
 }
 
 void free_m0_states(M0States* s) {
+    free(s->kept);
     free(s->memory);
     free(s->offset);
     free(s->length);
@@ -910,7 +926,7 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     const M0States* m0 = s->m0;
     for (int b = 0; b < B; b++) {
         int r = rr_ids[b];
-        if (r < 0 || r >= m0->n_rows || m0->length[r] > T) {
+        if (r < 0 || r >= m0->n_rows || m0->length[r] > T || (m0->kept && !m0->kept[r])) {
             error_msg("defense_step: row %d of the batch has no states in M0's (row %d of %d)", b, r, m0->n_rows);
             return -1;
         }
@@ -921,6 +937,14 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
             memset(dst + (size_t)len * C, 0, (size_t)(T - len) * C * sizeof(float)); // padding: no loss reads it
         }
     }
+    // under MPI: each mean's count over the whole step (erase rows, retain rows, CAA tokens), summed
+    // over the ranks before the backward; this rank's part of a mean weighs share = its count / all
+    long counts[6] = {masked_examples(erase_mask, n_erase, T), masked_examples(retain_mask, B - n_erase, T),
+                      caa && caa->B > 0 ? caa->n_counted : 0};
+    for (int k = 0; k < 3; k++) counts[3 + k] = counts[k];
+    dist_allreduce_sum_longs(counts + 3, 3);
+    float share[3];
+    for (int k = 0; k < 3; k++) share[k] = counts[3 + k] > 0 ? (float)counts[k] / (float)counts[3 + k] : 0.0f;
     // h_l^θ: Mθ's states
     m->lora.enabled = 1;
     model_forward(m, rr->inputs, B, T, dl->n_run);
@@ -934,9 +958,10 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
         int l = dl->targets[k];
         const float* h = model_hidden(m, l);
         const float* h0 = s->h0 + s->slot[l] * BTC;
-        out->erase += erase_loss_forward(NULL, h, h0, erase_mask, erase_weight, n_erase, T, C) / dl->n_targets;
-        erase_loss_backward(s->dhidden[l], h, h0, erase_mask, erase_weight, out->c_erase / dl->n_targets, n_erase,
-                            T, C);
+        out->erase += erase_loss_forward(NULL, h, h0, erase_mask, erase_weight, n_erase, T, C) * share[0] /
+                      dl->n_targets;
+        erase_loss_backward(s->dhidden[l], h, h0, erase_mask, erase_weight, out->c_erase * share[0] / dl->n_targets,
+                            n_erase, T, C);
     }
     // + c_r(t) * mean_{x in D_r} l_retain(x),  l_retain = mean_{l in L_r, tok} || h_l^θ - h_l^0 ||_2
     out->retain = 0.0f;
@@ -944,8 +969,8 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
         int l = dl->retain[k];
         const float* h = model_hidden(m, l) + erase_part;
         const float* h0 = s->h0 + s->slot[l] * BTC + erase_part;
-        out->retain += retain_loss_forward(h, h0, retain_mask, B - n_erase, T, C) / dl->n_retain;
-        retain_loss_backward(s->dhidden[l] + erase_part, h, h0, retain_mask, out->c_retain / dl->n_retain,
+        out->retain += retain_loss_forward(h, h0, retain_mask, B - n_erase, T, C) * share[1] / dl->n_retain;
+        retain_loss_backward(s->dhidden[l] + erase_part, h, h0, retain_mask, out->c_retain * share[1] / dl->n_retain,
                              B - n_erase, T, C);
     }
     model_lora_zero_grads(m);
@@ -960,13 +985,27 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     if (caa && caa->B > 0) {
         model_forward(m, caa->inputs, caa->B, caa->T, L);
         if (m->n_run != L) return -1;
-        out->caa = model_loss(m, caa->targets, caa->mask, cfg->caa_weight);
+        out->caa = model_loss(m, caa->targets, caa->mask, cfg->caa_weight * share[2]) * share[2];
         model_backward(m, 1, NULL);
         out->tokens += (long)caa->B * caa->T;
         out->flop += model_forward_flop(m, caa->B, caa->T, L, 1) +
                      model_backward_flop(m, caa->B, caa->T, L, 1, weight_grads, 1);
     }
-    if (!isfinite(out->erase) || !isfinite(out->retain) || (caa && caa->B > 0 && !isfinite(out->caa))) {
+    // under MPI: the whole step's losses, and the adapters' gradients summed (one all-reduce of the block)
+    if (dist_size() > 1) {
+        double sums[5] = {out->erase, out->retain, caa && caa->B > 0 ? out->caa : 0.0, (double)out->tokens, out->flop};
+        dist_allreduce_sum_doubles(sums, 5);
+        out->erase = (float)sums[0], out->retain = (float)sums[1], out->caa = counts[5] > 0 ? (float)sums[2] : NAN;
+        out->tokens = (long)sums[3], out->flop = sums[4];
+        dist_allreduce_sum_floats(m->lora.grad_memory, s->n_lora);
+    }
+    if (cfg->dump_grad && step == 0 && dist_rank() == 0) {
+        AtomicFile af;
+        if (atomic_open(&af, cfg->dump_grad) != 0) return -1;
+        fwrite(m->lora.grad_memory, sizeof(float), s->n_lora, af.f);
+        if (atomic_commit(&af) != 0) return -1;
+    }
+    if (!isfinite(out->erase) || !isfinite(out->retain) || (counts[5] > 0 && !isfinite(out->caa))) {
         error_msg("defend: step %d: a loss is not finite (erase %g, retain %g, caa %g); nothing saved", step,
                   out->erase, out->retain, out->caa);
         return -1;

@@ -230,6 +230,8 @@ typedef struct {
     const char* adapter_out;    // the adapters as a PEFT adapter folder, written before they are merged, or NULL
     const char* adapter_base;   // the base model's path, named in adapter_config.json
     int print_every;            // progress line every N steps (default 10; 0 = quiet)
+    const char* dump_grad;      // the first step's adapter gradient (summed over the ranks) as raw
+                                // float32, for the MPI test; NULL: none
 } DefenseConfig;
 
 void defense_config_default(DefenseConfig* c, int method);
@@ -257,6 +259,7 @@ typedef struct {
     int n_rows, n_slots, C;
     size_t n_floats; // of memory
     uint64_t key;    // m0_states_key of what they were computed from
+    unsigned char* kept; // (n_rows) 1 for the rows whose states are here; NULL: every row's
 } M0States;
 
 // a hash of the rows' ids, the layers, M0's weights and the batch size they ran in (sgemm's
@@ -265,6 +268,11 @@ uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* c
 // the states of n rows through m with its adapters off, max_B rows at a time (sorted by length,
 // so that little is padding). 0, or -1 after one error line.
 int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B);
+// the same for the rows with want[r] = 1 only (want NULL: all): under MPI, the rows one rank's
+// share of the steps uses. Each comes from the same batch of max_B rows as in the computation of
+// all, so its states are the same bits; a batch with no wanted row is not run.
+int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n,
+                           int max_B, const unsigned char* want);
 void free_m0_states(M0States* s);
 
 // What one defence step needs besides its batches: M0's states (those of every row, and this
@@ -297,6 +305,11 @@ typedef struct {
 
 // One optimiser step of
 //   L_MOSR(t) = c_s(t) * (1/B) Σ w_i l_erase(x_i) + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
+// Under MPI (dist.h) rr, erase_weight and caa hold this rank's share of the step's rows: the
+// counts behind each mean (erase and retain rows, CAA tokens) are summed over the ranks before
+// the backward, so each rank's part is weighted by its share of the whole, the adapters' gradients
+// are summed after it (one all-reduce), and AdamW runs on the same numbers everywhere; out holds
+// the whole step's losses. caa may be NULL on a rank whose share has no CAA row.
 // on the adapters of m. rr: the representation rows, laid out by batch_fill_states, rows
 // [0, n_erase) from D_m and the rest from D_r, each row's mask on the tokens its loss reads;
 // rr_ids: (rr->B) each row's index in s->m0.

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dist.h"
 #include "plot.h"
 #include "util.h"
 
@@ -392,7 +393,7 @@ typedef struct {
     uint64_t seed;
     int32_t batch, grad_accum, seq_len, pack;
     int32_t threads;    // OpenMP threads of the run: another count may change the last bits
-    int32_t unused;
+    int32_t ranks;      // MPI ranks of the run (0 in the files of before: 1); a resume must use as many
     double elapsed;     // seconds of training so far
     // then: params, adam m, adam v (n_params floats each), order (n_examples int32),
     // log rows (n_log_rows LogRow)
@@ -479,6 +480,7 @@ typedef struct {
     const char* out_path;
     const char* log_path;
     const char* plot_path;
+    const char* dump_grad_path; // --dump-grad: the first step's summed gradient, for the MPI test
     int resume;
     uint64_t seed;
     int threads;
@@ -550,7 +552,8 @@ static void train_usage(void) {
         "  --beta1 X, --beta2 X  AdamW moments (default 0.9, 0.95)\n"
         "  --clip X              clip the global gradient norm to X; 0 = off (default 1.0)\n"
         "  --seed N              model init and data shuffle (default 1337)\n"
-        "  --threads N           OpenMP threads (default: all); a resume must use the same count\n"
+        "  --threads N           OpenMP threads (default: all; per rank under MPI); a resume must use\n"
+        "                        the same count\n"
         "output:\n"
         "  -o, --out MODEL.bin   checkpoint, written atomically every --save-every steps, at the end\n"
         "                        and on Ctrl-C (which then exits 130); the training state goes to\n"
@@ -565,7 +568,12 @@ static void train_usage(void) {
         "  --plot FILE.png       loss curve, drawn at checkpoints and the end\n"
         "  --stop-at N           stop after step N (a resumed run past N: after its first step) as\n"
         "                        Ctrl-C would, with checkpoint and state, e.g. to split a run into sessions\n"
-        "A NaN or Inf loss stops the run with exit code 1 and keeps the last good checkpoint.\n");
+        "  --dump-grad FILE      the first step's gradient (summed over the micro-batches and ranks,\n"
+        "                        before clipping) as raw float32 in the parameters' order, for tests\n"
+        "A NaN or Inf loss stops the run with exit code 1 and keeps the last good checkpoint.\n"
+        "Under MPI (mpirun -np N build/mpi/mosr train ..., README \"Past one machine\"): a step is N x\n"
+        "--grad-accum micro-batches, rank r computing micro-batches r x grad-accum onwards, the gradients\n"
+        "summed; rank 0 prints and writes; a resume needs the same N.\n");
 }
 
 // --data FILE and --text FILE: one more training file, and which kind it is
@@ -624,6 +632,7 @@ static int parse_train_args(TrainOptions* o, int argc, char** argv) {
         {"--print-every", ARG_INT, &o->print_every, 1, 1 << 30},
         {"--log", ARG_STRING, &o->log_path},
         {"--plot", ARG_STRING, &o->plot_path},
+        {"--dump-grad", ARG_STRING, &o->dump_grad_path},
         {"--stop-at", ARG_INT, &o->stop_at, 1, 1 << 30},
         {0}};
     int parsed = args_parse(cmd, args, argc, argv);
@@ -659,21 +668,42 @@ static void format_duration(double s, char* buf, size_t len) {
     else snprintf(buf, len, "%lds", t);
 }
 
-// mean loss over the counted tokens of (up to max_batches batches of) a data set, in file order
+// mean loss over the counted tokens of (up to max_batches batches of) a data set, in file order.
+// Under MPI the batches are dealt out (batch k to rank k % N); each batch's sum and count come
+// back to every rank in a table that only its own rank filled, so the total is added up in batch
+// order as in one process, to the same bits.
 static float validation_loss(Model* m, const ExampleSet* val, Batch* b, int max_batches) {
-    double sum = 0.0;
-    long count = 0;
+    int n_batches = (val->n + b->max_B - 1) / b->max_B;
+    if (max_batches > 0 && n_batches > max_batches) n_batches = max_batches;
+    double* sums = calloc(2 * (size_t)n_batches + 1, sizeof(double)); // (n_batches) sums, then counts
+    if (!sums) {
+        error_msg("out of memory for the validation loss");
+        exit(EXIT_FAILURE_RUN);
+    }
     const Example* rows[b->max_B];
-    for (int start = 0, k = 0; start < val->n && (max_batches == 0 || k < max_batches); start += b->max_B, k++) {
-        int n = val->n - start < b->max_B ? val->n - start : b->max_B;
+    for (int k = 0; k < n_batches; k++) {
+        if (!dist_mine(k)) continue;
+        int start = k * b->max_B, n = val->n - start < b->max_B ? val->n - start : b->max_B;
         for (int r = 0; r < n; r++) rows[r] = &val->examples[start + r];
         batch_fill_padded(b, rows, n);
         if (b->n_counted == 0) continue;
         model_forward(m, b->inputs, b->B, b->T, m->config.n_layers);
-        sum += (double)model_loss(m, b->targets, b->mask, 0.0f) * b->n_counted;
-        count += b->n_counted;
+        sums[k] = (double)model_loss(m, b->targets, b->mask, 0.0f) * b->n_counted;
+        sums[n_batches + k] = b->n_counted;
     }
-    return count ? (float)(sum / count) : NAN;
+    dist_allreduce_sum_doubles(sums, 2 * (size_t)n_batches);
+    double sum = 0.0, count = 0.0;
+    for (int k = 0; k < n_batches; k++) sum += sums[k], count += sums[n_batches + k];
+    free(sums);
+    return count > 0 ? (float)(sum / count) : NAN;
+}
+
+// the parameters' checksum, compared across the ranks (dist.h): they must stay identical
+static void check_params_same(const Model* m, int step) {
+    if (dist_size() == 1) return;
+    char what[64];
+    snprintf(what, sizeof(what), "the parameters after step %d", step);
+    dist_check_same(dist_hash_bytes(HASH_START, m->param_memory, m->n_params * sizeof(float)), what);
 }
 
 // loads every --data / --text file (or the --val file) into one example set. 0 on success.
@@ -728,10 +758,14 @@ int train_main(int argc, char** argv) {
     // (a run continued in place), and the training state goes beside -o
     const OutputArg outputs[] = {{.flag = "-o", .path = o.out_path, .may_replace = "--init"},
                                  {.flag = "-o's state", .path = state_path[0] ? state_path : NULL},
-                                 {.flag = "--log", .path = o.log_path}, {.flag = "--plot", .path = o.plot_path}};
+                                 {.flag = "--log", .path = o.log_path}, {.flag = "--plot", .path = o.plot_path},
+                                 {.flag = "--dump-grad", .path = o.dump_grad_path}};
     InputArg inputs[3 + 64] = {{"-z", o.tokenizer_path}, {"--val", o.val_path}, {"--init", o.init_path}};
     for (int i = 0; i < o.n_data; i++) inputs[3 + i] = (InputArg){o.data_is_text[i] ? "--text" : "--data", o.data_paths[i]};
-    if (paths_check("train", outputs, 4, inputs, 3 + o.n_data) != 0) { exit_code = EXIT_USAGE; goto cleanup; }
+    // (under MPI only rank 0 writes, so only its outputs are checked; every rank's inputs must match)
+    int root = dist_rank() == 0, n_ranks = dist_size();
+    if (paths_check("train", outputs, root ? 5 : 0, inputs, 3 + o.n_data) != 0) { exit_code = EXIT_USAGE; goto cleanup; }
+    dist_check_inputs("train", inputs, 3 + o.n_data);
 
     // the model: from a resumed state, a checkpoint, or the config flags
     TrainStateHeader resumed = {0};
@@ -741,7 +775,11 @@ int train_main(int argc, char** argv) {
         goto cleanup;
     }
     if (o.resume) {
-        if (train_state_open(&state_file, &resumed, state_path) != 0) goto cleanup;
+        // rank 0 reads the state (only its machine has one) and hands it to the other ranks
+        int opened = root ? train_state_open(&state_file, &resumed, state_path) == 0 : 1;
+        dist_bcast(&opened, sizeof(opened));
+        if (!opened) goto cleanup;
+        dist_bcast(&resumed, sizeof(resumed));
         const StateConfig* sc = &resumed.config;
         Config rc;
         config_defaults(&rc);
@@ -790,7 +828,7 @@ int train_main(int argc, char** argv) {
     uint64_t data_hash = example_set_hash(&train);
     long rows = rows_per_epoch(&train, T, o.pack);
     long total_steps = o.steps ? o.steps
-                     : (long)ceil((o.epochs > 0 ? o.epochs : 1.0) * rows / ((double)B * o.grad_accum));
+                     : (long)ceil((o.epochs > 0 ? o.epochs : 1.0) * rows / ((double)B * o.grad_accum * n_ranks));
     if (total_steps < 1) total_steps = 1;
     fprintf(stderr, "data: %d examples (%ld counted tokens), %d cut to %d tokens, %d dropped; %ld %s rows an epoch\n",
             train.n, train.n_counted, train.n_cut, T + 1, train.n_dropped, rows, o.pack ? "packed" : "padded");
@@ -805,6 +843,8 @@ int train_main(int argc, char** argv) {
     for (; n_batches_built < o.grad_accum; n_batches_built++) build_batch(&batches[n_batches_built], B, T);
     Batch val_batch;
     build_batch(&val_batch, B, T);
+    Batch others; // under MPI: where the other ranks' micro-batches are drawn, to keep the loader in step
+    build_batch(&others, B, T);
     size_t n_norm_params = model.param_sizes[0] + model.param_sizes[1] + model.param_sizes[2];
 
     // resuming: parameters, moments, data order and log come from the state file
@@ -819,6 +859,13 @@ int train_main(int argc, char** argv) {
         else if (h->batch != B) mismatch = "--batch";
         else if (h->grad_accum != o.grad_accum) mismatch = "--grad-accum";
         else if (h->pack != o.pack) mismatch = "--pack";
+        if (!mismatch && (h->ranks ? h->ranks : 1) != n_ranks) {
+            // a step is N x --grad-accum micro-batches: another N is another run
+            error_msg("%s: the run used %d MPI rank%s, this one %d: resume it with mpirun -np %d", state_path,
+                      h->ranks ? h->ranks : 1, h->ranks > 1 ? "s" : "", n_ranks, h->ranks ? h->ranks : 1);
+            exit_code = EXIT_USAGE;
+            goto cleanup;
+        }
         if (mismatch) {
             error_msg("%s: the %s differs from the run being resumed", state_path, mismatch);
             exit_code = EXIT_USAGE;
@@ -829,11 +876,18 @@ int train_main(int argc, char** argv) {
                     h->threads, omp_get_max_threads());
         int32_t* order = malloc_or_die(h->n_examples * sizeof(int32_t));
         LogRow* rows_in = malloc_or_die((h->n_log_rows + 1) * sizeof(LogRow));
-        int bad = read_floats(state_file, model.param_memory, sizeof(float), h->n_params, state_path) ||
+        int bad = !root ? 0 : read_floats(state_file, model.param_memory, sizeof(float), h->n_params, state_path) ||
                   read_floats(state_file, adam_m, sizeof(float), h->n_params, state_path) ||
                   read_floats(state_file, adam_v, sizeof(float), h->n_params, state_path) ||
                   read_floats(state_file, order, sizeof(int32_t), h->n_examples, state_path) ||
                   read_floats(state_file, rows_in, sizeof(LogRow), h->n_log_rows, state_path);
+        dist_bcast(&bad, sizeof(bad));
+        if (!bad) { // the log rows stay on rank 0, the only one that writes the log
+            dist_bcast(model.param_memory, model.n_params * sizeof(float));
+            dist_bcast(adam_m, model.n_params * sizeof(float));
+            dist_bcast(adam_v, model.n_params * sizeof(float));
+            dist_bcast(order, h->n_examples * sizeof(int32_t));
+        }
         for (int i = 0; i < h->n_examples && !bad; i++) bad = order[i] < 0 || order[i] >= train.n;
         if (!bad && (h->loader_pos < 0 || h->loader_pos >= train.n)) bad = 1;
         // a saved state is always finite (the loop checks before saving): a NaN is damage, not divergence
@@ -851,12 +905,12 @@ int train_main(int argc, char** argv) {
         loader.pos = (int)h->loader_pos;
         loader.epoch = (int)h->loader_epoch;
         loader.rng = h->loader_rng;
-        for (int i = 0; i < h->n_log_rows; i++) run_log_add(&log, rows_in[i]);
+        for (int i = 0; root && i < h->n_log_rows; i++) run_log_add(&log, rows_in[i]);
         free(order);
         free(rows_in);
         step = (int)h->step;
         elapsed_before = h->elapsed;
-        fclose(state_file);
+        if (state_file) fclose(state_file);
         state_file = NULL;
         fprintf(stderr, "resuming %s at step %d\n", state_path, step);
     }
@@ -864,8 +918,11 @@ int train_main(int argc, char** argv) {
     fprintf(stderr, "model: dim %d, %d layers, %d/%d heads, hidden %d, vocab %d, seq_len %d: %.2fM parameters\n",
             c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size, c->seq_len,
             model.n_params / 1e6);
-    fprintf(stderr, "training: %ld steps of %d x %d rows x %d positions, lr %g -> %g (warmup %d), %d threads\n",
-            total_steps, o.grad_accum, B, T, o.lr, o.lr_min, o.warmup, omp_get_max_threads());
+    fprintf(stderr, "training: %ld steps of %d x %d rows x %d positions, lr %g -> %g (warmup %d), %d threads",
+            total_steps, o.grad_accum * n_ranks, B, T, o.lr, o.lr_min, o.warmup, omp_get_max_threads());
+    if (n_ranks > 1) fprintf(stderr, " on each of %d MPI ranks (%d micro-batches each)", n_ranks, o.grad_accum);
+    fputc('\n', stderr);
+    check_params_same(&model, step); // the same start everywhere (a rank's --init or seed differing)
     if (!o.out_path) fprintf(stderr, "note: no -o given, nothing will be saved\n");
 
     // Ctrl-C asks the loop to stop at the end of the current step, with checkpoint and state
@@ -881,13 +938,18 @@ int train_main(int argc, char** argv) {
 
         // 1) the micro-batches of this step, all of them up front: the loss is the mean over
         //    every counted token of the step, so each micro-batch's gradient is weighted by its
-        //    share of those tokens
-        long n_counted = 0, n_real = 0;
-        for (int k = 0; k < o.grad_accum; k++) {
-            next_batch(&batches[k], &loader, B, o.pack);
-            n_counted += batches[k].n_counted;
-            n_real += batches[k].n_real;
+        //    share of those tokens. Under MPI the step has N x grad_accum micro-batches, rank r's
+        //    are r x grad_accum onwards; every rank draws them all (the loader stays the same
+        //    everywhere) and keeps its own, and the counts are summed over the ranks.
+        long counts[2] = {0, 0}; // counted and real positions of the step
+        for (int g = 0; g < o.grad_accum * n_ranks; g++) {
+            int own = g / o.grad_accum == dist_rank();
+            Batch* b = own ? &batches[g % o.grad_accum] : &others;
+            next_batch(b, &loader, B, o.pack);
+            if (own) counts[0] += b->n_counted, counts[1] += b->n_real;
         }
+        dist_allreduce_sum_longs(counts, 2);
+        long n_counted = counts[0], n_real = counts[1];
 
         // 2) forward, loss and backward of each micro-batch, accumulating the gradients
         model_zero_grads(&model);
@@ -901,7 +963,16 @@ int train_main(int argc, char** argv) {
             loss_sum += (double)micro_loss * share;
             model_backward(&model, 1, NULL);
         }
+        // under MPI: the loss and the gradients summed over the ranks, one all-reduce of the block
+        dist_allreduce_sum_doubles(&loss_sum, 1);
+        dist_allreduce_sum_floats(model.grad_memory, model.n_params);
         loss = (float)loss_sum;
+        if (o.dump_grad_path && step == start_step && root) {
+            AtomicFile af;
+            if (atomic_open(&af, o.dump_grad_path) != 0) goto cleanup;
+            fwrite(model.grad_memory, sizeof(float), model.n_params, af.f);
+            if (atomic_commit(&af) != 0) goto cleanup;
+        }
 
         // 3) a NaN or Inf stops the run before it can touch the parameters or a checkpoint
         float norm = grad_clip(model.grad_memory, model.n_params, o.clip);
@@ -925,7 +996,8 @@ int train_main(int argc, char** argv) {
         double t1 = time_now();
         double elapsed = elapsed_before + (t1 - t_start);
         LogRow row = {step, loss, NAN, lr, n_real / (t1 - t0), elapsed};
-        int last = step == total_steps || interrupted() || (o.stop_at && step >= o.stop_at);
+        int stop = dist_any(interrupted()) || (o.stop_at && step >= o.stop_at); // (every rank stops at one step)
+        int last = step == total_steps || stop;
         if (o.val_path && (step % o.eval_every == 0 || last)) {
             row.val_loss = validation_loss(&model, &val, &val_batch, o.val_batches);
         }
@@ -945,16 +1017,18 @@ int train_main(int argc, char** argv) {
             tokens_since_print = 0;
         }
 
-        // 6) checkpoint: every --save-every steps, at the end, on Ctrl-C or --stop-at
-        int stop = interrupted() || (o.stop_at && step >= o.stop_at);
-        if (o.out_path && (step % o.save_every == 0 || step == total_steps || stop)) {
-            // the parameters are checked first: a checkpoint is never overwritten with NaNs
-            if (!all_finite(model.param_memory, model.n_params)) {
-                error_msg("step %d: the parameters hold NaN or Inf: the run diverged (try a lower --lr); "
-                          "the last checkpoint is kept", step);
-                diverged = 1;
-                break;
-            }
+        // 6) checkpoint: every --save-every steps, at the end, on Ctrl-C or --stop-at; under MPI
+        //    the ranks' parameters are compared first, then rank 0 writes
+        int save = o.out_path && (step % o.save_every == 0 || step == total_steps || stop);
+        if (save || last || step % DIST_CHECK_EVERY == 0) check_params_same(&model, step);
+        // the parameters are checked first: a checkpoint is never overwritten with NaNs
+        if (save && !all_finite(model.param_memory, model.n_params)) {
+            error_msg("step %d: the parameters hold NaN or Inf: the run diverged (try a lower --lr); "
+                      "the last checkpoint is kept", step);
+            diverged = 1;
+            break;
+        }
+        if (save && root) {
             TrainStateHeader h = {.magic = TRAIN_STATE_MAGIC, .version = TRAIN_STATE_VERSION,
                                   .config = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                                              c->vocab_size, c->seq_len, c->shared_classifier},
@@ -962,7 +1036,8 @@ int train_main(int argc, char** argv) {
                                   .n_examples = train.n, .loader_pos = loader.pos, .loader_epoch = loader.epoch,
                                   .n_log_rows = log.n, .loader_rng = loader.rng, .data_hash = data_hash,
                                   .seed = o.seed, .batch = B, .grad_accum = o.grad_accum, .seq_len = T,
-                                  .pack = o.pack, .threads = omp_get_max_threads(), .elapsed = elapsed};
+                                  .pack = o.pack, .threads = omp_get_max_threads(), .ranks = n_ranks,
+                                  .elapsed = elapsed};
             // the checkpoint first, then the state (which carries its own copy of the parameters)
             if (model_save_as(&model, o.out_path, model_format_for_output(o.out_path, o.init_path), o.init_path) != 0 ||
                 (state_path[0] && train_state_save(state_path, &h, model.param_memory, adam_m, adam_v, loader.order, log.rows) != 0))
@@ -970,18 +1045,18 @@ int train_main(int argc, char** argv) {
             if (o.log_path && write_log_csv(&log, o.log_path) != 0) goto cleanup;
             if (o.plot_path && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;
             fprintf(stderr, "saved %s (step %d)\n", o.out_path, step);
-        } else if (o.log_path && !isnan(row.val_loss) && write_log_csv(&log, o.log_path) != 0) {
+        } else if (root && o.log_path && !isnan(row.val_loss) && write_log_csv(&log, o.log_path) != 0) {
             goto cleanup;
         }
         if (stop) {
-            fprintf(stderr, "stopped at step %d%s\n", step, interrupted() ? " (Ctrl-C)" : "");
+            fprintf(stderr, "stopped at step %d%s\n", step, dist_any(interrupted()) ? " (Ctrl-C)" : "");
             break;
         }
     }
 
     // the log and the plot always show the run as it went, diverged or not
-    if (o.log_path && log.n > 0 && write_log_csv(&log, o.log_path) != 0) goto cleanup;
-    if (o.plot_path && log.n > 0 && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;
+    if (root && o.log_path && log.n > 0 && write_log_csv(&log, o.log_path) != 0) goto cleanup;
+    if (root && o.plot_path && log.n > 0 && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;
     if (!diverged) {
         char spent[32];
         format_duration(time_now() - t_start, spent, sizeof(spent));
@@ -989,13 +1064,13 @@ int train_main(int argc, char** argv) {
         model_memory_report(stderr, "train", &model, 2 * model.n_params * sizeof(float), 0); // AdamW: m and v
     }
     // a run cut short by Ctrl-C must not look finished to `mosr train ... && mosr defend ...`
-    exit_code = diverged ? EXIT_FAILURE_RUN : interrupted() ? EXIT_INTERRUPTED : EXIT_OK;
+    exit_code = diverged ? EXIT_FAILURE_RUN : dist_any(interrupted()) ? EXIT_INTERRUPTED : EXIT_OK;
 
 cleanup:
     interrupt_release();
     if (state_file) fclose(state_file);
     for (int k = 0; k < n_batches_built; k++) free_batch(&batches[k]);
-    if (n_batches_built) free_batch(&val_batch);
+    if (n_batches_built) free_batch(&val_batch), free_batch(&others);
     free(adam_m);
     free(adam_v);
     free(log.rows);

@@ -42,6 +42,15 @@ void* malloc_huge(size_t size) {
     return p;
 }
 
+// where error_msg writes (error_route): stderr, or a rank's own stream with its "rank R: " (dist.c)
+static FILE* error_stream;
+static const char* error_prefix = "";
+
+void error_route(FILE* f, const char* prefix) {
+    error_stream = f;
+    error_prefix = prefix ? prefix : "";
+}
+
 // One line, whatever the message holds: a path with a newline (or a terminal escape) in it is
 // printed escaped, "\n", "\x1b", so a script reading stderr line by line sees one error.
 void error_msg(const char* fmt, ...) {
@@ -58,7 +67,7 @@ void error_msg(const char* fmt, ...) {
         else n += (size_t)snprintf(line + n, 5, "\\x%02x", *p);
     }
     line[n] = '\0';
-    fprintf(stderr, "mosr: %s\n", line);
+    fprintf(error_stream ? error_stream : stderr, "mosr: %s%s\n", error_prefix, line);
 }
 
 // ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ enum {
 
 // prints "mosr: " + the formatted message + "\n" on stderr
 void error_msg(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// error_msg's lines go to f instead of stderr (NULL: stderr again), after "mosr: " + prefix
+void error_route(FILE* f, const char* prefix);
 void* malloc_or_die(size_t size); // where running out of memory has no sensible recovery: says so, exits
 void* malloc_huge(size_t size);   // 2 MiB-aligned, transparent huge pages asked for; free() it
 
