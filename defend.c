@@ -667,12 +667,182 @@ static unsigned char* rows_used_here(const DefenseRun* r, const DefenseConfig* c
     return want;
 }
 
+// --oalw-level token: appends to *states (grown; *n rows of C) the M0 states at layer l of the
+// rows' masked positions (the tokens their loss reads), in row order, running TOKEN_ROWS rows a
+// forward (padding after a row does not change its states: attention is causal). 0, or -1.
+#define TOKEN_ROWS 32
+static int append_token_states(float** states, int* n, int* cap, Model* m, const Example* const* rows, int n_rows,
+                               int layer) {
+    int C = m->config.dim, T = m->config.seq_len;
+    Batch b;
+    build_batch(&b, TOKEN_ROWS, T);
+    float* h = malloc((size_t)TOKEN_ROWS * T * C * sizeof(float));
+    float* views[DEFEND_MAX_LAYERS] = {0};
+    views[layer] = h;
+    int status = h && b.inputs ? 0 : -1;
+    if (status) error_msg("oalw: out of memory");
+    for (int r0 = 0; status == 0 && r0 < n_rows; r0 += TOKEN_ROWS) {
+        int nb = n_rows - r0 < TOKEN_ROWS ? n_rows - r0 : TOKEN_ROWS;
+        batch_fill_states(&b, rows + r0, nb);
+        if (model_forward_states(m, b.inputs, nb, b.T, layer + 1, views) != 0) { status = -1; break; }
+        for (int r = 0; r < nb && status == 0; r++) {
+            for (int t = 0; t < b.T; t++) {
+                if (!(b.mask[(size_t)r * b.T + t] > 0.0f)) continue;
+                if (*n == *cap) {
+                    int grown = *cap ? 2 * *cap : 4096;
+                    float* bigger = realloc(*states, (size_t)grown * C * sizeof(float));
+                    if (!bigger) { error_msg("oalw: out of memory for %d token states", grown); status = -1; break; }
+                    *states = bigger, *cap = grown;
+                }
+                memcpy(*states + (size_t)(*n)++ * C, h + ((size_t)r * b.T + t) * C, C * sizeof(float));
+            }
+        }
+    }
+    free(h);
+    free_batch(&b);
+    return status;
+}
+
+// --oalw-out with the token level: every erase row's tokens (their text pieces) and weights, one
+// JSONL line a row, and beside it an HTML page that colours each token by its weight
+static int write_token_oalw(const char* path, const DefenseData* d, Tokenizer* t, int layer) {
+    AtomicFile af, html;
+    char html_path[4200];
+    snprintf(html_path, sizeof(html_path), "%s.html", path);
+    if (atomic_open(&af, path) != 0) return -1;
+    if (atomic_open(&html, html_path) != 0) { atomic_abort(&af); return -1; }
+    fprintf(html.f, "<!doctype html><meta charset=utf-8><title>OALW token weights</title>\n"
+                    "<style>body{font:14px monospace;max-width:60em} span{padding:0 1px} p{margin:.8em 0}</style>\n"
+                    "<h3>OALW token weights at layer %d: dark red = erased fully (high weight), white = spared "
+                    "(low weight); grey = not erased</h3>\n", layer);
+    for (int i = 0; i < d->n_erase; i++) {
+        const Example* row = &d->erase_rows[i];
+        fprintf(af.f, "{\"index\": %d, \"prompt\": ", i);
+        json_write_string(af.f, d->file.items[d->erase[i]].prompt);
+        fprintf(af.f, ", \"tokens\": [");
+        int first = 1;
+        fprintf(html.f, "<p>");
+        for (int k = 1; k < row->n; k++) {
+            // position k - 1's state predicts token k: the weight at k - 1 is shown on token k
+            const char* piece = tokenizer_decode(t, row->ids[k - 1], row->ids[k]);
+            float w = row->mask[k - 1];
+            fprintf(af.f, "%s[", first ? "" : ", ");
+            json_write_string(af.f, piece);
+            fprintf(af.f, ", %.4f]", w);
+            first = 0;
+            int shade = w > 0.0f ? 255 - (int)fminf(255.0f, 110.0f * w) : -1;
+            if (shade < 0) fprintf(html.f, "<span style=\"color:#999\">");
+            else fprintf(html.f, "<span title=\"%.3f\" style=\"background:rgb(255,%d,%d)\">", w, shade, shade);
+            for (const char* c = piece; *c; c++) {
+                if (*c == '<') fputs("&lt;", html.f);
+                else if (*c == '&') fputs("&amp;", html.f);
+                else if (*c == '\n') fputs("&#8629;", html.f);
+                else fputc(*c, html.f);
+            }
+            fprintf(html.f, "</span>");
+        }
+        fprintf(html.f, "</p>\n");
+        fprintf(af.f, "]}\n");
+    }
+    if (atomic_commit(&html) != 0) { atomic_abort(&af); return -1; }
+    return atomic_commit(&af);
+}
+
+// OALW one level down: each erased token's weight w_{i,t} from the overlap of its M0 state at
+// layer l_w with the states of helpful answers' tokens (the responses of the reference set D_p and
+// of the defence data's benign and pseudo items), in the centred space by default; the weights
+// go into the erase rows' masks, where the erase term reads them (erase_loss_forward). M0: the
+// caller switches the adapters off. 0, or -1 after one error line.
+static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const PromptSet* reference,
+                              const DefenseConfig* cfg, int layer) {
+    double start = time_now();
+    int C = m->config.dim, seq_len = m->config.seq_len;
+    float *mal = NULL, *ref = NULL;
+    int N = 0, M = 0, cap_n = 0, cap_m = 0, status = 0;
+    // the erase rows, then the helpful answers: the reference's responses and the defence data's
+    // benign and pseudo answers, at the positions whose states predict the answer (as the erase
+    // rows' mask: from the last prompt token to the answer's second-to-last)
+    int n_rows = d->n_erase + (reference ? reference->n : 0) + d->n_benign + d->n_pseudo, n_ref_rows = 0;
+    int counts[3] = {0, 0, 0};
+    Example* helpful = calloc(n_rows > 0 ? n_rows : 1, sizeof(Example));
+    const Example** ptrs = malloc((n_rows > 0 ? n_rows : 1) * sizeof(Example*));
+    if (!helpful || !ptrs) { error_msg("oalw: out of memory"); status = -1; }
+    for (int i = 0; status == 0 && i < d->n_erase; i++) ptrs[i] = &d->erase_rows[i];
+    if (status == 0) status = append_token_states(&mal, &N, &cap_n, m, ptrs, d->n_erase, layer);
+    for (int i = 0; status == 0 && reference && i < reference->n; i++) {
+        const PromptItem* it = &reference->items[i];
+        if (it->response && example_from_chat(&helpful[n_ref_rows], t, it->prompt, it->response, seq_len) > 0) {
+            ptrs[n_ref_rows] = &helpful[n_ref_rows];
+            n_ref_rows++, counts[0]++;
+        }
+    }
+    const int* idx[2] = {d->benign, d->pseudo};
+    int n_idx[2] = {d->n_benign, d->n_pseudo};
+    for (int k = 0; k < 2; k++) {
+        for (int j = 0; status == 0 && j < n_idx[k]; j++) {
+            const DefenseItem* it = &d->items[idx[k][j]];
+            if (!it->response) continue;
+            Example* ex = &helpful[n_ref_rows];
+            if (representation_row(ex, it->prompt, it->n_prompt, it->response, it->n_response, 1) != 0) { status = -1; break; }
+            for (int q = 0; q + 1 < ex->n; q++) ex->mask[q] = ex->mask[q + 1]; // one position earlier
+            ex->mask[ex->n - 1] = 0.0f;
+            ptrs[n_ref_rows++] = ex, counts[1 + k]++;
+        }
+    }
+    if (status == 0) status = append_token_states(&ref, &M, &cap_m, m, ptrs, n_ref_rows, layer);
+    for (int i = 0; helpful && i < n_ref_rows; i++) free_example(&helpful[i]);
+    free(helpful);
+    free(ptrs);
+    float* w = status == 0 ? malloc((size_t)(N > 0 ? N : 1) * sizeof(float)) : NULL;
+    if (status == 0 && !w) { error_msg("oalw: out of memory"); status = -1; }
+    if (status == 0 && (N == 0 || M == 0)) {
+        error_msg("oalw: token level needs erased tokens and helpful answers' tokens (got %d and %d)", N, M);
+        status = -1;
+    }
+    if (status == 0 && cfg->oalw_space == OVERLAP_SPACE_CENTRED) centre_representations(mal, N, ref, M, C);
+    if (status == 0) status = token_overlap_weights(w, NULL, mal, N, ref, M, C, &cfg->overlap);
+    if (status == 0) {
+        // the weights into the masks, in the order the states were taken; and where they fall:
+        // on the prompt, on the answer's first tokens (the opener harmful and helpful answers share)
+        double sum[3] = {0}, cnt[3] = {0};
+        float lo = w[0], hi = w[0];
+        int j = 0;
+        for (int i = 0; i < d->n_erase; i++) {
+            Example* row = &d->erase_rows[i];
+            int n_prompt = d->items[d->erase[i]].n_prompt;
+            int T = row->n < seq_len ? row->n : seq_len;
+            for (int q = 0; q < T; q++) {
+                if (!(row->mask[q] > 0.0f)) continue;
+                row->mask[q] = w[j];
+                int part = q < n_prompt - 1 ? 0 : q < n_prompt - 1 + 4 ? 1 : 2;
+                sum[part] += w[j], cnt[part]++;
+                lo = fminf(lo, w[j]), hi = fmaxf(hi, w[j]);
+                j++;
+            }
+        }
+        fprintf(stderr, "oalw: token level at layer %d (%s cosines, top-%d): %d erased tokens vs %d helpful-answer "
+                "tokens (%d reference, %d benign, %d pseudo answers) in %.1f s; weights %.3f..%.3f, mean on the "
+                "prompt %.3f, on the answer's first 4 tokens %.3f, after them %.3f\n", layer,
+                cfg->oalw_space == OVERLAP_SPACE_CENTRED ? "centred" : "raw", cfg->overlap.k, N, M, counts[0],
+                counts[1], counts[2], time_now() - start, lo, hi, cnt[0] ? sum[0] / cnt[0] : 0.0,
+                cnt[1] ? sum[1] / cnt[1] : 0.0, cnt[2] ? sum[2] / cnt[2] : 0.0);
+        if (cfg->oalw_out && dist_rank() == 0) status = write_token_oalw(cfg->oalw_out, d, t, layer);
+    }
+    free(w), free(mal), free(ref);
+    return status;
+}
+
 // The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same with
 // enabled = 0), M0's states of every row, the buffers, and OALW's weights from M0. A util.h exit code.
 static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl,
                              M0Cache* cache) {
     memset(r, 0, sizeof(*r));
     DefenseData* d = &r->data;
+    if (cfg->oalw && cfg->oalw_level == OALW_LEVEL_TOKEN && (cfg->oalw_every > 0 || cfg->oalw_space == OVERLAP_SPACE_SAFETY)) {
+        error_msg("defend: --oalw-level token computes the weights once, from M0, in the raw or centred space "
+                  "(not with --oalw-every or --oalw-space safety)");
+        return EXIT_USAGE;
+    }
     int rc = load_defense_data(d, t, cfg);
     if (rc != EXIT_OK) return rc;
     if (cfg->oalw && (rc = load_reference(&r->ref_file, &r->reference, cfg->reference_path)) != EXIT_OK) return rc;
@@ -747,7 +917,10 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     }
 
     // OALW's weights from M0 (adapters off), before any training
-    if (cfg->oalw) {
+    if (cfg->oalw && cfg->oalw_level == OALW_LEVEL_TOKEN) {
+        m->lora.enabled = 0;
+        if (compute_token_oalw(m, t, d, &r->reference, cfg, dl->oalw_layer) != 0) return EXIT_FAILURE_RUN;
+    } else if (cfg->oalw) {
         m->lora.enabled = 0;
         OalwStates* kept = cache ? &cache->oalw : NULL;
         if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, kept) != 0)
@@ -976,6 +1149,10 @@ static void defend_usage(FILE* f) {
         "                            D_m and D_p, or centred and projected onto the safety subspace\n"
         "                            (benign-vs-malicious direction + malicious category directions)\n"
         "                            (default centred)\n"
+        "  --oalw-level prompt|token  one weight per malicious prompt (default, the paper's), or one per\n"
+        "                            erased token: the overlap of its M0 state with helpful answers' token\n"
+        "                            states (reference and benign responses); --oalw-out then also writes\n"
+        "                            FILE.html, the completions' tokens coloured by weight\n"
         "  --oalw-norm batch|weights  the weighted erasure divided by the batch size (default), or by\n"
         "                            the batch's own sum of weights (the first build's)\n"
         "  --oalw-score topk|centroid  s_i: mean of the k largest cosines to D_p, or the cosine to its\n"
@@ -1051,6 +1228,7 @@ int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch) {
         {"--oalw-pool", ARG_CHOICE, &c->oalw_pool, .choices = "mean|last|content"},      // POOL_*
         {"--oalw-space", ARG_CHOICE, &c->oalw_space, .choices = "raw|centred|safety"},   // OVERLAP_SPACE_*
         {"--oalw-norm", ARG_CHOICE, &c->oalw_norm, .choices = "batch|weights"},          // OALW_NORM_*
+        {"--oalw-level", ARG_CHOICE, &c->oalw_level, .choices = "prompt|token"},         // OALW_LEVEL_*
         {"--oalw-score", ARG_CHOICE, &c->overlap.score, .choices = "topk|centroid"},     // OVERLAP_TOPK, ...
         {"--oalw-form", ARG_CHOICE, &c->overlap.form, .choices = "linear|softmax"},      // WEIGHT_LINEAR, ...
         {"--oalw-k", ARG_INT, &c->overlap.k, 1, 1 << 20},

@@ -805,7 +805,9 @@ static void describe_defense(FILE* f, const DefenseConfig* c) {
     static const char* const pools[] = {"mean", "last-token", "content-token"};
     fprintf(f, "; alpha %g, lr %g, LoRA rank %d; OALW lambda %g (%s cosines, %s pooling%s); CAA k from %s%d to %g x "
             "the completion%s", c->alpha, c->lr, c->rank, c->overlap.lambda, spaces[c->oalw_space], pools[c->oalw_pool],
-            c->oalw_norm == OALW_NORM_WEIGHTS ? ", erasure / batch sum of weights" : "",
+            c->oalw_norm == OALW_NORM_WEIGHTS   ? ", erasure / batch sum of weights"
+            : c->oalw_level == OALW_LEVEL_TOKEN ? ", one weight per erased token"
+                                                : "",
             c->caa_prefix == CAA_PREFIX_CONTENT ? "the harmful action, at least " : "", c->caa_kmin, c->caa_frac,
             c->caa_counterweight ? ", with pseudo -> helpful counterweight rows" : "");
 }

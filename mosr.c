@@ -319,8 +319,10 @@ static double example_coefficient(const float* token_mask, const float* example_
     return n_examples > 0 ? coef / n_examples : 0.0;
 }
 
-// l_erase(x) = mean_{tok} ReLU( cos( h_l^θ(x)[tok], h_l^0(x)[tok] ) ), and over the batch
+// l_erase(x) = mean_{tok} v_tok ReLU( cos( h_l^θ(x)[tok], h_l^0(x)[tok] ) ), and over the batch
 //   (1/B) Σ_i w_i l_erase(x_i)   (w_i: OALW's weights, all 1 for RR)
+// The mean runs over the masked tokens; v_tok is the mask's value there: 1, or with
+// --oalw-level token OALW's token weight w_{i,t} (token_overlap_weights; then w_i = 1).
 float erase_loss_forward(float* token_cos, const float* h, const float* h0, const float* token_mask,
                          const float* example_weight, int B, int T, int C) {
     int n_examples = masked_examples(token_mask, B, T);
@@ -332,7 +334,7 @@ float erase_loss_forward(float* token_cos, const float* h, const float* h0, cons
             float cos = 0.0f;
             if (token_mask[bt] > 0.0f) {
                 cos = cosine_similarity(h + bt * C, h0 + bt * C, C);
-                if (cos > 0.0f) loss += coef * cos; // ReLU: a state already unrelated costs nothing
+                if (cos > 0.0f) loss += coef * token_mask[bt] * cos; // ReLU: a state already unrelated costs nothing
             }
             if (token_cos) token_cos[bt] = cos;
         }
@@ -354,9 +356,9 @@ void erase_loss_backward(float* dh, const float* h, const float* h0, const float
             float norm_a = smooth_norm(a, C), norm_a0 = smooth_norm(a0, C);
             float cos = dot_product(a, a0, C) / (norm_a * norm_a0);
             if (cos <= 0.0f) continue; // ReLU: no gradient on its flat side (and 0 at the kink)
-            // forward: loss += coef * cos,  cos = (a . a0) / (|a| |a0|),  |a| = sqrt(a . a + eps)
+            // forward: loss += coef * v * cos,  cos = (a . a0) / (|a| |a0|),  |a| = sqrt(a . a + eps)
             // d cos / d a = a0 / (|a| |a0|) - cos * a / |a|^2
-            float g = d_loss * (float)coef;
+            float g = d_loss * (float)(coef * token_mask[bt]);
             float along_a0 = g / (norm_a * norm_a0);
             float along_a = g * cos / (norm_a * norm_a);
             float* da = dh + bt * C;
@@ -620,6 +622,62 @@ int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* ne
     free(s);
     free(order);
     free(cos);
+    return 0;
+}
+
+// The token level: s_{i,t} for every erased token's state against every helpful-answer token's,
+// in blocks of rows so that the (N, M) cosines are never held whole (tens of thousands each way).
+// The k largest of a row are kept in a small sorted array: O(M k) per row at worst, O(M) typically.
+#define TOKEN_BLOCK 256
+int token_overlap_weights(float* weight, float* overlap, const float* states, int N, const float* reference, int M,
+                          int C, const OverlapOptions* opt) {
+    if (N < 1 || M < 1 || C < 1 || opt->k < 1) {
+        error_msg("token overlap weights: needs erased and helpful-answer tokens (got %d and %d)", N, M);
+        return -1;
+    }
+    int k = opt->k < M ? opt->k : M;
+    float* ref_unit = unit_rows(reference, M, C);
+    float* cos = malloc((size_t)TOKEN_BLOCK * M * sizeof(float));
+    float* s = malloc((size_t)N * sizeof(float));
+    float* centroid = opt->score == OVERLAP_CENTROID ? calloc(C, sizeof(float)) : NULL;
+    if (!ref_unit || !cos || !s || (opt->score == OVERLAP_CENTROID && !centroid)) {
+        free(ref_unit), free(cos), free(s), free(centroid);
+        error_msg("token overlap weights: out of memory (%d x %d cosines in blocks)", N, M);
+        return -1;
+    }
+    if (centroid)
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < C; c++) centroid[c] += reference[(size_t)m * C + c] / M;
+    for (int i0 = 0; i0 < N; i0 += TOKEN_BLOCK) {
+        int n = N - i0 < TOKEN_BLOCK ? N - i0 : TOKEN_BLOCK;
+        if (centroid) {
+            for (int i = 0; i < n; i++) s[i0 + i] = cosine_similarity(states + (size_t)(i0 + i) * C, centroid, C);
+            continue;
+        }
+        float* unit = unit_rows(states + (size_t)i0 * C, n, C);
+        if (!unit) { free(ref_unit), free(cos), free(s); error_msg("token overlap weights: out of memory"); return -1; }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, M, C, 1.0f, unit, C, ref_unit, C, 0.0f, cos, M);
+        free(unit);
+        #pragma omp parallel for
+        for (int i = 0; i < n; i++) {
+            const float* row = cos + (size_t)i * M;
+            float best[64]; // descending; k is clamped to 64 here
+            int kk = k < 64 ? k : 64, have = 0;
+            for (int m = 0; m < M; m++) {
+                float v = row[m];
+                if (have == kk && v <= best[kk - 1]) continue;
+                int j = have < kk ? have++ : kk - 1;
+                while (j > 0 && best[j - 1] < v) { best[j] = best[j - 1]; j--; }
+                best[j] = v;
+            }
+            double sum = 0.0;
+            for (int j = 0; j < have; j++) sum += best[j];
+            s[i0 + i] = (float)(sum / have);
+        }
+    }
+    weights_from_overlap(weight, s, N, opt);
+    if (overlap) memcpy(overlap, s, (size_t)N * sizeof(float));
+    free(ref_unit), free(cos), free(s), free(centroid);
     return 0;
 }
 

@@ -124,6 +124,15 @@ int overlap_weights(float* erase_weight, float* overlap, int* nearest, float* ne
                     const float* malicious_repr, int N, const float* pseudo_reference, int M, int C,
                     const OverlapOptions* opt);
 
+// The same one level down (--oalw-level token): weight every erased token by how much its M0
+// state overlaps the states of helpful answers' tokens: s_{i,t} = mean of the k largest
+// cos(h^0_{i,t}, h^0_q), q over the response tokens of the reference and benign answers (k at most
+// 64 here), w_{i,t} from s_{i,t} by the same form, scaled to mean 1 over all N erased tokens. The
+// erase term then reads w_{i,t} as the mask's value (erase_loss_forward) with every w_i = 1.
+// states: (N, C) the erased tokens' M0 states; reference: (M, C). overlap: (N) out, s (may be NULL).
+int token_overlap_weights(float* weight, float* overlap, const float* states, int N, const float* reference, int M,
+                          int C, const OverlapOptions* opt);
+
 // Where the overlap is measured (DESIGN.md 1.4): the representations are transformed before
 // overlap_weights sees them. OVERLAP_SPACE_RAW: as pooled. OVERLAP_SPACE_CENTRED (default): minus
 // their mean over D_m ∪ D_p (centre_representations), so that what every prompt shares (template,
@@ -184,6 +193,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 enum { DEFEND_RR = 0, DEFEND_MOSR = 1 };
 enum { CAA_PREFIX_CONTENT = 0, CAA_PREFIX_TOKENS = 1 };             // CAA's prefix draw (section 4)
 enum { OALW_NORM_BATCH = 0, OALW_NORM_WEIGHTS = 1 };                // the weighted erasure's divisor
+enum { OALW_LEVEL_PROMPT = 0, OALW_LEVEL_TOKEN = 1 };                // one weight per prompt, or per erased token
 enum { ERASE_ALL = 0, ERASE_RESPONSE = 1, ERASE_DISTINCT = 2 };   // which tokens are erased
 enum { RETAIN_REFUSAL_ALL = 0, RETAIN_REFUSAL_ONLY = 1, RETAIN_REFUSAL_NONE = 2 }; // malicious -> refusal
 #define DEFEND_MAX_LAYERS 64
@@ -211,6 +221,7 @@ typedef struct {
     int oalw_pool;              // POOL_MEAN (default), POOL_LAST or POOL_CONTENT
     int oalw_space;             // OVERLAP_SPACE_CENTRED (default), _RAW or _SAFETY
     int oalw_norm;              // OALW_NORM_BATCH (default: (1/B) Σ w_i l_erase) or _WEIGHTS (/ Σ w_i)
+    int oalw_level;             // OALW_LEVEL_PROMPT (default, the paper's) or _TOKEN (token_overlap_weights)
     OverlapOptions overlap;     // overlap_options_default
     int oalw_every;             // recompute the weights with Mθ every N steps; 0 = once, from M0
     const char* oalw_out;       // JSONL of every malicious example's weight, or NULL

@@ -202,6 +202,56 @@ static void test_losses(void) {
           "empty mask: loss 0 and no gradient");
 }
 
+// --oalw-level token: the erase term reads the mask's value as a token weight, and the token-level
+// overlap is the prompt-level one computed on token states (blocked, its own top-k)
+static void test_token_oalw(void) {
+    enum { B = 3, T = 6, C = 5 };
+    uint64_t rng = 7;
+    float h[B * T * C], h0[B * T * C];
+    make_states(h, h0, B, T, C, &rng);
+    float ones[B * T], valued[B * T], example_w[B] = {0.4f, 1.7f, 0.9f};
+    for (int i = 0; i < B * T; i++) ones[i] = (i % T) >= 1 ? 1.0f : 0.0f;
+    // every masked token of example b weighted example_w[b]: the same as the per-example weights
+    for (int i = 0; i < B * T; i++) valued[i] = ones[i] * example_w[i / T];
+    float a = erase_loss_forward(NULL, h, h0, ones, example_w, B, T, C);
+    float b = erase_loss_forward(NULL, h, h0, valued, NULL, B, T, C);
+    CHECK(fabsf(a - b) < 1e-6f * fabsf(a) + 1e-7f, "token weights %g = example weights %g", b, a);
+    float ga[B * T * C] = {0}, gb[B * T * C] = {0};
+    erase_loss_backward(ga, h, h0, ones, example_w, 1.0f, B, T, C);
+    erase_loss_backward(gb, h, h0, valued, NULL, 1.0f, B, T, C);
+    double worst = 0.0;
+    for (int i = 0; i < B * T * C; i++) worst = fmax(worst, fabs(ga[i] - gb[i]));
+    CHECK(worst < 1e-6, "token-weighted erase gradient off by %.2e", worst);
+    // a token weight that differs inside an example changes the loss (the values are read): on a
+    // token whose cosine is positive (the ReLU passes it)
+    float cosines[B * T];
+    erase_loss_forward(cosines, h, h0, valued, NULL, B, T, C);
+    int pick = -1;
+    for (int i = 0; i < B * T && pick < 0; i++) if (valued[i] > 0.0f && cosines[i] > 0.1f) pick = i;
+    CHECK(pick >= 0, "a masked token with a positive cosine to test on");
+    if (pick >= 0) valued[pick] *= 3.0f;
+    CHECK(fabsf(erase_loss_forward(NULL, h, h0, valued, NULL, B, T, C) - b) > 1e-6f, "a token's weight counts");
+
+    // token_overlap_weights = overlap_weights on the same rows (N above a block of 256, k 8)
+    enum { N = 600, M = 90, D = 12 };
+    float* x = malloc(N * D * sizeof(float));
+    float* r = malloc(M * D * sizeof(float));
+    for (int i = 0; i < N * D; i++) x[i] = random_normal(&rng);
+    for (int i = 0; i < M * D; i++) r[i] = random_normal(&rng);
+    OverlapOptions opt;
+    overlap_options_default(&opt);
+    float *w1 = malloc(N * sizeof(float)), *w2 = malloc(N * sizeof(float));
+    float *s1 = malloc(N * sizeof(float)), *s2 = malloc(N * sizeof(float));
+    CHECK(overlap_weights(w1, s1, NULL, NULL, 0, x, N, r, M, D, &opt) == 0, "prompt-level overlap runs");
+    CHECK(token_overlap_weights(w2, s2, x, N, r, M, D, &opt) == 0, "token-level overlap runs");
+    double ds = 0.0, dw = 0.0;
+    for (int i = 0; i < N; i++) ds = fmax(ds, fabs(s1[i] - s2[i])), dw = fmax(dw, fabs(w1[i] - w2[i]));
+    printf("token-level overlap vs prompt-level on the same rows: max |ds| %.1e, |dw| %.1e\n", ds, dw);
+    CHECK(ds < 1e-5 && dw < 1e-4, "token-level overlap differs from overlap_weights (%.2e, %.2e)", ds, dw);
+    CHECK(token_overlap_weights(w2, NULL, x, 0, r, M, D, &opt) == -1, "no erased tokens refused");
+    free(x), free(r), free(w1), free(w2), free(s1), free(s2);
+}
+
 static void test_schedule(void) {
     float cs, cr;
     rr_schedule(&cs, &cr, 10.0f, 0, 150);
@@ -1976,6 +2026,7 @@ static void test_defense_args(void) {
 
 int main(void) {
     test_losses();
+    test_token_oalw();
     test_schedule();
     test_overlap();
     test_pooling();
