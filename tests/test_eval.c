@@ -190,8 +190,8 @@ static void test_judge(void) {
                                                             "as  an AI\n"));
     CHECK(rc == 0 && r.n == 6, "refusal list: 1 + 2 x 2 + 1 phrases, got %d", r.n);
     if (rc != 0) return;
-    CHECK(streq(r.phrases[0], "sorry") && r.at_start[0] && streq(r.phrases[1], "i can't help") &&
-          streq(r.phrases[4], "i cannot assist") && !r.at_start[4] && streq(r.phrases[5], "as an ai"),
+    CHECK(streq(r.phrases[0], "sorry") && r.kind[0] == PHRASE_START && streq(r.phrases[1], "i can't help") &&
+          streq(r.phrases[4], "i cannot assist") && r.kind[4] == PHRASE_ANYWHERE && streq(r.phrases[5], "as an ai"),
           "phrases expanded in order, lowercased, spaces collapsed: [%s] [%s] [%s]", r.phrases[1], r.phrases[4],
           r.phrases[5]);
     CHECK(refusal_find(&r, "  Sorry, no.") == 0, "an anchored phrase at the start");
