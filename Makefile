@@ -5,8 +5,8 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-mi
 LDLIBS = -lopenblas -lstb -lpcre2-8 -lm
 PYTHON = /usr/bin/python3
 
-SRC = model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c util_blas.c mosr.c analyze.c defend.c demo.c
-HDR = model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h template.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
+SRC = model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c util_blas.c mosr.c analyze.c defend.c demo.c recipe.c
+HDR = model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h template.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h recipe.h
 OBJ = $(SRC:.c=.o)
 # the tests link every object but main.o (main.c holds only the dispatcher and main())
 LIB_OBJ = $(OBJ)
