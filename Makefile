@@ -5,17 +5,17 @@ CFLAGS ?= -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-mi
 LDLIBS = -lopenblas -lstb -lpcre2-8 -lm
 PYTHON = /usr/bin/python3
 
-SRC = dist.c model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c util_blas.c mosr.c analyze.c defend.c demo.c
-HDR = dist.h model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h template.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h
+SRC = dist.c model.c checkpoint.c hf.c gguf.c generate.c tokenizer.c bpe.c template.c data.c train.c judge.c eval.c plot.c util.c util_blas.c mosr.c analyze.c defend.c demo.c recipe.c
+HDR = dist.h model.h formats.h gguf.h generate.h tokenizer.h unicode_nfc.h template.h data.h train.h judge.h eval.h plot.h util.h mosr.h analyze.h defend.h demo.h recipe.h
 OBJ = $(SRC:.c=.o)
 # the tests link every object but main.o (main.c holds only the dispatcher and main())
 LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
         tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_formats tests/test_template tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
-SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh tests/test_mpi.sh
+SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh tests/test_mpi.sh tests/test_recipe.sh
 
-.PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md
+.PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md real-demo recipe-world
 ifeq ($(MPI),1)
 all: mosr build/mpi/mosr
 else
@@ -234,6 +234,19 @@ sweep: mosr
 tradeoff: mosr
 	$(ABLATION) $(TRADEOFF) --out out/tradeoff $(ABLATION_FLAGS)
 	$(ABLATION) $(TRADEOFF) --retain-borderline --out out/tradeoff_borderline $(ABLATION_FLAGS)
+
+# the public recipe on any model (RECIPE.md): defence data from the model's own answers ->
+# analyze -> RR and MOSR -> the held-out public sets of ../shared/data, into out/real-demo.
+# make real-demo MODEL=PATH (a Hugging Face folder or a .gguf; a .bin with RECIPE_FLAGS='-z TOK')
+real-demo: mosr
+	@test -n "$(MODEL)" || { echo "real-demo: give MODEL=PATH (a Hugging Face folder, a .gguf, or a .bin with RECIPE_FLAGS='-z TOK.bin')"; exit 2; }
+	./mosr demo --recipe public --model $(MODEL) --out out/real-demo --threads 2 $(RECIPE_FLAGS)
+
+# the recipe's test on the world, where the answer is known: RR and MOSR defended from
+# defense-data's sets (the shipped model's own answers) vs the same defences from data/defense.jsonl,
+# on the test split (RECIPE.md; about 10 min on 2 cores)
+recipe-world: mosr
+	./mosr demo --recipe public --world --out out/recipe-world --threads 2 $(RECIPE_FLAGS)
 
 # do OALW's weights point at where the demo's defences do damage? (run make demo first) The weights
 # of every erase prompt (one MOSR step writes them), then mosr analyze on each defended model:

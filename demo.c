@@ -13,6 +13,7 @@
 #include "dist.h"
 #include "eval.h"
 #include "plot.h"
+#include "recipe.h"
 #include "util.h"
 
 // ----------------------------------------------------------------------------
@@ -544,6 +545,7 @@ static void demo_usage(FILE* f, int ablation) {
             "\n");
     fprintf(f,
         "  --model FILE        the base model (default weights/base.bin)\n"
+        "  --recipe public     the public recipe on any model instead (mosr demo --recipe public --help)\n"
         "  -z FILE             its tokenizer (default weights/tokenizer.bin)\n"
         "  --template NAME     the chat template (" TEMPLATE_NAMES "); default: the model's own\n"
         "  --data DIR          test_*.jsonl, val.jsonl, defense.jsonl, reference.jsonl, jailbreaks.jsonl,\n"
@@ -876,6 +878,8 @@ static void print_demo_table(FILE* f, const DemoArgs* a, const DemoData* d, cons
 }
 
 int demo_main(int argc, char** argv) {
+    for (int i = 1; i < argc; i++) // the public recipe on any model: recipe.c
+        if (!strcmp(argv[i], "--recipe")) return recipe_demo_main(argc, argv);
     DemoArgs a;
     int rc = demo_parse(&a, argc, argv, 0);
     if (rc != EXIT_OK) return rc < 0 ? EXIT_OK : rc; // -1: --help was printed

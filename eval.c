@@ -53,7 +53,7 @@ PairedTest mcnemar_test(const unsigned char* a, const unsigned char* b, int n) {
 // attacks: a jailbreak wrapper around the prompt
 
 // the template with every {prompt} replaced by prompt (malloc'd)
-static char* wrap_prompt(const char* tmpl, const char* prompt) {
+char* wrap_prompt(const char* tmpl, const char* prompt) {
     size_t n_slots = 0, pl = strlen(prompt);
     for (const char* p = strstr(tmpl, "{prompt}"); p; p = strstr(p + 8, "{prompt}")) n_slots++;
     char* out = malloc(strlen(tmpl) + n_slots * pl + 1);

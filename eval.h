@@ -36,6 +36,8 @@ int judge_main(int argc, char** argv);
 
 typedef enum { ATTACK_DIRECT = 0, ATTACK_JAILBREAK = 1, ATTACK_PREFILL = 2 } Attack;
 extern const char* const ATTACK_NAMES[3]; // "direct", "jailbreak", "prefill"
+// a jailbreak template with every "{prompt}" replaced by prompt (malloc'd; NULL if out of memory)
+char* wrap_prompt(const char* tmpl, const char* prompt);
 
 
 // What is shared by every set: the judge's rules, the attacks, the generation settings.

@@ -19,6 +19,7 @@
 #include "eval.h"
 #include "generate.h"
 #include "model.h"
+#include "recipe.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
@@ -43,6 +44,7 @@ static const Command commands[] __attribute__((unused)) = {
     {"eval", eval_main, "answer prompt sets and measure refusal, attack success, over-refusal"},
     {"judge", judge_main, "label answers (JSONL: prompt, answer, expect, ...) with the judge, no model needed"},
     {"analyze", analyze_main, "where pseudo-malicious prompts sit between benign and malicious, and what it predicts"},
+    {"defense-data", defense_data_main, "the sets mosr defend reads, from public prompt files and the model's own answers"},
     {"defend", defend_main, "harden a model with RR or MOSR (LoRA, merged into the output)"},
     {"demo", demo_main, "base -> RR -> MOSR on the test split: results table, JSON and figures"},
     {"ablation", ablation_main, "RR, RR+OALW, RR+CAA, MOSR over seeds, and the lambda / K sweep"},
