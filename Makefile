@@ -15,7 +15,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh
 
-.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest
+.PHONY: all test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest bench-llamacpp
 all: mosr
 
 # The Debian/Ubuntu packages: DEPS build and run mosr; TEST_DEPS add the PyTorch cross-check of
@@ -58,6 +58,9 @@ tests/%: tests/%.c tests/check.h $(LIB_OBJ)
 # bench/bench_generate.sh's helper (writes the random checkpoints, times the decode step)
 bench/bench_generate: bench/bench_generate.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
+# bench/bench_llamacpp.sh's mosr side (times generate_run on prompts of ids)
+bench/bench_llamacpp: bench/bench_llamacpp.c $(LIB_OBJ)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 # the build packages first (a recursive make, so that no compile starts before they are there)
 test: deps
@@ -67,6 +70,10 @@ test: deps
 bench: mosr
 	@bash bench/run.sh && bash bench/bench_generate.sh
 
+# mosr against llama.cpp on the same GGUF files (random weights in real shapes; bench/LLAMACPP.md)
+bench-llamacpp: mosr bench/bench_llamacpp
+	@bash bench/bench_llamacpp.sh
+
 # the judge's refusal detection on real models' text (human-labelled XSTest completions in ../shared)
 judge-xstest: mosr
 	@bash bench/judge_xstest.sh
@@ -75,7 +82,7 @@ data:
 	$(MAKE) -C data
 
 clean:
-	rm -f mosr *.o $(TESTS) bench/bench_generate bench/sgemm_peak
+	rm -f mosr *.o $(TESTS) bench/bench_generate bench/bench_llamacpp bench/sgemm_peak
 
 # ----------------------------------------------------------------------------
 # sanitizers and fuzzing (tests/fuzz/). Objects go to build/asan and build/fuzz, never over the
