@@ -15,7 +15,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh tests/test_mpi.sh tests/test_recipe.sh
 
-.PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md real-demo recipe-world
+.PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md real-demo recipe-world bench-llamacpp
 ifeq ($(MPI),1)
 all: mosr build/mpi/mosr
 else
@@ -62,6 +62,9 @@ tests/%: tests/%.c tests/check.h $(LIB_OBJ)
 # bench/bench_generate.sh's helper (writes the random checkpoints, times the decode step)
 bench/bench_generate: bench/bench_generate.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
+# bench/bench_llamacpp.sh's mosr side (times generate_run on prompts of ids)
+bench/bench_llamacpp: bench/bench_llamacpp.c $(LIB_OBJ)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 # ----------------------------------------------------------------------------
 # MPI (README, "Past one machine"): `make MPI=1` (or `make mpi`) also builds build/mpi/mosr, the
@@ -89,6 +92,10 @@ test: deps
 bench: mosr
 	@bash bench/run.sh && bash bench/bench_generate.sh
 
+# mosr against llama.cpp on the same GGUF files (random weights in real shapes; bench/LLAMACPP.md)
+bench-llamacpp: mosr bench/bench_llamacpp
+	@bash bench/bench_llamacpp.sh
+
 # the judge's refusal detection on real models' text (human-labelled XSTest completions in ../shared)
 judge-xstest: mosr
 	@bash bench/judge_xstest.sh
@@ -97,7 +104,7 @@ data:
 	$(MAKE) -C data
 
 clean:
-	rm -f mosr *.o $(TESTS) bench/bench_generate bench/sgemm_peak
+	rm -f mosr *.o $(TESTS) bench/bench_generate bench/bench_llamacpp bench/sgemm_peak
 	rm -rf $(MPI_DIR)
 
 # ----------------------------------------------------------------------------

@@ -291,13 +291,15 @@ GGUF_NAMES = [("input_layernorm.weight", "attn_norm.weight"), ("self_attn.q_proj
               ("mlp.up_proj.weight", "ffn_up.weight"), ("mlp.down_proj.weight", "ffn_down.weight")]
 
 
-def write_gguf(path, c, w, dtype, permute_qk=None):
+def write_gguf(path, c, w, dtype, permute_qk=None, vocab=None, keep_stored=True):
     """w: HF name -> f64 tensor; 2-D weights in dtype, vectors F32. Returns the weights as stored
-    (dequantized, HF order) for the reference forward. permute_qk: None = by arch (llama: yes)."""
+    (dequantized, HF order) for the reference forward. permute_qk: None = by arch (llama: yes).
+    vocab: (tokens, types, merges) instead of tiny_vocab() (ids 259 and 260 stay BOS and EOS);
+    keep_stored=False returns {} and keeps no f64 copy (large models: bench/llamacpp_models.py)."""
     arch = c["arch"]
     if permute_qk is None:
         permute_qk = arch == "llama"
-    tokens, types, merges = tiny_vocab()
+    tokens, types, merges = vocab if vocab else tiny_vocab()
     kvs = [("general.architecture", GGUF_STRING, arch), ("general.name", GGUF_STRING, "tiny"),
            ("general.alignment", GGUF_U32, 32),
            (arch + ".context_length", GGUF_U32, c["max_pos"]), (arch + ".embedding_length", GGUF_U32, c["dim"]),
@@ -327,11 +329,13 @@ def write_gguf(path, c, w, dtype, permute_qk=None):
         if heads and permute_qk:
             data = permute_to_pairs(t, heads)
         b, back = to_dtype(data, as_dtype)
+        tensors.append((gname, GGML[as_dtype], list(reversed(t.shape)), b))
+        if not keep_stored:
+            return
         if heads and permute_qk:  # back to HF order for the reference
             n = back.shape[0] // heads // 2
             back = back.reshape(heads, n, 2, *back.shape[1:]).transpose(1, 2).reshape(back.shape)
         stored[hname] = back
-        tensors.append((gname, GGML[as_dtype], list(reversed(t.shape)), b))
 
     add("token_embd.weight", "model.embed_tokens.weight", w["model.embed_tokens.weight"], dtype)
     for l in range(c["layers"]):
@@ -369,9 +373,10 @@ def write_gguf(path, c, w, dtype, permute_qk=None):
     for (name, typ, ne, b), o in zip(tensors, offsets):
         data += b"\0" * (o - len(data))
         data += b
-    with open(path, "wb") as f:
-        f.write(out + bytes(data))
-    if c["tied"]:
+    with open(path, "wb") as f:  # two writes: no third copy of a large model's bytes
+        f.write(out)
+        f.write(data)
+    if c["tied"] and keep_stored:
         stored["lm_head.weight"] = stored["model.embed_tokens.weight"]
     return stored
 
