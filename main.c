@@ -64,6 +64,11 @@ static const Command commands[] __attribute__((unused)) = {
 // malloc, where stdio may hold a lock; the temp files of atomic writes are removed, and _exit
 // skips the atexit handlers and the flush of stdout (stdout may be what ran out).
 static void out_of_memory(size_t needed) {
+    // the first thread to run out tells; another (OpenBLAS's threads fail together) waits for its exit
+    static volatile int told = 0;
+    if (__atomic_exchange_n(&told, 1, __ATOMIC_SEQ_CST)) {
+        for (;;) pause();
+    }
     char line[200];
     unsigned long long mb = needed / (1 << 20) + (needed % (1 << 20) != 0);
     struct rlimit rl;
