@@ -1888,7 +1888,9 @@ int recipe_demo_main(int argc, char** argv) {
     // 2. the analysis
     if (a.analyze) {
         stage_begin(&clock, n_stages, "analyze: the base model's representations (mosr analyze)");
-        if ((rc = run_analysis(&a, sets, n_sets, data_file)) != EXIT_OK) goto done;
+        if (dc.benign_kept == 0) // the probe is trained on the data's benign and malicious prompts
+            fprintf(stderr, "demo: the defence data kept no benign answer (the model broke or refused on all): no analysis\n");
+        else if ((rc = run_analysis(&a, sets, n_sets, data_file)) != EXIT_OK) goto done;
     }
     // 3. the base model, then each defence
     static const char* const names[4] = {"rr", "mosr", "rr_given", "mosr_given"};
