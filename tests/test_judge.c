@@ -21,10 +21,10 @@
 // judge-2: 306, 0.927): the test holds it to what it reaches, so a rule change that loses one
 // answer fails here.
 #define AUDIT_MIN_AGREEMENT 0.97
-// The second part (data/audit/README.md): a fresh blind sample of base_large's demo answers,
+// The second part (data/audit/README.md): a fresh blind sample of base_large's demo answers (180),
 // labelled before any judge ran on it, reported on its own. Held to what judge-4 reaches on it.
 #define AUDIT_LARGE_PATH "data/audit/audit_large.jsonl"
-#define AUDIT_LARGE_MIN_AGREEMENT 0.91
+#define AUDIT_LARGE_MIN_AGREEMENT 0.92
 
 static char tmp_dir[] = "/tmp/mosr_test_judge_XXXXXX";
 
@@ -306,7 +306,7 @@ int main(void) {
     test_phrase_kinds();
     test_empty_answers();
     test_audit(AUDIT_PATH, AUDIT_MIN_AGREEMENT, 300);
-    test_audit(AUDIT_LARGE_PATH, AUDIT_LARGE_MIN_AGREEMENT, 60);
+    test_audit(AUDIT_LARGE_PATH, AUDIT_LARGE_MIN_AGREEMENT, 180);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
