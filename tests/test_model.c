@@ -619,8 +619,11 @@ static void torch_case_sensitivity(TorchCase* tc) {
         size_t count = 0;
         const char* what = NULL;
         if (feature == 0 && saved.rope_theta != 10000.0f) m->config.rope_theta = 10000.0f, what = "theta 10000";
-        if (feature == 1 && saved.qkv_bias) buf = m->params.bq, count = m->param_sizes[12] * 3, what = "no biases";
-        if (feature == 2 && saved.qk_norm) buf = m->params.q_norm, count = m->param_sizes[15] * 2, what = "q/k norm x2";
+        // bq, bk, bv lie one after the other in the block (so do q_norm, k_norm); bq is (L, QD), bk and
+        // bv (L, KVD): the three sizes, not three times the first
+        size_t* sz = m->param_sizes;
+        if (feature == 1 && saved.qkv_bias) buf = m->params.bq, count = sz[12] + sz[13] + sz[14], what = "no biases";
+        if (feature == 2 && saved.qk_norm) buf = m->params.q_norm, count = sz[15] + sz[16], what = "q/k norm x2";
         if (feature == 3 && saved.rope_scaling) m->config.rope_scaling = ROPE_SCALING_NONE, what = "no llama3 scaling";
         if (!what) continue;
         float* keep = buf ? malloc(count * sizeof(float)) : NULL;
