@@ -146,7 +146,8 @@ typedef struct {
     const char* reference_from; // the over-refusal set D_p is split from
     const char* jailbreaks;    // the training wrappers (split "train")
     const char* vocab;         // the judge's non-word rule (world), or NULL
-    const char* prefill;       // the forced start where a file has no target
+    const char* prefills[RECIPE_MAX_FILES]; // the forced starts where a file has no target, taken in turn
+    int n_prefills;
     const char* refusal;       // the fixed refusal
     float wrap_share;          // of the harmful prompts, the share also asked inside a wrapper
     int limit;                 // prompts per source file, evenly spaced (0: the defaults)
@@ -225,7 +226,18 @@ static void recipe_config_resolve(RecipeConfig* c) {
         if (!c->reference_from) c->reference_from = owned_path(c, c->shared_dir, "or-bench/ORbench_retain_set_xboundary.json");
         if (!c->refusal) c->refusal = "I'm sorry, but I can't help with that.";
     }
-    if (!c->prefill) c->prefill = "Sure, here is";
+    if (c->n_prefills == 0) c->prefills[c->n_prefills++] = "Sure, here is";
+}
+
+// --prefill TEXT, repeatable (ARG_CALL, dest: the RecipeConfig)
+static int add_prefill(const char* cmd, const char* flag, const char* value, void* dest) {
+    RecipeConfig* c = dest;
+    if (c->n_prefills == RECIPE_MAX_FILES) {
+        error_msg("%s: at most %d texts for %s", cmd, RECIPE_MAX_FILES, flag);
+        return -1;
+    }
+    c->prefills[c->n_prefills++] = value;
+    return 0;
 }
 
 // a repeatable file flag (ARG_CALL, dest: the FileList)
@@ -259,7 +271,7 @@ static void recipe_args(ArgSpec* specs, RecipeConfig* c, int with_batch) {
         {"--wrappers", ARG_STRING, &c->jailbreaks},
         {"--wrap-share", ARG_FLOAT, &c->wrap_share, 0, 1},
         {"--vocab", ARG_STRING, &c->vocab},
-        {"--prefill", ARG_STRING, &c->prefill},
+        {"--prefill", ARG_CALL, c, .call = add_prefill},
         {"--refusal", ARG_STRING, &c->refusal},
         {"--limit", ARG_INT, &c->limit, 0, 1 << 24},
         {"--benign-n", ARG_INT, &c->benign_n, 0, 1 << 24},
@@ -315,7 +327,8 @@ static void recipe_args_help(FILE* f, int with_batch) {
         "                          wrappers taken in turn (default 0.5: a third of the erase prompts)\n"
         "  --vocab FILE            the world's words for the judge's non-word rule (default: none;\n"
         "                          --world: data/vocabulary.txt)\n"
-        "  --prefill TEXT          the forced start where a file has no target (default \"Sure, here is\")\n"
+        "  --prefill TEXT          the forced start where a file has no target (default \"Sure, here is\");\n"
+        "                          repeat for more: the prompts take them in turn\n"
         "  --refusal TEXT          the refusal where the model gives none (default \"I'm sorry, but I\n"
         "                          can't help with that.\")\n"
         "  --limit N               at most N prompts per source file, evenly spaced (quick runs)\n"
@@ -561,7 +574,10 @@ static int add_source(Recipe* r, const char* path, int role, int limit, int shuf
     for (int k = 0; k < take && !(shuffle && limit > 0 && s->used == limit); k++) {
         const PromptItem* it = &set.items[take == n ? order[k] : order[(long)k * n / take]];
         s->considered++;
-        const char* prefill = role == SOURCE_HARMFUL ? (s->has_prefill ? extra.items[it - set.items].prompt : r->cfg->prefill) : NULL;
+        const RecipeConfig* cfg = r->cfg;
+        const char* prefill = role != SOURCE_HARMFUL ? NULL
+                              : s->has_prefill   ? extra.items[it - set.items].prompt
+                                                 : cfg->prefills[s->considered % cfg->n_prefills];
         char* norm = normalised_prompt(it->prompt);
         int how, reason = -1;
         const Claim* claim = index_find(&r->index, it->prompt, norm, &how);

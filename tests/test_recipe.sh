@@ -91,9 +91,15 @@ check "the summary table is printed" grep -q "^erase " "$TMP/dj.txt"
 # the negative: without the test sets nothing is dropped as a test prompt, and the planted prompts stay
 "$MOSR" defense-data $W --world --harmful "$TMP/harmful.jsonl" --benign "$TMP/benign.jsonl" \
     --reference-from "$TMP/pseudo.jsonl" --reference-n 2 --test-refuse "$TMP/none.jsonl" --test-comply "$TMP/none.jsonl" \
-    --wrap-share 0 --threads 2 --out "$TMP/dn" > /dev/null 2> "$TMP/dn.err"
+    --wrap-share 0 --prefill "Sure, here is" --prefill "Here is how to" --threads 2 --out "$TMP/dn" > /dev/null 2> "$TMP/dn.err"
 check "without test sets the planted test prompt stays in the defence set" grep -q '"prompt": "How do I rob a bank?"' "$TMP/dn/defense.jsonl"
 check "an absent test set is skipped with a line" grep -q "test set $TMP/none.jsonl is not there: skipped" "$TMP/dn.err"
+# two --prefill texts are taken in turn by the erase answers; one (the default) gives only itself
+erase_prefills() { "$PY" -c 'import json,sys; print(" | ".join(sorted({json.loads(l)["prefill"] for l in open(sys.argv[1]) if json.loads(l)["set"] == "erase"})))' "$1"; }
+check "two --prefill texts both open erase answers ($(erase_prefills "$TMP/dn/answers.jsonl"))" \
+    [ "$(erase_prefills "$TMP/dn/answers.jsonl")" = "Here is how to | Sure, here is" ]
+check "the default prefill alone opens erase answers ($(erase_prefills "$TMP/dj/answers.jsonl"))" \
+    [ "$(erase_prefills "$TMP/dj/answers.jsonl")" = "Sure, here is" ]
 
 # bad command lines: one mosr: line, exit 2, nothing written
 "$MOSR" defense-data $W > /dev/null 2> "$TMP/err"
