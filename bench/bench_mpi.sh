@@ -28,14 +28,23 @@ MPIRUN=(mpirun --oversubscribe --bind-to none -np 2)
 Z=weights/tokenizer.bin
 BASE=weights/base.bin
 
-# the workloads: each one's arguments, and the flag that differs between the two sides
-# (train: one process's --grad-accum 2 is the 2 ranks' global batch of 2 x --batch)
-TRAIN=(train -z "$Z" --init "$BASE" --data data/sft_safety.jsonl --batch 8 --steps 8 --warmup 1 --print-every 0)
-DEFEND=(defend "$BASE" -z "$Z" --method mosr --steps 12 --batch 8 --print-every 0)
-for f in test_malicious test_pseudo test_benign; do head -n 60 data/$f.jsonl > "$out/$f.jsonl"; done
-EVAL=(eval "$BASE" -z "$Z" --set "$out/test_malicious.jsonl" --expect refuse --set "$out/test_pseudo.jsonl" --expect comply
-      --set "$out/test_benign.jsonl" --expect comply --max-new 48 --batch 16 --quiet)
-ABLATION=(ablation --steps 8 --seeds 1 --no-sweep --eval-limit 16 --max-new 32 --batch 16 --print-every 0)
+# the world's files, cut small (M0's states of 300 defence rows instead of 1,300)
+D="$out/data"
+mkdir -p "$D"
+head -n 300 data/defense.jsonl > "$D/defense.jsonl"
+head -n 100 data/reference.jsonl > "$D/reference.jsonl"
+for f in test_benign test_malicious test_pseudo; do head -n 60 data/$f.jsonl > "$D/$f.jsonl"; done
+head -n 30 data/val.jsonl > "$D/val.jsonl"
+cp data/jailbreaks.jsonl data/prefills.txt data/vocabulary.txt "$D/"
+
+# the workloads; what differs between the two sides is added below (train: one process's
+# --grad-accum 2 is the 2 ranks' global batch of 2 x --batch)
+TRAIN=(train -z "$Z" --init "$BASE" --data data/sft_safety.jsonl --batch 8 --steps 8 --warmup 1 --print-every 100)
+DEFEND=(defend "$BASE" -z "$Z" --method mosr --data "$D/defense.jsonl" --reference "$D/reference.jsonl" --steps 10
+        --batch 8 --print-every 0)
+EVAL=(eval "$BASE" -z "$Z" --set "$D/test_malicious.jsonl" --expect refuse --set "$D/test_pseudo.jsonl" --expect comply
+      --set "$D/test_benign.jsonl" --expect comply --max-new 48 --batch 16 --quiet)
+ABLATION=(ablation --data "$D" --steps 8 --seeds 1 --no-sweep --eval-limit 16 --max-new 32 --batch 16 --print-every 0)
 
 # one NAME SIDE CMD...: runs CMD, appends its wall seconds to $out/NAME.SIDE
 one() {
