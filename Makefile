@@ -15,7 +15,7 @@ TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpo
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh tests/test_mpi.sh tests/test_recipe.sh
 
-.PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md real-demo recipe-world bench-llamacpp
+.PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md real-demo recipe-world bench-llamacpp bench-mpi
 ifeq ($(MPI),1)
 all: mosr build/mpi/mosr
 else
@@ -95,6 +95,10 @@ bench: mosr
 # mosr against llama.cpp on the same GGUF files (random weights in real shapes; bench/LLAMACPP.md)
 bench-llamacpp: mosr bench/bench_llamacpp
 	@bash bench/bench_llamacpp.sh
+
+# mosr over MPI on this machine against one process, and the all-reduce on paper (bench/MPI.md)
+bench-mpi: mosr $(MPI_DIR)/mosr
+	@bash bench/bench_mpi.sh
 
 # the judge's refusal detection on real models' text (human-labelled XSTest completions in ../shared)
 judge-xstest: mosr

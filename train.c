@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "dist.h"
+#include "mosr.h" // the defence's default adapters, for bench --allreduce
 #include "plot.h"
 #include "util.h"
 
@@ -1097,16 +1098,107 @@ static void bench_usage(void) {
         "  --kv-heads N   key/value heads (default = heads)\n"
         "  --hidden N     SwiGLU width (default 352)\n"
         "  --vocab N      vocabulary size (default 512)\n"
-        "  --seq N        sequence length T (default 256)\n"
+        "  --tied         the classifier shares the embedding's weights\n"
+        "  --model FILE   the shape (and weights) of a model file instead of the flags above\n"
+        "  --seq N        sequence length T (default 256; at most the model's with --model)\n"
         "  --batch N      batch size B (default 16)\n"
         "  --steps N      training steps, the first one a warm-up (default 10)\n"
-        "  --threads N    OpenMP threads (default: all)\n");
+        "  --threads N    OpenMP threads (default: all)\n"
+        "With --allreduce, times nothing but the sgemm peak: prints what data parallelism over MPI\n"
+        "costs at this shape. Per step and rank, for train (all parameters) and defend (the defence's\n"
+        "default LoRA adapters): the bytes all-reduced, the compute of B rows of T tokens per rank\n"
+        "(defend: B erase + B retain rows through the layers the losses read, B CAA rows through all),\n"
+        "its time at the sgemm peak, and the link speed at which the all-reduce stays under 10 %% of\n"
+        "a step. Under mpirun with 2 or more ranks it also times the all-reduces between them.\n"
+        "  --gflops G     the FLOP/s of one rank, in GFLOP/s (default: the sgemm peak, measured now)\n");
+}
+
+// the seconds of one all-reduce of n floats between the ranks: the median of 5, after a warm-up
+static double time_allreduce(size_t n) {
+    float* x = calloc_or_die(n, sizeof(float));
+    double t[5];
+    for (int rep = -1; rep < 5; rep++) {
+        dist_allreduce_sum_floats(x, 1); // every rank starts together
+        double t0 = time_now();
+        dist_allreduce_sum_floats(x, n);
+        if (rep >= 0) t[rep] = dist_allreduce_max_double(time_now() - t0);
+    }
+    free(x);
+    for (int i = 1; i < 5; i++) // insertion sort of 5
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { double s = t[j]; t[j] = t[j - 1], t[j - 1] = s; }
+    return t[2];
+}
+
+// One line of bench --allreduce: what the all-reduce of one step of `what` costs. A ring
+// all-reduce sends 2 (N - 1) / N x the block from every rank (N = 2: the block once; many ranks:
+// twice); mosr all-reduces after the backward, so the step is compute + communication, and the
+// communication is under 10 % of it when it takes at most compute / 9.
+static void allreduce_line(const char* what, size_t n_floats, double flop, double gflops, const char* detail) {
+    double bytes = 4.0 * n_floats, seconds = flop / (gflops * 1e9);
+    double link2 = 9.0 * 8.0 * bytes / seconds, link_many = 2.0 * link2; // bit/s
+    printf("%s: all-reduce %.4g MB a step (%s); compute %.4g GFLOP a step and rank = %.4g s at %.1f GFLOP/s; "
+           "communication under 10 %% of a step with a link of %.3g Gbit/s (2 ranks) to %.3g Gbit/s (many, ring)\n",
+           what, bytes / 1e6, detail, flop / 1e9, seconds, gflops, link2 / 1e9, link_many / 1e9);
+}
+
+// mosr bench --allreduce: the all-reduce of train and defend at the model m's shape, on paper and
+// (under mpirun) timed between the ranks here
+static int bench_allreduce(Model* m, int B, int T, double gflops) {
+    const Config* c = &m->config;
+    int L = c->n_layers;
+    int measured = gflops <= 0;
+    if (measured) gflops = sgemm_peak_gflops();
+    printf("bench --allreduce: dim %d, %d layers, %d/%d heads, hidden %d, vocab %d%s: %.4gM parameters; "
+           "B %d x T %d per rank; %.1f GFLOP/s per rank (%s)\n",
+           c->dim, L, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size, c->shared_classifier ? ", tied" : "",
+           m->n_params / 1e6, B, T, gflops, measured ? "the sgemm peak, measured now" : "--gflops");
+
+    // train: every parameter's gradient; the step is a forward and backward through everything
+    double train_flop = model_forward_flop(m, B, T, L, 0) + model_backward_flop(m, B, T, L, 1, 1, 0);
+    allreduce_line("train", m->n_params, train_flop, gflops, "every parameter's gradient");
+
+    // defend: the default MOSR run's adapters (defense_config_default, defense_layers), and the
+    // flops of defense_step: the representation rows up to n_run, the CAA rows through all layers
+    DefenseConfig cfg;
+    defense_config_default(&cfg, DEFEND_MOSR);
+    DefenseLayers dl;
+    if (defense_layers(&dl, &cfg, L) != 0) return EXIT_USAGE;
+    if (model_lora_init(m, cfg.rank, cfg.lora_alpha, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, cfg.lora_b_std,
+                        cfg.seed) != 0)
+        return EXIT_FAILURE_RUN;
+    double defend_flop = model_forward_flop(m, 2 * B, T, dl.n_run, 1) + model_backward_flop(m, 2 * B, T, dl.n_run, 0, 0, 1) +
+                         model_forward_flop(m, B, T, L, 1) + model_backward_flop(m, B, T, L, 1, 0, 1);
+    char detail[160];
+    snprintf(detail, sizeof(detail), "LoRA rank %d on the %d maps of layers 0..%d: %.4gM parameters", cfg.rank,
+             N_LORA_MAPS, dl.max_target, m->lora.n_params / 1e6);
+    allreduce_line("defend", m->lora.n_params, defend_flop, gflops, detail);
+
+    // under mpirun: the all-reduces timed between these ranks (not over 1 GB a rank)
+    if (dist_size() > 1) {
+        size_t blocks[2] = {m->n_params, m->lora.n_params};
+        const char* names[2] = {"train", "defend"};
+        double flops[2] = {train_flop, defend_flop};
+        for (int k = 0; k < 2; k++) {
+            if (blocks[k] * sizeof(float) > ((size_t)1 << 30)) {
+                printf("timed %s: not timed, %.3g MB is over 1 GB\n", names[k], blocks[k] * 4.0 / 1e6);
+                continue;
+            }
+            double s = time_allreduce(blocks[k]), step = flops[k] / (gflops * 1e9);
+            printf("timed %s: all-reduce of %.4g MB between %d ranks: %.3g ms (%.3g GB/s of the block), "
+                   "%.1f %% of a step at %.1f GFLOP/s\n",
+                   names[k], blocks[k] * 4.0 / 1e6, dist_size(), s * 1e3, blocks[k] * 4.0 / s / 1e9,
+                   100.0 * s / (step + s), gflops);
+        }
+    }
+    return EXIT_OK;
 }
 
 int bench_main(int argc, char** argv) {
     Config c = {.dim = 128, .n_layers = 4, .n_heads = 4, .n_kv_heads = 0, .hidden_dim = 352,
                 .vocab_size = 512, .seq_len = 256, .shared_classifier = 0};
-    int B = 16, steps = 10, threads = 0;
+    int B = 16, steps = 10, threads = 0, allreduce = 0;
+    float gflops = 0.0f;
+    const char* model_path = NULL;
     const char* cmd = "bench";
     const ArgSpec args[] = {
         {"--dim", ARG_INT, &c.dim, 1, 65536},
@@ -1115,10 +1207,14 @@ int bench_main(int argc, char** argv) {
         {"--kv-heads", ARG_INT, &c.n_kv_heads, 1, 65536},
         {"--hidden", ARG_INT, &c.hidden_dim, 1, 262144},
         {"--vocab", ARG_INT, &c.vocab_size, 1, 1 << 24},
+        {"--tied", ARG_SWITCH, &c.shared_classifier, 1},
+        {"--model", ARG_STRING, &model_path},
         {"--seq", ARG_INT, &c.seq_len, 1, 1 << 20},
         {"--batch", ARG_INT, &B, 1, 4096},
         {"--steps", ARG_INT, &steps, 2, 1 << 20},
         {"--threads", ARG_INT, &threads, 1, 1024},
+        {"--allreduce", ARG_SWITCH, &allreduce, 1},
+        {"--gflops", ARG_FLOAT, &gflops, 0.001f, 1e9f},
         {0}};
     int parsed = args_parse(cmd, args, argc, argv);
     if (parsed == ARGS_HELP) {
@@ -1126,13 +1222,28 @@ int bench_main(int argc, char** argv) {
         return EXIT_OK;
     }
     if (parsed != 0) return EXIT_USAGE;
+    if (gflops > 0 && !allreduce) {
+        error_msg("bench: --gflops goes with --allreduce");
+        return EXIT_USAGE;
+    }
     if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
     if (threads > 0) omp_set_num_threads(threads);
     int T = c.seq_len;
 
     Model model;
-    if (model_build(&model, &c) != 0) return EXIT_USAGE;
-    model_init_random(&model, 1337);
+    if (model_path) {
+        if (model_open(&model, model_path, NULL) != 0) return EXIT_BAD_INPUT;
+        if (T > model.config.seq_len) T = model.config.seq_len;
+        c = model.config;
+    } else if (model_build(&model, &c) != 0) {
+        return EXIT_USAGE;
+    }
+    if (allreduce) { // on paper: the parameters are never touched (nor made resident)
+        int rc = bench_allreduce(&model, B, T, gflops);
+        model_free(&model);
+        return rc;
+    }
+    if (!model_path) model_init_random(&model, 1337);
     model_alloc_grads(&model);
     float* adam_m = calloc_or_die(model.n_params, sizeof(float));
     float* adam_v = calloc_or_die(model.n_params, sizeof(float));

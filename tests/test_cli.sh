@@ -378,6 +378,27 @@ expect 2 "--steps expects an integer" bench --steps 1
 expect 2 "--dim expects an integer" bench --dim wide
 expect 2 "--steps needs a value" bench --steps
 expect 2 "n_heads must divide dim" bench --heads 3
+expect 2 "--gflops goes with --allreduce" bench --gflops 10
+expect 3 "nope.bin" bench --allreduce --model nope.bin
+
+# bench --allreduce on paper: the bytes of every parameter (train) and of the default adapters
+# (defend: rank 8 on the 7 maps of layers 0..4, the targets being 2 and 4 of 6), counted here from
+# the shape; the link = 9 x the bits over the step's compute time (10 % of the step), twice that
+# for many ranks
+run_mosr bench --allreduce --dim 64 --layers 6 --heads 4 --kv-heads 2 --hidden 128 --vocab 256 --gflops 100
+want=$(awk 'BEGIN { C = 64; L = 6; QD = 64; KVD = 32; H = 128; V = 256
+  n = L * (2 * C + 2 * C * QD + 2 * C * KVD + 3 * C * H) + C + 2 * V * C
+  lora = 5 * 8 * ((C + QD) * 2 + (C + KVD) * 2 + (C + H) * 3)
+  printf "%.4g %.4g", 4 * n / 1e6, 4 * lora / 1e6 }')
+got=$(printf '%s\n' "$out" | awk '/^(train|defend):/ { for (i = 1; i <= NF; i++) if ($i == "all-reduce") printf "%s ", $(i + 1) }')
+links_ok=$(printf '%s\n' "$out" | awk '/^(train|defend):/ {
+  for (i = 1; i <= NF; i++) { if ($i == "all-reduce") mb = $(i + 1); if ($i == "compute") gf = $(i + 1)
+    if ($i == "link") l2 = $(i + 2); if ($i == "to") lm = $(i + 1) }
+  want = 72 * mb * 1e6 * 100 / gf / 1e9
+  if (l2 < 0.99 * want || l2 > 1.01 * want || lm < 1.99 * l2 || lm > 2.01 * l2) bad = 1; n++ }
+  END { print (n == 2 && !bad) ? "ok" : "bad" }')
+if [ "$rc" = 0 ] && [ "$got" = "$want " ] && [ "$links_ok" = ok ]; then pass
+else fail "bench --allreduce: exit $rc, all-reduced MB '$got' (want '$want'), links $links_ok: $out"; fi
 
 # the directory given as an output above must still be empty
 dir_files=("$FX/dir"/*)

@@ -3,7 +3,9 @@
 # 3 M-parameter model with tiny batches and few steps.
 #
 # 1. The layer: mpirun -np 2 runs a command; ranks given different command lines, or different
-#    input files, are stopped at start-up with one line naming the rank (exit 2 / 3).
+#    input files (an eval set; train's --init model, before the first step, nothing written),
+#    are stopped at start-up with one line naming the rank (exit 2 / 3); the same files from two
+#    folders run.
 # 2. train: -np 2 with --grad-accum 1 against one process with --grad-accum 2 on the same global
 #    batches: the step-1 gradient (--dump-grad) within 1e-5 x its largest element, the 5 losses
 #    within 1e-5 relative, the parameters within AdamW's bound (an element whose gradient is near
@@ -93,6 +95,23 @@ head -n 3 "$D/test_pseudo.jsonl" > "$FX/wb/set.jsonl"
 rc=$?
 if [ $rc = 3 ] && grep -q '^mosr: eval: --set set.jsonl: rank 1 reads a different file' "$FX/inputs.err"; then pass
 else fail "different input files: exit $rc, $(grep mosr "$FX/inputs.err" | head -2)"; fi
+# a wrong model on one machine (train --init): caught before the first step, nothing written
+ln -s "$PWD/$BASE" "$FX/wa/m.bin"
+ln -s "$PWD/weights/base_large.bin" "$FX/wb/m.bin"
+WRONG=(train -z "$PWD/$Z" --init m.bin --data "$PWD/data/sft_safety.jsonl" --batch 2 --steps 3 --threads 1 -o "$FX/w.bin")
+start=$(date +%s)
+"${MPIRUN[@]}" -np 1 -wdir "$FX/wa" "$MPI_MOSR" "${WRONG[@]}" : -np 1 -wdir "$FX/wb" "$MPI_MOSR" "${WRONG[@]}" \
+    > /dev/null 2> "$FX/wrong.err"
+rc=$?
+took=$(( $(date +%s) - start ))
+if [ $rc = 3 ] && grep -q '^mosr: train: --init m.bin: rank 1 reads a different file' "$FX/wrong.err" &&
+   ! grep -q '^step ' "$FX/wrong.err" && [ ! -e "$FX/w.bin" ]; then pass
+else fail "a different model on rank 1: exit $rc after ${took}s, $(grep -E 'mosr|^step' "$FX/wrong.err" | head -2)"; fi
+# and the same model behind both links runs (the check tells the files apart, not the folders)
+ln -sf "$PWD/$BASE" "$FX/wb/m.bin"
+if "${MPIRUN[@]}" -np 1 -wdir "$FX/wa" "$MPI_MOSR" "${WRONG[@]}" : -np 1 -wdir "$FX/wb" "$MPI_MOSR" "${WRONG[@]}" \
+    > /dev/null 2> "$FX/right.err" && [ -s "$FX/w.bin" ]; then pass
+else fail "the same model from two folders: $(grep mosr "$FX/right.err" | head -2)"; fi
 
 # compare.py KIND A B [args]: the numerical comparisons (numpy), one line and exit 1 on a failure
 cat > "$FX/compare.py" <<'PY'
@@ -246,7 +265,9 @@ if kill -0 $job 2>/dev/null; then kill -9 -- $job 2>/dev/null; hung=1; else hung
 wait $job
 rc=$?
 took=$(( $(date +%s) - start ))
-if [ -n "$victim" ] && [ $hung = 0 ] && [ $rc != 0 ] && grep -q 'rank 1 .*exited on signal 9' "$FX/k.err"; then pass
+if [ -n "$victim" ] && [ $hung = 0 ] && [ $rc != 0 ] && grep -q 'rank 1 .*exited on signal 9' "$FX/k.err"; then
+    pass
+    echo "note: the job ended ${took} s after rank 1 was killed (exit $rc)" >&2
 else fail "a killed rank: victim '$victim', exit $rc after ${took}s, hung $hung ($(grep -m1 -i 'rank 1' "$FX/k.err"))"; fi
 if "$MOSR" generate "$FX/k.bin" -z "$Z" -n 4 -t 0 > /dev/null 2>&1; then pass; else fail "the checkpoint after the kill does not load"; fi
 "${MPIRUN[@]}" -np 2 "$MPI_MOSR" "${KT[@]}" --resume --stop-at 6 > /dev/null 2> "$FX/kr.err"
