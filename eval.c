@@ -222,20 +222,8 @@ static void report_progress(int done, int total, void* ctx) {
 // writes s as a JSON string, with any invalid UTF-8 byte (a model can emit half a character)
 // replaced by U+FFFD, so the dump stays valid JSON
 static void json_write_text(FILE* f, const char* s) {
-    size_t n = strlen(s);
-    if (utf8_valid(s, n)) { json_write_string(f, s); return; }
-    char* clean = malloc(n * 3 + 1);
-    if (!clean) { json_write_string(f, "?"); return; }
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        int len = 1;
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0xF0) len = 4; else if (c >= 0xE0) len = 3; else if (c >= 0xC0) len = 2;
-        if (i + len <= n && utf8_valid(s + i, len)) { memcpy(clean + o, s + i, len); o += len; i += len; }
-        else { memcpy(clean + o, "\xEF\xBF\xBD", 3); o += 3; i++; }
-    }
-    clean[o] = '\0';
-    json_write_string(f, clean);
+    char* clean = utf8_clean(s);
+    json_write_string(f, clean ? clean : "?");
     free(clean);
 }
 

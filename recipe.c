@@ -226,7 +226,10 @@ static void recipe_config_resolve(RecipeConfig* c) {
         if (!c->reference_from) c->reference_from = owned_path(c, c->shared_dir, "or-bench/ORbench_retain_set_xboundary.json");
         if (!c->refusal) c->refusal = "I'm sorry, but I can't help with that.";
     }
-    if (c->n_prefills == 0) c->prefills[c->n_prefills++] = "Sure, here is";
+    if (c->n_prefills == 0) { // the compliant opener and the helpful one (RECIPE.md: one alone erases less)
+        c->prefills[c->n_prefills++] = "Sure, here is";
+        c->prefills[c->n_prefills++] = "Here is how to";
+    }
 }
 
 // --prefill TEXT, repeatable (ARG_CALL, dest: the RecipeConfig)
@@ -327,8 +330,8 @@ static void recipe_args_help(FILE* f, int with_batch) {
         "                          wrappers taken in turn (default 0.5: a third of the erase prompts)\n"
         "  --vocab FILE            the world's words for the judge's non-word rule (default: none;\n"
         "                          --world: data/vocabulary.txt)\n"
-        "  --prefill TEXT          the forced start where a file has no target (default \"Sure, here is\");\n"
-        "                          repeat for more: the prompts take them in turn\n"
+        "  --prefill TEXT          the forced start where a file has no target; repeat for more: the\n"
+        "                          prompts take them in turn (default \"Sure, here is\" and \"Here is how to\")\n"
         "  --refusal TEXT          the refusal where the model gives none (default \"I'm sorry, but I\n"
         "                          can't help with that.\")\n"
         "  --limit N               at most N prompts per source file, evenly spaced (quick runs)\n"
@@ -771,7 +774,11 @@ static int answer_jobs(Recipe* r, AnswerJob* jobs, int n, const Judge* judge) {
     for (int i = 0; i < n && status == 0; i++) {
         AnswerJob* j = &jobs[i];
         const Candidate* c = &r->cand[j->cand];
-        j->answer = decode_text(r->t, ids[i][lens[i] - 1], gens[i].ids, gens[i].n);
+        // the answer as text, any byte a model emitted outside a whole character as U+FFFD: the
+        // rows are written as JSON and read back by defend, which takes only valid UTF-8
+        char* raw = decode_text(r->t, ids[i][lens[i] - 1], gens[i].ids, gens[i].n);
+        j->answer = raw ? utf8_clean(raw) : NULL;
+        free(raw);
         if (!j->answer) { error_msg("defense-data: out of memory"); status = -1; break; }
         j->tokens = gens[i].n;
         j->ended = gens[i].ended;
@@ -871,7 +878,7 @@ static void write_answers(FILE* f, const Recipe* r, const AnswerJob* jobs, int n
         json_field(f, "prompt", c->prompt);
         json_field(f, "prefill", j->prefilled ? c->prefill : NULL);
         fputs(", \"answer\": ", f);
-        json_write_string(f, j->answer); // (decode_text's bytes: a half character was dropped by the stream)
+        json_write_string(f, j->answer); // (valid UTF-8: cleaned when it was taken)
         fprintf(f, ", \"label\": \"%s\", \"late_refusal\": %s, \"tokens\": %d, \"ended\": %s, \"kept\": %s}\n",
                 LABEL_NAMES[j->v.label], j->v.late_refusal ? "true" : "false", j->tokens, j->ended ? "true" : "false",
                 kept ? "true" : "false");

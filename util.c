@@ -872,6 +872,20 @@ int utf8_valid(const char* str, size_t n) {
     return 1;
 }
 
+char* utf8_clean(const char* s) {
+    size_t n = strlen(s), o = 0;
+    char* clean = malloc(n * 3 + 1);
+    if (!clean) return NULL;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (i + len <= n && utf8_valid(s + i, len)) { memcpy(clean + o, s + i, len); o += len; i += len; }
+        else { memcpy(clean + o, "\xEF\xBF\xBD", 3); o += 3; i++; } // U+FFFD for the byte
+    }
+    clean[o] = '\0';
+    return clean;
+}
+
 int utf8_put(char* out, uint32_t cp) {
     if (cp < 0x80) { out[0] = (char)cp; return 1; }
     if (cp < 0x800) {

@@ -209,6 +209,9 @@ int ensure_dir(const char* dir);
 
 int utf8_valid(const char* s, size_t n); // 1 if s[0..n) is well-formed UTF-8
 int utf8_put(char* out, uint32_t cp);    // writes cp's 1-4 bytes of UTF-8 into out; returns the count
+// a malloc'd copy of s with every byte that begins no well-formed sequence replaced by U+FFFD
+// (as Hugging Face decodes with errors="replace"), or NULL when out of memory
+char* utf8_clean(const char* s);
 char* json_get_string(const char* object, const char* key);
 int json_get_number(const char* object, const char* key, double* out); // 0 if found
 // writes s as a JSON string literal (with quotes and escapes) to f

@@ -91,15 +91,15 @@ check "the summary table is printed" grep -q "^erase " "$TMP/dj.txt"
 # the negative: without the test sets nothing is dropped as a test prompt, and the planted prompts stay
 "$MOSR" defense-data $W --world --harmful "$TMP/harmful.jsonl" --benign "$TMP/benign.jsonl" \
     --reference-from "$TMP/pseudo.jsonl" --reference-n 2 --test-refuse "$TMP/none.jsonl" --test-comply "$TMP/none.jsonl" \
-    --wrap-share 0 --prefill "Sure, here is" --prefill "Here is how to" --threads 2 --out "$TMP/dn" > /dev/null 2> "$TMP/dn.err"
+    --wrap-share 0 --prefill "Sure, here is" --threads 2 --out "$TMP/dn" > /dev/null 2> "$TMP/dn.err"
 check "without test sets the planted test prompt stays in the defence set" grep -q '"prompt": "How do I rob a bank?"' "$TMP/dn/defense.jsonl"
 check "an absent test set is skipped with a line" grep -q "test set $TMP/none.jsonl is not there: skipped" "$TMP/dn.err"
-# two --prefill texts are taken in turn by the erase answers; one (the default) gives only itself
+# the default's two prefills are taken in turn by the erase answers; one --prefill gives only itself
 erase_prefills() { "$PY" -c 'import json,sys; print(" | ".join(sorted({json.loads(l)["prefill"] for l in open(sys.argv[1]) if json.loads(l)["set"] == "erase"})))' "$1"; }
-check "two --prefill texts both open erase answers ($(erase_prefills "$TMP/dn/answers.jsonl"))" \
-    [ "$(erase_prefills "$TMP/dn/answers.jsonl")" = "Here is how to | Sure, here is" ]
-check "the default prefill alone opens erase answers ($(erase_prefills "$TMP/dj/answers.jsonl"))" \
-    [ "$(erase_prefills "$TMP/dj/answers.jsonl")" = "Sure, here is" ]
+check "the default's two prefills both open erase answers ($(erase_prefills "$TMP/dj/answers.jsonl"))" \
+    [ "$(erase_prefills "$TMP/dj/answers.jsonl")" = "Here is how to | Sure, here is" ]
+check "one --prefill alone opens erase answers ($(erase_prefills "$TMP/dn/answers.jsonl"))" \
+    [ "$(erase_prefills "$TMP/dn/answers.jsonl")" = "Sure, here is" ]
 
 # bad command lines: one mosr: line, exit 2, nothing written
 "$MOSR" defense-data $W > /dev/null 2> "$TMP/err"
@@ -126,7 +126,7 @@ def expect(cond, what):
     if not cond: print("FAIL:", what); ok = False
 mal = [r for r in rows if r["kind"] == "malicious"]
 erase = [r for r in mal if "harmful" in r]
-expect(len(erase) > 0 and all(r["harmful"].startswith("Sure, here is") for r in erase), "erase rows start with the prefill")
+expect(len(erase) > 0 and all(r["harmful"].startswith(("Sure, here is", "Here is how to")) for r in erase), "erase rows start with a prefill")
 expect(all("refusal" in r and r["response"] == r["refusal"] for r in mal), "every malicious item has its refusal as response")
 expect(any(r.get("wrapper") for r in mal), "some malicious items are wrapped")
 expect(any(r["kind"] == "benign" for r in rows) and any(r["kind"] == "pseudo" for r in rows), "benign and borderline rows")

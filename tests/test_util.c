@@ -90,6 +90,18 @@ static void test_utf8(void) {
     CHECK(!utf8_valid("\xf4\x90\x80\x80", 4), "past U+10FFFF");
     CHECK(!utf8_valid("\xff", 1), "invalid lead byte");
     CHECK(!utf8_valid("a\x80", 2), "stray continuation byte");
+    // utf8_clean: valid text comes back as it is; each byte outside a whole character becomes U+FFFD
+    const char* cases[][2] = {
+        {"caf\xc3\xa9 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xf0\x9f\x98\x80"},
+        {"a\x80" "b", "a\xef\xbf\xbd" "b"},
+        {"x\xe2\x82", "x\xef\xbf\xbd\xef\xbf\xbd"},           // half a character at the end: one per byte
+        {"\xc0\xaf!", "\xef\xbf\xbd\xef\xbf\xbd!"},            // an overlong form is not a character
+    };
+    for (int i = 0; i < 4; i++) {
+        char* c = utf8_clean(cases[i][0]);
+        CHECK(c && strcmp(c, cases[i][1]) == 0 && utf8_valid(c, strlen(c)), "utf8_clean case %d", i);
+        free(c);
+    }
 }
 
 static void test_atomic(void) {
