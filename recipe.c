@@ -1769,26 +1769,28 @@ static int recipe_defend(Model* m, const Model* base, Tokenizer* t, const Recipe
     cfg.oalw = cfg.caa = mosr;
     cfg.steps = a->steps;
     cfg.seed = a->seed;
-    cfg.print_every = a->print_every;
-    cfg.data_path = data;
-    cfg.reference_path = reference;
+    DefenseRunConfig io;
+    defense_run_config_default(&io);
+    io.print_every = a->print_every;
+    io.data_path = data;
+    io.reference_path = reference;
     char log_path[4400], plot_path[4400];
     snprintf(log_path, sizeof(log_path), "%s/%s.csv", a->out_dir, rm->name);
     snprintf(plot_path, sizeof(plot_path), "%s/%s_loss.png", a->out_dir, rm->name);
-    cfg.log_path = log_path;
-    cfg.plot_path = plot_path;
+    io.log_path = log_path;
+    io.plot_path = plot_path;
     int llama2c = model_format_of(a->model_path) == MODEL_FORMAT_LLAMA2C;
     snprintf(rm->file, sizeof(rm->file), "%s/%s%s", a->out_dir, rm->name, llama2c ? ".bin" : "_adapter");
     if (!llama2c) {
-        cfg.adapter_out = rm->file;
-        cfg.adapter_base = a->model_path;
+        io.adapter_out = rm->file;
+        io.adapter_base = a->model_path;
     }
     rm->data = data;
     memset(m, 0, sizeof(*m));
     if (model_build(m, &base->config) != 0) return EXIT_FAILURE_RUN;
     memcpy(m->param_memory, base->param_memory, base->n_params * sizeof(float));
     double start = time_now();
-    int rc = defend_reusing(m, t, &cfg, NULL, m0);
+    int rc = defend_reusing(m, t, &cfg, &io, NULL, m0);
     rm->defend_seconds = time_now() - start;
     if (rc == EXIT_OK && llama2c && model_save(m, rm->file, 1) != 0) rc = EXIT_FAILURE_RUN;
     if (rc != EXIT_OK) model_free(m);
