@@ -62,13 +62,6 @@ typedef struct {
     float seconds;        // wall time of the evaluation
 } DemoMetrics;
 
-// "0.123 [0.090, 0.160]", or "-" when there is nothing to count
-static const char* rate_text(char* buf, size_t size, Rate r) {
-    if (isnan(r.rate)) snprintf(buf, size, "-");
-    else snprintf(buf, size, "%.3f [%.3f, %.3f]", r.rate, r.lo, r.hi);
-    return buf;
-}
-
 // what the prompts' states say at the demo's layer, for one model
 typedef struct {
     float probe_accuracy; // a benign-vs-malicious probe trained on this model's states of defense.jsonl
@@ -780,9 +773,8 @@ static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* 
         const char* nb = names[pairs[i].b];
         fprintf(f, ",\n  \"%s_vs_%s\": {", na, nb);
         for (int k = 0; k < N_PAIRED; k++) {
-            const PairedTest* t = &pairs[i].test[k];
-            fprintf(f, "%s\"%s\": {\"n\": %d, \"only_%s\": %d, \"only_%s\": %d, \"p_value\": %.6g}", k ? ", " : "",
-                    PAIRED_KEYS[k], t->n, na, t->a_only, nb, t->b_only, t->p_value);
+            if (k) fputs(", ", f);
+            json_paired_test(f, PAIRED_KEYS[k], &pairs[i].test[k], na, nb);
         }
         fputc('}', f);
     }
