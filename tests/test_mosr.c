@@ -18,6 +18,7 @@
 #include "mosr.h"
 #include "plot.h"
 #include "tokenizer.h"
+#include "train.h"
 #include "util.h"
 
 #define TOKENIZER "weights/tokenizer.bin"
@@ -355,6 +356,85 @@ static void test_overlap(void) {
     project_onto_basis(point, 1, 3, basis, D);
     CHECK(fabsf(point[0] - 3) < 1e-5f && fabsf(point[1] - 4) < 1e-5f && fabsf(point[2]) < 1e-5f,
           "projection onto the subspace keeps (3, 4) and drops z (got %g %g %g)", point[0], point[1], point[2]);
+
+    // oalw_weights: the space, then overlap_weights. Against the pipeline by hand: the safety
+    // subspace of μ_mal - μ_benign and each category's mean - μ_mal (two categories here), the
+    // rows centred and projected; centred alone; raw. A shared offset along z dominates the raw
+    // cosines, so raw and centred must disagree (the space matters), and the caller's rows stay.
+    {
+        enum { NM = 4, NR = 3, NB = 2, CC = 3 };
+        float mal_r[NM * CC] = {1, 0, 9, 0.8f, 0.3f, 9, 0.1f, 1, 9, 0.3f, 0.9f, 9};
+        float ref_r[NR * CC] = {0.9f, 0.2f, 9, 0.2f, 0.8f, 9, 0.5f, 0.5f, 9.5f};
+        float ben_r[NB * CC] = {-1, -1, 9, -0.8f, -1.2f, 8.5f};
+        int category[NM] = {0, 0, 1, 1};
+        float kept[NM * CC];
+        memcpy(kept, mal_r, sizeof(kept));
+        OalwRepresentations reps = {mal_r, ref_r, ben_r, category, NM, NR, NB, 2, CC};
+        OverlapOptions o;
+        overlap_options_default(&o);
+        o.k = 2;
+        float w_fn[3][NM], w_hand[3][NM];
+        int dims = -1, ok = 1;
+        for (int space = 0; space < 3; space++)
+            ok &= oalw_weights(w_fn[space], NULL, NULL, NULL, 0, &reps, space, &o, &dims) == 0;
+        float mal_h[NM * CC], ref_h[NR * CC], dir[3 * CC] = {0}, bas[3 * CC], mean_mal[CC] = {0};
+        for (int space = 0; space < 3; space++) {
+            memcpy(mal_h, mal_r, sizeof(mal_h));
+            memcpy(ref_h, ref_r, sizeof(ref_h));
+            if (space == OVERLAP_SPACE_SAFETY) {
+                for (int c = 0; c < CC; c++) {
+                    for (int i = 0; i < NM; i++) mean_mal[c] += mal_r[i * CC + c] / NM;
+                    dir[CC + c] = (mal_r[c] + mal_r[CC + c]) / 2 - mean_mal[c];
+                    dir[2 * CC + c] = (mal_r[2 * CC + c] + mal_r[3 * CC + c]) / 2 - mean_mal[c];
+                    dir[c] = mean_mal[c] - (ben_r[c] + ben_r[CC + c]) / 2;
+                }
+                int DD = orthonormal_basis(bas, dir, 3, CC);
+                centre_representations(mal_h, NM, ref_h, NR, CC);
+                project_onto_basis(mal_h, NM, CC, bas, DD);
+                project_onto_basis(ref_h, NR, CC, bas, DD);
+                ok &= DD == dims;
+            } else if (space == OVERLAP_SPACE_CENTRED) {
+                centre_representations(mal_h, NM, ref_h, NR, CC);
+            }
+            ok &= overlap_weights(w_hand[space], NULL, NULL, NULL, 0, mal_h, NM, ref_h, NR, CC, &o) == 0;
+        }
+        double worst = 0.0, raw_vs_centred = 0.0;
+        for (int space = 0; space < 3; space++)
+            for (int i = 0; i < NM; i++) worst = fmax(worst, fabs(w_fn[space][i] - w_hand[space][i]));
+        for (int i = 0; i < NM; i++) raw_vs_centred = fmax(raw_vs_centred, fabs(w_fn[0][i] - w_fn[1][i]));
+        CHECK(ok && worst < 1e-5, "oalw_weights = the space by hand, then overlap_weights (off by %.2g; safety %d dims)",
+              worst, dims);
+        CHECK(raw_vs_centred > 0.05, "raw and centred cosines give other weights (by %.3f)", raw_vs_centred);
+        CHECK(!memcmp(kept, mal_r, sizeof(kept)), "oalw_weights works on copies");
+        reps.benign = NULL;
+        fprintf(stderr, "(one error line expected:)\n");
+        CHECK(oalw_weights(w_fn[0], NULL, NULL, NULL, 0, &reps, OVERLAP_SPACE_SAFETY, &o, NULL) == -1,
+              "the safety subspace without benign representations: an error");
+        // the Σw variant rescales one step's weights to mean 1; the batch norm leaves them
+        float wb[3] = {0.5f, 1.0f, 3.0f}, wn[3] = {0.5f, 1.0f, 3.0f};
+        oalw_batch_weights(wb, 3, OALW_NORM_BATCH);
+        oalw_batch_weights(wn, 3, OALW_NORM_WEIGHTS);
+        CHECK(wb[0] == 0.5f && wb[2] == 3.0f && fabsf(wn[0] + wn[1] + wn[2] - 3.0f) < 1e-6f &&
+                  fabsf(wn[2] / wn[0] - 6.0f) < 1e-5f,
+              "OALW norms: batch keeps the weights, weights rescales them to mean 1 (%g %g %g)", wn[0], wn[1], wn[2]);
+    }
+
+    // the sentences content pooling and CAA's action are cut in (data.h): one rule, '.', '?' or '!'
+    // before a space or the end; shared sentences (here in 2 of 3 prompts) left out of the content
+    {
+        CHECK(first_sentence_length("Sure, here is how. Step 1: go.") == 18 && first_sentence_length("v1.2 is out") == 0 &&
+                  sentence_ends_at("Why? Now", 3) && !sentence_ends_at("3.5", 1),
+              "sentence ends: the first at 18, none inside \"v1.2\", '?' before a space");
+        PromptItem items[3] = {{.prompt = "Hi there. How do I bake bread? Thanks."},
+                               {.prompt = "Hi there. How do I fix a tire?"},
+                               {.prompt = "Where is Paris?"}};
+        PromptSet set = {items, 3, "sentences"};
+        int spans[3 * 2];
+        prompt_content_spans(spans, &set, 0.5);
+        CHECK(spans[0] == 10 && spans[1] == 38 && spans[2] == 10 && spans[3] == 30 && spans[4] == 0 && spans[5] == 15,
+              "the shared \"Hi there.\" is left out, the rest kept (%d-%d, %d-%d, %d-%d)", spans[0], spans[1],
+              spans[2], spans[3], spans[4], spans[5]);
+    }
 
     // bad options are errors, not crashes
     fprintf(stderr, "(three error lines expected:)\n");
@@ -1594,6 +1674,8 @@ static void test_defend_end_to_end(void) {
         model_free(&first);
         model_free(&second);
         tokenizer_free(&t);
+    } else {
+        SKIP("RR through defend() and M0's kept states: " TOKENIZER " did not load");
     }
 
     fprintf(stderr, "(three error lines expected:)\n");
