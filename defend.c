@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stb/stb_ds.h>
 
 #include "dist.h"
 #include "plot.h"
@@ -770,12 +771,12 @@ static unsigned char* rows_used_here(const DefenseRun* r, const DefenseConfig* c
     return want;
 }
 
-// --oalw-level token: appends to *states (grown; *n rows of C) the M0 states at layer l of the
-// rows' masked positions (the tokens their loss reads), in row order, running TOKEN_ROWS rows a
-// forward (padding after a row does not change its states: attention is causal). 0, or -1.
+// --oalw-level token: appends to *states (an stb_ds array of *n rows of C) the M0 states at
+// layer l of the rows' masked positions (the tokens their loss reads), in row order, running
+// TOKEN_ROWS rows a forward (padding after a row does not change its states: attention is
+// causal). 0, or -1.
 #define TOKEN_ROWS 32
-static int append_token_states(float** states, int* n, int* cap, Model* m, const Example* const* rows, int n_rows,
-                               int layer) {
+static int append_token_states(float** states, int* n, Model* m, const Example* const* rows, int n_rows, int layer) {
     int C = m->config.dim, T = m->config.seq_len;
     Batch b;
     build_batch(&b, TOKEN_ROWS, T);
@@ -791,13 +792,8 @@ static int append_token_states(float** states, int* n, int* cap, Model* m, const
         for (int r = 0; r < nb && status == 0; r++) {
             for (int t = 0; t < b.T; t++) {
                 if (!(b.mask[(size_t)r * b.T + t] > 0.0f)) continue;
-                if (*n == *cap) {
-                    int grown = *cap ? 2 * *cap : 4096;
-                    float* bigger = realloc(*states, (size_t)grown * C * sizeof(float));
-                    if (!bigger) { error_msg("oalw: out of memory for %d token states", grown); status = -1; break; }
-                    *states = bigger, *cap = grown;
-                }
-                memcpy(*states + (size_t)(*n)++ * C, h + ((size_t)r * b.T + t) * C, C * sizeof(float));
+                memcpy(arraddnptr(*states, C), h + ((size_t)r * b.T + t) * C, C * sizeof(float));
+                (*n)++;
             }
         }
     }
@@ -861,7 +857,7 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
     double start = time_now();
     int C = m->config.dim, seq_len = m->config.seq_len;
     float *mal = NULL, *ref = NULL;
-    int N = 0, M = 0, cap_n = 0, cap_m = 0, status = 0;
+    int N = 0, M = 0, status = 0;
     // the erase rows, then the helpful answers: the reference's responses and the defence data's
     // benign and pseudo answers, at the positions whose states predict the answer (as the erase
     // rows' mask: from the last prompt token to the answer's second-to-last)
@@ -871,7 +867,7 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
     const Example** ptrs = malloc((n_rows > 0 ? n_rows : 1) * sizeof(Example*));
     if (!helpful || !ptrs) { error_msg("oalw: out of memory"); status = -1; }
     for (int i = 0; status == 0 && i < d->n_erase; i++) ptrs[i] = &d->erase_rows[i];
-    if (status == 0) status = append_token_states(&mal, &N, &cap_n, m, ptrs, d->n_erase, layer);
+    if (status == 0) status = append_token_states(&mal, &N, m, ptrs, d->n_erase, layer);
     for (int i = 0; status == 0 && reference && i < reference->n; i++) {
         const PromptItem* it = &reference->items[i];
         if (it->response && example_from_chat(&helpful[n_ref_rows], t, it->prompt, it->response, seq_len) > 0) {
@@ -892,7 +888,7 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
             ptrs[n_ref_rows++] = ex, counts[1 + k]++;
         }
     }
-    if (status == 0) status = append_token_states(&ref, &M, &cap_m, m, ptrs, n_ref_rows, layer);
+    if (status == 0) status = append_token_states(&ref, &M, m, ptrs, n_ref_rows, layer);
     for (int i = 0; helpful && i < n_ref_rows; i++) free_example(&helpful[i]);
     free(helpful);
     free(ptrs);
@@ -931,7 +927,9 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
                 cnt[1] ? sum[1] / cnt[1] : 0.0, cnt[2] ? sum[2] / cnt[2] : 0.0);
         if (io->oalw_out && dist_rank() == 0) status = write_token_oalw(io->oalw_out, d, t, layer);
     }
-    free(w), free(mal), free(ref);
+    free(w);
+    arrfree(mal);
+    arrfree(ref);
     return status;
 }
 
