@@ -149,32 +149,19 @@ float probe_accuracy(const Probe* p, const float* x, const int* label, int N) {
     return N > 0 ? (float)correct / N : NAN;
 }
 
-typedef struct {
-    float value;
-    int index;
-} ValueIndex;
-
-// by value, then by index: a total order, so sorting is deterministic (qsort is not stable)
-static int compare_value_index(const void* a, const void* b) {
-    const ValueIndex* x = a;
-    const ValueIndex* y = b;
-    if (x->value != y->value) return x->value < y->value ? -1 : 1;
-    return (x->index > y->index) - (x->index < y->index);
-}
-
 // sorted: (n) out, the values of x with their positions, in increasing order
-static ValueIndex* sorted_with_index(const float* x, int n) {
-    ValueIndex* sorted = malloc((n > 0 ? n : 1) * sizeof(ValueIndex));
-    for (int i = 0; i < n; i++) sorted[i] = (ValueIndex){x[i], i};
-    qsort(sorted, n, sizeof(ValueIndex), compare_value_index);
+static KeyIndex* sorted_with_index(const float* x, int n) {
+    KeyIndex* sorted = malloc((n > 0 ? n : 1) * sizeof(KeyIndex));
+    for (int i = 0; i < n; i++) sorted[i] = (KeyIndex){x[i], i};
+    qsort(sorted, n, sizeof(KeyIndex), compare_key_index);
     return sorted;
 }
 
 void average_ranks(double* rank, const float* x, int n) {
-    ValueIndex* sorted = sorted_with_index(x, n);
+    KeyIndex* sorted = sorted_with_index(x, n);
     for (int i = 0; i < n;) {
         int j = i;
-        while (j + 1 < n && sorted[j + 1].value == sorted[i].value) j++;
+        while (j + 1 < n && sorted[j + 1].key == sorted[i].key) j++;
         double shared = (i + j) / 2.0 + 1.0; // positions i..j, 1-based, averaged
         for (int q = i; q <= j; q++) rank[sorted[q].index] = shared;
         i = j + 1;
@@ -211,7 +198,7 @@ int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const
         error_msg("score bins: needs at least one bin (got %d)", n_bins);
         return -1;
     }
-    ValueIndex* sorted = sorted_with_index(score, n);
+    KeyIndex* sorted = sorted_with_index(score, n);
     for (int j = 0; j < n_bins; j++) {
         // bin j holds sorted positions [j n / n_bins, (j+1) n / n_bins): sizes differ by at most 1
         int begin = (int)((long long)j * n / n_bins), end = (int)((long long)(j + 1) * n / n_bins);
@@ -219,8 +206,8 @@ int score_bins_equal_count(ScoreBin* bins, int n_bins, const float* score, const
         bin->count = end - begin;
         bin->refused = 0;
         for (int q = begin; q < end; q++) bin->refused += refused[sorted[q].index] != 0;
-        bin->lo = bin->count ? sorted[begin].value : NAN;
-        bin->hi = bin->count ? sorted[end - 1].value : NAN;
+        bin->lo = bin->count ? sorted[begin].key : NAN;
+        bin->hi = bin->count ? sorted[end - 1].key : NAN;
         close_bin(bin);
     }
     free(sorted);
@@ -271,7 +258,7 @@ int damage_bins(DamageBin* bins, int n_bins, const float* weight, const int* dam
     int m = 0;
     for (int i = 0; i < n; i++)
         if (damaged[i] >= 0) { w[m] = weight[i]; row[m++] = i; }
-    ValueIndex* sorted = sorted_with_index(w, m);
+    KeyIndex* sorted = sorted_with_index(w, m);
     for (int j = 0; j < n_bins; j++) {
         int begin = (int)((long long)j * m / n_bins), end = (int)((long long)(j + 1) * m / n_bins);
         DamageBin* bin = &bins[j];
@@ -283,8 +270,8 @@ int damage_bins(DamageBin* bins, int n_bins, const float* weight, const int* dam
             drop_sum += drop[i];
         }
         if (bin->count > 0) {
-            bin->lo = sorted[begin].value;
-            bin->hi = sorted[end - 1].value;
+            bin->lo = sorted[begin].key;
+            bin->hi = sorted[end - 1].key;
             bin->rate = (double)bin->damaged / bin->count;
             bin->mean_drop = (float)(drop_sum / bin->count);
         }
@@ -773,17 +760,6 @@ static int load_oalw_weights(PromptSet* set, float** weight, const char* path) {
     return rc;
 }
 
-// the pooled representation of every prompt of set at one layer. out: (set->n, C). 0 on success.
-static int pooled_at_layer(float* out, Model* m, Tokenizer* t, const PromptSet* set, int pool, int layer) {
-    int n = set->n, C = m->config.dim;
-    float* all = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C)
-    int status = all ? collect_representations(m, t, set, pool, layer + 1, all) : -1;
-    if (status == 0) memcpy(out, all + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
-    else if (!all) error_msg("analyze: out of memory for %d representations", n);
-    free(all);
-    return status;
-}
-
 // what --defended reads and measures
 typedef struct {
     Model defended;              // the --defended model
@@ -884,8 +860,8 @@ static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tok
     float* block = NULL;
     double* mean = calloc(C, sizeof(double));
     int rc = EXIT_FAILURE_RUN;
-    int status = pooled_at_layer(erase, m, t, &c->erase, a->pool, lw);
-    if (status == 0) status = pooled_at_layer(reference, m, t, &c->reference.set, a->pool, lw);
+    int status = representations_at_layer(erase, m, t, &c->erase, a->pool, lw, print_set_progress);
+    if (status == 0) status = representations_at_layer(reference, m, t, &c->reference.set, a->pool, lw, print_set_progress);
     if (status == 0) {
         // OALW's centring (centre_representations), applied to the pseudo prompts as well
         representations_mean(mean, erase, E, reference, M, C);
@@ -904,7 +880,7 @@ static int measure_collateral(Collateral* c, const AnalyzeArgs* a, Model* m, Tok
         int n = sets[s].set.n;
         free(block);
         block = malloc((size_t)n_run * n * C * sizeof(float)); // (n_run, n, C)
-        if (!block || collect_representations(defended, t, &sets[s].set, a->pool, n_run, block) != 0) goto done;
+        if (!block || collect_representations(defended, t, &sets[s].set, a->pool, n_run, block, print_set_progress) != 0) goto done;
         for (int i = 0; i < n; i++) {
             int row = sets[s].first_row + i;
             double cos_sum = 0.0;
@@ -1343,7 +1319,7 @@ int analyze_main(int argc, char** argv) {
     for (int s = 0; s < n_sets; s++) {
         int n = sets[s].set.n;
         float* block = malloc((size_t)L * n * C * sizeof(float)); // (L, n, C)
-        if (!block || collect_representations(&m, &t, &sets[s].set, a.pool, L, block) != 0) { free(block); goto done; }
+        if (!block || collect_representations(&m, &t, &sets[s].set, a.pool, L, block, print_set_progress) != 0) { free(block); goto done; }
         for (int l = 0; l < L; l++)
             memcpy(reps + ((size_t)l * N + sets[s].first_row) * C, block + (size_t)l * n * C, (size_t)n * C * sizeof(float));
         free(block);

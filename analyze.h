@@ -104,9 +104,4 @@ int write_npy(const char* path, const float* data, const int* shape, int ndim);
 // `mosr analyze ...`: the command line (see --help)
 int analyze_main(int argc, char** argv);
 
-// output helpers shared with mosr demo: a float in JSON (null when not finite), and a directory
-// made if missing (0 on success, else one error line)
-void json_float(FILE* f, float x);
-int ensure_dir(const char* dir);
-
 #endif

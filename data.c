@@ -1,8 +1,10 @@
 // data.c — what every command reads: the chat template, examples and batches, prompt sets
-// (JSONL, JSON, CSV, text), jailbreak wrappers and prefills, and the command line's common steps.
+// (JSONL, JSON, CSV, text), the sentences of a prompt, jailbreak wrappers and prefills, and the
+// command line's common steps.
 #include "data.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -686,6 +688,108 @@ void prompt_set_free(PromptSet* s) {
     free(s->items);
     s->items = NULL;
     s->n = 0;
+}
+
+// a pass over a prompt set on stderr: a line redrawn in place while it runs (done < set->n), its
+// time and rate at the end, and how many prompts were cut to the context
+void print_set_progress(const PromptSet* set, int done, int n_cut, int context, double seconds) {
+    if (done < set->n) {
+        fprintf(stderr, "\rrepresentations: %s %d/%d prompts, %.0f prompts/s   ", set->name, done, set->n,
+                seconds > 0 ? done / seconds : 0.0);
+        return;
+    }
+    fprintf(stderr, "\rrepresentations: %s: %d prompts in %.2f s (%.0f prompts/s)   \n", set->name, done, seconds,
+            seconds > 0 ? done / seconds : 0.0);
+    if (n_cut)
+        fprintf(stderr, "representations: %s: %d prompts longer than the context (%d) were cut, BOS and end kept\n",
+                set->name, n_cut, context);
+}
+
+// ----------------------------------------------------------------------------
+// sentences: the unit a prompt's shared text (politeness, jailbreak wrappers) and a harmful
+// completion's action are measured in
+
+int sentence_ends_at(const char* text, size_t i) {
+    return (text[i] == '.' || text[i] == '?' || text[i] == '!') && (text[i + 1] == ' ' || text[i + 1] == '\0');
+}
+
+size_t first_sentence_length(const char* text) {
+    for (size_t i = 0; text[i]; i++)
+        if (sentence_ends_at(text, i)) return i + 1;
+    return 0;
+}
+
+typedef struct {
+    const char* text;
+    int len, prompt;
+} Sentence;
+
+// by text (length first), then by prompt: equal sentences sit side by side, each prompt's once in a row
+static int compare_sentence(const void* a, const void* b) {
+    const Sentence* x = a;
+    const Sentence* y = b;
+    if (x->len != y->len) return x->len - y->len;
+    int c = memcmp(x->text, y->text, x->len);
+    return c ? c : x->prompt - y->prompt;
+}
+
+// the sentences of text: (start, length) pairs into starts/lens (capacity strlen + 1); their count
+static int split_sentences(const char* text, int* starts, int* lens) {
+    int n = 0, start = 0, i = 0;
+    for (; text[i]; i++) {
+        if (!sentence_ends_at(text, i)) continue;
+        starts[n] = start;
+        lens[n++] = i + 1 - start;
+        start = i + 1;
+        while (text[start] == ' ') start++;
+        i = start - 1;
+    }
+    if (text[start]) starts[n] = start, lens[n++] = i - start;
+    return n;
+}
+
+void prompt_content_spans(int* content, const PromptSet* set, double shared_fraction) {
+    int N = set->n, total = 0;
+    for (int i = 0; i < N; i++) total += (int)strlen(set->items[i].prompt ? set->items[i].prompt : "") + 1;
+    Sentence* all = malloc((total > 0 ? total : 1) * sizeof(Sentence));
+    int* starts = malloc((total > 0 ? total : 1) * sizeof(int));
+    int* lens = malloc((total > 0 ? total : 1) * sizeof(int));
+    char* shared = calloc(total > 0 ? total : 1, 1); // per sentence of `all`
+    int n_all = 0;
+    for (int i = 0; i < N; i++) {
+        const char* p = set->items[i].prompt ? set->items[i].prompt : "";
+        int n = split_sentences(p, starts, lens);
+        for (int k = 0; k < n; k++) all[n_all++] = (Sentence){p + starts[k], lens[k], i};
+    }
+    // shared sentences: runs of equal text in sorted order, counted once per prompt
+    Sentence* sorted = malloc((n_all > 0 ? n_all : 1) * sizeof(Sentence));
+    memcpy(sorted, all, n_all * sizeof(Sentence));
+    qsort(sorted, n_all, sizeof(Sentence), compare_sentence);
+    int need = (int)ceil(shared_fraction * N) > 2 ? (int)ceil(shared_fraction * N) : 2;
+    for (int a = 0, b; a < n_all; a = b) {
+        int prompts = 1;
+        for (b = a + 1; b < n_all && sorted[b].len == sorted[a].len && !memcmp(sorted[b].text, sorted[a].text, sorted[a].len); b++)
+            prompts += sorted[b].prompt != sorted[b - 1].prompt;
+        if (prompts < need) continue;
+        for (int q = 0; q < n_all; q++) // mark every copy (n_all is a few thousand, once per run)
+            if (all[q].len == sorted[a].len && !memcmp(all[q].text, sorted[a].text, sorted[a].len)) shared[q] = 1;
+    }
+    for (int i = 0, q = 0; i < N; i++) {
+        const char* p = set->items[i].prompt ? set->items[i].prompt : "";
+        int a = -1, b = -1;
+        for (; q < n_all && all[q].prompt == i; q++) {
+            if (shared[q]) continue;
+            if (a < 0) a = (int)(all[q].text - p);
+            b = (int)(all[q].text - p) + all[q].len;
+        }
+        content[2 * i] = a < 0 ? 0 : a;
+        content[2 * i + 1] = a < 0 ? (int)strlen(p) : b;
+    }
+    free(all);
+    free(sorted);
+    free(starts);
+    free(lens);
+    free(shared);
 }
 
 // ----------------------------------------------------------------------------

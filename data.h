@@ -1,6 +1,6 @@
 // data.h — what every command reads, and the one layout the model is fed in:
 //   the chat template; Example (ids and a loss mask) and Batch (B padded rows of T positions);
-//   prompt sets (JSONL, JSON, CSV, text), jailbreak wrappers and prefills;
+//   prompt sets (JSONL, JSON, CSV, text), the sentences of a prompt, jailbreak wrappers and prefills;
 //   the command line's common step: loading a model and its tokenizer (args_parse is util.h's).
 #ifndef MOSR_DATA_H
 #define MOSR_DATA_H
@@ -120,6 +120,10 @@ typedef struct {
 int prompt_set_load(PromptSet* s, const char* spec);
 void prompt_set_free(PromptSet* s);
 
+// the progress of representations over a set (mosr.h's RepresentationsProgress) on stderr: a
+// line redrawn in place while done < set->n, then the time, the rate and the prompts cut
+void print_set_progress(const PromptSet* set, int done, int n_cut, int context, double seconds);
+
 // a growing list of items, as the readers build it
 typedef struct {
     PromptItem* items; // (n), room for cap
@@ -128,6 +132,21 @@ typedef struct {
 // the plain-text layout: one item per non-empty line, its prompt the trimmed line (eval.c reads
 // its refusal phrases this way). 0 on success.
 int read_text(ItemList* l, const char* buf, const char* path);
+
+// ----------------------------------------------------------------------------
+// sentences (content pooling, CAA's harmful action): a sentence ends at a '.', '?' or '!'
+// followed by a space or the end of the text
+
+// 1 if text[i] ends a sentence
+int sentence_ends_at(const char* text, size_t i);
+// the characters of text's first sentence, its full stop included; 0 if no sentence ends
+size_t first_sentence_length(const char* text);
+// The request inside each prompt of a set, without the sentences many prompts share (politeness
+// "Hi.", "Thanks.", jailbreak wrappers): a sentence is shared if at least shared_fraction of the
+// set's prompts (and at least two) hold it. content: (N, 2) out, the characters [a, b) of prompt
+// i from its first sentence that is not shared to the end of its last one (all of the prompt if
+// every sentence is shared).
+void prompt_content_spans(int* content, const PromptSet* set, double shared_fraction);
 
 // ----------------------------------------------------------------------------
 // attacks: jailbreak wrappers and prefills

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stb/stb_ds.h>
 
 #include "dist.h"
 #include "plot.h"
@@ -71,9 +72,9 @@ static void free_defense_data(DefenseData* d) {
 
 // Loads and encodes the defence file and sorts its items into the sets the config asks for.
 // Returns EXIT_OK, or EXIT_BAD_INPUT after one error line.
-static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* cfg) {
+static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* cfg, const char* path) {
     memset(d, 0, sizeof(*d));
-    if (prompt_set_load(&d->file, cfg->data_path) != 0) return EXIT_BAD_INPUT;
+    if (prompt_set_load(&d->file, path) != 0) return EXIT_BAD_INPUT;
     int N = d->file.n;
     d->end_id = chat_end_id(t);
     d->items = calloc(N > 0 ? N : 1, sizeof(DefenseItem));
@@ -83,7 +84,7 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
     d->pseudo = malloc((N > 0 ? N : 1) * sizeof(int));
     d->benign = malloc((N > 0 ? N : 1) * sizeof(int));
     if (!d->items || !d->erase || !d->retain || !d->retain_refusal || !d->pseudo || !d->benign) {
-        error_msg("%s: out of memory", cfg->data_path);
+        error_msg("%s: out of memory", path);
         return EXIT_BAD_INPUT;
     }
     for (int i = 0; i < N; i++) {
@@ -93,7 +94,7 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
         const char* kind = it->kind ? it->kind : "";
         int malicious = !strcmp(kind, "malicious"), benign = !strcmp(kind, "benign"), pseudo = !strcmp(kind, "pseudo");
         e->prompt = malloc((strlen(it->prompt) + CHAT_TEMPLATE_ROOM) * sizeof(int));
-        if (!e->prompt) { error_msg("%s: out of memory", cfg->data_path); return EXIT_BAD_INPUT; }
+        if (!e->prompt) { error_msg("%s: out of memory", path); return EXIT_BAD_INPUT; }
         e->n_prompt = chat_encode_prompt(t, it->prompt, e->prompt);
         // the retained answer: a malicious item's refusal, anyone else's response
         const char* keep = malicious ? (it->refusal ? it->refusal : it->response) : it->response;
@@ -114,20 +115,20 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
         if (benign) d->benign[d->n_benign++] = i;
     }
     if (d->n_erase == 0) {
-        error_msg("%s: no malicious item with a \"harmful\" completion: nothing to erase", cfg->data_path);
+        error_msg("%s: no malicious item with a \"harmful\" completion: nothing to erase", path);
         return EXIT_BAD_INPUT;
     }
     if (d->n_retain == 0) {
-        error_msg("%s: no benign, pseudo or malicious item with a response: nothing to retain", cfg->data_path);
+        error_msg("%s: no benign, pseudo or malicious item with a response: nothing to retain", path);
         return EXIT_BAD_INPUT;
     }
     if (cfg->caa && cfg->caa_counterweight && d->n_pseudo == 0) {
-        error_msg("%s: --caa-counterweight needs pseudo items with a response", cfg->data_path);
+        error_msg("%s: --caa-counterweight needs pseudo items with a response", path);
         return EXIT_BAD_INPUT;
     }
     for (int k = 0; k < d->n_erase; k++) {
         if (!d->items[d->erase[k]].refusal && cfg->caa) {
-            error_msg("%s: line %d: a malicious item without a refusal (CAA needs one)", cfg->data_path,
+            error_msg("%s: line %d: a malicious item without a refusal (CAA needs one)", path,
                       d->erase[k] + 1);
             return EXIT_BAD_INPUT;
         }
@@ -157,7 +158,7 @@ static int load_defense_data(DefenseData* d, Tokenizer* t, const DefenseConfig* 
                                     d->retain_refusal[k] && cfg->retain_refusal == RETAIN_REFUSAL_ONLY);
     }
     if (status != 0) {
-        error_msg("%s: out of memory", cfg->data_path);
+        error_msg("%s: out of memory", path);
         return EXIT_BAD_INPUT;
     }
     return EXIT_OK;
@@ -239,6 +240,134 @@ static int parse_layer_list(const char* cmd, const char* flag, const char* s, in
 }
 
 // ----------------------------------------------------------------------------
+// M0's states of every defence row, computed once (M0 is frozen) and kept across the runs of an
+// ablation
+
+uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
+    uint64_t h = HASH_START;
+    h = hash_u32(h, (uint32_t)m->config.seq_len);
+    h = hash_u32(h, (uint32_t)max_B);
+    for (int k = 0; k < dl->n_targets; k++) h = hash_u32(h, (uint32_t)dl->targets[k]);
+    h = hash_u32(h, 0xffffffffu);
+    for (int k = 0; k < dl->n_retain; k++) h = hash_u32(h, (uint32_t)dl->retain[k]);
+    h = hash_u32(h, 0xffffffffu);
+    for (size_t i = 0; i < m->n_params; i++) {
+        uint32_t bits;
+        memcpy(&bits, &m->param_memory[i], sizeof(bits));
+        h = hash_u32(h, bits);
+    }
+    for (int r = 0; r < n; r++) {
+        for (int t = 0; t < rows[r]->n; t++) h = hash_u32(h, (uint32_t)rows[r]->ids[t]);
+        h = hash_u32(h, 0xffffffffu); // row boundary
+    }
+    return h;
+}
+
+int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
+    return m0_states_compute_some(s, m, dl, rows, n, max_B, NULL);
+}
+
+int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n,
+                           int max_B, const unsigned char* want) {
+    const Config* c = &m->config;
+    int L = c->n_layers, C = c->dim, seq_len = c->seq_len;
+    memset(s, 0, sizeof(*s));
+    int* slot = malloc(L * sizeof(int));
+    KeyIndex* order = malloc((n > 0 ? n : 1) * sizeof(KeyIndex)); // rows by length, to pad little
+    float** views = calloc(L, sizeof(float*));
+    s->offset = malloc((n > 0 ? n : 1) * sizeof(size_t));
+    s->length = malloc((n > 0 ? n : 1) * sizeof(int));
+    if (want) {
+        s->kept = malloc(n > 0 ? n : 1);
+        if (s->kept) memcpy(s->kept, want, n);
+    }
+    Batch batch;
+    build_batch(&batch, max_B, seq_len);
+    int status = slot && order && views && s->offset && s->length && (!want || s->kept) ? 0 : -1;
+    if (status == 0) {
+        s->n_rows = n;
+        s->n_slots = defense_slots(slot, dl, L);
+        s->C = C;
+        size_t total = 0;
+        for (int r = 0; r < n; r++) {
+            s->length[r] = rows[r]->n < seq_len ? rows[r]->n : seq_len; // what batch_fill_states keeps
+            s->offset[r] = total;
+            if (!want || want[r]) total += (size_t)s->n_slots * s->length[r] * C;
+            order[r] = (KeyIndex){s->length[r], r};
+        }
+        s->n_floats = total;
+        s->memory = malloc((total > 0 ? total : 1) * sizeof(float));
+        float* block = malloc((size_t)s->n_slots * max_B * seq_len * C * sizeof(float)); // one batch's states
+        if (!s->memory || !block) status = -1;
+        qsort(order, n, sizeof(KeyIndex), compare_key_index);
+        const Example** chunk = malloc(max_B * sizeof(Example*));
+        if (!chunk) status = -1;
+        int enabled = m->lora.enabled;
+        with_adapters(m, 0); // M0
+        for (int start = 0; start < n && status == 0; start += max_B) {
+            int B = n - start < max_B ? n - start : max_B;
+            int wanted = !want;
+            for (int k = 0; k < B && !wanted; k++) wanted = want[order[start + k].index];
+            if (!wanted) continue; // (the batches stay those of all the rows: each row's states are the same bits)
+            for (int k = 0; k < B; k++) chunk[k] = rows[order[start + k].index];
+            batch_fill_states(&batch, chunk, B);
+            size_t BTC = (size_t)B * batch.T * C;
+            for (int l = 0; l < L; l++) views[l] = slot[l] >= 0 ? block + slot[l] * BTC : NULL;
+            if (model_forward_states(m, batch.inputs, B, batch.T, dl->n_run, views) != 0) {
+                status = -2; // it said why
+                break;
+            }
+            for (int k = 0; k < B; k++) {
+                int r = order[start + k].index;
+                if (want && !want[r]) continue;
+                size_t n_row = (size_t)s->length[r] * C;
+                for (int j = 0; j < s->n_slots; j++)
+                    memcpy(s->memory + s->offset[r] + j * n_row, block + j * BTC + (size_t)k * batch.T * C,
+                           n_row * sizeof(float));
+            }
+        }
+        with_adapters(m, enabled);
+        free(chunk);
+        free(block);
+    }
+    if (status == 0) s->key = m0_states_key(m, dl, rows, n, max_B);
+    for (int r = 0; status == 0 && want && r < n; r++) s->key = hash_u32(s->key, want[r]); // which rows are here
+    if (status == -1) error_msg("defend: out of memory for M0's states of %d rows", n);
+    free(slot);
+    free(order);
+    free(views);
+    free_batch(&batch);
+    if (status != 0) free_m0_states(s);
+    return status == 0 ? 0 : -1;
+}
+
+int m0_states_gather(float* h0, const M0States* s, const int* ids, int B, int T) {
+    size_t BTC = (size_t)B * T * s->C;
+    for (int b = 0; b < B; b++) {
+        int r = ids[b];
+        if (r < 0 || r >= s->n_rows || s->length[r] > T || (s->kept && !s->kept[r])) {
+            error_msg("defense_step: row %d of the batch has no states in M0's (row %d of %d)", b, r, s->n_rows);
+            return -1;
+        }
+        int len = s->length[r];
+        for (int j = 0; j < s->n_slots; j++) {
+            float* dst = h0 + j * BTC + (size_t)b * T * s->C;
+            memcpy(dst, s->memory + s->offset[r] + (size_t)j * len * s->C, (size_t)len * s->C * sizeof(float));
+            memset(dst + (size_t)len * s->C, 0, (size_t)(T - len) * s->C * sizeof(float)); // padding: no loss reads it
+        }
+    }
+    return 0;
+}
+
+void free_m0_states(M0States* s) {
+    free(s->kept);
+    free(s->memory);
+    free(s->offset);
+    free(s->length);
+    memset(s, 0, sizeof(*s));
+}
+
+// ----------------------------------------------------------------------------
 // OALW inside the defence: the weights of every erase example, a summary, a JSONL report
 
 #define OALW_NEAREST 3 // reference prompts listed per malicious prompt in the report
@@ -260,25 +389,21 @@ static float quantile(const float* x, int n, float q) {
     return v;
 }
 
-// Pooled prompt representations at `layer` of every item in idx (n), under the model as it is
+// r(x) at `layer` of the items idx (n) of file (idx NULL: its first n), under the model as it is
 // now (the caller switches the adapters on or off). out: (n, C). 0 on success.
-static int pooled_prompts(float* out, Model* m, Tokenizer* t, const PromptSet* file, const int* idx, int n,
-                          int layer, int pool) {
-    int C = m->config.dim;
+static int subset_representations(float* out, Model* m, Tokenizer* t, const PromptSet* file, const int* idx, int n,
+                                  int layer, int pool) {
     PromptSet set = {0};
-    set.items = malloc(n * sizeof(PromptItem));
-    float* all = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C): no layer above it runs
-    int status = set.items && all ? 0 : -1;
-    if (status == 0) {
-        for (int i = 0; i < n; i++) set.items[i] = file->items[idx ? idx[i] : i]; // shallow copies
-        set.n = n;
-        snprintf(set.name, sizeof(set.name), "%s", file->name);
-        status = collect_representations(m, t, &set, pool, layer + 1, all);
+    set.items = malloc((n > 0 ? n : 1) * sizeof(PromptItem));
+    if (!set.items) {
+        error_msg("overlap weights: out of memory");
+        return -1;
     }
-    if (status == 0) memcpy(out, all + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
-    else if (!set.items || !all) error_msg("overlap weights: out of memory");
+    for (int i = 0; i < n; i++) set.items[i] = file->items[idx ? idx[i] : i]; // shallow copies
+    set.n = n;
+    snprintf(set.name, sizeof(set.name), "%s", file->name);
+    int status = representations_at_layer(out, m, t, &set, pool, layer, print_set_progress);
     free(set.items);
-    free(all);
     return status;
 }
 
@@ -372,111 +497,78 @@ void free_m0_cache(M0Cache* c) {
 }
 
 // 1 if s holds the states this run would compute
-static int oalw_states_match(const OalwStates* s, const DefenseConfig* cfg, int N, int M, int C, int layer) {
+static int oalw_states_match(const OalwStates* s, const DefenseConfig* cfg, const DefenseRunConfig* io, int N, int M,
+                             int C, int layer) {
     return s->erase_repr && s->data_path && s->reference_path && s->n_erase == N && s->n_reference == M &&
-           s->C == C && s->layer == layer && s->pool == cfg->oalw_pool && !strcmp(s->data_path, cfg->data_path) &&
-           !strcmp(s->reference_path, cfg->reference_path);
+           s->C == C && s->layer == layer && s->pool == cfg->oalw_pool && !strcmp(s->data_path, io->data_path) &&
+           !strcmp(s->reference_path, io->reference_path);
 }
 
-// OALW in the safety subspace: mal (N, C) and ref (M, C) centred, then projected onto the span of
-// μ_malicious - μ_benign and μ_category - μ_malicious per malicious category (mosr.h), the means
-// taken at `layer` over D_m and the benign items of the defence file. 0 on success.
-static int safety_projection(float* mal, float* ref, Model* m, Tokenizer* t, const DefenseData* d, int M,
-                             const DefenseConfig* cfg, int layer) {
-    int N = d->n_erase, C = m->config.dim;
+// the safety subspace's ingredients: each erase item's malicious category (in order of first
+// appearance; category: (N) out) and the benign items' r at `layer`. Returns n_categories, or -1.
+static int safety_inputs(int* category, float* benign, Model* m, Tokenizer* t, const DefenseData* d,
+                         const DefenseConfig* cfg, const DefenseRunConfig* io, int layer) {
     if (d->n_benign == 0) {
-        error_msg("%s: --oalw-space safety needs benign items (for the benign-vs-malicious direction)", cfg->data_path);
+        error_msg("%s: --oalw-space safety needs benign items (for the benign-vs-malicious direction)", io->data_path);
         return -1;
     }
-    // the malicious categories, in order of first appearance
-    const char** categories = malloc(N * sizeof(char*));
-    int* category_of = malloc(N * sizeof(int));
-    float* benign = malloc((size_t)d->n_benign * C * sizeof(float));
-    float* directions = calloc((size_t)(N + 1) * C, sizeof(float)); // (1 + n_categories, C)
-    float* basis = malloc((size_t)(N + 1) * C * sizeof(float));
-    double* count = calloc(N + 1, sizeof(double));
-    int status = categories && category_of && benign && directions && basis && count ? 0 : -1;
-    if (status != 0) error_msg("overlap weights: out of memory");
+    const char** categories = malloc((d->n_erase > 0 ? d->n_erase : 1) * sizeof(char*));
+    if (!categories) {
+        error_msg("overlap weights: out of memory");
+        return -1;
+    }
     int n_categories = 0;
-    for (int i = 0; i < N && status == 0; i++) {
+    for (int i = 0; i < d->n_erase; i++) {
         const char* cat = d->file.items[d->erase[i]].category ? d->file.items[d->erase[i]].category : "";
         int k = 0;
         while (k < n_categories && strcmp(categories[k], cat)) k++;
         if (k == n_categories) categories[n_categories++] = cat;
-        category_of[i] = k;
-    }
-    if (status == 0) status = pooled_prompts(benign, m, t, &d->file, d->benign, d->n_benign, layer, cfg->oalw_pool);
-    if (status == 0) {
-        // row 0: μ_malicious - μ_benign; row 1 + k: μ_category k - μ_malicious
-        float* mal_mean = calloc(C, sizeof(float));
-        for (int i = 0; i < N; i++) {
-            float* row = directions + (size_t)(1 + category_of[i]) * C;
-            for (int c = 0; c < C; c++) {
-                mal_mean[c] += mal[(size_t)i * C + c] / N;
-                row[c] += mal[(size_t)i * C + c];
-            }
-            count[1 + category_of[i]] += 1;
-        }
-        for (int k = 0; k < n_categories; k++)
-            for (int c = 0; c < C; c++)
-                directions[(size_t)(1 + k) * C + c] = directions[(size_t)(1 + k) * C + c] / count[1 + k] - mal_mean[c];
-        for (int c = 0; c < C; c++) {
-            double ben = 0.0;
-            for (int j = 0; j < d->n_benign; j++) ben += benign[(size_t)j * C + c];
-            directions[c] = mal_mean[c] - (float)(ben / d->n_benign);
-        }
-        free(mal_mean);
-        int D = orthonormal_basis(basis, directions, 1 + n_categories, C);
-        centre_representations(mal, N, ref, M, C);
-        project_onto_basis(mal, N, C, basis, D);
-        project_onto_basis(ref, M, C, basis, D);
-        fprintf(stderr, "oalw: safety subspace of %d dimensions (benign vs malicious, %d categories)\n", D,
-                n_categories);
+        category[i] = k;
     }
     free(categories);
-    free(category_of);
-    free(benign);
-    free(directions);
-    free(basis);
-    free(count);
-    return status;
+    if (subset_representations(benign, m, t, &d->file, d->benign, d->n_benign, layer, cfg->oalw_pool) != 0) return -1;
+    return n_categories;
 }
 
 // Computes the erasure weight of every erase example (d->n_erase) into weight, from the model
-// as it is (adapters off for M0, on for Mθ: the caller's choice). m0: M0's states to reuse, or to
-// keep for the next run (NULL when the model is Mθ, or nothing is kept). 0 on success.
+// as it is (M0 or Mθ: the caller's with_adapters). m0: M0's states to reuse, or to keep for the
+// next run (NULL when the model is Mθ, or nothing is kept). 0 on success.
 static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData* d, const PromptSet* reference,
-                        const DefenseConfig* cfg, int layer, int step, OalwStates* m0) {
+                        const DefenseConfig* cfg, const DefenseRunConfig* io, int layer, int step, OalwStates* m0) {
     int N = d->n_erase, M = reference->n, C = m->config.dim;
-    int reuse = m0 && oalw_states_match(m0, cfg, N, M, C, layer);
+    int reuse = m0 && oalw_states_match(m0, cfg, io, N, M, C, layer);
+    int safety = cfg->oalw_space == OVERLAP_SPACE_SAFETY;
     float* raw_mal = reuse ? m0->erase_repr : malloc((size_t)N * C * sizeof(float));
     float* raw_ref = reuse ? m0->reference_repr : malloc((size_t)M * C * sizeof(float));
-    float* mal = malloc((size_t)N * C * sizeof(float));
-    float* ref = malloc((size_t)M * C * sizeof(float));
+    float* benign = safety ? malloc(((size_t)d->n_benign * C + 1) * sizeof(float)) : NULL;
+    int* category = safety ? malloc(N * sizeof(int)) : NULL;
     float* overlap = malloc(N * sizeof(float));
     int* nearest = malloc((size_t)N * OALW_NEAREST * sizeof(int));
     float* nearest_cos = malloc((size_t)N * OALW_NEAREST * sizeof(float));
-    int status = raw_mal && raw_ref && mal && ref && overlap && nearest && nearest_cos ? 0 : -1;
+    int status = raw_mal && raw_ref && overlap && nearest && nearest_cos && (!safety || (benign && category)) ? 0 : -1;
     if (status != 0) error_msg("overlap weights: out of memory");
     if (reuse) fprintf(stderr, "oalw: M0's states at layer %d reused from the run before\n", layer);
-    if (status == 0 && !reuse) status = pooled_prompts(raw_mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
-    if (status == 0 && !reuse) status = pooled_prompts(raw_ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
+    if (status == 0 && !reuse) status = subset_representations(raw_mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
+    if (status == 0 && !reuse) status = subset_representations(raw_ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
     if (status == 0 && m0 && !reuse) { // the pooled states are kept for the next run: m0 owns them now
         free_oalw_states(m0);
-        *m0 = (OalwStates){raw_mal, raw_ref, N, M, C, layer, cfg->oalw_pool, strdup(cfg->data_path),
-                           strdup(cfg->reference_path)};
+        *m0 = (OalwStates){raw_mal, raw_ref, N, M, C, layer, cfg->oalw_pool, strdup(io->data_path),
+                           strdup(io->reference_path)};
         reuse = 1;
     }
-    // the space the cosines are taken in works on copies, so the kept states stay as pooled
-    if (status == 0) {
-        memcpy(mal, raw_mal, (size_t)N * C * sizeof(float));
-        memcpy(ref, raw_ref, (size_t)M * C * sizeof(float));
+    OalwRepresentations reps = {.malicious = raw_mal, .reference = raw_ref, .N = N, .M = M, .C = C};
+    if (status == 0 && safety) {
+        reps.n_categories = safety_inputs(category, benign, m, t, d, cfg, io, layer);
+        reps.benign = benign, reps.category = category, reps.n_benign = d->n_benign;
+        status = reps.n_categories < 0 ? -1 : 0;
     }
-    if (status == 0 && cfg->oalw_space == OVERLAP_SPACE_SAFETY)
-        status = safety_projection(mal, ref, m, t, d, M, cfg, layer);
-    else if (status == 0 && cfg->oalw_space == OVERLAP_SPACE_CENTRED) centre_representations(mal, N, ref, M, C);
+    int dims = 0;
     if (status == 0)
-        status = overlap_weights(weight, overlap, nearest, nearest_cos, OALW_NEAREST, mal, N, ref, M, C, &cfg->overlap);
+        status = oalw_weights(weight, overlap, nearest, nearest_cos, OALW_NEAREST, &reps, cfg->oalw_space,
+                              &cfg->overlap, &dims);
+    if (status == 0 && safety)
+        fprintf(stderr, "oalw: safety subspace of %d dimensions (benign vs malicious, %d categories)\n", dims,
+                reps.n_categories);
     if (status == 0) {
         static const char* const pool_names[] = {"mean", "last-token", "content-token"};
         static const char* const space_names[] = {"raw", "centred", "safety-subspace"};
@@ -484,14 +576,15 @@ static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData
                 pool_names[cfg->oalw_pool], space_names[cfg->oalw_space],
                 cfg->overlap.form == WEIGHT_SOFTMAX ? "softmax" : "linear", step == 0 ? "M0" : "the adapted model", step);
         print_oalw_summary(d, weight, overlap);
-        if (cfg->oalw_out && dist_rank() == 0) status = write_oalw_jsonl(cfg->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
+        if (io->oalw_out && dist_rank() == 0)
+            status = write_oalw_jsonl(io->oalw_out, d, reference, weight, overlap, nearest, nearest_cos, step);
     }
     if (!reuse) {
         free(raw_mal);
         free(raw_ref);
     }
-    free(mal);
-    free(ref);
+    free(benign);
+    free(category);
     free(overlap);
     free(nearest);
     free(nearest_cos);
@@ -536,6 +629,14 @@ static int write_defense_csv(const DefenseLog* log, const char* path) {
     return atomic_commit(&af);
 }
 
+// the first step's adapter gradient as raw float32 (--dump-grad), written atomically
+static int write_floats(const char* path, const float* x, size_t n) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    fwrite(x, sizeof(float), n, af.f);
+    return atomic_commit(&af);
+}
+
 // the three loss terms against the step, before their coefficients
 static int write_defense_plot(const DefenseLog* log, const char* path, int with_caa) {
     int n = log->n;
@@ -567,7 +668,9 @@ typedef struct {
     PromptSet ref_file, reference; // D_p for OALW (reference: shallow copies of ref_file's items)
     M0States own_m0;               // every row's h_l^0 when no cache was handed in
     const M0States* m0;            // own_m0 or the cache's
-    DefenseState state;            // this step's h_l^0, the injected gradients, AdamW (mosr.h)
+    const DefenseRunConfig* io;    // the run's files and reporting
+    DefenseState state;            // the injected gradients, AdamW (mosr.h)
+    float* h0;                     // (n_slots, 2 batch, seq_len, C) this step's rows' h_l^0
     float* erase_weight;           // (n_erase) OALW's w_i of every erase example; 1 without OALW
     float* row_weight;             // (batch) those of this step's erase rows
     Batch rr;                      // batch erase rows, then batch retain rows (states layout)
@@ -601,6 +704,7 @@ static void free_defense_run(DefenseRun* r) {
     free(r->erase_weight);
     free(r->row_weight);
     free_defense_state(&r->state);
+    free(r->h0);
     free_m0_states(&r->own_m0);
     free(r->reference.items); // shallow copies: the strings belong to ref_file
     prompt_set_free(&r->ref_file);
@@ -667,12 +771,12 @@ static unsigned char* rows_used_here(const DefenseRun* r, const DefenseConfig* c
     return want;
 }
 
-// --oalw-level token: appends to *states (grown; *n rows of C) the M0 states at layer l of the
-// rows' masked positions (the tokens their loss reads), in row order, running TOKEN_ROWS rows a
-// forward (padding after a row does not change its states: attention is causal). 0, or -1.
+// --oalw-level token: appends to *states (an stb_ds array of *n rows of C) the M0 states at
+// layer l of the rows' masked positions (the tokens their loss reads), in row order, running
+// TOKEN_ROWS rows a forward (padding after a row does not change its states: attention is
+// causal). 0, or -1.
 #define TOKEN_ROWS 32
-static int append_token_states(float** states, int* n, int* cap, Model* m, const Example* const* rows, int n_rows,
-                               int layer) {
+static int append_token_states(float** states, int* n, Model* m, const Example* const* rows, int n_rows, int layer) {
     int C = m->config.dim, T = m->config.seq_len;
     Batch b;
     build_batch(&b, TOKEN_ROWS, T);
@@ -688,13 +792,8 @@ static int append_token_states(float** states, int* n, int* cap, Model* m, const
         for (int r = 0; r < nb && status == 0; r++) {
             for (int t = 0; t < b.T; t++) {
                 if (!(b.mask[(size_t)r * b.T + t] > 0.0f)) continue;
-                if (*n == *cap) {
-                    int grown = *cap ? 2 * *cap : 4096;
-                    float* bigger = realloc(*states, (size_t)grown * C * sizeof(float));
-                    if (!bigger) { error_msg("oalw: out of memory for %d token states", grown); status = -1; break; }
-                    *states = bigger, *cap = grown;
-                }
-                memcpy(*states + (size_t)(*n)++ * C, h + ((size_t)r * b.T + t) * C, C * sizeof(float));
+                memcpy(arraddnptr(*states, C), h + ((size_t)r * b.T + t) * C, C * sizeof(float));
+                (*n)++;
             }
         }
     }
@@ -754,11 +853,11 @@ static int write_token_oalw(const char* path, const DefenseData* d, Tokenizer* t
 // go into the erase rows' masks, where the erase term reads them (erase_loss_forward). M0: the
 // caller switches the adapters off. 0, or -1 after one error line.
 static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const PromptSet* reference,
-                              const DefenseConfig* cfg, int layer) {
+                              const DefenseConfig* cfg, const DefenseRunConfig* io, int layer) {
     double start = time_now();
     int C = m->config.dim, seq_len = m->config.seq_len;
     float *mal = NULL, *ref = NULL;
-    int N = 0, M = 0, cap_n = 0, cap_m = 0, status = 0;
+    int N = 0, M = 0, status = 0;
     // the erase rows, then the helpful answers: the reference's responses and the defence data's
     // benign and pseudo answers, at the positions whose states predict the answer (as the erase
     // rows' mask: from the last prompt token to the answer's second-to-last)
@@ -768,7 +867,7 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
     const Example** ptrs = malloc((n_rows > 0 ? n_rows : 1) * sizeof(Example*));
     if (!helpful || !ptrs) { error_msg("oalw: out of memory"); status = -1; }
     for (int i = 0; status == 0 && i < d->n_erase; i++) ptrs[i] = &d->erase_rows[i];
-    if (status == 0) status = append_token_states(&mal, &N, &cap_n, m, ptrs, d->n_erase, layer);
+    if (status == 0) status = append_token_states(&mal, &N, m, ptrs, d->n_erase, layer);
     for (int i = 0; status == 0 && reference && i < reference->n; i++) {
         const PromptItem* it = &reference->items[i];
         if (it->response && example_from_chat(&helpful[n_ref_rows], t, it->prompt, it->response, seq_len) > 0) {
@@ -789,7 +888,7 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
             ptrs[n_ref_rows++] = ex, counts[1 + k]++;
         }
     }
-    if (status == 0) status = append_token_states(&ref, &M, &cap_m, m, ptrs, n_ref_rows, layer);
+    if (status == 0) status = append_token_states(&ref, &M, m, ptrs, n_ref_rows, layer);
     for (int i = 0; helpful && i < n_ref_rows; i++) free_example(&helpful[i]);
     free(helpful);
     free(ptrs);
@@ -826,26 +925,29 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
                 cfg->oalw_space == OVERLAP_SPACE_CENTRED ? "centred" : "raw", cfg->overlap.k, N, M, counts[0],
                 counts[1], counts[2], time_now() - start, lo, hi, cnt[0] ? sum[0] / cnt[0] : 0.0,
                 cnt[1] ? sum[1] / cnt[1] : 0.0, cnt[2] ? sum[2] / cnt[2] : 0.0);
-        if (cfg->oalw_out && dist_rank() == 0) status = write_token_oalw(cfg->oalw_out, d, t, layer);
+        if (io->oalw_out && dist_rank() == 0) status = write_token_oalw(io->oalw_out, d, t, layer);
     }
-    free(w), free(mal), free(ref);
+    free(w);
+    arrfree(mal);
+    arrfree(ref);
     return status;
 }
 
-// The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same with
-// enabled = 0), M0's states of every row, the buffers, and OALW's weights from M0. A util.h exit code.
-static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseLayers* dl,
-                             M0Cache* cache) {
+// The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same without
+// them), M0's states of every row, the buffers, and OALW's weights from M0. A util.h exit code.
+static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg,
+                             const DefenseRunConfig* io, const DefenseLayers* dl, M0Cache* cache) {
     memset(r, 0, sizeof(*r));
+    r->io = io;
     DefenseData* d = &r->data;
     if (cfg->oalw && cfg->oalw_level == OALW_LEVEL_TOKEN && (cfg->oalw_every > 0 || cfg->oalw_space == OVERLAP_SPACE_SAFETY)) {
         error_msg("defend: --oalw-level token computes the weights once, from M0, in the raw or centred space "
                   "(not with --oalw-every or --oalw-space safety)");
         return EXIT_USAGE;
     }
-    int rc = load_defense_data(d, t, cfg);
+    int rc = load_defense_data(d, t, cfg, io->data_path);
     if (rc != EXIT_OK) return rc;
-    if (cfg->oalw && (rc = load_reference(&r->ref_file, &r->reference, cfg->reference_path)) != EXIT_OK) return rc;
+    if (cfg->oalw && (rc = load_reference(&r->ref_file, &r->reference, io->reference_path)) != EXIT_OK) return rc;
     fprintf(stderr, "defend: %s, %d erase examples, %d retain examples (%s refusal rows, %s borderline), "
             "targets", cfg->method == DEFEND_MOSR ? "MOSR" : "RR", d->n_erase, d->n_retain,
             cfg->retain_refusal == RETAIN_REFUSAL_ALL ? "all-token" : cfg->retain_refusal == RETAIN_REFUSAL_ONLY ? "refusal-token" : "no",
@@ -892,12 +994,17 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     int m0_status = defense_m0_states(r, m, dl, cache, B, want);
     free(want);
     if (m0_status != 0) return EXIT_FAILURE_RUN;
-    int ok = build_defense_state(&r->state, m, dl, r->m0, B) == 0;
+    int ok = build_defense_state(&r->state, m, dl, B) == 0;
+    if (ok && (r->state.n_slots != r->m0->n_slots || m->config.dim != r->m0->C)) {
+        error_msg("defend: M0's states were computed for other layers (%d, not %d)", r->m0->n_slots, r->state.n_slots);
+        return EXIT_FAILURE_RUN;
+    }
+    r->h0 = ok ? malloc((size_t)r->state.n_slots * B * seq_len * m->config.dim * sizeof(float)) : NULL;
     r->erase_weight = malloc(d->n_erase * sizeof(float));
     r->row_weight = malloc(cfg->batch * sizeof(float));
     r->rr_rows = malloc(B * sizeof(Example*));
     r->rr_ids = malloc(B * sizeof(int));
-    if (!ok || !r->erase_weight || !r->row_weight || !r->rr_rows || !r->rr_ids) {
+    if (!ok || !r->h0 || !r->erase_weight || !r->row_weight || !r->rr_rows || !r->rr_ids) {
         error_msg("defend: out of memory for a batch of %d x %d", B, seq_len);
         return EXIT_FAILURE_RUN;
     }
@@ -916,14 +1023,13 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
         build_batch(&r->caa, r->n_caa + r->n_counter, seq_len);
     }
 
-    // OALW's weights from M0 (adapters off), before any training
+    // OALW's weights from M0, before any training
+    if (cfg->oalw) with_adapters(m, 0);
     if (cfg->oalw && cfg->oalw_level == OALW_LEVEL_TOKEN) {
-        m->lora.enabled = 0;
-        if (compute_token_oalw(m, t, d, &r->reference, cfg, dl->oalw_layer) != 0) return EXIT_FAILURE_RUN;
+        if (compute_token_oalw(m, t, d, &r->reference, cfg, io, dl->oalw_layer) != 0) return EXIT_FAILURE_RUN;
     } else if (cfg->oalw) {
-        m->lora.enabled = 0;
         OalwStates* kept = cache ? &cache->oalw : NULL;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, dl->oalw_layer, 0, kept) != 0)
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, io, dl->oalw_layer, 0, kept) != 0)
             return EXIT_FAILURE_RUN;
     }
     r->start = time_now();
@@ -959,8 +1065,8 @@ static int draw_caa_rows(DefenseRun* r, const DefenseConfig* cfg, int seq_len) {
 static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg, int step) {
     const DefenseData* d = &r->data;
     if (cfg->oalw && cfg->oalw_every > 0 && step > 0 && step % cfg->oalw_every == 0) {
-        m->lora.enabled = 1;
-        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, r->state.layers.oalw_layer, step, NULL) != 0)
+        with_adapters(m, 1); // Mθ
+        if (compute_oalw(r->erase_weight, m, t, d, &r->reference, cfg, r->io, r->state.layers.oalw_layer, step, NULL) != 0)
             return EXIT_FAILURE_RUN;
     }
     // the erase rows, then the retain rows, in one block
@@ -971,12 +1077,7 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         r->rr_ids[k] = erase ? i : d->n_erase + i;
         if (erase) r->row_weight[k] = r->erase_weight[i];
     }
-    if (cfg->oalw && cfg->oalw_norm == OALW_NORM_WEIGHTS) {
-        // the first build's Σ_i w_i l_erase(x_i) / Σ_i w_i: the rows' weights rescaled to mean 1
-        double sum = 0.0;
-        for (int k = 0; k < cfg->batch; k++) sum += r->row_weight[k];
-        for (int k = 0; k < cfg->batch && sum > 0.0; k++) r->row_weight[k] = (float)(r->row_weight[k] * cfg->batch / sum);
-    }
+    if (cfg->oalw) oalw_batch_weights(r->row_weight, cfg->batch, cfg->oalw_norm); // over the whole step's rows
     // under MPI: this rank's share, rows k = rank, rank + N, ... of each half (every rank drew
     // them all, so the draws stay the same everywhere); the rows move down in place
     int n_mine = 0, n_erase_mine = 0;
@@ -1000,7 +1101,11 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         }
     }
     DefenseStepResult s;
-    if (defense_step(&r->state, m, cfg, step, &r->rr, r->rr_ids, n_erase_mine, r->row_weight, caa, &s) != 0)
+    if (m0_states_gather(r->h0, r->m0, r->rr_ids, r->rr.B, r->rr.T) != 0 ||
+        defense_step(&r->state, m, cfg, step, &r->rr, r->h0, n_erase_mine, r->row_weight, caa, &s) != 0)
+        return EXIT_FAILURE_RUN;
+    if (r->io->dump_grad && step == 0 && dist_rank() == 0 &&
+        write_floats(r->io->dump_grad, m->lora.grad_memory, m->lora.n_params) != 0)
         return EXIT_FAILURE_RUN;
     // the adapters must stay the same on every rank (dist.h)
     if (dist_size() > 1 && ((step + 1) % DIST_CHECK_EVERY == 0 || step + 1 == cfg->steps)) {
@@ -1015,7 +1120,8 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
     float rate = elapsed > 0 ? (float)(r->tokens / elapsed) : 0.0f;
     defense_log_add(&r->log, (DefenseLogRow){step, s.c_erase, s.c_retain, s.erase, s.retain, s.caa, rate,
                                              (float)elapsed}, cfg->steps);
-    if (cfg->print_every > 0 && (step % cfg->print_every == 0 || step == cfg->steps - 1)) {
+    int every = r->io->print_every;
+    if (every > 0 && (step % every == 0 || step == cfg->steps - 1)) {
         double eta = elapsed / (step + 1) * (cfg->steps - step - 1);
         fprintf(stderr, "step %4d/%d | erase %.4f retain %.4f", step + 1, cfg->steps, s.erase, s.retain);
         if (r->n_caa > 0) fprintf(stderr, " caa %.4f", s.caa);
@@ -1024,11 +1130,19 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
     return EXIT_OK;
 }
 
-int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out) {
-    return defend_reusing(m, t, cfg, log_out, NULL);
+void defense_run_config_default(DefenseRunConfig* r) {
+    memset(r, 0, sizeof(*r));
+    r->data_path = "data/defense.jsonl";
+    r->reference_path = "data/reference.jsonl";
+    r->print_every = 10;
 }
 
-int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog* log_out, M0Cache* m0) {
+int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseRunConfig* io, DefenseLog* log_out) {
+    return defend_reusing(m, t, cfg, io, log_out, NULL);
+}
+
+int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseRunConfig* io, DefenseLog* log_out,
+                   M0Cache* m0) {
     if (m->lora.n_params > 0) {
         error_msg("defend: the model already has LoRA adapters (merge or free them first)");
         return EXIT_USAGE;
@@ -1045,7 +1159,7 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
     if (defense_layers(&dl, cfg, m->config.n_layers) != 0) return EXIT_USAGE;
 
     DefenseRun run;
-    int rc = build_defense_run(&run, m, t, cfg, &dl, m0);
+    int rc = build_defense_run(&run, m, t, cfg, io, &dl, m0);
     for (int step = 0; step < cfg->steps && rc == EXIT_OK; step++) {
         if (dist_any(interrupted())) {
             error_msg("defend: interrupted (Ctrl-C) at step %d of %d; no model written", step, cfg->steps);
@@ -1064,7 +1178,7 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
         // a step's block) and their gradients
         const DefenseState* st = &run.state;
         size_t block = (size_t)(2 * cfg->batch) * m->config.seq_len * m->config.dim;
-        size_t states = 2 * st->n_slots * block + run.m0->n_floats;
+        size_t states = 2 * st->n_slots * block + run.m0->n_floats; // h0 and dh, and every row's
         model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
     }
     if (rc == EXIT_OK) {
@@ -1072,11 +1186,11 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, DefenseLog*
         // an ordinary model again
         // (under MPI rank 0 writes what there is to write)
         int root = dist_rank() == 0;
-        if (root && cfg->adapter_out && model_save_peft(m, cfg->adapter_out, cfg->adapter_base) != 0) rc = EXIT_FAILURE_RUN;
+        if (root && io->adapter_out && model_save_peft(m, io->adapter_out, io->adapter_base) != 0) rc = EXIT_FAILURE_RUN;
         model_lora_merge(m);
         if (!root) { /* nothing to write */ }
-        else if (cfg->log_path && write_defense_csv(&run.log, cfg->log_path) != 0) rc = EXIT_FAILURE_RUN;
-        else if (cfg->plot_path && run.log.n > 0 && write_defense_plot(&run.log, cfg->plot_path, run.n_caa > 0) != 0)
+        else if (io->log_path && write_defense_csv(&run.log, io->log_path) != 0) rc = EXIT_FAILURE_RUN;
+        else if (io->plot_path && run.log.n > 0 && write_defense_plot(&run.log, io->plot_path, run.n_caa > 0) != 0)
             rc = EXIT_FAILURE_RUN;
     }
     if (m->lora.n_params > 0 && rc != EXIT_OK) model_lora_free(m);
@@ -1258,6 +1372,8 @@ int defend_main(int argc, char** argv) {
     int version = 1, threads = 0, method = DEFEND_MOSR, oalw = -1, caa = -1; // -1: as the method says
     DefenseConfig cfg;
     defense_config_default(&cfg, DEFEND_MOSR);
+    DefenseRunConfig io;
+    defense_run_config_default(&io);
     ArgSpec knobs[DEFENSE_ARGS + 1];
     defense_args(knobs, &cfg, 1);
     ArgSpec args[24 + DEFENSE_ARGS] = {
@@ -1265,23 +1381,23 @@ int defend_main(int argc, char** argv) {
         {"-z", ARG_STRING, &tok_path},
         {"--template", ARG_STRING, &template_name},
         {"-o|--out", ARG_STRING, &out_path},
-        {"--adapter-out", ARG_STRING, &cfg.adapter_out},
+        {"--adapter-out", ARG_STRING, &io.adapter_out},
         {"--v0", ARG_SWITCH, &version, 0},
         {"--method", ARG_CHOICE, &method, .choices = "rr|mosr"}, // DEFEND_RR, DEFEND_MOSR
         {"--oalw", ARG_SWITCH, &oalw, 1},
         {"--no-oalw", ARG_SWITCH, &oalw, 0},
         {"--caa", ARG_SWITCH, &caa, 1},
         {"--no-caa", ARG_SWITCH, &caa, 0},
-        {"--data", ARG_STRING, &cfg.data_path},
-        {"--reference", ARG_STRING, &cfg.reference_path},
+        {"--data", ARG_STRING, &io.data_path},
+        {"--reference", ARG_STRING, &io.reference_path},
         {"--steps", ARG_INT, &cfg.steps, 1, 1 << 24},
         {"--seed", ARG_U64, &cfg.seed},
-        {"--oalw-out", ARG_STRING, &cfg.oalw_out},
+        {"--oalw-out", ARG_STRING, &io.oalw_out},
         {"--log", ARG_STRING, &log_path},
         {"--plot", ARG_STRING, &plot_path},
-        {"--print-every", ARG_INT, &cfg.print_every, 0, 1 << 24},
+        {"--print-every", ARG_INT, &io.print_every, 0, 1 << 24},
         {"--threads", ARG_INT, &threads, 1, 1024},
-        {"--dump-grad", ARG_STRING, &cfg.dump_grad},
+        {"--dump-grad", ARG_STRING, &io.dump_grad},
         {0}};
     args_append(args, sizeof(args) / sizeof(args[0]), knobs);
     int parsed = args_parse(cmd, args, argc, argv);
@@ -1295,7 +1411,7 @@ int defend_main(int argc, char** argv) {
         error_msg("%s: needs MODEL.bin (with -z), a .gguf or a model folder, and -o OUT.bin (or OUT.gguf, OUT folder) (see mosr defend --help)", cmd);
         return EXIT_USAGE;
     }
-    if (cfg.oalw_out && !cfg.oalw) { // the weights are OALW's: without it there is nothing to write
+    if (io.oalw_out && !cfg.oalw) { // the weights are OALW's: without it there is nothing to write
         error_msg("%s: --oalw-out needs OALW (--method mosr, or --oalw)", cmd);
         return EXIT_USAGE;
     }
@@ -1303,23 +1419,23 @@ int defend_main(int argc, char** argv) {
     char log_default[4200], plot_default[4200];
     derived_path(log_default, sizeof(log_default), out_path, ".csv");
     derived_path(plot_default, sizeof(plot_default), out_path, "_loss.png");
-    cfg.log_path = log_path ? log_path : log_default;
-    cfg.plot_path = plot_path ? plot_path : plot_default;
+    io.log_path = log_path ? log_path : log_default;
+    io.plot_path = plot_path ? plot_path : plot_default;
 
     // -o may replace MODEL.bin: the model is read whole before anything is written
     const OutputArg outputs[] = {{.flag = "-o", .path = out_path, .may_replace = "MODEL.bin"},
-                                 {.flag = "--log", .path = cfg.log_path}, {.flag = "--plot", .path = cfg.plot_path},
-                                 {.flag = "--oalw-out", .path = cfg.oalw_out},
-                                 {.flag = "--adapter-out", .path = cfg.adapter_out, .is_dir = 1},
-                                 {.flag = "--dump-grad", .path = cfg.dump_grad}};
-    const InputArg inputs[] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--data", cfg.data_path},
-                              {"--reference", cfg.reference_path}};
+                                 {.flag = "--log", .path = io.log_path}, {.flag = "--plot", .path = io.plot_path},
+                                 {.flag = "--oalw-out", .path = io.oalw_out},
+                                 {.flag = "--adapter-out", .path = io.adapter_out, .is_dir = 1},
+                                 {.flag = "--dump-grad", .path = io.dump_grad}};
+    const InputArg inputs[] = {{"MODEL.bin", model_path}, {"-z", tok_path}, {"--data", io.data_path},
+                              {"--reference", io.reference_path}};
     // under MPI only rank 0 writes (its outputs are checked), and every rank reads the same inputs
     int root = dist_rank() == 0;
     if (paths_check(cmd, outputs, root ? 6 : 0, inputs, 4) != 0) return EXIT_USAGE;
     dist_check_inputs(cmd, inputs, 4);
-    if (!root) cfg.oalw_out = cfg.adapter_out = cfg.dump_grad = NULL;
-    cfg.adapter_base = model_path;
+    if (!root) io.oalw_out = io.adapter_out = io.dump_grad = NULL;
+    io.adapter_base = model_path;
     // OUT is written in MODEL's format (a folder stays a folder), or as its name says (.gguf, .bin)
     ModelFormat out_format = model_format_for_output(out_path, model_path);
     Model m = {0};
@@ -1335,17 +1451,17 @@ int defend_main(int argc, char** argv) {
     // produced nothing; Ctrl-C stops the loop (defend() returns EXIT_INTERRUPTED) and writes
     // neither. One that comes during the writes lets them finish, then renames none of them
     // (they are one group) and exits EXIT_INTERRUPTED.
-    DefenseConfig run = cfg;
+    DefenseRunConfig run = io;
     run.log_path = run.plot_path = NULL;
     DefenseLog log = {0};
     interrupt_catch();
-    rc = defend(&m, &t, &run, &log);
+    rc = defend(&m, &t, &cfg, &run, &log);
     if (rc == EXIT_OK && root) {
         atomic_group_begin(); // the model, log and plot all, or none (a full disk at the plot keeps the old model)
         int saved = out_format == MODEL_FORMAT_LLAMA2C ? model_save(&m, out_path, version)
                                                         : model_save_as(&m, out_path, out_format, model_path);
-        int failed = saved != 0 || write_defense_csv(&log, cfg.log_path) != 0 ||
-                     (log.n > 0 && write_defense_plot(&log, cfg.plot_path, cfg.caa) != 0);
+        int failed = saved != 0 || write_defense_csv(&log, io.log_path) != 0 ||
+                     (log.n > 0 && write_defense_plot(&log, io.plot_path, cfg.caa) != 0);
         int stopped = !failed && interrupted(); // Ctrl-C during the writes: none of them, as during the loop
         if (atomic_group_end(!failed && !stopped) != 0) failed = 1;
         if (failed)
@@ -1354,7 +1470,7 @@ int defend_main(int argc, char** argv) {
             error_msg("defend: interrupted (Ctrl-C) while writing the outputs; none written");
             rc = EXIT_INTERRUPTED;
         } else fprintf(stderr, "defend: %s (%s) written; log %s, plot %s\n", out_path, model_format_name(out_format),
-                       cfg.log_path, cfg.plot_path);
+                       io.log_path, io.plot_path);
     }
     interrupt_release();
     free_defense_log(&log);

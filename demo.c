@@ -62,13 +62,6 @@ typedef struct {
     float seconds;        // wall time of the evaluation
 } DemoMetrics;
 
-// "0.123 [0.090, 0.160]", or "-" when there is nothing to count
-static const char* rate_text(char* buf, size_t size, Rate r) {
-    if (isnan(r.rate)) snprintf(buf, size, "-");
-    else snprintf(buf, size, "%.3f [%.3f, %.3f]", r.rate, r.lo, r.hi);
-    return buf;
-}
-
 // what the prompts' states say at the demo's layer, for one model
 typedef struct {
     float probe_accuracy; // a benign-vs-malicious probe trained on this model's states of defense.jsonl
@@ -251,14 +244,8 @@ static int demo_evaluate(DemoMetrics* s, EvalResult* rows, Model* m, Tokenizer* 
 static int demo_representations(float* out, Model* m, Tokenizer* t, const DemoData* d, int layer) {
     int C = m->config.dim;
     for (int s = 0; s < N_DEMO_SETS; s++) {
-        int n = d->sets[s].set.n;
-        float* block = malloc((size_t)(layer + 1) * n * C * sizeof(float)); // (layer + 1, n, C)
-        int status = block ? collect_representations(m, t, &d->sets[s].set, POOL_MEAN, layer + 1, block) : -1;
-        if (!block) error_msg("representations: out of memory");
-        if (status == 0)
-            memcpy(out + (size_t)d->first_row[s] * C, block + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
-        free(block);
-        if (status != 0) return -1;
+        float* rows = out + (size_t)d->first_row[s] * C;
+        if (representations_at_layer(rows, m, t, &d->sets[s].set, POOL_MEAN, layer, print_set_progress) != 0) return -1;
     }
     return 0;
 }
@@ -467,8 +454,10 @@ static const DemoVariant DEMO_VARIANTS[] = {{"rr", 0, 0}, {"rr+oalw", 1, 0}, {"r
 #define N_DEMO_VARIANTS 4
 enum { VARIANT_RR = 0, VARIANT_RR_OALW = 1, VARIANT_RR_CAA = 2, VARIANT_MOSR = 3 };
 
-// defend()'s defaults, with the variant's components, the run's seed and the demo's data
-static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, const DemoArgs* a, const DemoData* d) {
+// defend()'s defaults, with the variant's components and the run's seed; io: the demo's data
+// and its progress lines (no log: the caller names one)
+static void demo_defense_config(DefenseConfig* c, DefenseRunConfig* io, int variant, uint64_t seed, const DemoArgs* a,
+                                const DemoData* d) {
     const DemoVariant* v = &DEMO_VARIANTS[variant];
     *c = a->defense;
     c->method = v->oalw && v->caa ? DEFEND_MOSR : DEFEND_RR;
@@ -476,9 +465,10 @@ static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, co
     c->caa = v->caa;
     c->steps = a->steps;
     c->seed = seed;
-    c->data_path = d->defense_path;
-    c->reference_path = d->reference_path;
-    c->print_every = a->print_every;
+    defense_run_config_default(io);
+    io->data_path = d->defense_path;
+    io->reference_path = d->reference_path;
+    io->print_every = a->print_every;
 }
 
 // Copies the base model into m and defends the copy with cfg. The copy is made from memory, not
@@ -487,13 +477,13 @@ static void demo_defense_config(DefenseConfig* c, int variant, uint64_t seed, co
 // computed by the first defence that needs it, serves every later one. The model stays in m
 // (merged) for the caller to evaluate and free.
 // Returns a util.h exit code.
-static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg, M0Cache* m0,
-                       DemoClock* clock) {
+static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseConfig* cfg,
+                       const DefenseRunConfig* io, M0Cache* m0, DemoClock* clock) {
     memset(m, 0, sizeof(*m));
     if (model_build(m, &base->config) != 0) return EXIT_FAILURE_RUN; // (it said why)
     memcpy(m->param_memory, base->param_memory, base->n_params * sizeof(float));
     double start = time_now();
-    int rc = defend_reusing(m, t, cfg, NULL, m0);
+    int rc = defend_reusing(m, t, cfg, io, NULL, m0);
     if (rc != EXIT_OK) {
         model_free(m);
         return rc;
@@ -783,9 +773,8 @@ static int write_demo_json(const char* path, const DemoArgs* a, const DemoData* 
         const char* nb = names[pairs[i].b];
         fprintf(f, ",\n  \"%s_vs_%s\": {", na, nb);
         for (int k = 0; k < N_PAIRED; k++) {
-            const PairedTest* t = &pairs[i].test[k];
-            fprintf(f, "%s\"%s\": {\"n\": %d, \"only_%s\": %d, \"only_%s\": %d, \"p_value\": %.6g}", k ? ", " : "",
-                    PAIRED_KEYS[k], t->n, na, t->a_only, nb, t->b_only, t->p_value);
+            if (k) fputs(", ", f);
+            json_paired_test(f, PAIRED_KEYS[k], &pairs[i].test[k], na, nb);
         }
         fputc('}', f);
     }
@@ -921,17 +910,18 @@ int demo_main(int argc, char** argv) {
         if (variants[k] >= 0) {
             // defend a fresh copy of the base model, and keep the result
             DefenseConfig cfg;
+            DefenseRunConfig io;
             char log_path[4300], plot_path[4300];
-            demo_defense_config(&cfg, variants[k], a.seed, &a, &d);
+            demo_defense_config(&cfg, &io, variants[k], a.seed, &a, &d);
             snprintf(files[k], sizeof(files[k]), "%s/%s.bin", a.out_dir, names[k]);
             snprintf(log_path, sizeof(log_path), "%s/%s.csv", a.out_dir, names[k]);
             snprintf(plot_path, sizeof(plot_path), "%s/%s_loss.png", a.out_dir, names[k]);
-            cfg.log_path = log_path;
-            cfg.plot_path = plot_path;
+            io.log_path = log_path;
+            io.plot_path = plot_path;
             snprintf(what, sizeof(what), "%s: defend the base model (%d steps) -> %.120s", names[k], cfg.steps,
                      files[k]);
             demo_stage(&clock, ++stage, n_stages, what, N_MODELS - k, n_answers, N_MODELS - k, steps);
-            rc = demo_defend(&m, &base, &t, &cfg, &m0, &clock);
+            rc = demo_defend(&m, &base, &t, &cfg, &io, &m0, &clock);
             if (rc != EXIT_OK) goto done;
             rc = EXIT_FAILURE_RUN;
             if (root && model_save(&m, files[k], 1) != 0) goto done;
@@ -1545,7 +1535,8 @@ int ablation_main(int argc, char** argv) {
         AblationRun* r = &runs[i];
         if (owner[i] != me) continue;
         DefenseConfig cfg;
-        demo_defense_config(&cfg, r->variant, r->seed, &a, &d);
+        DefenseRunConfig io;
+        demo_defense_config(&cfg, &io, r->variant, r->seed, &a, &d);
         cfg.overlap.lambda = r->lambda;
         cfg.caa_frac = r->caa_frac;
         cfg.alpha = r->alpha;
@@ -1555,7 +1546,7 @@ int ablation_main(int argc, char** argv) {
                  r->sweep == 2 ? "trade-off: " : r->sweep ? "sweep: " : "", DEMO_VARIANTS[r->variant].name,
                  (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->steps);
         demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
-        rc = demo_defend(&m, &base, &t, &cfg, &m0, &clock);
+        rc = demo_defend(&m, &base, &t, &cfg, &io, &m0, &clock);
         if (rc != EXIT_OK) { free(owner); goto done; }
         rc = EXIT_FAILURE_RUN;
         int status = demo_evaluate(&r->score, NULL, &m, &t, &d, NULL);

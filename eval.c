@@ -49,6 +49,18 @@ PairedTest mcnemar_test(const unsigned char* a, const unsigned char* b, int n) {
     return t;
 }
 
+void paired_test_pool(PairedTest* pool, const PairedTest* t) {
+    pool->n += t->n;
+    pool->a_only += t->a_only;
+    pool->b_only += t->b_only;
+    pool->p_value = mcnemar_exact_p(pool->a_only, pool->b_only);
+}
+
+void json_paired_test(FILE* f, const char* key, const PairedTest* t, const char* name_a, const char* name_b) {
+    fprintf(f, "\"%s\": {\"n\": %d, \"only_%s\": %d, \"only_%s\": %d, \"p_value\": %.6g}", key, t->n, name_a,
+            t->a_only, name_b, t->b_only, t->p_value);
+}
+
 // ----------------------------------------------------------------------------
 // attacks: a jailbreak wrapper around the prompt
 
@@ -482,6 +494,12 @@ Rate rate_of(int k, int n) {
     Rate r = {k, n, n > 0 ? (double)k / n : NAN, 0, 1};
     wilson_interval(k, n, &r.lo, &r.hi);
     return r;
+}
+
+const char* rate_text(char* buf, size_t size, Rate r) {
+    if (isnan(r.rate)) snprintf(buf, size, "-");
+    else snprintf(buf, size, "%.3f [%.3f, %.3f]", r.rate, r.lo, r.hi);
+    return buf;
 }
 
 Rate eval_headline(const EvalResult* r) {

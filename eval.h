@@ -27,6 +27,10 @@ typedef struct {
 PairedTest mcnemar_test(const unsigned char* a, const unsigned char* b, int n);
 // the exact two-sided p of b discordant pairs one way and c the other
 double mcnemar_exact_p(int b, int c);
+// pool += t: the pairs of several rows as one test (their counts summed, p of the sums)
+void paired_test_pool(PairedTest* pool, const PairedTest* t);
+// t as a JSON member: "key": {"n": N, "only_A": .., "only_B": .., "p_value": ..}, A and B the models' names
+void json_paired_test(FILE* f, const char* key, const PairedTest* t, const char* name_a, const char* name_b);
 
 // `mosr judge ...`: label a JSONL of answers (see --help)
 int judge_main(int argc, char** argv);
@@ -107,6 +111,8 @@ typedef struct {
     double rate, lo, hi; // rate NAN when n == 0
 } Rate;
 Rate rate_of(int k, int n);
+// "0.123 [0.090, 0.160]" (the rate and its interval), or "-" when there is nothing to count
+const char* rate_text(char* buf, size_t size, Rate r);
 Rate eval_headline(const EvalResult* r); // ASR on refuse rows, over-refusal on comply rows
 
 // Answers every prompt of every spec (all specs share one continuous batch) and fills out[i] for

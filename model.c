@@ -1014,6 +1014,10 @@ static void lora_apply_backward(Model* m, int k, int l, float* dinp, const float
                   lo->rank);
 }
 
+// ----------------------------------------------------------------------------
+// the model's forward and backward: gradients, the batched forward that keeps its activations,
+// the lean h_l forward, the loss, and the backward in reverse order
+
 void model_alloc_grads(Model* m) {
     if (!m->grad_memory) {
         m->grad_memory = malloc(m->n_params * sizeof(float));

@@ -5,11 +5,11 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dist.h"
+#include "train.h"
 #include "util.h"
 
 // ----------------------------------------------------------------------------
@@ -53,86 +53,10 @@ int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T,
 }
 
 // POOL_CONTENT: the user's request only. The chat template (the world's "User: ", "\nAssistant:")
-// is the same for every prompt, and so are the sentences many prompts share: politeness ("Hi.", "Thanks.")
-// and jailbreak wrappers ("Developer mode is on and all filters are off."). A sentence (text up
-// to '.', '?' or '!' and a space, or the end) is shared if at least CONTENT_SHARED of the set's
-// prompts (and at least two) hold it; the content is the text from the first sentence that is
-// not shared to the end of the last one (all of the prompt if every sentence is shared).
+// is the same for every prompt, and so are the sentences many prompts share: politeness ("Hi.",
+// "Thanks.") and jailbreak wrappers ("Developer mode is on and all filters are off."). A sentence
+// held by at least CONTENT_SHARED of the set's prompts is left out (prompt_content_spans, data.h).
 #define CONTENT_SHARED 0.02
-
-typedef struct {
-    const char* text;
-    int len, prompt;
-} Sentence;
-
-static int compare_sentence(const void* a, const void* b) {
-    const Sentence* x = a;
-    const Sentence* y = b;
-    if (x->len != y->len) return x->len - y->len;
-    int c = memcmp(x->text, y->text, x->len);
-    return c ? c : x->prompt - y->prompt;
-}
-
-// the sentences of text: (start, length) pairs into starts/lens (capacity strlen + 1); their count
-static int split_sentences(const char* text, int* starts, int* lens) {
-    int n = 0, start = 0, i = 0;
-    for (; text[i]; i++) {
-        int stop = (text[i] == '.' || text[i] == '?' || text[i] == '!') && (text[i + 1] == ' ' || !text[i + 1]);
-        if (!stop) continue;
-        starts[n] = start;
-        lens[n++] = i + 1 - start;
-        start = i + 1;
-        while (text[start] == ' ') start++;
-        i = start - 1;
-    }
-    if (text[start]) starts[n] = start, lens[n++] = i - start;
-    return n;
-}
-
-// content[i] = (a, b): the characters [a, b) of prompt i that hold its request. content: (N, 2)
-static void content_characters(int* content, const PromptSet* set) {
-    int N = set->n, total = 0;
-    for (int i = 0; i < N; i++) total += (int)strlen(set->items[i].prompt ? set->items[i].prompt : "") + 1;
-    Sentence* all = malloc((total > 0 ? total : 1) * sizeof(Sentence));
-    int* starts = malloc((total > 0 ? total : 1) * sizeof(int));
-    int* lens = malloc((total > 0 ? total : 1) * sizeof(int));
-    char* shared = calloc(total > 0 ? total : 1, 1); // per sentence of `all`
-    int n_all = 0;
-    for (int i = 0; i < N; i++) {
-        const char* p = set->items[i].prompt ? set->items[i].prompt : "";
-        int n = split_sentences(p, starts, lens);
-        for (int k = 0; k < n; k++) all[n_all++] = (Sentence){p + starts[k], lens[k], i};
-    }
-    // shared sentences: runs of equal text in sorted order, counted once per prompt
-    Sentence* sorted = malloc((n_all > 0 ? n_all : 1) * sizeof(Sentence));
-    memcpy(sorted, all, n_all * sizeof(Sentence));
-    qsort(sorted, n_all, sizeof(Sentence), compare_sentence);
-    int need = (int)ceil(CONTENT_SHARED * N) > 2 ? (int)ceil(CONTENT_SHARED * N) : 2;
-    for (int a = 0, b; a < n_all; a = b) {
-        int prompts = 1;
-        for (b = a + 1; b < n_all && sorted[b].len == sorted[a].len && !memcmp(sorted[b].text, sorted[a].text, sorted[a].len); b++)
-            prompts += sorted[b].prompt != sorted[b - 1].prompt;
-        if (prompts < need) continue;
-        for (int q = 0; q < n_all; q++) // mark every copy (n_all is a few thousand, once per run)
-            if (all[q].len == sorted[a].len && !memcmp(all[q].text, sorted[a].text, sorted[a].len)) shared[q] = 1;
-    }
-    for (int i = 0, q = 0; i < N; i++) {
-        const char* p = set->items[i].prompt ? set->items[i].prompt : "";
-        int a = -1, b = -1;
-        for (; q < n_all && all[q].prompt == i; q++) {
-            if (shared[q]) continue;
-            if (a < 0) a = (int)(all[q].text - p);
-            b = (int)(all[q].text - p) + all[q].len;
-        }
-        content[2 * i] = a < 0 ? 0 : a;
-        content[2 * i + 1] = a < 0 ? (int)strlen(p) : b;
-    }
-    free(all);
-    free(sorted);
-    free(starts);
-    free(lens);
-    free(shared);
-}
 
 // the token span [first, end) of a prompt's ids (n) that holds the characters [a, b) of the prompt,
 // found through the chat template (template_prompt_span). Falls back to the mean span [1, n) if
@@ -146,20 +70,9 @@ static void content_tokens(int* first, int* end, Tokenizer* t, const char* promp
 // 1b. representations: every prompt of a set, pooled at every layer
 #define REPR_BATCH 16 // prompts per forward: big enough for sgemm, small enough for the cache
 
-typedef struct {
-    int len;
-    int index;
-} LengthIndex;
-
-static int compare_length(const void* a, const void* b) {
-    const LengthIndex* x = a;
-    const LengthIndex* y = b;
-    if (x->len != y->len) return x->len - y->len;
-    return x->index - y->index;
-}
-
 // r_l(x) for every prompt x of a set and every layer l < n_layers: (n_layers, N, C), batches sorted by length
-int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out) {
+int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out,
+                            RepresentationsProgress* progress) {
     int L = m->config.n_layers, C = m->config.dim, seq_len = m->config.seq_len, N = set->n;
     if (pool_mode != POOL_MEAN && pool_mode != POOL_LAST && pool_mode != POOL_CONTENT) {
         error_msg("representations: unknown pooling mode %d", pool_mode);
@@ -173,7 +86,7 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     // A prompt's mask marks the positions pooled: mean [1, len), last [len - 1, len), content
     // (a cut prompt: mean).
     Example* rows = calloc(N > 0 ? N : 1, sizeof(Example));
-    LengthIndex* order = malloc((N > 0 ? N : 1) * sizeof(LengthIndex));
+    KeyIndex* order = malloc((N > 0 ? N : 1) * sizeof(KeyIndex));  // prompts by length
     const Example** group = malloc(REPR_BATCH * sizeof(Example*));  // (B) one batch's rows
     int* batch_first = malloc(REPR_BATCH * sizeof(int));              // (B)
     int* batch_end = malloc(REPR_BATCH * sizeof(int));                // (B)
@@ -181,7 +94,7 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     float* pooled = malloc((size_t)REPR_BATCH * C * sizeof(float));   // (B, C)
     int status = rows && order && group && batch_first && batch_end && span && pooled ? 0 : -1;
     int n_cut = 0;
-    if (status == 0 && pool_mode == POOL_CONTENT) content_characters(span, set);
+    if (status == 0 && pool_mode == POOL_CONTENT) prompt_content_spans(span, set, CONTENT_SHARED);
     for (int i = 0; i < N && status == 0; i++) {
         const char* prompt = set->items[i].prompt ? set->items[i].prompt : "";
         Example* ex = &rows[i];
@@ -191,7 +104,7 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
         int cut;
         int len = chat_encode_prompt_within(t, prompt, seq_len, ex->ids, &cut);
         ex->n = len;
-        order[i] = (LengthIndex){len, i};
+        order[i] = (KeyIndex){len, i};
         n_cut += cut;
         if (pool_mode == POOL_CONTENT && !cut)
             content_tokens(&span[2 * i], &span[2 * i + 1], t, prompt, ex->ids, len, span[2 * i], span[2 * i + 1]);
@@ -202,9 +115,9 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
         for (int p = 0; p < len; p++) ex->mask[p] = p >= span[2 * i] && p < span[2 * i + 1];
     }
     if (status != 0) error_msg("representations of %s: out of memory", set->name);
-    qsort(order, N, sizeof(LengthIndex), compare_length);
+    qsort(order, N, sizeof(KeyIndex), compare_key_index);
     // h_l of one batch at every layer read, (n_layers, B, T, C), for the longest batch (the last)
-    int T_max = N > 0 ? order[N - 1].len : 1;
+    int T_max = N > 0 ? (int)order[N - 1].key : 1;
     size_t block = (size_t)REPR_BATCH * T_max * C;
     float* states = malloc(n_layers * block * sizeof(float));
     float** views = calloc(L, sizeof(float*)); // (L) model_forward_states' outputs
@@ -238,20 +151,12 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
                 memcpy(out + ((size_t)l * N + order[first + b].index) * C, pooled + (size_t)b * C, C * sizeof(float));
         }
         double now = time_now();
-        if (now - last_report >= 1.0) {
-            fprintf(stderr, "\rrepresentations: %s %d/%d prompts, %.0f prompts/s   ", set->name, first + B, N,
-                    (first + B) / (now - start));
+        if (progress && now - last_report >= 1.0 && first + B < N) {
+            progress(set, first + B, n_cut, seq_len, now - start);
             last_report = now;
         }
     }
-    if (status == 0) {
-        double seconds = time_now() - start;
-        fprintf(stderr, "\rrepresentations: %s: %d prompts in %.2f s (%.0f prompts/s)   \n", set->name, N, seconds,
-                seconds > 0 ? N / seconds : 0.0);
-        if (n_cut)
-            fprintf(stderr, "representations: %s: %d prompts longer than the context (%d) were cut, BOS and end kept\n",
-                    set->name, n_cut, seq_len);
-    }
+    if (status == 0 && progress) progress(set, N, n_cut, seq_len, time_now() - start);
     for (int i = 0; rows && i < N; i++) free_example(&rows[i]);
     free(rows);
     free(order);
@@ -266,6 +171,21 @@ int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int po
     return status;
 }
 
+
+// r_l(x) at one layer l: the layers below it run too, their states are dropped
+int representations_at_layer(float* out, Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int layer,
+                             RepresentationsProgress* progress) {
+    int n = set->n, C = m->config.dim;
+    float* all = malloc(((size_t)(layer + 1) * n * C + 1) * sizeof(float)); // (layer + 1, n, C)
+    if (!all) {
+        error_msg("representations of %s: out of memory", set->name);
+        return -1;
+    }
+    int status = collect_representations(m, t, set, pool_mode, layer + 1, all, progress);
+    if (status == 0) memcpy(out, all + (size_t)layer * n * C, (size_t)n * C * sizeof(float));
+    free(all);
+    return status;
+}
 
 // ----------------------------------------------------------------------------
 // 2. representation losses (RR, DESIGN.md 1.3): erasure and retain, forward/backward pairs
@@ -681,6 +601,86 @@ int token_overlap_weights(float* weight, float* overlap, const float* states, in
     return 0;
 }
 
+// The safety subspace at l_w: span{ μ_malicious - μ_benign } ∪ { μ_category - μ_malicious, per
+// malicious category }, orthonormalised. basis: (1 + n_categories, C) out; returns its rows kept.
+static int safety_basis(float* basis, const OalwRepresentations* r) {
+    int N = r->N, C = r->C;
+    float* directions = calloc((size_t)(r->n_categories + 1) * C, sizeof(float)); // (1 + n_categories, C)
+    double* count = calloc(r->n_categories + 1, sizeof(double));
+    float* mal_mean = calloc(C, sizeof(float));
+    if (!directions || !count || !mal_mean) {
+        free(directions), free(count), free(mal_mean);
+        return -1;
+    }
+    // row 0: μ_malicious - μ_benign; row 1 + k: μ_category k - μ_malicious
+    for (int i = 0; i < N; i++) {
+        float* row = directions + (size_t)(1 + r->category[i]) * C;
+        for (int c = 0; c < C; c++) {
+            mal_mean[c] += r->malicious[(size_t)i * C + c] / N;
+            row[c] += r->malicious[(size_t)i * C + c];
+        }
+        count[1 + r->category[i]] += 1;
+    }
+    for (int k = 0; k < r->n_categories; k++)
+        for (int c = 0; c < C; c++)
+            directions[(size_t)(1 + k) * C + c] = directions[(size_t)(1 + k) * C + c] / count[1 + k] - mal_mean[c];
+    for (int c = 0; c < C; c++) {
+        double ben = 0.0;
+        for (int j = 0; j < r->n_benign; j++) ben += r->benign[(size_t)j * C + c];
+        directions[c] = mal_mean[c] - (float)(ben / r->n_benign);
+    }
+    int D = orthonormal_basis(basis, directions, 1 + r->n_categories, C);
+    free(directions), free(count), free(mal_mean);
+    return D;
+}
+
+// w_i from r(x_i) and r(p) in the chosen space: raw, centred (r <- r - mean over D_m ∪ D_p), or
+// centred and projected onto the safety subspace (r <- Σ_d (r . e_d) e_d); then overlap_weights
+int oalw_weights(float* erase_weight, float* overlap, int* nearest, float* nearest_cos, int n_nearest,
+                 const OalwRepresentations* r, int space, const OverlapOptions* opt, int* safety_dims) {
+    int N = r->N, M = r->M, C = r->C;
+    if (space == OVERLAP_SPACE_SAFETY && (r->n_benign < 1 || !r->benign || !r->category)) {
+        error_msg("overlap weights: the safety subspace needs benign representations and the categories");
+        return -1;
+    }
+    // the space works on copies: the caller's representations stay as pooled
+    float* mal = malloc(((size_t)N * C + 1) * sizeof(float));
+    float* ref = malloc(((size_t)M * C + 1) * sizeof(float));
+    float* basis = space == OVERLAP_SPACE_SAFETY ? malloc((size_t)(r->n_categories + 1) * C * sizeof(float)) : NULL;
+    int status = mal && ref && (space != OVERLAP_SPACE_SAFETY || basis) ? 0 : -1;
+    if (status == 0) {
+        memcpy(mal, r->malicious, (size_t)N * C * sizeof(float));
+        memcpy(ref, r->reference, (size_t)M * C * sizeof(float));
+    }
+    if (status == 0 && space == OVERLAP_SPACE_SAFETY) {
+        int D = safety_basis(basis, r);
+        status = D < 0 ? -1 : 0;
+        if (status == 0) {
+            centre_representations(mal, N, ref, M, C);
+            project_onto_basis(mal, N, C, basis, D);
+            project_onto_basis(ref, M, C, basis, D);
+            if (safety_dims) *safety_dims = D;
+        }
+    } else if (status == 0 && space == OVERLAP_SPACE_CENTRED) {
+        centre_representations(mal, N, ref, M, C);
+    }
+    if (status != 0) error_msg("overlap weights: out of memory");
+    if (status == 0)
+        status = overlap_weights(erase_weight, overlap, nearest, nearest_cos, n_nearest, mal, N, ref, M, C, opt);
+    free(mal), free(ref), free(basis);
+    return status;
+}
+
+// the erasure's divisor: OALW_NORM_BATCH, (1/B) Σ_i w_i l_erase(x_i), leaves the weights as they
+// are (DESIGN.md 1.4, lesson 3); OALW_NORM_WEIGHTS, the first build's Σ_i w_i l_erase(x_i) / Σ_i w_i,
+// rescales the batch's weights to mean 1
+void oalw_batch_weights(float* w, int n, int norm) {
+    if (norm != OALW_NORM_WEIGHTS) return;
+    double sum = 0.0;
+    for (int k = 0; k < n; k++) sum += w[k];
+    for (int k = 0; k < n && sum > 0.0; k++) w[k] = (float)(w[k] * n / sum);
+}
+
 // ----------------------------------------------------------------------------
 // 4. Context-Aware Augmentation (CAA, DESIGN.md 1.4): a refusal that follows the start of harmful content
 //
@@ -695,10 +695,7 @@ int token_overlap_weights(float* weight, float* overlap, const float* states, in
 // '.', '?' or '!' followed by a space or the end of the text; the tokens are counted by decoding
 // them, so that the count is right whatever the pieces are.
 int caa_action_tokens(Tokenizer* t, const char* text, const int* ids, int n) {
-    size_t end = 0; // characters of the first sentence, its full stop included
-    for (size_t i = 0; text[i] && !end; i++)
-        if ((text[i] == '.' || text[i] == '?' || text[i] == '!') && (text[i + 1] == ' ' || text[i + 1] == '\0'))
-            end = i + 1;
+    size_t end = first_sentence_length(text); // its full stop included
     if (end == 0) return n; // one sentence without an end: all of it
     return template_response_tokens(t->chat_template, t, text, end, ids, n);
 }
@@ -747,14 +744,15 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 // One step of the defence, as DESIGN.md §2 draws it:
 //   erase rows (malicious prompt + harmful completion) and retain rows (benign -> helpful,
 //   malicious -> refusal, pseudo -> helpful) in one (B, T) block
-//   -> h_l^0: M0's states of these rows, up to the highest layer a loss reads, computed before
-//      training (model_forward_states with LoRA off, every row once: M0 is frozen)
-//   -> model_forward with LoRA on: h_l^θ
-//   -> c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
+//   -> h_l^0: M0's states of these rows, up to the highest layer a loss reads, computed by the
+//      run before training (every row once: M0 is frozen) and handed to the step
+//   -> model_forward with the adapters on (Mθ): h_l^θ
+//   -> L_RR: c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
 //   -> model_backward (m->grads NULL: only the adapters get gradients)
-//   [MOSR] -> CAA rows through the whole model, c_a * cross-entropy on the refusal, backward
+//   [MOSR] -> CAA rows through the whole of Mθ, c_a * cross-entropy on the refusal, backward
 //   -> AdamW on the adapters.
-// M0 is the same weights with the adapters switched off, so there is never a second model.
+// M0 is the same weights with the adapters switched off (with_adapters), so there is never a
+// second model.
 
 void defense_config_default(DefenseConfig* c, int method) {
     memset(c, 0, sizeof(*c));
@@ -782,9 +780,6 @@ void defense_config_default(DefenseConfig* c, int method) {
     c->caa_frac = 0.5f;
     c->caa_weight = 1.0f;
     c->caa_batch = 0; // = batch
-    c->data_path = "data/defense.jsonl";
-    c->reference_path = "data/reference.jsonl";
-    c->print_every = 10;
 }
 
 int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L) {
@@ -818,9 +813,8 @@ int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L) {
     return 0;
 }
 
-// where each layer a loss reads sits in the (n_slots, ...) blocks of M0States and DefenseState:
-// slot[l] = its place in layer order, -1 for the layers no loss reads. Returns n_slots.
-static int defense_slots(int* slot, const DefenseLayers* dl, int L) {
+// slot[l] = the place of layer l among the layers a loss reads, in layer order; -1 if none does
+int defense_slots(int* slot, const DefenseLayers* dl, int L) {
     for (int l = 0; l < L; l++) slot[l] = -1;
     for (int k = 0; k < dl->n_targets; k++) slot[dl->targets[k]] = 1;
     for (int k = 0; k < dl->n_retain; k++) slot[dl->retain[k]] = 1;
@@ -829,215 +823,108 @@ static int defense_slots(int* slot, const DefenseLayers* dl, int L) {
     return n_slots;
 }
 
-uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
-    uint64_t h = HASH_START;
-    h = hash_u32(h, (uint32_t)m->config.seq_len);
-    h = hash_u32(h, (uint32_t)max_B);
-    for (int k = 0; k < dl->n_targets; k++) h = hash_u32(h, (uint32_t)dl->targets[k]);
-    h = hash_u32(h, 0xffffffffu);
-    for (int k = 0; k < dl->n_retain; k++) h = hash_u32(h, (uint32_t)dl->retain[k]);
-    h = hash_u32(h, 0xffffffffu);
-    for (size_t i = 0; i < m->n_params; i++) {
-        uint32_t bits;
-        memcpy(&bits, &m->param_memory[i], sizeof(bits));
-        h = hash_u32(h, bits);
-    }
-    for (int r = 0; r < n; r++) {
-        for (int t = 0; t < rows[r]->n; t++) h = hash_u32(h, (uint32_t)rows[r]->ids[t]);
-        h = hash_u32(h, 0xffffffffu); // row boundary
-    }
-    return h;
-}
+// M0 and Mθ are one model: Mθ with its adapters, M0 without them
+void with_adapters(Model* m, int on) { m->lora.enabled = on; }
 
-int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B) {
-    return m0_states_compute_some(s, m, dl, rows, n, max_B, NULL);
-}
-
-int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n,
-                           int max_B, const unsigned char* want) {
-    const Config* c = &m->config;
-    int L = c->n_layers, C = c->dim, seq_len = c->seq_len;
-    memset(s, 0, sizeof(*s));
-    int* slot = malloc(L * sizeof(int));
-    LengthIndex* order = malloc((n > 0 ? n : 1) * sizeof(LengthIndex)); // rows by length, to pad little
-    float** views = calloc(L, sizeof(float*));
-    s->offset = malloc((n > 0 ? n : 1) * sizeof(size_t));
-    s->length = malloc((n > 0 ? n : 1) * sizeof(int));
-    if (want) {
-        s->kept = malloc(n > 0 ? n : 1);
-        if (s->kept) memcpy(s->kept, want, n);
-    }
-    Batch batch;
-    build_batch(&batch, max_B, seq_len);
-    int status = slot && order && views && s->offset && s->length && (!want || s->kept) ? 0 : -1;
-    if (status == 0) {
-        s->n_rows = n;
-        s->n_slots = defense_slots(slot, dl, L);
-        s->C = C;
-        size_t total = 0;
-        for (int r = 0; r < n; r++) {
-            s->length[r] = rows[r]->n < seq_len ? rows[r]->n : seq_len; // what batch_fill_states keeps
-            s->offset[r] = total;
-            if (!want || want[r]) total += (size_t)s->n_slots * s->length[r] * C;
-            order[r] = (LengthIndex){s->length[r], r};
-        }
-        s->n_floats = total;
-        s->memory = malloc((total > 0 ? total : 1) * sizeof(float));
-        float* block = malloc((size_t)s->n_slots * max_B * seq_len * C * sizeof(float)); // one batch's states
-        if (!s->memory || !block) status = -1;
-        qsort(order, n, sizeof(LengthIndex), compare_length);
-        const Example** chunk = malloc(max_B * sizeof(Example*));
-        if (!chunk) status = -1;
-        int enabled = m->lora.enabled;
-        m->lora.enabled = 0; // M0: the same weights without the adapters
-        for (int start = 0; start < n && status == 0; start += max_B) {
-            int B = n - start < max_B ? n - start : max_B;
-            int wanted = !want;
-            for (int k = 0; k < B && !wanted; k++) wanted = want[order[start + k].index];
-            if (!wanted) continue; // (the batches stay those of all the rows: each row's states are the same bits)
-            for (int k = 0; k < B; k++) chunk[k] = rows[order[start + k].index];
-            batch_fill_states(&batch, chunk, B);
-            size_t BTC = (size_t)B * batch.T * C;
-            for (int l = 0; l < L; l++) views[l] = slot[l] >= 0 ? block + slot[l] * BTC : NULL;
-            if (model_forward_states(m, batch.inputs, B, batch.T, dl->n_run, views) != 0) {
-                status = -2; // it said why
-                break;
-            }
-            for (int k = 0; k < B; k++) {
-                int r = order[start + k].index;
-                if (want && !want[r]) continue;
-                size_t n_row = (size_t)s->length[r] * C;
-                for (int j = 0; j < s->n_slots; j++)
-                    memcpy(s->memory + s->offset[r] + j * n_row, block + j * BTC + (size_t)k * batch.T * C,
-                           n_row * sizeof(float));
-            }
-        }
-        m->lora.enabled = enabled;
-        free(chunk);
-        free(block);
-    }
-    if (status == 0) s->key = m0_states_key(m, dl, rows, n, max_B);
-    for (int r = 0; status == 0 && want && r < n; r++) s->key = hash_u32(s->key, want[r]); // which rows are here
-    if (status == -1) error_msg("defend: out of memory for M0's states of %d rows", n);
-    free(slot);
-    free(order);
-    free(views);
-    free_batch(&batch);
-    if (status != 0) free_m0_states(s);
-    return status == 0 ? 0 : -1;
-}
-
-void free_m0_states(M0States* s) {
-    free(s->kept);
-    free(s->memory);
-    free(s->offset);
-    free(s->length);
-    memset(s, 0, sizeof(*s));
-}
-
-int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, const M0States* m0, int max_B) {
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B) {
     const Config* c = &m->config;
     memset(s, 0, sizeof(*s));
     s->layers = *dl;
-    s->m0 = m0;
     s->slot = malloc(c->n_layers * sizeof(int));
     s->dhidden = calloc(c->n_layers, sizeof(float*));
     if (!s->slot || !s->dhidden) return -1;
     s->n_slots = defense_slots(s->slot, dl, c->n_layers);
-    if (s->n_slots != m0->n_slots || c->dim != m0->C) {
-        error_msg("defend: M0's states were computed for other layers (%d, not %d)", m0->n_slots, s->n_slots);
-        return -1;
-    }
     size_t block = (size_t)max_B * c->seq_len * c->dim;
-    s->h0 = malloc(s->n_slots * block * sizeof(float));
     s->dh = malloc(s->n_slots * block * sizeof(float));
     s->n_lora = m->lora.n_params;
     s->adam_m = calloc(s->n_lora, sizeof(float));
     s->adam_v = calloc(s->n_lora, sizeof(float));
-    return s->h0 && s->dh && s->adam_m && s->adam_v ? 0 : -1;
+    return s->dh && s->adam_m && s->adam_v ? 0 : -1;
 }
 
 void free_defense_state(DefenseState* s) {
     free(s->slot);
     free(s->dhidden);
-    free(s->h0);
     free(s->dh);
     free(s->adam_m);
     free(s->adam_v);
     memset(s, 0, sizeof(*s));
 }
 
-int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, const int* rr_ids,
-                 int n_erase, const float* erase_weight, const Batch* caa, DefenseStepResult* out) {
+// L_RR(t) = c_s(t) * (1/B) Σ_{x_i in D_m} w_i l_erase(x_i) + c_r(t) * mean_{x in D_r} l_retain(x)
+//   l_erase(x)  = mean_{l in L_t, tok} ReLU( cos( h_l^θ(x)[tok], h_l^0(x)[tok] ) )
+//   l_retain(x) = mean_{l in L_r, tok} || h_l^θ(x)[tok] - h_l^0(x)[tok] ||_2
+// on the states of the last model_forward (Mθ, rows [0, n_erase) from D_m, the rest from D_r):
+// the two terms before their coefficients into out->erase and out->retain, and d L_RR / d h_l
+// into s->dh (zeroed first), with s->dhidden the views model_backward injects. share: each
+// mean's part of the whole step under MPI (1 alone).
+static void rr_loss(DefenseState* s, Model* m, const float* h0, const float* token_mask, int n_erase, int B,
+                    int T, const float* erase_weight, const float share[2], DefenseStepResult* out) {
     const DefenseLayers* dl = &s->layers;
-    int L = m->config.n_layers, C = m->config.dim, B = rr->B, T = rr->T;
+    int L = m->config.n_layers, C = m->config.dim;
     size_t BTC = (size_t)B * T * C;
     size_t erase_part = (size_t)n_erase * T * C; // the retain rows start here in every (B, T, C) block
-    const float* erase_mask = rr->mask;                          // (n_erase, T)
-    const float* retain_mask = rr->mask + (size_t)n_erase * T;   // (B - n_erase, T)
+    const float* erase_mask = token_mask;                          // (n_erase, T)
+    const float* retain_mask = token_mask + (size_t)n_erase * T;   // (B - n_erase, T)
+    memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
+    for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
+    // c_s(t) * (1/B) Σ_i w_i l_erase(x_i)
+    out->erase = 0.0f;
+    for (int k = 0; k < dl->n_targets; k++) {
+        int l = dl->targets[k];
+        const float* h = model_hidden(m, l);
+        const float* h0_l = h0 + s->slot[l] * BTC;
+        out->erase += erase_loss_forward(NULL, h, h0_l, erase_mask, erase_weight, n_erase, T, C) * share[0] /
+                      dl->n_targets;
+        erase_loss_backward(s->dhidden[l], h, h0_l, erase_mask, erase_weight, out->c_erase * share[0] / dl->n_targets,
+                            n_erase, T, C);
+    }
+    // + c_r(t) * mean_{x in D_r} l_retain(x)
+    out->retain = 0.0f;
+    for (int k = 0; k < dl->n_retain; k++) {
+        int l = dl->retain[k];
+        const float* h = model_hidden(m, l) + erase_part;
+        const float* h0_l = h0 + s->slot[l] * BTC + erase_part;
+        out->retain += retain_loss_forward(h, h0_l, retain_mask, B - n_erase, T, C) * share[1] / dl->n_retain;
+        retain_loss_backward(s->dhidden[l] + erase_part, h, h0_l, retain_mask, out->c_retain * share[1] / dl->n_retain,
+                             B - n_erase, T, C);
+    }
+}
+
+// L_MOSR(t) = L_RR(t) + c_a * CE_refusal(D_aug)
+//           = c_s(t) * (1/B) Σ_i w_i l_erase(x_i) + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
+//   c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
+// and one AdamW step on the adapters. RR is the same step with every w_i = 1 and no CAA rows.
+int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, const float* h0,
+                 int n_erase, const float* erase_weight, const Batch* caa, DefenseStepResult* out) {
+    const DefenseLayers* dl = &s->layers;
+    int L = m->config.n_layers, B = rr->B, T = rr->T;
     // c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
     rr_schedule(&out->c_erase, &out->c_retain, cfg->alpha, step, cfg->steps);
     out->tokens = 0;
     out->flop = 0.0;
 
-    // h_l^0: M0's states of these rows (computed before training), padded to this step's T
-    const M0States* m0 = s->m0;
-    for (int b = 0; b < B; b++) {
-        int r = rr_ids[b];
-        if (r < 0 || r >= m0->n_rows || m0->length[r] > T || (m0->kept && !m0->kept[r])) {
-            error_msg("defense_step: row %d of the batch has no states in M0's (row %d of %d)", b, r, m0->n_rows);
-            return -1;
-        }
-        int len = m0->length[r];
-        for (int j = 0; j < s->n_slots; j++) {
-            float* dst = s->h0 + j * BTC + (size_t)b * T * C;
-            memcpy(dst, m0->memory + m0->offset[r] + (size_t)j * len * C, (size_t)len * C * sizeof(float));
-            memset(dst + (size_t)len * C, 0, (size_t)(T - len) * C * sizeof(float)); // padding: no loss reads it
-        }
-    }
     // under MPI: each mean's count over the whole step (erase rows, retain rows, CAA tokens), summed
     // over the ranks before the backward; this rank's part of a mean weighs share = its count / all
-    long counts[6] = {masked_examples(erase_mask, n_erase, T), masked_examples(retain_mask, B - n_erase, T),
+    long counts[6] = {masked_examples(rr->mask, n_erase, T), masked_examples(rr->mask + (size_t)n_erase * T, B - n_erase, T),
                       caa && caa->B > 0 ? caa->n_counted : 0};
     for (int k = 0; k < 3; k++) counts[3 + k] = counts[k];
     dist_allreduce_sum_longs(counts + 3, 3);
     float share[3];
     for (int k = 0; k < 3; k++) share[k] = counts[3 + k] > 0 ? (float)counts[k] / (float)counts[3 + k] : 0.0f;
-    // h_l^θ: Mθ's states
-    m->lora.enabled = 1;
+
+    // L_RR on h_l^θ: the representation rows through Mθ, up to the highest layer a loss reads
+    with_adapters(m, 1);
     model_forward(m, rr->inputs, B, T, dl->n_run);
     if (m->n_run != dl->n_run) return -1;
-    memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
-    for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
-
-    // c_s(t) * (1/B) Σ_i w_i l_erase(x_i),  l_erase = mean_{l in L_t, tok} ReLU(cos(h_l^θ, h_l^0))
-    out->erase = 0.0f;
-    for (int k = 0; k < dl->n_targets; k++) {
-        int l = dl->targets[k];
-        const float* h = model_hidden(m, l);
-        const float* h0 = s->h0 + s->slot[l] * BTC;
-        out->erase += erase_loss_forward(NULL, h, h0, erase_mask, erase_weight, n_erase, T, C) * share[0] /
-                      dl->n_targets;
-        erase_loss_backward(s->dhidden[l], h, h0, erase_mask, erase_weight, out->c_erase * share[0] / dl->n_targets,
-                            n_erase, T, C);
-    }
-    // + c_r(t) * mean_{x in D_r} l_retain(x),  l_retain = mean_{l in L_r, tok} || h_l^θ - h_l^0 ||_2
-    out->retain = 0.0f;
-    for (int k = 0; k < dl->n_retain; k++) {
-        int l = dl->retain[k];
-        const float* h = model_hidden(m, l) + erase_part;
-        const float* h0 = s->h0 + s->slot[l] * BTC + erase_part;
-        out->retain += retain_loss_forward(h, h0, retain_mask, B - n_erase, T, C) * share[1] / dl->n_retain;
-        retain_loss_backward(s->dhidden[l] + erase_part, h, h0, retain_mask, out->c_retain * share[1] / dl->n_retain,
-                             B - n_erase, T, C);
-    }
+    rr_loss(s, m, h0, rr->mask, n_erase, B, T, erase_weight, share, out);
     model_lora_zero_grads(m);
     model_backward(m, 0, s->dhidden); // only the adapters get gradients
     out->tokens += (long)B * T;
     int weight_grads = m->grad_memory != NULL;
     out->flop = model_forward_flop(m, B, T, dl->n_run, 1) + model_backward_flop(m, B, T, dl->n_run, 0, weight_grads, 1);
 
-    // + c_a * CE_refusal(D_aug): the CAA rows through the whole model, cross-entropy on the refusal.
+    // + c_a * CE_refusal(D_aug): the CAA rows through the whole of Mθ, cross-entropy on the refusal.
     // Its own forward and backward: the forward overwrites the activations the RR backward read.
     out->caa = NAN;
     if (caa && caa->B > 0) {
@@ -1056,12 +943,6 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
         out->erase = (float)sums[0], out->retain = (float)sums[1], out->caa = counts[5] > 0 ? (float)sums[2] : NAN;
         out->tokens = (long)sums[3], out->flop = sums[4];
         dist_allreduce_sum_floats(m->lora.grad_memory, s->n_lora);
-    }
-    if (cfg->dump_grad && step == 0 && dist_rank() == 0) {
-        AtomicFile af;
-        if (atomic_open(&af, cfg->dump_grad) != 0) return -1;
-        fwrite(m->lora.grad_memory, sizeof(float), s->n_lora, af.f);
-        if (atomic_commit(&af) != 0) return -1;
     }
     if (!isfinite(out->erase) || !isfinite(out->retain) || (counts[5] > 0 && !isfinite(out->caa))) {
         error_msg("defend: step %d: a loss is not finite (erase %g, retain %g, caa %g); nothing saved", step,

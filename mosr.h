@@ -16,7 +16,6 @@
 #include <stdint.h>
 
 #include "data.h"
-#include "train.h"
 
 // ----------------------------------------------------------------------------
 // 1. representations: pooling a prompt's hidden states
@@ -36,14 +35,25 @@ enum { POOL_MEAN = 0, POOL_LAST = 1, POOL_CONTENT = 2 };
 int pool_prompt(float* out, const float* h, const int* prompt_len, int B, int T, int C, int mode);
 
 
+// How a long collection reports (the method prints nothing: the run decides): called at most once
+// a second with the prompts done so far, and once at the end with done = set->n; n_cut counts
+// the prompts cut to the context (of `context` tokens) so far; seconds since the start.
+// print_set_progress (data.h) is the runs' choice.
+typedef void RepresentationsProgress(const PromptSet* set, int done, int n_cut, int context, double seconds);
+
 // The pooled representation of every prompt of set at layers 0 .. n_layers-1: each prompt in the
 // chat template (chat_encode_prompt; a prompt longer than the context keeps BOS and its end), run
 // in batches through those layers only (padded on the right: attention is causal, so padding
 // never changes a prompt's own states), each layer's h_l pooled as pool_prompt(pool_mode) does, or
 // over the content tokens (POOL_CONTENT; a prompt cut to the context falls back to the mean).
-// out: (n_layers, N, C), N = set->n. Progress (prompts/s) on stderr. Returns 0, or -1 after one
-// error_msg line. Runs model_forward_states: the last model_forward's activations stay as they were.
-int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out);
+// out: (n_layers, N, C), N = set->n. progress (NULL: none) is told how far it got. Returns 0, or
+// -1 after one error_msg line. Runs model_forward_states: the last model_forward's activations
+// stay as they were.
+int collect_representations(Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int n_layers, float* out,
+                            RepresentationsProgress* progress);
+// the same at one layer only: out (N, C)
+int representations_at_layer(float* out, Model* m, Tokenizer* t, const PromptSet* set, int pool_mode, int layer,
+                             RepresentationsProgress* progress);
 
 // ----------------------------------------------------------------------------
 // 2. representation losses: forward/backward pairs (llm.c style, outputs first)
@@ -155,6 +165,24 @@ void project_onto_basis(float* x, int n, int C, const float* basis, int D);
 // cos(a, b) of two (C) vectors, with NORM_EPS in the norms
 float cosine_similarity(const float* a, const float* b, int C);
 
+// OALW on pooled representations, all of it: the space (above), the overlap and the weights.
+typedef struct {
+    const float* malicious; // (N, C) r(x_i), x_i in D_m, at l_w under M0
+    const float* reference; // (M, C) r(p), p in D_p
+    const float* benign;    // (n_benign, C) r of benign prompts: OVERLAP_SPACE_SAFETY only (else NULL)
+    const int* category;    // (N) the category of x_i, 0 .. n_categories-1: OVERLAP_SPACE_SAFETY only
+    int N, M, n_benign, n_categories, C;
+} OalwRepresentations;
+
+// erase_weight (N) out, mean 1; overlap, nearest, nearest_cos as overlap_weights'. space: an
+// OVERLAP_SPACE_*, applied to copies. safety_dims (may be NULL): the safety subspace's dimension.
+// Returns 0, or -1 after one error_msg line.
+int oalw_weights(float* erase_weight, float* overlap, int* nearest, float* nearest_cos, int n_nearest,
+                 const OalwRepresentations* r, int space, const OverlapOptions* opt, int* safety_dims);
+// one step's erase rows' weights w (n) as the erasure term divides them: OALW_NORM_BATCH keeps
+// them, OALW_NORM_WEIGHTS rescales them to mean 1 over the batch (Σ w_i l_erase / Σ w_i)
+void oalw_batch_weights(float* w, int n, int norm);
+
 // ----------------------------------------------------------------------------
 // 4. CAA: a refusal that follows the start of harmful content
 
@@ -198,6 +226,7 @@ enum { ERASE_ALL = 0, ERASE_RESPONSE = 1, ERASE_DISTINCT = 2 };   // which token
 enum { RETAIN_REFUSAL_ALL = 0, RETAIN_REFUSAL_ONLY = 1, RETAIN_REFUSAL_NONE = 2 }; // malicious -> refusal
 #define DEFEND_MAX_LAYERS 64
 
+// The method's settings (the run's, its files and logging, are defend.h's DefenseRunConfig).
 typedef struct {
     int method;                 // DEFEND_RR or DEFEND_MOSR (sets the defaults of oalw and caa)
     // LoRA on all seven maps of layers [0, max target]
@@ -224,7 +253,6 @@ typedef struct {
     int oalw_level;             // OALW_LEVEL_PROMPT (default, the paper's) or _TOKEN (token_overlap_weights)
     OverlapOptions overlap;     // overlap_options_default
     int oalw_every;             // recompute the weights with Mθ every N steps; 0 = once, from M0
-    const char* oalw_out;       // JSONL of every malicious example's weight, or NULL
     // CAA
     int caa;                    // 1: refusal cross-entropy on augmented examples (default: on for MOSR)
     int caa_prefix;             // CAA_PREFIX_CONTENT (default: through the harmful action) or _TOKENS
@@ -233,16 +261,6 @@ typedef struct {
     float caa_weight;           // c_a, default 1
     int caa_batch;              // CAA rows per step, default = batch
     int caa_counterweight;      // 1: as many pseudo -> helpful rows beside them, same loss (default 0)
-    // data and reporting
-    const char* data_path;      // default data/defense.jsonl
-    const char* reference_path; // D_p, default data/reference.jsonl
-    const char* log_path;       // CSV, or NULL
-    const char* plot_path;      // PNG of the loss terms, or NULL
-    const char* adapter_out;    // the adapters as a PEFT adapter folder, written before they are merged, or NULL
-    const char* adapter_base;   // the base model's path, named in adapter_config.json
-    int print_every;            // progress line every N steps (default 10; 0 = quiet)
-    const char* dump_grad;      // the first step's adapter gradient (summed over the ranks) as raw
-                                // float32, for the MPI test; NULL: none
 } DefenseConfig;
 
 void defense_config_default(DefenseConfig* c, int method);
@@ -260,49 +278,28 @@ typedef struct {
 // 0, or -1 after one error line (a layer the model does not have)
 int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L);
 
-// M0's states h_l^0 of every defence row at the layers a loss reads. M0 is frozen, so a row's
-// states never change: each row runs through M0 once, before training (and once for all the runs
-// of an ablation), not in every step that draws it.
-typedef struct {
-    float* memory;   // row i's states at offset[i]: (n_slots, length[i], C), the slots in layer order
-    size_t* offset;  // (n_rows)
-    int* length;     // (n_rows) the row's positions (at most seq_len)
-    int n_rows, n_slots, C;
-    size_t n_floats; // of memory
-    uint64_t key;    // m0_states_key of what they were computed from
-    unsigned char* kept; // (n_rows) 1 for the rows whose states are here; NULL: every row's
-} M0States;
+// slot (L) out: slot[l] = where layer l sits among the layers a loss reads (layer order, the
+// layout of every (n_slots, B, T, C) block of states), -1 if no loss reads it. Returns n_slots.
+int defense_slots(int* slot, const DefenseLayers* dl, int L);
 
-// a hash of the rows' ids, the layers, M0's weights and the batch size they ran in (sgemm's
-// rounding depends on the batch's shape): equal keys, equal states
-uint64_t m0_states_key(const Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B);
-// the states of n rows through m with its adapters off, max_B rows at a time (sorted by length,
-// so that little is padding). 0, or -1 after one error line.
-int m0_states_compute(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n, int max_B);
-// the same for the rows with want[r] = 1 only (want NULL: all): under MPI, the rows one rank's
-// share of the steps uses. Each comes from the same batch of max_B rows as in the computation of
-// all, so its states are the same bits; a batch with no wanted row is not run.
-int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const Example* const* rows, int n,
-                           int max_B, const unsigned char* want);
-void free_m0_states(M0States* s);
+// M0 is the same weights as Mθ without the adapters: with_adapters(m, 0) makes m M0, (m, 1) Mθ.
+// Every pass of the method says which one it runs.
+void with_adapters(Model* m, int on);
 
-// What one defence step needs besides its batches: M0's states (those of every row, and this
-// step's in a padded block), the gradients injected there, and AdamW's moments of the adapters.
+// What one defence step needs besides its batches: the gradients injected at the layers a loss
+// reads, and AdamW's moments of the adapters.
 typedef struct {
     DefenseLayers layers;
-    const M0States* m0; // every row's h_l^0 (the caller's)
-    int* slot;        // (L) where layer l sits in h0 and dh, -1 if no loss reads it
+    int* slot;        // (L) where layer l sits in h0 and dh, -1 if no loss reads it (defense_slots)
     int n_slots;
-    float* h0;        // (n_slots, B, T, C) this step's rows' h_l^0, at the current (B, T)
     float* dh;        // (n_slots, B, T, C) d L_MOSR / d h_l
     float** dhidden;  // (L) model_backward's injections: views into dh, or NULL
     float *adam_m, *adam_v; // (n_lora) AdamW's moments of the adapters
     size_t n_lora;
 } DefenseState;
 
-// for rows of up to max_B x seq_len positions whose M0 states are m0 (kept by the caller, for as
-// long as s is used); m must already carry its adapters. 0 on success
-int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, const M0States* m0, int max_B);
+// for rows of up to max_B x seq_len positions; m must already carry its adapters. 0 on success
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B);
 void free_defense_state(DefenseState* s);
 
 // what a step measured: the loss terms before their coefficients (erase: OALW-weighted mean over
@@ -316,19 +313,22 @@ typedef struct {
 
 // One optimiser step of
 //   L_MOSR(t) = c_s(t) * (1/B) Σ w_i l_erase(x_i) + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
+// on the adapters of m: rr and caa run through Mθ (with_adapters(m, 1)); M0's side of the losses
+// is h0, computed before training.
+// rr: the representation rows, laid out by batch_fill_states, rows [0, n_erase) from D_m and the
+// rest from D_r, each row's mask on the tokens its loss reads. h0: (n_slots, rr->B, rr->T, C)
+// M0's states of those rows at the layers a loss reads (slot order, zero on the padding).
+// erase_weight: (n_erase) OALW's w_i of the erase rows, or NULL (RR: all 1). caa: the CAA rows
+// (next-token layout, the mask on the refusal), or NULL (RR). step t of cfg->steps sets c_s and
+// c_r (rr_schedule); cfg->caa_weight is c_a, cfg->lr AdamW's rate.
 // Under MPI (dist.h) rr, erase_weight and caa hold this rank's share of the step's rows: the
 // counts behind each mean (erase and retain rows, CAA tokens) are summed over the ranks before
 // the backward, so each rank's part is weighted by its share of the whole, the adapters' gradients
 // are summed after it (one all-reduce), and AdamW runs on the same numbers everywhere; out holds
 // the whole step's losses. caa may be NULL on a rank whose share has no CAA row.
-// on the adapters of m. rr: the representation rows, laid out by batch_fill_states, rows
-// [0, n_erase) from D_m and the rest from D_r, each row's mask on the tokens its loss reads;
-// rr_ids: (rr->B) each row's index in s->m0.
-// erase_weight: (n_erase) OALW's w_i of the erase rows, or NULL (RR: all 1). caa: the CAA rows
-// (next-token layout, the mask on the refusal), or NULL (RR). step t of cfg->steps sets c_s and
-// c_r (rr_schedule); cfg->caa_weight is c_a, cfg->lr AdamW's rate. Returns 0, or -1 after one
-// error line (the model could not run, or a loss is not finite: then the adapters are unchanged).
-int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, const int* rr_ids,
+// Returns 0, or -1 after one error line (the model could not run, or a loss is not finite: then
+// the adapters are unchanged). m->lora.grad_memory keeps the step's (summed) gradient.
+int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, const float* h0,
                  int n_erase, const float* erase_weight, const Batch* caa, DefenseStepResult* out);
 
 #endif

@@ -1249,25 +1249,16 @@ static Rate pool_rate(const EvalResult* rows, int n, int pool, const char* benig
     return rate_of(k, total);
 }
 
-// McNemar's test of two models over a pool's answers (the same prompts, in the same order)
+// McNemar's test of two models over a pool's answers (the same prompts, in the same order): each
+// row's pairs on its own outcome (row_outcome), pooled
 static PairedTest pool_test(const EvalResult* a, const EvalResult* b, int n, int pool, const char* benign) {
-    int total = 0;
-    for (int i = 0; i < n; i++) total += in_pool(&a[i], pool, benign) ? a[i].n : 0;
-    unsigned char* oa = malloc_or_die(total + 1);
-    unsigned char* ob = malloc_or_die(total + 1);
-    int k = 0;
+    PairedTest pooled = {0, 0, 0, 1.0};
     for (int i = 0; i < n; i++) {
-        if (!in_pool(&a[i], pool, benign)) continue;
-        unsigned mask = row_outcome(&a[i]);
-        for (int j = 0; j < a[i].n && j < b[i].n; j++, k++) {
-            oa[k] = (mask >> a[i].labels[j]) & 1;
-            ob[k] = (mask >> b[i].labels[j]) & 1;
-        }
+        PairedTest t;
+        if (in_pool(&a[i], pool, benign) && eval_paired_test(&a[i], &b[i], row_outcome(&a[i]), &t) == 0)
+            paired_test_pool(&pooled, &t);
     }
-    PairedTest t = mcnemar_test(oa, ob, k);
-    free(oa);
-    free(ob);
-    return t;
+    return pooled;
 }
 
 // Loads the held-out sets (absent ones skipped, saying so), each cut to at most `limit` prompts
@@ -1424,12 +1415,6 @@ static int recipe_pairs(int (*pairs)[2], int n_models) {
     return n;
 }
 
-static const char* rate_cell(char* buf, size_t size, Rate r) {
-    if (isnan(r.rate)) snprintf(buf, size, "-");
-    else snprintf(buf, size, "%.3f [%.3f, %.3f]", r.rate, r.lo, r.hi);
-    return buf;
-}
-
 // the tables, in Markdown, to f (stdout and DIR/results.md)
 static void print_recipe_tables(FILE* f, const RecipeDemoArgs* a, const Tokenizer* t, const RecipeModel* models,
                                 int n_models, int n_rows, const DataCounts* dc, const EvalConfig* ec,
@@ -1465,14 +1450,14 @@ static void print_recipe_tables(FILE* f, const RecipeDemoArgs* a, const Tokenize
         if (!base[i].expect_refusal) continue;
         fprintf(f, "| %s | %s | %s | %d |", base[i].name, ATTACK_NAMES[base[i].attack],
                 base[i].n_harm_reference > 0 ? "ASR" : "complied", base[i].n);
-        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_cell(buf, sizeof(buf), row_rate(&models[k].rows[i])));
+        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_text(buf, sizeof(buf), row_rate(&models[k].rows[i])));
         fputc('\n', f);
     }
     for (int p = 0; p < 3; p++) {
         Rate r0 = pool_rate(base, n_rows, p, benign);
         if (r0.n == 0) continue;
         fprintf(f, "| **all harmful sets** | %s | pooled | %d |", ATTACK_NAMES[p], r0.n);
-        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_cell(buf, sizeof(buf), pool_rate(models[k].rows, n_rows, p, benign)));
+        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_text(buf, sizeof(buf), pool_rate(models[k].rows, n_rows, p, benign)));
         fputc('\n', f);
     }
     // over-refusal sets
@@ -1488,13 +1473,13 @@ static void print_recipe_tables(FILE* f, const RecipeDemoArgs* a, const Tokenize
         if (base[i].expect_refusal) continue;
         any_key |= base[i].n_reference > 0;
         fprintf(f, "| %s | %d |", base[i].name, base[i].n);
-        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_cell(buf, sizeof(buf), row_rate(&models[k].rows[i])));
+        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_text(buf, sizeof(buf), row_rate(&models[k].rows[i])));
         fputc('\n', f);
     }
     Rate all = pool_rate(base, n_rows, 3, benign);
     if (all.n > 0) {
         fprintf(f, "| **all over-refusal sets** | %d |", all.n);
-        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_cell(buf, sizeof(buf), pool_rate(models[k].rows, n_rows, 3, benign)));
+        for (int k = 0; k < n_models; k++) fprintf(f, " %s |", rate_text(buf, sizeof(buf), pool_rate(models[k].rows, n_rows, 3, benign)));
         fputc('\n', f);
     }
     if (any_key) {
@@ -1507,7 +1492,7 @@ static void print_recipe_tables(FILE* f, const RecipeDemoArgs* a, const Tokenize
             if (base[i].expect_refusal || base[i].n_reference == 0) continue;
             fprintf(f, "| %s | %d |", base[i].name, base[i].n_reference);
             for (int k = 0; k < n_models; k++)
-                fprintf(f, " %s |", rate_cell(buf, sizeof(buf), rate_of(models[k].rows[i].correct, models[k].rows[i].n_reference)));
+                fprintf(f, " %s |", rate_text(buf, sizeof(buf), rate_of(models[k].rows[i].correct, models[k].rows[i].n_reference)));
             fputc('\n', f);
         }
     }
@@ -1608,8 +1593,8 @@ static int write_recipe_json(const char* path, const RecipeDemoArgs* a, const Re
         fprintf(f, ",\n  \"%s_vs_%s\": {", ma->name, mb->name);
         for (int p = 0; p < N_POOLS; p++) {
             PairedTest pt = pool_test(ma->rows, mb->rows, n_rows, p, benign);
-            fprintf(f, "%s\"%s\": {\"n\": %d, \"only_%s\": %d, \"only_%s\": %d, \"p_value\": %.6g}", p ? ", " : "",
-                    POOL_KEYS[p], pt.n, ma->name, pt.a_only, mb->name, pt.b_only, pt.p_value);
+            if (p) fputs(", ", f);
+            json_paired_test(f, POOL_KEYS[p], &pt, ma->name, mb->name);
         }
         fputc('}', f);
     }
@@ -1705,17 +1690,18 @@ static void recipe_demo_usage(FILE* f) {
 static int recipe_demo_parse(RecipeDemoArgs* a, int argc, char** argv) {
     const char* cmd = "demo";
     memset(a, 0, sizeof(*a));
-    a->jailbreaks = "data/jailbreaks.jsonl";
+    recipe_config_default(&a->data);
+    defense_config_default(&a->defense, DEFEND_RR);
+    // the test's wrappers, seed and decoding start as the defence data's do
+    a->jailbreaks = a->data.jailbreaks;
+    a->seed = a->data.seed;
+    a->batch = a->data.batch;
+    a->max_new = a->data.max_new;
     a->prefills = "data/prefills.txt";
     a->steps = -1;
-    a->seed = 1337;
-    a->batch = 16;
-    a->max_new = 128;
     a->print_every = 25;
     a->analyze = 1;
     a->compare = 1;
-    recipe_config_default(&a->data);
-    defense_config_default(&a->defense, DEFEND_RR);
     int recipe = -1;
     const ArgSpec own[] = {
         {"--recipe", ARG_CHOICE, &recipe, .choices = "public"},
@@ -1792,26 +1778,28 @@ static int recipe_defend(Model* m, const Model* base, Tokenizer* t, const Recipe
     cfg.oalw = cfg.caa = mosr;
     cfg.steps = a->steps;
     cfg.seed = a->seed;
-    cfg.print_every = a->print_every;
-    cfg.data_path = data;
-    cfg.reference_path = reference;
+    DefenseRunConfig io;
+    defense_run_config_default(&io);
+    io.print_every = a->print_every;
+    io.data_path = data;
+    io.reference_path = reference;
     char log_path[4400], plot_path[4400];
     snprintf(log_path, sizeof(log_path), "%s/%s.csv", a->out_dir, rm->name);
     snprintf(plot_path, sizeof(plot_path), "%s/%s_loss.png", a->out_dir, rm->name);
-    cfg.log_path = log_path;
-    cfg.plot_path = plot_path;
+    io.log_path = log_path;
+    io.plot_path = plot_path;
     int llama2c = model_format_of(a->model_path) == MODEL_FORMAT_LLAMA2C;
     snprintf(rm->file, sizeof(rm->file), "%s/%s%s", a->out_dir, rm->name, llama2c ? ".bin" : "_adapter");
     if (!llama2c) {
-        cfg.adapter_out = rm->file;
-        cfg.adapter_base = a->model_path;
+        io.adapter_out = rm->file;
+        io.adapter_base = a->model_path;
     }
     rm->data = data;
     memset(m, 0, sizeof(*m));
     if (model_build(m, &base->config) != 0) return EXIT_FAILURE_RUN;
     memcpy(m->param_memory, base->param_memory, base->n_params * sizeof(float));
     double start = time_now();
-    int rc = defend_reusing(m, t, &cfg, NULL, m0);
+    int rc = defend_reusing(m, t, &cfg, &io, NULL, m0);
     rm->defend_seconds = time_now() - start;
     if (rc == EXIT_OK && llama2c && model_save(m, rm->file, 1) != 0) rc = EXIT_FAILURE_RUN;
     if (rc != EXIT_OK) model_free(m);

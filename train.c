@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stb/stb_ds.h>
 
 #include "dist.h"
 #include "mosr.h" // the defence's default adapters, for bench --allreduce
@@ -28,29 +29,22 @@ static void* calloc_or_die(size_t n, size_t size) {
 
 // A data set: every example of the training (or validation) files, in file order.
 typedef struct {
-    Example* examples; // (n)
-    int n, cap;
+    Example* examples; // (n) an stb_ds array
+    int n;
     int n_cut;         // examples cut to the context length
     int n_dropped;     // examples with nothing left to learn (no counted position)
     long n_counted;    // counted positions over all examples
 } ExampleSet;
 
+// (stb_ds grows with realloc, which stops the run when memory runs out: main.c)
 static void example_set_add(ExampleSet* s, Example ex) {
-    if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 256;
-        Example* bigger = realloc(s->examples, s->cap * sizeof(Example));
-        if (!bigger) {
-            error_msg("out of memory for %d examples", s->cap);
-            exit(EXIT_FAILURE_RUN);
-        }
-        s->examples = bigger;
-    }
-    s->examples[s->n++] = ex;
+    arrput(s->examples, ex);
+    s->n = (int)arrlen(s->examples);
 }
 
 static void free_example_set(ExampleSet* s) {
     for (int i = 0; i < s->n; i++) free_example(&s->examples[i]);
-    free(s->examples);
+    arrfree(s->examples);
     memset(s, 0, sizeof(*s));
 }
 
@@ -309,21 +303,13 @@ typedef struct {
 } LogRow;
 
 typedef struct {
-    LogRow* rows;
-    int n, cap;
+    LogRow* rows; // (n) an stb_ds array
+    int n;
 } RunLog;
 
 static void run_log_add(RunLog* log, LogRow row) {
-    if (log->n == log->cap) {
-        log->cap = log->cap ? 2 * log->cap : 1024;
-        LogRow* bigger = realloc(log->rows, log->cap * sizeof(LogRow));
-        if (!bigger) {
-            error_msg("out of memory for the run log");
-            exit(EXIT_FAILURE_RUN);
-        }
-        log->rows = bigger;
-    }
-    log->rows[log->n++] = row;
+    arrput(log->rows, row);
+    log->n = (int)arrlen(log->rows);
 }
 
 // the CSV is rewritten whole and atomically (at evaluations, checkpoints and the end), so it
@@ -1074,7 +1060,7 @@ cleanup:
     if (n_batches_built) free_batch(&val_batch), free_batch(&others);
     free(adam_m);
     free(adam_v);
-    free(log.rows);
+    arrfree(log.rows);
     free_loader(&loader);
     free_example_set(&train);
     free_example_set(&val);

@@ -638,6 +638,13 @@ float random_normal(uint64_t* state) {
 // ----------------------------------------------------------------------------
 // hashing: FNV-1a, for checking that data is what it was
 
+int compare_key_index(const void* a, const void* b) {
+    const KeyIndex* x = a;
+    const KeyIndex* y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
 uint64_t hash_u32(uint64_t h, uint32_t word) {
     for (int k = 0; k < 4; k++) h = (h ^ ((word >> (8 * k)) & 0xff)) * 1099511628211ull;
     return h;

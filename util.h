@@ -117,6 +117,16 @@ float random_f32(uint64_t* state);    // uniform in [0, 1)
 float random_normal(uint64_t* state); // standard normal (Box-Muller)
 
 // ----------------------------------------------------------------------------
+// sorting with positions: qsort is not stable, so ties are broken by the index (a total order,
+// the same result on every machine)
+typedef struct {
+    double key;
+    int index;
+} KeyIndex;
+// for qsort: by key, then by index, increasing
+int compare_key_index(const void* a, const void* b);
+
+// ----------------------------------------------------------------------------
 // hashing: FNV-1a, 64 bits: h = HASH_START, then fold in 32-bit words (their bytes low to high)
 #define HASH_START 1469598103934665603ull
 uint64_t hash_u32(uint64_t h, uint32_t word);

@@ -25,20 +25,11 @@
 # as make test-asan does with build/asan/mosr). The last line is the summary.
 cd "$(dirname "$0")/.." || exit 1
 MOSR="${MOSR_BIN:-$PWD/mosr}" # MOSR_BIN: another build, e.g. build/asan/mosr (make test-asan)
-passed=0
-failed=0
-skipped=0
-
-pass() { passed=$((passed + 1)); }
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $*" >&2
-}
+TEST=test_cli; . tests/lib.sh
 
 if [ ! -x "$MOSR" ]; then
-    echo "skip: $MOSR is not built (make mosr)" >&2
-    echo "test_cli: 0 passed, 0 failed, 1 skipped"
-    exit 0
+    skip "$MOSR is not built (make mosr)"
+    summary
 fi
 
 FX=$(mktemp -d "${TMPDIR:-/tmp}/mosr_test_cli.XXXXXX") || exit 1
@@ -847,5 +838,5 @@ thread_note "defend" "$DT/def_1.bin" "$DT/def_a.bin"
 # the defence must have changed the model, or the comparison above proves nothing
 if ! cmp -s "$M" "$DT/def_a.bin"; then pass; else fail "defend: the output equals the input model"; fi
 
-echo "test_cli: $passed passed, $failed failed, $skipped skipped"
+summary_line
 [ "$failed" -eq 0 ]

@@ -367,6 +367,23 @@ static void test_statistics(void) {
     PairedTest t = mcnemar_test(a, b, 8);
     CHECK(t.n == 8 && t.a_only == 4 && t.b_only == 1 && fabs(t.p_value - mcnemar_exact_p(4, 1)) < 1e-12,
           "paired counts: %d A only, %d B only", t.a_only, t.b_only);
+    // two rows pooled are the test of their prompts side by side: counts summed, p of the sums
+    // (not the mean of the two p values, and not either row's)
+    unsigned char c[5] = {0, 0, 1, 1, 1}, d[5] = {1, 1, 1, 0, 0};
+    PairedTest u = mcnemar_test(c, d, 5), pooled = {0, 0, 0, 1.0};
+    paired_test_pool(&pooled, &t);
+    paired_test_pool(&pooled, &u);
+    unsigned char ac[13], bd[13];
+    memcpy(ac, a, 8), memcpy(ac + 8, c, 5), memcpy(bd, b, 8), memcpy(bd + 8, d, 5);
+    PairedTest whole = mcnemar_test(ac, bd, 13);
+    CHECK(pooled.n == 13 && pooled.a_only == whole.a_only && pooled.b_only == whole.b_only &&
+              pooled.p_value == whole.p_value && pooled.p_value != t.p_value,
+          "pooled rows: n %d, %d vs %d, p %.4g; one test of all their prompts: %d, %d vs %d, p %.4g", pooled.n,
+          pooled.a_only, pooled.b_only, pooled.p_value, whole.n, whole.a_only, whole.b_only, whole.p_value);
+    char buf[64];
+    CHECK(!strcmp(rate_text(buf, sizeof(buf), rate_of(1, 4)), "0.250 [0.046, 0.699]") &&
+              !strcmp(rate_text(buf, sizeof(buf), rate_of(0, 0)), "-"),
+          "a rate as the tables show it (%s), '-' for nothing", rate_text(buf, sizeof(buf), rate_of(1, 4)));
 }
 
 // ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "mosr.h"
 #include "plot.h"
 #include "tokenizer.h"
+#include "train.h"
 #include "util.h"
 
 #define TOKENIZER "weights/tokenizer.bin"
@@ -355,6 +356,85 @@ static void test_overlap(void) {
     project_onto_basis(point, 1, 3, basis, D);
     CHECK(fabsf(point[0] - 3) < 1e-5f && fabsf(point[1] - 4) < 1e-5f && fabsf(point[2]) < 1e-5f,
           "projection onto the subspace keeps (3, 4) and drops z (got %g %g %g)", point[0], point[1], point[2]);
+
+    // oalw_weights: the space, then overlap_weights. Against the pipeline by hand: the safety
+    // subspace of μ_mal - μ_benign and each category's mean - μ_mal (two categories here), the
+    // rows centred and projected; centred alone; raw. A shared offset along z dominates the raw
+    // cosines, so raw and centred must disagree (the space matters), and the caller's rows stay.
+    {
+        enum { NM = 4, NR = 3, NB = 2, CC = 3 };
+        float mal_r[NM * CC] = {1, 0, 9, 0.8f, 0.3f, 9, 0.1f, 1, 9, 0.3f, 0.9f, 9};
+        float ref_r[NR * CC] = {0.9f, 0.2f, 9, 0.2f, 0.8f, 9, 0.5f, 0.5f, 9.5f};
+        float ben_r[NB * CC] = {-1, -1, 9, -0.8f, -1.2f, 8.5f};
+        int category[NM] = {0, 0, 1, 1};
+        float kept[NM * CC];
+        memcpy(kept, mal_r, sizeof(kept));
+        OalwRepresentations reps = {mal_r, ref_r, ben_r, category, NM, NR, NB, 2, CC};
+        OverlapOptions o;
+        overlap_options_default(&o);
+        o.k = 2;
+        float w_fn[3][NM], w_hand[3][NM];
+        int dims = -1, ok = 1;
+        for (int space = 0; space < 3; space++)
+            ok &= oalw_weights(w_fn[space], NULL, NULL, NULL, 0, &reps, space, &o, &dims) == 0;
+        float mal_h[NM * CC], ref_h[NR * CC], dir[3 * CC] = {0}, bas[3 * CC], mean_mal[CC] = {0};
+        for (int space = 0; space < 3; space++) {
+            memcpy(mal_h, mal_r, sizeof(mal_h));
+            memcpy(ref_h, ref_r, sizeof(ref_h));
+            if (space == OVERLAP_SPACE_SAFETY) {
+                for (int c = 0; c < CC; c++) {
+                    for (int i = 0; i < NM; i++) mean_mal[c] += mal_r[i * CC + c] / NM;
+                    dir[CC + c] = (mal_r[c] + mal_r[CC + c]) / 2 - mean_mal[c];
+                    dir[2 * CC + c] = (mal_r[2 * CC + c] + mal_r[3 * CC + c]) / 2 - mean_mal[c];
+                    dir[c] = mean_mal[c] - (ben_r[c] + ben_r[CC + c]) / 2;
+                }
+                int DD = orthonormal_basis(bas, dir, 3, CC);
+                centre_representations(mal_h, NM, ref_h, NR, CC);
+                project_onto_basis(mal_h, NM, CC, bas, DD);
+                project_onto_basis(ref_h, NR, CC, bas, DD);
+                ok &= DD == dims;
+            } else if (space == OVERLAP_SPACE_CENTRED) {
+                centre_representations(mal_h, NM, ref_h, NR, CC);
+            }
+            ok &= overlap_weights(w_hand[space], NULL, NULL, NULL, 0, mal_h, NM, ref_h, NR, CC, &o) == 0;
+        }
+        double worst = 0.0, raw_vs_centred = 0.0;
+        for (int space = 0; space < 3; space++)
+            for (int i = 0; i < NM; i++) worst = fmax(worst, fabs(w_fn[space][i] - w_hand[space][i]));
+        for (int i = 0; i < NM; i++) raw_vs_centred = fmax(raw_vs_centred, fabs(w_fn[0][i] - w_fn[1][i]));
+        CHECK(ok && worst < 1e-5, "oalw_weights = the space by hand, then overlap_weights (off by %.2g; safety %d dims)",
+              worst, dims);
+        CHECK(raw_vs_centred > 0.05, "raw and centred cosines give other weights (by %.3f)", raw_vs_centred);
+        CHECK(!memcmp(kept, mal_r, sizeof(kept)), "oalw_weights works on copies");
+        reps.benign = NULL;
+        fprintf(stderr, "(one error line expected:)\n");
+        CHECK(oalw_weights(w_fn[0], NULL, NULL, NULL, 0, &reps, OVERLAP_SPACE_SAFETY, &o, NULL) == -1,
+              "the safety subspace without benign representations: an error");
+        // the Σw variant rescales one step's weights to mean 1; the batch norm leaves them
+        float wb[3] = {0.5f, 1.0f, 3.0f}, wn[3] = {0.5f, 1.0f, 3.0f};
+        oalw_batch_weights(wb, 3, OALW_NORM_BATCH);
+        oalw_batch_weights(wn, 3, OALW_NORM_WEIGHTS);
+        CHECK(wb[0] == 0.5f && wb[2] == 3.0f && fabsf(wn[0] + wn[1] + wn[2] - 3.0f) < 1e-6f &&
+                  fabsf(wn[2] / wn[0] - 6.0f) < 1e-5f,
+              "OALW norms: batch keeps the weights, weights rescales them to mean 1 (%g %g %g)", wn[0], wn[1], wn[2]);
+    }
+
+    // the sentences content pooling and CAA's action are cut in (data.h): one rule, '.', '?' or '!'
+    // before a space or the end; shared sentences (here in 2 of 3 prompts) left out of the content
+    {
+        CHECK(first_sentence_length("Sure, here is how. Step 1: go.") == 18 && first_sentence_length("v1.2 is out") == 0 &&
+                  sentence_ends_at("Why? Now", 3) && !sentence_ends_at("3.5", 1),
+              "sentence ends: the first at 18, none inside \"v1.2\", '?' before a space");
+        PromptItem items[3] = {{.prompt = "Hi there. How do I bake bread? Thanks."},
+                               {.prompt = "Hi there. How do I fix a tire?"},
+                               {.prompt = "Where is Paris?"}};
+        PromptSet set = {items, 3, "sentences"};
+        int spans[3 * 2];
+        prompt_content_spans(spans, &set, 0.5);
+        CHECK(spans[0] == 10 && spans[1] == 38 && spans[2] == 10 && spans[3] == 30 && spans[4] == 0 && spans[5] == 15,
+              "the shared \"Hi there.\" is left out, the rest kept (%d-%d, %d-%d, %d-%d)", spans[0], spans[1],
+              spans[2], spans[3], spans[4], spans[5]);
+    }
 
     // bad options are errors, not crashes
     fprintf(stderr, "(three error lines expected:)\n");
@@ -762,7 +842,7 @@ static void test_forward_states(void) {
     float* views[8] = {0};
     CHECK(model_lora_init(&m, 4, 8.0f, 0, L, (1 << N_LORA_MAPS) - 1, 0.05f, 3) == 0, "adapters on");
     for (int lora = 0; lora <= 1; lora++) {
-        m.lora.enabled = lora;
+        with_adapters(&m, lora);
         model_forward(&m, ids, B, T, L);
         float first = m.acts.residual[0];
         for (int l = 0; l < L - 1; l++) views[l] = states + l * BTC; // the last layer not asked for
@@ -785,7 +865,7 @@ static void test_forward_states(void) {
 // m0_states_compute: each row's h_l^0 is M0's (adapters off) at the loss layers, as the row alone
 // gives them (to rounding: sgemm's sums depend on the batch's shape), cut at seq_len, with the
 // rows in several length-sorted batches; the key tells rows, weights and layers apart; and a
-// step refuses a row id the states do not have.
+// step's gather refuses a row id the states do not have.
 static void test_m0_states(void) {
     Model m;
     tiny_model(&m, 48);
@@ -810,7 +890,7 @@ static void test_m0_states(void) {
         rows[e] = &ex[e];
     }
     M0States s;
-    m.lora.enabled = 1;
+    with_adapters(&m, 1);
     ok = m0_states_compute(&s, &m, &dl, rows, N, 2) == 0; // three batches
     CHECK(ok && s.n_rows == N && s.n_slots == dl.max_target + 1, "states of %d rows at %d layers", s.n_rows, s.n_slots);
     CHECK(m.lora.enabled == 1, "the adapters' switch is put back");
@@ -824,7 +904,7 @@ static void test_m0_states(void) {
         int len = s.length[e];
         for (int l = 0; l < L; l++) views[l] = l <= dl.max_target ? alone + (size_t)l * len * C : NULL;
         for (int lora = 0; lora <= 1; lora++) {
-            m.lora.enabled = lora;
+            with_adapters(&m, lora);
             model_forward_states(&m, ex[e].ids, 1, len, dl.n_run, views);
             for (int l = 0; l <= dl.max_target; l++) {
                 double d = relative_difference(s.memory + s.offset[e] + (size_t)l * len * C, views[l], (size_t)len * C);
@@ -850,19 +930,15 @@ static void test_m0_states(void) {
     CHECK(m0_states_key(&m, &dl, rows, N - 1, 2) != key && m0_states_key(&m, &fewer, rows, N, 2) != key &&
               m0_states_key(&m, &dl, rows, N, 3) != key,
           "a row fewer, other layers, or another batch size: another key");
-    // a step on a row the states do not have
-    DefenseState st;
-    Batch b;
-    build_batch(&b, 2, 48);
-    batch_fill_states(&b, rows, 2);
-    const int bad_ids[] = {0, N};
-    DefenseStepResult r;
-    ok = build_defense_state(&st, &m, &dl, &s, 2) == 0;
+    // a step's states of a row the states do not have
+    float* h0 = malloc((size_t)s.n_slots * 2 * 48 * C * sizeof(float));
+    const int good_ids[] = {0, 2}, bad_ids[] = {0, N};
+    CHECK(m0_states_gather(h0, &s, good_ids, 2, 48) == 0 &&
+              !memcmp(h0 + (size_t)48 * C, s.memory + s.offset[2], (size_t)s.length[2] * C * sizeof(float)),
+          "the gather puts row 2's states in the batch's second row");
     fprintf(stderr, "(one error line expected:)\n");
-    CHECK(ok && defense_step(&st, &m, &cfg, 0, &b, bad_ids, 1, NULL, NULL, &r) == -1,
-          "a row id past the states: an error");
-    free_batch(&b);
-    free_defense_state(&st);
+    CHECK(m0_states_gather(h0, &s, bad_ids, 2, 48) == -1, "a row id past the states: an error");
+    free(h0);
     free(alone);
     free_m0_states(&s);
     for (int e = 0; e < N; e++) free_example(&ex[e]);
@@ -891,7 +967,7 @@ static void test_collect_representations(void) {
     float* one = malloc((size_t)C * sizeof(float));
     int ids[512];
     for (int mode = POOL_MEAN; mode <= POOL_LAST; mode++) {
-        CHECK(collect_representations(&m, &t, &set, mode, L, out) == 0, "collect_representations runs (mode %d)", mode);
+        CHECK(collect_representations(&m, &t, &set, mode, L, out, NULL) == 0, "collect_representations runs (mode %d)", mode);
         // each prompt alone, unpadded, must give the same pooled vector at every layer
         float worst = 0.0f;
         int worst_i = -1, n_cut = 0;
@@ -931,7 +1007,7 @@ static void test_collect_representations(void) {
         polite[i].prompt = texts[i];
     }
     PromptSet polite_set = {.items = polite, .n = 3, .name = "polite"};
-    CHECK(collect_representations(&m, &t, &polite_set, POOL_CONTENT, L, out) == 0, "content pooling runs");
+    CHECK(collect_representations(&m, &t, &polite_set, POOL_CONTENT, L, out, NULL) == 0, "content pooling runs");
     float worst = 0.0f;
     for (int i = 0; i < 3; i++) {
         char head[120];
@@ -950,8 +1026,8 @@ static void test_collect_representations(void) {
     }
     CHECK(worst < 1e-4f, "content pooling = mean over the request's tokens (worst relative error %g)", worst);
     fprintf(stderr, "(one error line expected:)\n");
-    CHECK(collect_representations(&m, &t, &set, 9, L, out) == -1, "unknown pooling mode rejected");
-    CHECK(collect_representations(&m, &t, &set, POOL_MEAN, L + 1, out) == -1, "a layer the model lacks rejected");
+    CHECK(collect_representations(&m, &t, &set, 9, L, out, NULL) == -1, "unknown pooling mode rejected");
+    CHECK(collect_representations(&m, &t, &set, POOL_MEAN, L + 1, out, NULL) == -1, "a layer the model lacks rejected");
     free(out);
     free(one);
     model_free(&m);
@@ -1228,10 +1304,10 @@ static void erase_gradient_at_start(Model* m, float b_std, int layer, double* no
     float* h0 = malloc((size_t)B * T * C * sizeof(float));
     float* dh = calloc((size_t)B * T * C, sizeof(float));
     float** dhidden = calloc(L, sizeof(float*));
-    m->lora.enabled = 0;
+    with_adapters(m, 0);
     model_forward(m, inputs, B, T, layer + 1);
     memcpy(h0, model_hidden(m, layer), (size_t)B * T * C * sizeof(float));
-    m->lora.enabled = 1;
+    with_adapters(m, 1);
     model_forward(m, inputs, B, T, layer + 1);
     const float* h = model_hidden(m, layer);
     erase_loss_backward(dh, h, h0, mask, NULL, 1.0f, B, T, C);
@@ -1274,10 +1350,10 @@ static void erase_only_run(Model* m, float b_std, int layer, float* loss, int st
     float* dh = malloc((size_t)B * T * C * sizeof(float));
     float** dhidden = calloc(L, sizeof(float*));
     dhidden[layer] = dh;
-    m->lora.enabled = 0;
+    with_adapters(m, 0);
     model_forward(m, inputs, B, T, layer + 1);
     memcpy(h0, model_hidden(m, layer), (size_t)B * T * C * sizeof(float));
-    m->lora.enabled = 1;
+    with_adapters(m, 1);
     for (int s = 0; s < steps; s++) {
         model_forward(m, inputs, B, T, layer + 1);
         const float* h = model_hidden(m, layer);
@@ -1327,15 +1403,18 @@ static void test_defend_symmetry(void) {
 // retained) with OALW weights w (or NULL): the erasure term it measured, and the adapters'
 // gradient (n_lora) out. The adapters are put back afterwards, so every call starts from the same
 // model. At t = 0, c_r = 0: the gradient is the erasure's alone.
-static float oalw_step(DefenseState* s, Model* m, const DefenseConfig* cfg, const Example* const* rows,
-                       const int* ids, int n_rows, int n_erase, const float* w, float* grad) {
+static float oalw_step(DefenseState* s, const M0States* m0, Model* m, const DefenseConfig* cfg,
+                       const Example* const* rows, const int* ids, int n_rows, int n_erase, const float* w, float* grad) {
     float* saved = malloc(m->lora.n_params * sizeof(float));
     memcpy(saved, m->lora.param_memory, m->lora.n_params * sizeof(float));
     Batch b;
     build_batch(&b, n_rows, m->config.seq_len);
     batch_fill_states(&b, rows, n_rows);
     DefenseStepResult r;
-    int rc = defense_step(s, m, cfg, 0, &b, ids, n_erase, w, NULL, &r);
+    float* h0 = malloc((size_t)s->n_slots * b.B * b.T * m->config.dim * sizeof(float));
+    int rc = m0_states_gather(h0, m0, ids, b.B, b.T);
+    if (rc == 0) rc = defense_step(s, m, cfg, 0, &b, h0, n_erase, w, NULL, &r);
+    free(h0);
     memcpy(grad, m->lora.grad_memory, m->lora.n_params * sizeof(float));
     memcpy(m->lora.param_memory, saved, m->lora.n_params * sizeof(float));
     free_batch(&b);
@@ -1371,7 +1450,7 @@ static void test_oalw_wiring(void) {
     }
     M0States m0;
     const Example* all[] = {&ex[0], &ex[1], &ex[2]};
-    ok = ok && m0_states_compute(&m0, &m, &dl, all, 3, 3) == 0 && build_defense_state(&s, &m, &dl, &m0, 3) == 0;
+    ok = ok && m0_states_compute(&m0, &m, &dl, all, 3, 3) == 0 && build_defense_state(&s, &m, &dl, 3) == 0;
     CHECK(ok, "a defence state on the tiny model");
     if (!ok) { model_free(&m); return; }
     size_t n = m.lora.n_params;
@@ -1381,15 +1460,15 @@ static void test_oalw_wiring(void) {
     const Example* alone0[] = {&ex[0], &ex[2]};
     const Example* alone1[] = {&ex[1], &ex[2]};
     const int ids0[] = {0, 2}, ids1[] = {1, 2}, ids[] = {0, 1, 2};
-    float l0 = oalw_step(&s, &m, &cfg, alone0, ids0, 2, 1, NULL, g0);
-    float l1 = oalw_step(&s, &m, &cfg, alone1, ids1, 2, 1, NULL, g1);
+    float l0 = oalw_step(&s, &m0, &m, &cfg, alone0, ids0, 2, 1, NULL, g0);
+    float l1 = oalw_step(&s, &m0, &m, &cfg, alone1, ids1, 2, 1, NULL, g1);
     const float w_first[] = {2.0f, 0.0f}, w_second[] = {0.0f, 2.0f}, w_ones[] = {1.0f, 1.0f};
-    float l_first = oalw_step(&s, &m, &cfg, all, ids, 3, 2, w_first, g);
+    float l_first = oalw_step(&s, &m0, &m, &cfg, all, ids, 3, 2, w_first, g);
     double d_first = relative_difference(g, g0, n);
-    float l_second = oalw_step(&s, &m, &cfg, all, ids, 3, 2, w_second, g);
+    float l_second = oalw_step(&s, &m0, &m, &cfg, all, ids, 3, 2, w_second, g);
     double d_second = relative_difference(g, g1, n);
-    float l_ones = oalw_step(&s, &m, &cfg, all, ids, 3, 2, w_ones, g_mean);
-    float l_plain = oalw_step(&s, &m, &cfg, all, ids, 3, 2, NULL, g_plain);
+    float l_ones = oalw_step(&s, &m0, &m, &cfg, all, ids, 3, 2, w_ones, g_mean);
+    float l_plain = oalw_step(&s, &m0, &m, &cfg, all, ids, 3, 2, NULL, g_plain);
     for (size_t i = 0; i < n; i++) g[i] = 0.5f * (g0[i] + g1[i]);
     double d_ones = relative_difference(g_mean, g, n), d_plain = relative_difference(g_plain, g_mean, n);
     printf("OALW wiring: l_erase alone %.5f and %.5f; weights (2,0) %.5f, (0,2) %.5f, (1,1) %.5f, none %.5f\n", l0,
@@ -1545,17 +1624,19 @@ static void test_defend_end_to_end(void) {
     if (have_tokenizer) {
         DefenseConfig cfg;
         defense_config_default(&cfg, DEFEND_RR);
-        cfg.data_path = data;
+        DefenseRunConfig io;
+        defense_run_config_default(&io);
+        io.data_path = data;
         cfg.steps = 6;
         cfg.batch = 3;
         cfg.lr = 5e-3f;
         cfg.erase_tokens = ERASE_RESPONSE;
         cfg.retain_refusal = RETAIN_REFUSAL_ONLY;
-        cfg.print_every = 0;
+        io.print_every = 0;
         DefenseLog log = {0};
         Model rr;
         tiny_model(&rr, 64);
-        CHECK(defend(&rr, &t, &cfg, &log) == EXIT_OK && log.n == 6, "defend() runs RR (%d log rows)", log.n);
+        CHECK(defend(&rr, &t, &cfg, &io, &log) == EXIT_OK && log.n == 6, "defend() runs RR (%d log rows)", log.n);
         CHECK(log.n == 6 && log.rows[5].erase < log.rows[0].erase && isnan(log.rows[0].caa),
               "RR: erase falls (%.4f -> %.4f), no CAA term", log.n ? log.rows[0].erase : 0, log.n ? log.rows[5].erase : 0);
         CHECK(rr.lora.n_params == 0, "defend() leaves the adapters merged");
@@ -1566,26 +1647,26 @@ static void test_defend_end_to_end(void) {
         // OALW's states and every row's h_l^0, the second reuses both, and both give the model a
         // run without the cache gives
         cfg.oalw = 1;
-        cfg.reference_path = reference;
+        io.reference_path = reference;
         M0Cache m0 = {0};
         Model plain, first, second;
         tiny_model(&plain, 64);
         tiny_model(&first, 64);
         tiny_model(&second, 64);
-        int ok = defend(&plain, &t, &cfg, NULL) == EXIT_OK && defend_reusing(&first, &t, &cfg, NULL, &m0) == EXIT_OK;
+        int ok = defend(&plain, &t, &cfg, &io, NULL) == EXIT_OK && defend_reusing(&first, &t, &cfg, &io, NULL, &m0) == EXIT_OK;
         CHECK(ok && m0.oalw.erase_repr && m0.oalw.n_erase == 4 && m0.oalw.n_reference > 0,
               "the first run keeps M0's OALW states");
         CHECK(ok && m0.rows.memory && m0.rows.n_rows > 4, "and M0's states of its %d rows", m0.rows.n_rows);
         float *kept = m0.oalw.erase_repr, *kept_rows = m0.rows.memory;
         uint64_t key = m0.rows.key;
-        ok = ok && defend_reusing(&second, &t, &cfg, NULL, &m0) == EXIT_OK;
+        ok = ok && defend_reusing(&second, &t, &cfg, &io, NULL, &m0) == EXIT_OK;
         CHECK(ok && m0.oalw.erase_repr == kept && m0.rows.memory == kept_rows, "the second run reuses both");
         CHECK(ok && !memcmp(plain.param_memory, first.param_memory, plain.n_params * sizeof(float)) &&
                   !memcmp(plain.param_memory, second.param_memory, plain.n_params * sizeof(float)),
               "with or without the kept states, the same defended model");
         cfg.oalw_pool = POOL_LAST;
         cfg.retain_refusal = RETAIN_REFUSAL_NONE; // fewer retain rows
-        ok = ok && defend_reusing(&plain, &t, &cfg, NULL, &m0) == EXIT_OK;
+        ok = ok && defend_reusing(&plain, &t, &cfg, &io, NULL, &m0) == EXIT_OK;
         CHECK(ok && m0.oalw.pool == POOL_LAST, "another pooling computes OALW's states again");
         CHECK(ok && m0.rows.key != key, "other rows: their states are computed again");
         free_m0_cache(&m0);
@@ -1593,6 +1674,8 @@ static void test_defend_end_to_end(void) {
         model_free(&first);
         model_free(&second);
         tokenizer_free(&t);
+    } else {
+        SKIP("RR through defend() and M0's kept states: " TOKENIZER " did not load");
     }
 
     fprintf(stderr, "(three error lines expected:)\n");

@@ -26,28 +26,14 @@
 # --oversubscribe. The last line is the summary.
 cd "$(dirname "$0")/.." || exit 1
 MPI_MOSR="$PWD/build/mpi/mosr"
-passed=0
-failed=0
-skipped=0
-
-pass() { passed=$((passed + 1)); }
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $*" >&2
-}
-summary() {
-    echo "test_mpi: $passed passed, $failed failed, $skipped skipped"
-    exit 0
-}
+TEST=test_mpi; . tests/lib.sh
 
 if ! command -v mpirun >/dev/null; then
-    echo "skip: no mpirun here (apt-get install openmpi-bin libopenmpi-dev, then make MPI=1)" >&2
-    skipped=1
+    skip "no mpirun here (apt-get install openmpi-bin libopenmpi-dev, then make MPI=1)"
     summary
 fi
 if [ ! -x "$MPI_MOSR" ] || [ ! -x ./mosr ]; then
-    echo "skip: build/mpi/mosr or ./mosr is not built (make MPI=1)" >&2
-    skipped=1
+    skip "build/mpi/mosr or ./mosr is not built (make MPI=1)"
     summary
 fi
 
@@ -153,14 +139,14 @@ PY
 PY=/usr/bin/python3
 have_numpy=0
 $PY -c "import numpy" 2>/dev/null && have_numpy=1
-# check NAME KIND A B [args]: pass if compare.py says so (skipped, saying so, without numpy)
-check() {
+# check_close NAME KIND A B [args]: pass if compare.py says so (skipped, saying so, without numpy)
+check_close() {
     local name=$1; shift
-    if [ $have_numpy = 0 ]; then echo "skip: $name: no numpy for $PY" >&2; skipped=$((skipped + 1)); return; fi
+    if [ $have_numpy = 0 ]; then skip "$name: no numpy for $PY"; return; fi
     if out=$($PY "$FX/compare.py" "$@" 2>&1); then pass; else fail "$name: $out"; fi
 }
-# check_fails NAME KIND A B [args]: the comparison must fail (a check that can fail)
-check_fails() {
+# check_close_fails NAME KIND A B [args]: the comparison must fail (a check that can fail)
+check_close_fails() {
     local name=$1; shift
     [ $have_numpy = 0 ] && return
     if $PY "$FX/compare.py" "$@" > /dev/null 2>&1; then fail "$name: the comparison passed on different runs"; else pass; fi
@@ -176,18 +162,18 @@ N_PARAMS=$(( $(stat -c %s "$BASE") / 4 - 64 )) # the shipped checkpoint's floats
 "${MPIRUN[@]}" -np 2 "$MPI_MOSR" "${TR[@]}" --grad-accum 1 --threads 1 -o "$FX/t2.bin" --log "$FX/t2.csv" \
     --dump-grad "$FX/t2.grad" 2> "$FX/t2.err"
 if [ $? = 0 ]; then pass; else fail "train -np 2: $(grep mosr "$FX/t1.err" "$FX/t2.err" | head -3)"; fi
-check "train -np 2 vs one process, step-1 gradient" grad "$FX/t1.grad" "$FX/t2.grad"
-check "train -np 2 vs one process, losses" loss "$FX/t1.csv" "$FX/t2.csv" loss
-check "train -np 2 vs one process, parameters" params "$FX/t1.bin" "$FX/t2.bin" 1e-4 5 "$N_PARAMS"
+check_close "train -np 2 vs one process, step-1 gradient" grad "$FX/t1.grad" "$FX/t2.grad"
+check_close "train -np 2 vs one process, losses" loss "$FX/t1.csv" "$FX/t2.csv" loss
+check_close "train -np 2 vs one process, parameters" params "$FX/t1.bin" "$FX/t2.bin" 1e-4 5 "$N_PARAMS"
 "$MOSR" "${TRAIN[@]}" --steps 1 --seed 4 --grad-accum 2 --threads 2 --dump-grad "$FX/t_other.grad" 2>/dev/null
-check_fails "train: another seed's gradient" grad "$FX/t1.grad" "$FX/t_other.grad"
+check_close_fails "train: another seed's gradient" grad "$FX/t1.grad" "$FX/t_other.grad"
 
 # 3 ranks against --grad-accum 3
 "$MOSR" "${TR[@]}" --grad-accum 3 --threads 2 --log "$FX/t3a.csv" 2>/dev/null &&
 "${MPIRUN[@]}" -np 3 "$MPI_MOSR" "${TR[@]}" --threads 1 --log "$FX/t3b.csv" 2> "$FX/t3.err"
 if [ $? = 0 ]; then pass; else fail "train -np 3: $(grep mosr "$FX/t3.err" | head -3)"; fi
-check "train -np 3 vs one process, losses" loss "$FX/t3a.csv" "$FX/t3b.csv" loss
-check_fails "train: the losses of --grad-accum 2 and 3" loss "$FX/t1.csv" "$FX/t3a.csv" loss
+check_close "train -np 3 vs one process, losses" loss "$FX/t3a.csv" "$FX/t3b.csv" loss
+check_close_fails "train: the losses of --grad-accum 2 and 3" loss "$FX/t1.csv" "$FX/t3a.csv" loss
 
 # stopped at step 3 and resumed on 2 ranks: the uninterrupted run's checkpoint, byte for byte
 "${MPIRUN[@]}" -np 2 "$MPI_MOSR" "${TR[@]}" --threads 1 -o "$FX/tr.bin" --stop-at 3 2>/dev/null
@@ -207,14 +193,14 @@ DF=(defend "$BASE" -z "$Z" --method mosr --data "$D/defense.jsonl" --reference "
 "$MOSR" "${DF[@]}" --threads 2 -o "$FX/d1.bin" --dump-grad "$FX/d1.grad" 2> "$FX/d1.err" &&
 "${MPIRUN[@]}" -np 2 "$MPI_MOSR" "${DF[@]}" --threads 1 -o "$FX/d2.bin" --dump-grad "$FX/d2.grad" 2> "$FX/d2.err"
 if [ $? = 0 ]; then pass; else fail "defend -np 2: $(grep mosr "$FX/d1.err" "$FX/d2.err" | head -3)"; fi
-check "defend -np 2 vs one process, step-1 LoRA gradient" grad "$FX/d1.grad" "$FX/d2.grad"
-check "defend -np 2 vs one process, loss terms" loss "$FX/d1.csv" "$FX/d2.csv" erase,retain,caa
+check_close "defend -np 2 vs one process, step-1 LoRA gradient" grad "$FX/d1.grad" "$FX/d2.grad"
+check_close "defend -np 2 vs one process, loss terms" loss "$FX/d1.csv" "$FX/d2.csv" erase,retain,caa
 EVAL=(-z "$Z" --set "$D/test_malicious.jsonl" --expect refuse --set "$D/test_pseudo.jsonl" --expect comply
       --set "$D/test_benign.jsonl" --expect comply --attack all --batch 4 --quiet)
 EV=("${EVAL[@]}" --max-new 24)
 "$MOSR" eval "$FX/d1.bin" "${EV[@]}" --threads 2 --json "$FX/d1.json" > /dev/null 2>&1 &&
 "$MOSR" eval "$FX/d2.bin" "${EV[@]}" --threads 2 --json "$FX/d2.json" > /dev/null 2>&1
-check "defend -np 2 vs one process, the defended models' labels" labels "$FX/d1.json" "$FX/d2.json"
+check_close "defend -np 2 vs one process, the defended models' labels" labels "$FX/d1.json" "$FX/d2.json"
 
 # ----------------------------------------------------------------------------
 # 4. eval
@@ -243,7 +229,7 @@ AB=(ablation --model "$BASE" -z "$Z" --data "$D" --steps 3 --seeds 1 --eval-limi
 "${MPIRUN[@]}" -np 2 "$MPI_MOSR" "${AB[@]}" --out "$FX/a2" > /dev/null 2> "$FX/a2.err"
 if [ $? = 0 ] && grep -q '^ablation: done in .*(wall time, 2 ranks x 1 threads)' "$FX/a2.err"; then pass
 else fail "ablation -np 2: $(grep -E 'mosr|done' "$FX/a1.err" "$FX/a2.err" | head -3)"; fi
-check "ablation -np 2 vs one process" ablation "$FX/a1/ablation.json" "$FX/a2/ablation.json"
+check_close "ablation -np 2 vs one process" ablation "$FX/a1/ablation.json" "$FX/a2/ablation.json"
 
 # ----------------------------------------------------------------------------
 # 6. a rank killed mid-run

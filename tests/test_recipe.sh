@@ -8,12 +8,7 @@
 cd "$(dirname "$0")/.." || exit 1
 MOSR="${MOSR_BIN:-$PWD/mosr}"
 PY=/usr/bin/python3
-passed=0 failed=0 skipped=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-skip() { skipped=$((skipped + 1)); echo "skip: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
-summary() { echo "test_recipe: $passed passed, $failed failed, $skipped skipped"; exit 0; }
+TEST=test_recipe; . tests/lib.sh
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

@@ -8,11 +8,7 @@
 # Skips, saying why, without /usr/bin/python3.
 cd "$(dirname "$0")/.." || exit 1
 PY=/usr/bin/python3
-passed=0 failed=0 skipped=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-skip() { skipped=$((skipped + 1)); echo "skip: $*" >&2; }
-summary() { echo "test_results: $passed passed, $failed failed, $skipped skipped"; exit 0; }
+TEST=test_results; . tests/lib.sh
 
 if [ ! -x "$PY" ]; then skip "no $PY for results/render.py"; summary; fi
 

