@@ -108,6 +108,7 @@ typedef struct {
     int tradeoff_knob;      // ablation: TRADEOFF_NONE, _ALPHA, _STEPS or _RATIO (--tradeoff KNOB=LIST)
     float tradeoff[TRADEOFF_MAX]; // its values, in the order given
     int n_tradeoff;
+    int tradeoff_methods;   // ablation: the curves drawn, 0 RR and MOSR, 1 RR only, 2 MOSR only
     int dump;               // ablation: every run's answers with their labels in DIR/eval_*.jsonl
     DefenseConfig defense;  // defend()'s defaults with the knobs given; each variant sets OALW and CAA
 } DemoArgs;
@@ -589,6 +590,7 @@ static void demo_usage(FILE* f, int ablation) {
                    "                      anything) or of the erase/retain ratio (ratio=0.1,0.3,1:\n"
                    "                      --erase-ratio), at every seed; up to 8 values\n"
                    "  --tradeoff-only     the trade-off curves only (and the base model)\n"
+                   "  --tradeoff-methods both|rr|mosr  the curves of both methods (default) or of one\n"
                    "  --dump              every run's answers with their labels (mosr judge's input) in\n"
                    "                      DIR/eval_VARIANT_sSEED_lLAMBDA_kFRAC_aALPHA_rRATIO_STEPS.jsonl\n" : "",
         ablation ? "200" : "0",
@@ -657,6 +659,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         {"--sweep-only", ARG_SWITCH, &a->sweep, 2},
         {"--tradeoff", ARG_CALL, a, .call = parse_tradeoff},
         {"--tradeoff-only", ARG_SWITCH, &a->sweep, 3},
+        {"--tradeoff-methods", ARG_CHOICE, &a->tradeoff_methods, .choices = "both|rr|mosr"},
         {"--dump", ARG_SWITCH, &a->dump, 1},
         {0}};
     ArgSpec knobs[DEFENSE_ARGS + 1];
@@ -1052,7 +1055,7 @@ static const int TRADEOFF_VARIANTS[2] = {VARIANT_RR, VARIANT_MOSR};
 static int plan_tradeoff(AblationRun* runs, const DemoArgs* a, const AblationRun* plain) {
     int n = 0;
     for (int k = 0; k < 2 && a->tradeoff_knob != TRADEOFF_NONE; k++)
-        for (int j = 0; j < a->n_tradeoff; j++)
+        for (int j = 0; j < a->n_tradeoff && a->tradeoff_methods != 2 - k; j++) // 1: RR only, 2: MOSR only
             for (int s = 0; s < a->seeds; s++) {
                 runs[n] = *plain;
                 runs[n].variant = TRADEOFF_VARIANTS[k], runs[n].seed = a->seed + s, runs[n].sweep = 2;
