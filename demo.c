@@ -87,6 +87,7 @@ enum { DEMO_BENIGN, DEMO_MALICIOUS, DEMO_PSEUDO, DEMO_PROBE_BENIGN, DEMO_PROBE_M
 enum { TRADEOFF_NONE = 0, TRADEOFF_ALPHA = 1, TRADEOFF_STEPS = 2, TRADEOFF_RATIO = 3 };
 static const char* const TRADEOFF_KNOBS[] = {"", "alpha", "steps", "ratio"};
 #define TRADEOFF_MAX 8
+#define ABLATION_MAX_FROM 8
 
 // the command line of both commands
 typedef struct {
@@ -110,6 +111,8 @@ typedef struct {
     int n_tradeoff;
     int tradeoff_methods;   // ablation: the curves drawn, 0 RR and MOSR, 1 RR only, 2 MOSR only
     int dump;               // ablation: every run's answers with their labels in DIR/eval_*.jsonl
+    const char* from[ABLATION_MAX_FROM]; // ablation --from: earlier ablation.json files, whose runs
+    int n_from;                          // (and base) are taken as they are; nothing else runs
     DefenseConfig defense;  // defend()'s defaults with the knobs given; each variant sets OALW and CAA
 } DemoArgs;
 
@@ -592,7 +595,11 @@ static void demo_usage(FILE* f, int ablation) {
                    "  --tradeoff-only     the trade-off curves only (and the base model)\n"
                    "  --tradeoff-methods both|rr|mosr  the curves of both methods (default) or of one\n"
                    "  --dump              every run's answers with their labels (mosr judge's input) in\n"
-                   "                      DIR/eval_VARIANT_sSEED_lLAMBDA_kFRAC_aALPHA_rRATIO_STEPS.jsonl\n" : "",
+                   "                      DIR/eval_VARIANT_sSEED_lLAMBDA_kFRAC_aALPHA_rRATIO_STEPS.jsonl\n"
+                   "  --from FILE         (repeatable) no run at all: the base model and the planned runs are\n"
+                   "                      taken from earlier ablation.json files (a run they do not have is\n"
+                   "                      left out), and the tables, JSON and figures are drawn from them;\n"
+                   "                      e.g. the parts of a curve run as separate calls, drawn as one\n" : "",
         ablation ? "200" : "0",
         ablation ? "" : "  --layer L           layer of the scatter plots and the probe (default: the higher of\n"
                         "                      defend's two default target layers, 2 * n_layers / 3)\n");
@@ -621,6 +628,17 @@ static int parse_tradeoff(const char* cmd, const char* flag, const char* v, void
                   "alpha=2,5,10,20 (steps whole numbers), got '%s'", cmd, TRADEOFF_MAX, v);
         return -1;
     }
+    return 0;
+}
+
+// --from FILE (ARG_CALL, dest: the DemoArgs), up to ABLATION_MAX_FROM times
+static int parse_from(const char* cmd, const char* flag, const char* v, void* dest) {
+    DemoArgs* a = dest;
+    if (a->n_from == ABLATION_MAX_FROM) {
+        error_msg("%s: %s: at most %d files", cmd, flag, ABLATION_MAX_FROM);
+        return -1;
+    }
+    a->from[a->n_from++] = v;
     return 0;
 }
 
@@ -661,6 +679,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         {"--tradeoff-only", ARG_SWITCH, &a->sweep, 3},
         {"--tradeoff-methods", ARG_CHOICE, &a->tradeoff_methods, .choices = "both|rr|mosr"},
         {"--dump", ARG_SWITCH, &a->dump, 1},
+        {"--from", ARG_CALL, a, .call = parse_from},
         {0}};
     ArgSpec knobs[DEFENSE_ARGS + 1];
     defense_args(knobs, &a->defense, 0);
@@ -1532,6 +1551,96 @@ static void gather_runs(AblationRun* runs, int n_runs) {
     free(mine);
 }
 
+// the value of member key of the JSON object at obj, or NULL
+static const char* json_value(const char* obj, const char* key) {
+    JsonIter it;
+    char* name;
+    const char* v;
+    if (!obj || json_iter_begin(&it, obj) != 0) return NULL;
+    while (json_iter_next(&it, &name, &v) == 1) {
+        int match = !strcmp(name, key);
+        free(name);
+        if (match) return v;
+    }
+    return NULL;
+}
+
+// One model's scores from their JSON (json_demo_metrics' members): each rate from its counts, so
+// the intervals are Wilson's again; a file from before the seen-word part has it as the whole
+// minus the held-out part. 0, or -1 if a count is missing.
+static int read_demo_metrics(DemoMetrics* s, const char* obj) {
+    const char* counts = json_value(obj, "counts");
+    for (int i = 0; i < N_DEMO_RATES; i++) {
+        const char* kn = json_value(counts, RATE_KEYS[i]);
+        JsonIter it;
+        const char *k, *n;
+        if (kn && json_iter_begin(&it, kn) == 0 && json_iter_next(&it, NULL, &k) == 1 && json_iter_next(&it, NULL, &n) == 1)
+            s->rate[i] = rate_of(atoi(k), atoi(n));
+        else if (i != RATE_OVER_REFUSAL_SEEN) return -1;
+        else s->rate[i].n = -1; // filled in below
+    }
+    if (s->rate[RATE_OVER_REFUSAL_SEEN].n < 0) {
+        const Rate *all = &s->rate[RATE_OVER_REFUSAL], *held = &s->rate[RATE_OVER_REFUSAL_HELDOUT];
+        s->rate[RATE_OVER_REFUSAL_SEEN] = rate_of(all->k - held->k, all->n - held->n);
+    }
+    char* worst = json_get_string(obj, "worst_attack");
+    s->worst_attack = ATTACK_DIRECT;
+    for (int a = 0; a < 3; a++)
+        if (worst && !strcmp(worst, ATTACK_NAMES[a])) s->worst_attack = a;
+    free(worst);
+    double x;
+    s->val_perplexity = json_get_number(obj, "val_perplexity", &x) == 0 ? (float)x : NAN;
+    s->seconds = json_get_number(obj, "eval_seconds", &x) == 0 ? (float)x : NAN;
+    return 0;
+}
+
+// --from: the base model's scores from the first file, and every planned run found in a file
+// (the same variant, seed, lambda, K, alpha, ratio, steps and kind) marked done with its scores.
+// Returns the runs found, or -1 after an error line.
+static int runs_from_files(DemoMetrics* base, AblationRun* runs, int n_runs, const DemoArgs* a) {
+    int found = 0;
+    for (int f = 0; f < a->n_from; f++) {
+        char* text = read_file(a->from[f], NULL);
+        const char* list = text ? json_value(text, "runs") : NULL;
+        if (!list || (f == 0 && read_demo_metrics(base, json_value(text, "base")) != 0)) {
+            error_msg("ablation: --from %s: not an ablation.json (no runs or no base scores)", a->from[f]);
+            free(text);
+            return -1;
+        }
+        JsonIter it;
+        const char* run;
+        json_iter_begin(&it, list);
+        while (json_iter_next(&it, NULL, &run) == 1) {
+            char* variant = json_get_string(run, "variant");
+            double seed = -1, lambda = 0, frac = 0, alpha = 0, ratio = 1, steps = 0, sweep = 0, tradeoff = 0;
+            json_get_number(run, "seed", &seed), json_get_number(run, "lambda", &lambda);
+            json_get_number(run, "caa_frac", &frac), json_get_number(run, "alpha", &alpha);
+            json_get_number(run, "erase_ratio", &ratio), json_get_number(run, "steps", &steps);
+            json_get_number(run, "sweep", &sweep), json_get_number(run, "tradeoff", &tradeoff);
+            int kind = tradeoff ? 2 : sweep ? 1 : 0;
+            for (int i = 0; i < n_runs && variant; i++) {
+                AblationRun* r = &runs[i];
+                if (r->done || strcmp(DEMO_VARIANTS[r->variant].name, variant) || (double)r->seed != seed ||
+                    r->lambda != (float)lambda || r->caa_frac != (float)frac || r->alpha != (float)alpha ||
+                    r->ratio != (float)ratio || r->steps != (int)steps || r->sweep != kind)
+                    continue;
+                if (read_demo_metrics(&r->score, run) != 0) {
+                    error_msg("ablation: --from %s: a %s run without its counts", a->from[f], variant);
+                    free(variant);
+                    free(text);
+                    return -1;
+                }
+                r->done = 1;
+                found++;
+                break;
+            }
+            free(variant);
+        }
+        free(text);
+    }
+    return found;
+}
+
 int ablation_main(int argc, char** argv) {
     DemoArgs a;
     int rc = demo_parse(&a, argc, argv, 1);
@@ -1557,9 +1666,17 @@ int ablation_main(int argc, char** argv) {
     fprintf(stderr, "ablation: %d defence runs of %d steps, each then evaluated (%d answers)\n", n_runs, steps,
             n_answers);
 
-    demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
-    if (demo_evaluate(&base_score, NULL, &base, &t, &d, NULL) != 0) goto done; // (over every rank)
-    demo_clock_eval(&clock, n_answers, base_score.seconds);
+    if (a.n_from > 0) { // nothing runs: the scores are the files'
+        int found = runs_from_files(&base_score, runs, n_runs, &a);
+        if (found < 0) goto done;
+        fprintf(stderr, "ablation: %d of the %d planned runs found in the --from files; no run is made\n", found,
+                n_runs);
+        n_stages = 2;
+    } else {
+        demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
+        if (demo_evaluate(&base_score, NULL, &base, &t, &d, NULL) != 0) goto done; // (over every rank)
+        demo_clock_eval(&clock, n_answers, base_score.seconds);
+    }
 
     // under MPI each run is one rank's alone (solo: defend and eval do not spread it further), and
     // rank 0 writes; without MPI every run is rank 0's
@@ -1576,7 +1693,7 @@ int ablation_main(int argc, char** argv) {
     int solo_before = dist_solo(1);
     for (int i = 0; i < n_runs; i++) {
         AblationRun* r = &runs[i];
-        if (owner[i] != me) continue;
+        if (owner[i] != me || a.n_from > 0) continue;
         DefenseConfig cfg;
         demo_defense_config(&cfg, r->variant, r->seed, &a, &d);
         cfg.overlap.lambda = r->lambda;

@@ -373,6 +373,31 @@ def over_refusal_split():
         rows, right={2, 6})
 
 
+KNOB_PARTS = ["results/knob_borderline/%s/ablation.json" % p for p in ("rr_a", "rr_b", "rr_c", "mosr_token")]
+
+
+def knob_borderline():
+    """RR and MOSR (token-level OALW) along the erase/retain ratio, borderline retain, one seed: every
+    trade-off run of the parts that exist, and the base model of the first."""
+    files = [p for p in KNOB_PARTS if os.path.exists(os.path.join(ROOT, p))]
+    runs = sorted((r for p in files for r in load(p)["runs"] if r["tradeoff"]),
+                  key=lambda r: (r["variant"] != "rr", r["erase_ratio"]))
+    b = load(files[0])["base"]
+    bseen = split_counts(b)[0][0] / split_counts(b)[0][1]
+
+    def cells(name, ratio, r):
+        seen, held = split_counts(r)
+        added = "–" if r is b else ("%+.3f" % (seen[0] / seen[1] - bseen)).replace("-", "−")
+        return [name, ratio, rate(r, "asr_worst"), rate(r, "over_refusal"), kn_rate(seen), added, kn_rate(held),
+                rate(r, "benign_accuracy")]
+
+    rows = [cells("base", "–", b)] + [cells(NAMES[r["variant"]], "%g" % r["erase_ratio"], r) for r in runs]
+    return source(files, "mosr ablation --tradeoff ratio=LIST --tradeoff-only --seeds 1 --retain-borderline; "
+                  "results/knob_borderline/README.md has each part's command") + table(
+        ["model", "erase ratio R", "worst harm", "over-refusal", "seen words", "added on seen words",
+         "held-out words", "benign accuracy"], rows, right={1, 5})
+
+
 # ----------------------------------------------------------------------------
 # OALW's weights against RR's and MOSR's damage (results/oalw_damage/*.json: mosr analyze --defended)
 
@@ -397,7 +422,7 @@ TABLES = {
     "base_sets": base_sets, "public_sets": public_sets, "ablation_default": ablation_default,
     "ablation_borderline": ablation_borderline, "ablation_criteria": ablation_criteria, "alpha_probe": alpha_probe,
     "tradeoff": tradeoff, "distinct": distinct, "oalw_damage": oalw_damage,
-    "over_refusal_split": over_refusal_split,
+    "over_refusal_split": over_refusal_split, "knob_borderline": knob_borderline,
     "demo_tokens_caa": lambda: demo_headline("results/demo_tokens_caa/results.json",
                                              "mosr demo --caa-prefix tokens --threads 2 --out out/demo_tokens_caa"),
     "demo_large": lambda: demo_headline("results/demo_large/results.json",

@@ -2047,6 +2047,31 @@ static void test_demo_end_to_end(void) {
     CHECK(json && strstr(json, "\"erase_ratio\": 0.5"), "the run records its erase ratio");
     free(json);
 
+    // --from: the same run drawn again from its ablation.json, nothing run: the same point; a planned
+    // run the file does not have (MOSR, ratio 2) is left out; a file that is no ablation.json fails
+    char from_dir[620], from_json[640];
+    snprintf(from_dir, sizeof(from_dir), "%s/from", tradeoff_dir);
+    snprintf(from_json, sizeof(from_json), "%s/ablation.json", tradeoff_dir);
+    char* from_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", from_dir,
+                         "--threads", "1", "--seeds", "1", "--tradeoff", "ratio=0.5,2", "--tradeoff-only",
+                         "--from", from_json};
+    rc = ablation_main(sizeof(from_argv) / sizeof(from_argv[0]), from_argv);
+    snprintf(path, sizeof(path), "%s/tradeoff.json", tradeoff_dir);
+    char* before = read_file(path, NULL);
+    snprintf(path, sizeof(path), "%s/tradeoff.json", from_dir);
+    char* after = read_file(path, NULL);
+    const char* rr_before = before ? json_member(json_member(before, "curves"), "rr") : NULL;
+    const char* rr_after = after ? json_member(json_member(after, "curves"), "rr") : NULL;
+    size_t len = rr_before ? strcspn(rr_before, "]") : 0;
+    CHECK(rc == 0 && rr_before && rr_after && !strncmp(rr_before, rr_after, len) &&
+          json_array_length(json_member(json_member(after, "curves"), "mosr")) == 0,
+          "--from draws the file's RR point unchanged and runs nothing else (exit %d)", rc);
+    free(before);
+    free(after);
+    char* bad_from[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", from_dir,
+                        "--threads", "1", "--tradeoff", "ratio=0.5", "--tradeoff-only", "--from", path};
+    CHECK(ablation_main(sizeof(bad_from) / sizeof(bad_from[0]), bad_from) != 0, "--from a tradeoff.json fails");
+
     fprintf(stderr, "(two error lines expected:)\n");
     char* bad_flag[] = {"demo", "--model", model_path, "--steps", "0"};
     CHECK(demo_main(5, bad_flag) == EXIT_USAGE, "--steps 0 is a usage error");
