@@ -2053,8 +2053,8 @@ static void test_demo_end_to_end(void) {
     snprintf(from_dir, sizeof(from_dir), "%s/from", tradeoff_dir);
     snprintf(from_json, sizeof(from_json), "%s/ablation.json", tradeoff_dir);
     char* from_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", from_dir,
-                         "--threads", "1", "--seeds", "1", "--tradeoff", "ratio=0.5,2", "--tradeoff-only",
-                         "--from", from_json};
+                         "--threads", "1", "--seeds", "1", "--steps", "2", "--tradeoff", "ratio=0.5,2",
+                         "--tradeoff-only", "--from", from_json};
     rc = ablation_main(sizeof(from_argv) / sizeof(from_argv[0]), from_argv);
     snprintf(path, sizeof(path), "%s/tradeoff.json", tradeoff_dir);
     char* before = read_file(path, NULL);
