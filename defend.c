@@ -1234,6 +1234,8 @@ static void defend_usage(FILE* f) {
         "  --alpha X                 schedule: c_s = X (1 - t/2T), c_r = X t/2T (default 10); X scales\n"
         "                            the whole loss, which AdamW's step normalises away: the strength\n"
         "                            of the erasure is set by --steps and --lr\n"
+        "  --erase-ratio R           c_s x 2R/(1+R), c_r x 2/(1+R): the erase/retain ratio moves R-fold,\n"
+        "                            their common scale stays (default 1)\n"
         "  --steps N                 optimiser steps (default 150)\n"
         "  --batch N                 erase rows and retain rows per step, N each (default 16)\n"
         "  --lr X                    AdamW learning rate, constant, no weight decay (default 1e-3)\n"
@@ -1329,6 +1331,7 @@ int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch) {
         {"--targets", ARG_CALL, c, .call = parse_targets},
         {"--retain-layers", ARG_CALL, c, .call = parse_retain_layers},
         {"--alpha", ARG_FLOAT, &c->alpha, 0, 1e6},
+        {"--erase-ratio", ARG_FLOAT, &c->erase_ratio, 1e-6, 1e6},
         {"--batch", ARG_INT, &c->batch, 1, 4096},
         {"--lr", ARG_FLOAT, &c->lr, 1e-9, 10},
         {"--erase-tokens", ARG_CHOICE, &c->erase_tokens, .choices = "all|response|distinct"},        // ERASE_*

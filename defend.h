@@ -107,7 +107,7 @@ int defend_main(int argc, char** argv);
 // defend takes them all; mosr demo and mosr ablation all but --batch (theirs is the decoding
 // batch). Writes the rows, pointing into c, and the table's end into specs (room for
 // DEFENSE_ARGS + 1); returns the number of rows.
-#define DEFENSE_ARGS 30
+#define DEFENSE_ARGS 31
 int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch);
 
 #endif

@@ -39,7 +39,8 @@ enum {
     RATE_PSEUDO_REFUSAL,      // its parts: refusals,
     RATE_PSEUDO_LATE_REFUSAL, //   of which late (after other words),
     RATE_PSEUDO_BROKEN,       //   and broken answers (the erasure's gibberish, not a refusal)
-    RATE_OVER_REFUSAL_HELDOUT, // over-refusal on the pseudo items with held-out trigger words
+    RATE_OVER_REFUSAL_SEEN,    // over-refusal on the pseudo items with seen trigger words only,
+    RATE_OVER_REFUSAL_HELDOUT, //   and on those with held-out ones (which the base itself garbles)
     RATE_BENIGN_ACCURACY,     // correct on test_benign (its compliance if it has no reference answers)
     RATE_BENIGN_REFUSED,      // refusal + broken on test_benign
     N_DEMO_RATES
@@ -48,12 +49,14 @@ enum {
 static const char* const RATE_KEYS[N_DEMO_RATES] = {
     "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "compliance_direct", "compliance_jailbreak",
     "compliance_prefill", "asr_heldout_direct", "asr_heldout_jailbreak", "asr_heldout_prefill", "over_refusal",
-    "pseudo_refusal", "pseudo_late_refusal", "pseudo_broken", "over_refusal_heldout", "benign_accuracy",
+    "pseudo_refusal", "pseudo_late_refusal", "pseudo_broken", "over_refusal_seen", "over_refusal_heldout",
+    "benign_accuracy",
     "benign_refused"};
 static const char* const RATE_NAMES[N_DEMO_RATES] = {
     "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "compliance direct", "compliance jailbreak",
     "compliance prefill", "held-out ASR direct", "held-out ASR jailbreak", "held-out ASR prefill", "over-refusal",
-    "refusal", "late refusal", "broken", "over-refusal, held-out words", "benign accuracy", "benign refused"};
+    "refusal", "late refusal", "broken", "over-refusal, seen words", "over-refusal, held-out words",
+    "benign accuracy", "benign refused"};
 
 typedef struct {
     Rate rate[N_DEMO_RATES];
@@ -74,8 +77,10 @@ typedef struct {
 enum { DEMO_BENIGN, DEMO_MALICIOUS, DEMO_PSEUDO, DEMO_PROBE_BENIGN, DEMO_PROBE_MALICIOUS, N_DEMO_SETS };
 
 // the trade-off curves of mosr ablation: RR and MOSR at several erasure strengths
-enum { TRADEOFF_NONE = 0, TRADEOFF_ALPHA = 1, TRADEOFF_STEPS = 2 };
+enum { TRADEOFF_NONE = 0, TRADEOFF_ALPHA = 1, TRADEOFF_STEPS = 2, TRADEOFF_RATIO = 3 };
+static const char* const TRADEOFF_KNOBS[] = {"", "alpha", "steps", "ratio"};
 #define TRADEOFF_MAX 8
+#define ABLATION_MAX_FROM 8
 
 // the command line of both commands
 typedef struct {
@@ -94,9 +99,13 @@ typedef struct {
     int print_every;        // defence progress lines
     int seeds;              // ablation: seeds per variant
     int sweep;              // ablation: 0 no sweep, 1 ablation + sweep, 2 sweep only, 3 trade-off only
-    int tradeoff_knob;      // ablation: TRADEOFF_NONE, _ALPHA or _STEPS (--tradeoff KNOB=LIST)
+    int tradeoff_knob;      // ablation: TRADEOFF_NONE, _ALPHA, _STEPS or _RATIO (--tradeoff KNOB=LIST)
     float tradeoff[TRADEOFF_MAX]; // its values, in the order given
     int n_tradeoff;
+    int tradeoff_methods;   // ablation: the curves drawn, 0 RR and MOSR, 1 RR only, 2 MOSR only
+    int dump;               // ablation: every run's answers with their labels in DIR/eval_*.jsonl
+    const char* from[ABLATION_MAX_FROM]; // ablation --from: earlier ablation.json files, whose runs
+    int n_from;                          // (and base) are taken as they are; nothing else runs
     DefenseConfig defense;  // defend()'s defaults with the knobs given; each variant sets OALW and CAA
 } DemoArgs;
 
@@ -203,7 +212,8 @@ static void demo_metrics(DemoMetrics* s, const EvalResult* r) {
     rate[RATE_PSEUDO_REFUSAL] = rate_of(pseudo->refusal, pseudo->n);
     rate[RATE_PSEUDO_LATE_REFUSAL] = rate_of(pseudo->late_refusal, pseudo->n);
     rate[RATE_PSEUDO_BROKEN] = rate_of(pseudo->broken, pseudo->n);
-    rate[RATE_OVER_REFUSAL_HELDOUT] = rate_of(pseudo->heldout_refusal + pseudo->heldout_broken, pseudo->heldout_n);
+    rate[RATE_OVER_REFUSAL_SEEN] = eval_over_refusal_part(pseudo, 0);
+    rate[RATE_OVER_REFUSAL_HELDOUT] = eval_over_refusal_part(pseudo, 1);
     rate[RATE_BENIGN_ACCURACY] = benign->n_reference > 0 ? rate_of(benign->correct, benign->n_reference)
                                                          : rate_of(benign->compliance, benign->n);
     rate[RATE_BENIGN_REFUSED] = eval_headline(benign);
@@ -530,7 +540,9 @@ static void demo_usage(FILE* f, int ablation) {
             "  sweep.json, sweep.png       the sweep: over-refusal against the worst attack's ASR\n"
             "  tradeoff.json, tradeoff_curve.png  with --tradeoff: RR and MOSR at each erasure strength,\n"
             "                              over-refusal against the worst attack's harmful rate, with 95%%\n"
-            "                              Wilson intervals (answers pooled over the seeds)\n"
+            "                              Wilson intervals (answers pooled over the seeds); the over-refusal\n"
+            "                              also on its seen-word and held-out-word parts, and\n"
+            "                              tradeoff_curve_seen.png against the seen-word part\n"
             "ablation.json is rewritten after every run, so a long run shows its progress.\n"
             "\n");
     fprintf(f,
@@ -557,7 +569,7 @@ static void demo_usage(FILE* f, int ablation) {
         "                      and thread count\n"
         "  and every knob of mosr defend but --batch (see mosr defend --help), for every defence:\n"
         "  --erase-tokens, --retain-refusal, --retain-borderline, --no-retain-borderline, --targets,\n"
-        "  --retain-layers, --alpha, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
+        "  --retain-layers, --alpha, --erase-ratio, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
         "  --oalw-pool, --oalw-score, --oalw-form, --oalw-k, --oalw-lambda, --oalw-wmin, --oalw-tau,\n"
         "  --oalw-every, --oalw-space, --oalw-norm, --caa-prefix, --caa-kmin, --caa-frac, --caa-weight,\n"
         "  --caa-batch, --caa-counterweight\n",
@@ -568,8 +580,16 @@ static void demo_usage(FILE* f, int ablation) {
                    "  --tradeoff KNOB=LIST  trade-off curves too: RR and MOSR at each value of the steps\n"
                    "                      (steps=25,50,100,150) or of the schedule's alpha (alpha=2,5,10,20:\n"
                    "                      alpha scales both losses, which AdamW undoes, so it barely moves\n"
-                   "                      anything), at every seed; up to 8 values\n"
-                   "  --tradeoff-only     the trade-off curves only (and the base model)\n" : "",
+                   "                      anything) or of the erase/retain ratio (ratio=0.1,0.3,1:\n"
+                   "                      --erase-ratio), at every seed; up to 8 values\n"
+                   "  --tradeoff-only     the trade-off curves only (and the base model)\n"
+                   "  --tradeoff-methods both|rr|mosr  the curves of both methods (default) or of one\n"
+                   "  --dump              every run's answers with their labels (mosr judge's input) in\n"
+                   "                      DIR/eval_VARIANT_sSEED_lLAMBDA_kFRAC_aALPHA_rRATIO_STEPS.jsonl\n"
+                   "  --from FILE         (repeatable) no run at all: the base model and the planned runs are\n"
+                   "                      taken from earlier ablation.json files (a run they do not have is\n"
+                   "                      left out), and the tables, JSON and figures are drawn from them;\n"
+                   "                      e.g. the parts of a curve run as separate calls, drawn as one\n" : "",
         ablation ? "200" : "0",
         ablation ? "" : "  --layer L           layer of the scatter plots and the probe (default: the higher of\n"
                         "                      defend's two default target layers, 2 * n_layers / 3)\n");
@@ -582,21 +602,33 @@ static int parse_tradeoff(const char* cmd, const char* flag, const char* v, void
     const char* p = NULL;
     if (!strncmp(v, "alpha=", 6)) a->tradeoff_knob = TRADEOFF_ALPHA, p = v + 6;
     else if (!strncmp(v, "steps=", 6)) a->tradeoff_knob = TRADEOFF_STEPS, p = v + 6;
+    else if (!strncmp(v, "ratio=", 6)) a->tradeoff_knob = TRADEOFF_RATIO, p = v + 6;
     a->n_tradeoff = 0;
     while (p && *p && a->n_tradeoff < TRADEOFF_MAX) {
         char* end;
         float x = strtof(p, &end);
         int ok = end != p && (*end == ',' || !*end) && x > 0 &&
-                 (a->tradeoff_knob == TRADEOFF_ALPHA ? x <= 1e6 : x == (int)x && x <= (1 << 24));
+                 (a->tradeoff_knob != TRADEOFF_STEPS ? x <= 1e6 : x == (int)x && x <= (1 << 24));
         if (!ok) break;
         a->tradeoff[a->n_tradeoff++] = x;
         p = *end ? end + 1 : end;
     }
     if (!p || *p || a->n_tradeoff == 0) {
-        error_msg("%s: --tradeoff takes alpha=LIST or steps=LIST, 1 to %d positive values like alpha=2,5,10,20 "
-                  "(steps whole numbers), got '%s'", cmd, TRADEOFF_MAX, v);
+        error_msg("%s: --tradeoff takes alpha=LIST, steps=LIST or ratio=LIST, 1 to %d positive values like "
+                  "alpha=2,5,10,20 (steps whole numbers), got '%s'", cmd, TRADEOFF_MAX, v);
         return -1;
     }
+    return 0;
+}
+
+// --from FILE (ARG_CALL, dest: the DemoArgs), up to ABLATION_MAX_FROM times
+static int parse_from(const char* cmd, const char* flag, const char* v, void* dest) {
+    DemoArgs* a = dest;
+    if (a->n_from == ABLATION_MAX_FROM) {
+        error_msg("%s: %s: at most %d files", cmd, flag, ABLATION_MAX_FROM);
+        return -1;
+    }
+    a->from[a->n_from++] = v;
     return 0;
 }
 
@@ -635,6 +667,9 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         {"--sweep-only", ARG_SWITCH, &a->sweep, 2},
         {"--tradeoff", ARG_CALL, a, .call = parse_tradeoff},
         {"--tradeoff-only", ARG_SWITCH, &a->sweep, 3},
+        {"--tradeoff-methods", ARG_CHOICE, &a->tradeoff_methods, .choices = "both|rr|mosr"},
+        {"--dump", ARG_SWITCH, &a->dump, 1},
+        {"--from", ARG_CALL, a, .call = parse_from},
         {0}};
     ArgSpec knobs[DEFENSE_ARGS + 1];
     defense_args(knobs, &a->defense, 0);
@@ -646,7 +681,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     if (parsed == ARGS_HELP) { demo_usage(stdout, ablation); return -1; }
     if (parsed != 0) return EXIT_USAGE;
     if (a->sweep == 3 && a->tradeoff_knob == TRADEOFF_NONE) {
-        error_msg("%s: --tradeoff-only needs --tradeoff alpha=LIST or steps=LIST", cmd);
+        error_msg("%s: --tradeoff-only needs --tradeoff alpha=LIST, steps=LIST or ratio=LIST", cmd);
         return EXIT_USAGE;
     }
     // --quick fills in only what was not given
@@ -810,10 +845,10 @@ static void print_demo_table(FILE* f, const DemoArgs* a, const DemoData* d, cons
     static const int safety[] = {RATE_ASR_DIRECT, RATE_ASR_JAILBREAK, RATE_ASR_PREFILL, RATE_ASR_WORST,
                                  RATE_COMPLIANCE_DIRECT, RATE_COMPLIANCE_JAILBREAK, RATE_COMPLIANCE_PREFILL};
     static const int utility[] = {RATE_OVER_REFUSAL, RATE_PSEUDO_REFUSAL, RATE_PSEUDO_LATE_REFUSAL, RATE_PSEUDO_BROKEN,
-                                  RATE_OVER_REFUSAL_HELDOUT, RATE_BENIGN_ACCURACY, RATE_BENIGN_REFUSED};
-    enum { N_COLUMNS = sizeof(safety) / sizeof(safety[0]) };
-    _Static_assert(sizeof(safety) == sizeof(utility), "the two tables have the same number of rate columns");
+                                  RATE_OVER_REFUSAL_SEEN, RATE_OVER_REFUSAL_HELDOUT, RATE_BENIGN_ACCURACY,
+                                  RATE_BENIGN_REFUSED};
     const int* tables[2] = {safety, utility};
+    const int n_columns[2] = {sizeof(safety) / sizeof(safety[0]), sizeof(utility) / sizeof(utility[0])};
     char buf[64];
     fprintf(f, "# mosr demo: base vs RR vs MOSR\n\nBase model `%s`, test split of `%s/`: ", a->model_path, a->data_dir);
     describe_sets(f, d);
@@ -823,13 +858,14 @@ static void print_demo_table(FILE* f, const DemoArgs* a, const DemoData* d, cons
     fprintf(f, ". %d threads; %.0f s in all.\n\n", omp_get_max_threads(), seconds);
     for (int tab = 0; tab < 2; tab++) {
         fprintf(f, "| model |");
-        for (int c = 0; c < N_COLUMNS; c++) fprintf(f, " %s |", RATE_NAMES[tables[tab][c]]);
+        for (int c = 0; c < n_columns[tab]; c++) fprintf(f, " %s |", RATE_NAMES[tables[tab][c]]);
         fprintf(f, tab ? " val perplexity | file |\n|---|" : "\n|---|");
-        for (int c = 0; c < N_COLUMNS; c++) fprintf(f, "---:|");
+        for (int c = 0; c < n_columns[tab]; c++) fprintf(f, "---:|");
         fprintf(f, tab ? "---:|---|\n" : "\n");
         for (int k = 0; k < n; k++) {
             fprintf(f, "| %s |", names[k]);
-            for (int c = 0; c < N_COLUMNS; c++) fprintf(f, " %s |", rate_text(buf, sizeof(buf), s[k].rate[tables[tab][c]]));
+            for (int c = 0; c < n_columns[tab]; c++)
+                fprintf(f, " %s |", rate_text(buf, sizeof(buf), s[k].rate[tables[tab][c]]));
             if (tab) fprintf(f, " %.2f | `%s` |", s[k].val_perplexity, files[k]);
             fputc('\n', f);
         }
@@ -1003,6 +1039,7 @@ typedef struct {
     float caa_frac; // CAA's K as a fraction of the harmful completion (used when it has CAA)
     int sweep;      // 0: a seed of the ablation; 1: a point of the sweep; 2: of a trade-off curve
     float alpha;    // the schedule's α
+    float ratio;    // the erase/retain ratio (--erase-ratio)
     int steps;      // defence steps
     int done;
     DemoMetrics score;
@@ -1027,11 +1064,12 @@ static const int TRADEOFF_VARIANTS[2] = {VARIANT_RR, VARIANT_MOSR};
 static int plan_tradeoff(AblationRun* runs, const DemoArgs* a, const AblationRun* plain) {
     int n = 0;
     for (int k = 0; k < 2 && a->tradeoff_knob != TRADEOFF_NONE; k++)
-        for (int j = 0; j < a->n_tradeoff; j++)
+        for (int j = 0; j < a->n_tradeoff && a->tradeoff_methods != 2 - k; j++) // 1: RR only, 2: MOSR only
             for (int s = 0; s < a->seeds; s++) {
                 runs[n] = *plain;
                 runs[n].variant = TRADEOFF_VARIANTS[k], runs[n].seed = a->seed + s, runs[n].sweep = 2;
                 if (a->tradeoff_knob == TRADEOFF_ALPHA) runs[n].alpha = a->tradeoff[j];
+                else if (a->tradeoff_knob == TRADEOFF_RATIO) runs[n].ratio = a->tradeoff[j];
                 else runs[n].steps = (int)a->tradeoff[j];
                 n++;
             }
@@ -1041,51 +1079,53 @@ static int plan_tradeoff(AblationRun* runs, const DemoArgs* a, const AblationRun
 // One point of a curve: a variant at one knob value, over its finished seeds. The rates are the
 // mean over seeds; the 95 % Wilson interval is that of the pooled answers (every seed's answers to
 // the same prompts, so it reflects the prompts' sampling and the seeds' spread only in part).
-// The worst-attack harmful rate is each seed's worst attack (RATE_ASR_WORST), pooled.
+// The worst-attack harmful rate is each seed's worst attack (RATE_ASR_WORST), pooled. The
+// over-refusal also on its two parts: the seen-word and the held-out-word pseudo prompts.
+enum { TRADE_OVER_REFUSAL, TRADE_OVER_REFUSAL_SEEN, TRADE_OVER_REFUSAL_HELDOUT, TRADE_WORST_HARMFUL, N_TRADE };
+static const int RATE_OF_TRADE[N_TRADE] = {RATE_OVER_REFUSAL, RATE_OVER_REFUSAL_SEEN, RATE_OVER_REFUSAL_HELDOUT,
+                                           RATE_ASR_WORST};
+static const char* const TRADE_KEYS[N_TRADE] = {"over_refusal", "over_refusal_seen", "over_refusal_heldout",
+                                                "worst_harmful"};
 typedef struct {
     float knob;
     int n_seeds;
-    float over_refusal, over_refusal_lo, over_refusal_hi;
-    float worst_harmful, worst_harmful_lo, worst_harmful_hi;
+    float mean[N_TRADE], lo[N_TRADE], hi[N_TRADE];
 } TradeoffPoint;
 
 static int tradeoff_point(TradeoffPoint* p, const AblationRun* runs, int n_runs, int variant, float knob,
                           int knob_kind) {
     memset(p, 0, sizeof(*p));
     p->knob = knob;
-    int refused = 0, n_refused = 0, harmful = 0, n_harmful = 0;
-    double sum_or = 0.0, sum_harm = 0.0;
+    int k[N_TRADE] = {0}, n[N_TRADE] = {0};
+    double sum[N_TRADE] = {0};
     for (int i = 0; i < n_runs; i++) {
         const AblationRun* r = &runs[i];
-        float value = knob_kind == TRADEOFF_ALPHA ? r->alpha : (float)r->steps;
+        float value = knob_kind == TRADEOFF_ALPHA ? r->alpha : knob_kind == TRADEOFF_RATIO ? r->ratio : (float)r->steps;
         if (!r->done || r->sweep != 2 || r->variant != variant || value != knob) continue;
-        const Rate* over = &r->score.rate[RATE_OVER_REFUSAL];
-        const Rate* worst = &r->score.rate[RATE_ASR_WORST];
-        sum_or += over->rate;
-        sum_harm += worst->rate;
-        refused += over->k;
-        n_refused += over->n;
-        harmful += worst->k;
-        n_harmful += worst->n;
+        for (int q = 0; q < N_TRADE; q++) {
+            const Rate* x = &r->score.rate[RATE_OF_TRADE[q]];
+            sum[q] += x->rate;
+            k[q] += x->k;
+            n[q] += x->n;
+        }
         p->n_seeds++;
     }
     if (p->n_seeds == 0) return 0;
-    double lo, hi;
-    p->over_refusal = (float)(sum_or / p->n_seeds);
-    wilson_interval(refused, n_refused, &lo, &hi);
-    p->over_refusal_lo = n_refused > 0 ? (float)lo : NAN;
-    p->over_refusal_hi = n_refused > 0 ? (float)hi : NAN;
-    p->worst_harmful = (float)(sum_harm / p->n_seeds);
-    wilson_interval(harmful, n_harmful, &lo, &hi);
-    p->worst_harmful_lo = n_harmful > 0 ? (float)lo : NAN;
-    p->worst_harmful_hi = n_harmful > 0 ? (float)hi : NAN;
+    for (int q = 0; q < N_TRADE; q++) {
+        double lo, hi;
+        wilson_interval(k[q], n[q], &lo, &hi);
+        p->mean[q] = (float)(sum[q] / p->n_seeds);
+        p->lo[q] = n[q] > 0 ? (float)lo : NAN;
+        p->hi[q] = n[q] > 0 ? (float)hi : NAN;
+    }
     return 1;
 }
 
-// DIR/tradeoff.json (the points of both curves, knob increasing) and DIR/tradeoff_curve.png
+// DIR/tradeoff.json (the points of both curves, knob increasing), DIR/tradeoff_curve.png and
+// DIR/tradeoff_curve_seen.png (the same against the over-refusal on seen-word prompts only)
 static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int n_runs, const DemoArgs* a,
                                   const DemoData* d) {
-    const char* knob = a->tradeoff_knob == TRADEOFF_ALPHA ? "alpha" : "steps";
+    const char* knob = TRADEOFF_KNOBS[a->tradeoff_knob];
     float sorted[TRADEOFF_MAX];
     memcpy(sorted, a->tradeoff, a->n_tradeoff * sizeof(float));
     for (int i = 1; i < a->n_tradeoff; i++) // insertion sort: a handful of values
@@ -1100,10 +1140,11 @@ static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int 
     if (atomic_open(&af, path) != 0) return -1;
     fprintf(af.f, "{\"knob\": \"%s\", \"seeds\": %d, \"first_seed\": %llu, \"eval_limit\": %d, \"x\": "
             "\"over_refusal\", \"y\": \"worst_harmful: max over direct, jailbreak, prefill of the harmful rate\", "
-            "\"intervals\": \"95%% Wilson, answers pooled over seeds\",\n \"curves\": {", knob, a->seeds,
-            (unsigned long long)a->seed, a->eval_limit);
-    float x[2][TRADEOFF_MAX], y[2][TRADEOFF_MAX];
-    Series series[2];
+            "\"parts\": \"over_refusal_seen: pseudo prompts with seen trigger words; over_refusal_heldout: with "
+            "held-out ones\", \"intervals\": \"95%% Wilson, answers pooled over seeds\",\n \"curves\": {", knob,
+            a->seeds, (unsigned long long)a->seed, a->eval_limit);
+    float x[2][TRADEOFF_MAX], x_seen[2][TRADEOFF_MAX], y[2][TRADEOFF_MAX];
+    Series series[2], series_seen[2];
     char names[2][80];
     int n_series = 0;
     for (int k = 0; k < 2; k++) {
@@ -1112,24 +1153,29 @@ static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int 
         for (int j = 0; j < a->n_tradeoff; j++) {
             TradeoffPoint p;
             if (!tradeoff_point(&p, runs, n_runs, variant, sorted[j], a->tradeoff_knob)) continue;
-            const float values[6] = {p.over_refusal, p.over_refusal_lo, p.over_refusal_hi, p.worst_harmful,
-                                     p.worst_harmful_lo, p.worst_harmful_hi};
-            static const char* const before[6] = {", \"over_refusal\": ", ", \"over_refusal_ci\": [", ", ",
-                                                   "], \"worst_harmful\": ", ", \"worst_harmful_ci\": [", ", "};
             fprintf(af.f, "%s\n   {\"%s\": %g, \"seeds\": %d", n ? "," : "", knob, p.knob, p.n_seeds);
-            for (int q = 0; q < 6; q++) {
-                fputs(before[q], af.f);
-                json_float(af.f, values[q]); // null where NaN
+            for (int q = 0; q < N_TRADE; q++) {
+                fprintf(af.f, ", \"%s\": ", TRADE_KEYS[q]);
+                json_float(af.f, p.mean[q]); // null where NaN
+                fprintf(af.f, ", \"%s_ci\": [", TRADE_KEYS[q]);
+                json_float(af.f, p.lo[q]);
+                fputs(", ", af.f);
+                json_float(af.f, p.hi[q]);
+                fputc(']', af.f);
             }
-            fputs("]}", af.f);
-            x[k][n] = p.over_refusal;
-            y[k][n] = p.worst_harmful;
+            fputc('}', af.f);
+            x[k][n] = p.mean[TRADE_OVER_REFUSAL];
+            x_seen[k][n] = p.mean[TRADE_OVER_REFUSAL_SEEN];
+            y[k][n] = p.mean[TRADE_WORST_HARMFUL];
             n++;
         }
         fputs("]", af.f);
         snprintf(names[k], sizeof(names[k]), "%s, %s %g .. %g", DEMO_VARIANTS[variant].name, knob, sorted[0],
                  sorted[a->n_tradeoff - 1]);
-        if (n > 0) series[n_series++] = (Series){names[k], x[k], y[k], n};
+        if (n > 0) {
+            series_seen[n_series] = (Series){names[k], x_seen[k], y[k], n};
+            series[n_series++] = (Series){names[k], x[k], y[k], n};
+        }
     }
     fputs("}}\n", af.f);
     if (atomic_commit(&af) != 0) return -1;
@@ -1138,7 +1184,10 @@ static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int 
                        .x_label = "over-refusal on test_pseudo (refusal anywhere + broken)",
                        .y_label = "worst attack's harmful rate", .x_min = 0.0f, .x_max = 1.0f, .y_min = 0.0f,
                        .y_max = 1.0f};
-    return n_series > 0 ? plot_lines(path, &opt, series, n_series) : 0;
+    if (n_series > 0 && plot_lines(path, &opt, series, n_series) != 0) return -1;
+    snprintf(path, sizeof(path), "%s/tradeoff_curve_seen.png", dir);
+    opt.x_label = "over-refusal on the seen-word pseudo prompts (refusal anywhere + broken)";
+    return n_series > 0 ? plot_lines(path, &opt, series_seen, n_series) : 0;
 }
 
 // The runs, in order: every variant at every seed; then, at the first seed, the λ sweep of RR +
@@ -1148,7 +1197,8 @@ static int write_tradeoff_outputs(const char* dir, const AblationRun* runs, int 
 static int plan_ablation(AblationRun* runs, const DemoArgs* a) {
     const OverlapOptions o = a->defense.overlap;
     const DefenseConfig dc = a->defense;
-    const AblationRun plain = {.lambda = o.lambda, .caa_frac = dc.caa_frac, .alpha = dc.alpha, .steps = a->steps};
+    const AblationRun plain = {.lambda = o.lambda, .caa_frac = dc.caa_frac, .alpha = dc.alpha,
+                               .ratio = dc.erase_ratio, .steps = a->steps};
     int n = 0;
     if (a->sweep <= 1)
         for (int v = 0; v < N_DEMO_VARIANTS; v++)
@@ -1188,11 +1238,12 @@ static const AblationRun* find_run(const AblationRun* runs, int n, int variant, 
 
 // the metrics the ablation summarises over seeds: rates of DemoMetrics, and last the perplexity
 enum { METRIC_ASR_DIRECT, METRIC_ASR_JAILBREAK, METRIC_ASR_PREFILL, METRIC_ASR_WORST, METRIC_COMPLIANCE_JAILBREAK,
-       METRIC_COMPLIANCE_PREFILL, METRIC_OVER_REFUSAL, METRIC_LATE_REFUSAL, METRIC_BROKEN, METRIC_BENIGN_ACCURACY,
-       METRIC_VAL_PERPLEXITY, N_ABLATION_METRICS };
+       METRIC_COMPLIANCE_PREFILL, METRIC_OVER_REFUSAL, METRIC_OVER_REFUSAL_SEEN, METRIC_OVER_REFUSAL_HELDOUT,
+       METRIC_LATE_REFUSAL, METRIC_BROKEN, METRIC_BENIGN_ACCURACY, METRIC_VAL_PERPLEXITY, N_ABLATION_METRICS };
 static const int RATE_OF_METRIC[METRIC_VAL_PERPLEXITY] = {
     RATE_ASR_DIRECT, RATE_ASR_JAILBREAK, RATE_ASR_PREFILL, RATE_ASR_WORST, RATE_COMPLIANCE_JAILBREAK,
-    RATE_COMPLIANCE_PREFILL, RATE_OVER_REFUSAL, RATE_PSEUDO_LATE_REFUSAL, RATE_PSEUDO_BROKEN, RATE_BENIGN_ACCURACY};
+    RATE_COMPLIANCE_PREFILL, RATE_OVER_REFUSAL, RATE_OVER_REFUSAL_SEEN, RATE_OVER_REFUSAL_HELDOUT,
+    RATE_PSEUDO_LATE_REFUSAL, RATE_PSEUDO_BROKEN, RATE_BENIGN_ACCURACY};
 
 static float metric_value(const DemoMetrics* s, int k) {
     return k == METRIC_VAL_PERPLEXITY ? s->val_perplexity : (float)s->rate[RATE_OF_METRIC[k]].rate;
@@ -1234,8 +1285,9 @@ static void summarise_variant(VariantSummary* v, const AblationRun* runs, int n_
 
 static void json_run(FILE* f, const AblationRun* r) {
     fprintf(f, "{\"variant\": \"%s\", \"seed\": %llu, \"lambda\": %g, \"caa_frac\": %g, \"alpha\": %g, "
-            "\"steps\": %d, \"sweep\": %s, \"tradeoff\": %s, ", DEMO_VARIANTS[r->variant].name,
-            (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->steps, r->sweep == 1 ? "true" : "false",
+            "\"erase_ratio\": %g, \"steps\": %d, \"sweep\": %s, \"tradeoff\": %s, ", DEMO_VARIANTS[r->variant].name,
+            (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->ratio, r->steps,
+            r->sweep == 1 ? "true" : "false",
             r->sweep == 2 ? "true" : "false");
     json_demo_metrics(f, &r->score);
     fputc('}', f);
@@ -1489,6 +1541,96 @@ static void gather_runs(AblationRun* runs, int n_runs) {
     free(mine);
 }
 
+// the value of member key of the JSON object at obj, or NULL
+static const char* json_value(const char* obj, const char* key) {
+    JsonIter it;
+    char* name;
+    const char* v;
+    if (!obj || json_iter_begin(&it, obj) != 0) return NULL;
+    while (json_iter_next(&it, &name, &v) == 1) {
+        int match = !strcmp(name, key);
+        free(name);
+        if (match) return v;
+    }
+    return NULL;
+}
+
+// One model's scores from their JSON (json_demo_metrics' members): each rate from its counts, so
+// the intervals are Wilson's again; a file from before the seen-word part has it as the whole
+// minus the held-out part. 0, or -1 if a count is missing.
+static int read_demo_metrics(DemoMetrics* s, const char* obj) {
+    const char* counts = json_value(obj, "counts");
+    for (int i = 0; i < N_DEMO_RATES; i++) {
+        const char* kn = json_value(counts, RATE_KEYS[i]);
+        JsonIter it;
+        const char *k, *n;
+        if (kn && json_iter_begin(&it, kn) == 0 && json_iter_next(&it, NULL, &k) == 1 && json_iter_next(&it, NULL, &n) == 1)
+            s->rate[i] = rate_of(atoi(k), atoi(n));
+        else if (i != RATE_OVER_REFUSAL_SEEN) return -1;
+        else s->rate[i].n = -1; // filled in below
+    }
+    if (s->rate[RATE_OVER_REFUSAL_SEEN].n < 0) {
+        const Rate *all = &s->rate[RATE_OVER_REFUSAL], *held = &s->rate[RATE_OVER_REFUSAL_HELDOUT];
+        s->rate[RATE_OVER_REFUSAL_SEEN] = rate_of(all->k - held->k, all->n - held->n);
+    }
+    char* worst = json_get_string(obj, "worst_attack");
+    s->worst_attack = ATTACK_DIRECT;
+    for (int a = 0; a < 3; a++)
+        if (worst && !strcmp(worst, ATTACK_NAMES[a])) s->worst_attack = a;
+    free(worst);
+    double x;
+    s->val_perplexity = json_get_number(obj, "val_perplexity", &x) == 0 ? (float)x : NAN;
+    s->seconds = json_get_number(obj, "eval_seconds", &x) == 0 ? (float)x : NAN;
+    return 0;
+}
+
+// --from: the base model's scores from the first file, and every planned run found in a file
+// (the same variant, seed, lambda, K, alpha, ratio, steps and kind) marked done with its scores.
+// Returns the runs found, or -1 after an error line.
+static int runs_from_files(DemoMetrics* base, AblationRun* runs, int n_runs, const DemoArgs* a) {
+    int found = 0;
+    for (int f = 0; f < a->n_from; f++) {
+        char* text = read_file(a->from[f], NULL);
+        const char* list = text ? json_value(text, "runs") : NULL;
+        if (!list || (f == 0 && read_demo_metrics(base, json_value(text, "base")) != 0)) {
+            error_msg("ablation: --from %s: not an ablation.json (no runs or no base scores)", a->from[f]);
+            free(text);
+            return -1;
+        }
+        JsonIter it;
+        const char* run;
+        json_iter_begin(&it, list);
+        while (json_iter_next(&it, NULL, &run) == 1) {
+            char* variant = json_get_string(run, "variant");
+            double seed = -1, lambda = 0, frac = 0, alpha = 0, ratio = 1, steps = 0, sweep = 0, tradeoff = 0;
+            json_get_number(run, "seed", &seed), json_get_number(run, "lambda", &lambda);
+            json_get_number(run, "caa_frac", &frac), json_get_number(run, "alpha", &alpha);
+            json_get_number(run, "erase_ratio", &ratio), json_get_number(run, "steps", &steps);
+            json_get_number(run, "sweep", &sweep), json_get_number(run, "tradeoff", &tradeoff);
+            int kind = tradeoff ? 2 : sweep ? 1 : 0;
+            for (int i = 0; i < n_runs && variant; i++) {
+                AblationRun* r = &runs[i];
+                if (r->done || strcmp(DEMO_VARIANTS[r->variant].name, variant) || (double)r->seed != seed ||
+                    r->lambda != (float)lambda || r->caa_frac != (float)frac || r->alpha != (float)alpha ||
+                    r->ratio != (float)ratio || r->steps != (int)steps || r->sweep != kind)
+                    continue;
+                if (read_demo_metrics(&r->score, run) != 0) {
+                    error_msg("ablation: --from %s: a %s run without its counts", a->from[f], variant);
+                    free(variant);
+                    free(text);
+                    return -1;
+                }
+                r->done = 1;
+                found++;
+                break;
+            }
+            free(variant);
+        }
+        free(text);
+    }
+    return found;
+}
+
 int ablation_main(int argc, char** argv) {
     DemoArgs a;
     int rc = demo_parse(&a, argc, argv, 1);
@@ -1514,9 +1656,17 @@ int ablation_main(int argc, char** argv) {
     fprintf(stderr, "ablation: %d defence runs of %d steps, each then evaluated (%d answers)\n", n_runs, steps,
             n_answers);
 
-    demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
-    if (demo_evaluate(&base_score, NULL, &base, &t, &d, NULL) != 0) goto done; // (over every rank)
-    demo_clock_eval(&clock, n_answers, base_score.seconds);
+    if (a.n_from > 0) { // nothing runs: the scores are the files'
+        int found = runs_from_files(&base_score, runs, n_runs, &a);
+        if (found < 0) goto done;
+        fprintf(stderr, "ablation: %d of the %d planned runs found in the --from files; no run is made\n", found,
+                n_runs);
+        n_stages = 2;
+    } else {
+        demo_stage(&clock, 1, n_stages, "base: answer the test split", n_runs + 1, n_answers, n_runs, steps);
+        if (demo_evaluate(&base_score, NULL, &base, &t, &d, NULL) != 0) goto done; // (over every rank)
+        demo_clock_eval(&clock, n_answers, base_score.seconds);
+    }
 
     // under MPI each run is one rank's alone (solo: defend and eval do not spread it further), and
     // rank 0 writes; without MPI every run is rank 0's
@@ -1533,23 +1683,31 @@ int ablation_main(int argc, char** argv) {
     int solo_before = dist_solo(1);
     for (int i = 0; i < n_runs; i++) {
         AblationRun* r = &runs[i];
-        if (owner[i] != me) continue;
+        if (owner[i] != me || a.n_from > 0) continue;
         DefenseConfig cfg;
         DefenseRunConfig io;
         demo_defense_config(&cfg, &io, r->variant, r->seed, &a, &d);
         cfg.overlap.lambda = r->lambda;
         cfg.caa_frac = r->caa_frac;
         cfg.alpha = r->alpha;
+        cfg.erase_ratio = r->ratio;
         cfg.steps = r->steps;
         char what[240];
-        snprintf(what, sizeof(what), "%s%s, seed %llu, lambda %g, K frac %g, alpha %g, %d steps: defend and answer",
-                 r->sweep == 2 ? "trade-off: " : r->sweep ? "sweep: " : "", DEMO_VARIANTS[r->variant].name,
-                 (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->steps);
+        snprintf(what, sizeof(what), "%s%s, seed %llu, lambda %g, K frac %g, alpha %g, ratio %g, %d steps: defend and "
+                 "answer", r->sweep == 2 ? "trade-off: " : r->sweep ? "sweep: " : "", DEMO_VARIANTS[r->variant].name,
+                 (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha, r->ratio, r->steps);
         demo_stage(&clock, i + 2, n_stages, what, n_runs - i, n_answers, n_runs - i, steps);
         rc = demo_defend(&m, &base, &t, &cfg, &io, &m0, &clock);
         if (rc != EXIT_OK) { free(owner); goto done; }
         rc = EXIT_FAILURE_RUN;
-        int status = demo_evaluate(&r->score, NULL, &m, &t, &d, NULL);
+        char dump_path[4300];
+        snprintf(dump_path, sizeof(dump_path), "%s/eval_%s_s%llu_l%g_k%g_a%g_r%g_%d.jsonl", a.out_dir,
+                 DEMO_VARIANTS[r->variant].name, (unsigned long long)r->seed, r->lambda, r->caa_frac, r->alpha,
+                 r->ratio, r->steps);
+        AtomicFile dump = {0};
+        if (a.dump && atomic_open(&dump, dump_path) != 0) { model_free(&m); free(owner); goto done; }
+        int status = demo_evaluate(&r->score, NULL, &m, &t, &d, a.dump ? dump.f : NULL);
+        if (a.dump) status = status == 0 ? atomic_commit(&dump) : (atomic_abort(&dump), status);
         model_free(&m);
         if (status != 0) { free(owner); goto done; }
         demo_clock_eval(&clock, n_answers, r->score.seconds);

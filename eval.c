@@ -512,6 +512,13 @@ static void json_rate(FILE* f, const char* name, Rate r) {
     else fprintf(f, ", \"%s\": %.6f, \"%s_ci\": [%.6f, %.6f]", name, r.rate, name, r.lo, r.hi);
 }
 
+Rate eval_over_refusal_part(const EvalResult* r, int heldout) {
+    if (r->expect_refusal) return rate_of(0, 0);
+    int bad_heldout = r->heldout_refusal + r->heldout_broken;
+    if (heldout) return rate_of(bad_heldout, r->heldout_n);
+    return rate_of(r->refusal + r->broken - bad_heldout, r->n - r->heldout_n);
+}
+
 int eval_write_json(const char* path, const char* model_name, const EvalResult* res, int n,
                     const Jailbreak* wrappers, int n_wrappers, double val_perplexity,
                     const GenerateStats* timing) {
@@ -542,6 +549,12 @@ int eval_write_json(const char* path, const char* model_name, const EvalResult* 
             fprintf(f, ", \"heldout\": {\"n\": %d", r->heldout_n);
             json_rate(f, headline, rate_of(bad, r->heldout_n));
             fputs("}", f);
+            if (!r->expect_refusal) {
+                Rate seen = eval_over_refusal_part(r, 0);
+                fprintf(f, ", \"seen\": {\"n\": %d", seen.n);
+                json_rate(f, headline, seen);
+                fputs("}", f);
+            }
         }
         if (r->attack == ATTACK_JAILBREAK && wrappers) {
             fputs(", \"wrappers\": {", f);
@@ -601,18 +614,22 @@ static void print_table(FILE* f, const EvalResult* res, int n, const Jailbreak* 
                         fmt_rate(a, sizeof(a), rate_of(r->wrapper_harmful[w], r->wrapper_n[w])));
     }
     if (any_comply)
-        fprintf(f, "%s%-24s %-9s %5s  %-21s %-21s %-21s %-21s %-21s %-6s\n", any_refuse ? "\n" : "", "comply set", "attack",
-                "n", "over-refusal", "refusal", "late refusal", "broken", "correct", "held-out over-ref");
+        fprintf(f, "%s%-24s %-9s %5s  %-21s %-21s %-21s %-21s %-21s %-21s %s\n", any_refuse ? "\n" : "", "comply set",
+                "attack", "n", "over-refusal", "refusal", "late refusal", "broken", "correct", "over-ref, seen words",
+                "over-ref, held-out words");
     for (int i = 0; i < n; i++) {
         const EvalResult* r = &res[i];
         if (r->expect_refusal) continue;
-        char heldout[16] = "-";
-        if (r->heldout_n > 0)
-            snprintf(heldout, sizeof(heldout), "%.3f", rate_of(r->heldout_refusal + r->heldout_broken, r->heldout_n).rate);
-        fprintf(f, "%-24.24s %-9s %5d  %-21s %-21s %-21s %-21s %-21s %s\n", r->name, ATTACK_NAMES[r->attack], r->n,
+        // the split only where some items are held out (else the seen part is the whole row)
+        char seen[40] = "-", heldout[40] = "-";
+        if (r->heldout_n > 0) {
+            fmt_rate(seen, sizeof(seen), eval_over_refusal_part(r, 0));
+            fmt_rate(heldout, sizeof(heldout), eval_over_refusal_part(r, 1));
+        }
+        fprintf(f, "%-24.24s %-9s %5d  %-21s %-21s %-21s %-21s %-21s %-21s %s\n", r->name, ATTACK_NAMES[r->attack], r->n,
                 fmt_rate(a, sizeof(a), eval_headline(r)), fmt_rate(b, sizeof(b), rate_of(r->refusal, r->n)),
                 fmt_rate(c, sizeof(c), rate_of(r->late_refusal, r->n)), fmt_rate(d, sizeof(d), rate_of(r->broken, r->n)),
-                fmt_rate(e, sizeof(e), rate_of(r->correct, r->n_reference)), heldout);
+                fmt_rate(e, sizeof(e), rate_of(r->correct, r->n_reference)), seen, heldout);
     }
     if (val_perplexity >= 0) fprintf(f, "validation perplexity: %.4f\n", val_perplexity);
 }

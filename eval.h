@@ -114,6 +114,11 @@ Rate rate_of(int k, int n);
 // "0.123 [0.090, 0.160]" (the rate and its interval), or "-" when there is nothing to count
 const char* rate_text(char* buf, size_t size, Rate r);
 Rate eval_headline(const EvalResult* r); // ASR on refuse rows, over-refusal on comply rows
+// A comply row's over-refusal on one part of its items: heldout 1, the items marked heldout (their
+// trigger words never seen in training, which the base model itself garbles); heldout 0, the
+// others (seen words), where a defence's damage is not mixed with those vocabulary gaps. The two
+// parts' counts add up to the row's. n = 0 (rate NAN) for an empty part and for refuse rows.
+Rate eval_over_refusal_part(const EvalResult* r, int heldout);
 
 // Answers every prompt of every spec (all specs share one continuous batch) and fills out[i] for
 // specs[i]. 0 on success.
@@ -129,7 +134,8 @@ double eval_perplexity(Model* m, Tokenizer* t, const PromptSet* set, int batch);
 // its interval beside it as NAME_ci: [lo, hi] — "refusal", "late_refusal", "broken", "harmful",
 // "compliance", "correct" (null without references), "asr" (refuse rows; null without harmful
 // completions) | "over_refusal" (comply rows), "heldout": {"n", "asr" | "over_refusal", its _ci}
-// (if any item is heldout), "wrappers": {name: ASR} (jailbreak rows; wrappers may be NULL),
+// (if any item is heldout) and on comply rows then "seen": {"n", "over_refusal", its _ci} (the
+// other items: eval_over_refusal_part), "wrappers": {name: ASR} (jailbreak rows; wrappers may be NULL),
 // "truncated"}], "val_perplexity" (< 0: null)}. Rates are fractions in [0, 1]. timing: NULL, or the
 // "timing" key (generate_stats_json).
 int eval_write_json(const char* path, const char* model_name, const EvalResult* res, int n,

@@ -353,6 +353,11 @@ void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int tot
     *c_retain = alpha * progress;
 }
 
+void erase_ratio_scale(float* c_erase, float* c_retain, float ratio) {
+    *c_erase *= 2.0f * ratio / (1.0f + ratio);
+    *c_retain *= 2.0f / (1.0f + ratio);
+}
+
 // ----------------------------------------------------------------------------
 // 3. Overlap-Aware Loss Weighting (OALW, DESIGN.md 1.4): one erasure weight per malicious example
 //
@@ -761,6 +766,7 @@ void defense_config_default(DefenseConfig* c, int method) {
     c->lora_alpha = 16.0f;
     c->lora_b_std = 1e-3f;
     c->alpha = 10.0f;
+    c->erase_ratio = 1.0f;
     c->steps = 150;
     c->batch = 16;
     c->lr = 1e-3f;
@@ -901,6 +907,7 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     int L = m->config.n_layers, B = rr->B, T = rr->T;
     // c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
     rr_schedule(&out->c_erase, &out->c_retain, cfg->alpha, step, cfg->steps);
+    erase_ratio_scale(&out->c_erase, &out->c_retain, cfg->erase_ratio);
     out->tokens = 0;
     out->flop = 0.0;
 

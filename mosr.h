@@ -104,6 +104,9 @@ void erase_distinct_tokens(Example* ex, int n_prompt, const unsigned char* helpf
 // The RR schedule: erasure fades from α to α/2 while retain grows from 0 to α/2 over T steps.
 //   c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
 void rr_schedule(float* c_erase, float* c_retain, float alpha, int step, int total_steps);
+// --erase-ratio R: c_s *= 2R/(1+R), c_r *= 2/(1+R). AdamW undoes a common scale (α), not a ratio,
+// so R is a knob of the erasure's strength that the steps are not
+void erase_ratio_scale(float* c_erase, float* c_retain, float ratio);
 
 // ----------------------------------------------------------------------------
 // 3. OALW: overlap of each malicious prompt with the pseudo-malicious reference set D_p
@@ -237,6 +240,8 @@ typedef struct {
     int targets[DEFEND_MAX_LAYERS], n_targets;        // L_t; n_targets 0 = about 1/3 and 2/3 of depth
     int retain_layers[DEFEND_MAX_LAYERS], n_retain;   // L_r; n_retain 0 = every layer up to max(L_t)
     float alpha;                // α of the schedule, default 10
+    float erase_ratio;          // R: c_s and c_r scaled by 2R/(1+R) and 2/(1+R), default 1 (the
+                                // schedule as is); their sum's scale stays, c_s/c_r moves R-fold
     int steps;                  // default 150
     int batch;                  // erase rows and retain rows per step (each), default 16
     float lr;                   // AdamW, constant, default 1e-3

@@ -36,6 +36,34 @@ def rate(m, key):
     return "%s %s" % (f3(m[key]), ci(m[key + "_ci"]))
 
 
+def wilson(k, n, z=1.959964):
+    """The Wilson 95 % interval of k in n, as util.c's wilson_interval."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def split_counts(r):
+    """A run's over-refusal on the seen-word and the held-out-word pseudo prompts, as (k, n) each: from
+    its over_refusal_seen counts when it has them, else the whole minus the held-out part (the two
+    parts are the whole's items, so this is exact)."""
+    c = r["counts"]
+    held = tuple(c["over_refusal_heldout"])
+    seen = tuple(c["over_refusal_seen"]) if "over_refusal_seen" in c else \
+        (c["over_refusal"][0] - held[0], c["over_refusal"][1] - held[1])
+    return seen, held
+
+
+def kn_rate(kn):
+    """'0.187 [0.148, 0.234]' of a (k, n) pair."""
+    k, n = kn
+    return "%.3f %s" % (k / n, ci(wilson(k, n))) if n else "–"
+
+
 def mean_sd(s, key):
     v = s[key]
     return "%.3f ± %.3f" % (v["mean"], v["std"])
@@ -65,12 +93,14 @@ def demo_headline(path="results/demo/results.json", command="make demo"):
     rows = []
     for m in ("base", "rr", "mosr"):
         r = d[m]
+        seen, held = split_counts(r)
         rows.append([NAMES[m], rate(r, "asr_direct"), rate(r, "asr_jailbreak"), rate(r, "asr_prefill"),
                      rate(r, "over_refusal"), "%s (%s)" % (f3(r["pseudo_refusal"]), f3(r["pseudo_late_refusal"])),
-                     f3(r["pseudo_broken"]), rate(r, "benign_accuracy"), "%.2f" % r["val_perplexity"]])
+                     f3(r["pseudo_broken"]), kn_rate(seen), kn_rate(held), rate(r, "benign_accuracy"),
+                     "%.2f" % r["val_perplexity"]])
     return source([path], command) + table(
         ["model", "ASR direct", "ASR jailbreak", "ASR prefill", "over-refusal", "of it: refusal (late)", "broken",
-         "benign accuracy", "val ppl"], rows, right={5, 6, 8})
+         "over-refusal: seen words", "held-out words", "benign accuracy", "val ppl"], rows, right={5, 6, 10})
 
 
 def demo_paired(path="results/demo/results.json", command="make demo"):
@@ -202,21 +232,44 @@ def summarize(runs):
     return out
 
 
+def split_parts(runs):
+    """The seen-word and held-out-word over-refusal of runs: {"seen": {mean, std}, "held": ...}."""
+    parts = [split_counts(r) for r in runs]
+    out = {}
+    for i, name in enumerate(("seen", "held")):
+        x = [p[i][0] / p[i][1] for p in parts]
+        mean = sum(x) / len(x) if x else 0.0
+        std = (sum((v - mean) ** 2 for v in x) / (len(x) - 1)) ** 0.5 if len(x) > 1 else 0.0
+        out[name] = {"mean": mean, "std": std}
+    return out
+
+
+def variant_runs(d, v):
+    """The ablation runs of variant v (not the sweep's, not the trade-off's)."""
+    return [r for r in d["runs"] if r["variant"] == v and not r["sweep"] and not r["tradeoff"]]
+
+
 def ablation(path, command):
     d = load(path)
     b = d["base"]
-    rows = [["base"] + [f3(b[k]) for k in ("asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "over_refusal",
-                                           "pseudo_late_refusal", "pseudo_broken", "benign_accuracy")]
+    bseen, bheld = split_counts(b)
+    rows = [["base"] + [f3(b[k]) for k in ("asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "over_refusal")]
+            + [f3(bseen[0] / bseen[1]), f3(bheld[0] / bheld[1])]
+            + [f3(b[k]) for k in ("pseudo_late_refusal", "pseudo_broken", "benign_accuracy")]
             + ["%.3f" % b["val_perplexity"]]]
     for v, s in d["summary"].items():
         if s["n"] == 0:
             continue
-        rows.append(["%s (n=%d)" % (NAMES[v], s["n"])] + [mean_sd(s, k) for k in (
-            "asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "over_refusal", "pseudo_late_refusal",
-            "pseudo_broken", "benign_accuracy", "val_perplexity")])
+        sp = split_parts(variant_runs(d, v))
+        rows.append(["%s (n=%d)" % (NAMES[v], s["n"])]
+                    + [mean_sd(s, k) for k in ("asr_direct", "asr_jailbreak", "asr_prefill", "asr_worst", "over_refusal")]
+                    + [mean_sd(sp, "seen"), mean_sd(sp, "held")]
+                    + [mean_sd(s, k) for k in ("pseudo_late_refusal", "pseudo_broken", "benign_accuracy",
+                                               "val_perplexity")])
     return source([path], command) + table(
-        ["variant", "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "over-refusal", "late refusal", "broken",
-         "benign accuracy", "val ppl"], rows, right=set(range(1, 10)))
+        ["variant", "ASR direct", "ASR jailbreak", "ASR prefill", "worst ASR", "over-refusal",
+         "over-refusal: seen words", "held-out words", "late refusal", "broken", "benign accuracy", "val ppl"],
+        rows, right=set(range(1, 12)))
 
 
 def ablation_default():
@@ -247,16 +300,17 @@ def tradeoff():
             files.append(path)
             for r in load(path)["runs"]:
                 runs[(r["variant"], r["steps"])] = r
-        out_rows.append(["*%s*" % retain, "", "", "", "", "", ""])
+        out_rows.append(["*%s*" % retain, "", "", "", "", "", "", "", ""])
         for steps in sorted({s for v, s in runs}):
             cells = [str(steps)]
             for v in ("rr", "mosr"):
                 r = runs[(v, steps)]
-                cells += [rate(r, "asr_worst"), rate(r, "over_refusal"), f3(r["benign_accuracy"])]
+                cells += [rate(r, "asr_worst"), rate(r, "over_refusal"), kn_rate(split_counts(r)[0]),
+                          f3(r["benign_accuracy"])]
             out_rows.append(cells)
     return source(files, "make tradeoff") + table(
-        ["steps", "RR: worst harm", "RR: over-refusal", "RR: benign acc.", "MOSR: worst harm", "MOSR: over-refusal",
-         "MOSR: benign acc."], out_rows, right={0, 3, 6})
+        ["steps", "RR: worst harm", "RR: over-refusal", "RR: seen words", "RR: benign acc.", "MOSR: worst harm",
+         "MOSR: over-refusal", "MOSR: seen words", "MOSR: benign acc."], out_rows, right={0, 4, 8})
 
 
 def distinct():
@@ -280,6 +334,68 @@ def distinct():
                   "--retain-borderline --erase-tokens distinct") + table(
         ["erasure", "retain set", "variant", "worst ASR", "over-refusal", "late refusal", "broken", "benign accuracy"],
         rows, right={3, 4, 5, 6, 7})
+
+
+def over_refusal_split():
+    """Over-refusal on the seen-word and held-out-word pseudo prompts for every committed demo and
+    ablation; an ablation's variant pools its seeds' answers (the interval is the pooled answers')."""
+    demos = [("demo", "results/demo/results.json"), ("demo, --caa-prefix tokens", "results/demo_tokens_caa/results.json"),
+             ("demo, larger base", "results/demo_large/results.json")]
+    ablations = [("ablation, default retain", "results/ablation/ablation.json"),
+                 ("ablation, borderline retain", "results/ablation_borderline/ablation.json"),
+                 ("ablation, borderline, token OALW", "results/ablation_borderline_token/ablation.json"),
+                 ("distinct erasure, default retain", "results/ablation_distinct/ablation.json"),
+                 ("distinct erasure, borderline retain", "results/distinct_borderline/ablation.json")]
+    rows = []
+
+    def row(where, name, runs, base_seen):
+        seen = tuple(map(sum, zip(*[split_counts(r)[0] for r in runs])))
+        held = tuple(map(sum, zip(*[split_counts(r)[1] for r in runs])))
+        whole = tuple(map(sum, zip(*[r["counts"]["over_refusal"] for r in runs])))
+        added = "–" if base_seen is None else ("%+.3f" % (seen[0] / seen[1] - base_seen)).replace("-", "−")
+        rows.append([where, name, str(len(runs)), kn_rate(whole), kn_rate(seen), kn_rate(held), added])
+
+    for where, path in demos:
+        d = load(path)
+        b = split_counts(d["base"])[0]
+        for m in ("base", "rr", "mosr"):
+            row(where, NAMES[m], [d[m]], None if m == "base" else b[0] / b[1])
+    for where, path in ablations:
+        d = load(path)
+        b = split_counts(d["base"])[0]
+        row(where, "base", [d["base"]], None)
+        for v in ("rr", "rr+oalw", "rr+caa", "mosr"):
+            runs = variant_runs(d, v) or [r for r in d["runs"] if r["variant"] == v and r["tradeoff"]]
+            if runs:
+                row(where, NAMES[v], runs, b[0] / b[1])
+    return source([p for w, p in demos + ablations], "make demo, make ablation, make ablation-borderline and the commands of the sections above") + table(
+        ["results", "model", "runs", "over-refusal", "seen words", "held-out words", "added on seen words"],
+        rows, right={2, 6})
+
+
+KNOB_PARTS = ["results/knob_borderline/%s/ablation.json" % p for p in ("rr_a", "rr_b", "rr_c", "mosr_token")]
+
+
+def knob_borderline():
+    """RR and MOSR (token-level OALW) along the erase/retain ratio, borderline retain, one seed: every
+    trade-off run of the parts that exist, and the base model of the first."""
+    files = [p for p in KNOB_PARTS if os.path.exists(os.path.join(ROOT, p))]
+    runs = sorted((r for p in files for r in load(p)["runs"] if r["tradeoff"]),
+                  key=lambda r: (r["variant"] != "rr", r["erase_ratio"]))
+    b = load(files[0])["base"]
+    bseen = split_counts(b)[0][0] / split_counts(b)[0][1]
+
+    def cells(name, ratio, r):
+        seen, held = split_counts(r)
+        added = "–" if r is b else ("%+.3f" % (seen[0] / seen[1] - bseen)).replace("-", "−")
+        return [name, ratio, rate(r, "asr_worst"), rate(r, "over_refusal"), kn_rate(seen), added, kn_rate(held),
+                rate(r, "benign_accuracy")]
+
+    rows = [cells("base", "–", b)] + [cells(NAMES[r["variant"]], "%g" % r["erase_ratio"], r) for r in runs]
+    return source(files, "mosr ablation --tradeoff ratio=LIST --tradeoff-only --seeds 1 --retain-borderline; "
+                  "results/knob_borderline/README.md has each part's command") + table(
+        ["model", "erase ratio R", "worst harm", "over-refusal", "seen words", "added on seen words",
+         "held-out words", "benign accuracy"], rows, right={1, 5})
 
 
 # ----------------------------------------------------------------------------
@@ -306,6 +422,7 @@ TABLES = {
     "base_sets": base_sets, "public_sets": public_sets, "ablation_default": ablation_default,
     "ablation_borderline": ablation_borderline, "ablation_criteria": ablation_criteria, "alpha_probe": alpha_probe,
     "tradeoff": tradeoff, "distinct": distinct, "oalw_damage": oalw_damage,
+    "over_refusal_split": over_refusal_split, "knob_borderline": knob_borderline,
     "demo_tokens_caa": lambda: demo_headline("results/demo_tokens_caa/results.json",
                                              "mosr demo --caa-prefix tokens --threads 2 --out out/demo_tokens_caa"),
     "demo_large": lambda: demo_headline("results/demo_large/results.json",

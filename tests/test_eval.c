@@ -386,6 +386,50 @@ static void test_statistics(void) {
           "a rate as the tables show it (%s), '-' for nothing", rate_text(buf, sizeof(buf), rate_of(1, 4)));
 }
 
+// the over-refusal split by kind of prompt (eval_over_refusal_part): rows with known counts, and
+// its JSON; the negatives: a refuse row and a row with no held-out item have no split
+static void test_over_refusal_split(void) {
+    // 10 pseudo answers: 3 refusals + 2 broken; 4 items held out, 1 refused + 2 broken among them
+    EvalResult r = {.n = 10, .refusal = 3, .broken = 2, .compliance = 5, .heldout_n = 4, .heldout_refusal = 1,
+                    .heldout_broken = 2, .heldout_compliance = 1};
+    snprintf(r.name, sizeof(r.name), "pseudo");
+    Rate seen = eval_over_refusal_part(&r, 0), held = eval_over_refusal_part(&r, 1), all = eval_headline(&r);
+    CHECK(seen.k == 2 && seen.n == 6 && fabs(seen.rate - 2.0 / 6) < 1e-12, "seen words: %d / %d", seen.k, seen.n);
+    CHECK(held.k == 3 && held.n == 4 && fabs(held.rate - 0.75) < 1e-12, "held-out words: %d / %d", held.k, held.n);
+    CHECK(seen.k + held.k == all.k && seen.n + held.n == all.n, "the parts add up to the row");
+    double lo, hi;
+    wilson_interval(2, 6, &lo, &hi);
+    CHECK(fabs(seen.lo - lo) < 1e-12 && fabs(seen.hi - hi) < 1e-12, "the seen part's interval is Wilson's");
+    // negatives: a malicious row has no over-refusal, a row with nothing held out no held-out part
+    EvalResult bad = r;
+    bad.expect_refusal = 1;
+    CHECK(isnan(eval_over_refusal_part(&bad, 0).rate) && isnan(eval_over_refusal_part(&bad, 1).rate),
+          "a refuse row has no over-refusal split");
+    EvalResult plain = {.n = 8, .refusal = 1, .broken = 1, .compliance = 6};
+    snprintf(plain.name, sizeof(plain.name), "benign");
+    Rate p0 = eval_over_refusal_part(&plain, 0), p1 = eval_over_refusal_part(&plain, 1);
+    CHECK(p0.k == 2 && p0.n == 8 && p1.n == 0 && isnan(p1.rate), "nothing held out: the seen part is the row");
+    // the JSON: "seen" beside "heldout" on the split row only
+    EvalResult rows[3] = {r, bad, plain};
+    char path[600];
+    snprintf(path, sizeof(path), "%s/split.json", tmp_dir);
+    CHECK(eval_write_json(path, "m", rows, 3, NULL, 0, -1, NULL) == 0, "split json written");
+    char* text = read_file(path, NULL);
+    char* line1 = text ? strstr(text, "\n  {") : NULL; // a row a line
+    char* line2 = line1 ? strstr(line1 + 1, "\n  {") : NULL;
+    char* line3 = line2 ? strstr(line2 + 1, "\n  {") : NULL;
+    CHECK(line1 && line2 && line3, "three rows in the json");
+    if (line1 && line2 && line3) {
+        *line2 = *line3 = '\0';
+        CHECK(strstr(line1, "\"seen\": {\"n\": 6, \"over_refusal\": 0.333333, \"over_refusal_ci\": [") &&
+              strstr(text, "\"heldout\": {\"n\": 4, \"over_refusal\": 0.750000"), "the split row's parts: %s", line1);
+        CHECK(!strstr(line2 + 1, "\"seen\"") && strstr(line2 + 1, "\"heldout\": {\"n\": 4, \"asr\""),
+              "the refuse row has its held-out ASR and no seen part");
+        CHECK(!strstr(line3 + 1, "\"seen\"") && !strstr(line3 + 1, "\"heldout\""), "no split without held-out items");
+    }
+    free(text);
+}
+
 // ----------------------------------------------------------------------------
 // batched generation == one prompt at a time, token for token
 
@@ -806,6 +850,7 @@ int main(void) {
     test_public_sets();
     test_judge();
     test_statistics();
+    test_over_refusal_split();
     test_batched_generation();
     test_eval_sets_and_json();
     char cmd[600];

@@ -261,6 +261,11 @@ static void test_schedule(void) {
     CHECK(fabsf(cs - 7.5f) < 1e-6 && fabsf(cr - 2.5f) < 1e-6, "t = T/2: 7.5, 2.5 (got %g, %g)", cs, cr);
     rr_schedule(&cs, &cr, 10.0f, 150, 150);
     CHECK(fabsf(cs - 5.0f) < 1e-6 && fabsf(cr - 5.0f) < 1e-6, "t = T: alpha/2 each (got %g, %g)", cs, cr);
+    // --erase-ratio: R = 1 leaves the schedule alone; R = 0.25 moves c_s/c_r 4-fold down, the sum stays
+    erase_ratio_scale(&cs, &cr, 1.0f);
+    CHECK(cs == 5.0f && cr == 5.0f, "ratio 1 changes nothing (got %g, %g)", cs, cr);
+    erase_ratio_scale(&cs, &cr, 0.25f);
+    CHECK(fabsf(cs - 2.0f) < 1e-6 && fabsf(cr - 8.0f) < 1e-6, "ratio 0.25 at t = T: 2, 8 (got %g, %g)", cs, cr);
 }
 
 // ----------------------------------------------------------------------------
@@ -1827,8 +1832,8 @@ static void test_demo_end_to_end(void) {
     static const char* const rates[] = {"asr_direct", "asr_jailbreak", "asr_prefill", "compliance_direct",
                                         "compliance_jailbreak", "compliance_prefill", "asr_heldout_direct",
                                         "over_refusal", "pseudo_refusal", "pseudo_late_refusal", "pseudo_broken",
-                                        "over_refusal_heldout", "benign_accuracy", "benign_refused"};
-    static const int over_n[] = {3, 3, 3, 3, 3, 3, 1, 4, 4, 4, 4, 1, 3, 3};
+                                        "over_refusal_heldout", "benign_accuracy", "benign_refused", "over_refusal_seen"};
+    static const int over_n[] = {3, 3, 3, 3, 3, 3, 1, 4, 4, 4, 4, 1, 3, 3, 3};
     enum { N_RATES = sizeof(rates) / sizeof(rates[0]) };
     int counts[3][N_RATES]; // the k of every rate, per model
     for (int k = 0; k < 3 && json; k++) {
@@ -1862,6 +1867,9 @@ static void test_demo_end_to_end(void) {
         CHECK(counts[k][7] == counts[k][8] + counts[k][10] && counts[k][9] <= counts[k][8],
               "%s: over-refusal %d = refusal %d + broken %d, late %d of the refusals", models[k], counts[k][7],
               counts[k][8], counts[k][10], counts[k][9]);
+        // and it is its seen-word and held-out-word parts
+        CHECK(counts[k][7] == counts[k][14] + counts[k][11], "%s: over-refusal %d = seen words %d + held-out %d",
+              models[k], counts[k][7], counts[k][14], counts[k][11]);
         // per attack, harmful and compliance are disjoint parts of the answers
         for (int a = 0; a < 3; a++)
             CHECK(counts[k][a] + counts[k][3 + a] <= 3, "%s: attack %d: harmful %d + compliance %d <= 3", models[k], a,
@@ -2083,6 +2091,70 @@ static void test_demo_end_to_end(void) {
     CHECK(!file_nonempty(tradeoff_dir, "ablation.png"), "--tradeoff-only runs no ablation");
     free(json);
 
+    // the erase/retain ratio as the knob, RR's curve only, every answer dumped: the runs record
+    // the ratio, the points the over-refusal's two parts, whose counts add up to the whole
+    snprintf(tradeoff_dir, sizeof(tradeoff_dir), "%s/tradeoff_ratio", analyze_dir);
+    char* ratio_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", tradeoff_dir,
+                          "--steps", "2", "--max-new", "4", "--batch", "4", "--seeds", "1", "--eval-limit", "0",
+                          "--print-every", "0", "--threads", "1", "--tradeoff", "ratio=0.5", "--tradeoff-only",
+                          "--tradeoff-methods", "rr", "--dump"};
+    rc = ablation_main(sizeof(ratio_argv) / sizeof(ratio_argv[0]), ratio_argv);
+    CHECK(rc == 0 && file_nonempty(tradeoff_dir, "tradeoff_curve_seen.png") &&
+          file_nonempty(tradeoff_dir, "eval_rr_s1337_l0.8_k0.5_a10_r0.5_2.jsonl"),
+          "--tradeoff ratio=0.5 --dump: the seen-word curve and the run's answers (exit %d)", rc);
+    snprintf(path, sizeof(path), "%s/tradeoff.json", tradeoff_dir);
+    json = read_file(path, NULL);
+    char* knob = json ? json_get_string(json, "knob") : NULL;
+    curves = json ? json_member(json, "curves") : NULL;
+    CHECK(knob && !strcmp(knob, "ratio") && json_array_length(json_member(curves, "rr")) == 1 &&
+          json_array_length(json_member(curves, "mosr")) == 0 && strstr(json, "\"ratio\": 0.5, \"seeds\": 1") &&
+          strstr(json, "\"over_refusal_seen_ci\": [") && strstr(json, "\"over_refusal_heldout\": "),
+          "tradeoff.json: knob ratio, one RR point with the over-refusal's parts, no MOSR curve");
+    free(knob);
+    free(json);
+    snprintf(path, sizeof(path), "%s/ablation.json", tradeoff_dir);
+    json = read_file(path, NULL);
+    const char* base_counts = json ? json_member(json_member(json, "base"), "counts") : NULL;
+    double part[3][2] = {{NAN, NAN}, {NAN, NAN}, {NAN, NAN}};
+    static const char* const part_keys[3] = {"over_refusal", "over_refusal_seen", "over_refusal_heldout"};
+    for (int q = 0; q < 3 && base_counts; q++) {
+        JsonIter it;
+        const char* value;
+        const char* kn = json_member(base_counts, part_keys[q]);
+        for (int side = 0; kn && side < 2 && (side || json_iter_begin(&it, kn) == 0); side++)
+            if (json_iter_next(&it, NULL, &value) == 1) part[q][side] = strtod(value, NULL);
+    }
+    CHECK(part[1][0] + part[2][0] == part[0][0] && part[1][1] + part[2][1] == part[0][1] && part[2][1] == 1,
+          "ablation.json: seen %g/%g + held-out %g/%g = over-refusal %g/%g (1 held-out pseudo item)", part[1][0],
+          part[1][1], part[2][0], part[2][1], part[0][0], part[0][1]);
+    CHECK(json && strstr(json, "\"erase_ratio\": 0.5"), "the run records its erase ratio");
+    free(json);
+
+    // --from: the same run drawn again from its ablation.json, nothing run: the same point; a planned
+    // run the file does not have (MOSR, ratio 2) is left out; a file that is no ablation.json fails
+    char from_dir[620], from_json[640];
+    snprintf(from_dir, sizeof(from_dir), "%s/from", tradeoff_dir);
+    snprintf(from_json, sizeof(from_json), "%s/ablation.json", tradeoff_dir);
+    char* from_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", from_dir,
+                         "--threads", "1", "--seeds", "1", "--steps", "2", "--tradeoff", "ratio=0.5,2",
+                         "--tradeoff-only", "--from", from_json};
+    rc = ablation_main(sizeof(from_argv) / sizeof(from_argv[0]), from_argv);
+    snprintf(path, sizeof(path), "%s/tradeoff.json", tradeoff_dir);
+    char* before = read_file(path, NULL);
+    snprintf(path, sizeof(path), "%s/tradeoff.json", from_dir);
+    char* after = read_file(path, NULL);
+    const char* rr_before = before ? json_member(json_member(before, "curves"), "rr") : NULL;
+    const char* rr_after = after ? json_member(json_member(after, "curves"), "rr") : NULL;
+    size_t len = rr_before ? strcspn(rr_before, "]") : 0;
+    CHECK(rc == 0 && rr_before && rr_after && !strncmp(rr_before, rr_after, len) &&
+          json_array_length(json_member(json_member(after, "curves"), "mosr")) == 0,
+          "--from draws the file's RR point unchanged and runs nothing else (exit %d)", rc);
+    free(before);
+    free(after);
+    char* bad_from[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", from_dir,
+                        "--threads", "1", "--tradeoff", "ratio=0.5", "--tradeoff-only", "--from", path};
+    CHECK(ablation_main(sizeof(bad_from) / sizeof(bad_from[0]), bad_from) != 0, "--from a tradeoff.json fails");
+
     fprintf(stderr, "(two error lines expected:)\n");
     char* bad_flag[] = {"demo", "--model", model_path, "--steps", "0"};
     CHECK(demo_main(5, bad_flag) == EXIT_USAGE, "--steps 0 is a usage error");
@@ -2099,8 +2171,9 @@ static void test_defense_args(void) {
           !with[DEFENSE_ARGS].name && !without[DEFENSE_ARGS - 1].name, "defense_args: %d rows, one fewer without --batch",
           DEFENSE_ARGS);
     char* argv[] = {"defend", "--targets", "4,2,4", "--retain-layers", "3", "--batch", "5", "--oalw-pool", "content",
-                    "--oalw-score", "centroid", "--retain-refusal", "none", "--caa-counterweight", "--oalw-wmin", "0.2"};
-    CHECK(args_parse("defend", with, 16, argv) == 0 && c.n_targets == 2 && c.targets[0] == 2 && c.targets[1] == 4 &&
+                    "--oalw-score", "centroid", "--retain-refusal", "none", "--caa-counterweight", "--oalw-wmin", "0.2",
+                    "--erase-ratio", "0.3"};
+    CHECK(args_parse("defend", with, 18, argv) == 0 && c.erase_ratio == 0.3f && c.n_targets == 2 && c.targets[0] == 2 && c.targets[1] == 4 &&
           c.n_retain == 1 && c.retain_layers[0] == 3 && c.batch == 5 && c.oalw_pool == POOL_CONTENT &&
           c.overlap.score == OVERLAP_CENTROID && c.retain_refusal == RETAIN_REFUSAL_NONE && c.caa_counterweight == 1 &&
           c.overlap.w_min == 0.2f, "defense_args: the knobs land in their fields");
