@@ -30,6 +30,7 @@
 #define PREFILL_ROWS 256
 // rows of an F16/BF16 matrix a thread widens at once for a prefill's sgemm (decode_matmul)
 #define WTILE_ROWS 64
+#define WTILE_STAGE 16 // rows of staging beside them (generate.c's GEMM_NR)
 
 // Grows the cache to n_slots (keeping what the old slots hold) and the scratch to n_rows rows and
 // the current thread count. 0 on success; on failure the old state stays usable.
@@ -89,7 +90,7 @@ static int decode_reserve(Model* m, int n_slots, int n_rows) {
     }
     // a model in its file's types: every thread widens tiles of a matrix for a prefill's sgemm
     size_t in_max = C > QD ? (C > H ? C : H) : (QD > H ? QD : H);
-    size_t tile = (size_t)threads * WTILE_ROWS * in_max;
+    size_t tile = (size_t)threads * (WTILE_ROWS + WTILE_STAGE) * in_max;
     if (m->weights.in_type && n_rows > 1 && tile > d->wtile_floats) {
         float* wt = malloc(tile * sizeof(float));
         if (!wt) { error_msg("out of memory for the decode scratch"); return -1; }
@@ -244,22 +245,103 @@ static void matvec_for(float* out, const float* x, WeightView W, int in, int d) 
     for (int i = 0; i < d; i += MATVEC_BLOCK) matvec_rows_view(out, x, W, in, i, i + MATVEC_BLOCK < d ? i + MATVEC_BLOCK : d);
 }
 
+#ifdef HALF_SIMD
+// The prefill's product with an F16/BF16 matrix, written here rather than handed to sgemm: OpenBLAS
+// picks its SSE3 kernels ("Prescott") on this machine's CPU (bench/sgemm_peak: 13 GFLOP/s a core
+// against 161 with OPENBLAS_CORETYPE=SkylakeX), and the widened tile is to be packed anyway.
+// W's rows are packed GEMM_NR at a time, widened and transposed, into a panel (in, GEMM_NR); a
+// micro-kernel keeps a (GEMM_MR, GEMM_NR) block of out in twelve registers over the whole sum.
+#define GEMM_NR 16
+#define GEMM_MR 6
+
+// panel (in, GEMM_NR): panel[k * GEMM_NR + j] = W[i0 + j][k] as f32, rows past i1 zero; stage
+// (GEMM_NR, in) scratch: the rows widened first, then transposed k by k (sequential writes)
+static void pack_panel(float* panel, float* stage, WeightView W, int in, int i0, int i1) {
+    widen_rows(stage, W, in, i0, i1);
+    memset(stage + (size_t)(i1 - i0) * in, 0, (size_t)(GEMM_NR - (i1 - i0)) * in * sizeof(float));
+    for (int k = 0; k < in; k++)
+        for (int j = 0; j < GEMM_NR; j++) panel[(size_t)k * GEMM_NR + j] = stage[(size_t)j * in + k];
+}
+
+// stores the sums of one row of a micro-tile: nc <= GEMM_NR columns
+static inline void gemm_store(float* out, __m256 a0, __m256 a1, int nc) {
+    float o[GEMM_NR];
+    _mm256_storeu_ps(o, a0);
+    _mm256_storeu_ps(o + 8, a1);
+    memcpy(out, o, nc * sizeof(float));
+}
+
+// out[r][j] (r < GEMM_MR, j < nc <= GEMM_NR; row stride ldo) = x[r] . column j of panel: twelve
+// named sums, so that they stay in registers (an array of them was spilled at every k)
+static void gemm_micro6(float* out, int ldo, const float* x, int in, const float* panel, int nc) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *x0 = x, *x1 = x + in, *x2 = x + 2 * (size_t)in, *x3 = x + 3 * (size_t)in, *x4 = x + 4 * (size_t)in,
+                *x5 = x + 5 * (size_t)in;
+    for (int k = 0; k < in; k++) {
+        __m256 b0 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), b1 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8);
+        __m256 a;
+        a = _mm256_broadcast_ss(x0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(x1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(x2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(x3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(x4 + k); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(x5 + k); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    gemm_store(out, c00, c01, nc);
+    gemm_store(out + ldo, c10, c11, nc);
+    gemm_store(out + 2 * (size_t)ldo, c20, c21, nc);
+    gemm_store(out + 3 * (size_t)ldo, c30, c31, nc);
+    gemm_store(out + 4 * (size_t)ldo, c40, c41, nc);
+    gemm_store(out + 5 * (size_t)ldo, c50, c51, nc);
+}
+
+// the last rows (mr < GEMM_MR) of a micro-tile, one row at a time
+static void gemm_micro_rows(float* out, int ldo, const float* x, int in, const float* panel, int mr, int nc) {
+    for (int q = 0; q < mr; q++) {
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0;
+        for (int k = 0; k < in; k++) {
+            __m256 a = _mm256_broadcast_ss(x + (size_t)q * in + k);
+            c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), c0);
+            c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8), c1);
+        }
+        gemm_store(out + (size_t)q * ldo, c0, c1, nc);
+    }
+}
+#endif
+
 // out (n, d) = x (n, in) @ W^T: one sgemm for several rows, a parallel matvec for one. An F16/BF16
-// W goes to sgemm in tiles of WTILE_ROWS rows, each widened once by one thread into its scratch
-// and used for all n rows (OpenBLAS runs single-threaded inside the parallel region), so a
-// prefill stays bound by the multiply-adds, not by the widening.
+// W is packed in tiles of WTILE_ROWS rows, each widened once by one thread into its scratch and
+// used for all n rows, so a prefill stays bound by the multiply-adds, not by the widening.
 static void decode_matmul(DecodeState* s, float* out, const float* x, WeightView W, int n, int in, int d) {
     if (n > 1 && W.type == DTYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W.data, in, 0.0f, out, d);
     } else if (n > 1) {
         #pragma omp parallel
         {
-            float* tile = s->wtile + (size_t)omp_get_thread_num() * WTILE_ROWS * in;
+            // the thread's scratch: WTILE_ROWS rows' worth of floats, plus GEMM_NR rows to widen into
+            float* tile = s->wtile + (size_t)omp_get_thread_num() * (WTILE_ROWS + WTILE_STAGE) * in;
             #pragma omp for schedule(dynamic, 1)
             for (int i0 = 0; i0 < d; i0 += WTILE_ROWS) {
-                int rows = d - i0 < WTILE_ROWS ? d - i0 : WTILE_ROWS;
-                widen_rows(tile, W, in, i0, i0 + rows);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
+                int i1 = d - i0 < WTILE_ROWS ? d : i0 + WTILE_ROWS;
+#ifdef HALF_SIMD
+                for (int p = i0; p < i1; p += GEMM_NR) {
+                    int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                    float* panel = tile + (size_t)(p - i0) * in;
+                    pack_panel(panel, tile + (size_t)WTILE_ROWS * in, W, in, p, p + nc);
+                }
+                for (int r = 0; r < n; r += GEMM_MR)
+                    for (int p = i0; p < i1; p += GEMM_NR) {
+                        float* o = out + (size_t)r * d + p;
+                        const float* panel = tile + (size_t)(p - i0) * in;
+                        int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                        if (n - r >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
+                        else gemm_micro_rows(o, d, x + (size_t)r * in, in, panel, n - r, nc);
+                    }
+#else
+                widen_rows(tile, W, in, i0, i1);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, i1 - i0, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
+#endif
             }
         }
     } else {

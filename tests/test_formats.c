@@ -12,7 +12,7 @@
 //       reference = mosr's merged model, a defended-like (LoRA-merged) GGUF through llama.cpp, and
 //       convert there and back byte-identical where the types are kept;
 //   (e) model_open_decode (the matrices in the file's types, mapped): its decode against the same
-//       decode of the widened model, bit for bit where the values are f32 (F32, Q8_0), within 1e-6
+//       decode of the widened model, bit for bit where the values are f32 (F32, Q8_0), within 1e-5
 //       for F16/BF16, both against model_forward; the bytes used in place and copied;
 //   bad files: one error line, -1, for each way a header can lie.
 // Each reference skips with a line when absent (no torch: all; no node: llama.cpp's checks).
@@ -123,9 +123,9 @@ static float* decode_logits(Model* m, const int* ids, int T) {
     return out;
 }
 
-// (e) path opened in type against the widened model: exact where the values are f32, tight for
-// F16/BF16; in_place_only: the file's rows are mosr's (no copy expected). A view swapped for
-// another matrix must be seen (the comparison can fail).
+// (e) path opened in type against the widened model: exact where the values are f32, within 1e-5
+// for F16/BF16 (the prefill sums in another order); in_place_only: the file's rows are mosr's (no
+// copy expected). A view swapped for another matrix must be seen (the comparison can fail).
 static void check_in_type(const char* name, const char* path, const int* ids, int T, int in_place_only) {
     Model w, v;
     if (model_open(&w, path, NULL) != 0) return;
@@ -139,7 +139,7 @@ static void check_in_type(const char* name, const char* path, const int* ids, in
     if (want && got) {
         double d = rel_diff(got, want, 2 * (size_t)V);
         if (f32) CHECK(!memcmp(got, want, 2 * (size_t)V * sizeof(float)), "%s: in place differs from widened (%.2e)", path, d);
-        else CHECK(d < 1e-6, "%s: in-type decode differs from the widened decode by %.2e", path, d);
+        else CHECK(d < 1e-5, "%s: in-type decode differs from the widened decode by %.2e", path, d);
         double df = fmax(rel_diff(got, fwd + (size_t)(T - 2) * V, V), rel_diff(got + V, fwd + (size_t)(T - 1) * V, V));
         CHECK(df < 1e-5, "%s: in-type decode differs from model_forward by %.2e", path, df);
         printf("%-20s in type (%s): vs widened decode %.1e, vs forward %.1e; %zu B in place, %zu B copied\n", name,
