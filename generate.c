@@ -28,7 +28,7 @@
 // token rows one call feeds besides one row per slot: the prefill of new prompts goes in chunks
 // of at most this many rows (bigger gains little in sgemm and costs scratch)
 #define PREFILL_ROWS 256
-// rows of an F16/BF16 matrix a thread widens at once for a prefill's sgemm (decode_matmul)
+// rows of an F16/BF16 matrix a thread widens at once for a prefill's product (decode_matmul)
 #define WTILE_ROWS 64
 #define WTILE_STAGE 16 // rows of staging beside them (generate.c's GEMM_NR)
 
@@ -88,7 +88,7 @@ static int decode_reserve(Model* m, int n_slots, int n_rows) {
         d->att = att;
         d->n_threads = threads;
     }
-    // a model in its file's types: every thread widens tiles of a matrix for a prefill's sgemm
+    // a model in its file's types: every thread widens tiles of a matrix for a prefill's product
     size_t in_max = C > QD ? (C > H ? C : H) : (QD > H ? QD : H);
     size_t tile = (size_t)threads * (WTILE_ROWS + WTILE_STAGE) * in_max;
     if (m->weights.in_type && n_rows > 1 && tile > d->wtile_floats) {
