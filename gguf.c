@@ -712,6 +712,8 @@ int gguf_load(Model* m, const char* path, int in_type) {
     }
     gguf_close(g);
     if (failed) { model_free(m); return -1; }
+    // in type: the norms and biases only (the mapped matrices are not scanned, so as not to read
+    // the whole file at open; a NaN there shows in the logits)
     for (size_t i = 0; i < m->n_params; i++)
         if (!isfinite(m->param_memory[i])) {
             error_msg("%s: the weights hold a NaN or an infinity", path);

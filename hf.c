@@ -548,6 +548,8 @@ int hf_load(Model* m, const char* dir, int in_type) {
     }
     hf_close(&h);
     if (failed) { model_free(m); return -1; }
+    // in type: the norms and biases only (the mapped matrices are not scanned, so as not to read
+    // the whole file at open; a NaN there shows in the logits)
     for (size_t i = 0; i < m->n_params; i++)
         if (!isfinite(m->param_memory[i])) {
             error_msg("%s: the weights hold a NaN or an infinity", dir);
