@@ -31,7 +31,7 @@ export OMP_NUM_THREADS=$THREADS
 # spinning thread waits for one the scheduler has paused (mosr's 2-thread decode measured 0.9 tok/s
 # spinning, 10 passive, at load 15). As bench/run.sh: both sides then yield (llama.cpp's CPU build
 # reads the same variable when it uses OpenMP).
-if [ -z "${OMP_WAIT_POLICY:-}" ] && awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+if [ -z "${OMP_WAIT_POLICY:-}" ] && awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc --all)" 'BEGIN { exit !(l > n) }'; then
   export OMP_WAIT_POLICY=passive
 fi
 
@@ -65,7 +65,7 @@ measure() {
   sed -i "s/}\$/, \"peak_rss_mb\": $(awk -v k="$kb" 'BEGIN { printf "%.0f", k / 1024 }')}/" "$base.json"
 }
 
-echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, $(free -g | awk '/^Mem/ { print $2 }') GB;" \
+echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc --all) cores, $(free -g | awk '/^Mem/ { print $2 }') GB;" \
      "threads $THREADS; $REPS alternating runs each; load average at the start $(cut -d' ' -f1-3 /proc/loadavg);" \
      "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-default}"
 summary=""
