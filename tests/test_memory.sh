@@ -46,8 +46,8 @@ bound=$(awk -v b="$base" -v f="$file_kb" -v kv="${kv_mb:-0}" 'BEGIN { printf "%d
 peak_kb "$MOSR" convert "$model" "$TMP/copy.gguf" >/dev/null
 widened=$(sed -n 's/^convert: read .*peak RSS \([0-9.]*\) MB$/\1/p' "$TMP/err" | awk '{ printf "%d", $1 * 1000 }')
 widened=${widened:-0}
-echo "file $((file_kb / 1024)) MB; generate peak $((got / 1024)) MB (baseline $((base / 1024)) MB, KV cache ${kv_mb:-?} MB):" \
-     "bound $((bound / 1024)) MB; the widened load (convert) $((widened / 1024)) MB"
+echo "file $((file_kb / 1024)) MiB; generate peak $((got / 1024)) MiB (baseline $((base / 1024)) MiB, KV cache ${kv_mb:-?} MiB):" \
+     "bound $((bound / 1024)) MiB; the widened load (convert) $((widened / 1024)) MiB"
 echo "  $line"
 if [ "$base" -gt 0 ] && [ "$got" -gt 0 ] && [ "$got" -le "$bound" ]; then pass; else fail "generate's peak RSS $got kB is over $bound kB"; fi
 if [ "$widened" -gt "$bound" ]; then pass; else fail "the widened load ($widened kB) fits the bound ($bound kB): the bound tells nothing"; fi
