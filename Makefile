@@ -13,7 +13,7 @@ LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
         tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_formats tests/test_template tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
-SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_results.sh tests/test_mpi.sh tests/test_recipe.sh
+SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_memory.sh tests/test_results.sh tests/test_mpi.sh tests/test_recipe.sh
 
 .PHONY: all mpi test bench data clean deps deps-test base base-large eval-base eval-public test-asan fuzz fuzz-regress demo ablation ablation-borderline sweep tradeoff judge-xstest oalw-damage results-md real-demo recipe-world bench-llamacpp bench-mpi
 ifeq ($(MPI),1)

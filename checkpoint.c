@@ -348,13 +348,16 @@ const char* model_format_name(ModelFormat f) {
     return f == MODEL_FORMAT_HF ? "Hugging Face folder" : f == MODEL_FORMAT_GGUF ? "GGUF" : "llama2.c checkpoint";
 }
 
-int model_open(Model* m, const char* path, ModelFormat* format) {
+static int open_as(Model* m, const char* path, ModelFormat* format, int in_type) {
     ModelFormat f = model_format_of(path);
     if (format) *format = f;
-    if (f == MODEL_FORMAT_HF) return hf_load(m, path);
-    if (f == MODEL_FORMAT_GGUF) return gguf_load(m, path);
+    if (f == MODEL_FORMAT_HF) return hf_load(m, path, in_type);
+    if (f == MODEL_FORMAT_GGUF) return gguf_load(m, path, in_type);
     return model_load(m, path);
 }
+
+int model_open(Model* m, const char* path, ModelFormat* format) { return open_as(m, path, format, 0); }
+int model_open_decode(Model* m, const char* path, ModelFormat* format) { return open_as(m, path, format, 1); }
 
 int model_save_as(const Model* m, const char* out, ModelFormat f, const char* source_path) {
     if (m->lora.n_params > 0 && m->lora.enabled) {
@@ -384,6 +387,8 @@ size_t spec_numel(const TensorSpec* s) { return (size_t)s->rows * (size_t)(s->co
 TensorSpec* model_tensor_specs(const Model* m, int* n_out) {
     const Config* c = &m->config;
     const ParameterTensors* p = &m->params;
+    DecodeWeights* dw = (DecodeWeights*)&m->weights; // in type: the matrices go to their views
+    int in_type = dw->in_type;
     int L = c->n_layers, C = c->dim, H = c->hidden_dim, HS = c->head_dim;
     int QD = c->n_heads * HS, KVD = c->n_kv_heads * HS;
     int per_layer = 9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0);
@@ -396,8 +401,12 @@ TensorSpec* model_tensor_specs(const Model* m, int* n_out) {
         snprintf(t->hf_name, sizeof(t->hf_name), "%s", hf); \
         snprintf(t->gguf_name, sizeof(t->gguf_name), "%s", gg); \
         t->data = (ptr); t->rows = (r); t->cols = (cl); t->perm_heads = (heads); t->head_size = HS; \
+        t->view = NULL; \
     } while (0)
+    // a matrix: its view when in type (its data pointer is NULL then)
+#define VIEW(v) (in_type ? (v) : NULL)
     SPEC("model.embed_tokens.weight", "token_embd.weight", p->token_embedding, c->vocab_size, C, 0);
+    s[n - 1].view = VIEW(&dw->token_embedding);
     for (int l = 0; l < L; l++) {
         char hf[96], gg[64];
         size_t lc = (size_t)l;
@@ -409,8 +418,11 @@ TensorSpec* model_tensor_specs(const Model* m, int* n_out) {
     } while (0)
         LAYER("input_layernorm.weight", "attn_norm.weight", p->rms_att + lc * C, C, 0, 0);
         LAYER("self_attn.q_proj.weight", "attn_q.weight", p->wq + lc * QD * C, QD, C, c->n_heads);
+        s[n - 1].view = VIEW(&dw->wq[l]);
         LAYER("self_attn.k_proj.weight", "attn_k.weight", p->wk + lc * KVD * C, KVD, C, c->n_kv_heads);
+        s[n - 1].view = VIEW(&dw->wk[l]);
         LAYER("self_attn.v_proj.weight", "attn_v.weight", p->wv + lc * KVD * C, KVD, C, 0);
+        s[n - 1].view = VIEW(&dw->wv[l]);
         if (c->qkv_bias) {
             LAYER("self_attn.q_proj.bias", "attn_q.bias", p->bq + lc * QD, QD, 0, c->n_heads);
             LAYER("self_attn.k_proj.bias", "attn_k.bias", p->bk + lc * KVD, KVD, 0, c->n_kv_heads);
@@ -421,29 +433,39 @@ TensorSpec* model_tensor_specs(const Model* m, int* n_out) {
             LAYER("self_attn.k_norm.weight", "attn_k_norm.weight", p->k_norm + lc * HS, HS, 0, 1);
         }
         LAYER("self_attn.o_proj.weight", "attn_output.weight", p->wo + lc * C * QD, C, QD, 0);
+        s[n - 1].view = VIEW(&dw->wo[l]);
         LAYER("post_attention_layernorm.weight", "ffn_norm.weight", p->rms_ffn + lc * C, C, 0, 0);
         LAYER("mlp.gate_proj.weight", "ffn_gate.weight", p->w1 + lc * H * C, H, C, 0);
+        s[n - 1].view = VIEW(&dw->w1[l]);
         LAYER("mlp.up_proj.weight", "ffn_up.weight", p->w3 + lc * H * C, H, C, 0);
+        s[n - 1].view = VIEW(&dw->w3[l]);
         LAYER("mlp.down_proj.weight", "ffn_down.weight", p->w2 + lc * C * H, C, H, 0);
+        s[n - 1].view = VIEW(&dw->w2[l]);
 #undef LAYER
     }
     SPEC("model.norm.weight", "output_norm.weight", p->rms_final, C, 0, 0);
     // a tied model's classifier is the embedding: a file may still carry it (then it is ignored)
     SPEC("lm_head.weight", "output.weight", c->shared_classifier ? p->token_embedding : p->wcls, c->vocab_size, C, 0);
     s[n - 1].optional = c->shared_classifier;
+    s[n - 1].view = VIEW(c->shared_classifier ? &dw->token_embedding : &dw->wcls);
+#undef VIEW
 #undef SPEC
     *n_out = n;
     return s;
 }
 
-// within each head: pairs row 2j + t <- halves row t * HS/2 + j
-void rows_halves_to_pairs(float* dst, const float* src, int heads, int head_size, int cols) {
+// within each head: pairs row 2j + t <- halves row t * HS/2 + j; rows of row_bytes bytes (any type)
+static void rows_halves_to_pairs_bytes(void* dst, const void* src, int heads, int head_size, size_t row_bytes) {
     int half = head_size / 2;
     for (int h = 0; h < heads; h++)
         for (int j = 0; j < half; j++)
             for (int t = 0; t < 2; t++)
-                memcpy(dst + ((size_t)h * head_size + 2 * j + t) * cols, src + ((size_t)h * head_size + t * half + j) * cols,
-                       (size_t)cols * sizeof(float));
+                memcpy((char*)dst + ((size_t)h * head_size + 2 * j + t) * row_bytes,
+                       (const char*)src + ((size_t)h * head_size + t * half + j) * row_bytes, row_bytes);
+}
+
+void rows_halves_to_pairs(float* dst, const float* src, int heads, int head_size, int cols) {
+    rows_halves_to_pairs_bytes(dst, src, heads, head_size, (size_t)cols * sizeof(float));
 }
 
 void rows_pairs_to_halves(float* dst, const float* src, int heads, int head_size, int cols) {
@@ -535,6 +557,53 @@ int spec_fill(const TensorSpec* s, const void* src, DType t, size_t bytes, int h
     } else {
         dtype_widen(s->data, src, t, numel);
     }
+    uintptr_t page = (uintptr_t)src & ~(uintptr_t)4095, end = (uintptr_t)src + bytes;
+    madvise((void*)page, end - page, MADV_DONTNEED);
+    return 0;
+}
+
+// keeps a copy of model_open_decode's for model_free
+static int own(DecodeWeights* w, void* p) {
+    void** o = realloc(w->owned, (w->n_owned + 1) * sizeof(void*));
+    if (!o) { free(p); return -1; }
+    w->owned = o;
+    w->owned[w->n_owned++] = p;
+    return 0;
+}
+
+int weights_keep_map(DecodeWeights* w, const void* addr, size_t size) {
+    void* maps = realloc(w->maps, (w->n_maps + 1) * sizeof(*w->maps));
+    if (!maps) return -1;
+    w->maps = maps;
+    w->maps[w->n_maps].addr = (void*)addr;
+    w->maps[w->n_maps++].size = size;
+    return 0;
+}
+
+int spec_view(const TensorSpec* s, const void* src, DType t, int halves_to_pairs, DecodeWeights* w) {
+    size_t numel = spec_numel(s), bytes = dtype_bytes(t, numel);
+    int widen = t == DTYPE_Q8_0 || (t == DTYPE_F32 && (uintptr_t)src % sizeof(float) != 0);
+    if (!widen && !halves_to_pairs) { // the file's bytes, in place
+        *s->view = (WeightView){src, t};
+        w->mapped_bytes += bytes;
+        return 0;
+    }
+    DType kept = widen ? DTYPE_F32 : t;
+    size_t kept_bytes = dtype_bytes(kept, numel);
+    void* copy = malloc_huge(kept_bytes);
+    if (!copy || own(w, copy) != 0) return -1;
+    if (widen) { // Q8_0 (or unaligned f32): f32 rows, permuted after when asked
+        float* f = malloc(halves_to_pairs ? kept_bytes : 1);
+        if (!f) return -1;
+        dtype_widen(halves_to_pairs ? f : copy, src, t, numel);
+        if (halves_to_pairs) rows_halves_to_pairs(copy, f, s->perm_heads, s->head_size, s->cols);
+        free(f);
+    } else {
+        rows_halves_to_pairs_bytes(copy, src, s->perm_heads, s->head_size, dtype_bytes(t, s->cols));
+    }
+    *s->view = (WeightView){copy, kept};
+    w->copied_bytes += kept_bytes;
+    // the file's pages of this tensor are not read again
     uintptr_t page = (uintptr_t)src & ~(uintptr_t)4095, end = (uintptr_t)src + bytes;
     madvise((void*)page, end - page, MADV_DONTNEED);
     return 0;

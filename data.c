@@ -889,17 +889,26 @@ void prefills_free(char** p, int n) {
 // loads a model (a llama2.c .bin, a .gguf, a Hugging Face folder: model_open) and its tokenizer,
 // checking that they agree on the vocabulary. tok_path NULL: the model's own (a GGUF's metadata, the
 // folder's tokenizer.json); a llama2.c checkpoint has none and needs -z.
-int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path) {
+static int load_as(Model* m, Tokenizer* t, const char* model_path, const char* tok_path, int decode_only) {
     ModelFormat format;
     if (!tok_path && model_format_of(model_path) == MODEL_FORMAT_LLAMA2C) {
         error_msg("%s: a llama2.c checkpoint carries no tokenizer: needs MODEL.bin and -z TOKENIZER.bin", model_path);
         return EXIT_USAGE;
     }
-    if (model_open(m, model_path, &format) != 0) return EXIT_BAD_INPUT;
+    if ((decode_only ? model_open_decode(m, model_path, &format) : model_open(m, model_path, &format)) != 0)
+        return EXIT_BAD_INPUT;
     if (tokenizer_open(t, tok_path ? tok_path : model_path, m->config.vocab_size) != 0) {
         model_free(m);
         return EXIT_BAD_INPUT;
     }
     return EXIT_OK;
+}
+
+int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path) {
+    return load_as(m, t, model_path, tok_path, 0);
+}
+
+int load_model_for_decode(Model* m, Tokenizer* t, const char* model_path, const char* tok_path) {
+    return load_as(m, t, model_path, tok_path, 1);
 }
 

@@ -171,5 +171,9 @@ void prefills_free(char** p, int n);
 char* trim_in_place(char* s);                         // without leading/trailing white space (in place)
 // loads a model and its tokenizer, checking that they agree on the vocabulary; a util.h exit code
 int load_model_and_tokenizer(Model* m, Tokenizer* t, const char* model_path, const char* tok_path);
+// the same for the commands that only decode (generate, chat): model_open_decode keeps a GGUF's or a
+// Hugging Face folder's matrices as the file has them. eval, analyze, defend run model_forward
+// (likelihoods, states, training) on f32 weights and load with load_model_and_tokenizer.
+int load_model_for_decode(Model* m, Tokenizer* t, const char* model_path, const char* tok_path);
 
 #endif

@@ -23,6 +23,7 @@ typedef struct {
     int perm_heads;     // > 0: the rows are perm_heads heads of HS rows, stored in half-rotation order
     int head_size;
     int optional;       // 1: may be absent from a file (the classifier of a tied model)
+    WeightView* view;   // a matrix of a model opened in type (data NULL then): where spec_view puts it
 } TensorSpec;
 
 // the tensors of m (a built model) in the order Hugging Face lists them; n of them. malloc'd.
@@ -40,8 +41,7 @@ uint16_t f32_to_f16(float f);
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);
 
-// the element types files store; what each format calls them
-typedef enum { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0 } DType;
+// the element types files store (DType, model.h); what each format calls them
 // widens n elements of src (type t; little-endian, maybe unaligned) to dst
 void dtype_widen(float* dst, const void* src, DType t, size_t n);
 // narrows n floats into dst; Q8_0 needs n % 32 == 0
@@ -52,14 +52,24 @@ size_t dtype_bytes(DType t, size_t n);
 int spec_fill(const TensorSpec* s, const void* src, DType t, size_t bytes, int halves_to_pairs,
               float** scratch, size_t* scratch_cap);
 
+// the decode path's view of a spec's matrix (model_open_decode; s->view set): the mapped bytes in
+// place, or a copy in their type with the Q/K rows reordered when halves_to_pairs, or widened to f32
+// for Q8_0 (or for F32 rows that are not 4-byte aligned). 0, or -1 when out of memory.
+int spec_view(const TensorSpec* s, const void* src, DType t, int halves_to_pairs, DecodeWeights* w);
+// hands a file's mapping to w (model_free unmaps it); 0, or -1 when out of memory
+int weights_keep_map(DecodeWeights* w, const void* addr, size_t size);
+// the model of an unbuilt m for model_open_decode: param_memory holds the small tensors only,
+// the view arrays are allocated (model.c). 0, or one error line and -1.
+int model_build_in_type(Model* m, const Config* c);
+
 // maps path read-only (gguf.c); 0, or one error line and -1. An empty file gives map NULL, size 0.
 int map_file(const char* path, const unsigned char** map, size_t* size);
 
 // the formats (hf.c, gguf.c): load into an unbuilt m; save m (adapters merged) to out, taking
 // names, types and metadata from source_path when it is a file of the same format
-int hf_load(Model* m, const char* dir);
+int hf_load(Model* m, const char* dir, int in_type);  // in_type: model_open_decode's way
 int hf_save(const Model* m, const char* out_dir, const char* source_path);
-int gguf_load(Model* m, const char* path);
+int gguf_load(Model* m, const char* path, int in_type);
 int gguf_save(const Model* m, const char* out, const char* source_path);
 
 // config.json's model description for a model (hf.c; the GGUF writer uses the arch names too):

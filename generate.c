@@ -19,6 +19,7 @@
 #endif
 
 #include "data.h"
+#include "formats.h"
 #include "util.h"
 
 // ----------------------------------------------------------------------------
@@ -27,6 +28,9 @@
 // token rows one call feeds besides one row per slot: the prefill of new prompts goes in chunks
 // of at most this many rows (bigger gains little in sgemm and costs scratch)
 #define PREFILL_ROWS 256
+// rows of an F16/BF16 matrix a thread widens at once for a prefill's product (decode_matmul)
+#define WTILE_ROWS 64
+#define WTILE_STAGE 16 // rows of staging beside them (generate.c's GEMM_NR)
 
 // Grows the cache to n_slots (keeping what the old slots hold) and the scratch to n_rows rows and
 // the current thread count. 0 on success; on failure the old state stays usable.
@@ -84,6 +88,43 @@ static int decode_reserve(Model* m, int n_slots, int n_rows) {
         d->att = att;
         d->n_threads = threads;
     }
+    // a model in its file's types: every thread widens tiles of a matrix for a prefill's product
+    size_t in_max = C > QD ? (C > H ? C : H) : (QD > H ? QD : H);
+    size_t tile = (size_t)threads * (WTILE_ROWS + WTILE_STAGE) * in_max;
+    if (m->weights.in_type && n_rows > 1 && tile > d->wtile_floats) {
+        float* wt = malloc(tile * sizeof(float));
+        if (!wt) { error_msg("out of memory for the decode scratch"); return -1; }
+        free(d->wtile);
+        d->wtile = wt;
+        d->wtile_floats = tile;
+    }
+    return 0;
+}
+
+// The views of a model whose matrices are f32 in param_memory (built, loaded widened, trained):
+// pointed here on the first decode, and again when the block moved (a Model copied by value). A
+// model opened in type (model_open_decode) has its views from the loader. 0, or -1 out of memory.
+static int decode_point_weights(Model* m) {
+    DecodeWeights* w = &m->weights;
+    if (w->in_type || (w->views && w->block == m->param_memory)) return 0;
+    const Config* c = &m->config;
+    const ParameterTensors* p = &m->params;
+    size_t L = c->n_layers, C = c->dim, H = c->hidden_dim, QD = (size_t)c->n_heads * c->head_dim;
+    size_t KVD = (size_t)c->n_kv_heads * c->head_dim;
+    if (!w->views && !(w->views = calloc(7 * L, sizeof(WeightView)))) {
+        error_msg("out of memory for the decode path's views");
+        return -1;
+    }
+    WeightView** maps[7] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w2, &w->w3};
+    const float* base[7] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w2, p->w3};
+    size_t per_layer[7] = {QD * C, KVD * C, KVD * C, C * QD, H * C, C * H, H * C};
+    for (int i = 0; i < 7; i++) {
+        *maps[i] = w->views + i * L;
+        for (size_t l = 0; l < L; l++) (*maps[i])[l] = (WeightView){base[i] + l * per_layer[i], DTYPE_F32};
+    }
+    w->token_embedding = (WeightView){p->token_embedding, DTYPE_F32};
+    w->wcls = (WeightView){p->wcls, DTYPE_F32};
+    w->block = m->param_memory;
     return 0;
 }
 
@@ -144,18 +185,165 @@ static void matvec_rows(float* out, const float* x, const float* W, int in, int 
     }
 }
 
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define HALF_SIMD 1
+// eight halves (F16 with F16C's conversion; BF16 = the high 16 bits of an f32) as eight floats
+static inline __m256 load8_half(const uint16_t* p, DType t) {
+    __m128i h = _mm_loadu_si128((const __m128i*)p);
+    if (t == DTYPE_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+#endif
+
+static inline float half_to_f32(uint16_t h, DType t) { return t == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h); }
+
+// matvec_rows for W of F16 or BF16 (t), widened as it is read: the same four sums, but the reads
+// are half as many bytes, which is what a single stream waits on
+static void matvec_rows_half(float* out, const float* x, const uint16_t* W, DType t, int in, int i0, int i1) {
+    for (int i = i0; i < i1; i++) {
+        const uint16_t* w = W + (size_t)i * in;
+        int j = 0;
+        float val = 0.0f;
+#ifdef HALF_SIMD
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (; j + 32 <= in; j += 32) {
+            a0 = _mm256_fmadd_ps(load8_half(w + j, t), _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(load8_half(w + j + 8, t), _mm256_loadu_ps(x + j + 8), a1);
+            a2 = _mm256_fmadd_ps(load8_half(w + j + 16, t), _mm256_loadu_ps(x + j + 16), a2);
+            a3 = _mm256_fmadd_ps(load8_half(w + j + 24, t), _mm256_loadu_ps(x + j + 24), a3);
+        }
+        for (; j + 8 <= in; j += 8) a0 = _mm256_fmadd_ps(load8_half(w + j, t), _mm256_loadu_ps(x + j), a0);
+        val = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#endif
+        for (; j < in; j++) val += half_to_f32(w[j], t) * x[j];
+        out[i] = val;
+    }
+}
+
+// out[i] = W[i] . x for the rows i0 <= i < i1 of the matrix W (d, in), whatever its type
+static void matvec_rows_view(float* out, const float* x, WeightView W, int in, int i0, int i1) {
+    if (W.type == DTYPE_F32) matvec_rows(out, x, W.data, in, i0, i1);
+    else matvec_rows_half(out, x, W.data, W.type, in, i0, i1);
+}
+
+// dst (i1 - i0, in) = the rows i0 <= i < i1 of W (d, in) as f32
+static void widen_rows(float* dst, WeightView W, int in, int i0, int i1) {
+    size_t n = (size_t)(i1 - i0) * in, j = 0;
+    if (W.type == DTYPE_F32) { memcpy(dst, (const float*)W.data + (size_t)i0 * in, n * sizeof(float)); return; }
+    const uint16_t* src = (const uint16_t*)W.data + (size_t)i0 * in;
+#ifdef HALF_SIMD
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, load8_half(src + j, W.type));
+#endif
+    for (; j < n; j++) dst[j] = half_to_f32(src[j], W.type);
+}
+
 // out (d) = W (d, in) x, its rows shared out among the threads of the enclosing parallel region
 // (an orphaned `omp for`: outside a region it runs on the calling thread). No barrier at the end.
 #define MATVEC_BLOCK 16
-static void matvec_for(float* out, const float* x, const float* W, int in, int d) {
+static void matvec_for(float* out, const float* x, WeightView W, int in, int d) {
     #pragma omp for schedule(static) nowait
-    for (int i = 0; i < d; i += MATVEC_BLOCK) matvec_rows(out, x, W, in, i, i + MATVEC_BLOCK < d ? i + MATVEC_BLOCK : d);
+    for (int i = 0; i < d; i += MATVEC_BLOCK) matvec_rows_view(out, x, W, in, i, i + MATVEC_BLOCK < d ? i + MATVEC_BLOCK : d);
 }
 
-// out (n, d) = x (n, in) @ W^T: one sgemm for several rows, a parallel matvec for one
-static void decode_matmul(float* out, const float* x, const float* W, int n, int in, int d) {
-    if (n > 1) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W, in, 0.0f, out, d);
+#ifdef HALF_SIMD
+// The prefill's product with an F16/BF16 matrix, written here rather than handed to sgemm: OpenBLAS
+// picks its SSE3 kernels ("Prescott") on this machine's CPU (bench/sgemm_peak: 13 GFLOP/s a core
+// against 161 with OPENBLAS_CORETYPE=SkylakeX), and the widened tile is to be packed anyway.
+// W's rows are packed GEMM_NR at a time, widened and transposed, into a panel (in, GEMM_NR); a
+// micro-kernel keeps a (GEMM_MR, GEMM_NR) block of out in twelve registers over the whole sum.
+#define GEMM_NR 16
+#define GEMM_MR 6
+
+// panel (in, GEMM_NR): panel[k * GEMM_NR + j] = W[i0 + j][k] as f32, rows past i1 zero; stage
+// (GEMM_NR, in) scratch: the rows widened first, then transposed k by k (sequential writes)
+static void pack_panel(float* panel, float* stage, WeightView W, int in, int i0, int i1) {
+    widen_rows(stage, W, in, i0, i1);
+    memset(stage + (size_t)(i1 - i0) * in, 0, (size_t)(GEMM_NR - (i1 - i0)) * in * sizeof(float));
+    for (int k = 0; k < in; k++)
+        for (int j = 0; j < GEMM_NR; j++) panel[(size_t)k * GEMM_NR + j] = stage[(size_t)j * in + k];
+}
+
+// stores the sums of one row of a micro-tile: nc <= GEMM_NR columns
+static inline void gemm_store(float* out, __m256 a0, __m256 a1, int nc) {
+    float o[GEMM_NR];
+    _mm256_storeu_ps(o, a0);
+    _mm256_storeu_ps(o + 8, a1);
+    memcpy(out, o, nc * sizeof(float));
+}
+
+// out[r][j] (r < GEMM_MR, j < nc <= GEMM_NR; row stride ldo) = x[r] . column j of panel: twelve
+// named sums, so that they stay in registers (an array of them was spilled at every k)
+static void gemm_micro6(float* out, int ldo, const float* x, int in, const float* panel, int nc) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *x0 = x, *x1 = x + in, *x2 = x + 2 * (size_t)in, *x3 = x + 3 * (size_t)in, *x4 = x + 4 * (size_t)in,
+                *x5 = x + 5 * (size_t)in;
+    for (int k = 0; k < in; k++) {
+        __m256 b0 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), b1 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8);
+        __m256 a;
+        a = _mm256_broadcast_ss(x0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(x1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(x2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(x3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(x4 + k); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(x5 + k); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    gemm_store(out, c00, c01, nc);
+    gemm_store(out + ldo, c10, c11, nc);
+    gemm_store(out + 2 * (size_t)ldo, c20, c21, nc);
+    gemm_store(out + 3 * (size_t)ldo, c30, c31, nc);
+    gemm_store(out + 4 * (size_t)ldo, c40, c41, nc);
+    gemm_store(out + 5 * (size_t)ldo, c50, c51, nc);
+}
+
+// the last rows (mr < GEMM_MR) of a micro-tile, one row at a time
+static void gemm_micro_rows(float* out, int ldo, const float* x, int in, const float* panel, int mr, int nc) {
+    for (int q = 0; q < mr; q++) {
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0;
+        for (int k = 0; k < in; k++) {
+            __m256 a = _mm256_broadcast_ss(x + (size_t)q * in + k);
+            c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), c0);
+            c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8), c1);
+        }
+        gemm_store(out + (size_t)q * ldo, c0, c1, nc);
+    }
+}
+#endif
+
+// out (n, d) = x (n, in) @ W^T: one sgemm for several rows, a parallel matvec for one. An F16/BF16
+// W is packed in tiles of WTILE_ROWS rows, each widened once by one thread into its scratch and
+// used for all n rows, so a prefill stays bound by the multiply-adds, not by the widening.
+static void decode_matmul(DecodeState* s, float* out, const float* x, WeightView W, int n, int in, int d) {
+    if (n > 1 && W.type == DTYPE_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W.data, in, 0.0f, out, d);
+    } else if (n > 1) {
+        #pragma omp parallel
+        {
+            // the thread's scratch: WTILE_ROWS rows' worth of floats, plus GEMM_NR rows to widen into
+            float* tile = s->wtile + (size_t)omp_get_thread_num() * (WTILE_ROWS + WTILE_STAGE) * in;
+            #pragma omp for schedule(dynamic, 1)
+            for (int i0 = 0; i0 < d; i0 += WTILE_ROWS) {
+                int i1 = d - i0 < WTILE_ROWS ? d : i0 + WTILE_ROWS;
+#ifdef HALF_SIMD
+                for (int p = i0; p < i1; p += GEMM_NR) {
+                    int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                    float* panel = tile + (size_t)(p - i0) * in;
+                    pack_panel(panel, tile + (size_t)WTILE_ROWS * in, W, in, p, p + nc);
+                }
+                for (int r = 0; r < n; r += GEMM_MR)
+                    for (int p = i0; p < i1; p += GEMM_NR) {
+                        float* o = out + (size_t)r * d + p;
+                        const float* panel = tile + (size_t)(p - i0) * in;
+                        int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                        if (n - r >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
+                        else gemm_micro_rows(o, d, x + (size_t)r * in, in, panel, n - r, nc);
+                    }
+#else
+                widen_rows(tile, W, in, i0, i1);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, i1 - i0, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
+#endif
+            }
+        }
     } else {
         #pragma omp parallel
         matvec_for(out, x, W, in, d);
@@ -349,6 +537,8 @@ static void decode_attention_for(float* out, float* att_scratch, const float* q,
 static void decode_one(Model* m, int token, int slot, int pos, int want_logits) {
     const Config* c = &m->config;
     const ParameterTensors* w = &m->params;
+    const DecodeWeights* v = &m->weights;
+    WeightView cls = c->shared_classifier ? v->token_embedding : v->wcls;
     DecodeState* s = &m->decode;
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, T = c->seq_len, V = c->vocab_size;
     int HS = c->head_dim, QD = NH * HS, KVD = NKV * HS;
@@ -356,7 +546,7 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
     size_t S = s->n_slots;
     long work = (long)c->n_layers * (2L * C * QD + 2L * C * KVD + 3L * C * H) + (want_logits ? (long)V * C : 0);
     rope_angles(s->rope_cos, s->rope_sin, &pos, 1, c);
-    memcpy(s->x, w->token_embedding + (size_t)token * C, C * sizeof(float));
+    widen_rows(s->x, v->token_embedding, C, token, token + 1);
 
     #pragma omp parallel if (work >= DECODE_PARALLEL_WORK && omp_get_max_threads() > 1)
     {
@@ -368,9 +558,9 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
             // attention: rmsnorm, q k v (straight into the cache), RoPE, attend, wo, residual
             #pragma omp single
             decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, 1, C, eps);
-            matvec_for(s->q, s->xb, w->wq + (size_t)l * QD * C, C, QD);
-            matvec_for(key_cache + at, s->xb, w->wk + (size_t)l * KVD * C, C, KVD);
-            matvec_for(value_cache + at, s->xb, w->wv + (size_t)l * KVD * C, C, KVD);
+            matvec_for(s->q, s->xb, v->wq[l], C, QD);
+            matvec_for(key_cache + at, s->xb, v->wk[l], C, KVD);
+            matvec_for(value_cache + at, s->xb, v->wv[l], C, KVD);
             #pragma omp barrier
             #pragma omp single
             decode_qkv_finish(m, l, s->q, key_cache + at, value_cache + at, 1);
@@ -379,7 +569,7 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
             #pragma omp for schedule(static)
             for (int i = 0; i < C; i += MATVEC_BLOCK) {
                 int i1 = i + MATVEC_BLOCK < C ? i + MATVEC_BLOCK : C;
-                matvec_rows(s->xb2, s->xb, w->wo + (size_t)l * C * QD, QD, i, i1);
+                matvec_rows_view(s->xb2, s->xb, v->wo[l], QD, i, i1);
                 for (int j = i; j < i1; j++) s->x[j] += s->xb2[j];
             }
 
@@ -389,14 +579,14 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
             #pragma omp for schedule(static)
             for (int i = 0; i < H; i += MATVEC_BLOCK) {
                 int i1 = i + MATVEC_BLOCK < H ? i + MATVEC_BLOCK : H;
-                matvec_rows(s->hb, s->xb, w->w1 + (size_t)l * H * C, C, i, i1);
-                matvec_rows(s->hb2, s->xb, w->w3 + (size_t)l * H * C, C, i, i1);
+                matvec_rows_view(s->hb, s->xb, v->w1[l], C, i, i1);
+                matvec_rows_view(s->hb2, s->xb, v->w3[l], C, i, i1);
                 silu_gate(s->hb, s->hb2, i, i1);
             }
             #pragma omp for schedule(static)
             for (int i = 0; i < C; i += MATVEC_BLOCK) {
                 int i1 = i + MATVEC_BLOCK < C ? i + MATVEC_BLOCK : C;
-                matvec_rows(s->xb2, s->hb, w->w2 + (size_t)l * C * H, H, i, i1);
+                matvec_rows_view(s->xb2, s->hb, v->w2[l], H, i, i1);
                 for (int j = i; j < i1; j++) s->x[j] += s->xb2[j];
             }
         }
@@ -404,7 +594,7 @@ static void decode_one(Model* m, int token, int slot, int pos, int want_logits) 
         if (want_logits) {
             #pragma omp single
             decode_rmsnorm(s->x, s->x, w->rms_final, 1, C, eps);
-            matvec_for(s->logits, s->x, w->wcls, C, V);
+            matvec_for(s->logits, s->x, cls, C, V);
         }
     }
 }
@@ -434,8 +624,10 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
     }
     if (n <= 0 || n_logits < 0 || n_logits > n) return NULL;
     int need_slots = max_slot + 1 > n_logits ? max_slot + 1 : n_logits;
-    if (decode_reserve(m, need_slots, n) != 0) return NULL;
+    if (decode_point_weights(m) != 0 || decode_reserve(m, need_slots, n) != 0) return NULL;
     DecodeState* s = &m->decode;
+    const DecodeWeights* v = &m->weights;
+    WeightView cls = c->shared_classifier ? v->token_embedding : v->wcls;
     size_t S = s->n_slots;
 
     if (n == 1) {
@@ -446,7 +638,7 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
     // several rows: every linear map is one sgemm over them
     rope_angles(s->rope_cos, s->rope_sin, pos, n, c);
     for (int r = 0; r < n; r++) {
-        memcpy(s->x + (size_t)r * C, w->token_embedding + (size_t)tokens[r] * C, C * sizeof(float));
+        widen_rows(s->x + (size_t)r * C, v->token_embedding, C, tokens[r], tokens[r] + 1);
     }
     for (int l = 0; l < c->n_layers; l++) {
         float* key_cache = s->key_cache + (size_t)l * S * T * KVD;
@@ -454,9 +646,9 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
 
         // attention: rmsnorm, q k v, RoPE, into the cache, attend, wo, residual
         decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, n, C, eps);
-        decode_matmul(s->q, s->xb, w->wq + (size_t)l * QD * C, n, C, QD);
-        decode_matmul(s->k, s->xb, w->wk + (size_t)l * KVD * C, n, C, KVD);
-        decode_matmul(s->v, s->xb, w->wv + (size_t)l * KVD * C, n, C, KVD);
+        decode_matmul(s, s->q, s->xb, v->wq[l], n, C, QD);
+        decode_matmul(s, s->k, s->xb, v->wk[l], n, C, KVD);
+        decode_matmul(s, s->v, s->xb, v->wv[l], n, C, KVD);
         decode_qkv_finish(m, l, s->q, s->k, s->v, n);
         for (int r = 0; r < n; r++) {
             size_t at = ((size_t)(slots ? slots[r] : r) * T + pos[r]) * KVD;
@@ -465,17 +657,17 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         }
         #pragma omp parallel
         decode_attention_for(s->xb, s->att, s->q, key_cache, value_cache, slots, pos, n, NH, NKV, HS, T);
-        decode_matmul(s->xb2, s->xb, w->wo + (size_t)l * C * QD, n, QD, C);
+        decode_matmul(s, s->xb2, s->xb, v->wo[l], n, QD, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb2[i];
 
         // feed-forward: rmsnorm, w2(silu(w1 x) * w3 x), residual
         decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, n, C, eps);
-        decode_matmul(s->hb, s->xb, w->w1 + (size_t)l * H * C, n, C, H);
-        decode_matmul(s->hb2, s->xb, w->w3 + (size_t)l * H * C, n, C, H);
+        decode_matmul(s, s->hb, s->xb, v->w1[l], n, C, H);
+        decode_matmul(s, s->hb2, s->xb, v->w3[l], n, C, H);
         #pragma omp parallel for if (n >= 64)
         for (int r = 0; r < n; r++) silu_gate(s->hb + (size_t)r * H, s->hb2 + (size_t)r * H, 0, H);
-        decode_matmul(s->xb, s->hb, w->w2 + (size_t)l * C * H, n, H, C);
+        decode_matmul(s, s->xb, s->hb, v->w2[l], n, H, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb[i];
     }
@@ -485,7 +677,7 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         int r = logit_rows ? logit_rows[j] : j;
         decode_rmsnorm(s->xb + (size_t)j * C, s->x + (size_t)r * C, w->rms_final, 1, C, eps);
     }
-    if (n_logits > 0) decode_matmul(s->logits, s->xb, w->wcls, n_logits, C, c->vocab_size);
+    if (n_logits > 0) decode_matmul(s, s->logits, s->xb, cls, n_logits, C, c->vocab_size);
     return s->logits;
 }
 
@@ -1035,7 +1227,7 @@ int generate_main(int argc, char** argv) {
 
     Model model;
     Tokenizer tokenizer;
-    int rc = load_model_and_tokenizer(&model, &tokenizer, model_path, tok_path);
+    int rc = load_model_for_decode(&model, &tokenizer, model_path, tok_path);
     if (rc) return rc;
     // a prompt longer than the context cannot be read whole: say so rather than cut it silently
     int* prompt_ids = malloc((strlen(prompt) + 3) * sizeof(int));
@@ -1052,6 +1244,7 @@ int generate_main(int argc, char** argv) {
     build_sampler(&sampler, model.config.vocab_size, temperature, topp, seed);
     if (print_ids) rc = generate_print_ids(&model, &tokenizer, &sampler, prompt, steps);
     else rc = generate(&model, &tokenizer, &sampler, prompt, steps, stdout) ? EXIT_FAILURE_RUN : EXIT_OK;
+    if (model.weights.in_type) model_decode_memory_report(stderr, cmd, &model, model_path);
     free_sampler(&sampler);
     tokenizer_free(&tokenizer);
     model_free(&model);
@@ -1141,7 +1334,7 @@ int chat_main(int argc, char** argv) {
     }
     Model model;
     Tokenizer tokenizer;
-    int rc = load_model_and_tokenizer(&model, &tokenizer, model_path, tok_path);
+    int rc = load_model_for_decode(&model, &tokenizer, model_path, tok_path);
     if (rc) return rc;
     if ((rc = template_attach(&tokenizer, model_path, tok_path, template_name)) != EXIT_OK) {
         tokenizer_free(&tokenizer);
@@ -1174,6 +1367,7 @@ int chat_main(int argc, char** argv) {
         printf("Assistant: ");
         chat_answer(&model, &tokenizer, &sampler, line, max_new);
     }
+    if (model.weights.in_type) model_decode_memory_report(stderr, cmd, &model, model_path);
     free(line);
     free_sampler(&sampler);
     tokenizer_free(&tokenizer);

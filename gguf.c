@@ -656,14 +656,19 @@ static int gguf_config(GGUFFile* g, Config* c, const char** arch_out) {
     return 0;
 }
 
-int gguf_load(Model* m, const char* path) {
+// in_type (model_open_decode): the matrices stay in the mapped file (spec_view), which m keeps
+int gguf_load(Model* m, const char* path, int in_type) {
     GGUFFile* g;
     if (gguf_open(&g, path)) return -1;
     Config c;
     const char* arch;
     if (gguf_config(g, &c, &arch)) { gguf_close(g); return -1; }
     int permute = strcmp(arch, "llama") != 0;
-    if (model_build(m, &c) != 0) { error_msg("%s: cannot allocate the model", path); gguf_close(g); return -1; }
+    if ((in_type ? model_build_in_type(m, &c) : model_build(m, &c)) != 0) {
+        error_msg("%s: cannot allocate the model", path);
+        gguf_close(g);
+        return -1;
+    }
     int n;
     TensorSpec* specs = model_tensor_specs(m, &n);
     float* tmp = NULL;
@@ -692,7 +697,8 @@ int gguf_load(Model* m, const char* path) {
             break;
         }
         const void* src = g->map + g->data_begin + t->offset;
-        if (spec_fill(s, src, dt, t->bytes, s->perm_heads > 0 && permute, &tmp, &tmp_cap) != 0) {
+        if (s->view ? spec_view(s, src, dt, s->perm_heads > 0 && permute, &m->weights) != 0
+                    : spec_fill(s, src, dt, t->bytes, s->perm_heads > 0 && permute, &tmp, &tmp_cap) != 0) {
             error_msg("%s: out of memory", path);
             failed = 1;
             break;
@@ -700,8 +706,14 @@ int gguf_load(Model* m, const char* path) {
     }
     free(tmp);
     free(specs);
+    if (in_type && !failed) { // the views point into the map
+        if (weights_keep_map(&m->weights, g->map, g->size) != 0) { error_msg("%s: out of memory", path); failed = 1; }
+        else g->map = NULL;
+    }
     gguf_close(g);
     if (failed) { model_free(m); return -1; }
+    // in type: the norms and biases only (the mapped matrices are not scanned, so as not to read
+    // the whole file at open; a NaN there shows in the logits)
     for (size_t i = 0; i < m->n_params; i++)
         if (!isfinite(m->param_memory[i])) {
             error_msg("%s: the weights hold a NaN or an infinity", path);

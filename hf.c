@@ -489,14 +489,19 @@ static int st_dtype_of(const char* name, DType* t) {
     return 0;
 }
 
-int hf_load(Model* m, const char* dir) {
+// in_type (model_open_decode): the matrices stay in the mapped files (spec_view), which m keeps
+int hf_load(Model* m, const char* dir, int in_type) {
     HFFolder h;
     if (hf_open(&h, dir)) return -1;
     Config c;
     char cfg_path[4200];
     join(cfg_path, sizeof(cfg_path), dir, "config.json");
     if (hf_parse_config(h.config_json, cfg_path, &c)) { hf_close(&h); return -1; }
-    if (model_build(m, &c) != 0) { error_msg("%s: cannot allocate the model", dir); hf_close(&h); return -1; }
+    if ((in_type ? model_build_in_type(m, &c) : model_build(m, &c)) != 0) {
+        error_msg("%s: cannot allocate the model", dir);
+        hf_close(&h);
+        return -1;
+    }
     int n;
     TensorSpec* specs = model_tensor_specs(m, &n);
     float* tmp = NULL;
@@ -528,7 +533,8 @@ int hf_load(Model* m, const char* dir) {
             break;
         }
         const void* src = f->map + f->data_begin + t->begin;
-        if (spec_fill(s, src, dt, t->end - t->begin, s->perm_heads > 0, &tmp, &tmp_cap) != 0) {
+        if (s->view ? spec_view(s, src, dt, s->perm_heads > 0, &m->weights) != 0
+                    : spec_fill(s, src, dt, t->end - t->begin, s->perm_heads > 0, &tmp, &tmp_cap) != 0) {
             error_msg("%s: out of memory", dir);
             failed = 1;
             break;
@@ -536,8 +542,14 @@ int hf_load(Model* m, const char* dir) {
     }
     free(tmp);
     free(specs);
+    for (int i = 0; i < h.n_files && in_type && !failed; i++) { // the views point into the maps
+        if (weights_keep_map(&m->weights, h.files[i].map, h.files[i].size) != 0) { error_msg("%s: out of memory", dir); failed = 1; }
+        else h.files[i].map = NULL;
+    }
     hf_close(&h);
     if (failed) { model_free(m); return -1; }
+    // in type: the norms and biases only (the mapped matrices are not scanned, so as not to read
+    // the whole file at open; a NaN there shows in the logits)
     for (size_t i = 0; i < m->n_params; i++)
         if (!isfinite(m->param_memory[i])) {
             error_msg("%s: the weights hold a NaN or an infinity", dir);

@@ -6,11 +6,13 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -148,6 +150,44 @@ int model_build(Model* m, const Config* c) {
     }
     point_parameters(&m->params, m->param_memory, m->param_sizes, c->shared_classifier);
     return 0;
+}
+
+// model_open_decode's model: param_memory holds the norms, biases and q/k norms only (the matrices
+// stay in the file: DecodeWeights), so params' matrix pointers are NULL
+int model_build_in_type(Model* m, const Config* c) {
+    char why[200];
+    memset(m, 0, sizeof(*m));
+    if (!config_valid(c, why, sizeof(why))) {
+        error_msg("invalid model config: %s", why);
+        return -1;
+    }
+    m->config = config_resolved(c);
+    c = &m->config;
+    param_sizes_for(c, m->param_sizes);
+    for (int i = 3; i <= 11; i++) m->param_sizes[i] = 0; // token_embedding .. wcls
+    m->n_params = 0;
+    for (int i = 0; i < N_PARAMETER_TENSORS; i++) m->n_params += m->param_sizes[i];
+    m->param_memory = malloc(m->n_params * sizeof(float));
+    m->weights.views = calloc(7 * (size_t)c->n_layers, sizeof(WeightView));
+    if (!m->param_memory || !m->weights.views) {
+        error_msg("out of memory for a model's norms");
+        model_free(m);
+        return -1;
+    }
+    point_parameters(&m->params, m->param_memory, m->param_sizes, 0);
+    DecodeWeights* w = &m->weights;
+    WeightView** maps[7] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w2, &w->w3};
+    for (int i = 0; i < 7; i++) *maps[i] = w->views + (size_t)i * c->n_layers;
+    w->in_type = 1;
+    return 0;
+}
+
+// a model opened in type (model_open_decode) has no f32 matrices to run the training path on
+static void require_f32(const Model* m, const char* who) {
+    if (m->weights.in_type) {
+        error_msg("%s: the model was opened for decoding only (model_open_decode): its matrices are not f32", who);
+        abort();
+    }
 }
 
 void model_init_random(Model* m, uint64_t seed) {
@@ -1096,6 +1136,7 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
     const Config* c = &m->config;
     int C = c->dim, L = c->n_layers, V = c->vocab_size;
     m->n_run = 0; // until this forward has succeeded, there is nothing to differentiate
+    require_f32(m, "model_forward");
     if (B <= 0 || T <= 0 || T > c->seq_len || n_run <= 0 || n_run > L) {
         error_msg("model_forward: bad shape B=%d T=%d n_run=%d (seq_len %d, %d layers)",
                   B, T, n_run, c->seq_len, L);
@@ -1192,6 +1233,7 @@ int model_reserve(Model* m, int B, int T) {
 int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, float* const* states) {
     const Config* c = &m->config;
     int C = c->dim, L = c->n_layers, V = c->vocab_size;
+    require_f32(m, "model_forward_states");
     if (B <= 0 || T <= 0 || T > c->seq_len || n_run <= 0 || n_run > L) {
         error_msg("model_forward_states: bad shape B=%d T=%d n_run=%d (seq_len %d, %d layers)", B, T, n_run,
                   c->seq_len, L);
@@ -1431,6 +1473,22 @@ void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimi
             acts / mb, m->act_B, m->act_T);
 }
 
+void model_decode_memory_report(FILE* f, const char* cmd, const Model* m, const char* path) {
+    const DecodeWeights* w = &m->weights;
+    const DecodeState* d = &m->decode;
+    size_t file = 0;
+    for (int i = 0; i < w->n_maps; i++) file += w->maps[i].size;
+    size_t kv = 2 * (size_t)m->config.n_layers * d->n_slots * m->config.seq_len * m->config.n_kv_heads *
+                m->config.head_dim * sizeof(float);
+    struct rusage ru;
+    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : 0.0; // Linux: kB
+    double mb = 1024.0 * 1024.0;
+    fprintf(f, "%s: peak memory (RSS) %.0f MB, the file %s %.1f MB: matrices %.1f MB in place (mapped) + %.1f MB "
+               "copied (Q/K rows reordered, Q8_0 widened), norms %.1f MB widened, KV cache %.1f MB\n",
+            cmd, rss, path, file / mb, w->mapped_bytes / mb, w->copied_bytes / mb, m->n_params * sizeof(float) / mb,
+            kv / mb);
+}
+
 void model_free(Model* m) {
     free(m->param_memory);
     free(m->grad_memory);
@@ -1440,6 +1498,12 @@ void model_free(Model* m) {
     free(m->state_memory);
     decode_state_free(&m->decode);
     model_lora_free(m);
+    DecodeWeights* w = &m->weights;
+    for (int i = 0; i < w->n_maps; i++) munmap(w->maps[i].addr, w->maps[i].size);
+    for (int i = 0; i < w->n_owned; i++) free(w->owned[i]);
+    free(w->maps);
+    free(w->owned);
+    free(w->views);
     memset(m, 0, sizeof(*m));
 }
 
@@ -1461,5 +1525,6 @@ void decode_state_free(DecodeState* d) {
     free(d->value_cache);
     free(d->rope_cos);
     free(d->rope_sin);
+    free(d->wtile);
     memset(d, 0, sizeof(*d));
 }

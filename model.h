@@ -127,6 +127,8 @@ typedef struct {
     float* value_cache; // (L, S, seq_len, KVD)
     float* rope_cos;    // (R, HS/2) the RoPE rotation of each row's position, shared by all
     float* rope_sin;    // (R, HS/2) heads and layers
+    float* wtile;       // (threads, WTILE_ROWS + WTILE_STAGE, max in) F16/BF16 rows widened for a prefill's product
+    size_t wtile_floats;
 } DecodeState;
 
 // LoRA adapters (Hu et al. 2021) on chosen linear maps of a range of layers: a map y = x W^T
@@ -155,6 +157,38 @@ typedef struct {
                                   // differentiates them; a forward with enabled = 0 has nothing to)
 } LoRA;
 
+// The element types files store (formats.h: what each format calls them, the conversions).
+typedef enum { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0 } DType;
+
+// One weight matrix as the decode path reads it (generate.c): f32, F16 or BF16 rows of the file's
+// layout, widened inside the kernels. The decode path alone reads these; the training and defence
+// path (model_forward, model_backward) reads ParameterTensors, always f32.
+typedef struct {
+    const void* data; // (rows, cols) row-major, in type
+    DType type;       // DTYPE_F32, DTYPE_F16 or DTYPE_BF16 (Q8_0 is widened at load)
+} WeightView;
+
+// The decode path's views of the matrices. Two ways to fill them:
+//   in_type 0: every view is f32 into param_memory (a model built, loaded widened or trained; the
+//              decode path points them itself, decode_point_weights in generate.c)
+//   in_type 1: model_open_decode: the matrices stay in the file, mapped read-only: used in place
+//              where the file's rows are mosr's (F32, F16, BF16), copied in their type where the
+//              Q/K rows must be permuted (Hugging Face files, qwen2/qwen3 GGUF), widened to f32
+//              only for Q8_0. param_memory then holds the small tensors only (norms, biases, q/k
+//              norms) and params' matrix pointers are NULL: model_forward refuses such a model.
+typedef struct {
+    int in_type;
+    WeightView *wq, *wk, *wv, *wo, *w1, *w2, *w3; // (L) each: layer l's matrix
+    WeightView token_embedding, wcls;             // wcls = token_embedding when shared
+    const float* block;                           // in_type 0: the param_memory the views point into
+    WeightView* views;                            // the one allocation behind wq .. w3
+    struct { void* addr; size_t size; }* maps;    // in_type 1: the file mappings (munmap'd by model_free)
+    int n_maps;
+    void** owned;                                 // in_type 1: the copies (permuted rows, widened Q8_0)
+    int n_owned;
+    size_t mapped_bytes, copied_bytes;            // in_type 1: the matrices' bytes used in place / copied
+} DecodeWeights;
+
 typedef struct {
     Config config;
     ParameterTensors params;   // views into param_memory
@@ -178,6 +212,8 @@ typedef struct {
 
     LoRA lora;                 // adapters; lora.n_params == 0 when there are none
     DecodeState decode;        // allocated on first model_decode
+    DecodeWeights weights;     // the decode path's matrices (pointed on first model_decode, or by
+                               // model_open_decode)
 } Model;
 
 // ----------------------------------------------------------------------------
@@ -207,6 +243,11 @@ int model_save(const Model* m, const char* path, int version);
 // tensor names, types, metadata and tokenizer files are carried over. 0, or one error line and -1.
 typedef enum { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_HF, MODEL_FORMAT_GGUF } ModelFormat;
 int model_open(Model* m, const char* path, ModelFormat* format);
+// model_open for the decode path only (generate, chat): a GGUF file or a Hugging Face folder keeps
+// its matrices as the file has them (DecodeWeights, in_type 1) instead of widening them to f32, so
+// the process holds about the file's size, not twice or four times it; a llama2.c .bin (f32
+// already) is read as model_open does. model_forward/backward cannot run on such a model.
+int model_open_decode(Model* m, const char* path, ModelFormat* format);
 ModelFormat model_format_of(const char* path);
 const char* model_format_name(ModelFormat f);
 int model_save_as(const Model* m, const char* out, ModelFormat f, const char* source_path);
@@ -271,6 +312,10 @@ double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, 
 // the model's parameters, gradients and activation blocks as allocated now (adapters included),
 // plus the caller's optimizer state and other activation-sized buffers, in bytes.
 void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_act_bytes);
+
+// One line on f after decoding a model opened by model_open_decode: the peak RSS beside the file's
+// size, with the bytes of its matrices used in place from the mapping and those copied.
+void model_decode_memory_report(FILE* f, const char* cmd, const Model* m, const char* path);
 
 // ----------------------------------------------------------------------------
 // decode path (generate.h: model_decode, the sampler, the generation loop)

@@ -1,5 +1,5 @@
 // bench_llamacpp.c — mosr's side of bench/bench_llamacpp.sh (bench/llamacpp_bench.mjs is
-// llama.cpp's): loads MODEL as `mosr generate` does and times the loop `mosr generate` runs
+// llama.cpp's): loads MODEL as `mosr generate` does (load_model_for_decode: the matrices in the file's types) and times the loop `mosr generate` runs
 // (generate_run), greedy, on prompts of token ids, so both runtimes do the same work:
 //   prefill: a fresh sequence of the long prompt, to its first generated token (time to first
 //            token); tokens/s = prompt length / that time
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     double t0 = time_now();
     Model m;
     Tokenizer tok;
-    int rc = load_model_and_tokenizer(&m, &tok, argv[1], NULL);
+    int rc = load_model_for_decode(&m, &tok, argv[1], NULL);
     if (rc) return rc;
     double load_s = time_now() - t0;
     int *shrt = NULL, *lng = NULL;

@@ -27,6 +27,13 @@ N_NEW=${N_NEW:-128}
 DIR=${MOSR_BENCH_DIR:-/tmp/mosr_bench}
 OUT=build/llamacpp_bench
 export OMP_NUM_THREADS=$THREADS
+# A busy machine (load above the core count) punishes OpenMP's default of spinning at barriers: a
+# spinning thread waits for one the scheduler has paused (mosr's 2-thread decode measured 0.9 tok/s
+# spinning, 10 passive, at load 15). As bench/run.sh: both sides then yield (llama.cpp's CPU build
+# reads the same variable when it uses OpenMP).
+if [ -z "${OMP_WAIT_POLICY:-}" ] && awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc --all)" 'BEGIN { exit !(l > n) }'; then
+  export OMP_WAIT_POLICY=passive
+fi
 
 if ! command -v node >/dev/null || [ ! -d tests/node_modules/node-llama-cpp ]; then
   echo "bench_llamacpp: Node.js or tests/node_modules/node-llama-cpp not found (make deps-test); skipping"
@@ -58,8 +65,9 @@ measure() {
   sed -i "s/}\$/, \"peak_rss_mb\": $(awk -v k="$kb" 'BEGIN { printf "%.0f", k / 1024 }')}/" "$base.json"
 }
 
-echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, $(free -g | awk '/^Mem/ { print $2 }') GB;" \
-     "threads $THREADS; $REPS alternating runs each; load average at the start $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc --all) cores, $(free -g | awk '/^Mem/ { print $2 }') GB;" \
+     "threads $THREADS; $REPS alternating runs each; load average at the start $(cut -d' ' -f1-3 /proc/loadavg);" \
+     "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-default}"
 summary=""
 for shape in $SHAPES; do
   /usr/bin/python3 bench/llamacpp_models.py "$DIR" "$shape" $TYPES

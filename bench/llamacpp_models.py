@@ -25,6 +25,11 @@ SHAPES = {
                          vocab=49152, tied=True, bias=False, theta=100000.0, eps=1e-5),
     "qwen2.5-0.5b": dict(arch="qwen2", dim=896, layers=24, heads=14, kv_heads=2, head_dim=64, hidden=4864,
                          vocab=151936, tied=True, bias=True, theta=1000000.0, eps=1e-6),
+    # tests/test_memory.sh: a 67 MB F16 file (untied) and a tiny one for the process's baseline
+    "memtest": dict(arch="llama", dim=512, layers=8, heads=8, kv_heads=4, head_dim=64, hidden=1536,
+                    vocab=8192, tied=False, bias=False, theta=10000.0, eps=1e-5),
+    "memtest-tiny": dict(arch="llama", dim=64, layers=1, heads=4, kv_heads=4, head_dim=16, hidden=128,
+                         vocab=512, tied=False, bias=False, theta=10000.0, eps=1e-5),
 }
 MAX_POS = 1024
 STD = 0.02

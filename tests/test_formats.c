@@ -11,6 +11,9 @@
 //   (d) round trips: mosr's folder output through the reference, the PEFT adapter applied by the
 //       reference = mosr's merged model, a defended-like (LoRA-merged) GGUF through llama.cpp, and
 //       convert there and back byte-identical where the types are kept;
+//   (e) model_open_decode (the matrices in the file's types, mapped): its decode against the same
+//       decode of the widened model, bit for bit where the values are f32 (F32, Q8_0), within 1e-5
+//       for F16/BF16, both against model_forward; the bytes used in place and copied;
 //   bad files: one error line, -1, for each way a header can lie.
 // Each reference skips with a line when absent (no torch: all; no node: llama.cpp's checks).
 #include <math.h>
@@ -22,6 +25,7 @@
 
 #include "check.h"
 #include "formats.h"
+#include "generate.h"
 #include "gguf.h"
 #include "model.h"
 #include "util.h"
@@ -103,6 +107,54 @@ static void unpermute_qk(Model* m) {
         free(tmp);
     }
     free(s);
+}
+
+// the logits (2, V) of model_decode_rows: the prefill of ids[0..T-1) (its last row's logits) and
+// then ids[T-1] alone, in slot 0; a malloc'd copy
+static float* decode_logits(Model* m, const int* ids, int T) {
+    int V = m->config.vocab_size, slots[64] = {0}, pos[64], last = T - 2;
+    for (int t = 0; t < T; t++) pos[t] = t;
+    float* out = malloc(2 * (size_t)V * sizeof(float));
+    const float* l = model_decode_rows(m, ids, slots, pos, T - 1, &last, 1);
+    if (l) memcpy(out, l, V * sizeof(float));
+    const float* l2 = l ? model_decode_rows(m, ids + T - 1, slots, pos + T - 1, 1, NULL, 1) : NULL;
+    if (l2) memcpy(out + V, l2, V * sizeof(float));
+    if (!l || !l2) { free(out); return NULL; }
+    return out;
+}
+
+// (e) path opened in type against the widened model: exact where the values are f32, within 1e-5
+// for F16/BF16 (the prefill sums in another order); in_place_only: the file's rows are mosr's (no
+// copy expected). A view swapped for another matrix must be seen (the comparison can fail).
+static void check_in_type(const char* name, const char* path, const int* ids, int T, int in_place_only) {
+    Model w, v;
+    if (model_open(&w, path, NULL) != 0) return;
+    if (model_open_decode(&v, path, NULL) != 0) { CHECK(0, "%s: %s not opened in type", name, path); model_free(&w); return; }
+    int V = w.config.vocab_size;
+    int f32 = strstr(name, "f32") || strstr(name, "q8");
+    float* fwd = logits_of(&w, ids, T);
+    float* want = decode_logits(&w, ids, T);
+    float* got = decode_logits(&v, ids, T);
+    CHECK(want && got, "%s: decode failed", path);
+    if (want && got) {
+        double d = rel_diff(got, want, 2 * (size_t)V);
+        if (f32) CHECK(!memcmp(got, want, 2 * (size_t)V * sizeof(float)), "%s: in place differs from widened (%.2e)", path, d);
+        else CHECK(d < 1e-5, "%s: in-type decode differs from the widened decode by %.2e", path, d);
+        double df = fmax(rel_diff(got, fwd + (size_t)(T - 2) * V, V), rel_diff(got + V, fwd + (size_t)(T - 1) * V, V));
+        CHECK(df < 1e-5, "%s: in-type decode differs from model_forward by %.2e", path, df);
+        printf("%-20s in type (%s): vs widened decode %.1e, vs forward %.1e; %zu B in place, %zu B copied\n", name,
+               strstr(path, ".gguf") ? "GGUF" : "folder", d, df, v.weights.mapped_bytes, v.weights.copied_bytes);
+    }
+    CHECK(v.weights.mapped_bytes > 0 || strstr(name, "q8"), "%s: nothing used in place", path);
+    if (in_place_only) CHECK(v.weights.copied_bytes == 0, "%s: %zu bytes copied, none expected", path, v.weights.copied_bytes);
+    else CHECK(v.weights.copied_bytes > 0, "%s: Q/K rows to reorder, yet nothing copied", path);
+    // negative: layer 0's wk read from wq's rows (a loader that put a view in the wrong place)
+    v.weights.wk[0] = v.weights.wq[0];
+    float* bad = decode_logits(&v, ids, T);
+    CHECK(bad && want && rel_diff(bad, want, 2 * (size_t)V) > 1e-3, "%s: a misplaced view is not seen", path);
+    free(fwd); free(want); free(got); free(bad);
+    model_free(&w);
+    model_free(&v);
 }
 
 static int files_equal(const char* a, const char* b) {
@@ -361,6 +413,13 @@ int main(void) {
             fprintf(jobs, "]}");
         }
         free(ref);
+    }
+    // (e) every case in type, as a folder (Q/K rows reordered: copied) and a GGUF (llama: in place)
+    for (int c = 0; c < n_cases; c++) {
+        if (skipped[c]) continue;
+        check_in_type(cases[c], path_of(p1, sizeof(p1), cases[c], "hf"), ids[c], n_ids[c], 0);
+        int gguf_in_place = !strstr(cases[c], "qwen") && !strstr(cases[c], "q8");
+        check_in_type(cases[c], path_of(p1, sizeof(p1), cases[c], "model.gguf"), ids[c], n_ids[c], gguf_in_place);
     }
     // mosr generate --print-ids: the prompt's ids as the GGUF's tokenizer gives them, then the greedy ids
     {
