@@ -961,7 +961,8 @@ static int generate_streams(Model* m, int* const* prompts, const int* prompt_len
                             const GenerateOptions* opt, Generation* out, GenerateStats* stats) {
     int n = opt->n_streams < n_prompts ? opt->n_streams : n_prompts;
     Stream* streams = calloc(n, sizeof(Stream));
-    int ok = streams != NULL;
+    // the weight views pointed once, here: the streams' copies of m share them (m frees them)
+    int ok = streams != NULL && decode_point_weights(m) == 0;
     for (int k = 0; ok && k < n; k++) {
         Stream* s = &streams[k];
         s->count = (n_prompts - k + n - 1) / n;
