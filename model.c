@@ -133,7 +133,8 @@ static void point_parameters(ParameterTensors* t, float* memory, const size_t* s
     if (shared) t->wcls = t->token_embedding;
 }
 
-int model_build(Model* m, const Config* c) {
+// zeroes m and gives it the config c with its defaults resolved; -1 after one error line if c is not usable
+static int model_set_config(Model* m, const Config* c) {
     char why[200];
     memset(m, 0, sizeof(*m));
     if (!config_valid(c, why, sizeof(why))) {
@@ -141,6 +142,11 @@ int model_build(Model* m, const Config* c) {
         return -1;
     }
     m->config = config_resolved(c);
+    return 0;
+}
+
+int model_build(Model* m, const Config* c) {
+    if (model_set_config(m, c) != 0) return -1;
     c = &m->config;
     m->n_params = param_sizes_for(c, m->param_sizes);
     m->param_memory = malloc_huge(m->n_params * sizeof(float));
@@ -155,13 +161,7 @@ int model_build(Model* m, const Config* c) {
 // model_open_decode's model: param_memory holds the norms, biases and q/k norms only (the matrices
 // stay in the file: DecodeWeights), so params' matrix pointers are NULL
 int model_build_in_type(Model* m, const Config* c) {
-    char why[200];
-    memset(m, 0, sizeof(*m));
-    if (!config_valid(c, why, sizeof(why))) {
-        error_msg("invalid model config: %s", why);
-        return -1;
-    }
-    m->config = config_resolved(c);
+    if (model_set_config(m, c) != 0) return -1;
     c = &m->config;
     param_sizes_for(c, m->param_sizes);
     for (int i = 3; i <= 11; i++) m->param_sizes[i] = 0; // token_embedding .. wcls
