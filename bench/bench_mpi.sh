@@ -29,13 +29,9 @@ Z=weights/tokenizer.bin
 BASE=weights/base.bin
 
 # the world's files, cut small (M0's states of 300 defence rows instead of 1,300)
+TEST=bench_mpi; . tests/lib.sh
 D="$out/data"
-mkdir -p "$D"
-head -n 300 data/defense.jsonl > "$D/defense.jsonl"
-head -n 100 data/reference.jsonl > "$D/reference.jsonl"
-for f in test_benign test_malicious test_pseudo; do head -n 60 data/$f.jsonl > "$D/$f.jsonl"; done
-head -n 30 data/val.jsonl > "$D/val.jsonl"
-cp data/jailbreaks.jsonl data/prefills.txt data/vocabulary.txt "$D/"
+world_data_cut "$D" 300 100 60
 
 # the workloads; what differs between the two sides is added below (train: one process's
 # --grad-accum 2 is the 2 ranks' global batch of 2 x --batch)

@@ -62,12 +62,7 @@ else fail "different command lines: exit $rc, $(grep mosr "$FX/cmd.err" | head -
 
 # the world's files, cut small: the defence's M0 states of 120 rows instead of 1,300
 D="$FX/data"
-mkdir -p "$D"
-head -n 120 data/defense.jsonl > "$D/defense.jsonl"
-head -n 40 data/reference.jsonl > "$D/reference.jsonl"
-for f in test_benign test_malicious test_pseudo; do head -n 4 data/$f.jsonl > "$D/$f.jsonl"; done
-head -n 30 data/val.jsonl > "$D/val.jsonl"
-cp data/jailbreaks.jsonl data/prefills.txt data/vocabulary.txt "$D/"
+world_data_cut "$D" 120 40 4
 Z=weights/tokenizer.bin
 BASE=weights/base.bin
 
