@@ -1033,6 +1033,8 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
             return EXIT_FAILURE_RUN;
     }
     r->start = time_now();
+    profile_on = io->profile; // the steps only, from here
+    memset(profile_seconds, 0, sizeof(profile_seconds));
     return EXIT_OK;
 }
 
@@ -1101,7 +1103,9 @@ static int defense_run_step(DefenseRun* r, Model* m, Tokenizer* t, const Defense
         }
     }
     DefenseStepResult s;
-    if (m0_states_gather(r->h0, r->m0, r->rr_ids, r->rr.B, r->rr.T) != 0 ||
+    int gathered = 0;
+    PROFILE(PROF_M0, gathered = m0_states_gather(r->h0, r->m0, r->rr_ids, r->rr.B, r->rr.T));
+    if (gathered != 0 ||
         defense_step(&r->state, m, cfg, step, &r->rr, r->h0, n_erase_mine, r->row_weight, caa, &s) != 0)
         return EXIT_FAILURE_RUN;
     if (r->io->dump_grad && step == 0 && dist_rank() == 0 &&
@@ -1180,7 +1184,9 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, const Defen
         size_t block = (size_t)(2 * cfg->batch) * m->config.seq_len * m->config.dim;
         size_t states = 2 * st->n_slots * block + run.m0->n_floats; // h0 and dh, and every row's
         model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
+        if (io->profile) profile_report(stderr, "defend", seconds, cfg->steps);
     }
+    profile_on = 0;
     if (rc == EXIT_OK) {
         // the adapters as they are, for people who apply them to the base; then into the weights:
         // an ordinary model again
@@ -1301,6 +1307,8 @@ static void defend_usage(FILE* f) {
         "                            reproducible for a given seed and thread count\n"
         "  --dump-grad FILE          the first step's adapter gradient (summed over the ranks) as raw\n"
         "                            float32, in the adapters' order, for tests\n"
+        "  --profile                 where the steps' time went: seconds a step in each part (frozen\n"
+        "                            sgemm, LoRA, attention, norms, classifier, AdamW, ...)\n"
         "The model is written first, then the log and the plot. Ctrl-C stops the run without writing\n"
         "any of them (exit 130).\n"
         "Under MPI (mpirun -np N build/mpi/mosr defend ..., README \"Past one machine\"): each step's\n"
@@ -1379,7 +1387,7 @@ int defend_main(int argc, char** argv) {
     defense_run_config_default(&io);
     ArgSpec knobs[DEFENSE_ARGS + 1];
     defense_args(knobs, &cfg, 1);
-    ArgSpec args[24 + DEFENSE_ARGS] = {
+    ArgSpec args[25 + DEFENSE_ARGS] = {
         {"MODEL.bin", ARG_STRING, &model_path},
         {"-z", ARG_STRING, &tok_path},
         {"--template", ARG_STRING, &template_name},
@@ -1401,6 +1409,7 @@ int defend_main(int argc, char** argv) {
         {"--print-every", ARG_INT, &io.print_every, 0, 1 << 24},
         {"--threads", ARG_INT, &threads, 1, 1024},
         {"--dump-grad", ARG_STRING, &io.dump_grad},
+        {"--profile", ARG_SWITCH, &io.profile, 1},
         {0}};
     args_append(args, sizeof(args) / sizeof(args[0]), knobs);
     int parsed = args_parse(cmd, args, argc, argv);

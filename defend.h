@@ -31,6 +31,7 @@ typedef struct {
     int print_every;            // progress line every N steps (default 10; 0 = quiet)
     const char* dump_grad;      // the first step's adapter gradient (summed over the ranks) as raw
                                 // float32, for the MPI test; NULL: none
+    int profile;                // 1: at the end, where the steps' time went (util.h's PROFILE parts)
 } DefenseRunConfig;
 
 void defense_run_config_default(DefenseRunConfig* r);

@@ -1096,40 +1096,40 @@ static void layer_forward(Model* m, int l, const LayerActs* x, const float* rope
     // attention block. With q/k norms the projections land in qr, kr and are normalised into q, k.
     float* q = c->qk_norm ? x->qr : x->q;
     float* k = c->qk_norm ? x->kr : x->k;
-    rmsnorm_forward(x->ln1, x->ln1_rstd, x->inp, w.rms_att, N, C, eps);
-    matmul_forward(q, x->ln1, w.wq, N, C, QD);
-    lora_hook(m, LORA_WQ, l, q, x->ln1, BT, lora_xa);
-    matmul_forward(k, x->ln1, w.wk, N, C, KVD);
-    lora_hook(m, LORA_WK, l, k, x->ln1, BT, lora_xa);
-    matmul_forward(x->v, x->ln1, w.wv, N, C, KVD);
-    lora_hook(m, LORA_WV, l, x->v, x->ln1, BT, lora_xa);
+    PROFILE(PROF_NORM, rmsnorm_forward(x->ln1, x->ln1_rstd, x->inp, w.rms_att, N, C, eps));
+    PROFILE(PROF_MATMUL, matmul_forward(q, x->ln1, w.wq, N, C, QD));
+    PROFILE(PROF_LORA, lora_hook(m, LORA_WQ, l, q, x->ln1, BT, lora_xa));
+    PROFILE(PROF_MATMUL, matmul_forward(k, x->ln1, w.wk, N, C, KVD));
+    PROFILE(PROF_LORA, lora_hook(m, LORA_WK, l, k, x->ln1, BT, lora_xa));
+    PROFILE(PROF_MATMUL, matmul_forward(x->v, x->ln1, w.wv, N, C, KVD));
+    PROFILE(PROF_LORA, lora_hook(m, LORA_WV, l, x->v, x->ln1, BT, lora_xa));
     if (c->qkv_bias) {
-        bias_forward(q, w.bq, N, QD);
-        bias_forward(k, w.bk, N, KVD);
-        bias_forward(x->v, w.bv, N, KVD);
+        PROFILE(PROF_ELEMENTWISE, bias_forward(q, w.bq, N, QD));
+        PROFILE(PROF_ELEMENTWISE, bias_forward(k, w.bk, N, KVD));
+        PROFILE(PROF_ELEMENTWISE, bias_forward(x->v, w.bv, N, KVD));
     }
     if (c->qk_norm) {
         // every head's HS values are a row of their own: (N * heads, HS)
-        rmsnorm_forward(x->q, x->q_rstd, x->qr, w.q_norm, N * NH, HS, eps);
-        rmsnorm_forward(x->k, x->k_rstd, x->kr, w.k_norm, N * NKV, HS, eps);
+        PROFILE(PROF_NORM, rmsnorm_forward(x->q, x->q_rstd, x->qr, w.q_norm, N * NH, HS, eps));
+        PROFILE(PROF_NORM, rmsnorm_forward(x->k, x->k_rstd, x->kr, w.k_norm, N * NKV, HS, eps));
     }
-    rope_forward(x->q, rope_cos, rope_sin, B, T, NH, HS);
-    rope_forward(x->k, rope_cos, rope_sin, B, T, NKV, HS);
-    if (keep) attention_forward(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS);
-    else attention_forward_nokeep(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS);
-    matmul_forward(x->res_att, x->atty, w.wo, N, QD, C);
-    lora_hook(m, LORA_WO, l, x->res_att, x->atty, BT, lora_xa);
-    residual_forward(x->res_att, x->inp, x->res_att, BT * C);
+    PROFILE(PROF_ELEMENTWISE, rope_forward(x->q, rope_cos, rope_sin, B, T, NH, HS));
+    PROFILE(PROF_ELEMENTWISE, rope_forward(x->k, rope_cos, rope_sin, B, T, NKV, HS));
+    if (keep) PROFILE(PROF_ATTENTION, attention_forward(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS));
+    else PROFILE(PROF_ATTENTION, attention_forward_nokeep(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS));
+    PROFILE(PROF_MATMUL, matmul_forward(x->res_att, x->atty, w.wo, N, QD, C));
+    PROFILE(PROF_LORA, lora_hook(m, LORA_WO, l, x->res_att, x->atty, BT, lora_xa));
+    PROFILE(PROF_ELEMENTWISE, residual_forward(x->res_att, x->inp, x->res_att, BT * C));
     // feed-forward block
-    rmsnorm_forward(x->ln2, x->ln2_rstd, x->res_att, w.rms_ffn, N, C, eps);
-    matmul_forward(x->h1, x->ln2, w.w1, N, C, H);
-    lora_hook(m, LORA_W1, l, x->h1, x->ln2, BT, lora_xa);
-    matmul_forward(x->h3, x->ln2, w.w3, N, C, H);
-    lora_hook(m, LORA_W3, l, x->h3, x->ln2, BT, lora_xa);
-    swiglu_forward(x->hg, x->h1, x->h3, BT * H); // hg may be h1: each element reads its inputs first
-    matmul_forward(x->residual, x->hg, w.w2, N, H, C);
-    lora_hook(m, LORA_W2, l, x->residual, x->hg, BT, lora_xa);
-    residual_forward(x->residual, x->res_att, x->residual, BT * C);
+    PROFILE(PROF_NORM, rmsnorm_forward(x->ln2, x->ln2_rstd, x->res_att, w.rms_ffn, N, C, eps));
+    PROFILE(PROF_MATMUL, matmul_forward(x->h1, x->ln2, w.w1, N, C, H));
+    PROFILE(PROF_LORA, lora_hook(m, LORA_W1, l, x->h1, x->ln2, BT, lora_xa));
+    PROFILE(PROF_MATMUL, matmul_forward(x->h3, x->ln2, w.w3, N, C, H));
+    PROFILE(PROF_LORA, lora_hook(m, LORA_W3, l, x->h3, x->ln2, BT, lora_xa));
+    PROFILE(PROF_ELEMENTWISE, swiglu_forward(x->hg, x->h1, x->h3, BT * H)); // hg may be h1: each element reads its inputs first
+    PROFILE(PROF_MATMUL, matmul_forward(x->residual, x->hg, w.w2, N, H, C));
+    PROFILE(PROF_LORA, lora_hook(m, LORA_W2, l, x->residual, x->hg, BT, lora_xa));
+    PROFILE(PROF_ELEMENTWISE, residual_forward(x->residual, x->res_att, x->residual, BT * C));
 }
 
 void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
@@ -1165,14 +1165,14 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
     // the adapters take part when present and enabled; the backward asks lora.applied
     m->lora.applied = m->lora.n_params > 0 && m->lora.enabled;
     if (m->lora.applied && lora_ensure_acts(&m->lora, BT) != 0) return;
-    encoder_forward(a->encoded, m->inputs, p->token_embedding, B * T, C);
+    PROFILE(PROF_ELEMENTWISE, encoder_forward(a->encoded, m->inputs, p->token_embedding, B * T, C));
     for (int l = 0; l < n_run; l++) {
         LayerActs x = layer_acts(a, c, B, T, l);
         layer_forward(m, l, &x, a->rope_cos, a->rope_sin, B, T, 1, NULL);
     }
     if (n_run == L) {
-        rmsnorm_forward(a->lnf, a->lnf_rstd, a->residual + (L - 1) * BT * C, p->rms_final, B * T, C, c->norm_eps);
-        matmul_forward(a->logits, a->lnf, p->wcls, B * T, C, V);
+        PROFILE(PROF_NORM, rmsnorm_forward(a->lnf, a->lnf_rstd, a->residual + (L - 1) * BT * C, p->rms_final, B * T, C, c->norm_eps));
+        PROFILE(PROF_CLASSIFIER, matmul_forward(a->logits, a->lnf, p->wcls, B * T, C, V));
     }
     m->n_run = n_run;
 }
@@ -1300,8 +1300,9 @@ float model_loss(Model* m, const int* targets, const float* mask, float grad_sca
         memset(m->dacts.logits, 0, (size_t)N * V * sizeof(float));
         return 0.0f;
     }
-    double total = crossentropy_forward_backward(m->acts.losses, m->dacts.logits, m->acts.logits,
-                                                 targets, mask, grad_scale / count, N, V);
+    double total = 0.0;
+    PROFILE(PROF_CLASSIFIER, total = crossentropy_forward_backward(m->acts.losses, m->dacts.logits, m->acts.logits,
+                                                                   targets, mask, grad_scale / count, N, V));
     return (float)(total / count);
 }
 
@@ -1337,26 +1338,22 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
     size_t BT = (size_t)B * T;
     // dres: the running gradient of the residual stream, d loss / d h_l as we walk down
     float* dres = d->residual;
-    zero_floats(dres, BT * C);
+    PROFILE(PROF_ZERO, zero_floats(dres, BT * C));
 
     if (use_logits_grad) {
         // d->logits holds d loss / d logits (model_loss)
-        zero_floats(d->lnf, BT * C);
-        matmul_backward(d->lnf, g->wcls, d->logits, a->lnf, p->wcls, B * T, C, V);
-        rmsnorm_backward(dres, g->rms_final, d->lnf, a->residual + (L - 1) * BT * C, p->rms_final,
-                         a->lnf_rstd, B * T, C);
+        PROFILE(PROF_ZERO, zero_floats(d->lnf, BT * C));
+        PROFILE(PROF_CLASSIFIER, matmul_backward(d->lnf, g->wcls, d->logits, a->lnf, p->wcls, B * T, C, V));
+        PROFILE(PROF_NORM, rmsnorm_backward(dres, g->rms_final, d->lnf, a->residual + (L - 1) * BT * C, p->rms_final,
+                         a->lnf_rstd, B * T, C));
     }
     // floats of the per-layer gradient scratch that accumulates (ln1 .. hg, contiguous)
     size_t layer_scratch = (size_t)((d->hg + BT * H) - d->ln1);
 
     for (int l = n_run - 1; l >= 0; l--) {
         // gradients injected by a loss on h_l enter the stream where the forward left layer l
-        if (dhidden && dhidden[l]) {
-            const float* inj = dhidden[l];
-            #pragma omp parallel for
-            for (size_t i = 0; i < BT * C; i++) dres[i] += inj[i];
-        }
-        zero_floats(d->ln1, layer_scratch);
+        if (dhidden && dhidden[l]) PROFILE(PROF_ELEMENTWISE, residual_forward(dres, dres, dhidden[l], BT * C));
+        PROFILE(PROF_ZERO, zero_floats(d->ln1, layer_scratch));
 
         LayerWeights w = layer_weights(p, c, l);
         LayerWeights dw = {0};
@@ -1365,45 +1362,45 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
 
         // feed-forward block, in reverse. The residual add (residual = res_att + ffn) passes
         // dres unchanged to both sides: to w2's output here and, as the same buffer, to res_att.
-        matmul_backward(d->hg, dw.w2, dres, x.hg, w.w2, B * T, H, C);
-        lora_apply_backward(m, LORA_W2, l, d->hg, dres, x.hg, BT);
-        swiglu_backward(d->h1, d->h3, d->hg, x.h1, x.h3, BT * H);
-        matmul_backward(d->ln2, dw.w3, d->h3, x.ln2, w.w3, B * T, C, H);
-        lora_apply_backward(m, LORA_W3, l, d->ln2, d->h3, x.ln2, BT);
-        matmul_backward(d->ln2, dw.w1, d->h1, x.ln2, w.w1, B * T, C, H);
-        lora_apply_backward(m, LORA_W1, l, d->ln2, d->h1, x.ln2, BT);
-        rmsnorm_backward(dres, dw.rms_ffn, d->ln2, x.res_att, w.rms_ffn, x.ln2_rstd, B * T, C);
+        PROFILE(PROF_MATMUL, matmul_backward(d->hg, dw.w2, dres, x.hg, w.w2, B * T, H, C));
+        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_W2, l, d->hg, dres, x.hg, BT));
+        PROFILE(PROF_ELEMENTWISE, swiglu_backward(d->h1, d->h3, d->hg, x.h1, x.h3, BT * H));
+        PROFILE(PROF_MATMUL, matmul_backward(d->ln2, dw.w3, d->h3, x.ln2, w.w3, B * T, C, H));
+        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_W3, l, d->ln2, d->h3, x.ln2, BT));
+        PROFILE(PROF_MATMUL, matmul_backward(d->ln2, dw.w1, d->h1, x.ln2, w.w1, B * T, C, H));
+        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_W1, l, d->ln2, d->h1, x.ln2, BT));
+        PROFILE(PROF_NORM, rmsnorm_backward(dres, dw.rms_ffn, d->ln2, x.res_att, w.rms_ffn, x.ln2_rstd, B * T, C));
         // attention block, in reverse (dres now holds d loss / d res_att; again the residual
         // add gives it unchanged to wo's output and to the layer's input)
-        matmul_backward(d->atty, dw.wo, dres, x.atty, w.wo, B * T, QD, C);
-        lora_apply_backward(m, LORA_WO, l, d->atty, dres, x.atty, BT);
-        attention_backward(d->q, d->k, d->v, d->att, d->atty, x.q, x.k, x.v, x.att, B, T, NH, NKV, HS);
-        rope_backward(d->k, a->rope_cos, a->rope_sin, B, T, NKV, HS);
-        rope_backward(d->q, a->rope_cos, a->rope_sin, B, T, NH, HS);
+        PROFILE(PROF_MATMUL, matmul_backward(d->atty, dw.wo, dres, x.atty, w.wo, B * T, QD, C));
+        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WO, l, d->atty, dres, x.atty, BT));
+        PROFILE(PROF_ATTENTION, attention_backward(d->q, d->k, d->v, d->att, d->atty, x.q, x.k, x.v, x.att, B, T, NH, NKV, HS));
+        PROFILE(PROF_ELEMENTWISE, rope_backward(d->k, a->rope_cos, a->rope_sin, B, T, NKV, HS));
+        PROFILE(PROF_ELEMENTWISE, rope_backward(d->q, a->rope_cos, a->rope_sin, B, T, NH, HS));
         // dq, dk: the gradients of the projections' outputs (through the per-head norms if any)
         float* dq = d->q;
         float* dk = d->k;
         if (c->qk_norm) {
-            rmsnorm_backward(d->kr, dw.k_norm, d->k, x.kr, w.k_norm, x.k_rstd, B * T * NKV, HS);
-            rmsnorm_backward(d->qr, dw.q_norm, d->q, x.qr, w.q_norm, x.q_rstd, B * T * NH, HS);
+            PROFILE(PROF_NORM, rmsnorm_backward(d->kr, dw.k_norm, d->k, x.kr, w.k_norm, x.k_rstd, B * T * NKV, HS));
+            PROFILE(PROF_NORM, rmsnorm_backward(d->qr, dw.q_norm, d->q, x.qr, w.q_norm, x.q_rstd, B * T * NH, HS));
             dq = d->qr;
             dk = d->kr;
         }
         if (c->qkv_bias && weight_grads) {
-            bias_backward(dw.bv, d->v, B * T, KVD);
-            bias_backward(dw.bk, dk, B * T, KVD);
-            bias_backward(dw.bq, dq, B * T, QD);
+            PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bv, d->v, B * T, KVD));
+            PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bk, dk, B * T, KVD));
+            PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bq, dq, B * T, QD));
         }
-        matmul_backward(d->ln1, dw.wv, d->v, x.ln1, w.wv, B * T, C, KVD);
-        lora_apply_backward(m, LORA_WV, l, d->ln1, d->v, x.ln1, BT);
-        matmul_backward(d->ln1, dw.wk, dk, x.ln1, w.wk, B * T, C, KVD);
-        lora_apply_backward(m, LORA_WK, l, d->ln1, dk, x.ln1, BT);
-        matmul_backward(d->ln1, dw.wq, dq, x.ln1, w.wq, B * T, C, QD);
-        lora_apply_backward(m, LORA_WQ, l, d->ln1, dq, x.ln1, BT);
-        rmsnorm_backward(dres, dw.rms_att, d->ln1, x.inp, w.rms_att, x.ln1_rstd, B * T, C);
+        PROFILE(PROF_MATMUL, matmul_backward(d->ln1, dw.wv, d->v, x.ln1, w.wv, B * T, C, KVD));
+        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WV, l, d->ln1, d->v, x.ln1, BT));
+        PROFILE(PROF_MATMUL, matmul_backward(d->ln1, dw.wk, dk, x.ln1, w.wk, B * T, C, KVD));
+        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WK, l, d->ln1, dk, x.ln1, BT));
+        PROFILE(PROF_MATMUL, matmul_backward(d->ln1, dw.wq, dq, x.ln1, w.wq, B * T, C, QD));
+        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WQ, l, d->ln1, dq, x.ln1, BT));
+        PROFILE(PROF_NORM, rmsnorm_backward(dres, dw.rms_att, d->ln1, x.inp, w.rms_att, x.ln1_rstd, B * T, C));
         // dres now holds d loss / d inp: the gradient of layer l-1's output (or of the embeddings)
     }
-    if (weight_grads) encoder_backward(g->token_embedding, dres, m->inputs, B * T, C);
+    if (weight_grads) PROFILE(PROF_ELEMENTWISE, encoder_backward(g->token_embedding, dres, m->inputs, B * T, C));
 }
 
 // ----------------------------------------------------------------------------

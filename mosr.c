@@ -924,8 +924,8 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     with_adapters(m, 1);
     model_forward(m, rr->inputs, B, T, dl->n_run);
     if (m->n_run != dl->n_run) return -1;
-    rr_loss(s, m, h0, rr->mask, n_erase, B, T, erase_weight, share, out);
-    model_lora_zero_grads(m);
+    PROFILE(PROF_LOSS, rr_loss(s, m, h0, rr->mask, n_erase, B, T, erase_weight, share, out));
+    PROFILE(PROF_ZERO, model_lora_zero_grads(m));
     model_backward(m, 0, s->dhidden); // only the adapters get gradients
     out->tokens += (long)B * T;
     int weight_grads = m->grad_memory != NULL;
@@ -957,7 +957,7 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
         return -1;
     }
     // AdamW on the adapters: constant rate, no weight decay
-    adamw_update(m->lora.param_memory, m->lora.grad_memory, s->adam_m, s->adam_v, s->n_lora, cfg->lr, 0.9f, 0.999f,
-                 1e-8f, 0.0f, step + 1);
+    PROFILE(PROF_ADAMW, adamw_update(m->lora.param_memory, m->lora.grad_memory, s->adam_m, s->adam_v, s->n_lora,
+                                     cfg->lr, 0.9f, 0.999f, 1e-8f, 0.0f, step + 1));
     return 0;
 }

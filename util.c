@@ -826,6 +826,22 @@ double time_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+int profile_on;
+double profile_seconds[N_PROF];
+
+void profile_report(FILE* f, const char* cmd, double total, int steps) {
+    static const char* const names[N_PROF] = {"frozen sgemm", "LoRA", "attention", "rmsnorm", "elementwise",
+                                              "classifier + CE", "zeroing", "RR losses", "M0 states", "AdamW"};
+    double covered = 0.0;
+    fprintf(f, "%s: profile of %d steps, %.2f s a step:\n", cmd, steps, total / steps);
+    for (int p = 0; p < N_PROF; p++) {
+        covered += profile_seconds[p];
+        fprintf(f, "  %-16s %8.3f s a step %5.1f %%\n", names[p], profile_seconds[p] / steps,
+                100.0 * profile_seconds[p] / total);
+    }
+    fprintf(f, "  %-16s %8.3f s a step %5.1f %%\n", "other", (total - covered) / steps, 100.0 * (total - covered) / total);
+}
+
 // ----------------------------------------------------------------------------
 // directories
 

@@ -205,6 +205,34 @@ double time_now(void); // seconds, monotonic clock
 // generator (data/gen), which links util.c alone, does not either.
 double sgemm_peak_gflops(void);
 
+// Where a run's time goes, part by part (mosr defend --profile): PROFILE(part, call) runs call and,
+// while profile_on is set, adds its wall time to profile_seconds[part]. Off, it costs one branch.
+// Timed calls never nest, so the parts add up to the time they cover.
+enum {
+    PROF_MATMUL,      // sgemm with the frozen weights, forward and backward
+    PROF_LORA,        // the adapters' products, forward and backward
+    PROF_ATTENTION,   // q k^T, softmax, att v, and their backward
+    PROF_NORM,        // rmsnorm forward and backward
+    PROF_ELEMENTWISE, // RoPE, SwiGLU, residual adds, the embedding, the injected gradients
+    PROF_CLASSIFIER,  // the logits' product, the cross-entropy, and their backward
+    PROF_ZERO,        // zeroing gradient buffers
+    PROF_LOSS,        // the representation losses (erase, retain) and their backward
+    PROF_M0,          // M0's states of the step's rows, copied from where they were computed
+    PROF_ADAMW,       // the optimiser
+    N_PROF
+};
+extern int profile_on;
+extern double profile_seconds[N_PROF];
+#define PROFILE(part, call)                                                   \
+    do {                                                                      \
+        double profile_t0_ = profile_on ? time_now() : 0.0;                   \
+        call;                                                                 \
+        if (profile_on) profile_seconds[part] += time_now() - profile_t0_;    \
+    } while (0)
+// one line per part to f, as seconds a step and shares of total (the seconds profiled over steps
+// steps); what no part covers is "other"
+void profile_report(FILE* f, const char* cmd, double total, int steps);
+
 // ----------------------------------------------------------------------------
 // directories
 
