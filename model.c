@@ -293,9 +293,9 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
     // Write xhat = s * x. Then dweight[c] += dout[c] * xhat[c], and with g = dout * weight,
     // since ds/dx[j] = -s^3 x[j] / C:
     //   dx[j] = s * g[j] - s^3 x[j] / C * sum_c g[c] x[c] = s * (g[j] - xhat[j] * mean_c(g[c] xhat[c]))
-    // pass 1, over rows: dinp (each thread owns its rows)
+    // pass 1, over rows: dinp (each thread owns its rows; skipped when dinp is NULL)
     #pragma omp parallel for
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < (dinp ? N : 0); i++) {
         const float* x = inp + (size_t)i * C;
         const float* d = dout + (size_t)i * C;
         float* dx = dinp + (size_t)i * C;
@@ -337,15 +337,87 @@ static int matmul_block(int n) {
     return b < 64 ? 64 : b > 512 ? 512 : b;
 }
 
+// A LoRA adapter on the map, as the products below take it (model.h: y = x W^T + scale (x A^T) B^T).
+// Its products ride in the frozen map's row blocks: a task runs the frozen sgemm on its rows and
+// then the adapter's on the same rows while they are in cache. Apart, in loops of their own, the
+// rank-8 products moved as many bytes as the frozen ones for 1/70 of the arithmetic, and took a
+// quarter of a defence step at SmolLM2-135M's shape (RECIPE.md).
+typedef struct {
+    const float* a; // (rank, IC)
+    const float* b; // (OC, rank)
+    float* xa;      // (N, rank) inp A^T: written by the forward, read by the backward
+    float* da;      // (rank, IC) gradients, accumulated
+    float* db;      // (OC, rank)
+    float* dxa;     // (N, rank) backward scratch
+    float* partial; // backward scratch: (row blocks, rank * (IC + OC)), each block's part of dA, dB
+    float scale;    // alpha / rank
+    int rank;
+} Adapter;
+
+// the row blocks matmul_block splits N rows into; Adapter.partial holds this many parts
+static int matmul_row_blocks(int N) {
+    int rb = matmul_block(N);
+    return (N + rb - 1) / rb;
+}
+
+// Rows [r0, r0 + rows) of out (N, OC) = inp W^T (+ scale * xa B^T, xa = inp A^T kept in ad->xa),
+// inp (N, IC), weight (OC, IC); ad NULL: no adapter. One task's share of a linear map, on one thread.
+static void linear_rows(float* out, const float* inp, const float* weight, const Adapter* ad, int r0, int rows,
+                        int IC, int OC) {
+    const float* x = inp + (size_t)r0 * IC;
+    float* y = out + (size_t)r0 * OC;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, x, IC, weight, IC, 0.0f, y, OC);
+    if (!ad) return;
+    float* xa = ad->xa + (size_t)r0 * ad->rank;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, ad->rank, IC, 1.0f, x, IC, ad->a, IC, 0.0f, xa,
+                ad->rank);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, ad->rank, ad->scale, xa, ad->rank, ad->b,
+                ad->rank, 1.0f, y, OC);
+}
+
+// The backward of linear_rows on row block `block` = rows [r0, r0 + rows):
+//   dinp (N, IC) += dout (N, OC) W (OC, IC)          rows [r0, r0 + rows) of dinp and dxa
+//   dxa  (N, rank) = scale * dout B
+//   dinp (N, IC) += dxa A
+//   dA   (rank, IC) += dxa^T inp                      this block's part of the sums over all
+//   dB   (OC, rank) += scale * dout^T xa              rows, into ad->partial (adapter_reduce)
+// dinp may be NULL (nothing below wants it); ad NULL: no adapter.
+static void linear_rows_backward(float* dinp, const float* dout, const float* inp, const float* weight,
+                                 const Adapter* ad, int block, int r0, int rows, int IC, int OC) {
+    const float* d = dout + (size_t)r0 * OC;
+    float* dx = dinp ? dinp + (size_t)r0 * IC : NULL;
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1.0f, d, OC, weight, IC, 1.0f, dx, IC);
+    if (!ad) return;
+    int R = ad->rank;
+    float* dxa = ad->dxa + (size_t)r0 * R;
+    float* da = ad->partial + (size_t)block * R * (IC + OC);
+    float* db = da + (size_t)R * IC;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, R, OC, ad->scale, d, OC, ad->b, R, 0.0f, dxa, R);
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, R, 1.0f, dxa, R, ad->a, IC, 1.0f, dx, IC);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, IC, rows, 1.0f, dxa, R, inp + (size_t)r0 * IC, IC, 0.0f,
+                da, IC);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, R, rows, ad->scale, d, OC, ad->xa + (size_t)r0 * R, R,
+                0.0f, db, R);
+}
+
+// dA, dB += the parts of n_blocks row blocks, summed in block order: the same numbers whichever
+// thread ran which block. Call it inside a parallel region (a worksharing loop, no wait at its end).
+static void adapter_reduce(const Adapter* ad, int n_blocks, int IC, int OC) {
+    size_t part = (size_t)ad->rank * (IC + OC), n_a = (size_t)ad->rank * IC;
+    #pragma omp for nowait
+    for (size_t i = 0; i < part; i++) {
+        float sum = 0.0f;
+        for (int t = 0; t < n_blocks; t++) sum += ad->partial[t * part + i];
+        if (i < n_a) ad->da[i] += sum;
+        else ad->db[i - n_a] += sum;
+    }
+}
+
 void matmul_forward(float* out, const float* inp, const float* weight, int N, int IC, int OC) {
     // out (N, OC), inp (N, IC), weight (OC, IC)
     int rb = matmul_block(N);
     #pragma omp parallel for schedule(dynamic)
-    for (int r0 = 0; r0 < N; r0 += rb) {
-        int rows = N - r0 < rb ? N - r0 : rb;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC,
-                    1.0f, inp + (size_t)r0 * IC, IC, weight, IC, 0.0f, out + (size_t)r0 * OC, OC);
-    }
+    for (int r0 = 0; r0 < N; r0 += rb) linear_rows(out, inp, weight, NULL, r0, N - r0 < rb ? N - r0 : rb, IC, OC);
 }
 
 void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp,
@@ -356,14 +428,13 @@ void matmul_backward(float* dinp, float* dweight, const float* dout, const float
     // beta = 1 makes both accumulate. Either may be NULL when that gradient is not wanted.
     // Both products are one pool of tasks: they run side by side with one wait at the end.
     int rb = matmul_block(N), cb = matmul_block(OC);
-    int n_row_tasks = dinp ? (N + rb - 1) / rb : 0;
+    int n_row_tasks = dinp ? matmul_row_blocks(N) : 0;
     int n_col_tasks = dweight ? (OC + cb - 1) / cb : 0;
     #pragma omp parallel for schedule(dynamic)
     for (int task = 0; task < n_row_tasks + n_col_tasks; task++) {
         if (task < n_row_tasks) {
-            int r0 = task * rb, rows = N - r0 < rb ? N - r0 : rb;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC,
-                        1.0f, dout + (size_t)r0 * OC, OC, weight, IC, 1.0f, dinp + (size_t)r0 * IC, IC);
+            int r0 = task * rb;
+            linear_rows_backward(dinp, dout, inp, weight, NULL, task, r0, N - r0 < rb ? N - r0 : rb, IC, OC);
         } else {
             int o0 = (task - n_row_tasks) * cb, cols = OC - o0 < cb ? OC - o0 : cb;
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, IC, N,
@@ -404,11 +475,12 @@ void bias_backward(float* dbias, const float* dout, int N, int OC) {
 // is the rotated q and k that attention used. Its backward therefore also works in place: it
 // turns d(rotated) into d(unrotated), the one exception to "backward accumulates".
 
-void rope_forward(float* x, const float* freq_cos, const float* freq_sin, int B, int T, int n_heads, int HS) {
-    // x (B, T, n_heads * HS); freq_cos, freq_sin (T, HS/2): angle pos * freq_{i/2} (rope_angles)
+// rows [r0, r0 + rows) of x (N, n_heads * HS), each row at position (row % T); sign 1 turns
+// forward, -1 back (the backward: the transpose of a rotation is the rotation back)
+static void rope_rows(float* x, const float* freq_cos, const float* freq_sin, int r0, int rows, int T, int n_heads,
+                      int HS, float sign) {
     int D = n_heads * HS;
-    #pragma omp parallel for
-    for (int bt = 0; bt < B * T; bt++) {
+    for (int bt = r0; bt < r0 + rows; bt++) {
         int t = bt % T;
         const float* fc = freq_cos + (size_t)t * (HS / 2);
         const float* fs = freq_sin + (size_t)t * (HS / 2);
@@ -416,33 +488,25 @@ void rope_forward(float* x, const float* freq_cos, const float* freq_sin, int B,
         for (int h = 0; h < n_heads; h++) {
             float* xh = xt + h * HS;
             for (int i = 0; i < HS / 2; i++) {
-                float v0 = xh[2 * i], v1 = xh[2 * i + 1];
-                xh[2 * i] = v0 * fc[i] - v1 * fs[i];
-                xh[2 * i + 1] = v0 * fs[i] + v1 * fc[i];
+                float v0 = xh[2 * i], v1 = xh[2 * i + 1], s = sign * fs[i];
+                xh[2 * i] = v0 * fc[i] - v1 * s;
+                xh[2 * i + 1] = v0 * s + v1 * fc[i];
             }
         }
     }
 }
 
+void rope_forward(float* x, const float* freq_cos, const float* freq_sin, int B, int T, int n_heads, int HS) {
+    // x (B, T, n_heads * HS); freq_cos, freq_sin (T, HS/2): angle pos * freq_{i/2} (rope_angles)
+    #pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) rope_rows(x, freq_cos, freq_sin, bt, 1, T, n_heads, HS, 1.0f);
+}
+
 void rope_backward(float* dx, const float* freq_cos, const float* freq_sin, int B, int T, int n_heads, int HS) {
     // forward: (y0, y1) = (v0 cos - v1 sin, v0 sin + v1 cos), a rotation, whose transpose is the
     // rotation back:  dv0 = dy0 cos + dy1 sin,  dv1 = -dy0 sin + dy1 cos   (in place)
-    int D = n_heads * HS;
     #pragma omp parallel for
-    for (int bt = 0; bt < B * T; bt++) {
-        int t = bt % T;
-        const float* fc = freq_cos + (size_t)t * (HS / 2);
-        const float* fs = freq_sin + (size_t)t * (HS / 2);
-        float* dxt = dx + (size_t)bt * D;
-        for (int h = 0; h < n_heads; h++) {
-            float* dh = dxt + h * HS;
-            for (int i = 0; i < HS / 2; i++) {
-                float d0 = dh[2 * i], d1 = dh[2 * i + 1];
-                dh[2 * i] = d0 * fc[i] + d1 * fs[i];
-                dh[2 * i + 1] = -d0 * fs[i] + d1 * fc[i];
-            }
-        }
-    }
+    for (int bt = 0; bt < B * T; bt++) rope_rows(dx, freq_cos, freq_sin, bt, 1, T, n_heads, HS, -1.0f);
 }
 
 // --- causal self-attention with grouped-query heads ---
@@ -743,7 +807,7 @@ static size_t point_activation_grads(ActivationTensors* d, float* memory, const 
         // per layer scratch, fully overwritten
         {&d->att, (size_t)B * NH * T * T},
         // once per backward
-        {&d->residual, BT * C}, {&d->lnf, BT * C}, {&d->logits, BT * V},
+        {&d->residual, BT * C}, {&d->res_att, BT * C}, {&d->lnf, BT * C}, {&d->logits, BT * V},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -858,61 +922,6 @@ static void lora_map_dims(const Config* c, int map, int* in, int* out) {
     }
 }
 
-// --- one adapter: forward and backward on (N, in) -> (N, out) ---
-// Split into blocks the way matmul_forward / matmul_backward are (one single-threaded sgemm per
-// block, inside one OpenMP loop), so the adapters add no waits of OpenBLAS's own threads.
-
-void lora_forward(float* out, float* xa, const float* inp, const float* a, const float* b, float scale, int N,
-                  int IC, int OC, int rank) {
-    // out (N, OC) += scale * xa B^T,  xa (N, rank) = inp A^T (kept for the backward),
-    // inp (N, IC), a (rank, IC), b (OC, rank). Rows are independent: split by rows.
-    int rb = matmul_block(N);
-    #pragma omp parallel for schedule(dynamic)
-    for (int r0 = 0; r0 < N; r0 += rb) {
-        int rows = N - r0 < rb ? N - r0 : rb;
-        float* x = xa + (size_t)r0 * rank;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, rank, IC, 1.0f, inp + (size_t)r0 * IC, IC, a, IC,
-                    0.0f, x, rank);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, rank, scale, x, rank, b, rank, 1.0f,
-                    out + (size_t)r0 * OC, OC);
-    }
-}
-
-void lora_backward(float* dinp, float* da, float* db, float* dxa, const float* dout, const float* inp,
-                   const float* xa, const float* a, const float* b, float scale, int N, int IC, int OC, int rank) {
-    // forward: out += scale * xa B^T, xa = inp A^T
-    //   dxa (N, rank)   = scale * dout B         (scratch, overwritten)   } pass 1, by rows
-    //   dinp (N, IC)   += dxa A                                            }
-    //   dB  (OC, rank) += scale * dout^T xa      by rows of dB            } pass 2, one pool
-    //   dA  (rank, IC) += dxa^T inp              by columns of dA         } of tasks
-    // dinp may be NULL (nothing below wants it).
-    int rb = matmul_block(N);
-    #pragma omp parallel for schedule(dynamic)
-    for (int r0 = 0; r0 < N; r0 += rb) {
-        int rows = N - r0 < rb ? N - r0 : rb;
-        float* dx = dxa + (size_t)r0 * rank;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, rank, OC, scale, dout + (size_t)r0 * OC, OC, b,
-                    rank, 0.0f, dx, rank);
-        if (dinp)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, rank, 1.0f, dx, rank, a, IC, 1.0f,
-                        dinp + (size_t)r0 * IC, IC);
-    }
-    int ob = matmul_block(OC), ib = matmul_block(IC);
-    int n_b_tasks = (OC + ob - 1) / ob, n_a_tasks = (IC + ib - 1) / ib;
-    #pragma omp parallel for schedule(dynamic)
-    for (int task = 0; task < n_b_tasks + n_a_tasks; task++) {
-        if (task < n_b_tasks) {
-            int o0 = task * ob, cols = OC - o0 < ob ? OC - o0 : ob;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, rank, N, scale, dout + o0, OC, xa, rank, 1.0f,
-                        db + (size_t)o0 * rank, rank);
-        } else {
-            int i0 = (task - n_b_tasks) * ib, cols = IC - i0 < ib ? IC - i0 : ib;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rank, cols, N, 1.0f, dxa, rank, inp + i0, IC, 1.0f,
-                        da + i0, IC);
-        }
-    }
-}
-
 // --- the model's adapters ---
 
 int model_lora_init(Model* m, int rank, float alpha, int layer_begin, int layer_end, int targets,
@@ -1006,10 +1015,23 @@ void model_lora_free(Model* m) {
 }
 
 // The forward keeps x A^T of every adapted map of every adapted layer for the backward, laid out
-// (layer, map, B*T, rank), and one more (B*T, rank) block: the backward's dxa scratch.
+// (layer, map, B*T, rank); then come the backward's scratch: one (B*T, rank) block for dxa, and
+// for each map the row blocks' parts of dA and dB (Adapter.partial, summed once the layer's
+// blocks are done), room for at most B*T / 64 blocks (matmul_block's least) of the widest map.
 // Returns 0, or -1 if it cannot hold a forward over BT rows.
-static int lora_ensure_acts(LoRA* lo, size_t BT) {
-    size_t need = ((size_t)(lo->layer_end - lo->layer_begin) * N_LORA_MAPS + 1) * BT * lo->rank;
+static size_t lora_partial_floats(const LoRA* lo, const Config* c, size_t BT) {
+    size_t widest = 0;
+    for (int k = 0; k < N_LORA_MAPS; k++) {
+        int in, out;
+        lora_map_dims(c, k, &in, &out);
+        if ((lo->targets & (1 << k)) && (size_t)(in + out) > widest) widest = in + out;
+    }
+    return (BT + 63) / 64 * lo->rank * widest; // one map's
+}
+
+static int lora_ensure_acts(LoRA* lo, const Config* c, size_t BT) {
+    size_t need = ((size_t)(lo->layer_end - lo->layer_begin) * N_LORA_MAPS + 1) * BT * lo->rank +
+                  N_LORA_MAPS * lora_partial_floats(lo, c, BT);
     if (lo->act_memory && lo->act_capacity >= need) return 0;
     free(lo->act_memory);
     lo->act_memory = malloc(need * sizeof(float));
@@ -1024,34 +1046,38 @@ static float* lora_xa(const LoRA* lo, int k, int l, size_t BT) {
     return lo->act_memory + ((size_t)(l - lo->layer_begin) * N_LORA_MAPS + k) * BT * lo->rank;
 }
 
-// forward hook: out (BT, out) += the adapter of map k at layer l on inp, if the adapters are on and
-// adapt that map there. x A^T goes to scratch_xa (model_forward_states: one layer's scratch, reused),
-// or, with scratch_xa NULL, to its place in the adapters' kept activations (model_forward).
-static void lora_hook(Model* m, int k, int l, float* out, const float* inp, size_t BT, float* scratch_xa) {
+// the adapter of map k at layer l for the forward's products, in *ad; NULL if the adapters are off
+// or do not adapt that map there. x A^T goes to scratch_xa (model_forward_states: one layer's
+// scratch, reused), or, with scratch_xa NULL, to its place in the adapters' kept activations
+static const Adapter* lora_forward_adapter(Adapter* ad, Model* m, int k, int l, size_t BT, float* scratch_xa) {
     LoRA* lo = &m->lora;
     if (!(lo->n_params > 0 && lo->enabled) || !(lo->targets & (1 << k)) || l < lo->layer_begin ||
         l >= lo->layer_end)
-        return;
-    float* xa = scratch_xa ? scratch_xa : lora_xa(lo, k, l, BT);
-    int in, o;
-    lora_map_dims(&m->config, k, &in, &o);
+        return NULL;
+    int in, out;
+    lora_map_dims(&m->config, k, &in, &out);
     size_t j = l - lo->layer_begin;
-    lora_forward(out, xa, inp, lo->a[k] + j * lo->rank * in, lo->b[k] + j * o * lo->rank, lo->alpha / lo->rank,
-                 (int)BT, in, o, lo->rank);
+    *ad = (Adapter){.a = lo->a[k] + j * lo->rank * in, .b = lo->b[k] + j * out * lo->rank,
+                    .xa = scratch_xa ? scratch_xa : lora_xa(lo, k, l, BT), .scale = lo->alpha / lo->rank,
+                    .rank = lo->rank};
+    return ad;
 }
 
-// backward hook: the adapter's gradients and its part of dinp, for map k at layer l
-static void lora_apply_backward(Model* m, int k, int l, float* dinp, const float* dout, const float* inp, size_t BT) {
+// the same for the backward, with the gradients and the scratch; NULL if the last forward did not
+// apply that adapter
+static const Adapter* lora_backward_adapter(Adapter* ad, Model* m, int k, int l, size_t BT) {
     LoRA* lo = &m->lora;
     float* xa = lo->applied ? lora_xa(lo, k, l, BT) : NULL;
-    if (!xa) return;
-    int in, o;
-    lora_map_dims(&m->config, k, &in, &o);
+    if (!xa) return NULL;
+    int in, out;
+    lora_map_dims(&m->config, k, &in, &out);
     size_t j = l - lo->layer_begin;
     float* dxa = lo->act_memory + (size_t)(lo->layer_end - lo->layer_begin) * N_LORA_MAPS * BT * lo->rank;
-    lora_backward(dinp, lo->da[k] + j * lo->rank * in, lo->db[k] + j * o * lo->rank, dxa, dout, inp, xa,
-                  lo->a[k] + j * lo->rank * in, lo->b[k] + j * o * lo->rank, lo->alpha / lo->rank, (int)BT, in, o,
-                  lo->rank);
+    *ad = (Adapter){.a = lo->a[k] + j * lo->rank * in, .b = lo->b[k] + j * out * lo->rank, .xa = xa,
+                    .da = lo->da[k] + j * lo->rank * in, .db = lo->db[k] + j * out * lo->rank, .dxa = dxa,
+                    .partial = dxa + BT * lo->rank + k * lora_partial_floats(lo, &m->config, BT),
+                    .scale = lo->alpha / lo->rank, .rank = lo->rank};
+    return ad;
 }
 
 // ----------------------------------------------------------------------------
@@ -1085,6 +1111,12 @@ void model_zero_grads(Model* m) {
 // x A^T, for the backward); model_forward_states passes one layer's scratch whose tensors alias where
 // a value is dead once read (keep = 0; lora_xa: the adapters' scratch). generate.c's decode step
 // runs the same ops, in this order, on a few rows against the KV cache.
+//
+// Everything but attention works row by row, so the layer runs as three parallel loops: blocks of
+// rows up to attention's inputs, attention by (batch, head), blocks of rows from its output to the
+// layer's. Each block's rows stay in cache from op to op, and the layer waits for its threads three
+// times, not fifteen: on a busy machine every wait can cost a descheduled thread's time slice.
+// Inside a block the ops run on one thread (their own parallel loops are nested, so inactive).
 static void layer_forward(Model* m, int l, const LayerActs* x, const float* rope_cos, const float* rope_sin,
                           int B, int T, int keep, float* lora_xa) {
     const Config* c = &m->config;
@@ -1093,43 +1125,55 @@ static void layer_forward(Model* m, int l, const LayerActs* x, const float* rope
     size_t BT = (size_t)N;
     float eps = c->norm_eps;
     LayerWeights w = layer_weights(&m->params, c, l);
+    Adapter ad[N_LORA_MAPS];
+    const Adapter* adapter[N_LORA_MAPS]; // each map's, NULL where there is none
+    for (int k = 0; k < N_LORA_MAPS; k++) adapter[k] = lora_forward_adapter(&ad[k], m, k, l, BT, lora_xa);
+    int rb = matmul_block(N);
     // attention block. With q/k norms the projections land in qr, kr and are normalised into q, k.
     float* q = c->qk_norm ? x->qr : x->q;
     float* k = c->qk_norm ? x->kr : x->k;
-    PROFILE(PROF_NORM, rmsnorm_forward(x->ln1, x->ln1_rstd, x->inp, w.rms_att, N, C, eps));
-    PROFILE(PROF_MATMUL, matmul_forward(q, x->ln1, w.wq, N, C, QD));
-    PROFILE(PROF_LORA, lora_hook(m, LORA_WQ, l, q, x->ln1, BT, lora_xa));
-    PROFILE(PROF_MATMUL, matmul_forward(k, x->ln1, w.wk, N, C, KVD));
-    PROFILE(PROF_LORA, lora_hook(m, LORA_WK, l, k, x->ln1, BT, lora_xa));
-    PROFILE(PROF_MATMUL, matmul_forward(x->v, x->ln1, w.wv, N, C, KVD));
-    PROFILE(PROF_LORA, lora_hook(m, LORA_WV, l, x->v, x->ln1, BT, lora_xa));
-    if (c->qkv_bias) {
-        PROFILE(PROF_ELEMENTWISE, bias_forward(q, w.bq, N, QD));
-        PROFILE(PROF_ELEMENTWISE, bias_forward(k, w.bk, N, KVD));
-        PROFILE(PROF_ELEMENTWISE, bias_forward(x->v, w.bv, N, KVD));
+    double t0 = profile_on ? time_now() : 0.0;
+    #pragma omp parallel for schedule(dynamic)
+    for (int r0 = 0; r0 < N; r0 += rb) {
+        int rows = N - r0 < rb ? N - r0 : rb;
+        rmsnorm_forward(x->ln1 + (size_t)r0 * C, x->ln1_rstd + r0, x->inp + (size_t)r0 * C, w.rms_att, rows, C, eps);
+        linear_rows(q, x->ln1, w.wq, adapter[LORA_WQ], r0, rows, C, QD);
+        linear_rows(k, x->ln1, w.wk, adapter[LORA_WK], r0, rows, C, KVD);
+        linear_rows(x->v, x->ln1, w.wv, adapter[LORA_WV], r0, rows, C, KVD);
+        if (c->qkv_bias) {
+            bias_forward(q + (size_t)r0 * QD, w.bq, rows, QD);
+            bias_forward(k + (size_t)r0 * KVD, w.bk, rows, KVD);
+            bias_forward(x->v + (size_t)r0 * KVD, w.bv, rows, KVD);
+        }
+        if (c->qk_norm) {
+            // every head's HS values are a row of their own: (N * heads, HS)
+            rmsnorm_forward(x->q + (size_t)r0 * QD, x->q_rstd + (size_t)r0 * NH, x->qr + (size_t)r0 * QD, w.q_norm,
+                            rows * NH, HS, eps);
+            rmsnorm_forward(x->k + (size_t)r0 * KVD, x->k_rstd + (size_t)r0 * NKV, x->kr + (size_t)r0 * KVD,
+                            w.k_norm, rows * NKV, HS, eps);
+        }
+        rope_rows(x->q, rope_cos, rope_sin, r0, rows, T, NH, HS, 1.0f);
+        rope_rows(x->k, rope_cos, rope_sin, r0, rows, T, NKV, HS, 1.0f);
     }
-    if (c->qk_norm) {
-        // every head's HS values are a row of their own: (N * heads, HS)
-        PROFILE(PROF_NORM, rmsnorm_forward(x->q, x->q_rstd, x->qr, w.q_norm, N * NH, HS, eps));
-        PROFILE(PROF_NORM, rmsnorm_forward(x->k, x->k_rstd, x->kr, w.k_norm, N * NKV, HS, eps));
-    }
-    PROFILE(PROF_ELEMENTWISE, rope_forward(x->q, rope_cos, rope_sin, B, T, NH, HS));
-    PROFILE(PROF_ELEMENTWISE, rope_forward(x->k, rope_cos, rope_sin, B, T, NKV, HS));
+    if (profile_on) profile_seconds[PROF_MATMUL] += time_now() - t0;
     if (keep) PROFILE(PROF_ATTENTION, attention_forward(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS));
     else PROFILE(PROF_ATTENTION, attention_forward_nokeep(x->atty, x->att, x->q, x->k, x->v, B, T, NH, NKV, HS));
-    PROFILE(PROF_MATMUL, matmul_forward(x->res_att, x->atty, w.wo, N, QD, C));
-    PROFILE(PROF_LORA, lora_hook(m, LORA_WO, l, x->res_att, x->atty, BT, lora_xa));
-    PROFILE(PROF_ELEMENTWISE, residual_forward(x->res_att, x->inp, x->res_att, BT * C));
-    // feed-forward block
-    PROFILE(PROF_NORM, rmsnorm_forward(x->ln2, x->ln2_rstd, x->res_att, w.rms_ffn, N, C, eps));
-    PROFILE(PROF_MATMUL, matmul_forward(x->h1, x->ln2, w.w1, N, C, H));
-    PROFILE(PROF_LORA, lora_hook(m, LORA_W1, l, x->h1, x->ln2, BT, lora_xa));
-    PROFILE(PROF_MATMUL, matmul_forward(x->h3, x->ln2, w.w3, N, C, H));
-    PROFILE(PROF_LORA, lora_hook(m, LORA_W3, l, x->h3, x->ln2, BT, lora_xa));
-    PROFILE(PROF_ELEMENTWISE, swiglu_forward(x->hg, x->h1, x->h3, BT * H)); // hg may be h1: each element reads its inputs first
-    PROFILE(PROF_MATMUL, matmul_forward(x->residual, x->hg, w.w2, N, H, C));
-    PROFILE(PROF_LORA, lora_hook(m, LORA_W2, l, x->residual, x->hg, BT, lora_xa));
-    PROFILE(PROF_ELEMENTWISE, residual_forward(x->residual, x->res_att, x->residual, BT * C));
+    t0 = profile_on ? time_now() : 0.0;
+    #pragma omp parallel for schedule(dynamic)
+    for (int r0 = 0; r0 < N; r0 += rb) {
+        int rows = N - r0 < rb ? N - r0 : rb;
+        size_t rc = (size_t)r0 * C, rh = (size_t)r0 * H;
+        linear_rows(x->res_att, x->atty, w.wo, adapter[LORA_WO], r0, rows, QD, C);
+        residual_forward(x->res_att + rc, x->inp + rc, x->res_att + rc, (size_t)rows * C);
+        // feed-forward block
+        rmsnorm_forward(x->ln2 + rc, x->ln2_rstd + r0, x->res_att + rc, w.rms_ffn, rows, C, eps);
+        linear_rows(x->h1, x->ln2, w.w1, adapter[LORA_W1], r0, rows, C, H);
+        linear_rows(x->h3, x->ln2, w.w3, adapter[LORA_W3], r0, rows, C, H);
+        swiglu_forward(x->hg + rh, x->h1 + rh, x->h3 + rh, (size_t)rows * H); // hg may be h1: each element reads its inputs first
+        linear_rows(x->residual, x->hg, w.w2, adapter[LORA_W2], r0, rows, H, C);
+        residual_forward(x->residual + rc, x->res_att + rc, x->residual + rc, (size_t)rows * C);
+    }
+    if (profile_on) profile_seconds[PROF_MATMUL] += time_now() - t0;
 }
 
 void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
@@ -1164,7 +1208,7 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
     size_t BT = (size_t)B * T;
     // the adapters take part when present and enabled; the backward asks lora.applied
     m->lora.applied = m->lora.n_params > 0 && m->lora.enabled;
-    if (m->lora.applied && lora_ensure_acts(&m->lora, BT) != 0) return;
+    if (m->lora.applied && lora_ensure_acts(&m->lora, c, BT) != 0) return;
     PROFILE(PROF_ELEMENTWISE, encoder_forward(a->encoded, m->inputs, p->token_embedding, B * T, C));
     for (int l = 0; l < n_run; l++) {
         LayerActs x = layer_acts(a, c, B, T, l);
@@ -1227,7 +1271,7 @@ int model_reserve(Model* m, int B, int T) {
         return -1;
     }
     if (ensure_activations(m, B, T) != 0 || ensure_state_scratch(m, B, T) != 0) return -1;
-    return m->lora.n_params > 0 ? lora_ensure_acts(&m->lora, (size_t)B * T) : 0;
+    return m->lora.n_params > 0 ? lora_ensure_acts(&m->lora, &m->config, (size_t)B * T) : 0;
 }
 
 int model_forward_states(Model* m, const int* inputs, int B, int T, int n_run, float* const* states) {
@@ -1347,57 +1391,109 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
         PROFILE(PROF_NORM, rmsnorm_backward(dres, g->rms_final, d->lnf, a->residual + (L - 1) * BT * C, p->rms_final,
                          a->lnf_rstd, B * T, C));
     }
-    // floats of the per-layer gradient scratch that accumulates (ln1 .. hg, contiguous)
-    size_t layer_scratch = (size_t)((d->hg + BT * H) - d->ln1);
-
+    // The layer in reverse, as the forward runs it (layer_forward): blocks of rows from the layer's
+    // output down to attention's output, attention, blocks of rows down to the layer's input, then
+    // the adapters' dA and dB summed over the blocks. The frozen weights' gradients (train) sum over
+    // all rows, so they come after the rows they read, in passes of their own. The residual adds pass
+    // the gradient unchanged to both sides; dres holds d loss / d residual_l on the way in and
+    // d loss / d inp on the way out, dmid d loss / d res_att (the two adds' shared side) in between.
+    float* dmid = d->res_att;
+    int rb = matmul_block(B * T), n_blocks = matmul_row_blocks(B * T);
     for (int l = n_run - 1; l >= 0; l--) {
-        // gradients injected by a loss on h_l enter the stream where the forward left layer l
-        if (dhidden && dhidden[l]) PROFILE(PROF_ELEMENTWISE, residual_forward(dres, dres, dhidden[l], BT * C));
-        PROFILE(PROF_ZERO, zero_floats(d->ln1, layer_scratch));
-
         LayerWeights w = layer_weights(p, c, l);
         LayerWeights dw = {0};
         if (weight_grads) dw = layer_weights(g, c, l);
         LayerActs x = layer_acts(a, c, B, T, l);
-
-        // feed-forward block, in reverse. The residual add (residual = res_att + ffn) passes
-        // dres unchanged to both sides: to w2's output here and, as the same buffer, to res_att.
-        PROFILE(PROF_MATMUL, matmul_backward(d->hg, dw.w2, dres, x.hg, w.w2, B * T, H, C));
-        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_W2, l, d->hg, dres, x.hg, BT));
-        PROFILE(PROF_ELEMENTWISE, swiglu_backward(d->h1, d->h3, d->hg, x.h1, x.h3, BT * H));
-        PROFILE(PROF_MATMUL, matmul_backward(d->ln2, dw.w3, d->h3, x.ln2, w.w3, B * T, C, H));
-        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_W3, l, d->ln2, d->h3, x.ln2, BT));
-        PROFILE(PROF_MATMUL, matmul_backward(d->ln2, dw.w1, d->h1, x.ln2, w.w1, B * T, C, H));
-        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_W1, l, d->ln2, d->h1, x.ln2, BT));
-        PROFILE(PROF_NORM, rmsnorm_backward(dres, dw.rms_ffn, d->ln2, x.res_att, w.rms_ffn, x.ln2_rstd, B * T, C));
-        // attention block, in reverse (dres now holds d loss / d res_att; again the residual
-        // add gives it unchanged to wo's output and to the layer's input)
-        PROFILE(PROF_MATMUL, matmul_backward(d->atty, dw.wo, dres, x.atty, w.wo, B * T, QD, C));
-        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WO, l, d->atty, dres, x.atty, BT));
-        PROFILE(PROF_ATTENTION, attention_backward(d->q, d->k, d->v, d->att, d->atty, x.q, x.k, x.v, x.att, B, T, NH, NKV, HS));
-        PROFILE(PROF_ELEMENTWISE, rope_backward(d->k, a->rope_cos, a->rope_sin, B, T, NKV, HS));
-        PROFILE(PROF_ELEMENTWISE, rope_backward(d->q, a->rope_cos, a->rope_sin, B, T, NH, HS));
+        Adapter ad[N_LORA_MAPS];
+        const Adapter* adapter[N_LORA_MAPS]; // each map's, NULL where the forward applied none
+        for (int k = 0; k < N_LORA_MAPS; k++) adapter[k] = lora_backward_adapter(&ad[k], m, k, l, BT);
+        const float* inject = dhidden ? dhidden[l] : NULL; // a loss on h_l: enters where the forward left layer l
         // dq, dk: the gradients of the projections' outputs (through the per-head norms if any)
-        float* dq = d->q;
-        float* dk = d->k;
-        if (c->qk_norm) {
-            PROFILE(PROF_NORM, rmsnorm_backward(d->kr, dw.k_norm, d->k, x.kr, w.k_norm, x.k_rstd, B * T * NKV, HS));
-            PROFILE(PROF_NORM, rmsnorm_backward(d->qr, dw.q_norm, d->q, x.qr, w.q_norm, x.q_rstd, B * T * NH, HS));
-            dq = d->qr;
-            dk = d->kr;
+        float* dq = c->qk_norm ? d->qr : d->q;
+        float* dk = c->qk_norm ? d->kr : d->k;
+        double t0 = profile_on ? time_now() : 0.0;
+        #pragma omp parallel for schedule(dynamic)
+        for (int block = 0; block < n_blocks; block++) {
+            int r0 = block * rb, rows = B * T - r0 < rb ? B * T - r0 : rb;
+            size_t rc = (size_t)r0 * C, rh = (size_t)r0 * H, rq = (size_t)r0 * QD, rkv = (size_t)r0 * KVD;
+            if (inject) residual_forward(dres + rc, dres + rc, inject + rc, (size_t)rows * C);
+            // this block's rows of the per-layer gradients that accumulate
+            float* zero[] = {d->ln1 + rc, d->q + rq, d->k + rkv, d->v + rkv, d->atty + rq, d->ln2 + rc,
+                             d->h1 + rh, d->h3 + rh, d->hg + rh, c->qk_norm ? d->qr + rq : NULL,
+                             c->qk_norm ? d->kr + rkv : NULL};
+            size_t width[] = {C, QD, KVD, KVD, QD, C, H, H, H, QD, KVD};
+            for (int i = 0; i < 11; i++)
+                if (zero[i]) memset(zero[i], 0, rows * width[i] * sizeof(float));
+            // feed-forward block, in reverse: residual = res_att + w2 . hg gives dres to w2's output
+            linear_rows_backward(d->hg, dres, x.hg, w.w2, adapter[LORA_W2], block, r0, rows, H, C);
+            swiglu_backward(d->h1 + rh, d->h3 + rh, d->hg + rh, x.h1 + rh, x.h3 + rh, (size_t)rows * H);
+            linear_rows_backward(d->ln2, d->h3, x.ln2, w.w3, adapter[LORA_W3], block, r0, rows, C, H);
+            linear_rows_backward(d->ln2, d->h1, x.ln2, w.w1, adapter[LORA_W1], block, r0, rows, C, H);
+            // and dres to res_att, plus the norm's part
+            memcpy(dmid + rc, dres + rc, (size_t)rows * C * sizeof(float));
+            rmsnorm_backward(dmid + rc, NULL, d->ln2 + rc, x.res_att + rc, w.rms_ffn, x.ln2_rstd + r0, rows, C);
+            // attention block, in reverse: res_att = inp + wo . atty gives dmid to wo's output
+            linear_rows_backward(d->atty, dmid, x.atty, w.wo, adapter[LORA_WO], block, r0, rows, QD, C);
         }
-        if (c->qkv_bias && weight_grads) {
-            PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bv, d->v, B * T, KVD));
-            PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bk, dk, B * T, KVD));
-            PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bq, dq, B * T, QD));
+        if (profile_on) profile_seconds[PROF_MATMUL] += time_now() - t0;
+        if (weight_grads) {
+            PROFILE(PROF_MATMUL, matmul_backward(NULL, dw.w2, dres, x.hg, w.w2, B * T, H, C));
+            PROFILE(PROF_MATMUL, matmul_backward(NULL, dw.w3, d->h3, x.ln2, w.w3, B * T, C, H));
+            PROFILE(PROF_MATMUL, matmul_backward(NULL, dw.w1, d->h1, x.ln2, w.w1, B * T, C, H));
+            PROFILE(PROF_NORM, rmsnorm_backward(NULL, dw.rms_ffn, d->ln2, x.res_att, w.rms_ffn, x.ln2_rstd, B * T, C));
+            PROFILE(PROF_MATMUL, matmul_backward(NULL, dw.wo, dmid, x.atty, w.wo, B * T, QD, C));
         }
-        PROFILE(PROF_MATMUL, matmul_backward(d->ln1, dw.wv, d->v, x.ln1, w.wv, B * T, C, KVD));
-        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WV, l, d->ln1, d->v, x.ln1, BT));
-        PROFILE(PROF_MATMUL, matmul_backward(d->ln1, dw.wk, dk, x.ln1, w.wk, B * T, C, KVD));
-        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WK, l, d->ln1, dk, x.ln1, BT));
-        PROFILE(PROF_MATMUL, matmul_backward(d->ln1, dw.wq, dq, x.ln1, w.wq, B * T, C, QD));
-        PROFILE(PROF_LORA, lora_apply_backward(m, LORA_WQ, l, d->ln1, dq, x.ln1, BT));
-        PROFILE(PROF_NORM, rmsnorm_backward(dres, dw.rms_att, d->ln1, x.inp, w.rms_att, x.ln1_rstd, B * T, C));
+        PROFILE(PROF_ATTENTION, attention_backward(d->q, d->k, d->v, d->att, d->atty, x.q, x.k, x.v, x.att, B, T, NH,
+                                                   NKV, HS));
+        t0 = profile_on ? time_now() : 0.0;
+        #pragma omp parallel for schedule(dynamic)
+        for (int block = 0; block < n_blocks; block++) {
+            int r0 = block * rb, rows = B * T - r0 < rb ? B * T - r0 : rb;
+            size_t rc = (size_t)r0 * C, rq = (size_t)r0 * QD, rkv = (size_t)r0 * KVD;
+            rope_rows(d->k, a->rope_cos, a->rope_sin, r0, rows, T, NKV, HS, -1.0f);
+            rope_rows(d->q, a->rope_cos, a->rope_sin, r0, rows, T, NH, HS, -1.0f);
+            if (c->qk_norm) {
+                rmsnorm_backward(d->kr + rkv, NULL, d->k + rkv, x.kr + rkv, w.k_norm, x.k_rstd + (size_t)r0 * NKV,
+                                 rows * NKV, HS);
+                rmsnorm_backward(d->qr + rq, NULL, d->q + rq, x.qr + rq, w.q_norm, x.q_rstd + (size_t)r0 * NH,
+                                 rows * NH, HS);
+            }
+            linear_rows_backward(d->ln1, d->v, x.ln1, w.wv, adapter[LORA_WV], block, r0, rows, C, KVD);
+            linear_rows_backward(d->ln1, dk, x.ln1, w.wk, adapter[LORA_WK], block, r0, rows, C, KVD);
+            linear_rows_backward(d->ln1, dq, x.ln1, w.wq, adapter[LORA_WQ], block, r0, rows, C, QD);
+            // res_att = inp + ...: dmid to the layer's input, plus the norm's part
+            memcpy(dres + rc, dmid + rc, (size_t)rows * C * sizeof(float));
+            rmsnorm_backward(dres + rc, NULL, d->ln1 + rc, x.inp + rc, w.rms_att, x.ln1_rstd + r0, rows, C);
+        }
+        if (profile_on) profile_seconds[PROF_MATMUL] += time_now() - t0;
+        if (weight_grads) {
+            if (c->qkv_bias) {
+                PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bv, d->v, B * T, KVD));
+                PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bk, dk, B * T, KVD));
+                PROFILE(PROF_ELEMENTWISE, bias_backward(dw.bq, dq, B * T, QD));
+            }
+            if (c->qk_norm) {
+                PROFILE(PROF_NORM, rmsnorm_backward(NULL, dw.k_norm, d->k, x.kr, w.k_norm, x.k_rstd, B * T * NKV, HS));
+                PROFILE(PROF_NORM, rmsnorm_backward(NULL, dw.q_norm, d->q, x.qr, w.q_norm, x.q_rstd, B * T * NH, HS));
+            }
+            PROFILE(PROF_MATMUL, matmul_backward(NULL, dw.wv, d->v, x.ln1, w.wv, B * T, C, KVD));
+            PROFILE(PROF_MATMUL, matmul_backward(NULL, dw.wk, dk, x.ln1, w.wk, B * T, C, KVD));
+            PROFILE(PROF_MATMUL, matmul_backward(NULL, dw.wq, dq, x.ln1, w.wq, B * T, C, QD));
+            PROFILE(PROF_NORM, rmsnorm_backward(NULL, dw.rms_att, d->ln1, x.inp, w.rms_att, x.ln1_rstd, B * T, C));
+        }
+        // the adapters' dA, dB: each map's parts of the blocks, summed (one wait for all seven)
+        t0 = profile_on ? time_now() : 0.0;
+        int any = 0;
+        for (int k = 0; k < N_LORA_MAPS; k++) any |= adapter[k] != NULL;
+        if (any) {
+            #pragma omp parallel
+            for (int k = 0; k < N_LORA_MAPS; k++) {
+                int in, out;
+                lora_map_dims(c, k, &in, &out);
+                if (adapter[k]) adapter_reduce(adapter[k], n_blocks, in, out);
+            }
+        }
+        if (profile_on) profile_seconds[PROF_MATMUL] += time_now() - t0;
         // dres now holds d loss / d inp: the gradient of layer l-1's output (or of the embeddings)
     }
     if (weight_grads) PROFILE(PROF_ELEMENTWISE, encoder_backward(g->token_embedding, dres, m->inputs, B * T, C));

@@ -209,8 +209,7 @@ double sgemm_peak_gflops(void);
 // while profile_on is set, adds its wall time to profile_seconds[part]. Off, it costs one branch.
 // Timed calls never nest, so the parts add up to the time they cover.
 enum {
-    PROF_MATMUL,      // sgemm with the frozen weights, forward and backward
-    PROF_LORA,        // the adapters' products, forward and backward
+    PROF_MATMUL,      // the linear maps: sgemm with the frozen weights and the LoRA adapters inside them
     PROF_ATTENTION,   // q k^T, softmax, att v, and their backward
     PROF_NORM,        // rmsnorm forward and backward
     PROF_ELEMENTWISE, // RoPE, SwiGLU, residual adds, the embedding, the injected gradients
