@@ -297,7 +297,9 @@ int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const
         }
         s->n_floats = total;
         s->memory = malloc((total > 0 ? total : 1) * sizeof(float));
-        float* block = malloc((size_t)s->n_slots * max_B * seq_len * C * sizeof(float)); // one batch's states
+        int longest = 1;
+        for (int r = 0; r < n; r++) longest = s->length[r] > longest ? s->length[r] : longest;
+        float* block = malloc((size_t)s->n_slots * max_B * longest * C * sizeof(float)); // one batch's states
         if (!s->memory || !block) status = -1;
         qsort(order, n, sizeof(KeyIndex), compare_key_index);
         const Example** chunk = malloc(max_B * sizeof(Example*));
@@ -670,7 +672,8 @@ typedef struct {
     const M0States* m0;            // own_m0 or the cache's
     const DefenseRunConfig* io;    // the run's files and reporting
     DefenseState state;            // the injected gradients, AdamW (mosr.h)
-    float* h0;                     // (n_slots, 2 batch, seq_len, C) this step's rows' h_l^0
+    float* h0;                     // (n_slots, 2 batch, max_T, C) this step's rows' h_l^0
+    int max_T;                     // the most positions a step's batch has (longest_step_row)
     float* erase_weight;           // (n_erase) OALW's w_i of every erase example; 1 without OALW
     float* row_weight;             // (batch) those of this step's erase rows
     Batch rr;                      // batch erase rows, then batch retain rows (states layout)
@@ -935,6 +938,28 @@ static int compute_token_oalw(Model* m, Tokenizer* t, DefenseData* d, const Prom
 
 // The data, the adapters on m (all seven maps of layers [0, max target]; M0 = the same without
 // them), M0's states of every row, the buffers, and OALW's weights from M0. A util.h exit code.
+// The most positions a step's batch can have: its longest representation row, CAA row or
+// counterweight row (each cut to the context). The step's buffers are sized by it, not by the
+// context: at SmolLM2-135M's shape the context's 256 positions reserved 6 GB for rows of ~70.
+static int longest_step_row(const DefenseData* d, const DefenseConfig* cfg, int seq_len) {
+    int longest = 1;
+    for (int i = 0; i < d->n_erase; i++)
+        if (d->erase_rows[i].n > longest) longest = d->erase_rows[i].n;
+    for (int i = 0; i < d->n_retain; i++)
+        if (d->retain_rows[i].n > longest) longest = d->retain_rows[i].n;
+    for (int i = 0; cfg->caa && i < d->n_erase; i++) { // [prompt ; part of the completion ; refusal]
+        const DefenseItem* it = &d->items[d->erase[i]];
+        int n = it->n_prompt + it->n_harmful + it->n_refusal;
+        if (n > longest) longest = n;
+    }
+    for (int i = 0; cfg->caa && cfg->caa_counterweight && i < d->n_pseudo; i++) {
+        const DefenseItem* it = &d->items[d->pseudo[i]];
+        int n = it->n_prompt + it->n_response;
+        if (n > longest) longest = n;
+    }
+    return longest < seq_len ? longest : seq_len;
+}
+
 static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const DefenseConfig* cfg,
                              const DefenseRunConfig* io, const DefenseLayers* dl, M0Cache* cache) {
     memset(r, 0, sizeof(*r));
@@ -981,9 +1006,10 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     int seq_len = m->config.seq_len, B = 2 * cfg->batch;
     r->n_caa = cfg->caa ? (cfg->caa_batch > 0 ? cfg->caa_batch : cfg->batch) : 0;
     r->n_counter = cfg->caa && cfg->caa_counterweight ? r->n_caa : 0;
-    // every buffer a step uses, at its largest (B x seq_len): the steps themselves allocate nothing
+    // every buffer a step uses, at its largest (B x the longest row): the steps allocate nothing
     int n_rows_max = B > r->n_caa + r->n_counter ? B : r->n_caa + r->n_counter;
-    if (model_reserve(m, n_rows_max, seq_len) != 0) return EXIT_FAILURE_RUN;
+    r->max_T = longest_step_row(d, cfg, seq_len);
+    if (model_reserve(m, n_rows_max, r->max_T) != 0) return EXIT_FAILURE_RUN;
     build_cycle(&r->erase_cycle, d->n_erase);
     build_cycle(&r->retain_cycle, d->n_retain);
     build_cycle(&r->caa_cycle, d->n_erase);
@@ -994,12 +1020,12 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
     int m0_status = defense_m0_states(r, m, dl, cache, B, want);
     free(want);
     if (m0_status != 0) return EXIT_FAILURE_RUN;
-    int ok = build_defense_state(&r->state, m, dl, B) == 0;
+    int ok = build_defense_state(&r->state, m, dl, B, r->max_T) == 0;
     if (ok && (r->state.n_slots != r->m0->n_slots || m->config.dim != r->m0->C)) {
         error_msg("defend: M0's states were computed for other layers (%d, not %d)", r->m0->n_slots, r->state.n_slots);
         return EXIT_FAILURE_RUN;
     }
-    r->h0 = ok ? malloc((size_t)r->state.n_slots * B * seq_len * m->config.dim * sizeof(float)) : NULL;
+    r->h0 = ok ? malloc((size_t)r->state.n_slots * B * r->max_T * m->config.dim * sizeof(float)) : NULL;
     r->erase_weight = malloc(d->n_erase * sizeof(float));
     r->row_weight = malloc(cfg->batch * sizeof(float));
     r->rr_rows = malloc(B * sizeof(Example*));
@@ -1181,9 +1207,10 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, const Defen
         // AdamW's two moments of the adapters; beside the model's blocks, M0's states (every row's, and
         // a step's block) and their gradients
         const DefenseState* st = &run.state;
-        size_t block = (size_t)(2 * cfg->batch) * m->config.seq_len * m->config.dim;
+        size_t block = (size_t)(2 * cfg->batch) * run.max_T * m->config.dim;
         size_t states = 2 * st->n_slots * block + run.m0->n_floats; // h0 and dh, and every row's
-        model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float));
+        model_memory_report(stderr, "defend", m, 2 * st->n_lora * sizeof(float), states * sizeof(float),
+                            "M0's states (every row's, a step's h0 and dh)");
         if (io->profile) profile_report(stderr, "defend", seconds, cfg->steps);
     }
     profile_on = 0;

@@ -1169,7 +1169,8 @@ static void layer_forward(Model* m, int l, const LayerActs* x, const float* rope
         rmsnorm_forward(x->ln2 + rc, x->ln2_rstd + r0, x->res_att + rc, w.rms_ffn, rows, C, eps);
         linear_rows(x->h1, x->ln2, w.w1, adapter[LORA_W1], r0, rows, C, H);
         linear_rows(x->h3, x->ln2, w.w3, adapter[LORA_W3], r0, rows, C, H);
-        swiglu_forward(x->hg + rh, x->h1 + rh, x->h3 + rh, (size_t)rows * H); // hg may be h1: each element reads its inputs first
+        // hg may be h1: each element reads its inputs first
+        swiglu_forward(x->hg + rh, x->h1 + rh, x->h3 + rh, (size_t)rows * H);
         linear_rows(x->residual, x->hg, w.w2, adapter[LORA_W2], r0, rows, H, C);
         residual_forward(x->residual + rc, x->res_att + rc, x->residual + rc, (size_t)rows * C);
     }
@@ -1215,7 +1216,8 @@ void model_forward(Model* m, const int* inputs, int B, int T, int n_run) {
         layer_forward(m, l, &x, a->rope_cos, a->rope_sin, B, T, 1, NULL);
     }
     if (n_run == L) {
-        PROFILE(PROF_NORM, rmsnorm_forward(a->lnf, a->lnf_rstd, a->residual + (L - 1) * BT * C, p->rms_final, B * T, C, c->norm_eps));
+        PROFILE(PROF_NORM, rmsnorm_forward(a->lnf, a->lnf_rstd, a->residual + (L - 1) * BT * C, p->rms_final, B * T,
+                                           C, c->norm_eps));
         PROFILE(PROF_CLASSIFIER, matmul_forward(a->logits, a->lnf, p->wcls, B * T, C, V));
     }
     m->n_run = n_run;
@@ -1388,8 +1390,8 @@ void model_backward(Model* m, int use_logits_grad, float* const* dhidden) {
         // d->logits holds d loss / d logits (model_loss)
         PROFILE(PROF_ZERO, zero_floats(d->lnf, BT * C));
         PROFILE(PROF_CLASSIFIER, matmul_backward(d->lnf, g->wcls, d->logits, a->lnf, p->wcls, B * T, C, V));
-        PROFILE(PROF_NORM, rmsnorm_backward(dres, g->rms_final, d->lnf, a->residual + (L - 1) * BT * C, p->rms_final,
-                         a->lnf_rstd, B * T, C));
+        PROFILE(PROF_NORM, rmsnorm_backward(dres, g->rms_final, d->lnf, a->residual + (L - 1) * BT * C,
+                                            p->rms_final, a->lnf_rstd, B * T, C));
     }
     // The layer in reverse, as the forward runs it (layer_forward): blocks of rows from the layer's
     // output down to attention's output, attention, blocks of rows down to the layer's input, then
@@ -1547,23 +1549,27 @@ double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, 
     return flop;
 }
 
-void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_act_bytes) {
+void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_bytes,
+                         const char* other_name) {
     const Config* c = &m->config;
     ActivationTensors scratch;
-    size_t params = (m->n_params + m->lora.n_params) * sizeof(float);
+    size_t params = (m->n_params + m->lora.n_params) * sizeof(float), lora = m->lora.n_params * sizeof(float);
     size_t grads = ((m->grad_memory ? m->n_params : 0) + (m->lora.grad_memory ? m->lora.n_params : 0)) * sizeof(float);
     size_t acts = m->act_memory ? (point_activations(&scratch, NULL, c, m->act_B, m->act_T) +
                                    point_activation_grads(&scratch, NULL, c, m->act_B, m->act_T)) * sizeof(float) +
                                       (size_t)m->act_B * m->act_T * sizeof(int)
                                 : 0;
-    acts += (m->lora.act_capacity + m->state_capacity) * sizeof(float) + other_act_bytes;
+    acts += (m->lora.act_capacity + m->state_capacity) * sizeof(float);
     struct rusage ru;
     double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : 0.0; // Linux: kB
     double mb = 1024.0 * 1024.0;
-    fprintf(f, "%s: peak memory (RSS) %.0f MB vs %.1f MB allocated: parameters %.1f + gradients %.1f + AdamW %.1f "
-               "+ activations %.1f MB (capacity %d x %d tokens, every layer; pages never written are not resident)\n",
-            cmd, rss, (params + grads + optimizer_bytes + acts) / mb, params / mb, grads / mb, optimizer_bytes / mb,
-            acts / mb, m->act_B, m->act_T);
+    fprintf(f, "%s: peak memory (RSS) %.0f MB vs %.1f MB allocated: parameters %.1f", cmd, rss,
+            (params + grads + optimizer_bytes + acts + other_bytes) / mb, params / mb);
+    if (lora) fprintf(f, " (LoRA %.1f of them)", lora / mb);
+    fprintf(f, " + gradients %.1f + AdamW %.1f + activations %.1f MB (capacity %d x %d tokens, every layer; pages "
+               "never written are not resident)", grads / mb, optimizer_bytes / mb, acts / mb, m->act_B, m->act_T);
+    if (other_bytes) fprintf(f, " + %s %.1f MB", other_name, other_bytes / mb);
+    fputc('\n', f);
 }
 
 void model_decode_memory_report(FILE* f, const char* cmd, const Model* m, const char* path) {

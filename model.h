@@ -103,8 +103,9 @@ typedef struct {
 } ActivationTensors;
 // m->dacts uses the same names for the gradients, but holds only what the backward needs, and
 // each layer tensor for ONE layer (B, T, ...): the backward walks down the layers and reuses them.
-// dacts.residual is the running gradient of the residual stream; dacts.att is scratch (dP, dS).
-// encoded, res_att, the norms' rstd, losses and the RoPE tables have no buffer there (NULL); qr and
+// dacts.residual is the running gradient of the residual stream, dacts.res_att its gradient at the
+// layer's midpoint (after attention's residual add); dacts.att is scratch (dP, dS).
+// encoded, the norms' rstd, losses and the RoPE tables have no buffer there (NULL); qr and
 // kr hold the gradients of the projections' outputs when there are q/k norms.
 
 // The KV cache and scratch of the decode path (llama2.c's RunState; generate.c fills it), for up to
@@ -310,8 +311,10 @@ double model_backward_flop(const Model* m, int B, int T, int n_run, int logits, 
 
 // One line on f: the peak RSS of the process (getrusage) beside the blocks it should hold —
 // the model's parameters, gradients and activation blocks as allocated now (adapters included),
-// plus the caller's optimizer state and other activation-sized buffers, in bytes.
-void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_act_bytes);
+// plus the caller's optimizer state and other buffers (other_bytes, printed as other_name; 0:
+// none), in bytes.
+void model_memory_report(FILE* f, const char* cmd, const Model* m, size_t optimizer_bytes, size_t other_bytes,
+                         const char* other_name);
 
 // One line on f after decoding a model opened by model_open_decode: the peak RSS beside the file's
 // size, with the bytes of its matrices used in place from the mapping and those copied.

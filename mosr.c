@@ -832,7 +832,7 @@ int defense_slots(int* slot, const DefenseLayers* dl, int L) {
 // M0 and Mθ are one model: Mθ with its adapters, M0 without them
 void with_adapters(Model* m, int on) { m->lora.enabled = on; }
 
-int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B) {
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B, int max_T) {
     const Config* c = &m->config;
     memset(s, 0, sizeof(*s));
     s->layers = *dl;
@@ -840,7 +840,7 @@ int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl
     s->dhidden = calloc(c->n_layers, sizeof(float*));
     if (!s->slot || !s->dhidden) return -1;
     s->n_slots = defense_slots(s->slot, dl, c->n_layers);
-    size_t block = (size_t)max_B * c->seq_len * c->dim;
+    size_t block = (size_t)max_B * max_T * c->dim;
     s->dh = malloc(s->n_slots * block * sizeof(float));
     s->n_lora = m->lora.n_params;
     s->adam_m = calloc(s->n_lora, sizeof(float));

@@ -303,8 +303,8 @@ typedef struct {
     size_t n_lora;
 } DefenseState;
 
-// for rows of up to max_B x seq_len positions; m must already carry its adapters. 0 on success
-int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B);
+// for rows of up to max_B x max_T positions; m must already carry its adapters. 0 on success
+int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B, int max_T);
 void free_defense_state(DefenseState* s);
 
 // what a step measured: the loss terms before their coefficients (erase: OALW-weighted mean over

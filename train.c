@@ -1048,7 +1048,7 @@ int train_main(int argc, char** argv) {
         char spent[32];
         format_duration(time_now() - t_start, spent, sizeof(spent));
         fprintf(stderr, "done: step %d, loss %.4f, %s this session\n", step, loss, spent);
-        model_memory_report(stderr, "train", &model, 2 * model.n_params * sizeof(float), 0); // AdamW: m and v
+        model_memory_report(stderr, "train", &model, 2 * model.n_params * sizeof(float), 0, NULL); // AdamW: m and v
     }
     // a run cut short by Ctrl-C must not look finished to `mosr train ... && mosr defend ...`
     exit_code = diverged ? EXIT_FAILURE_RUN : dist_any(interrupted()) ? EXIT_INTERRUPTED : EXIT_OK;

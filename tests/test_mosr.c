@@ -1455,7 +1455,7 @@ static void test_oalw_wiring(void) {
     }
     M0States m0;
     const Example* all[] = {&ex[0], &ex[1], &ex[2]};
-    ok = ok && m0_states_compute(&m0, &m, &dl, all, 3, 3) == 0 && build_defense_state(&s, &m, &dl, 3) == 0;
+    ok = ok && m0_states_compute(&m0, &m, &dl, all, 3, 3) == 0 && build_defense_state(&s, &m, &dl, 3, m.config.seq_len) == 0;
     CHECK(ok, "a defence state on the tiny model");
     if (!ok) { model_free(&m); return; }
     size_t n = m.lora.n_params;
