@@ -788,6 +788,49 @@ static void test_lora_grads(void) {
     check_lora_grads("lora, layers [1, 3), logits + dhidden", c, 2, 5, 3, 1, 1, 1, 3);
 }
 
+// The adapters' gradients of a batch of 160 rows (row blocks of at most 64, each adding its part of
+// dA and dB once the blocks are done) equal the sum of its sequences' gradients, each sequence run
+// alone (8 rows, one block): the injected loss is a sum over sequences, and attention never looks
+// from one sequence into another.
+static void test_lora_row_blocks(void) {
+    Config c = {.dim = 8, .hidden_dim = 12, .n_layers = 3, .n_heads = 2, .n_kv_heads = 1,
+                .vocab_size = 11, .seq_len = 8};
+    int B = 20, T = 8, C = c.dim;
+    Model m;
+    CHECK(model_build(&m, &c) == 0, "row blocks: model_build");
+    init_test_weights(&m, 0.3f);
+    CHECK(model_lora_init(&m, 3, 6.0f, 0, 3, (1 << N_LORA_MAPS) - 1, 0.3f, 77) == 0, "row blocks: model_lora_init");
+    int* ids = malloc(B * T * sizeof(int));
+    for (int i = 0; i < B * T; i++) ids[i] = random_u32(&rng) % c.vocab_size;
+    float* R[3] = {NULL, randn((size_t)B * T * C, 0.1f), randn((size_t)B * T * C, 0.1f)};
+    size_t n = m.lora.n_params;
+    model_lora_zero_grads(&m);
+    model_forward(&m, ids, B, T, 3);
+    model_backward(&m, 0, R);
+    float* whole = malloc(n * sizeof(float));
+    memcpy(whole, m.lora.grad_memory, n * sizeof(float));
+    model_lora_zero_grads(&m);
+    for (int b = 0; b < B; b++) { // the gradients accumulate over the sequences
+        float* Rb[3] = {NULL, R[1] + (size_t)b * T * C, R[2] + (size_t)b * T * C};
+        model_forward(&m, ids + b * T, 1, T, 3);
+        model_backward(&m, 0, Rb);
+    }
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs(whole[i] - m.lora.grad_memory[i]));
+        scale = fmax(scale, fabs(m.lora.grad_memory[i]));
+    }
+    printf("LoRA, 160 rows in row blocks vs their 20 sequences one by one: max diff %.2e (max |grad| %.2e)\n", worst,
+           scale);
+    CHECK(scale > 0.0 && worst < 1e-5 * scale, "LoRA gradients of 160 rows differ from their sequences' sum by %.2e",
+          worst);
+    free(whole);
+    free(ids);
+    free(R[1]);
+    free(R[2]);
+    model_free(&m);
+}
+
 // logits (B*T*V) of a forward through the whole model, copied out
 static float* all_logits(Model* m, const int* inputs, int B, int T) {
     model_forward(m, inputs, B, T, m->config.n_layers);
@@ -929,6 +972,7 @@ int main(void) {
     test_model_grads();
     test_shapes();
     test_lora_grads();
+    test_lora_row_blocks();
     test_lora_merge();
     double t2 = time_now();
     test_torch();
