@@ -830,7 +830,7 @@ int profile_on;
 double profile_seconds[N_PROF];
 
 void profile_report(FILE* f, const char* cmd, double total, int steps) {
-    static const char* const names[N_PROF] = {"linear + LoRA", "attention", "rmsnorm", "elementwise",
+    static const char* const names[N_PROF] = {"linear + row ops", "attention", "rmsnorm", "elementwise",
                                               "classifier + CE", "zeroing", "RR losses", "M0 states", "AdamW"};
     double covered = 0.0;
     fprintf(f, "%s: profile of %d steps, %.2f s a step:\n", cmd, steps, total / steps);

@@ -209,10 +209,12 @@ double sgemm_peak_gflops(void);
 // while profile_on is set, adds its wall time to profile_seconds[part]. Off, it costs one branch.
 // Timed calls never nest, so the parts add up to the time they cover.
 enum {
-    PROF_MATMUL,      // the linear maps: sgemm with the frozen weights and the LoRA adapters inside them
+    PROF_MATMUL,      // the linear maps (sgemm with the frozen weights and the LoRA adapters inside them),
+                      // with the row-wise ops a layer runs in the same row loops (norms, RoPE, SwiGLU,
+                      // residual adds, the injected gradients: model.c's layer_forward, model_backward)
     PROF_ATTENTION,   // q k^T, softmax, att v, and their backward
-    PROF_NORM,        // rmsnorm forward and backward
-    PROF_ELEMENTWISE, // RoPE, SwiGLU, residual adds, the embedding, the injected gradients
+    PROF_NORM,        // rmsnorm outside those loops: the final norm, the frozen weights' gains
+    PROF_ELEMENTWISE, // the embedding and its backward, the biases' gradients
     PROF_CLASSIFIER,  // the logits' product, the cross-entropy, and their backward
     PROF_ZERO,        // zeroing gradient buffers
     PROF_LOSS,        // the representation losses (erase, retain) and their backward
