@@ -67,7 +67,7 @@ bench/bench_llamacpp: bench/bench_llamacpp.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 # ----------------------------------------------------------------------------
-# MPI (README, "Past one machine"): `make MPI=1` (or `make mpi`) also builds build/mpi/mosr, the
+# MPI (bench/MPI.md): `make MPI=1` (or `make mpi`) also builds build/mpi/mosr, the
 # same program with dist.c compiled against OpenMPI by mpicc; every other object is the ordinary
 # build's. Run it as `mpirun -np N build/mpi/mosr COMMAND ...`.
 MPI_DIR = build/mpi
