@@ -615,18 +615,19 @@ void free_defense_log(DefenseLog* log) {
 // ----------------------------------------------------------------------------
 // the defence loop
 
-// the run log as CSV (step, coefficients, loss terms, speed), written atomically
+// the run log as CSV (step, coefficients, loss terms, speed), written atomically; caa blank
+// without CAA
 static int write_defense_csv(const DefenseLog* log, const char* path) {
-    AtomicFile af;
-    if (atomic_open(&af, path) != 0) return -1;
-    fprintf(af.f, "step,c_erase,c_retain,erase,retain,caa,tokens_per_s,elapsed\n");
+    double* v = malloc(((size_t)log->n * 8 + 1) * sizeof(double)); // (n, 8)
+    if (!v) return -1;
     for (int i = 0; i < log->n; i++) {
         const DefenseLogRow* r = &log->rows[i];
-        fprintf(af.f, "%d,%.9g,%.9g,%.9g,%.9g,", r->step, r->c_erase, r->c_retain, r->erase, r->retain);
-        if (!isnan(r->caa)) fprintf(af.f, "%.9g", r->caa);
-        fprintf(af.f, ",%.1f,%.3f\n", r->tokens_per_s, r->elapsed);
+        double row[8] = {r->step, r->c_erase, r->c_retain, r->erase, r->retain, r->caa, r->tokens_per_s, r->elapsed};
+        memcpy(v + (size_t)i * 8, row, sizeof(row));
     }
-    return atomic_commit(&af);
+    int rc = write_log_csv(path, "step,c_erase,c_retain,erase,retain,caa,tokens_per_s,elapsed", v, log->n, 8, 1u << 5);
+    free(v);
+    return rc;
 }
 
 // the first step's adapter gradient as raw float32 (--dump-grad), written atomically

@@ -312,19 +312,12 @@ static void run_log_add(RunLog* log, LogRow row) {
     log->n = (int)arrlen(log->rows);
 }
 
-// the CSV is rewritten whole and atomically (at evaluations, checkpoints and the end), so it
-// always agrees with the last training state; float columns print with 9 digits, exactly
-static int write_log_csv(const RunLog* log, const char* path) {
-    AtomicFile af;
-    if (atomic_open(&af, path) != 0) return -1;
-    fprintf(af.f, "step,loss,val_loss,lr,tokens_per_s,elapsed\n");
-    for (int i = 0; i < log->n; i++) {
-        const LogRow* r = &log->rows[i];
-        fprintf(af.f, "%d,%.9g,", (int)r->step, r->loss);
-        if (!isnan(r->val_loss)) fprintf(af.f, "%.9g", r->val_loss);
-        fprintf(af.f, ",%.9g,%.1f,%.3f\n", r->lr, r->tokens_per_s, r->elapsed);
-    }
-    return atomic_commit(&af);
+// the CSV is rewritten whole (at evaluations, checkpoints and the end), so it always agrees with
+// the last training state; a row is its six doubles, val_loss blank when not measured
+_Static_assert(sizeof(LogRow) == 6 * sizeof(double), "a log row is read as six doubles");
+static int write_train_csv(const RunLog* log, const char* path) {
+    return write_log_csv(path, "step,loss,val_loss,lr,tokens_per_s,elapsed", (const double*)log->rows, log->n, 6,
+                         1u << 2);
 }
 
 static int write_loss_plot(const RunLog* log, const char* path) {
@@ -958,7 +951,7 @@ static int train_run_save(TrainRun* r, double elapsed) {
         (r->state_path[0] && train_state_save(r->state_path, &h, r->model.param_memory, r->adam_m, r->adam_v,
                                               r->loader.order, r->log.rows) != 0))
         return -1;
-    if (o->log_path && write_log_csv(&r->log, o->log_path) != 0) return -1;
+    if (o->log_path && write_train_csv(&r->log, o->log_path) != 0) return -1;
     if (o->plot_path && write_loss_plot(&r->log, o->plot_path) != 0) return -1;
     fprintf(stderr, "saved %s (step %d)\n", o->out_path, r->step);
     return 0;
@@ -1066,7 +1059,7 @@ static int train_run_step(TrainRun* r) {
     }
     if (save && r->root) {
         if (train_run_save(r, elapsed) != 0) return TRAIN_FAILED;
-    } else if (r->root && o->log_path && !isnan(row.val_loss) && write_log_csv(&r->log, o->log_path) != 0) {
+    } else if (r->root && o->log_path && !isnan(row.val_loss) && write_train_csv(&r->log, o->log_path) != 0) {
         return TRAIN_FAILED;
     }
     if (stop) {
@@ -1080,7 +1073,7 @@ static int train_run_step(TrainRun* r) {
 // it went, diverged or not. The run's exit code.
 static int finish_train_run(TrainRun* r, int diverged) {
     const TrainOptions* o = r->o;
-    if (r->root && o->log_path && r->log.n > 0 && write_log_csv(&r->log, o->log_path) != 0) return EXIT_FAILURE_RUN;
+    if (r->root && o->log_path && r->log.n > 0 && write_train_csv(&r->log, o->log_path) != 0) return EXIT_FAILURE_RUN;
     if (r->root && o->plot_path && r->log.n > 0 && write_loss_plot(&r->log, o->plot_path) != 0) return EXIT_FAILURE_RUN;
     if (!diverged) {
         char spent[32];
