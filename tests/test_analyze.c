@@ -58,8 +58,8 @@ static void test_probe(void) {
     Probe q;
     train_probe(&q, x, label, N, C, 1e-3f, 300);
     CHECK(!memcmp(p.weight, q.weight, C * sizeof(float)) && p.bias == q.bias, "same data, same probe");
-    free_probe(&q);
-    free_probe(&p);
+    probe_free(&q);
+    probe_free(&p);
     // bad input
     fprintf(stderr, "(two error lines expected:)\n");
     int bad[N];

@@ -94,7 +94,7 @@ static void test_m0_states(void) {
     CHECK(m0_states_gather(h0, &s, bad_ids, 2, 48) == -1, "a row id past the states: an error");
     free(h0);
     free(alone);
-    free_m0_states(&s);
+    m0_states_free(&s);
     for (int e = 0; e < N; e++) free_example(&ex[e]);
     model_free(&m);
 }
@@ -244,7 +244,7 @@ static void test_defend_end_to_end(void) {
         CHECK(log.n == 6 && log.rows[5].erase < log.rows[0].erase && isnan(log.rows[0].caa),
               "RR: erase falls (%.4f -> %.4f), no CAA term", log.n ? log.rows[0].erase : 0, log.n ? log.rows[5].erase : 0);
         CHECK(rr.lora.n_params == 0, "defend() leaves the adapters merged");
-        free_defense_log(&log);
+        defense_log_free(&log);
         model_free(&rr);
 
         // RR + OALW with what M0 gives kept across runs (as an ablation does): the first run computes
@@ -273,7 +273,7 @@ static void test_defend_end_to_end(void) {
         ok = ok && defend_reusing(&plain, &t, &cfg, &io, NULL, &m0) == EXIT_OK;
         CHECK(ok && m0.oalw.pool == POOL_LAST, "another pooling computes OALW's states again");
         CHECK(ok && m0.rows.key != key, "other rows: their states are computed again");
-        free_m0_cache(&m0);
+        m0_cache_free(&m0);
         model_free(&plain);
         model_free(&first);
         model_free(&second);

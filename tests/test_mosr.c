@@ -954,7 +954,7 @@ static void test_oalw_wiring(void) {
     free(g_mean);
     for (int e = 0; e < 3; e++) free_example(&ex[e]);
     free_defense_state(&s);
-    free_m0_states(&m0);
+    m0_states_free(&m0);
     model_lora_free(&m);
     model_free(&m);
 }
