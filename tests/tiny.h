@@ -1,6 +1,6 @@
-// tiny.h — what the C tests of the pipeline (test_mosr, test_analyze, test_defend, test_demo,
-// test_model) share: a tiny random model of the shipped tokenizer's vocabulary, a scratch directory
-// for the files a run writes, and a few checks on files. Functions are static inline, so a test
+// tiny.h — what the C tests share: a tiny random model of the shipped tokenizer's vocabulary (the
+// pipeline's tests: test_mosr, test_analyze, test_defend, test_demo, test_model), a scratch
+// directory for the files a run writes, and a few checks on files. Functions are static inline, so a test
 // that uses only some of them compiles without warnings.
 #ifndef MOSR_TESTS_TINY_H
 #define MOSR_TESTS_TINY_H
