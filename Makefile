@@ -11,7 +11,7 @@ OBJ = $(SRC:.c=.o)
 # the tests link every object but main.o (main.c holds only the dispatcher and main())
 LIB_OBJ = $(OBJ)
 TESTS = tests/test_data tests/test_model tests/test_tokenizer tests/test_checkpoint tests/test_generate tests/test_util \
-        tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_numerics tests/test_formats tests/test_template tests/test_fuzz_regress
+        tests/test_train tests/test_eval tests/test_judge tests/test_plot tests/test_mosr tests/test_analyze tests/test_defend tests/test_demo tests/test_numerics tests/test_formats tests/test_template tests/test_fuzz_regress
 # tests written as scripts: run by tests/run.sh like the programs, never compiled
 SCRIPT_TESTS = tests/test_cli.sh tests/test_tokenizer_hf.sh tests/test_real_cli.sh tests/test_memory.sh tests/test_results.sh tests/test_mpi.sh tests/test_recipe.sh
 
@@ -56,7 +56,7 @@ deps-test: deps
 mosr: main.c $(OBJ) $(HDR)
 	$(CC) $(CFLAGS) -o $@ main.c $(OBJ) $(LDLIBS)
 
-tests/%: tests/%.c tests/check.h $(LIB_OBJ)
+tests/%: tests/%.c tests/check.h tests/tiny.h $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 # bench/bench_generate.sh's helper (writes the random checkpoints, times the decode step)
@@ -67,7 +67,7 @@ bench/bench_llamacpp: bench/bench_llamacpp.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 # ----------------------------------------------------------------------------
-# MPI (README, "Past one machine"): `make MPI=1` (or `make mpi`) also builds build/mpi/mosr, the
+# MPI (bench/MPI.md): `make MPI=1` (or `make mpi`) also builds build/mpi/mosr, the
 # same program with dist.c compiled against OpenMPI by mpicc; every other object is the ordinary
 # build's. Run it as `mpirun -np N build/mpi/mosr COMMAND ...`.
 MPI_DIR = build/mpi
@@ -132,7 +132,7 @@ $(ASAN_DIR)/%.o: %.c $(HDR)
 $(ASAN_DIR)/mosr: main.c $(ASAN_OBJ) $(HDR)
 	$(CC) $(ASAN_CFLAGS) -o $@ main.c $(ASAN_OBJ) $(LDLIBS)
 
-$(ASAN_DIR)/tests/%: tests/%.c tests/check.h $(ASAN_OBJ)
+$(ASAN_DIR)/tests/%: tests/%.c tests/check.h tests/tiny.h $(ASAN_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -I. -o $@ $< $(ASAN_OBJ) $(LDLIBS)
 

@@ -96,7 +96,7 @@ int train_probe(Probe* p, const float* x, const int* label, int N, int C, float 
     double lambda_max = largest_eigenvalue(z, N, C);
     if (lambda_max < 0.0) {
         free(z);
-        free_probe(p);
+        probe_free(p);
         return -1;
     }
     double step = 1.0 / (fmax(lambda_max, 1.0) / 4.0 + l2);
@@ -126,7 +126,7 @@ int train_probe(Probe* p, const float* x, const int* label, int N, int C, float 
     return 0;
 }
 
-void free_probe(Probe* p) {
+void probe_free(Probe* p) {
     free(p->mean);
     free(p->inv_std);
     free(p->weight);
@@ -450,16 +450,16 @@ static float group_spearman(const float* x, const int* refused, const RowGroup* 
 // Fills b for every layer. reps (L, N, C); the first n_train rows are the probe's training rows
 // with labels train_label (n_train); test rows [test_first, test_first + n_test) are labelled
 // test_label. Rows from n_train on are compared with the malicious-train rows (the `malicious`
-// rows: [mal_first, mal_first + n_mal)) by centroid and top-k cosine; with center, the cosines
+// rows: [mal_first, mal_first + n_mal)) by centroid and top-k cosine; with centre, the cosines
 // are taken after subtracting the mean of the train rows. refused (N): 0/1/-1.
 // Returns 0, or -1 if a probe cannot be trained.
 static int measure_boundary(Boundary* b, const float* reps, int C, int n_train, const int* train_label,
                             int test_first, int n_test, const int* test_label, int mal_first, int n_mal, int topk,
-                            int center, const RowGroup* groups, const int* refused) {
+                            int centre, const RowGroup* groups, const int* refused) {
     int L = b->L, N = b->N, G = b->G, n_eval = N - n_train;
     float* weight = malloc((n_eval > 0 ? n_eval : 1) * sizeof(float)); // overlap_weights' w_i, unused here
-    float* centred = center ? malloc((size_t)N * C * sizeof(float)) : NULL; // (N, C)
-    double* mean = center ? malloc(C * sizeof(double)) : NULL;              // (C)
+    float* centred = centre ? malloc((size_t)N * C * sizeof(float)) : NULL; // (N, C)
+    double* mean = centre ? malloc(C * sizeof(double)) : NULL;              // (C)
     int status = 0;
     for (int l = 0; l < L && status == 0; l++) {
         const float* x = reps + (size_t)l * N * C;
@@ -472,7 +472,7 @@ static int measure_boundary(Boundary* b, const float* reps, int C, int n_train, 
         b->train_accuracy[l] = probe_accuracy(&probe, x, train_label, n_train);
         b->test_accuracy[l] = probe_accuracy(&probe, x + (size_t)test_first * C, test_label, n_test);
         probe_score_all(score, &probe, x, N);
-        free_probe(&probe);
+        probe_free(&probe);
         // similarity to the malicious prompts, without a probe: the OALW overlap measures (mosr.h),
         // with the malicious-train rows as the reference set
         for (int i = 0; i < n_train; i++) centroid_cos[i] = topk_cos[i] = NAN;
@@ -480,7 +480,7 @@ static int measure_boundary(Boundary* b, const float* reps, int C, int n_train, 
         overlap_options_default(&opt);
         opt.k = topk;
         const float* xs = x; // the rows the similarities see
-        if (center) {
+        if (centre) {
             // every hidden state shares a large common component (raw cosines all near 1): taking it
             // out leaves the directions in which prompts differ
             for (int c = 0; c < C; c++) mean[c] = 0.0;
@@ -529,7 +529,7 @@ typedef struct {
     int train_limit;        // prompts per train set, 0 = all
     int n_bins, topk, batch, max_new;
     int answer;             // 0: skip generation (no refusal labels)
-    int center;             // 1: similarities after subtracting the mean of the train rows
+    int centre;             // --center, 1: similarities after subtracting the mean of the train rows
     const char* out_dir;
     const char* json_path;  // NULL = out_dir/analyze.json
     const char* dump_path;
@@ -640,7 +640,7 @@ static int analyze_parse(AnalyzeArgs* a, int argc, char** argv) {
         {"--train-limit", ARG_INT, &a->train_limit, 0, 1 << 30},
         {"--bins", ARG_INT, &a->n_bins, 1, 1000},
         {"--topk", ARG_INT, &a->topk, 1, 1 << 20},
-        {"--center", ARG_SWITCH, &a->center, 1},
+        {"--center", ARG_SWITCH, &a->centre, 1},
         {"--no-answers", ARG_SWITCH, &a->answer, 0},
         {"--refusals", ARG_STRING, &a->refusals_path},
         {"--vocab", ARG_STRING, &a->vocab_path},
@@ -1083,7 +1083,7 @@ static int write_analysis_json(const char* path, const AnalyzeArgs* a, const Mod
     json_write_string(f, a->model_path);
     fprintf(f, ", \"n_layers\": %d, \"dim\": %d, \"pool\": \"%s\", \"layer\": %d, \"topk\": %d, \"center\": %s",
             m->config.n_layers, m->config.dim, a->pool == POOL_MEAN ? "mean" : "last", layer, a->topk,
-            a->center ? "true" : "false");
+            a->centre ? "true" : "false");
     fprintf(f, ",\n \"probe\": {\"l2\": %g, \"steps\": %d}", PROBE_L2, PROBE_STEPS);
     fprintf(f, ",\n \"judge\": \"%s\", \"refused_is\": %s", JUDGE_VERSION,
             have_answers ? "\"refusal (anywhere in the answer) or broken\"" : "null");
@@ -1347,7 +1347,7 @@ int analyze_main(int argc, char** argv) {
     double t0 = time_now();
     int status = measure_boundary(&b, reps, C, n_train, train_label, test_first, n_test, test_label,
                                   sets[ROLE_MALICIOUS_TRAIN].first_row, sets[ROLE_MALICIOUS_TRAIN].set.n, a.topk,
-                                  a.center, groups, refused);
+                                  a.centre, groups, refused);
     free(train_label);
     free(test_label);
     if (status != 0) goto done;

@@ -20,9 +20,9 @@ typedef struct {
 // gradient descent with step 1/L (L the loss's smoothness bound, from the top eigenvalue of the
 // features' covariance, by LAPACK): no learning rate to tune, and the result is deterministic.
 // Typical: l2 1e-3, steps 300.
-// Returns 0, or -1 (error_msg) on bad sizes or labels. Release with free_probe.
+// Returns 0, or -1 (error_msg) on bad sizes or labels. Release with probe_free.
 int train_probe(Probe* p, const float* x, const int* label, int N, int C, float l2, int steps);
-void free_probe(Probe* p);
+void probe_free(Probe* p);
 float probe_score(const Probe* p, const float* x);                // x (C) -> P(malicious)
 void probe_score_all(float* score, const Probe* p, const float* x, int N); // score (N), x (N, C)
 float probe_accuracy(const Probe* p, const float* x, const int* label, int N); // threshold 0.5

@@ -339,7 +339,7 @@ int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const
     free(order);
     free(views);
     free_batch(&batch);
-    if (status != 0) free_m0_states(s);
+    if (status != 0) m0_states_free(s);
     return status == 0 ? 0 : -1;
 }
 
@@ -361,7 +361,7 @@ int m0_states_gather(float* h0, const M0States* s, const int* ids, int B, int T)
     return 0;
 }
 
-void free_m0_states(M0States* s) {
+void m0_states_free(M0States* s) {
     free(s->kept);
     free(s->memory);
     free(s->offset);
@@ -485,7 +485,7 @@ static int write_oalw_jsonl(const char* path, const DefenseData* d, const Prompt
     return atomic_commit(&af);
 }
 
-void free_oalw_states(OalwStates* s) {
+void oalw_states_free(OalwStates* s) {
     free(s->erase_repr);
     free(s->reference_repr);
     free(s->data_path);
@@ -493,9 +493,9 @@ void free_oalw_states(OalwStates* s) {
     memset(s, 0, sizeof(*s));
 }
 
-void free_m0_cache(M0Cache* c) {
-    free_oalw_states(&c->oalw);
-    free_m0_states(&c->rows);
+void m0_cache_free(M0Cache* c) {
+    oalw_states_free(&c->oalw);
+    m0_states_free(&c->rows);
 }
 
 // 1 if s holds the states this run would compute
@@ -553,7 +553,7 @@ static int compute_oalw(float* weight, Model* m, Tokenizer* t, const DefenseData
     if (status == 0 && !reuse) status = subset_representations(raw_mal, m, t, &d->file, d->erase, N, layer, cfg->oalw_pool);
     if (status == 0 && !reuse) status = subset_representations(raw_ref, m, t, reference, NULL, M, layer, cfg->oalw_pool);
     if (status == 0 && m0 && !reuse) { // the pooled states are kept for the next run: m0 owns them now
-        free_oalw_states(m0);
+        oalw_states_free(m0);
         *m0 = (OalwStates){raw_mal, raw_ref, N, M, C, layer, cfg->oalw_pool, strdup(io->data_path),
                            strdup(io->reference_path)};
         reuse = 1;
@@ -608,7 +608,7 @@ static int load_reference(PromptSet* file, PromptSet* ref, const char* path) {
     return EXIT_OK;
 }
 
-void free_defense_log(DefenseLog* log) {
+void defense_log_free(DefenseLog* log) {
     free(log->rows);
     log->rows = NULL;
     log->n = 0;
@@ -617,18 +617,19 @@ void free_defense_log(DefenseLog* log) {
 // ----------------------------------------------------------------------------
 // the defence loop
 
-// the run log as CSV (step, coefficients, loss terms, speed), written atomically
+// the run log as CSV (step, coefficients, loss terms, speed), written atomically; caa blank
+// without CAA
 static int write_defense_csv(const DefenseLog* log, const char* path) {
-    AtomicFile af;
-    if (atomic_open(&af, path) != 0) return -1;
-    fprintf(af.f, "step,c_erase,c_retain,erase,retain,caa,tokens_per_s,elapsed\n");
+    double* v = malloc(((size_t)log->n * 8 + 1) * sizeof(double)); // (n, 8)
+    if (!v) return -1;
     for (int i = 0; i < log->n; i++) {
         const DefenseLogRow* r = &log->rows[i];
-        fprintf(af.f, "%d,%.9g,%.9g,%.9g,%.9g,", r->step, r->c_erase, r->c_retain, r->erase, r->retain);
-        if (!isnan(r->caa)) fprintf(af.f, "%.9g", r->caa);
-        fprintf(af.f, ",%.1f,%.3f\n", r->tokens_per_s, r->elapsed);
+        double row[8] = {r->step, r->c_erase, r->c_retain, r->erase, r->retain, r->caa, r->tokens_per_s, r->elapsed};
+        memcpy(v + (size_t)i * 8, row, sizeof(row));
     }
-    return atomic_commit(&af);
+    int rc = write_log_csv(path, "step,c_erase,c_retain,erase,retain,caa,tokens_per_s,elapsed", v, log->n, 8, 1u << 5);
+    free(v);
+    return rc;
 }
 
 // the first step's adapter gradient as raw float32 (--dump-grad), written atomically
@@ -692,7 +693,7 @@ typedef struct {
 } DefenseRun;
 
 static void free_defense_run(DefenseRun* r) {
-    free_defense_log(&r->log);
+    defense_log_free(&r->log);
     for (int k = 0; r->caa_rows && k < r->n_caa + r->n_counter; k++) free_example(&r->caa_rows[k]);
     free(r->caa_rows);
     free(r->caa_ptrs);
@@ -708,7 +709,7 @@ static void free_defense_run(DefenseRun* r) {
     free(r->row_weight);
     free_defense_state(&r->state);
     free(r->h0);
-    free_m0_states(&r->own_m0);
+    m0_states_free(&r->own_m0);
     free(r->reference.items); // shallow copies: the strings belong to ref_file
     prompt_set_free(&r->ref_file);
     free_defense_data(&r->data);
@@ -733,7 +734,7 @@ static int defense_m0_states(DefenseRun* r, Model* m, const DefenseLayers* dl, M
         fprintf(stderr, "defend: M0's states of the %d rows reused from the run before\n", n);
     } else {
         M0States* s = cache ? &cache->rows : &r->own_m0;
-        free_m0_states(s);
+        m0_states_free(s);
         double start = time_now();
         status = m0_states_compute_some(s, m, dl, rows, n, max_B, want);
         int n_kept = n;
@@ -1512,7 +1513,7 @@ int defend_main(int argc, char** argv) {
                        io.log_path, io.plot_path);
     }
     interrupt_release();
-    free_defense_log(&log);
+    defense_log_free(&log);
     tokenizer_free(&t);
     model_free(&m);
     return rc;

@@ -39,11 +39,11 @@ void defense_run_config_default(DefenseRunConfig* r);
 // Runs the defence on m (which must have no adapters) and merges the adapters: m is an ordinary
 // model afterwards, ready for model_save. m should have no gradient block (model_load makes
 // none): then the backward computes the adapters' gradients only. log (may be NULL) receives every step's row; release
-// it with free_defense_log. Returns a util.h exit code (EXIT_OK; EXIT_USAGE for a config the
+// it with defense_log_free. Returns a util.h exit code (EXIT_OK; EXIT_USAGE for a config the
 // model cannot take; EXIT_BAD_INPUT for bad data files; EXIT_FAILURE_RUN on a non-finite loss),
 // after one error_msg line.
 int defend(Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseRunConfig* run, DefenseLog* log);
-void free_defense_log(DefenseLog* log);
+void defense_log_free(DefenseLog* log);
 
 // M0's pooled OALW states: r(x) of every erase prompt and of every prompt of D_p, at l_w. They are
 // the same for every defence of one base model with the same data file, reference file, layer and
@@ -55,7 +55,7 @@ typedef struct {
     char* data_path;       // the files they came from
     char* reference_path;
 } OalwStates;
-void free_oalw_states(OalwStates* s);
+void oalw_states_free(OalwStates* s);
 
 // M0's states h_l^0 of every defence row at the layers a loss reads. M0 is frozen, so a row's
 // states never change: each row runs through M0 once, before training (and once for all the runs
@@ -84,7 +84,7 @@ int m0_states_compute_some(M0States* s, Model* m, const DefenseLayers* dl, const
 // h0 (n_slots, B, T, C) out: the states of rows ids (B) in one step's padded layout (zero after
 // each row's length), as defense_step reads them. 0, or -1 after one error line (a row without states).
 int m0_states_gather(float* h0, const M0States* s, const int* ids, int B, int T);
-void free_m0_states(M0States* s);
+void m0_states_free(M0States* s);
 
 // What the frozen M0 gives a defence, kept across runs from the same base model (an ablation's):
 // OALW's pooled states and every defence row's h_l^0 (mosr.h). defend_reusing computes each on the
@@ -94,8 +94,8 @@ typedef struct {
     OalwStates oalw;
     M0States rows;
 } M0Cache;
-void free_m0_cache(M0Cache* c);
-// defend() with m0 (may be NULL) kept across calls; release it with free_m0_cache
+void m0_cache_free(M0Cache* c);
+// defend() with m0 (may be NULL) kept across calls; release it with m0_cache_free
 int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, const DefenseRunConfig* run, DefenseLog* log,
                    M0Cache* m0);
 

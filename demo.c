@@ -288,7 +288,7 @@ static int demo_probe(DemoRepresentation* r, const float* reps, const float* bas
         r->probe_mean[g] = n > 0 ? (float)(score / n) : NAN;
         r->cos_to_base[g] = n > 0 ? (float)(cos / n) : NAN;
     }
-    free_probe(&p);
+    probe_free(&p);
     free(label);
     return 0;
 }
@@ -415,14 +415,14 @@ static void demo_clock_start(DemoClock* c) {
 
 // prints the banner of stage k of n; the estimate covers this stage and the rest
 static void demo_stage(DemoClock* c, int k, int n, const char* what, int evals_left, int answers_per_eval,
-                       int defences_left, int steps) {
+                       int defenses_left, int steps) {
     if (c->n_stages < DEMO_MAX_STAGES) {
         c->stage_start[c->n_stages] = time_now();
         snprintf(c->stage_name[c->n_stages], sizeof(c->stage_name[0]), "[%d/%d] %s", k, n, what);
     }
     c->n_stages++;
     double elapsed = time_now() - c->start;
-    double left = evals_left * answers_per_eval / c->answers_per_s + defences_left * steps * c->s_per_step;
+    double left = evals_left * answers_per_eval / c->answers_per_s + defenses_left * steps * c->s_per_step;
     fprintf(stderr, "\n== [%d/%d] %s  (%dm%02ds elapsed, about %dm%02ds left)\n", k, n, what, (int)elapsed / 60,
             (int)elapsed % 60, (int)left / 60, (int)left % 60);
 }
@@ -431,7 +431,7 @@ static void demo_clock_eval(DemoClock* c, int answers, double seconds) {
     if (seconds > 0) c->answers_per_s = answers / seconds;
 }
 
-static void demo_clock_defence(DemoClock* c, int steps, double seconds) {
+static void demo_clock_defense(DemoClock* c, int steps, double seconds) {
     if (steps > 0 && seconds > 0) c->s_per_step = seconds / steps;
 }
 
@@ -498,7 +498,7 @@ static int demo_defend(Model* m, const Model* base, Tokenizer* t, const DefenseC
         model_free(m);
         return rc;
     }
-    demo_clock_defence(clock, cfg->steps, time_now() - start);
+    demo_clock_defense(clock, cfg->steps, time_now() - start);
     return EXIT_OK;
 }
 
@@ -1016,7 +1016,7 @@ int demo_main(int argc, char** argv) {
     rc = EXIT_OK;
 
 done:
-    free_m0_cache(&m0);
+    m0_cache_free(&m0);
     for (int k = 0; k < N_MODELS; k++) {
         free(reps[k]);
         eval_results_free(rows[k], N_DEMO_ROWS);
@@ -1755,7 +1755,7 @@ int ablation_main(int argc, char** argv) {
     rc = EXIT_OK;
 
 done:
-    free_m0_cache(&m0);
+    m0_cache_free(&m0);
     free(runs);
     demo_data_free(&d);
     model_free(&m);

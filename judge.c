@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <stb/stb_ds.h>
+
 #include "data.h"
 #include "util.h"
 
@@ -83,13 +85,9 @@ static int expand_phrase(RefusalList* r, int kind, const char* prefix, const cha
         free(joined);
         if (!phrase) return -1;
         if (!phrase[0]) { free(phrase); return 0; }
-        char** p = realloc(r->phrases, (r->n + 1) * sizeof(char*));
-        if (p) r->phrases = p;
-        unsigned char* k = realloc(r->kind, r->n + 1);
-        if (k) r->kind = k;
-        if (!p || !k) { free(phrase); return -1; }
-        r->phrases[r->n] = phrase;
-        r->kind[r->n++] = (unsigned char)kind;
+        arrput(r->phrases, phrase);
+        arrput(r->kind, (unsigned char)kind);
+        r->n = (int)arrlen(r->phrases);
         return 0;
     }
     const char* close = strchr(open, ')');
@@ -198,8 +196,8 @@ int refusal_list_load(RefusalList* r, const char* path) {
 
 void refusal_list_free(RefusalList* r) {
     for (int i = 0; i < r->n; i++) free(r->phrases[i]);
-    free(r->phrases);
-    free(r->kind);
+    arrfree(r->phrases);
+    arrfree(r->kind);
     memset(r, 0, sizeof(*r));
 }
 
@@ -634,21 +632,19 @@ int harm_steps_add(HarmSteps* h, const char* harmful) {
         int seen = 0;
         for (int i = 0; i < h->n && !seen; i++) seen = strlen(h->steps[i]) == n && !strncmp(h->steps[i], p, n);
         if (seen) continue;
-        char** grown = realloc(h->steps, (h->n + 1) * sizeof(char*));
         char* step = malloc(n + 1);
-        if (grown) h->steps = grown;
-        if (!grown || !step) { free(step); return -1; }
+        if (!step) return -1;
         memcpy(step, p, n);
         step[n] = '\0';
-        h->steps[h->n++] = step;
+        arrput(h->steps, step);
+        h->n = (int)arrlen(h->steps);
     }
     return 0;
 }
 
 void harm_steps_free(HarmSteps* h) {
     for (int i = 0; i < h->n; i++) free(h->steps[i]);
-    free(h->steps);
-    h->steps = NULL;
+    arrfree(h->steps);
     h->n = 0;
 }
 

@@ -48,7 +48,7 @@ enum { PHRASE_ANYWHERE = 0, PHRASE_START, PHRASE_OPENING, PHRASE_PREMISE, PHRASE
 #define PHRASE_MARKS "^<?!" // the marks of PHRASE_START .. PHRASE_EXCEPTION, in order
 #define REFUSAL_OPENING_WORDS 40
 typedef struct {
-    char** phrases;      // (n) normalised, alternatives expanded
+    char** phrases;      // (n) normalised, alternatives expanded (stb_ds arrays, both)
     unsigned char* kind; // (n) PHRASE_ANYWHERE .. PHRASE_EXCEPTION
     int n;
 } RefusalList;
@@ -148,7 +148,7 @@ int answer_contains(const char* answer, const char* reference);
 // writes ACTION into buf (NUL-terminated); 0 if there is no "how to ACTION." part
 int harmful_action(const char* harmful, char* buf, int size);
 typedef struct {
-    char** steps; // (n) distinct placeholder steps, as written
+    char** steps; // (n) distinct placeholder steps, as written (an stb_ds array)
     int n;
 } HarmSteps;
 // adds the steps of one harmful completion ("Step k: S." segments) to h. 0 on success.

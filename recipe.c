@@ -1887,11 +1887,11 @@ int recipe_demo_main(int argc, char** argv) {
             specs[n_specs++] = (EvalSpec){&sets[s].set, sets[s].refuse, (Attack)at};
     int n_answers = 0;
     for (int s = 0; s < n_specs; s++) n_answers += specs[s].set->n * (specs[s].attack == ATTACK_JAILBREAK ? ec.n_jailbreaks : 1);
-    int n_defences = a.compare_data ? 4 : 2;
-    int n_stages = 1 + a.analyze + 1 + 2 * n_defences + 1;
+    int n_defenses = a.compare_data ? 4 : 2;
+    int n_stages = 1 + a.analyze + 1 + 2 * n_defenses + 1;
     fprintf(stderr, "demo --recipe public: %s (dim %d, %d layers), %d threads; %d held-out sets, %d answers per model, "
             "%d models\n", a.model_path, base.config.dim, base.config.n_layers, omp_get_max_threads(), n_sets, n_answers,
-            1 + n_defences);
+            1 + n_defenses);
 
     // 1. the defence data
     stage_begin(&clock, n_stages, "defence data: the model's own answers (mosr defense-data)");
@@ -1912,7 +1912,7 @@ int recipe_demo_main(int argc, char** argv) {
     stage_begin(&clock, n_stages, path);
     if (recipe_evaluate(&models[0], &base, &t, &ec, specs, n_specs, a.out_dir, a.benign_row) != 0) goto done;
     n_models = 1;
-    for (int k = 0; k < n_defences; k++) {
+    for (int k = 0; k < n_defenses; k++) {
         RecipeModel* rm = &models[n_models];
         snprintf(rm->name, sizeof(rm->name), "%s", names[k]);
         const char* data = k < 2 ? data_file : a.compare_data;
@@ -1956,8 +1956,8 @@ done:
         eval_results_free(models[n_models].rows, n_specs);
         free(models[n_models].rows);
     }
-    free_m0_cache(&m0_recipe);
-    free_m0_cache(&m0_given);
+    m0_cache_free(&m0_recipe);
+    m0_cache_free(&m0_given);
     refusal_list_free(&ec.refusals);
     vocabulary_free(&vocab);
     jailbreaks_free(ec.jailbreaks, ec.n_jailbreaks);

@@ -312,19 +312,12 @@ static void run_log_add(RunLog* log, LogRow row) {
     log->n = (int)arrlen(log->rows);
 }
 
-// the CSV is rewritten whole and atomically (at evaluations, checkpoints and the end), so it
-// always agrees with the last training state; float columns print with 9 digits, exactly
-static int write_log_csv(const RunLog* log, const char* path) {
-    AtomicFile af;
-    if (atomic_open(&af, path) != 0) return -1;
-    fprintf(af.f, "step,loss,val_loss,lr,tokens_per_s,elapsed\n");
-    for (int i = 0; i < log->n; i++) {
-        const LogRow* r = &log->rows[i];
-        fprintf(af.f, "%d,%.9g,", (int)r->step, r->loss);
-        if (!isnan(r->val_loss)) fprintf(af.f, "%.9g", r->val_loss);
-        fprintf(af.f, ",%.9g,%.1f,%.3f\n", r->lr, r->tokens_per_s, r->elapsed);
-    }
-    return atomic_commit(&af);
+// the CSV is rewritten whole (at evaluations, checkpoints and the end), so it always agrees with
+// the last training state; a row is its six doubles, val_loss blank when not measured
+_Static_assert(sizeof(LogRow) == 6 * sizeof(double), "a log row is read as six doubles");
+static int write_train_csv(const RunLog* log, const char* path) {
+    return write_log_csv(path, "step,loss,val_loss,lr,tokens_per_s,elapsed", (const double*)log->rows, log->n, 6,
+                         1u << 2);
 }
 
 static int write_loss_plot(const RunLog* log, const char* path) {
@@ -709,7 +702,403 @@ static int load_data(ExampleSet* s, Tokenizer* t, const TrainOptions* o, int max
 }
 
 // ----------------------------------------------------------------------------
-// mosr train
+// mosr train: a run is built (tokenizer, model, data, optimiser, a resumed state), stepped until
+// its last step, a stop or a divergence, and freed, as defend's run is
+
+// Everything a training run holds between its steps.
+typedef struct {
+    TrainOptions* o;
+    Tokenizer tok;
+    Model model;
+    int have_tok, have_model;
+    ExampleSet train, val;     // tokenised once up front; rows hold at most T + 1 ids (T predictions)
+    DataLoader loader;
+    Batch* batches;            // (grad_accum) this rank's micro-batches of a step
+    int n_batches_built;
+    Batch val_batch;
+    Batch others;              // under MPI: where the other ranks' micro-batches are drawn, to keep the loader in step
+    float *adam_m, *adam_v;    // (n_params) AdamW's moments
+    size_t n_norm_params;      // the rmsnorm gains, the first three tensors of the block: no weight decay
+    RunLog log;
+    char state_path[4200];     // -o's training state ("" without -o, or when -o is written in place)
+    FILE* state_file;          // the state being resumed, open (on rank 0) until it is read
+    TrainStateHeader resumed;
+    uint64_t data_hash;
+    long total_steps;
+    int B, T, root, n_ranks;
+    int step, start_step;      // the steps done, and the step this session started at
+    double elapsed_before;     // the seconds of the run before this session
+    double t_start, t_print;
+    long tokens_since_print;
+    float loss;                // the last step's
+} TrainRun;
+
+// what a step leaves the loop to do
+enum { TRAIN_GO_ON, TRAIN_STOPPED, TRAIN_DIVERGED, TRAIN_FAILED };
+
+// the model of a run: from a resumed state, a checkpoint, or the config flags. An exit code.
+static int train_model_open(TrainRun* r) {
+    TrainOptions* o = r->o;
+    if (o->resume && !r->state_path[0]) {
+        error_msg("train: --resume: -o %s is written in place (a device, FIFO or pipe) and has no state", o->out_path);
+        return EXIT_USAGE;
+    }
+    if (o->resume) {
+        // rank 0 reads the state (only its machine has one) and hands it to the other ranks
+        int opened = r->root ? train_state_open(&r->state_file, &r->resumed, r->state_path) == 0 : 1;
+        dist_bcast(&opened, sizeof(opened));
+        if (!opened) return EXIT_BAD_INPUT;
+        dist_bcast(&r->resumed, sizeof(r->resumed));
+        const StateConfig* sc = &r->resumed.config;
+        Config rc;
+        config_defaults(&rc);
+        rc.dim = sc->dim, rc.hidden_dim = sc->hidden_dim, rc.n_layers = sc->n_layers, rc.n_heads = sc->n_heads;
+        rc.n_kv_heads = sc->n_kv_heads, rc.vocab_size = sc->vocab_size, rc.seq_len = sc->seq_len;
+        rc.shared_classifier = sc->shared_classifier;
+        if (model_build(&r->model, &rc) != 0) return EXIT_BAD_INPUT;
+        r->have_model = 1;
+        if (o->seq_len && o->seq_len != r->resumed.seq_len) {
+            error_msg("%s: the run used --seq-len %d, not %d", r->state_path, r->resumed.seq_len, o->seq_len);
+            return EXIT_USAGE;
+        }
+        o->seq_len = r->resumed.seq_len;
+    } else if (o->init_path) {
+        if (model_open(&r->model, o->init_path, NULL) != 0) return EXIT_BAD_INPUT;
+        r->have_model = 1;
+        if (o->seq_len == 0 || o->seq_len > r->model.config.seq_len) {
+            if (o->seq_len > r->model.config.seq_len)
+                fprintf(stderr, "note: --seq-len %d is more than the model's %d; using %d\n", o->seq_len,
+                        r->model.config.seq_len, r->model.config.seq_len);
+            o->seq_len = r->model.config.seq_len;
+        }
+    } else {
+        if (o->seq_len == 0) o->seq_len = 256;
+        Config c = {.dim = o->dim, .n_layers = o->n_layers, .n_heads = o->n_heads,
+                    .n_kv_heads = o->n_kv_heads ? o->n_kv_heads : o->n_heads,
+                    .hidden_dim = o->hidden_dim ? o->hidden_dim : (8 * o->dim / 3 + 31) / 32 * 32,
+                    .vocab_size = r->tok.vocab_size, .seq_len = o->seq_len,
+                    .shared_classifier = o->shared_classifier};
+        if (model_build(&r->model, &c) != 0) return EXIT_USAGE;
+        r->have_model = 1;
+        model_init_random(&r->model, o->seed);
+    }
+    return EXIT_OK;
+}
+
+// resuming: parameters, moments, data order and log from the state file, once it is known to be
+// this run's. An exit code.
+static int train_state_restore(TrainRun* r) {
+    const TrainOptions* o = r->o;
+    const TrainStateHeader* h = &r->resumed;
+    Model* m = &r->model;
+    const char* mismatch = NULL;
+    if ((size_t)h->n_params != m->n_params) mismatch = "parameter count";
+    else if (h->n_examples != r->train.n || h->data_hash != r->data_hash) mismatch = "training data";
+    else if (h->seed != o->seed) mismatch = "--seed";
+    else if (h->batch != r->B) mismatch = "--batch";
+    else if (h->grad_accum != o->grad_accum) mismatch = "--grad-accum";
+    else if (h->pack != o->pack) mismatch = "--pack";
+    if (!mismatch && (h->ranks ? h->ranks : 1) != r->n_ranks) {
+        // a step is N x --grad-accum micro-batches: another N is another run
+        error_msg("%s: the run used %d MPI rank%s, this one %d: resume it with mpirun -np %d", r->state_path,
+                  h->ranks ? h->ranks : 1, h->ranks > 1 ? "s" : "", r->n_ranks, h->ranks ? h->ranks : 1);
+        return EXIT_USAGE;
+    }
+    if (mismatch) {
+        error_msg("%s: the %s differs from the run being resumed", r->state_path, mismatch);
+        return EXIT_USAGE;
+    }
+    if (h->threads != omp_get_max_threads())
+        fprintf(stderr, "note: the run used %d threads, this one %d: its losses may differ in the last bits\n",
+                h->threads, omp_get_max_threads());
+    int32_t* order = malloc_or_die(h->n_examples * sizeof(int32_t));
+    LogRow* rows_in = malloc_or_die((h->n_log_rows + 1) * sizeof(LogRow));
+    FILE* f = r->state_file;
+    int bad = !r->root ? 0 : read_floats(f, m->param_memory, sizeof(float), h->n_params, r->state_path) ||
+              read_floats(f, r->adam_m, sizeof(float), h->n_params, r->state_path) ||
+              read_floats(f, r->adam_v, sizeof(float), h->n_params, r->state_path) ||
+              read_floats(f, order, sizeof(int32_t), h->n_examples, r->state_path) ||
+              read_floats(f, rows_in, sizeof(LogRow), h->n_log_rows, r->state_path);
+    dist_bcast(&bad, sizeof(bad));
+    if (!bad) { // the log rows stay on rank 0, the only one that writes the log
+        dist_bcast(m->param_memory, m->n_params * sizeof(float));
+        dist_bcast(r->adam_m, m->n_params * sizeof(float));
+        dist_bcast(r->adam_v, m->n_params * sizeof(float));
+        dist_bcast(order, h->n_examples * sizeof(int32_t));
+    }
+    for (int i = 0; i < h->n_examples && !bad; i++) bad = order[i] < 0 || order[i] >= r->train.n;
+    if (!bad && (h->loader_pos < 0 || h->loader_pos >= r->train.n)) bad = 1;
+    // a saved state is always finite (the loop checks before saving): a NaN is damage, not divergence
+    int not_finite = !bad && (!all_finite(m->param_memory, m->n_params) || !all_finite(r->adam_m, m->n_params) ||
+                              !all_finite(r->adam_v, m->n_params));
+    if (bad || not_finite) {
+        error_msg("%s: corrupt training state%s", r->state_path,
+                  not_finite ? " (its parameters or moments hold NaN or Inf)" : "");
+        free(order);
+        free(rows_in);
+        return EXIT_BAD_INPUT;
+    }
+    for (int i = 0; i < r->train.n; i++) r->loader.order[i] = order[i];
+    r->loader.pos = (int)h->loader_pos;
+    r->loader.epoch = (int)h->loader_epoch;
+    r->loader.rng = h->loader_rng;
+    for (int i = 0; r->root && i < h->n_log_rows; i++) run_log_add(&r->log, rows_in[i]);
+    free(order);
+    free(rows_in);
+    r->step = (int)h->step;
+    r->elapsed_before = h->elapsed;
+    if (r->state_file) fclose(r->state_file);
+    r->state_file = NULL;
+    fprintf(stderr, "resuming %s at step %d\n", r->state_path, r->step);
+    return EXIT_OK;
+}
+
+// everything a run needs before its first step, every input and output checked first. An exit
+// code; free_train_run frees what was built either way.
+static int build_train_run(TrainRun* r, TrainOptions* o) {
+    memset(r, 0, sizeof(*r));
+    r->o = o;
+    // (a checkpoint written in place, to a device, FIFO or pipe, has no state beside it)
+    if (o->out_path && !path_written_in_place(o->out_path))
+        snprintf(r->state_path, sizeof(r->state_path), "%s.state", o->out_path);
+
+    if (tokenizer_open(&r->tok, o->tokenizer_path, 0) != 0) return EXIT_BAD_INPUT;
+    r->have_tok = 1;
+    int any_chat = 0; // --data files are conversations: they need a template (--text ones do not)
+    for (int i = 0; i < o->n_data; i++) any_chat |= !o->data_is_text[i];
+    if (any_chat || o->val_path) {
+        int rc = template_attach(&r->tok, o->init_path, o->tokenizer_path, o->template_name);
+        if (rc != EXIT_OK) return rc;
+    }
+    // every output checked against every input before any work; -o may replace its --init
+    // (a run continued in place), and the training state goes beside -o
+    const OutputArg outputs[] = {{.flag = "-o", .path = o->out_path, .may_replace = "--init"},
+                                 {.flag = "-o's state", .path = r->state_path[0] ? r->state_path : NULL},
+                                 {.flag = "--log", .path = o->log_path}, {.flag = "--plot", .path = o->plot_path},
+                                 {.flag = "--dump-grad", .path = o->dump_grad_path}};
+    InputArg inputs[3 + 64] = {{"-z", o->tokenizer_path}, {"--val", o->val_path}, {"--init", o->init_path}};
+    for (int i = 0; i < o->n_data; i++)
+        inputs[3 + i] = (InputArg){o->data_is_text[i] ? "--text" : "--data", o->data_paths[i]};
+    // (under MPI only rank 0 writes, so only its outputs are checked; every rank's inputs must match)
+    r->root = dist_rank() == 0, r->n_ranks = dist_size();
+    if (paths_check("train", outputs, r->root ? 5 : 0, inputs, 3 + o->n_data) != 0) return EXIT_USAGE;
+    dist_check_inputs("train", inputs, 3 + o->n_data);
+
+    int rc = train_model_open(r);
+    if (rc != EXIT_OK) return rc;
+    Config* c = &r->model.config;
+    if (r->tok.vocab_size > c->vocab_size) {
+        error_msg("%s: %d tokens, but the model has a vocabulary of %d", o->tokenizer_path, r->tok.vocab_size,
+                  c->vocab_size);
+        return EXIT_BAD_INPUT;
+    }
+    int T = r->T = o->seq_len, B = r->B = o->batch;
+
+    // the data, tokenised once up front
+    if (load_data(&r->train, &r->tok, o, T + 1, 0) != 0) return EXIT_BAD_INPUT;
+    if (o->val_path && load_data(&r->val, &r->tok, o, T + 1, 1) != 0) return EXIT_BAD_INPUT;
+    r->data_hash = example_set_hash(&r->train);
+    long rows = rows_per_epoch(&r->train, T, o->pack);
+    r->total_steps = o->steps ? o->steps
+                   : (long)ceil((o->epochs > 0 ? o->epochs : 1.0) * rows / ((double)B * o->grad_accum * r->n_ranks));
+    if (r->total_steps < 1) r->total_steps = 1;
+    fprintf(stderr, "data: %d examples (%ld counted tokens), %d cut to %d tokens, %d dropped; %ld %s rows an epoch\n",
+            r->train.n, r->train.n_counted, r->train.n_cut, T + 1, r->train.n_dropped, rows,
+            o->pack ? "packed" : "padded");
+    if (o->val_path) fprintf(stderr, "validation: %d examples (%ld counted tokens)\n", r->val.n, r->val.n_counted);
+
+    // the optimiser state, the gradients, the loader and the batch buffers
+    Model* m = &r->model;
+    model_alloc_grads(m);
+    r->adam_m = calloc_or_die(m->n_params, sizeof(float));
+    r->adam_v = calloc_or_die(m->n_params, sizeof(float));
+    build_loader(&r->loader, &r->train, o->seed);
+    r->batches = calloc_or_die(o->grad_accum, sizeof(Batch));
+    for (; r->n_batches_built < o->grad_accum; r->n_batches_built++) build_batch(&r->batches[r->n_batches_built], B, T);
+    build_batch(&r->val_batch, B, T);
+    build_batch(&r->others, B, T);
+    r->n_norm_params = m->param_sizes[0] + m->param_sizes[1] + m->param_sizes[2];
+
+    if (o->resume && (rc = train_state_restore(r)) != EXIT_OK) return rc;
+
+    fprintf(stderr, "model: dim %d, %d layers, %d/%d heads, hidden %d, vocab %d, seq_len %d: %.2fM parameters\n",
+            c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size, c->seq_len,
+            m->n_params / 1e6);
+    fprintf(stderr, "training: %ld steps of %d x %d rows x %d positions, lr %g -> %g (warmup %d), %d threads",
+            r->total_steps, o->grad_accum * r->n_ranks, B, T, o->lr, o->lr_min, o->warmup, omp_get_max_threads());
+    if (r->n_ranks > 1) fprintf(stderr, " on each of %d MPI ranks (%d micro-batches each)", r->n_ranks, o->grad_accum);
+    fputc('\n', stderr);
+    check_params_same(m, r->step); // the same start everywhere (a rank's --init or seed differing)
+    if (!o->out_path) fprintf(stderr, "note: no -o given, nothing will be saved\n");
+    return EXIT_OK;
+}
+
+// the checkpoint, then the training state (which carries its own copy of the parameters), the log
+// and the plot, on rank 0. 0 on success.
+static int train_run_save(TrainRun* r, double elapsed) {
+    const TrainOptions* o = r->o;
+    const Config* c = &r->model.config;
+    TrainStateHeader h = {.magic = TRAIN_STATE_MAGIC, .version = TRAIN_STATE_VERSION,
+                          .config = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                                     c->vocab_size, c->seq_len, c->shared_classifier},
+                          .step = r->step, .n_params = (int64_t)r->model.n_params,
+                          .n_examples = r->train.n, .loader_pos = r->loader.pos, .loader_epoch = r->loader.epoch,
+                          .n_log_rows = r->log.n, .loader_rng = r->loader.rng, .data_hash = r->data_hash,
+                          .seed = o->seed, .batch = r->B, .grad_accum = o->grad_accum, .seq_len = r->T,
+                          .pack = o->pack, .threads = omp_get_max_threads(), .ranks = r->n_ranks,
+                          .elapsed = elapsed};
+    if (model_save_as(&r->model, o->out_path, model_format_for_output(o->out_path, o->init_path), o->init_path) != 0 ||
+        (r->state_path[0] && train_state_save(r->state_path, &h, r->model.param_memory, r->adam_m, r->adam_v,
+                                              r->loader.order, r->log.rows) != 0))
+        return -1;
+    if (o->log_path && write_train_csv(&r->log, o->log_path) != 0) return -1;
+    if (o->plot_path && write_loss_plot(&r->log, o->plot_path) != 0) return -1;
+    fprintf(stderr, "saved %s (step %d)\n", o->out_path, r->step);
+    return 0;
+}
+
+// One optimiser step: its micro-batches, forward and backward, AdamW, then the log, the progress
+// line and the checkpoint. What the loop does next: go on, or stop (Ctrl-C, --stop-at), or the run
+// diverged, or a file could not be written.
+static int train_run_step(TrainRun* r) {
+    const TrainOptions* o = r->o;
+    Model* m = &r->model;
+    int B = r->B, n_ranks = r->n_ranks;
+    double t0 = time_now();
+    float lr = lr_schedule(r->step, o->warmup, (int)r->total_steps, o->lr, o->lr_min);
+
+    // 1) the micro-batches of this step, all of them up front: the loss is the mean over
+    //    every counted token of the step, so each micro-batch's gradient is weighted by its
+    //    share of those tokens. Under MPI the step has N x grad_accum micro-batches, rank r's
+    //    are r x grad_accum onwards; every rank draws them all (the loader stays the same
+    //    everywhere) and keeps its own, and the counts are summed over the ranks.
+    long counts[2] = {0, 0}; // counted and real positions of the step
+    for (int g = 0; g < o->grad_accum * n_ranks; g++) {
+        int own = g / o->grad_accum == dist_rank();
+        Batch* b = own ? &r->batches[g % o->grad_accum] : &r->others;
+        next_batch(b, &r->loader, B, o->pack);
+        if (own) counts[0] += b->n_counted, counts[1] += b->n_real;
+    }
+    dist_allreduce_sum_longs(counts, 2);
+    long n_counted = counts[0], n_real = counts[1];
+
+    // 2) forward, loss and backward of each micro-batch, accumulating the gradients
+    model_zero_grads(m);
+    double loss_sum = 0.0;
+    for (int k = 0; k < o->grad_accum; k++) {
+        Batch* b = &r->batches[k];
+        if (b->n_counted == 0) continue; // nothing to learn in this micro-batch
+        float share = (float)b->n_counted / (float)n_counted;
+        model_forward(m, b->inputs, b->B, b->T, m->config.n_layers);
+        float micro_loss = model_loss(m, b->targets, b->mask, share);
+        loss_sum += (double)micro_loss * share;
+        model_backward(m, 1, NULL);
+    }
+    // under MPI: the loss and the gradients summed over the ranks, one all-reduce of the block
+    dist_allreduce_sum_doubles(&loss_sum, 1);
+    dist_allreduce_sum_floats(m->grad_memory, m->n_params);
+    float loss = r->loss = (float)loss_sum;
+    if (o->dump_grad_path && r->step == r->start_step && r->root) {
+        AtomicFile af;
+        if (atomic_open(&af, o->dump_grad_path) != 0) return TRAIN_FAILED;
+        fwrite(m->grad_memory, sizeof(float), m->n_params, af.f);
+        if (atomic_commit(&af) != 0) return TRAIN_FAILED;
+    }
+
+    // 3) a NaN or Inf stops the run before it can touch the parameters or a checkpoint
+    float norm = grad_clip(m->grad_memory, m->n_params, o->clip);
+    if (!isfinite(loss) || !isfinite(norm)) {
+        error_msg("step %d: the %s is %s: the run diverged (try a lower --lr or --clip); the last "
+                  "checkpoint%s is kept", r->step + 1, isfinite(loss) ? "gradient norm" : "loss",
+                  isnan(isfinite(loss) ? norm : loss) ? "NaN" : "Inf", o->out_path ? "" : " (none)");
+        return TRAIN_DIVERGED;
+    }
+
+    // 4) AdamW: no weight decay on the rmsnorm gains (the first three tensors of the block)
+    size_t n_norm = r->n_norm_params;
+    adamw_update(m->param_memory, m->grad_memory, r->adam_m, r->adam_v, n_norm, lr, o->beta1, o->beta2, o->eps, 0.0f,
+                 r->step + 1);
+    adamw_update(m->param_memory + n_norm, m->grad_memory + n_norm, r->adam_m + n_norm, r->adam_v + n_norm,
+                 m->n_params - n_norm, lr, o->beta1, o->beta2, o->eps, o->weight_decay, r->step + 1);
+    int step = ++r->step;
+
+    // 5) bookkeeping: the log row, validation, the progress line
+    double t1 = time_now();
+    double elapsed = r->elapsed_before + (t1 - r->t_start);
+    LogRow row = {step, loss, NAN, lr, n_real / (t1 - t0), elapsed};
+    int stop = dist_any(interrupted()) || (o->stop_at && step >= o->stop_at); // (every rank stops at one step)
+    int last = step == r->total_steps || stop;
+    if (o->val_path && (step % o->eval_every == 0 || last)) {
+        row.val_loss = validation_loss(m, &r->val, &r->val_batch, o->val_batches);
+    }
+    run_log_add(&r->log, row);
+    r->tokens_since_print += n_real;
+    if (step % o->print_every == 0 || step == r->start_step + 1 || last) {
+        double now = time_now();
+        double mean_step = (now - r->t_start) / (step - r->start_step);
+        char eta[32], spent[32];
+        format_duration(mean_step * (r->total_steps - step), eta, sizeof(eta));
+        format_duration(elapsed, spent, sizeof(spent));
+        fprintf(stderr, "step %d/%ld | loss %.4f", step, r->total_steps, loss);
+        if (!isnan(row.val_loss)) fprintf(stderr, " | val %.4f", row.val_loss);
+        fprintf(stderr, " | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed, ETA %s\n", lr, norm,
+                r->tokens_since_print / (now - r->t_print), spent, eta);
+        r->t_print = now;
+        r->tokens_since_print = 0;
+    }
+
+    // 6) checkpoint: every --save-every steps, at the end, on Ctrl-C or --stop-at; under MPI
+    //    the ranks' parameters are compared first, then rank 0 writes
+    int save = o->out_path && (step % o->save_every == 0 || step == r->total_steps || stop);
+    if (save || last || step % DIST_CHECK_EVERY == 0) check_params_same(m, step);
+    // the parameters are checked first: a checkpoint is never overwritten with NaNs
+    if (save && !all_finite(m->param_memory, m->n_params)) {
+        error_msg("step %d: the parameters hold NaN or Inf: the run diverged (try a lower --lr); "
+                  "the last checkpoint is kept", step);
+        return TRAIN_DIVERGED;
+    }
+    if (save && r->root) {
+        if (train_run_save(r, elapsed) != 0) return TRAIN_FAILED;
+    } else if (r->root && o->log_path && !isnan(row.val_loss) && write_train_csv(&r->log, o->log_path) != 0) {
+        return TRAIN_FAILED;
+    }
+    if (stop) {
+        fprintf(stderr, "stopped at step %d%s\n", step, dist_any(interrupted()) ? " (Ctrl-C)" : "");
+        return TRAIN_STOPPED;
+    }
+    return TRAIN_GO_ON;
+}
+
+// after the last step (or a stop, or a divergence): the log and the plot always show the run as
+// it went, diverged or not. The run's exit code.
+static int finish_train_run(TrainRun* r, int diverged) {
+    const TrainOptions* o = r->o;
+    if (r->root && o->log_path && r->log.n > 0 && write_train_csv(&r->log, o->log_path) != 0) return EXIT_FAILURE_RUN;
+    if (r->root && o->plot_path && r->log.n > 0 && write_loss_plot(&r->log, o->plot_path) != 0) return EXIT_FAILURE_RUN;
+    if (!diverged) {
+        char spent[32];
+        format_duration(time_now() - r->t_start, spent, sizeof(spent));
+        fprintf(stderr, "done: step %d, loss %.4f, %s this session\n", r->step, r->loss, spent);
+        model_memory_report(stderr, "train", &r->model, 2 * r->model.n_params * sizeof(float), 0, NULL); // AdamW: m and v
+    }
+    // a run cut short by Ctrl-C must not look finished to `mosr train ... && mosr defend ...`
+    return diverged ? EXIT_FAILURE_RUN : dist_any(interrupted()) ? EXIT_INTERRUPTED : EXIT_OK;
+}
+
+static void free_train_run(TrainRun* r) {
+    if (r->state_file) fclose(r->state_file);
+    for (int k = 0; k < r->n_batches_built; k++) free_batch(&r->batches[k]);
+    if (r->n_batches_built) free_batch(&r->val_batch), free_batch(&r->others);
+    free(r->batches);
+    free(r->adam_m);
+    free(r->adam_v);
+    arrfree(r->log.rows);
+    free_loader(&r->loader);
+    free_example_set(&r->train);
+    free_example_set(&r->val);
+    if (r->have_model) model_free(&r->model);
+    if (r->have_tok) tokenizer_free(&r->tok);
+}
 
 int train_main(int argc, char** argv) {
     TrainOptions o;
@@ -717,355 +1106,19 @@ int train_main(int argc, char** argv) {
     if (parsed != 0) return parsed > 0 ? EXIT_OK : EXIT_USAGE;
     if (o.threads > 0) omp_set_num_threads(o.threads);
 
-    // everything the cleanup at the end may free
-    int exit_code = EXIT_BAD_INPUT;
-    Tokenizer tok;
-    int have_tok = 0, have_model = 0;
-    Model model;
-    ExampleSet train = {0}, val = {0};
-    DataLoader loader = {0};
-    Batch batches[o.grad_accum];
-    int n_batches_built = 0;
-    float *adam_m = NULL, *adam_v = NULL;
-    RunLog log = {0};
-    FILE* state_file = NULL;
-    char state_path[4200] = "";
-    // (a checkpoint written in place, to a device, FIFO or pipe, has no state beside it)
-    if (o.out_path && !path_written_in_place(o.out_path)) snprintf(state_path, sizeof(state_path), "%s.state", o.out_path);
-
-    if (tokenizer_open(&tok, o.tokenizer_path, 0) != 0) goto cleanup;
-    have_tok = 1;
-    int any_chat = 0; // --data files are conversations: they need a template (--text ones do not)
-    for (int i = 0; i < o.n_data; i++) any_chat |= !o.data_is_text[i];
-    if (any_chat || o.val_path) {
-        int rc = template_attach(&tok, o.init_path, o.tokenizer_path, o.template_name);
-        if (rc != EXIT_OK) { exit_code = rc; goto cleanup; }
+    TrainRun r;
+    int exit_code = build_train_run(&r, &o);
+    if (exit_code == EXIT_OK) {
+        // Ctrl-C asks the loop to stop at the end of the current step, with checkpoint and state
+        interrupt_catch();
+        r.t_start = r.t_print = time_now();
+        r.start_step = r.step;
+        int next = TRAIN_GO_ON;
+        while (next == TRAIN_GO_ON && r.step < r.total_steps) next = train_run_step(&r);
+        exit_code = next == TRAIN_FAILED ? EXIT_FAILURE_RUN : finish_train_run(&r, next == TRAIN_DIVERGED);
     }
-    // every output checked against every input before any work; -o may replace its --init
-    // (a run continued in place), and the training state goes beside -o
-    const OutputArg outputs[] = {{.flag = "-o", .path = o.out_path, .may_replace = "--init"},
-                                 {.flag = "-o's state", .path = state_path[0] ? state_path : NULL},
-                                 {.flag = "--log", .path = o.log_path}, {.flag = "--plot", .path = o.plot_path},
-                                 {.flag = "--dump-grad", .path = o.dump_grad_path}};
-    InputArg inputs[3 + 64] = {{"-z", o.tokenizer_path}, {"--val", o.val_path}, {"--init", o.init_path}};
-    for (int i = 0; i < o.n_data; i++) inputs[3 + i] = (InputArg){o.data_is_text[i] ? "--text" : "--data", o.data_paths[i]};
-    // (under MPI only rank 0 writes, so only its outputs are checked; every rank's inputs must match)
-    int root = dist_rank() == 0, n_ranks = dist_size();
-    if (paths_check("train", outputs, root ? 5 : 0, inputs, 3 + o.n_data) != 0) { exit_code = EXIT_USAGE; goto cleanup; }
-    dist_check_inputs("train", inputs, 3 + o.n_data);
-
-    // the model: from a resumed state, a checkpoint, or the config flags
-    TrainStateHeader resumed = {0};
-    if (o.resume && !state_path[0]) {
-        error_msg("train: --resume: -o %s is written in place (a device, FIFO or pipe) and has no state", o.out_path);
-        exit_code = EXIT_USAGE;
-        goto cleanup;
-    }
-    if (o.resume) {
-        // rank 0 reads the state (only its machine has one) and hands it to the other ranks
-        int opened = root ? train_state_open(&state_file, &resumed, state_path) == 0 : 1;
-        dist_bcast(&opened, sizeof(opened));
-        if (!opened) goto cleanup;
-        dist_bcast(&resumed, sizeof(resumed));
-        const StateConfig* sc = &resumed.config;
-        Config rc;
-        config_defaults(&rc);
-        rc.dim = sc->dim, rc.hidden_dim = sc->hidden_dim, rc.n_layers = sc->n_layers, rc.n_heads = sc->n_heads;
-        rc.n_kv_heads = sc->n_kv_heads, rc.vocab_size = sc->vocab_size, rc.seq_len = sc->seq_len;
-        rc.shared_classifier = sc->shared_classifier;
-        if (model_build(&model, &rc) != 0) goto cleanup;
-        have_model = 1;
-        if (o.seq_len && o.seq_len != resumed.seq_len) {
-            error_msg("%s: the run used --seq-len %d, not %d", state_path, resumed.seq_len, o.seq_len);
-            exit_code = EXIT_USAGE;
-            goto cleanup;
-        }
-        o.seq_len = resumed.seq_len;
-    } else if (o.init_path) {
-        if (model_open(&model, o.init_path, NULL) != 0) goto cleanup;
-        have_model = 1;
-        if (o.seq_len == 0 || o.seq_len > model.config.seq_len) {
-            if (o.seq_len > model.config.seq_len)
-                fprintf(stderr, "note: --seq-len %d is more than the model's %d; using %d\n", o.seq_len,
-                        model.config.seq_len, model.config.seq_len);
-            o.seq_len = model.config.seq_len;
-        }
-    } else {
-        if (o.seq_len == 0) o.seq_len = 256;
-        Config c = {.dim = o.dim, .n_layers = o.n_layers, .n_heads = o.n_heads,
-                    .n_kv_heads = o.n_kv_heads ? o.n_kv_heads : o.n_heads,
-                    .hidden_dim = o.hidden_dim ? o.hidden_dim : (8 * o.dim / 3 + 31) / 32 * 32,
-                    .vocab_size = tok.vocab_size, .seq_len = o.seq_len,
-                    .shared_classifier = o.shared_classifier};
-        if (model_build(&model, &c) != 0) { exit_code = EXIT_USAGE; goto cleanup; }
-        have_model = 1;
-        model_init_random(&model, o.seed);
-    }
-    Config* c = &model.config;
-    if (tok.vocab_size > c->vocab_size) {
-        error_msg("%s: %d tokens, but the model has a vocabulary of %d", o.tokenizer_path, tok.vocab_size,
-                  c->vocab_size);
-        goto cleanup;
-    }
-    int T = o.seq_len, B = o.batch;
-
-    // the data, tokenised once up front; rows hold at most T + 1 ids (T predictions)
-    if (load_data(&train, &tok, &o, T + 1, 0) != 0) goto cleanup;
-    if (o.val_path && load_data(&val, &tok, &o, T + 1, 1) != 0) goto cleanup;
-    uint64_t data_hash = example_set_hash(&train);
-    long rows = rows_per_epoch(&train, T, o.pack);
-    long total_steps = o.steps ? o.steps
-                     : (long)ceil((o.epochs > 0 ? o.epochs : 1.0) * rows / ((double)B * o.grad_accum * n_ranks));
-    if (total_steps < 1) total_steps = 1;
-    fprintf(stderr, "data: %d examples (%ld counted tokens), %d cut to %d tokens, %d dropped; %ld %s rows an epoch\n",
-            train.n, train.n_counted, train.n_cut, T + 1, train.n_dropped, rows, o.pack ? "packed" : "padded");
-    if (o.val_path) fprintf(stderr, "validation: %d examples (%ld counted tokens)\n", val.n, val.n_counted);
-
-    // the optimiser state, the gradients, the loader and the batch buffers
-    exit_code = EXIT_FAILURE_RUN;
-    model_alloc_grads(&model);
-    adam_m = calloc_or_die(model.n_params, sizeof(float));
-    adam_v = calloc_or_die(model.n_params, sizeof(float));
-    build_loader(&loader, &train, o.seed);
-    for (; n_batches_built < o.grad_accum; n_batches_built++) build_batch(&batches[n_batches_built], B, T);
-    Batch val_batch;
-    build_batch(&val_batch, B, T);
-    Batch others; // under MPI: where the other ranks' micro-batches are drawn, to keep the loader in step
-    build_batch(&others, B, T);
-    size_t n_norm_params = model.param_sizes[0] + model.param_sizes[1] + model.param_sizes[2];
-
-    // resuming: parameters, moments, data order and log come from the state file
-    int step = 0;
-    double elapsed_before = 0.0;
-    if (o.resume) {
-        const TrainStateHeader* h = &resumed;
-        const char* mismatch = NULL;
-        if ((size_t)h->n_params != model.n_params) mismatch = "parameter count";
-        else if (h->n_examples != train.n || h->data_hash != data_hash) mismatch = "training data";
-        else if (h->seed != o.seed) mismatch = "--seed";
-        else if (h->batch != B) mismatch = "--batch";
-        else if (h->grad_accum != o.grad_accum) mismatch = "--grad-accum";
-        else if (h->pack != o.pack) mismatch = "--pack";
-        if (!mismatch && (h->ranks ? h->ranks : 1) != n_ranks) {
-            // a step is N x --grad-accum micro-batches: another N is another run
-            error_msg("%s: the run used %d MPI rank%s, this one %d: resume it with mpirun -np %d", state_path,
-                      h->ranks ? h->ranks : 1, h->ranks > 1 ? "s" : "", n_ranks, h->ranks ? h->ranks : 1);
-            exit_code = EXIT_USAGE;
-            goto cleanup;
-        }
-        if (mismatch) {
-            error_msg("%s: the %s differs from the run being resumed", state_path, mismatch);
-            exit_code = EXIT_USAGE;
-            goto cleanup;
-        }
-        if (h->threads != omp_get_max_threads())
-            fprintf(stderr, "note: the run used %d threads, this one %d: its losses may differ in the last bits\n",
-                    h->threads, omp_get_max_threads());
-        int32_t* order = malloc_or_die(h->n_examples * sizeof(int32_t));
-        LogRow* rows_in = malloc_or_die((h->n_log_rows + 1) * sizeof(LogRow));
-        int bad = !root ? 0 : read_floats(state_file, model.param_memory, sizeof(float), h->n_params, state_path) ||
-                  read_floats(state_file, adam_m, sizeof(float), h->n_params, state_path) ||
-                  read_floats(state_file, adam_v, sizeof(float), h->n_params, state_path) ||
-                  read_floats(state_file, order, sizeof(int32_t), h->n_examples, state_path) ||
-                  read_floats(state_file, rows_in, sizeof(LogRow), h->n_log_rows, state_path);
-        dist_bcast(&bad, sizeof(bad));
-        if (!bad) { // the log rows stay on rank 0, the only one that writes the log
-            dist_bcast(model.param_memory, model.n_params * sizeof(float));
-            dist_bcast(adam_m, model.n_params * sizeof(float));
-            dist_bcast(adam_v, model.n_params * sizeof(float));
-            dist_bcast(order, h->n_examples * sizeof(int32_t));
-        }
-        for (int i = 0; i < h->n_examples && !bad; i++) bad = order[i] < 0 || order[i] >= train.n;
-        if (!bad && (h->loader_pos < 0 || h->loader_pos >= train.n)) bad = 1;
-        // a saved state is always finite (the loop checks before saving): a NaN is damage, not divergence
-        int not_finite = !bad && (!all_finite(model.param_memory, model.n_params) ||
-                                  !all_finite(adam_m, model.n_params) || !all_finite(adam_v, model.n_params));
-        if (bad || not_finite) {
-            error_msg("%s: corrupt training state%s", state_path,
-                      not_finite ? " (its parameters or moments hold NaN or Inf)" : "");
-            free(order);
-            free(rows_in);
-            exit_code = EXIT_BAD_INPUT;
-            goto cleanup;
-        }
-        for (int i = 0; i < train.n; i++) loader.order[i] = order[i];
-        loader.pos = (int)h->loader_pos;
-        loader.epoch = (int)h->loader_epoch;
-        loader.rng = h->loader_rng;
-        for (int i = 0; root && i < h->n_log_rows; i++) run_log_add(&log, rows_in[i]);
-        free(order);
-        free(rows_in);
-        step = (int)h->step;
-        elapsed_before = h->elapsed;
-        if (state_file) fclose(state_file);
-        state_file = NULL;
-        fprintf(stderr, "resuming %s at step %d\n", state_path, step);
-    }
-
-    fprintf(stderr, "model: dim %d, %d layers, %d/%d heads, hidden %d, vocab %d, seq_len %d: %.2fM parameters\n",
-            c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size, c->seq_len,
-            model.n_params / 1e6);
-    fprintf(stderr, "training: %ld steps of %d x %d rows x %d positions, lr %g -> %g (warmup %d), %d threads",
-            total_steps, o.grad_accum * n_ranks, B, T, o.lr, o.lr_min, o.warmup, omp_get_max_threads());
-    if (n_ranks > 1) fprintf(stderr, " on each of %d MPI ranks (%d micro-batches each)", n_ranks, o.grad_accum);
-    fputc('\n', stderr);
-    check_params_same(&model, step); // the same start everywhere (a rank's --init or seed differing)
-    if (!o.out_path) fprintf(stderr, "note: no -o given, nothing will be saved\n");
-
-    // Ctrl-C asks the loop to stop at the end of the current step, with checkpoint and state
-    interrupt_catch();
-
-    double t_start = time_now(), t_print = t_start;
-    long tokens_since_print = 0;
-    int start_step = step, diverged = 0;
-    float loss = 0.0f;
-    while (step < total_steps) {
-        double t0 = time_now();
-        float lr = lr_schedule(step, o.warmup, (int)total_steps, o.lr, o.lr_min);
-
-        // 1) the micro-batches of this step, all of them up front: the loss is the mean over
-        //    every counted token of the step, so each micro-batch's gradient is weighted by its
-        //    share of those tokens. Under MPI the step has N x grad_accum micro-batches, rank r's
-        //    are r x grad_accum onwards; every rank draws them all (the loader stays the same
-        //    everywhere) and keeps its own, and the counts are summed over the ranks.
-        long counts[2] = {0, 0}; // counted and real positions of the step
-        for (int g = 0; g < o.grad_accum * n_ranks; g++) {
-            int own = g / o.grad_accum == dist_rank();
-            Batch* b = own ? &batches[g % o.grad_accum] : &others;
-            next_batch(b, &loader, B, o.pack);
-            if (own) counts[0] += b->n_counted, counts[1] += b->n_real;
-        }
-        dist_allreduce_sum_longs(counts, 2);
-        long n_counted = counts[0], n_real = counts[1];
-
-        // 2) forward, loss and backward of each micro-batch, accumulating the gradients
-        model_zero_grads(&model);
-        double loss_sum = 0.0;
-        for (int k = 0; k < o.grad_accum; k++) {
-            Batch* b = &batches[k];
-            if (b->n_counted == 0) continue; // nothing to learn in this micro-batch
-            float share = (float)b->n_counted / (float)n_counted;
-            model_forward(&model, b->inputs, b->B, b->T, c->n_layers);
-            float micro_loss = model_loss(&model, b->targets, b->mask, share);
-            loss_sum += (double)micro_loss * share;
-            model_backward(&model, 1, NULL);
-        }
-        // under MPI: the loss and the gradients summed over the ranks, one all-reduce of the block
-        dist_allreduce_sum_doubles(&loss_sum, 1);
-        dist_allreduce_sum_floats(model.grad_memory, model.n_params);
-        loss = (float)loss_sum;
-        if (o.dump_grad_path && step == start_step && root) {
-            AtomicFile af;
-            if (atomic_open(&af, o.dump_grad_path) != 0) goto cleanup;
-            fwrite(model.grad_memory, sizeof(float), model.n_params, af.f);
-            if (atomic_commit(&af) != 0) goto cleanup;
-        }
-
-        // 3) a NaN or Inf stops the run before it can touch the parameters or a checkpoint
-        float norm = grad_clip(model.grad_memory, model.n_params, o.clip);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            error_msg("step %d: the %s is %s: the run diverged (try a lower --lr or --clip); the last "
-                      "checkpoint%s is kept", step + 1, isfinite(loss) ? "gradient norm" : "loss",
-                      isnan(isfinite(loss) ? norm : loss) ? "NaN" : "Inf", o.out_path ? "" : " (none)");
-            diverged = 1;
-            break;
-        }
-
-        // 4) AdamW: no weight decay on the rmsnorm gains (the first three tensors of the block)
-        adamw_update(model.param_memory, model.grad_memory, adam_m, adam_v, n_norm_params, lr, o.beta1,
-                     o.beta2, o.eps, 0.0f, step + 1);
-        adamw_update(model.param_memory + n_norm_params, model.grad_memory + n_norm_params,
-                     adam_m + n_norm_params, adam_v + n_norm_params, model.n_params - n_norm_params, lr,
-                     o.beta1, o.beta2, o.eps, o.weight_decay, step + 1);
-        step++;
-
-        // 5) bookkeeping: the log row, validation, the progress line
-        double t1 = time_now();
-        double elapsed = elapsed_before + (t1 - t_start);
-        LogRow row = {step, loss, NAN, lr, n_real / (t1 - t0), elapsed};
-        int stop = dist_any(interrupted()) || (o.stop_at && step >= o.stop_at); // (every rank stops at one step)
-        int last = step == total_steps || stop;
-        if (o.val_path && (step % o.eval_every == 0 || last)) {
-            row.val_loss = validation_loss(&model, &val, &val_batch, o.val_batches);
-        }
-        run_log_add(&log, row);
-        tokens_since_print += n_real;
-        if (step % o.print_every == 0 || step == start_step + 1 || last) {
-            double now = time_now();
-            double mean_step = (now - t_start) / (step - start_step);
-            char eta[32], spent[32];
-            format_duration(mean_step * (total_steps - step), eta, sizeof(eta));
-            format_duration(elapsed, spent, sizeof(spent));
-            fprintf(stderr, "step %d/%ld | loss %.4f", step, total_steps, loss);
-            if (!isnan(row.val_loss)) fprintf(stderr, " | val %.4f", row.val_loss);
-            fprintf(stderr, " | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed, ETA %s\n", lr, norm,
-                    tokens_since_print / (now - t_print), spent, eta);
-            t_print = now;
-            tokens_since_print = 0;
-        }
-
-        // 6) checkpoint: every --save-every steps, at the end, on Ctrl-C or --stop-at; under MPI
-        //    the ranks' parameters are compared first, then rank 0 writes
-        int save = o.out_path && (step % o.save_every == 0 || step == total_steps || stop);
-        if (save || last || step % DIST_CHECK_EVERY == 0) check_params_same(&model, step);
-        // the parameters are checked first: a checkpoint is never overwritten with NaNs
-        if (save && !all_finite(model.param_memory, model.n_params)) {
-            error_msg("step %d: the parameters hold NaN or Inf: the run diverged (try a lower --lr); "
-                      "the last checkpoint is kept", step);
-            diverged = 1;
-            break;
-        }
-        if (save && root) {
-            TrainStateHeader h = {.magic = TRAIN_STATE_MAGIC, .version = TRAIN_STATE_VERSION,
-                                  .config = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                                             c->vocab_size, c->seq_len, c->shared_classifier},
-                                  .step = step, .n_params = (int64_t)model.n_params,
-                                  .n_examples = train.n, .loader_pos = loader.pos, .loader_epoch = loader.epoch,
-                                  .n_log_rows = log.n, .loader_rng = loader.rng, .data_hash = data_hash,
-                                  .seed = o.seed, .batch = B, .grad_accum = o.grad_accum, .seq_len = T,
-                                  .pack = o.pack, .threads = omp_get_max_threads(), .ranks = n_ranks,
-                                  .elapsed = elapsed};
-            // the checkpoint first, then the state (which carries its own copy of the parameters)
-            if (model_save_as(&model, o.out_path, model_format_for_output(o.out_path, o.init_path), o.init_path) != 0 ||
-                (state_path[0] && train_state_save(state_path, &h, model.param_memory, adam_m, adam_v, loader.order, log.rows) != 0))
-                goto cleanup;
-            if (o.log_path && write_log_csv(&log, o.log_path) != 0) goto cleanup;
-            if (o.plot_path && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;
-            fprintf(stderr, "saved %s (step %d)\n", o.out_path, step);
-        } else if (root && o.log_path && !isnan(row.val_loss) && write_log_csv(&log, o.log_path) != 0) {
-            goto cleanup;
-        }
-        if (stop) {
-            fprintf(stderr, "stopped at step %d%s\n", step, dist_any(interrupted()) ? " (Ctrl-C)" : "");
-            break;
-        }
-    }
-
-    // the log and the plot always show the run as it went, diverged or not
-    if (root && o.log_path && log.n > 0 && write_log_csv(&log, o.log_path) != 0) goto cleanup;
-    if (root && o.plot_path && log.n > 0 && write_loss_plot(&log, o.plot_path) != 0) goto cleanup;
-    if (!diverged) {
-        char spent[32];
-        format_duration(time_now() - t_start, spent, sizeof(spent));
-        fprintf(stderr, "done: step %d, loss %.4f, %s this session\n", step, loss, spent);
-        model_memory_report(stderr, "train", &model, 2 * model.n_params * sizeof(float), 0, NULL); // AdamW: m and v
-    }
-    // a run cut short by Ctrl-C must not look finished to `mosr train ... && mosr defend ...`
-    exit_code = diverged ? EXIT_FAILURE_RUN : dist_any(interrupted()) ? EXIT_INTERRUPTED : EXIT_OK;
-
-cleanup:
     interrupt_release();
-    if (state_file) fclose(state_file);
-    for (int k = 0; k < n_batches_built; k++) free_batch(&batches[k]);
-    if (n_batches_built) free_batch(&val_batch), free_batch(&others);
-    free(adam_m);
-    free(adam_v);
-    arrfree(log.rows);
-    free_loader(&loader);
-    free_example_set(&train);
-    free_example_set(&val);
-    if (have_model) model_free(&model);
-    if (have_tok) tokenizer_free(&tok);
+    free_train_run(&r);
     return exit_code;
 }
 

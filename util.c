@@ -259,6 +259,24 @@ int path_written_in_place(const char* path) {
     return own_fd(path) >= 0 || (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)));
 }
 
+int write_log_csv(const char* path, const char* header, const double* rows, int n_rows, int n_cols,
+                  unsigned blank_nan) {
+    AtomicFile af;
+    if (atomic_open(&af, path) != 0) return -1;
+    fprintf(af.f, "%s\n", header);
+    for (int i = 0; i < n_rows; i++) {
+        const double* v = rows + (size_t)i * n_cols;
+        fprintf(af.f, "%d", (int)v[0]);
+        for (int k = 1; k < n_cols; k++) {
+            fputc(',', af.f);
+            if ((blank_nan >> k & 1) && isnan(v[k])) continue;
+            fprintf(af.f, k == n_cols - 2 ? "%.1f" : k == n_cols - 1 ? "%.3f" : "%.9g", v[k]);
+        }
+        fputc('\n', af.f);
+    }
+    return atomic_commit(&af);
+}
+
 int atomic_commit(AtomicFile* af) {
     if (af->in_place) { // no fsync: devices and FIFOs do not take one
         int bad = ferror(af->f) || fflush(af->f) != 0;

@@ -61,6 +61,13 @@ void atomic_cleanup_all(void);
 // 1 if a write to path goes in place: a device, a FIFO or one of this process's descriptors
 // (/dev/stdout); nothing should then be written beside it (train's "<path>.state")
 int path_written_in_place(const char* path);
+// A run's log as CSV (train's, defend's), rewritten whole with an atomic write: the header, then
+// n_rows rows of n_cols values (row-major). Column 0 is the step, an integer; the last two are
+// the speed (tokens/s, 1 decimal) and the elapsed seconds (3 decimals); the others print with 9
+// digits, exactly. A NaN in a column whose bit is set in blank_nan is an empty cell: a value not
+// measured at that step. 0 on success.
+int write_log_csv(const char* path, const char* header, const double* rows, int n_rows, int n_cols,
+                  unsigned blank_nan);
 
 // The paths of a command line, for paths_check: how the command line names each ("-o",
 // "--json", "MODEL.bin") and the path (NULL: not given, skipped).

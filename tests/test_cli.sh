@@ -553,7 +553,8 @@ expect 2 "exists and is not a directory" ablation --out "$OD/afile"
 interrupt() {
     local name=$1
     shift
-    rm -rf "$OD/int" && mkdir "$OD/int"
+    # (the last run's stderr goes first: its "step" lines must not pass for this run's)
+    rm -rf "$OD/int" "$OD/int.err" && mkdir "$OD/int"
     (cd "$OD/int" && exec "$MOSR" "$@" 2>"$OD/int.err") &
     local pid=$! waited=0
     until grep -q "^step " "$OD/int.err" 2>/dev/null || [ $waited -ge 3000 ]; do sleep 0.05; waited=$((waited + 1)); done   # up to 150 s: a loaded machine

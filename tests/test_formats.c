@@ -28,6 +28,7 @@
 #include "generate.h"
 #include "gguf.h"
 #include "model.h"
+#include "tiny.h"
 #include "util.h"
 
 #define PYTHON "/usr/bin/python3"
@@ -155,16 +156,6 @@ static void check_in_type(const char* name, const char* path, const int* ids, in
     free(fwd); free(want); free(got); free(bad);
     model_free(&w);
     model_free(&v);
-}
-
-static int files_equal(const char* a, const char* b) {
-    size_t na, nb;
-    char* x = read_file(a, &na);
-    char* y = read_file(b, &nb);
-    int eq = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return eq;
 }
 
 static int run(const char* cmd) {
@@ -335,7 +326,7 @@ int main(void) {
             CHECK(model_save_as(&m, out, MODEL_FORMAT_HF, p1) == 0, "%s: folder not written", name);
             snprintf(p3, sizeof(p3), "%s/model.safetensors", out);
             snprintf(p2, sizeof(p2), "%s/model.safetensors", p1);
-            CHECK(files_equal(p2, p3), "%s: folder -> folder is not byte-identical", name);
+            CHECK(same_file(p2, p3), "%s: folder -> folder is not byte-identical", name);
             fprintf(batch, "logits %s %s/%s/ids.txt %s/%s/hf_out_logits.f32\n", out, root, name, root, name);
             // PEFT: adapters on every map, written, then merged into the model
             int L = m.config.n_layers;
@@ -370,7 +361,7 @@ int main(void) {
         // GGUF -> GGUF (convert's path) is byte-identical; GGUF -> folder -> GGUF keeps the weights
         char out[512], back[512];
         snprintf(out, sizeof(out), "%s/%s/copy.gguf", root, name);
-        CHECK(model_save_as(&m, out, MODEL_FORMAT_GGUF, p1) == 0 && files_equal(p1, out),
+        CHECK(model_save_as(&m, out, MODEL_FORMAT_GGUF, p1) == 0 && same_file(p1, out),
               "%s: GGUF -> GGUF is not byte-identical", name);
         // a folder -> GGUF -> folder keeps the bytes where the types are kept (every F32 case)
         path_of(p2, sizeof(p2), name, "hf");
@@ -391,7 +382,7 @@ int main(void) {
                 snprintf(p3, sizeof(p3), "%s/model.safetensors", back);
                 char orig[1024];
                 snprintf(orig, sizeof(orig), "%s/model.safetensors", p2);
-                CHECK(files_equal(orig, p3), "%s: folder -> GGUF -> folder is not byte-identical", name);
+                CHECK(same_file(orig, p3), "%s: folder -> GGUF -> folder is not byte-identical", name);
             }
             model_free(&h);
         }

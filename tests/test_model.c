@@ -2,6 +2,7 @@
 // differences, the whole model's gradient (plain, shared classifier, dhidden injections), and a
 // cross-check of logits, loss, hidden states and every parameter gradient against PyTorch;
 // and the LoRA adapters: gradients, merged == unmerged, and against PyTorch (tests/torch_lora.py).
+// And model_forward_states (the lean forward the method reads h_l from) against model_forward.
 //
 // Run from the repository root: make tests/test_model && ./tests/test_model
 #include <math.h>
@@ -13,6 +14,8 @@
 
 #include "check.h"
 #include "model.h"
+#include "mosr.h"
+#include "tiny.h"
 #include "util.h"
 
 // The ops of model.c's "neural net blocks" section (not in model.h: only the model uses them).
@@ -965,6 +968,40 @@ static void test_torch_lora(void) {
     }
 }
 
+// model_forward_states: the h_l of model_forward, bit for bit, with and without adapters, only up
+// to the layers asked for, and the activations of the last model_forward untouched
+static void test_forward_states(void) {
+    Model m;
+    tiny_model(&m, 48);
+    int L = m.config.n_layers, C = m.config.dim, B = 3, T = 40;
+    size_t BTC = (size_t)B * T * C;
+    int* ids = malloc((size_t)B * T * sizeof(int));
+    uint64_t rng = 5;
+    for (int i = 0; i < B * T; i++) ids[i] = (int)(random_u32(&rng) % TOKENIZER_VOCAB);
+    float* states = malloc(L * BTC * sizeof(float));
+    float* views[8] = {0};
+    CHECK(model_lora_init(&m, 4, 8.0f, 0, L, (1 << N_LORA_MAPS) - 1, 0.05f, 3) == 0, "adapters on");
+    for (int lora = 0; lora <= 1; lora++) {
+        with_adapters(&m, lora);
+        model_forward(&m, ids, B, T, L);
+        float first = m.acts.residual[0];
+        for (int l = 0; l < L - 1; l++) views[l] = states + l * BTC; // the last layer not asked for
+        for (int i = 0; i < (int)(L * BTC); i++) states[i] = -7.0f;
+        CHECK(model_forward_states(&m, ids, B, T, L - 1, views) == 0, "model_forward_states runs (LoRA %d)", lora);
+        int differ = 0;
+        for (int l = 0; l < L - 1; l++) differ += memcmp(views[l], model_hidden(&m, l), BTC * sizeof(float)) != 0;
+        CHECK(differ == 0, "h_l equal model_forward's bit for bit (LoRA %d): %d layers differ", lora, differ);
+        CHECK(states[(L - 1) * BTC] == -7.0f, "a layer not asked for is not written (LoRA %d)", lora);
+        CHECK(m.n_run == L && m.acts.residual[0] == first, "the last model_forward's activations stay (LoRA %d)",
+              lora);
+    }
+    fprintf(stderr, "(one error line expected:)\n");
+    CHECK(model_forward_states(&m, ids, B, T, L + 1, views) == -1, "more layers than the model has rejected");
+    free(ids);
+    free(states);
+    model_free(&m);
+}
+
 int main(void) {
     double t0 = time_now();
     test_ops();
@@ -974,6 +1011,7 @@ int main(void) {
     test_lora_grads();
     test_lora_row_blocks();
     test_lora_merge();
+    test_forward_states();
     double t2 = time_now();
     test_torch();
     test_torch_lora();

@@ -1,6 +1,7 @@
 // test_plot.c — every chart kind is written to a temp dir and read back (stb_image): the PNG
 // has the right size, there is ink in the plot area, each series' palette colour appears, bad
-// input is refused without a file; symmetric_eigen finds a known spectrum, pca_2d known axes of synthetic data.
+// input is refused without a file; symmetric_eigen finds a known spectrum, pca_2d known axes of
+// synthetic data, and pca_axes + pca_project reproduce pca_2d.
 #include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
@@ -255,6 +256,26 @@ static void test_pca(void) {
     CHECK(pca_2d(data, N, D, out) != 0, "pca_2d accepted NaN data");
 }
 
+// pca_axes + pca_project give back pca_2d's own projection, and project other rows linearly
+static void test_pca_axes(void) {
+    enum { N = 40, C = 6 };
+    float x[N * C], xy[N * 2], again[N * 2], mean[C], axes[2 * C];
+    uint64_t rng = 7;
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) // most variance along c = 0, then c = 1
+            x[i * C + c] = random_normal(&rng) * (c == 0 ? 5.0f : c == 1 ? 2.0f : 0.3f) + 1.0f;
+    CHECK(pca_2d(x, N, C, xy) == 0 && pca_axes(mean, axes, x, N, C) == 0, "pca_2d and pca_axes run");
+    pca_project(again, x, N, C, mean, axes);
+    float worst = 0.0f;
+    for (int i = 0; i < 2 * N; i++) worst = fmaxf(worst, fabsf(again[i] - xy[i]));
+    CHECK(worst < 1e-3f, "projecting on pca_axes reproduces pca_2d (max difference %g)", worst);
+    float norm0 = 0.0f, dot = 0.0f;
+    for (int c = 0; c < C; c++) norm0 += axes[c] * axes[c], dot += axes[c] * axes[C + c];
+    CHECK(fabsf(norm0 - 1.0f) < 1e-3f && fabsf(dot) < 1e-3f, "the axes are orthonormal (|v0|^2 %g, v0.v1 %g)", norm0,
+          dot);
+    CHECK(fabsf(axes[0]) > 0.95f, "the first axis is the direction of most variance (%g)", axes[0]);
+}
+
 int main(void) {
     snprintf(dir, sizeof(dir), "/tmp/test_plot.XXXXXX");
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
@@ -264,6 +285,7 @@ int main(void) {
     test_bad_input();
     test_symmetric_eigen();
     test_pca();
+    test_pca_axes();
     const char* keep = getenv("KEEP_PLOTS");
     if (keep) printf("figures kept in %s\n", dir);
     else {

@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "model.h"
+#include "tiny.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
@@ -112,16 +113,6 @@ static char* slurp(const char* path, size_t* n) {
     else b[*n] = '\0';
     fclose(f);
     return b;
-}
-
-static int same_file(const char* a, const char* b) {
-    size_t na, nb;
-    char* x = slurp(a, &na);
-    char* y = slurp(b, &nb);
-    int same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
 }
 
 // ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // stale temp files), bounded reads, the output check, command-line values and args_parse.
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,23 @@ static void test_hardening(void) {
     rmdir(dir);
 }
 
+// write_log_csv: the step as an integer, 9 digits in the middle, the speed and the time with 1 and 3
+// decimals; a NaN is blank only in the columns blank_nan names
+static void test_log_csv(void) {
+    char dir[] = "/tmp/mosr_test_csv_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    char path[256];
+    snprintf(path, sizeof(path), "%s/log.csv", dir);
+    double rows[2][5] = {{1, 0.1f, NAN, 1234.56, 0.5}, {2, NAN, 2.0 / 3.0, 99.0, 12.3456}};
+    CHECK(write_log_csv(path, "step,a,b,tok,time", &rows[0][0], 2, 5, 1u << 2) == 0, "write_log_csv");
+    char* text = read_file(path, NULL);
+    const char* want = "step,a,b,tok,time\n1,0.100000001,,1234.6,0.500\n2,nan,0.666666667,99.0,12.346\n";
+    CHECK(text && !strcmp(text, want), "the CSV: got '%s', want '%s'", text ? text : "(none)", want);
+    free(text);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void) {
     test_json();
     test_json_write();
@@ -408,5 +426,6 @@ int main(void) {
     test_args();
     test_args_parse();
     test_random();
+    test_log_csv();
     return check_summary("test_util");
 }
