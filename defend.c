@@ -641,7 +641,7 @@ static int write_floats(const char* path, const float* x, size_t n) {
 }
 
 // the three loss terms against the step, before their coefficients
-static int write_defense_plot(const DefenseLog* log, const char* path, int with_caa) {
+static int write_defense_plot(const DefenseLog* log, const char* path, int with_caa, int caa_loss) {
     int n = log->n;
     float* x = malloc((n + 1) * sizeof(float));
     float* y = malloc(3 * (n + 1) * sizeof(float)); // erase, retain, caa
@@ -652,7 +652,8 @@ static int write_defense_plot(const DefenseLog* log, const char* path, int with_
         y[2 * (n + 1) + i] = log->rows[i].caa;
     }
     Series series[3] = {{"erase: ReLU(cos) at L_t", x, y, n}, {"retain: |h - h0| at L_r", x, y + (n + 1), n},
-                        {"CAA: refusal cross-entropy", x, y + 2 * (n + 1), n}};
+                        {caa_loss == CAA_LOSS_RETAIN ? "CAA: |h - h0| on the refusal at L_r" : "CAA: refusal cross-entropy",
+                         x, y + 2 * (n + 1), n}};
     PlotOptions opt = {.title = "mosr defend: loss terms", .x_label = "step", .y_label = "loss (before coefficients)"};
     int rc = plot_lines(path, &opt, series, with_caa ? 3 : 2);
     free(x);
@@ -997,6 +998,9 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
                 "K = %g x completion; %d of %d actions reach K (their k is the action)\n",
                 cfg->caa_prefix == CAA_PREFIX_CONTENT ? "through the harmful action" : "of k ~ U{kmin .. K} tokens",
                 action, length, cfg->caa_frac, n_fixed, d->n_erase);
+        if (cfg->caa_loss == CAA_LOSS_RETAIN)
+            fprintf(stderr, "defend: CAA rows in the retain term: their refusal's states kept at M0's (run every "
+                    "step), weight c_r(t) x %g\n", cfg->caa_weight);
     }
     if (model_lora_init(m, cfg->rank, cfg->lora_alpha, 0, dl->max_target + 1, (1 << N_LORA_MAPS) - 1, cfg->lora_b_std,
                         cfg->seed) != 0)
@@ -1048,6 +1052,10 @@ static int build_defense_run(DefenseRun* r, Model* m, Tokenizer* t, const Defens
             return EXIT_FAILURE_RUN;
         }
         build_batch(&r->caa, r->n_caa + r->n_counter, seq_len);
+        if (cfg->caa_loss == CAA_LOSS_RETAIN && reserve_caa_states(&r->state, m, r->n_caa + r->n_counter) != 0) {
+            error_msg("defend: out of memory for M0's states of %d CAA rows", r->n_caa + r->n_counter);
+            return EXIT_FAILURE_RUN;
+        }
     }
 
     // OALW's weights from M0, before any training
@@ -1224,7 +1232,7 @@ int defend_reusing(Model* m, Tokenizer* t, const DefenseConfig* cfg, const Defen
         model_lora_merge(m);
         if (!root) { /* nothing to write */ }
         else if (io->log_path && write_defense_csv(&run.log, io->log_path) != 0) rc = EXIT_FAILURE_RUN;
-        else if (io->plot_path && run.log.n > 0 && write_defense_plot(&run.log, io->plot_path, run.n_caa > 0) != 0)
+        else if (io->plot_path && run.log.n > 0 && write_defense_plot(&run.log, io->plot_path, run.n_caa > 0, cfg->caa_loss) != 0)
             rc = EXIT_FAILURE_RUN;
     }
     if (m->lora.n_params > 0 && rc != EXIT_OK) model_lora_free(m);
@@ -1323,9 +1331,14 @@ static void defend_usage(FILE* f) {
         "                            tokens: the first build's k ~ U{kmin .. K} (default content)\n"
         "  --caa-kmin N              the shortest prefix, in harmful tokens (default 0)\n"
         "  --caa-frac X              K = X * the completion's length (default 0.5)\n"
-        "  --caa-weight X            c_a, the weight of the refusal cross-entropy (default 1)\n"
+        "  --caa-weight X            c_a, the weight of the CAA term (default 1)\n"
         "  --caa-batch N             CAA rows per step (default: --batch)\n"
         "  --caa-counterweight       as many pseudo -> helpful rows beside them, in the same loss (default off)\n"
+        "  --caa-loss ce|retain      ce: c_a x the cross-entropy of the refusal (default); retain: the rows\n"
+        "                            join the retain term instead, c_r(t) x c_a x |h - h0| at L_r on the\n"
+        "                            states that predict the refusal, h0 = the base model's (adapters off)\n"
+        "                            on the same row, run every step: M0's states of a refusal written\n"
+        "                            after a harmful prefix are kept, rather than its tokens trained\n"
         "output:\n"
         "  --log FILE.csv            step,c_erase,c_retain,erase,retain,caa,tokens_per_s,elapsed\n"
         "                            (default OUT.csv: OUT.bin without .bin)\n"
@@ -1395,6 +1408,7 @@ int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch) {
         {"--caa-weight", ARG_FLOAT, &c->caa_weight, 0, 1e6},
         {"--caa-batch", ARG_INT, &c->caa_batch, 1, 4096},
         {"--caa-counterweight", ARG_SWITCH, &c->caa_counterweight, 1},
+        {"--caa-loss", ARG_CHOICE, &c->caa_loss, .choices = "ce|retain"},               // CAA_LOSS_*
     };
     _Static_assert(sizeof(knobs) / sizeof(knobs[0]) == DEFENSE_ARGS, "DEFENSE_ARGS counts the rows of knobs");
     int n = 0;
@@ -1501,7 +1515,7 @@ int defend_main(int argc, char** argv) {
         int saved = out_format == MODEL_FORMAT_LLAMA2C ? model_save(&m, out_path, version)
                                                         : model_save_as(&m, out_path, out_format, model_path);
         int failed = saved != 0 || write_defense_csv(&log, io.log_path) != 0 ||
-                     (log.n > 0 && write_defense_plot(&log, io.plot_path, cfg.caa) != 0);
+                     (log.n > 0 && write_defense_plot(&log, io.plot_path, cfg.caa, cfg.caa_loss) != 0);
         int stopped = !failed && interrupted(); // Ctrl-C during the writes: none of them, as during the loop
         if (atomic_group_end(!failed && !stopped) != 0) failed = 1;
         if (failed)

@@ -6,7 +6,8 @@
 #include "util.h"
 
 // one row per step: the loss terms before their coefficients (erase: OALW-weighted mean over L_t;
-// retain: mean over L_r; caa: cross-entropy of the CAA batch, NaN without CAA)
+// retain: mean over L_r; caa: cross-entropy of the CAA batch, or with --caa-loss retain its
+// refusal's distance to M0, NaN without CAA)
 typedef struct {
     int step;
     float c_erase, c_retain;
@@ -108,7 +109,7 @@ int defend_main(int argc, char** argv);
 // defend takes them all; mosr demo and mosr ablation all but --batch (theirs is the decoding
 // batch). Writes the rows, pointing into c, and the table's end into specs (room for
 // DEFENSE_ARGS + 1); returns the number of rows.
-#define DEFENSE_ARGS 31
+#define DEFENSE_ARGS 32
 int defense_args(ArgSpec* specs, DefenseConfig* c, int with_batch);
 
 #endif

@@ -104,6 +104,7 @@ typedef struct {
     int n_tradeoff;
     int tradeoff_methods;   // ablation: the curves drawn, 0 RR and MOSR, 1 RR only, 2 MOSR only
     int dump;               // ablation: every run's answers with their labels in DIR/eval_*.jsonl
+    unsigned variants;      // ablation: bit v set = DEMO_VARIANTS[v] runs (--variants; default all)
     const char* from[ABLATION_MAX_FROM]; // ablation --from: earlier ablation.json files, whose runs
     int n_from;                          // (and base) are taken as they are; nothing else runs
     DefenseConfig defense;  // defend()'s defaults with the knobs given; each variant sets OALW and CAA
@@ -572,7 +573,7 @@ static void demo_usage(FILE* f, int ablation) {
         "  --retain-layers, --alpha, --erase-ratio, --lr, --rank, --lora-alpha, --lora-b-std, --oalw-layer,\n"
         "  --oalw-pool, --oalw-score, --oalw-form, --oalw-k, --oalw-lambda, --oalw-wmin, --oalw-tau,\n"
         "  --oalw-every, --oalw-space, --oalw-norm, --caa-prefix, --caa-kmin, --caa-frac, --caa-weight,\n"
-        "  --caa-batch, --caa-counterweight\n",
+        "  --caa-batch, --caa-counterweight, --caa-loss\n",
         ablation ? "ablation" : "demo", ablation ? "; seed k of a variant is N + k" : "",
         ablation ? "  --seeds N           seeds per variant (default 3)\n"
                    "  --no-sweep          the ablation only\n"
@@ -584,6 +585,8 @@ static void demo_usage(FILE* f, int ablation) {
                    "                      --erase-ratio), at every seed; up to 8 values\n"
                    "  --tradeoff-only     the trade-off curves only (and the base model)\n"
                    "  --tradeoff-methods both|rr|mosr  the curves of both methods (default) or of one\n"
+                   "  --variants LIST     only these of rr, rr+oalw, rr+caa, mosr (and their sweep points),\n"
+                   "                      e.g. --variants mosr (default all four)\n"
                    "  --dump              every run's answers with their labels (mosr judge's input) in\n"
                    "                      DIR/eval_VARIANT_sSEED_lLAMBDA_kFRAC_aALPHA_rRATIO_STEPS.jsonl\n"
                    "  --from FILE         (repeatable) no run at all: the base model and the planned runs are\n"
@@ -632,13 +635,37 @@ static int parse_from(const char* cmd, const char* flag, const char* v, void* de
     return 0;
 }
 
+// --variants rr,mosr (ARG_CALL, dest: the DemoArgs): which of DEMO_VARIANTS the ablation and its
+// sweeps run; 0, or -1 (reported)
+static int parse_variants(const char* cmd, const char* flag, const char* v, void* dest) {
+    DemoArgs* a = dest;
+    a->variants = 0;
+    for (const char* p = v; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int k = 0; k < N_DEMO_VARIANTS; k++)
+            if (strlen(DEMO_VARIANTS[k].name) == len && !strncmp(p, DEMO_VARIANTS[k].name, len)) found = k;
+        if (found < 0) {
+            error_msg("%s: %s takes names from rr, rr+oalw, rr+caa, mosr, comma-separated, got '%s'", cmd, flag, v);
+            return -1;
+        }
+        a->variants |= 1u << found;
+        p += len + (p[len] == ',');
+    }
+    if (a->variants == 0) {
+        error_msg("%s: %s: no variant named", cmd, flag);
+        return -1;
+    }
+    return 0;
+}
+
 // Parses either command's flags. Returns EXIT_OK, EXIT_USAGE (after a message) or -1 after --help.
 static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
     const char* cmd = ablation ? "ablation" : "demo";
     *a = (DemoArgs){.model_path = "weights/base.bin", .tok_path = "weights/tokenizer.bin", .data_dir = "data",
                     .out_dir = ablation ? "out/ablation" : "out/demo", .steps = -1, .seed = 1337, .eval_limit = -1,
                     .layer = -1, .batch = 64, .max_new = 128, .eval_threads = 0,
-                    .print_every = 25, .seeds = 3, .sweep = 1};
+                    .print_every = 25, .seeds = 3, .sweep = 1, .variants = (1u << N_DEMO_VARIANTS) - 1};
     defense_config_default(&a->defense, DEFEND_RR);
     int quick = 0;
     const ArgSpec both[] = {
@@ -669,6 +696,7 @@ static int demo_parse(DemoArgs* a, int argc, char** argv, int ablation) {
         {"--tradeoff-only", ARG_SWITCH, &a->sweep, 3},
         {"--tradeoff-methods", ARG_CHOICE, &a->tradeoff_methods, .choices = "both|rr|mosr"},
         {"--dump", ARG_SWITCH, &a->dump, 1},
+        {"--variants", ARG_CALL, a, .call = parse_variants},
         {"--from", ARG_CALL, a, .call = parse_from},
         {0}};
     ArgSpec knobs[DEFENSE_ARGS + 1];
@@ -836,6 +864,7 @@ static void describe_defense(FILE* f, const DefenseConfig* c) {
                                                 : "",
             c->caa_prefix == CAA_PREFIX_CONTENT ? "the harmful action, at least " : "", c->caa_kmin, c->caa_frac,
             c->caa_counterweight ? ", with pseudo -> helpful counterweight rows" : "");
+    if (c->caa_loss == CAA_LOSS_RETAIN) fputs(", CAA rows in the retain term (kept at M0's refusal)", f);
 }
 
 // the tables, in Markdown, to f (stdout and DIR/results.md)
@@ -1202,13 +1231,13 @@ static int plan_ablation(AblationRun* runs, const DemoArgs* a) {
     int n = 0;
     if (a->sweep <= 1)
         for (int v = 0; v < N_DEMO_VARIANTS; v++)
-            for (int s = 0; s < a->seeds; s++) {
+            for (int s = 0; s < a->seeds && (a->variants >> v & 1); s++) {
                 runs[n] = plain;
                 runs[n].variant = v, runs[n++].seed = a->seed + s;
             }
     for (int k = 0; k < 2 && (a->sweep == 1 || a->sweep == 2); k++) {
         int variant = k == 0 ? VARIANT_RR_OALW : VARIANT_MOSR;
-        for (int j = 0; j < N_SWEEP_LAMBDAS; j++) {
+        for (int j = 0; j < N_SWEEP_LAMBDAS && (a->variants >> variant & 1); j++) {
             if (a->sweep != 2 && SWEEP_LAMBDAS[j] == o.lambda) continue; // the ablation's seed-0 run
             runs[n] = plain;
             runs[n].variant = variant, runs[n].seed = a->seed, runs[n].lambda = SWEEP_LAMBDAS[j], runs[n++].sweep = 1;
@@ -1216,7 +1245,7 @@ static int plan_ablation(AblationRun* runs, const DemoArgs* a) {
     }
     for (int k = 0; k < 2 && (a->sweep == 1 || a->sweep == 2); k++) {
         int variant = k == 0 ? VARIANT_RR_CAA : VARIANT_MOSR;
-        for (int j = 0; j < N_SWEEP_FRACS; j++) {
+        for (int j = 0; j < N_SWEEP_FRACS && (a->variants >> variant & 1); j++) {
             if (SWEEP_FRACS[j] == dc.caa_frac && (a->sweep != 2 || variant == VARIANT_MOSR)) continue;
             runs[n] = plain;
             runs[n].variant = variant, runs[n].seed = a->seed, runs[n].caa_frac = SWEEP_FRACS[j], runs[n++].sweep = 1;

@@ -755,6 +755,8 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 //   -> L_RR: c_s(t) * erase loss at L_t + c_r(t) * retain loss at L_r, gradients injected as d h_l
 //   -> model_backward (m->grads NULL: only the adapters get gradients)
 //   [MOSR] -> CAA rows through the whole of Mθ, c_a * cross-entropy on the refusal, backward
+//            (--caa-loss retain: through M0 and Mθ up to L_r, c_r(t) * c_a * retain loss on the
+//            refusal's states, backward)
 //   -> AdamW on the adapters.
 // M0 is the same weights with the adapters switched off (with_adapters), so there is never a
 // second model.
@@ -786,6 +788,7 @@ void defense_config_default(DefenseConfig* c, int method) {
     c->caa_frac = 0.5f;
     c->caa_weight = 1.0f;
     c->caa_batch = 0; // = batch
+    c->caa_loss = CAA_LOSS_CE;
 }
 
 int defense_layers(DefenseLayers* dl, const DefenseConfig* cfg, int L) {
@@ -841,6 +844,7 @@ int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl
     if (!s->slot || !s->dhidden) return -1;
     s->n_slots = defense_slots(s->slot, dl, c->n_layers);
     size_t block = (size_t)max_B * max_T * c->dim;
+    s->max_B = max_B, s->max_T = max_T;
     s->dh = malloc(s->n_slots * block * sizeof(float));
     s->n_lora = m->lora.n_params;
     s->adam_m = calloc(s->n_lora, sizeof(float));
@@ -848,7 +852,21 @@ int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl
     return s->dh && s->adam_m && s->adam_v ? 0 : -1;
 }
 
+// the CAA rows' M0 states sit beside their injected gradients, in the same (n_slots, B, T, C) layout
+int reserve_caa_states(DefenseState* s, const Model* m, int n_rows) {
+    const Config* c = &m->config;
+    if (n_rows > s->max_B) {
+        float* dh = realloc(s->dh, (size_t)s->n_slots * n_rows * s->max_T * c->dim * sizeof(float));
+        if (!dh) return -1;
+        s->dh = dh, s->max_B = n_rows;
+    }
+    free(s->caa_h0);
+    s->caa_h0 = malloc((size_t)s->n_slots * s->max_B * s->max_T * c->dim * sizeof(float));
+    return s->caa_h0 ? 0 : -1;
+}
+
 void free_defense_state(DefenseState* s) {
+    free(s->caa_h0);
     free(s->slot);
     free(s->dhidden);
     free(s->dh);
@@ -897,9 +915,57 @@ static void rr_loss(DefenseState* s, Model* m, const float* h0, const float* tok
     }
 }
 
+// --caa-loss retain: CAA's rows inside the retain term rather than in a cross-entropy,
+//   + c_r(t) * c_a * mean_{x in D_aug} l_retain^refusal(x)
+//   l_retain^refusal(x) = mean_{l in L_r, tok in R(x)} || h_l^θ(x)[tok] - h_l^0(x)[tok] ||_2
+// R(x): the positions CAA's cross-entropy reads (caa->mask: the last harmful token through the
+// refusal's last but one, the states that predict the refusal), so that Mθ keeps M0's way into
+// the refusal after harmful content instead of being taught it. h_l^0 is M0 on the same row: the
+// prefixes are drawn afresh every step, so M0 runs here, on this step's rows (s->caa_h0). Same
+// mean as l_retain (per row, then over the rows), same layers, same schedule c_r(t): a retain row
+// whose weight among the retain rows is c_a. c_caa: c_r(t) * c_a. The term before its coefficient
+// into out->caa; share: its part of the whole step under MPI. 0, or -1 (the model could not run).
+static int caa_retain_loss(DefenseState* s, Model* m, const Batch* caa, float c_caa, float share,
+                           DefenseStepResult* out) {
+    const DefenseLayers* dl = &s->layers;
+    int L = m->config.n_layers, C = m->config.dim, B = caa->B, T = caa->T;
+    size_t BTC = (size_t)B * T * C;
+    if (!s->caa_h0 || B > s->max_B || T > s->max_T) {
+        error_msg("defend: no room for M0's states of %d CAA rows of %d positions (reserve_caa_states)", B, T);
+        return -1;
+    }
+    // h_l^0: M0 on this step's rows, at the layers a loss reads (into their slots, as h0's)
+    float* views[DEFEND_MAX_LAYERS] = {0};
+    for (int l = 0; l < L && l < DEFEND_MAX_LAYERS; l++) views[l] = s->slot[l] >= 0 ? s->caa_h0 + s->slot[l] * BTC : NULL;
+    with_adapters(m, 0);
+    int rc = model_forward_states(m, caa->inputs, B, T, dl->n_run, views);
+    with_adapters(m, 1);
+    if (rc != 0) return -1;
+    // h_l^θ, and the retain loss on the refusal at L_r, injected as d h_l
+    model_forward(m, caa->inputs, B, T, dl->n_run);
+    if (m->n_run != dl->n_run) return -1;
+    memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
+    for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
+    out->caa = 0.0f;
+    for (int k = 0; k < dl->n_retain; k++) {
+        int l = dl->retain[k];
+        const float* h = model_hidden(m, l);
+        const float* h0_l = s->caa_h0 + s->slot[l] * BTC;
+        out->caa += retain_loss_forward(h, h0_l, caa->mask, B, T, C) * share / dl->n_retain;
+        retain_loss_backward(s->dhidden[l], h, h0_l, caa->mask, c_caa * share / dl->n_retain, B, T, C);
+    }
+    model_backward(m, 0, s->dhidden);
+    int weight_grads = m->grad_memory != NULL;
+    out->tokens += 2L * B * T; // M0's forward and Mθ's
+    out->flop += model_forward_flop(m, B, T, dl->n_run, 0) + model_forward_flop(m, B, T, dl->n_run, 1) +
+                 model_backward_flop(m, B, T, dl->n_run, 0, weight_grads, 1);
+    return 0;
+}
+
 // L_MOSR(t) = L_RR(t) + c_a * CE_refusal(D_aug)
 //           = c_s(t) * (1/B) Σ_i w_i l_erase(x_i) + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
 //   c_s(t) = α (1 - t / 2T),   c_r(t) = α t / 2T
+// (--caa-loss retain: + c_r(t) * c_a * mean l_retain^refusal(D_aug), caa_retain_loss, in its place)
 // and one AdamW step on the adapters. RR is the same step with every w_i = 1 and no CAA rows.
 int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr, const float* h0,
                  int n_erase, const float* erase_weight, const Batch* caa, DefenseStepResult* out) {
@@ -913,8 +979,11 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
 
     // under MPI: each mean's count over the whole step (erase rows, retain rows, CAA tokens), summed
     // over the ranks before the backward; this rank's part of a mean weighs share = its count / all
+    // (the CAA term's mean: over its tokens for the cross-entropy, over its rows in the retain term)
+    int caa_retain = cfg->caa_loss == CAA_LOSS_RETAIN;
+    long n_caa = !caa || caa->B == 0 ? 0 : caa_retain ? masked_examples(caa->mask, caa->B, caa->T) : caa->n_counted;
     long counts[6] = {masked_examples(rr->mask, n_erase, T), masked_examples(rr->mask + (size_t)n_erase * T, B - n_erase, T),
-                      caa && caa->B > 0 ? caa->n_counted : 0};
+                      n_caa};
     for (int k = 0; k < 3; k++) counts[3 + k] = counts[k];
     dist_allreduce_sum_longs(counts + 3, 3);
     float share[3];
@@ -934,7 +1003,9 @@ int defense_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, 
     // + c_a * CE_refusal(D_aug): the CAA rows through the whole of Mθ, cross-entropy on the refusal.
     // Its own forward and backward: the forward overwrites the activations the RR backward read.
     out->caa = NAN;
-    if (caa && caa->B > 0) {
+    if (caa && caa->B > 0 && caa_retain) {
+        if (caa_retain_loss(s, m, caa, out->c_retain * cfg->caa_weight, share[2], out) != 0) return -1;
+    } else if (caa && caa->B > 0) {
         model_forward(m, caa->inputs, caa->B, caa->T, L);
         if (m->n_run != L) return -1;
         out->caa = model_loss(m, caa->targets, caa->mask, cfg->caa_weight * share[2]) * share[2];

@@ -223,6 +223,7 @@ int build_caa_example(Example* ex, int* k_out, const int* prompt_ids, int n_prom
 
 enum { DEFEND_RR = 0, DEFEND_MOSR = 1 };
 enum { CAA_PREFIX_CONTENT = 0, CAA_PREFIX_TOKENS = 1 };             // CAA's prefix draw (section 4)
+enum { CAA_LOSS_CE = 0, CAA_LOSS_RETAIN = 1 };                      // CAA's rows: cross-entropy, or in the retain term
 enum { OALW_NORM_BATCH = 0, OALW_NORM_WEIGHTS = 1 };                // the weighted erasure's divisor
 enum { OALW_LEVEL_PROMPT = 0, OALW_LEVEL_TOKEN = 1 };                // one weight per prompt, or per erased token
 enum { ERASE_ALL = 0, ERASE_RESPONSE = 1, ERASE_DISTINCT = 2 };   // which tokens are erased
@@ -266,6 +267,8 @@ typedef struct {
     float caa_weight;           // c_a, default 1
     int caa_batch;              // CAA rows per step, default = batch
     int caa_counterweight;      // 1: as many pseudo -> helpful rows beside them, same loss (default 0)
+    int caa_loss;               // CAA_LOSS_CE (default: c_a * cross-entropy on the refusal) or _RETAIN
+                                // (c_r(t) * c_a * the refusal's states kept at M0's, caa_retain_loss)
 } DefenseConfig;
 
 void defense_config_default(DefenseConfig* c, int method);
@@ -301,14 +304,19 @@ typedef struct {
     float** dhidden;  // (L) model_backward's injections: views into dh, or NULL
     float *adam_m, *adam_v; // (n_lora) AdamW's moments of the adapters
     size_t n_lora;
+    int max_B, max_T; // rows dh holds, and positions a row
+    float* caa_h0;    // (n_slots, max_B, T, C) M0's states of a step's CAA rows: --caa-loss retain only
 } DefenseState;
 
 // for rows of up to max_B x max_T positions; m must already carry its adapters. 0 on success
 int build_defense_state(DefenseState* s, const Model* m, const DefenseLayers* dl, int max_B, int max_T);
+// --caa-loss retain: room for M0's states of up to n_rows CAA rows (and dh for as many). 0 on success
+int reserve_caa_states(DefenseState* s, const Model* m, int n_rows);
 void free_defense_state(DefenseState* s);
 
 // what a step measured: the loss terms before their coefficients (erase: OALW-weighted mean over
-// L_t; retain: mean over L_r; caa: cross-entropy of the CAA rows, NaN if the step had none)
+// L_t; retain: mean over L_r; caa: cross-entropy of the CAA rows, or with --caa-loss retain their
+// refusal's distance to M0 (caa_retain_loss), NaN if the step had none)
 typedef struct {
     float c_erase, c_retain;
     float erase, retain, caa;
@@ -318,8 +326,12 @@ typedef struct {
 
 // One optimiser step of
 //   L_MOSR(t) = c_s(t) * (1/B) Σ w_i l_erase(x_i) + c_r(t) * mean l_retain + c_a * CE_refusal(D_aug)
+// or, with cfg->caa_loss CAA_LOSS_RETAIN, the last term inside the retain term's schedule:
+//   ... + c_r(t) * (mean l_retain + c_a * mean_{x in D_aug} l_retain^refusal(x))
 // on the adapters of m: rr and caa run through Mθ (with_adapters(m, 1)); M0's side of the losses
-// is h0, computed before training.
+// is h0, computed before training, and for the CAA rows under CAA_LOSS_RETAIN M0's states of
+// this step's rows, computed in the step (their prefixes are drawn afresh every step; room made
+// by reserve_caa_states).
 // rr: the representation rows, laid out by batch_fill_states, rows [0, n_erase) from D_m and the
 // rest from D_r, each row's mask on the tokens its loss reads. h0: (n_slots, rr->B, rr->T, C)
 // M0's states of those rows at the layers a loss reads (slot order, zero on the padding).

@@ -306,7 +306,10 @@ static void test_defense_args(void) {
     CHECK(args_parse("defend", with, 18, argv) == 0 && c.erase_ratio == 0.3f && c.n_targets == 2 && c.targets[0] == 2 && c.targets[1] == 4 &&
           c.n_retain == 1 && c.retain_layers[0] == 3 && c.batch == 5 && c.oalw_pool == POOL_CONTENT &&
           c.overlap.score == OVERLAP_CENTROID && c.retain_refusal == RETAIN_REFUSAL_NONE && c.caa_counterweight == 1 &&
-          c.overlap.w_min == 0.2f, "defense_args: the knobs land in their fields");
+          c.overlap.w_min == 0.2f && c.caa_loss == CAA_LOSS_CE, "defense_args: the knobs land in their fields");
+    CHECK(args_parse("defend", with, 3, (char*[]){"defend", "--caa-loss", "retain"}) == 0 &&
+          c.caa_loss == CAA_LOSS_RETAIN, "--caa-loss retain");
+    CHECK(args_parse("defend", with, 3, (char*[]){"defend", "--caa-loss", "mse"}) == EXIT_USAGE, "--caa-loss mse: a usage error");
     CHECK(args_parse("demo", without, 3, (char*[]){"demo", "--batch", "5"}) == EXIT_USAGE, "demo's knobs: no --batch");
 }
 

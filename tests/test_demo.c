@@ -456,7 +456,25 @@ static void test_demo_end_to_end(void) {
                         "--threads", "1", "--tradeoff", "ratio=0.5", "--tradeoff-only", "--from", path};
     CHECK(ablation_main(sizeof(bad_from) / sizeof(bad_from[0]), bad_from) != 0, "--from a tradeoff.json fails");
 
-    fprintf(stderr, "(two error lines expected:)\n");
+    // --variants: only the runs of the variants named (drawn here from the first ablation's file)
+    char only_dir[620], only_from[640];
+    snprintf(only_dir, sizeof(only_dir), "%s/only", ablation_dir);
+    snprintf(only_from, sizeof(only_from), "%s/ablation.json", ablation_dir);
+    char* only_argv[] = {"ablation", "--model", model_path, "-z", TOKENIZER, "--data", data_dir, "--out", only_dir,
+                         "--threads", "1", "--seeds", "2", "--steps", "2", "--no-sweep", "--variants", "mosr,rr+caa",
+                         "--from", only_from};
+    rc = ablation_main(sizeof(only_argv) / sizeof(only_argv[0]), only_argv);
+    snprintf(path, sizeof(path), "%s/ablation.json", only_dir);
+    json = read_file(path, NULL);
+    double n_of[4] = {NAN, NAN, NAN, NAN};
+    for (int v = 0; v < 4 && json; v++) json_get_number(json_member(json_member(json, "summary"), variants[v]), "n", &n_of[v]);
+    CHECK(rc == 0 && n_of[0] == 0 && n_of[1] == 0 && n_of[2] == 2 && n_of[3] == 2,
+          "--variants mosr,rr+caa: their runs only (rr %g, rr+oalw %g, rr+caa %g, mosr %g)", n_of[0], n_of[1], n_of[2], n_of[3]);
+    free(json);
+
+    fprintf(stderr, "(three error lines expected:)\n");
+    char* bad_variant[] = {"ablation", "--model", model_path, "--variants", "mosr,oalw"};
+    CHECK(ablation_main(5, bad_variant) == EXIT_USAGE, "--variants with a name that is no variant is a usage error");
     char* bad_flag[] = {"demo", "--model", model_path, "--steps", "0"};
     CHECK(demo_main(5, bad_flag) == EXIT_USAGE, "--steps 0 is a usage error");
     char* no_data[] = {"demo", "--model", model_path, "-z", TOKENIZER, "--data", "/nonexistent", "--out", out_dir};

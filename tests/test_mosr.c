@@ -3,6 +3,7 @@
 // pooling, the rows the losses read, CAA examples (and their prefixes on the project's data),
 // representations of a tiny model, the step-0 symmetry and OALW's weights inside defense_step.
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -959,6 +960,145 @@ static void test_oalw_wiring(void) {
     model_free(&m);
 }
 
+// One defence step on the CAA batch caa alone (the representation row rr has no masked token, so
+// the RR terms are 0): the CAA term it measured, and the adapters' gradient (n_lora) out; the
+// adapters are put back afterwards.
+static float caa_step(DefenseState* s, Model* m, const DefenseConfig* cfg, int step, const Batch* rr,
+                      const float* h0, const Batch* caa, float* grad) {
+    float* saved = malloc(m->lora.n_params * sizeof(float));
+    memcpy(saved, m->lora.param_memory, m->lora.n_params * sizeof(float));
+    DefenseStepResult r;
+    int rc = defense_step(s, m, cfg, step, rr, h0, 0, NULL, caa, &r);
+    if (grad) memcpy(grad, m->lora.grad_memory, m->lora.n_params * sizeof(float));
+    memcpy(m->lora.param_memory, saved, m->lora.n_params * sizeof(float));
+    free(saved);
+    return rc == 0 ? r.caa : NAN;
+}
+
+// --caa-loss retain: the CAA rows' term c_r(t) * c_a * mean_x mean_{l in L_r, tok} |h_l^θ - h_l^0|
+// on the tokens CAA's cross-entropy reads, h_l^0 = M0 (adapters off) on the same rows. Its value
+// against a reference from two forwards, its gradient on the adapters against finite differences
+// of that value, c_r(t) and c_a as its coefficients; and --caa-loss ce, the default, is still the
+// refusal's cross-entropy.
+static void test_caa_retain(void) {
+    Model m;
+    tiny_model(&m, 64);
+    DefenseConfig cfg;
+    defense_config_default(&cfg, DEFEND_MOSR);
+    CHECK(cfg.caa_loss == CAA_LOSS_CE, "CAA's loss is the cross-entropy by default");
+    cfg.caa_loss = CAA_LOSS_RETAIN;
+    cfg.caa_weight = 0.7f;
+    cfg.steps = 10;
+    DefenseLayers dl;
+    int ok = defense_layers(&dl, &cfg, m.config.n_layers) == 0 &&
+             model_lora_init(&m, 4, 8.0f, 0, dl.max_target + 1, (1 << N_LORA_MAPS) - 1, 0.3f, 9) == 0;
+    // two CAA rows of different lengths (one padded), and a representation row with no masked token
+    uint64_t rng = 13;
+    Example rows[2], rr_row;
+    const Example* ptrs[2] = {&rows[0], &rows[1]};
+    int lengths[2][3] = {{5, 8, 4}, {7, 4, 3}}; // prompt (BOS included), harmful completion, refusal
+    for (int e = 0; e < 2 && ok; e++) {
+        int prompt[8], harmful[8], refusal[8];
+        prompt[0] = TOKEN_BOS;
+        for (int i = 1; i < lengths[e][0]; i++) prompt[i] = 3 + (int)(random_u32(&rng) % 500);
+        for (int i = 0; i < lengths[e][1]; i++) harmful[i] = 3 + (int)(random_u32(&rng) % 500);
+        for (int i = 0; i < lengths[e][2]; i++) refusal[i] = 3 + (int)(random_u32(&rng) % 500);
+        ok = example_alloc(&rows[e], 32) == 0 &&
+             build_caa_example(&rows[e], NULL, prompt, lengths[e][0], harmful, lengths[e][1], refusal, lengths[e][2],
+                               TOKEN_EOS, 2, 0, 0.5f, 32, &rng) == 0;
+    }
+    int rr_ids[5] = {TOKEN_BOS, 7, 8, 9, 10};
+    ok = ok && representation_row(&rr_row, rr_ids, 3, rr_ids + 3, 2, 0) == 0;
+    if (ok) memset(rr_row.mask, 0, rr_row.n * sizeof(float));
+    DefenseState s;
+    ok = ok && build_defense_state(&s, &m, &dl, 1, m.config.seq_len) == 0 && reserve_caa_states(&s, &m, 2) == 0;
+    CHECK(ok, "a defence state with room for the CAA rows' M0 states");
+    if (!ok) { model_free(&m); return; }
+    Batch rr, caa;
+    const Example* rr_ptrs[1] = {&rr_row};
+    build_batch(&rr, 1, m.config.seq_len);
+    batch_fill_states(&rr, rr_ptrs, 1);
+    build_batch(&caa, 2, m.config.seq_len);
+    batch_fill_padded(&caa, ptrs, 2);
+    int B = caa.B, T = caa.T, C = m.config.dim;
+    size_t BTC = (size_t)B * T * C, n = m.lora.n_params;
+    float* h0_rr = calloc((size_t)s.n_slots * rr.B * rr.T * C, sizeof(float));
+
+    // the reference: M0's and Mθ's states of the rows, their mean distance over L_r (ref_loss)
+    float* h0 = malloc(dl.n_retain * BTC * sizeof(float));
+    double* h = malloc(dl.n_retain * BTC * sizeof(double));
+    with_adapters(&m, 0);
+    model_forward(&m, caa.inputs, B, T, dl.n_run);
+    for (int k = 0; k < dl.n_retain; k++) memcpy(h0 + k * BTC, model_hidden(&m, dl.retain[k]), BTC * sizeof(float));
+    with_adapters(&m, 1);
+    model_forward(&m, caa.inputs, B, T, dl.n_run);
+    double expected = 0.0;
+    for (int k = 0; k < dl.n_retain; k++) {
+        const float* hl = model_hidden(&m, dl.retain[k]);
+        for (size_t i = 0; i < BTC; i++) h[k * BTC + i] = hl[i];
+        expected += ref_loss(1, h + k * BTC, h0 + k * BTC, caa.mask, NULL, B, T, C) / dl.n_retain;
+    }
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    float *grad = malloc(n * sizeof(float)), *grad2 = malloc(n * sizeof(float));
+    const int step = 6; // c_r = alpha * 6 / 20 = 3
+    const double coef = cfg.alpha * step / (2.0 * cfg.steps) * cfg.caa_weight;
+    float value = caa_step(&s, &m, &cfg, step, &rr, h0_rr, &caa, grad);
+    printf("CAA in the retain term: %.6f (reference %.6f) over %d rows, %d tokens\n", value, expected, B, caa.n_counted);
+    CHECK(expected > 0.1 && fabs(value - expected) < 1e-4 * expected,
+          "the CAA retain term is the distance to M0's states on the refusal (%.6f vs %.6f)", value, expected);
+    // its gradient against central differences of its value, on a sample of the adapters
+    const float eps = 3e-3f;
+    double worst = 0.0, scale = 0.0;
+    uint64_t pick = 21;
+    for (int j = 0; j < 24; j++) {
+        size_t i = random_u32(&pick) % n;
+        float keep = m.lora.param_memory[i];
+        m.lora.param_memory[i] = keep + eps;
+        double up = caa_step(&s, &m, &cfg, step, &rr, h0_rr, &caa, NULL);
+        m.lora.param_memory[i] = keep - eps;
+        double down = caa_step(&s, &m, &cfg, step, &rr, h0_rr, &caa, NULL);
+        m.lora.param_memory[i] = keep;
+        double numeric = coef * (up - down) / (2.0 * eps);
+        worst = fmax(worst, fabs(numeric - grad[i]));
+        scale = fmax(scale, fabs(numeric));
+    }
+    printf("CAA retain gradient, 24 adapter entries: finite differences off by %.2e, largest %.2e\n", worst, scale);
+    CHECK(scale > 0.0 && worst < 2e-2 * scale, "the CAA retain gradient vs finite differences: off by %.2e (max %.2e)",
+          worst, scale);
+    // its coefficient is c_r(t) * c_a: twice c_a, twice the gradient; at t = 0, c_r = 0 and none
+    cfg.caa_weight = 1.4f;
+    caa_step(&s, &m, &cfg, step, &rr, h0_rr, &caa, grad2);
+    for (size_t i = 0; i < n; i++) grad2[i] *= 0.5f;
+    double d_weight = relative_difference(grad2, grad, n);
+    CHECK(d_weight < 1e-5, "c_a scales the CAA retain gradient (off by %.2e)", d_weight);
+    float at_start = caa_step(&s, &m, &cfg, 0, &rr, h0_rr, &caa, grad2);
+    double g_start = 0.0;
+    for (size_t i = 0; i < n; i++) g_start = fmax(g_start, fabs(grad2[i]));
+    CHECK(fabsf(at_start - value) < 1e-6f * value && g_start == 0.0,
+          "at t = 0 the term is measured (%.6f) with weight c_r = 0 (largest gradient %g)", at_start, g_start);
+    // --caa-loss ce on the same rows: the refusal's cross-entropy, as before
+    cfg.caa_loss = CAA_LOSS_CE;
+    float ce = caa_step(&s, &m, &cfg, step, &rr, h0_rr, &caa, grad2);
+    model_forward(&m, caa.inputs, B, T, m.config.n_layers);
+    float ce_expected = model_loss(&m, caa.targets, caa.mask, 1.0f);
+    CHECK(fabsf(ce - ce_expected) < 1e-5f * ce_expected && relative_difference(grad2, grad, n) > 0.5,
+          "--caa-loss ce: the refusal's cross-entropy (%.5f vs %.5f), another gradient", ce, ce_expected);
+    omp_set_num_threads(threads);
+    free(grad);
+    free(grad2);
+    free(h0);
+    free(h);
+    free(h0_rr);
+    free_batch(&rr);
+    free_batch(&caa);
+    for (int e = 0; e < 2; e++) free_example(&rows[e]);
+    free_example(&rr_row);
+    free_defense_state(&s);
+    model_lora_free(&m);
+    model_free(&m);
+}
+
 int main(void) {
     test_losses();
     test_token_oalw();
@@ -971,5 +1111,6 @@ int main(void) {
     test_collect_representations();
     test_defend_symmetry();
     test_oalw_wiring();
+    test_caa_retain();
     return check_summary("test_mosr");
 }
