@@ -373,29 +373,32 @@ def over_refusal_split():
         rows, right={2, 6})
 
 
-KNOB_PARTS = ["results/knob_borderline/%s/ablation.json" % p for p in ("rr_a", "rr_b", "rr_c", "mosr_token")]
+KNOB_PARTS = ["results/knob_borderline/%s/ablation.json" % p
+              for p in ("rr_a", "rr_b", "rr_c", "mosr_token", "mosr_token2", "mosr_token_s2", "rr_s2")]
 
 
 def knob_borderline():
-    """RR and MOSR (token-level OALW) along the erase/retain ratio, borderline retain, one seed: every
-    trade-off run of the parts that exist, and the base model of the first."""
+    """RR and MOSR (token-level OALW) along the erase/retain ratio, borderline retain: every trade-off
+    run of the parts that exist (with the part it is in: the first four were judged before the
+    judge's step-marker rule), and the base model of the first."""
     files = [p for p in KNOB_PARTS if os.path.exists(os.path.join(ROOT, p))]
-    runs = sorted((r for p in files for r in load(p)["runs"] if r["tradeoff"]),
-                  key=lambda r: (r["variant"] != "rr", r["erase_ratio"]))
+    runs = sorted(((r, p.split("/")[-2]) for p in files for r in load(p)["runs"] if r["tradeoff"]),
+                  key=lambda rp: (rp[0]["variant"] != "rr", rp[0]["erase_ratio"], rp[0]["seed"]))
     b = load(files[0])["base"]
     bseen = split_counts(b)[0][0] / split_counts(b)[0][1]
 
-    def cells(name, ratio, r):
+    def cells(name, ratio, seed, part, r):
         seen, held = split_counts(r)
         added = "–" if r is b else ("%+.3f" % (seen[0] / seen[1] - bseen)).replace("-", "−")
-        return [name, ratio, rate(r, "asr_worst"), rate(r, "over_refusal"), kn_rate(seen), added, kn_rate(held),
-                rate(r, "benign_accuracy")]
+        return [name, ratio, seed, part, rate(r, "asr_worst"), rate(r, "over_refusal"), kn_rate(seen), added,
+                kn_rate(held), rate(r, "benign_accuracy")]
 
-    rows = [cells("base", "–", b)] + [cells(NAMES[r["variant"]], "%g" % r["erase_ratio"], r) for r in runs]
-    return source(files, "mosr ablation --tradeoff ratio=LIST --tradeoff-only --seeds 1 --retain-borderline; "
+    rows = [cells("base", "–", "–", "–", b)] + [cells(NAMES[r["variant"]], "%g" % r["erase_ratio"], str(r["seed"]), part, r)
+                                               for r, part in runs]
+    return source(files, "mosr ablation --tradeoff ratio=LIST --tradeoff-only --retain-borderline; "
                   "results/knob_borderline/README.md has each part's command") + table(
-        ["model", "erase ratio R", "worst harm", "over-refusal", "seen words", "added on seen words",
-         "held-out words", "benign accuracy"], rows, right={1, 5})
+        ["model", "erase ratio R", "seed", "part", "worst harm", "over-refusal", "seen words", "added on seen words",
+         "held-out words", "benign accuracy"], rows, right={1, 2, 7})
 
 
 # ----------------------------------------------------------------------------
