@@ -28,7 +28,7 @@
 // token rows one call feeds besides one row per slot: the prefill of new prompts goes in chunks
 // of at most this many rows (bigger gains little in sgemm and costs scratch)
 #define PREFILL_ROWS 256
-// rows of an F16/BF16 matrix a thread widens at once for a prefill's product (decode_matmul)
+// rows of a matrix a thread packs at once for a prefill's product (matmul_tiles)
 #define WTILE_ROWS 64
 #define WTILE_STAGE 16 // rows of staging beside them (generate.c's GEMM_NR)
 
@@ -246,21 +246,29 @@ static void matvec_for(float* out, const float* x, WeightView W, int in, int d) 
 }
 
 #ifdef HALF_SIMD
-// The prefill's product with an F16/BF16 matrix, written here rather than handed to sgemm: OpenBLAS
-// picks its SSE3 kernels ("Prescott") on this machine's CPU (bench/sgemm_peak: 13 GFLOP/s a core
-// against 161 with OPENBLAS_CORETYPE=SkylakeX), and the widened tile is to be packed anyway.
+// The prefill's product of a model opened in type, written here rather than handed to sgemm:
+// OpenBLAS picks its SSE3 kernels ("Prescott") on this machine's CPU (bench/sgemm_peak: 13 GFLOP/s
+// a core against 161 with OPENBLAS_CORETYPE=SkylakeX), and an F16/BF16 tile is to be widened anyway.
 // W's rows are packed GEMM_NR at a time, widened and transposed, into a panel (in, GEMM_NR); a
 // micro-kernel keeps a (GEMM_MR, GEMM_NR) block of out in twelve registers over the whole sum.
 #define GEMM_NR 16
 #define GEMM_MR 6
 
-// panel (in, GEMM_NR): panel[k * GEMM_NR + j] = W[i0 + j][k] as f32, rows past i1 zero; stage
-// (GEMM_NR, in) scratch: the rows widened first, then transposed k by k (sequential writes)
+// panel (in, GEMM_NR): panel[k * GEMM_NR + j] = W[i0 + j][k] as f32, rows past i1 zero. F32 rows
+// are read where they are (the mapped file); F16/BF16 rows are widened into stage (GEMM_NR, in)
+// first. The transpose goes k by k, so the panel is written sequentially.
 static void pack_panel(float* panel, float* stage, WeightView W, int in, int i0, int i1) {
-    widen_rows(stage, W, in, i0, i1);
-    memset(stage + (size_t)(i1 - i0) * in, 0, (size_t)(GEMM_NR - (i1 - i0)) * in * sizeof(float));
-    for (int k = 0; k < in; k++)
-        for (int j = 0; j < GEMM_NR; j++) panel[(size_t)k * GEMM_NR + j] = stage[(size_t)j * in + k];
+    int nr = i1 - i0;
+    const float* rows = (const float*)W.data + (size_t)i0 * in;
+    if (W.type != DTYPE_F32) {
+        widen_rows(stage, W, in, i0, i1);
+        rows = stage;
+    }
+    for (int k = 0; k < in; k++) {
+        float* pk = panel + (size_t)k * GEMM_NR;
+        for (int j = 0; j < nr; j++) pk[j] = rows[(size_t)j * in + k];
+        for (int j = nr; j < GEMM_NR; j++) pk[j] = 0.0f;
+    }
 }
 
 // stores the sums of one row of a micro-tile: nc <= GEMM_NR columns
@@ -310,43 +318,53 @@ static void gemm_micro_rows(float* out, int ldo, const float* x, int in, const f
 }
 #endif
 
-// out (n, d) = x (n, in) @ W^T: one sgemm for several rows, a parallel matvec for one. An F16/BF16
-// W is packed in tiles of WTILE_ROWS rows, each widened once by one thread into its scratch and
-// used for all n rows, so a prefill stays bound by the multiply-adds, not by the widening.
-static void decode_matmul(DecodeState* s, float* out, const float* x, WeightView W, int n, int in, int d) {
-    if (n > 1 && W.type == DTYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W.data, in, 0.0f, out, d);
-    } else if (n > 1) {
-        #pragma omp parallel
-        {
-            // the thread's scratch: WTILE_ROWS rows' worth of floats, plus GEMM_NR rows to widen into
-            float* tile = s->wtile + (size_t)omp_get_thread_num() * (WTILE_ROWS + WTILE_STAGE) * in;
-            #pragma omp for schedule(dynamic, 1)
-            for (int i0 = 0; i0 < d; i0 += WTILE_ROWS) {
-                int i1 = d - i0 < WTILE_ROWS ? d : i0 + WTILE_ROWS;
+// out (n, d) = x (n, in) @ W^T for a model opened in type: W in tiles of WTILE_ROWS rows, each
+// packed once by one thread into its scratch and used for all n rows, so that a prefill stays
+// bound by the multiply-adds, not by the widening. With AVX2 the micro-kernel above, for F32 too
+// (see there why not sgemm); without, each widened tile goes to sgemm.
+static void matmul_tiles(DecodeState* s, float* out, const float* x, WeightView W, int n, int in, int d) {
+    #pragma omp parallel
+    {
+        // the thread's scratch: WTILE_ROWS rows' worth of floats, plus GEMM_NR rows to widen into
+        float* tile = s->wtile + (size_t)omp_get_thread_num() * (WTILE_ROWS + WTILE_STAGE) * in;
+        #pragma omp for schedule(dynamic, 1)
+        for (int i0 = 0; i0 < d; i0 += WTILE_ROWS) {
+            int i1 = d - i0 < WTILE_ROWS ? d : i0 + WTILE_ROWS;
 #ifdef HALF_SIMD
-                for (int p = i0; p < i1; p += GEMM_NR) {
-                    int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
-                    float* panel = tile + (size_t)(p - i0) * in;
-                    pack_panel(panel, tile + (size_t)WTILE_ROWS * in, W, in, p, p + nc);
-                }
-                for (int r = 0; r < n; r += GEMM_MR)
-                    for (int p = i0; p < i1; p += GEMM_NR) {
-                        float* o = out + (size_t)r * d + p;
-                        const float* panel = tile + (size_t)(p - i0) * in;
-                        int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
-                        if (n - r >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
-                        else gemm_micro_rows(o, d, x + (size_t)r * in, in, panel, n - r, nc);
-                    }
-#else
-                widen_rows(tile, W, in, i0, i1);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, i1 - i0, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
-#endif
+            for (int p = i0; p < i1; p += GEMM_NR) {
+                int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                pack_panel(tile + (size_t)(p - i0) * in, tile + (size_t)WTILE_ROWS * in, W, in, p, p + nc);
             }
+            for (int r = 0; r < n; r += GEMM_MR)
+                for (int p = i0; p < i1; p += GEMM_NR) {
+                    float* o = out + (size_t)r * d + p;
+                    const float* panel = tile + (size_t)(p - i0) * in;
+                    int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                    if (n - r >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
+                    else gemm_micro_rows(o, d, x + (size_t)r * in, in, panel, n - r, nc);
+                }
+#else
+            widen_rows(tile, W, in, i0, i1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, i1 - i0, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
+#endif
         }
-    } else {
+    }
+}
+
+// out (n, d) = x (n, in) @ W^T: a parallel matvec for one row; for several, the tiles above when
+// the model is in type, else (every matrix f32 in param_memory) one sgemm, as model_forward
+static void decode_matmul(Model* m, float* out, const float* x, WeightView W, int n, int in, int d) {
+    int tiles = m->weights.in_type;
+#ifndef HALF_SIMD
+    tiles &= W.type != DTYPE_F32; // sgemm reads f32 rows where they are
+#endif
+    if (n == 1) {
         #pragma omp parallel
         matvec_for(out, x, W, in, d);
+    } else if (tiles) {
+        matmul_tiles(&m->decode, out, x, W, n, in, d);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W.data, in, 0.0f, out, d);
     }
 }
 
@@ -646,9 +664,9 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
 
         // attention: rmsnorm, q k v, RoPE, into the cache, attend, wo, residual
         decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, n, C, eps);
-        decode_matmul(s, s->q, s->xb, v->wq[l], n, C, QD);
-        decode_matmul(s, s->k, s->xb, v->wk[l], n, C, KVD);
-        decode_matmul(s, s->v, s->xb, v->wv[l], n, C, KVD);
+        decode_matmul(m, s->q, s->xb, v->wq[l], n, C, QD);
+        decode_matmul(m, s->k, s->xb, v->wk[l], n, C, KVD);
+        decode_matmul(m, s->v, s->xb, v->wv[l], n, C, KVD);
         decode_qkv_finish(m, l, s->q, s->k, s->v, n);
         for (int r = 0; r < n; r++) {
             size_t at = ((size_t)(slots ? slots[r] : r) * T + pos[r]) * KVD;
@@ -657,17 +675,17 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         }
         #pragma omp parallel
         decode_attention_for(s->xb, s->att, s->q, key_cache, value_cache, slots, pos, n, NH, NKV, HS, T);
-        decode_matmul(s, s->xb2, s->xb, v->wo[l], n, QD, C);
+        decode_matmul(m, s->xb2, s->xb, v->wo[l], n, QD, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb2[i];
 
         // feed-forward: rmsnorm, w2(silu(w1 x) * w3 x), residual
         decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, n, C, eps);
-        decode_matmul(s, s->hb, s->xb, v->w1[l], n, C, H);
-        decode_matmul(s, s->hb2, s->xb, v->w3[l], n, C, H);
+        decode_matmul(m, s->hb, s->xb, v->w1[l], n, C, H);
+        decode_matmul(m, s->hb2, s->xb, v->w3[l], n, C, H);
         #pragma omp parallel for if (n >= 64)
         for (int r = 0; r < n; r++) silu_gate(s->hb + (size_t)r * H, s->hb2 + (size_t)r * H, 0, H);
-        decode_matmul(s, s->xb, s->hb, v->w2[l], n, H, C);
+        decode_matmul(m, s->xb, s->hb, v->w2[l], n, H, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb[i];
     }
@@ -677,7 +695,7 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         int r = logit_rows ? logit_rows[j] : j;
         decode_rmsnorm(s->xb + (size_t)j * C, s->x + (size_t)r * C, w->rms_final, 1, C, eps);
     }
-    if (n_logits > 0) decode_matmul(s, s->logits, s->xb, cls, n_logits, C, c->vocab_size);
+    if (n_logits > 0) decode_matmul(m, s->logits, s->xb, cls, n_logits, C, c->vocab_size);
     return s->logits;
 }
 
