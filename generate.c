@@ -160,6 +160,12 @@ static inline float hsum8(__m256 v) {
 }
 #endif
 
+// How far ahead of its reads a matvec asks for W's bytes (one prefetch per 64-byte line). The
+// hardware prefetcher stops at every 4 KB page, and a mapped file's pages are 4 KB: on the
+// 151,936 x 896 classifier of the Qwen2.5-0.5B shape (one thread) this took F32 from 9.0 to
+// 10.4 GB/s and F16 from 6.8 to 9.3 (a plain read of the same bytes: 9.4); 2-8 KB all do as well.
+#define PREFETCH_BYTES 4096
+
 // out[i] = W[i] . x for the rows i0 <= i < i1 of W (d, in). A single stream is bound by reading
 // W from memory: one row at a time keeps the reads sequential (what the prefetcher follows best;
 // interleaving four rows measured 1.6x slower on the stories15M shape), and four sums side by
@@ -172,6 +178,8 @@ static void matvec_rows(float* out, const float* x, const float* W, int in, int 
 #if defined(__AVX2__) && defined(__FMA__)
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         for (; j + 32 <= in; j += 32) {
+            _mm_prefetch((const char*)(w + j) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char*)(w + j) + PREFETCH_BYTES + 64, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 8), _mm256_loadu_ps(x + j + 8), a1);
             a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 16), _mm256_loadu_ps(x + j + 16), a2);
@@ -207,6 +215,7 @@ static void matvec_rows_half(float* out, const float* x, const uint16_t* W, DTyp
 #ifdef HALF_SIMD
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         for (; j + 32 <= in; j += 32) {
+            _mm_prefetch((const char*)(w + j) + PREFETCH_BYTES, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(load8_half(w + j, t), _mm256_loadu_ps(x + j), a0);
             a1 = _mm256_fmadd_ps(load8_half(w + j + 8, t), _mm256_loadu_ps(x + j + 8), a1);
             a2 = _mm256_fmadd_ps(load8_half(w + j + 16, t), _mm256_loadu_ps(x + j + 16), a2);
