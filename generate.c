@@ -313,7 +313,7 @@ static void gemm_micro6(float* out, int ldo, const float* x, int in, const float
     gemm_store(out + 5 * (size_t)ldo, c50, c51, nc);
 }
 
-// the last rows (mr < GEMM_MR) of a micro-tile, one row at a time
+// a product of mr < GEMM_MR rows, one row at a time
 static void gemm_micro_rows(float* out, int ldo, const float* x, int in, const float* panel, int mr, int nc) {
     for (int q = 0; q < mr; q++) {
         __m256 c0 = _mm256_setzero_ps(), c1 = c0;
@@ -344,14 +344,19 @@ static void matmul_tiles(DecodeState* s, float* out, const float* x, WeightView 
                 int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
                 pack_panel(tile + (size_t)(p - i0) * in, tile + (size_t)WTILE_ROWS * in, W, in, p, p + nc);
             }
-            for (int r = 0; r < n; r += GEMM_MR)
+            // rows in blocks of GEMM_MR; the last block ends at row n, overlapping the one before
+            // (its rows' sums come out the same, in the same order), so that only a product of
+            // fewer than GEMM_MR rows takes the slow one-row kernel
+            for (int r0 = 0; r0 < n; r0 += GEMM_MR) {
+                int r = n >= GEMM_MR && n - r0 < GEMM_MR ? n - GEMM_MR : r0;
                 for (int p = i0; p < i1; p += GEMM_NR) {
                     float* o = out + (size_t)r * d + p;
                     const float* panel = tile + (size_t)(p - i0) * in;
                     int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
-                    if (n - r >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
+                    if (n >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
                     else gemm_micro_rows(o, d, x + (size_t)r * in, in, panel, n - r, nc);
                 }
+            }
 #else
             widen_rows(tile, W, in, i0, i1);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, i1 - i0, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
