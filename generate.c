@@ -30,7 +30,7 @@
 #define PREFILL_ROWS 256
 // rows of a matrix a thread packs at once for a prefill's product (matmul_tiles)
 #define WTILE_ROWS 64
-#define WTILE_STAGE 16 // rows of staging beside them (generate.c's GEMM_NR)
+#define WTILE_STAGE 32 // rows of staging beside them (>= GEMM_NR, below)
 
 // Grows the cache to n_slots (keeping what the old slots hold) and the scratch to n_rows rows and
 // the current thread count. 0 on success; on failure the old state stays usable.
@@ -260,8 +260,28 @@ static void matvec_for(float* out, const float* x, WeightView W, int in, int d) 
 // a core against 161 with OPENBLAS_CORETYPE=SkylakeX), and an F16/BF16 tile is to be widened anyway.
 // W's rows are packed GEMM_NR at a time, widened and transposed, into a panel (in, GEMM_NR); a
 // micro-kernel keeps a (GEMM_MR, GEMM_NR) block of out in twelve registers over the whole sum.
-#define GEMM_NR 16
+// The registers are AVX-512's where the build has it (16 floats: twice the multiply-adds per
+// instruction), else AVX2's (8); each output is the same sum in the same order either way.
+#ifdef __AVX512F__
+typedef __m512 vfloat;
+#define VLEN 16
+#define vzero _mm512_setzero_ps
+#define vload _mm512_loadu_ps
+#define vstore _mm512_storeu_ps
+#define vfmadd _mm512_fmadd_ps
+#define vbroadcast(p) _mm512_set1_ps(*(p))
+#else
+typedef __m256 vfloat;
+#define VLEN 8
+#define vzero _mm256_setzero_ps
+#define vload _mm256_loadu_ps
+#define vstore _mm256_storeu_ps
+#define vfmadd _mm256_fmadd_ps
+#define vbroadcast _mm256_broadcast_ss
+#endif
+#define GEMM_NR (2 * VLEN)
 #define GEMM_MR 6
+_Static_assert(GEMM_NR <= WTILE_STAGE && WTILE_ROWS % GEMM_NR == 0, "a tile holds whole panels, the stage one");
 
 // panel (in, GEMM_NR): panel[k * GEMM_NR + j] = W[i0 + j][k] as f32, rows past i1 zero. F32 rows
 // are read where they are (the mapped file); F16/BF16 rows are widened into stage (GEMM_NR, in)
@@ -281,29 +301,29 @@ static void pack_panel(float* panel, float* stage, WeightView W, int in, int i0,
 }
 
 // stores the sums of one row of a micro-tile: nc <= GEMM_NR columns
-static inline void gemm_store(float* out, __m256 a0, __m256 a1, int nc) {
+static inline void gemm_store(float* out, vfloat a0, vfloat a1, int nc) {
     float o[GEMM_NR];
-    _mm256_storeu_ps(o, a0);
-    _mm256_storeu_ps(o + 8, a1);
+    vstore(o, a0);
+    vstore(o + VLEN, a1);
     memcpy(out, o, nc * sizeof(float));
 }
 
 // out[r][j] (r < GEMM_MR, j < nc <= GEMM_NR; row stride ldo) = x[r] . column j of panel: twelve
 // named sums, so that they stay in registers (an array of them was spilled at every k)
 static void gemm_micro6(float* out, int ldo, const float* x, int in, const float* panel, int nc) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    vfloat c00 = vzero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    vfloat c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *x0 = x, *x1 = x + in, *x2 = x + 2 * (size_t)in, *x3 = x + 3 * (size_t)in, *x4 = x + 4 * (size_t)in,
                 *x5 = x + 5 * (size_t)in;
     for (int k = 0; k < in; k++) {
-        __m256 b0 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), b1 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8);
-        __m256 a;
-        a = _mm256_broadcast_ss(x0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(x1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(x2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(x3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(x4 + k); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(x5 + k); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        vfloat b0 = vload(panel + (size_t)k * GEMM_NR), b1 = vload(panel + (size_t)k * GEMM_NR + VLEN);
+        vfloat a;
+        a = vbroadcast(x0 + k); c00 = vfmadd(a, b0, c00); c01 = vfmadd(a, b1, c01);
+        a = vbroadcast(x1 + k); c10 = vfmadd(a, b0, c10); c11 = vfmadd(a, b1, c11);
+        a = vbroadcast(x2 + k); c20 = vfmadd(a, b0, c20); c21 = vfmadd(a, b1, c21);
+        a = vbroadcast(x3 + k); c30 = vfmadd(a, b0, c30); c31 = vfmadd(a, b1, c31);
+        a = vbroadcast(x4 + k); c40 = vfmadd(a, b0, c40); c41 = vfmadd(a, b1, c41);
+        a = vbroadcast(x5 + k); c50 = vfmadd(a, b0, c50); c51 = vfmadd(a, b1, c51);
     }
     gemm_store(out, c00, c01, nc);
     gemm_store(out + ldo, c10, c11, nc);
@@ -316,11 +336,11 @@ static void gemm_micro6(float* out, int ldo, const float* x, int in, const float
 // a product of mr < GEMM_MR rows, one row at a time
 static void gemm_micro_rows(float* out, int ldo, const float* x, int in, const float* panel, int mr, int nc) {
     for (int q = 0; q < mr; q++) {
-        __m256 c0 = _mm256_setzero_ps(), c1 = c0;
+        vfloat c0 = vzero(), c1 = c0;
         for (int k = 0; k < in; k++) {
-            __m256 a = _mm256_broadcast_ss(x + (size_t)q * in + k);
-            c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), c0);
-            c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8), c1);
+            vfloat a = vbroadcast(x + (size_t)q * in + k);
+            c0 = vfmadd(a, vload(panel + (size_t)k * GEMM_NR), c0);
+            c1 = vfmadd(a, vload(panel + (size_t)k * GEMM_NR + VLEN), c1);
         }
         gemm_store(out + (size_t)q * ldo, c0, c1, nc);
     }
