@@ -162,8 +162,9 @@ static inline float hsum8(__m256 v) {
 
 // How far ahead of its reads a matvec asks for W's bytes (one prefetch per 64-byte line). The
 // hardware prefetcher stops at every 4 KB page, and a mapped file's pages are 4 KB: on the
-// 151,936 x 896 classifier of the Qwen2.5-0.5B shape (one thread) this took F32 from 9.0 to
-// 10.4 GB/s and F16 from 6.8 to 9.3 (a plain read of the same bytes: 9.4); 2-8 KB all do as well.
+// 151,936 x 896 classifier of the Qwen2.5-0.5B shape, one thread (bench/decode_profile), this
+// took F32 from 9.4 to 10.6 GB/s, F16 from 6.7 to 9.3 and BF16 from 6.6 to 8.7 (a plain read of
+// the same bytes: 9.7-10.1). 2 KB to 8 KB ahead measured alike.
 #define PREFETCH_BYTES 4096
 
 // out[i] = W[i] . x for the rows i0 <= i < i1 of W (d, in). A single stream is bound by reading
