@@ -65,6 +65,9 @@ bench/bench_generate: bench/bench_generate.c $(LIB_OBJ)
 # bench/bench_llamacpp.sh's mosr side (times generate_run on prompts of ids)
 bench/bench_llamacpp: bench/bench_llamacpp.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LIB_OBJ) $(LDLIBS)
+# bench/LLAMACPP.md's profile of a decode step (it #includes generate.c, so not generate.o)
+bench/decode_profile: bench/decode_profile.c generate.c $(filter-out generate.o,$(LIB_OBJ))
+	$(CC) $(CFLAGS) -I. -o $@ $< $(filter-out generate.o,$(LIB_OBJ)) $(LDLIBS)
 
 # ----------------------------------------------------------------------------
 # MPI (bench/MPI.md): `make MPI=1` (or `make mpi`) also builds build/mpi/mosr, the
@@ -108,7 +111,7 @@ data:
 	$(MAKE) -C data
 
 clean:
-	rm -f mosr *.o $(TESTS) bench/bench_generate bench/bench_llamacpp bench/sgemm_peak
+	rm -f mosr *.o $(TESTS) bench/bench_generate bench/bench_llamacpp bench/decode_profile bench/sgemm_peak
 	rm -rf $(MPI_DIR)
 
 # ----------------------------------------------------------------------------

@@ -28,9 +28,9 @@
 // token rows one call feeds besides one row per slot: the prefill of new prompts goes in chunks
 // of at most this many rows (bigger gains little in sgemm and costs scratch)
 #define PREFILL_ROWS 256
-// rows of an F16/BF16 matrix a thread widens at once for a prefill's product (decode_matmul)
+// rows of a matrix a thread packs at once for a prefill's product (matmul_tiles)
 #define WTILE_ROWS 64
-#define WTILE_STAGE 16 // rows of staging beside them (generate.c's GEMM_NR)
+#define WTILE_STAGE 32 // rows of staging beside them (>= GEMM_NR, below)
 
 // Grows the cache to n_slots (keeping what the old slots hold) and the scratch to n_rows rows and
 // the current thread count. 0 on success; on failure the old state stays usable.
@@ -160,6 +160,13 @@ static inline float hsum8(__m256 v) {
 }
 #endif
 
+// How far ahead of its reads a matvec asks for W's bytes (one prefetch per 64-byte line). The
+// hardware prefetcher stops at every 4 KB page, and a mapped file's pages are 4 KB: on the
+// 151,936 x 896 classifier of the Qwen2.5-0.5B shape, one thread (bench/decode_profile), this
+// took F32 from 9.4 to 10.6 GB/s, F16 from 6.7 to 9.3 and BF16 from 6.6 to 8.7 (a plain read of
+// the same bytes: 9.7-10.1). 2 KB to 8 KB ahead measured alike.
+#define PREFETCH_BYTES 4096
+
 // out[i] = W[i] . x for the rows i0 <= i < i1 of W (d, in). A single stream is bound by reading
 // W from memory: one row at a time keeps the reads sequential (what the prefetcher follows best;
 // interleaving four rows measured 1.6x slower on the stories15M shape), and four sums side by
@@ -172,6 +179,8 @@ static void matvec_rows(float* out, const float* x, const float* W, int in, int 
 #if defined(__AVX2__) && defined(__FMA__)
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         for (; j + 32 <= in; j += 32) {
+            _mm_prefetch((const char*)(w + j) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char*)(w + j) + PREFETCH_BYTES + 64, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 8), _mm256_loadu_ps(x + j + 8), a1);
             a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 16), _mm256_loadu_ps(x + j + 16), a2);
@@ -207,6 +216,7 @@ static void matvec_rows_half(float* out, const float* x, const uint16_t* W, DTyp
 #ifdef HALF_SIMD
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         for (; j + 32 <= in; j += 32) {
+            _mm_prefetch((const char*)(w + j) + PREFETCH_BYTES, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(load8_half(w + j, t), _mm256_loadu_ps(x + j), a0);
             a1 = _mm256_fmadd_ps(load8_half(w + j + 8, t), _mm256_loadu_ps(x + j + 8), a1);
             a2 = _mm256_fmadd_ps(load8_half(w + j + 16, t), _mm256_loadu_ps(x + j + 16), a2);
@@ -246,47 +256,75 @@ static void matvec_for(float* out, const float* x, WeightView W, int in, int d) 
 }
 
 #ifdef HALF_SIMD
-// The prefill's product with an F16/BF16 matrix, written here rather than handed to sgemm: OpenBLAS
-// picks its SSE3 kernels ("Prescott") on this machine's CPU (bench/sgemm_peak: 13 GFLOP/s a core
-// against 161 with OPENBLAS_CORETYPE=SkylakeX), and the widened tile is to be packed anyway.
+// The prefill's product of a model opened in type, written here rather than handed to sgemm:
+// OpenBLAS picks its SSE3 kernels ("Prescott") on this machine's CPU (bench/sgemm_peak: 13 GFLOP/s
+// a core against 161 with OPENBLAS_CORETYPE=SkylakeX), and an F16/BF16 tile is to be widened anyway.
 // W's rows are packed GEMM_NR at a time, widened and transposed, into a panel (in, GEMM_NR); a
 // micro-kernel keeps a (GEMM_MR, GEMM_NR) block of out in twelve registers over the whole sum.
-#define GEMM_NR 16
+// The registers are AVX-512's where the build has it (16 floats: twice the multiply-adds per
+// instruction), else AVX2's (8); each output is the same sum in the same order either way.
+#ifdef __AVX512F__
+typedef __m512 vfloat;
+#define VLEN 16
+#define vzero _mm512_setzero_ps
+#define vload _mm512_loadu_ps
+#define vstore _mm512_storeu_ps
+#define vfmadd _mm512_fmadd_ps
+#define vbroadcast(p) _mm512_set1_ps(*(p))
+#else
+typedef __m256 vfloat;
+#define VLEN 8
+#define vzero _mm256_setzero_ps
+#define vload _mm256_loadu_ps
+#define vstore _mm256_storeu_ps
+#define vfmadd _mm256_fmadd_ps
+#define vbroadcast _mm256_broadcast_ss
+#endif
+#define GEMM_NR (2 * VLEN)
 #define GEMM_MR 6
+_Static_assert(GEMM_NR <= WTILE_STAGE && WTILE_ROWS % GEMM_NR == 0, "a tile holds whole panels, the stage one");
 
-// panel (in, GEMM_NR): panel[k * GEMM_NR + j] = W[i0 + j][k] as f32, rows past i1 zero; stage
-// (GEMM_NR, in) scratch: the rows widened first, then transposed k by k (sequential writes)
+// panel (in, GEMM_NR): panel[k * GEMM_NR + j] = W[i0 + j][k] as f32, rows past i1 zero. F32 rows
+// are read where they are (the mapped file); F16/BF16 rows are widened into stage (GEMM_NR, in)
+// first. The transpose goes k by k, so the panel is written sequentially.
 static void pack_panel(float* panel, float* stage, WeightView W, int in, int i0, int i1) {
-    widen_rows(stage, W, in, i0, i1);
-    memset(stage + (size_t)(i1 - i0) * in, 0, (size_t)(GEMM_NR - (i1 - i0)) * in * sizeof(float));
-    for (int k = 0; k < in; k++)
-        for (int j = 0; j < GEMM_NR; j++) panel[(size_t)k * GEMM_NR + j] = stage[(size_t)j * in + k];
+    int nr = i1 - i0;
+    const float* rows = (const float*)W.data + (size_t)i0 * in;
+    if (W.type != DTYPE_F32) {
+        widen_rows(stage, W, in, i0, i1);
+        rows = stage;
+    }
+    for (int k = 0; k < in; k++) {
+        float* pk = panel + (size_t)k * GEMM_NR;
+        for (int j = 0; j < nr; j++) pk[j] = rows[(size_t)j * in + k];
+        for (int j = nr; j < GEMM_NR; j++) pk[j] = 0.0f;
+    }
 }
 
 // stores the sums of one row of a micro-tile: nc <= GEMM_NR columns
-static inline void gemm_store(float* out, __m256 a0, __m256 a1, int nc) {
+static inline void gemm_store(float* out, vfloat a0, vfloat a1, int nc) {
     float o[GEMM_NR];
-    _mm256_storeu_ps(o, a0);
-    _mm256_storeu_ps(o + 8, a1);
+    vstore(o, a0);
+    vstore(o + VLEN, a1);
     memcpy(out, o, nc * sizeof(float));
 }
 
 // out[r][j] (r < GEMM_MR, j < nc <= GEMM_NR; row stride ldo) = x[r] . column j of panel: twelve
 // named sums, so that they stay in registers (an array of them was spilled at every k)
 static void gemm_micro6(float* out, int ldo, const float* x, int in, const float* panel, int nc) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    vfloat c00 = vzero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    vfloat c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *x0 = x, *x1 = x + in, *x2 = x + 2 * (size_t)in, *x3 = x + 3 * (size_t)in, *x4 = x + 4 * (size_t)in,
                 *x5 = x + 5 * (size_t)in;
     for (int k = 0; k < in; k++) {
-        __m256 b0 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), b1 = _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8);
-        __m256 a;
-        a = _mm256_broadcast_ss(x0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(x1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(x2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(x3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(x4 + k); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(x5 + k); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        vfloat b0 = vload(panel + (size_t)k * GEMM_NR), b1 = vload(panel + (size_t)k * GEMM_NR + VLEN);
+        vfloat a;
+        a = vbroadcast(x0 + k); c00 = vfmadd(a, b0, c00); c01 = vfmadd(a, b1, c01);
+        a = vbroadcast(x1 + k); c10 = vfmadd(a, b0, c10); c11 = vfmadd(a, b1, c11);
+        a = vbroadcast(x2 + k); c20 = vfmadd(a, b0, c20); c21 = vfmadd(a, b1, c21);
+        a = vbroadcast(x3 + k); c30 = vfmadd(a, b0, c30); c31 = vfmadd(a, b1, c31);
+        a = vbroadcast(x4 + k); c40 = vfmadd(a, b0, c40); c41 = vfmadd(a, b1, c41);
+        a = vbroadcast(x5 + k); c50 = vfmadd(a, b0, c50); c51 = vfmadd(a, b1, c51);
     }
     gemm_store(out, c00, c01, nc);
     gemm_store(out + ldo, c10, c11, nc);
@@ -296,57 +334,72 @@ static void gemm_micro6(float* out, int ldo, const float* x, int in, const float
     gemm_store(out + 5 * (size_t)ldo, c50, c51, nc);
 }
 
-// the last rows (mr < GEMM_MR) of a micro-tile, one row at a time
+// a product of mr < GEMM_MR rows, one row at a time
 static void gemm_micro_rows(float* out, int ldo, const float* x, int in, const float* panel, int mr, int nc) {
     for (int q = 0; q < mr; q++) {
-        __m256 c0 = _mm256_setzero_ps(), c1 = c0;
+        vfloat c0 = vzero(), c1 = c0;
         for (int k = 0; k < in; k++) {
-            __m256 a = _mm256_broadcast_ss(x + (size_t)q * in + k);
-            c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR), c0);
-            c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(panel + (size_t)k * GEMM_NR + 8), c1);
+            vfloat a = vbroadcast(x + (size_t)q * in + k);
+            c0 = vfmadd(a, vload(panel + (size_t)k * GEMM_NR), c0);
+            c1 = vfmadd(a, vload(panel + (size_t)k * GEMM_NR + VLEN), c1);
         }
         gemm_store(out + (size_t)q * ldo, c0, c1, nc);
     }
 }
 #endif
 
-// out (n, d) = x (n, in) @ W^T: one sgemm for several rows, a parallel matvec for one. An F16/BF16
-// W is packed in tiles of WTILE_ROWS rows, each widened once by one thread into its scratch and
-// used for all n rows, so a prefill stays bound by the multiply-adds, not by the widening.
-static void decode_matmul(DecodeState* s, float* out, const float* x, WeightView W, int n, int in, int d) {
-    if (n > 1 && W.type == DTYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W.data, in, 0.0f, out, d);
-    } else if (n > 1) {
-        #pragma omp parallel
-        {
-            // the thread's scratch: WTILE_ROWS rows' worth of floats, plus GEMM_NR rows to widen into
-            float* tile = s->wtile + (size_t)omp_get_thread_num() * (WTILE_ROWS + WTILE_STAGE) * in;
-            #pragma omp for schedule(dynamic, 1)
-            for (int i0 = 0; i0 < d; i0 += WTILE_ROWS) {
-                int i1 = d - i0 < WTILE_ROWS ? d : i0 + WTILE_ROWS;
+// out (n, d) = x (n, in) @ W^T for a model opened in type: W in tiles of WTILE_ROWS rows, each
+// packed once by one thread into its scratch and used for all n rows, so that a prefill stays
+// bound by the multiply-adds, not by the widening. With AVX2 the micro-kernel above, for F32 too
+// (see there why not sgemm); without, each widened tile goes to sgemm.
+static void matmul_tiles(DecodeState* s, float* out, const float* x, WeightView W, int n, int in, int d) {
+    #pragma omp parallel
+    {
+        // the thread's scratch: WTILE_ROWS rows' worth of floats, plus GEMM_NR rows to widen into
+        float* tile = s->wtile + (size_t)omp_get_thread_num() * (WTILE_ROWS + WTILE_STAGE) * in;
+        #pragma omp for schedule(dynamic, 1)
+        for (int i0 = 0; i0 < d; i0 += WTILE_ROWS) {
+            int i1 = d - i0 < WTILE_ROWS ? d : i0 + WTILE_ROWS;
 #ifdef HALF_SIMD
-                for (int p = i0; p < i1; p += GEMM_NR) {
-                    int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
-                    float* panel = tile + (size_t)(p - i0) * in;
-                    pack_panel(panel, tile + (size_t)WTILE_ROWS * in, W, in, p, p + nc);
-                }
-                for (int r = 0; r < n; r += GEMM_MR)
-                    for (int p = i0; p < i1; p += GEMM_NR) {
-                        float* o = out + (size_t)r * d + p;
-                        const float* panel = tile + (size_t)(p - i0) * in;
-                        int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
-                        if (n - r >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
-                        else gemm_micro_rows(o, d, x + (size_t)r * in, in, panel, n - r, nc);
-                    }
-#else
-                widen_rows(tile, W, in, i0, i1);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, i1 - i0, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
-#endif
+            for (int p = i0; p < i1; p += GEMM_NR) {
+                int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                pack_panel(tile + (size_t)(p - i0) * in, tile + (size_t)WTILE_ROWS * in, W, in, p, p + nc);
             }
+            // rows in blocks of GEMM_MR; the last block ends at row n, overlapping the one before
+            // (its rows' sums come out the same, in the same order), so that only a product of
+            // fewer than GEMM_MR rows takes the slow one-row kernel
+            for (int r0 = 0; r0 < n; r0 += GEMM_MR) {
+                int r = n >= GEMM_MR && n - r0 < GEMM_MR ? n - GEMM_MR : r0;
+                for (int p = i0; p < i1; p += GEMM_NR) {
+                    float* o = out + (size_t)r * d + p;
+                    const float* panel = tile + (size_t)(p - i0) * in;
+                    int nc = i1 - p < GEMM_NR ? i1 - p : GEMM_NR;
+                    if (n >= GEMM_MR) gemm_micro6(o, d, x + (size_t)r * in, in, panel, nc);
+                    else gemm_micro_rows(o, d, x + (size_t)r * in, in, panel, n - r, nc);
+                }
+            }
+#else
+            widen_rows(tile, W, in, i0, i1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, i1 - i0, in, 1.0f, x, in, tile, in, 0.0f, out + i0, d);
+#endif
         }
-    } else {
+    }
+}
+
+// out (n, d) = x (n, in) @ W^T: a parallel matvec for one row; for several, the tiles above when
+// the model is in type, else (every matrix f32 in param_memory) one sgemm, as model_forward
+static void decode_matmul(Model* m, float* out, const float* x, WeightView W, int n, int in, int d) {
+    int tiles = m->weights.in_type;
+#ifndef HALF_SIMD
+    tiles &= W.type != DTYPE_F32; // sgemm reads f32 rows where they are
+#endif
+    if (n == 1) {
         #pragma omp parallel
         matvec_for(out, x, W, in, d);
+    } else if (tiles) {
+        matmul_tiles(&m->decode, out, x, W, n, in, d);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, in, 1.0f, x, in, W.data, in, 0.0f, out, d);
     }
 }
 
@@ -646,9 +699,9 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
 
         // attention: rmsnorm, q k v, RoPE, into the cache, attend, wo, residual
         decode_rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * C, n, C, eps);
-        decode_matmul(s, s->q, s->xb, v->wq[l], n, C, QD);
-        decode_matmul(s, s->k, s->xb, v->wk[l], n, C, KVD);
-        decode_matmul(s, s->v, s->xb, v->wv[l], n, C, KVD);
+        decode_matmul(m, s->q, s->xb, v->wq[l], n, C, QD);
+        decode_matmul(m, s->k, s->xb, v->wk[l], n, C, KVD);
+        decode_matmul(m, s->v, s->xb, v->wv[l], n, C, KVD);
         decode_qkv_finish(m, l, s->q, s->k, s->v, n);
         for (int r = 0; r < n; r++) {
             size_t at = ((size_t)(slots ? slots[r] : r) * T + pos[r]) * KVD;
@@ -657,17 +710,17 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         }
         #pragma omp parallel
         decode_attention_for(s->xb, s->att, s->q, key_cache, value_cache, slots, pos, n, NH, NKV, HS, T);
-        decode_matmul(s, s->xb2, s->xb, v->wo[l], n, QD, C);
+        decode_matmul(m, s->xb2, s->xb, v->wo[l], n, QD, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb2[i];
 
         // feed-forward: rmsnorm, w2(silu(w1 x) * w3 x), residual
         decode_rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * C, n, C, eps);
-        decode_matmul(s, s->hb, s->xb, v->w1[l], n, C, H);
-        decode_matmul(s, s->hb2, s->xb, v->w3[l], n, C, H);
+        decode_matmul(m, s->hb, s->xb, v->w1[l], n, C, H);
+        decode_matmul(m, s->hb2, s->xb, v->w3[l], n, C, H);
         #pragma omp parallel for if (n >= 64)
         for (int r = 0; r < n; r++) silu_gate(s->hb + (size_t)r * H, s->hb2 + (size_t)r * H, 0, H);
-        decode_matmul(s, s->xb, s->hb, v->w2[l], n, H, C);
+        decode_matmul(m, s->xb, s->hb, v->w2[l], n, H, C);
         #pragma omp parallel for simd if (n >= 64)
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->xb[i];
     }
@@ -677,7 +730,7 @@ float* model_decode_rows(Model* m, const int* tokens, const int* slots, const in
         int r = logit_rows ? logit_rows[j] : j;
         decode_rmsnorm(s->xb + (size_t)j * C, s->x + (size_t)r * C, w->rms_final, 1, C, eps);
     }
-    if (n_logits > 0) decode_matmul(s, s->logits, s->xb, cls, n_logits, C, c->vocab_size);
+    if (n_logits > 0) decode_matmul(m, s->logits, s->xb, cls, n_logits, C, c->vocab_size);
     return s->logits;
 }
 

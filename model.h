@@ -128,7 +128,7 @@ typedef struct {
     float* value_cache; // (L, S, seq_len, KVD)
     float* rope_cos;    // (R, HS/2) the RoPE rotation of each row's position, shared by all
     float* rope_sin;    // (R, HS/2) heads and layers
-    float* wtile;       // (threads, WTILE_ROWS + WTILE_STAGE, max in) F16/BF16 rows widened for a prefill's product
+    float* wtile;       // (threads, WTILE_ROWS + WTILE_STAGE, max in) rows packed for a prefill's product (in type)
     size_t wtile_floats;
 } DecodeState;
 

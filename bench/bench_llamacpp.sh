@@ -5,6 +5,9 @@
 # threads, greedy, prompts of token ids:
 #   decode tok/s   128 tokens after an 8-token prompt, timed from the first generated token
 #   prefill tok/s  a 512-token prompt over the time to its first generated token
+#   per CPU-s      the same two over the process's CPU time instead of the wall clock: on a shared
+#                  machine, how fast each runs when it runs (fair with THREADS=1; with more, a
+#                  thread spinning at a barrier counts)
 #   peak RSS       /usr/bin/time's maximum resident set size of the whole process (for llama.cpp
 #                  that includes Node.js itself), beside the file's size
 # mosr's side is bench/bench_llamacpp.c (the loader and the generation loop of `mosr generate`),
@@ -93,19 +96,23 @@ for shape in $SHAPES; do
     echo
     echo "$shape $type ($mb MB file): medians; greedy ids identical for $same tokens"
     printf '  %-18s %10s %10s %16s\n' "" llama.cpp mosr "mosr / llama.cpp"
-    for f in decode_tok_s prefill_tok_s peak_rss_mb load_s; do
+    for f in decode_tok_s prefill_tok_s decode_cpu_tok_s prefill_cpu_tok_s peak_rss_mb load_s; do
       l=$(for r in $(seq "$REPS"); do field $f "$OUT/$name.llamacpp.$r.json"; done | median)
       m=$(for r in $(seq "$REPS"); do field $f "$OUT/$name.mosr.$r.json"; done | median)
       label=$f
       case $f in
         decode_tok_s) label="decode tok/s" ;;
         prefill_tok_s) label="prefill-512 tok/s" ;;
+        decode_cpu_tok_s) label="decode tok/CPU-s" ;;
+        prefill_cpu_tok_s) label="prefill tok/CPU-s" ;;
         peak_rss_mb) label="peak RSS MB" ;;
         load_s) label="load s" ;;
       esac
       printf '  %-18s %10s %10s %15sx\n' "$label" "$l" "$m" "$(ratio "$m" "$l")"
       case $f in decode_tok_s) summary="$summary $name.decode=$(ratio "$m" "$l")" ;;
-                 prefill_tok_s) summary="$summary $name.prefill=$(ratio "$m" "$l")" ;; esac
+                 prefill_tok_s) summary="$summary $name.prefill=$(ratio "$m" "$l")" ;;
+                 decode_cpu_tok_s) summary="$summary $name.decode_cpu=$(ratio "$m" "$l")" ;;
+                 prefill_cpu_tok_s) summary="$summary $name.prefill_cpu=$(ratio "$m" "$l")" ;; esac
     done
   done
 done

@@ -5,7 +5,9 @@
 //            token); tokens/s = prompt length / that time
 //   decode:  a fresh sequence of the short prompt, then N_NEW greedy tokens; tokens/s = (N_NEW - 1)
 //            / the time from the first generated token to the last
-// Before them one short warm-up run. Settings: no GPU, flash attention off, llama.cpp's default
+// Before them one short warm-up run. Both are also timed in the process's CPU time
+// (process.cpuUsage: every thread of it, Node.js's own included; bench_llamacpp.c says why).
+// Settings: no GPU, flash attention off, llama.cpp's default
 // KV cache type (F16), context 1024, batch 512 (the whole long prompt in one batch), THREADS threads.
 // Prints one JSON line with the fields of mosr's side.
 //
@@ -40,17 +42,22 @@ const context = await model.createContext({
 const loadSeconds = (performance.now() - t0) / 1000;
 const seq = context.getSequence();
 
-// greedy from a fresh sequence: the generated ids and the time each came (ms since the start)
+// the process's CPU time so far (user + system, all threads), ms
+const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+
+// greedy from a fresh sequence: the generated ids, the time each came and the CPU time at each
+// (ms since the start)
 async function run(ids, n) {
     await seq.clearHistory();
-    const out = [], at = [];
-    const start = performance.now();
+    const out = [], at = [], cpu = [];
+    const start = performance.now(), cpuStart = cpuMs();
     for await (const tok of seq.evaluate(ids, { temperature: 0, yieldEogToken: true })) {
         out.push(tok);
         at.push(performance.now() - start);
+        cpu.push(cpuMs() - cpuStart);
         if (out.length >= n) break;
     }
-    return { out, at };
+    return { out, at, cpu };
 }
 
 await run(shortIds, 4); // warm-up
@@ -58,11 +65,14 @@ const prefill = await run(longIds, 1);
 const decode = await run(shortIds, nNew);
 const prefillSeconds = prefill.at[0] / 1000;
 const decodeSeconds = (decode.at[nNew - 1] - decode.at[0]) / 1000;
+const prefillCpu = prefill.cpu[0] / 1000, decodeCpu = (decode.cpu[nNew - 1] - decode.cpu[0]) / 1000;
 console.log(JSON.stringify({
     runtime: "llama.cpp", load_s: +loadSeconds.toFixed(3),
     prefill_tokens: longIds.length, prefill_s: +prefillSeconds.toFixed(4),
     prefill_tok_s: +(longIds.length / prefillSeconds).toFixed(2),
-    decode_tokens: nNew, decode_tok_s: +((nNew - 1) / decodeSeconds).toFixed(2), ids: decode.out,
+    prefill_cpu_tok_s: +(longIds.length / prefillCpu).toFixed(2),
+    decode_tokens: nNew, decode_tok_s: +((nNew - 1) / decodeSeconds).toFixed(2),
+    decode_cpu_tok_s: +((nNew - 1) / decodeCpu).toFixed(2), ids: decode.out,
 }));
 await context.dispose();
 await model.dispose();
