@@ -356,9 +356,9 @@ typedef struct {
 } MergeCandidate;
 
 typedef struct {
-    MergeCandidate* items; // (cap) a 4-ary max-heap: half the depth of a binary heap, and the
-                           // four children of a node sit side by side in memory
-    int n, cap;
+    MergeCandidate* items; // (n) a 4-ary max-heap: half the depth of a binary heap, and the
+                           // four children of a node sit side by side in memory; an stb_ds array
+    int n;
 } MergeHeap;
 
 static int candidate_first(const MergeCandidate* a, const MergeCandidate* b) {
@@ -390,21 +390,16 @@ static void heap_sift_down(MergeHeap* h, int i) {
 }
 
 // adds c at the end; the caller restores the heap order (sift up, or heapify at the start)
-static int heap_append(MergeHeap* h, MergeCandidate c) {
-    if (h->n == h->cap) {
-        int cap = h->cap * 2 + 16;
-        MergeCandidate* items = realloc(h->items, cap * sizeof(MergeCandidate));
-        if (!items) return -1;
-        h->items = items;
-        h->cap = cap;
-    }
-    h->items[h->n++] = c;
-    return 0;
+static void heap_append(MergeHeap* h, MergeCandidate c) {
+    arrput(h->items, c);
+    h->n = (int)arrlen(h->items);
 }
 
 static MergeCandidate heap_pop(MergeHeap* h) {
     MergeCandidate top = h->items[0];
-    h->items[0] = h->items[--h->n];
+    // the last one moves to the top (when it was the only one, into room the array keeps)
+    h->items[0] = arrpop(h->items);
+    h->n = (int)arrlen(h->items);
     if (h->n > 0) heap_sift_down(h, 0);
     return top;
 }
@@ -418,18 +413,17 @@ typedef struct {
 
 // pushes the merge of symbols a and b if their concatenation is a mergeable token (in heap
 // order if sift, else just appended)
-static int push_candidate(MergeHeap* h, const Tokenizer* t, const SymbolList* s, int a, int b, int sift) {
-    if (a < 0 || b < 0) return 0;
+static void push_candidate(MergeHeap* h, const Tokenizer* t, const SymbolList* s, int a, int b, int sift) {
+    if (a < 0 || b < 0) return;
     // a vocabulary of fewer than 259 tokens lacks some byte-fallback or special ids: those
     // symbols just never merge
-    if (s->id[a] >= t->vocab_size || s->id[b] >= t->vocab_size) return 0;
+    if (s->id[a] >= t->vocab_size || s->id[b] >= t->vocab_size) return;
     MergeTable* mt = t->merge_table;
     int merged = pair_get(&mt->merges, pair_key(mt->canon[s->id[a]], mt->canon[s->id[b]]));
-    if (merged < 0) return 0;
+    if (merged < 0) return;
     MergeCandidate c = {t->vocab_scores[merged], a, b, s->id[a], s->id[b], merged};
-    if (heap_append(h, c) != 0) return -1;
+    heap_append(h, c);
     if (sift) heap_sift_up(h, h->n - 1);
-    return 0;
 }
 
 // the byte token <0xXX> of a byte (ids 3..258); <unk> in a vocabulary too small to hold it
@@ -449,7 +443,7 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     if (cap > INT32_MAX / 4) { error_msg("tokenizer: text of %zu bytes is too long to encode", n_text); return -1; }
     SymbolList s;
     s.id = malloc(3 * cap * sizeof(int));
-    MergeHeap heap = {NULL, 0, 0};
+    MergeHeap heap = {NULL, 0};
     if (!s.id) goto oom;
     s.prev = s.id + cap;
     s.next = s.id + 2 * cap;
@@ -485,7 +479,7 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     // every live mergeable pair (all of them at the start, then the two new pairs around each
     // merged symbol), ordered by score and then by position.
     for (int i = 0; i + 1 < n; i++) {
-        if (push_candidate(&heap, t, &s, i, i + 1, 0) != 0) goto oom;
+        push_candidate(&heap, t, &s, i, i + 1, 0);
     }
     for (int i = heap.n > 1 ? (heap.n - 2) / 4 : -1; i >= 0; i--) heap_sift_down(&heap, i); // heapify: O(n)
     while (heap.n > 0) {
@@ -499,8 +493,8 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
         s.next[c.left] = s.next[right];
         if (s.next[right] >= 0) s.prev[s.next[right]] = c.left;
         s.id[right] = -1;
-        if (push_candidate(&heap, t, &s, s.prev[c.left], c.left, 1) != 0) goto oom;
-        if (push_candidate(&heap, t, &s, c.left, s.next[c.left], 1) != 0) goto oom;
+        push_candidate(&heap, t, &s, s.prev[c.left], c.left, 1);
+        push_candidate(&heap, t, &s, c.left, s.next[c.left], 1);
     }
 
     // the first symbol never merges into a left neighbour, so the list still starts at 0
@@ -508,11 +502,11 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     for (int i = n > 0 ? 0 : -1; i >= 0; i = s.next[i]) tokens[n_tokens++] = s.id[i];
     if (eos) tokens[n_tokens++] = TOKEN_EOS;
     free(s.id);
-    free(heap.items);
+    arrfree(heap.items);
     return n_tokens;
 oom:
     free(s.id);
-    free(heap.items);
+    arrfree(heap.items);
     error_msg("tokenizer: out of memory encoding %zu bytes", n_text);
     return -1;
 }
@@ -1220,7 +1214,7 @@ static int decode_line(const Tokenizer* t, const char* path, int line_no, const 
             free(key);
         }
     }
-    int *ids = NULL, n = 0, cap = 0;
+    int* ids = NULL; // an stb_ds array
     if (!ids_value || json_iter_begin(&it, ids_value) != 0 || it.close != ']') {
         error_msg("%s:%d: expected an object with an \"ids\" list", path, line_no);
         return -1;
@@ -1230,22 +1224,17 @@ static int decode_line(const Tokenizer* t, const char* path, int line_no, const 
         long id = strtol(v, &end, 10);
         if (end == v || id < 0 || id >= t->vocab_size) {
             error_msg("%s:%d: id %.20s is not in 0..%d", path, line_no, v, t->vocab_size - 1);
-            free(ids);
+            arrfree(ids);
             return -1;
         }
-        if (n == cap) {
-            cap = cap * 2 + 64;
-            int* grown = realloc(ids, cap * sizeof(int));
-            if (!grown) { free(ids); error_msg("%s: out of memory", path); return -1; }
-            ids = grown;
-        }
-        ids[n++] = (int)id;
+        arrput(ids, (int)id);
     }
-    if (r < 0) { free(ids); error_msg("%s:%d: malformed ids list", path, line_no); return -1; }
+    if (r < 0) { arrfree(ids); error_msg("%s:%d: malformed ids list", path, line_no); return -1; }
+    int n = (int)arrlen(ids);
     size_t len = tokenizer_decode_bytes(t, ids, n, NULL, 0);
     char* text = malloc(len + 1);
     char* repaired = text ? (tokenizer_decode_bytes(t, ids, n, text, len + 1), utf8_repair(text, len)) : NULL;
-    free(ids);
+    arrfree(ids);
     free(text);
     if (!repaired) { error_msg("%s: out of memory", path); return -1; }
     fputs("{\"text\": ", stdout);
@@ -1352,22 +1341,6 @@ static int add_file(const char* cmd, const char* name, const char* value, void* 
     return 0;
 }
 
-// one more text to train on; 0, or -1 out of memory
-static int add_text(char*** texts, size_t** lens, int* n, int* cap, char* text, size_t len) {
-    if (*n == *cap) {
-        int new_cap = *cap ? 2 * *cap : 1024;
-        char** t = realloc(*texts, new_cap * sizeof(char*));
-        if (t) *texts = t;
-        size_t* l = realloc(*lens, new_cap * sizeof(size_t));
-        if (l) *lens = l;
-        if (!t || !l) return -1;
-        *cap = new_cap;
-    }
-    (*texts)[*n] = text;
-    (*lens)[(*n)++] = len;
-    return 0;
-}
-
 // `mosr tokenizer train`. The texts come from the files as they are, or, for a .jsonl file, from
 // the text fields of its lines (util.h's JSON reader: this file sits below data.c, whose prompt-set
 // readers keep only prompts)
@@ -1402,8 +1375,8 @@ int tokenizer_main(int argc, char** argv) {
     for (int f = 0; f < files.n; f++) inputs[f] = (InputArg){"FILE", files.paths[f]};
     if (paths_check(cmd, &output, 1, inputs, files.n) != 0) return EXIT_USAGE;
     // gather the texts: a .jsonl file gives its text fields, anything else is plain text
-    int cap = 0, n_texts = 0, rc = EXIT_OK;
-    char** texts = NULL;
+    int rc = EXIT_OK;
+    char** texts = NULL; // stb_ds arrays, one entry a text
     size_t* lens = NULL;
     for (int f = 0; f < files.n && rc == EXIT_OK; f++) {
         const char* path = files.paths[f];
@@ -1419,19 +1392,20 @@ int tokenizer_main(int argc, char** argv) {
         size_t name_len = strlen(path);
         int jsonl = name_len > 6 && strcmp(path + name_len - 6, ".jsonl") == 0;
         if (!jsonl) {
-            if (add_text(&texts, &lens, &n_texts, &cap, buf, size) != 0) { free(buf); rc = EXIT_FAILURE_RUN; }
+            arrput(texts, buf);
+            arrput(lens, size);
             continue;
         }
         static const char* fields[] = {"prompt", "response", "refusal", "harmful"};
-        for (char* line = strtok(buf, "\n"); line && rc == EXIT_OK; line = strtok(NULL, "\n")) {
-            for (int k = 0; k < 4 && rc == EXIT_OK; k++) {
+        for (char* line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+            for (int k = 0; k < 4; k++) {
                 char* s = json_get_string(line, fields[k]);
-                if (s && add_text(&texts, &lens, &n_texts, &cap, s, strlen(s)) != 0) { free(s); rc = EXIT_FAILURE_RUN; }
+                if (s) { arrput(texts, s); arrput(lens, strlen(s)); }
             }
         }
         free(buf);
     }
-    if (rc == EXIT_FAILURE_RUN) error_msg("%s: out of memory for the texts", cmd);
+    int n_texts = (int)arrlen(texts);
     size_t total_bytes = 0;
     for (int i = 0; i < n_texts; i++) total_bytes += lens[i];
     if (rc == EXIT_OK && total_bytes == 0) {
@@ -1450,7 +1424,7 @@ int tokenizer_main(int argc, char** argv) {
         }
     }
     for (int i = 0; i < n_texts; i++) free(texts[i]);
-    free(texts);
-    free(lens);
+    arrfree(texts);
+    arrfree(lens);
     return rc;
 }
