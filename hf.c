@@ -538,8 +538,8 @@ int hf_load(Model* m, const char* dir, int in_type) {
     free(tmp);
     free(specs);
     for (int i = 0; i < h.n_files && in_type && !failed; i++) { // the views point into the maps
-        if (weights_keep_map(&m->weights, h.files[i].map, h.files[i].size) != 0) { error_msg("%s: out of memory", dir); failed = 1; }
-        else h.files[i].map = NULL;
+        weights_keep_map(&m->weights, h.files[i].map, h.files[i].size);
+        h.files[i].map = NULL;
     }
     hf_close(&h);
     if (failed) { model_free(m); return -1; }
