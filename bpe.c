@@ -76,7 +76,7 @@ typedef struct {
     MergeRule* merges;
     char** bytes;       // (vocab_size) what each token decodes to, NUL-terminated
     int* bytes_len;     // (vocab_size)
-    AddedToken* added;  // (n_added) longest first, for leftmost-longest matching
+    AddedToken* added;  // (n_added) longest first, for leftmost-longest matching; an stb_ds array
     int n_added;
     unsigned char starts_added[256]; // 1 for a byte that begins some added token
     PreStep steps[MAX_STEPS];
@@ -301,7 +301,7 @@ static void bpe_release(BPE* b, int vocab_size) {
     free(b->bytes);
     free(b->bytes_len);
     for (int i = 0; i < b->n_added; i++) free(b->added[i].content);
-    free(b->added);
+    arrfree(b->added);
     for (int i = 0; i < b->n_steps; i++) pcre2_code_free(b->steps[i].re);
     free(b);
 }
@@ -770,10 +770,8 @@ static int read_added_tokens(BPE* b, PieceTable* pt, const char* source, const c
         AddedToken a = {content, (int)strlen(content), id, json_member_bool(item, "special", 0),
                         json_member_bool(item, "lstrip", 0), json_member_bool(item, "rstrip", 0),
                         json_member_bool(item, "single_word", 0)};
-        AddedToken* grown = realloc(b->added, (b->n_added + 1) * sizeof(AddedToken));
-        if (!grown) { free(content); error_msg("%s: out of memory", source); return -1; }
-        b->added = grown;
-        b->added[b->n_added++] = a;
+        arrput(b->added, a);
+        b->n_added = (int)arrlen(b->added);
     }
     if (r < 0) { error_msg("%s: malformed added_tokens (%s)", source, json_error()); return -1; }
     return 0;
@@ -932,16 +930,10 @@ int tokenizer_build_bpe(Tokenizer* t, const char* source, const TokenizerArrays*
         if (type == 3 || type == 4) {
             // control tokens are special; user-defined ones are added text matched as well
             AddedToken at = {strdup(a->tokens[i]), (int)strlen(a->tokens[i]), i, type == 3, 0, 0, 0};
-            AddedToken* grown = realloc(b->added, (b->n_added + 1) * sizeof(AddedToken));
-            if (!at.content || !grown || !at.len) {
-                free(at.content);
-                if (grown) b->added = grown;
-                if (!at.len) continue;
-                error_msg("%s: out of memory", source);
-                goto fail;
-            }
-            b->added = grown;
-            b->added[b->n_added++] = at;
+            if (!at.len) { free(at.content); continue; }
+            if (!at.content) { error_msg("%s: out of memory", source); goto fail; }
+            arrput(b->added, at);
+            b->n_added = (int)arrlen(b->added);
         }
     }
     t->kind = byte_level ? TOKENIZER_BYTE_BPE : TOKENIZER_SENTENCEPIECE_BPE;
@@ -1043,18 +1035,11 @@ done:
 // ----------------------------------------------------------------------------
 // encoding
 
-typedef struct { int* ids; int n, cap; } IdList;
+typedef struct { int* ids; int n; } IdList; // ids: an stb_ds array of n
 
-static int ids_push(IdList* l, int id) {
-    if (l->n == l->cap) {
-        int cap = l->cap * 2 + 64;
-        int* ids = realloc(l->ids, cap * sizeof(int));
-        if (!ids) return -1;
-        l->ids = ids;
-        l->cap = cap;
-    }
-    l->ids[l->n++] = id;
-    return 0;
+static void ids_push(IdList* l, int id) {
+    arrput(l->ids, id);
+    l->n = (int)arrlen(l->ids);
 }
 
 // a merge waiting in the heap: the lowest rank first, then the leftmost
@@ -1112,7 +1097,8 @@ static int encode_word(const BPE* b, const char* w, int n, IdList* out) {
         int id = piece_id(b, spelled);
         if (id >= 0) {
             if (spelled != small) free(spelled);
-            return ids_push(out, id);
+            ids_push(out, id);
+            return 0;
         }
     }
     // the initial symbols: one per byte (byte-level) or per character (SentencePiece, with byte
@@ -1178,8 +1164,8 @@ static int encode_word(const BPE* b, const char* w, int n, IdList* out) {
             if (r) heap_push(heap, &nh, (Candidate){r->rank, c.left, after, sym[c.left], sym[after], r->merged});
         }
     }
+    for (int i = m > 0 ? 0 : -1; i >= 0; i = next[i]) ids_push(out, sym[i]);
     rc = 0;
-    for (int i = m > 0 ? 0 : -1; i >= 0 && rc == 0; i = next[i]) rc = ids_push(out, sym[i]);
 done:
     if (spelled != small) free(spelled);
     free(sym);
@@ -1287,7 +1273,7 @@ int bpe_encode(Tokenizer* t, const char* text, int bos, int eos, int match_speci
     IdList out = {0};
     pcre2_match_data* md = b->n_steps ? pcre2_match_data_create(4, NULL) : NULL;
     if (b->n_steps && !md) goto oom;
-    if (bos && t->add_bos && t->bos_id >= 0 && ids_push(&out, t->bos_id) != 0) goto oom;
+    if (bos && t->add_bos && t->bos_id >= 0) ids_push(&out, t->bos_id);
     // cut out the added tokens, leftmost first; the text between them is encoded as text
     size_t start = 0;
     int first_piece = 1;
@@ -1298,26 +1284,26 @@ int bpe_encode(Tokenizer* t, const char* text, int bos, int eos, int match_speci
         if (a->lstrip) while (end > start && is_strip_space(text[end - 1])) end--;
         if (a->rstrip) while (after < n && is_strip_space(text[after])) after++;
         if (encode_text(b, text + start, end - start, first_piece && start == 0, md, &out) != 0) goto fail;
-        if (ids_push(&out, a->id) != 0) goto oom;
+        ids_push(&out, a->id);
         first_piece = 0;
         start = i = after;
     }
     if (encode_text(b, text + start, n - start, start == 0, md, &out) != 0) goto fail;
-    if (bos && t->add_eos && t->eos_id >= 0 && ids_push(&out, t->eos_id) != 0) goto oom;
-    if (eos && t->eos_id >= 0 && !(bos && t->add_eos) && ids_push(&out, t->eos_id) != 0) goto oom;
+    if (bos && t->add_eos && t->eos_id >= 0) ids_push(&out, t->eos_id);
+    if (eos && t->eos_id >= 0 && !(bos && t->add_eos)) ids_push(&out, t->eos_id);
     if ((size_t)out.n > n + 3) {
         error_msg("tokenizer: %zu bytes of text gave %d tokens, more than the strlen + 3 a caller holds", n, out.n);
         goto fail;
     }
     if (out.n > 0) memcpy(tokens, out.ids, out.n * sizeof(int));
     pcre2_match_data_free(md);
-    free(out.ids);
+    arrfree(out.ids);
     return out.n;
 oom:
     error_msg("tokenizer: out of memory encoding %zu bytes", n);
 fail:
     pcre2_match_data_free(md);
-    free(out.ids);
+    arrfree(out.ids);
     return -1;
 }
 

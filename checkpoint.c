@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <stb/stb_ds.h>
 
 #include "formats.h"
 #include "util.h"
@@ -563,21 +564,14 @@ int spec_fill(const TensorSpec* s, const void* src, DType t, size_t bytes, int h
 }
 
 // keeps a copy of model_open_decode's for model_free
-static int own(DecodeWeights* w, void* p) {
-    void** o = realloc(w->owned, (w->n_owned + 1) * sizeof(void*));
-    if (!o) { free(p); return -1; }
-    w->owned = o;
-    w->owned[w->n_owned++] = p;
-    return 0;
+static void own(DecodeWeights* w, void* p) {
+    arrput(w->owned, p);
+    w->n_owned = (int)arrlen(w->owned);
 }
 
-int weights_keep_map(DecodeWeights* w, const void* addr, size_t size) {
-    void* maps = realloc(w->maps, (w->n_maps + 1) * sizeof(*w->maps));
-    if (!maps) return -1;
-    w->maps = maps;
-    w->maps[w->n_maps].addr = (void*)addr;
-    w->maps[w->n_maps++].size = size;
-    return 0;
+void weights_keep_map(DecodeWeights* w, const void* addr, size_t size) {
+    arrput(w->maps, ((FileMap){(void*)addr, size}));
+    w->n_maps = (int)arrlen(w->maps);
 }
 
 int spec_view(const TensorSpec* s, const void* src, DType t, int halves_to_pairs, DecodeWeights* w) {
@@ -591,7 +585,8 @@ int spec_view(const TensorSpec* s, const void* src, DType t, int halves_to_pairs
     DType kept = widen ? DTYPE_F32 : t;
     size_t kept_bytes = dtype_bytes(kept, numel);
     void* copy = malloc_huge(kept_bytes);
-    if (!copy || own(w, copy) != 0) return -1;
+    if (!copy) return -1;
+    own(w, copy);
     if (widen) { // Q8_0 (or unaligned f32): f32 rows, permuted after when asked
         float* f = malloc(halves_to_pairs ? kept_bytes : 1);
         if (!f) return -1;

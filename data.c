@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stb/stb_ds.h>
 
 #include "util.h"
 
@@ -319,24 +320,16 @@ static const char* json_object_to_item(PromptItem* item, const char* obj, const 
         error_msg("%s: line %d: expected a JSON object", path, line_of(buf, obj));
         return NULL;
     }
-    char** names = NULL;
+    char** names = NULL;        // stb_ds arrays: every field is kept, one dropped could be the prompt
     const char** values = NULL;
-    int n = 0, cap = 0, r;
+    int n = 0, r;
     char* key;
     const char* value;
     const char* end = NULL;
     while ((r = json_iter_next(&it, &key, &value)) == 1) {
-        if (n == cap) { // every field is kept: one dropped could be the prompt
-            cap = cap ? 2 * cap : 32;
-            char** more_names = realloc(names, cap * sizeof(char*));
-            const char** more_values = realloc(values, cap * sizeof(char*));
-            if (more_names) names = more_names;
-            if (more_values) values = more_values;
-            if (!more_names || !more_values) { free(key); error_msg("%s: out of memory", path); goto done; }
-        }
-        names[n] = key;
-        values[n] = value;
-        n++;
+        arrput(names, key);
+        arrput(values, value);
+        n = (int)arrlen(names);
     }
     if (r < 0) {
         error_msg("%s: line %d: malformed JSON: %s", path, line_of(buf, obj), json_error());
@@ -370,8 +363,8 @@ static const char* json_object_to_item(PromptItem* item, const char* obj, const 
     end = it.p + 1; // past the '}'
 done:
     for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(values);
+    arrfree(names);
+    arrfree(values);
     return end;
 }
 
@@ -455,25 +448,22 @@ static int read_json(ItemList* l, const char* buf, const char* column, const cha
 // CSV (RFC 4180)
 
 typedef struct {
-    char** fields;
-    int n, cap;
+    char** fields; // (n) an stb_ds array
+    int n;
 } CsvRecord;
 
 static void csv_record_clear(CsvRecord* r) {
     for (int i = 0; i < r->n; i++) free(r->fields[i]);
+    arrsetlen(r->fields, 0);
     r->n = 0;
 }
 
 static int csv_push(CsvRecord* r, const char* s, size_t n) {
-    if (r->n == r->cap) {
-        int cap = r->cap ? r->cap * 2 : 16;
-        char** bigger = realloc(r->fields, (size_t)cap * sizeof(char*));
-        if (!bigger) return -1;
-        r->fields = bigger;
-        r->cap = cap;
-    }
-    r->fields[r->n] = str_ndup(s, n);
-    return r->fields[r->n++] ? 0 : -1;
+    char* field = str_ndup(s, n);
+    if (!field) return -1;
+    arrput(r->fields, field);
+    r->n = (int)arrlen(r->fields);
+    return 0;
 }
 
 // Reads one record starting at *p into rec; advances *p past its line end. Fields in quotes may
@@ -559,8 +549,8 @@ static int read_csv(ItemList* l, const char* buf, const char* column, const char
 done:
     csv_record_clear(&header);
     csv_record_clear(&rec);
-    free(header.fields);
-    free(rec.fields);
+    arrfree(header.fields);
+    arrfree(rec.fields);
     return status;
 }
 
@@ -800,8 +790,8 @@ int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split
     *n = 0;
     char* buf = read_file_max(path, READ_MAX_PROMPTS, NULL);
     if (!buf) return -1;
-    int count = 0, cap = 0, status = 0, line = 0;
-    Jailbreak* list = NULL;
+    int count = 0, status = 0, line = 0;
+    Jailbreak* list = NULL; // an stb_ds array
     for (char* p = buf; *p && status == 0;) {
         char* eol = strchr(p, '\n');
         if (eol) *eol = '\0';
@@ -822,16 +812,9 @@ int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split
                 if (count == EVAL_MAX_WRAPPERS) {
                     error_msg("%s: more than %d wrappers", path, EVAL_MAX_WRAPPERS);
                     status = -1;
-                } else if (count == cap) {
-                    cap = cap ? cap * 2 : 8;
-                    Jailbreak* bigger = realloc(list, (size_t)cap * sizeof(Jailbreak));
-                    if (!bigger) { status = -1; error_msg("%s: out of memory", path); }
-                    else list = bigger;
-                }
-                if (status == 0) {
-                    list[count].name = name;
-                    list[count].template = tmpl;
-                    count++;
+                } else {
+                    arrput(list, ((Jailbreak){.name = name, .template = tmpl}));
+                    count = (int)arrlen(list);
                     name = tmpl = NULL;
                 }
             }
@@ -852,7 +835,7 @@ int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split
 
 void jailbreaks_free(Jailbreak* j, int n) {
     for (int i = 0; i < n; i++) { free(j[i].name); free(j[i].template); }
-    free(j);
+    arrfree(j);
 }
 
 int prefills_load(char*** out, int* n, const char* path) {

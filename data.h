@@ -158,7 +158,8 @@ typedef struct {
 
 #define EVAL_MAX_WRAPPERS 64 // jailbreak wrappers one run can use
 
-// reads data/jailbreaks.jsonl-style files ({"name", "template", "split"}), keeping `split`
+// reads data/jailbreaks.jsonl-style files ({"name", "template", "split"}), keeping `split`;
+// *out is an stb_ds array of *n, freed by jailbreaks_free
 int jailbreaks_load(Jailbreak** out, int* n, const char* path, const char* split);
 void jailbreaks_free(Jailbreak* j, int n);
 // reads one prefill a line (empty lines skipped)

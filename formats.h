@@ -56,8 +56,8 @@ int spec_fill(const TensorSpec* s, const void* src, DType t, size_t bytes, int h
 // place, or a copy in their type with the Q/K rows reordered when halves_to_pairs, or widened to f32
 // for Q8_0 (or for F32 rows that are not 4-byte aligned). 0, or -1 when out of memory.
 int spec_view(const TensorSpec* s, const void* src, DType t, int halves_to_pairs, DecodeWeights* w);
-// hands a file's mapping to w (model_free unmaps it); 0, or -1 when out of memory
-int weights_keep_map(DecodeWeights* w, const void* addr, size_t size);
+// hands a file's mapping to w (model_free unmaps it)
+void weights_keep_map(DecodeWeights* w, const void* addr, size_t size);
 // the model of an unbuilt m for model_open_decode: param_memory holds the small tensors only,
 // the view arrays are allocated (model.c). 0, or one error line and -1.
 int model_build_in_type(Model* m, const Config* c);

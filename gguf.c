@@ -707,8 +707,8 @@ int gguf_load(Model* m, const char* path, int in_type) {
     free(tmp);
     free(specs);
     if (in_type && !failed) { // the views point into the map
-        if (weights_keep_map(&m->weights, g->map, g->size) != 0) { error_msg("%s: out of memory", path); failed = 1; }
-        else g->map = NULL;
+        weights_keep_map(&m->weights, g->map, g->size);
+        g->map = NULL;
     }
     gguf_close(g);
     if (failed) { model_free(m); return -1; }

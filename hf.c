@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <stb/stb_ds.h>
 
 #include "formats.h"
 #include "gguf.h"
@@ -42,14 +43,14 @@ typedef struct {
     const unsigned char* map;
     size_t size;
     uint64_t data_begin;   // 8 + header length
-    STTensor* tensors;
+    STTensor* tensors;     // (n) an stb_ds array
     int n;
     char* header;          // the JSON, NUL-terminated
 } STFile;
 
 static void st_close(STFile* f) {
     for (int i = 0; i < f->n; i++) free(f->tensors[i].name);
-    free(f->tensors);
+    arrfree(f->tensors);
     free(f->header);
     if (f->map) munmap((void*)f->map, f->size);
     free(f->path);
@@ -185,7 +186,7 @@ static int st_open(STFile* f, const char* path) {
     JsonIter it;
     char* key;
     const char* v;
-    int r, cap = 0;
+    int r;
     if (json_iter_begin(&it, f->header) || it.close != '}') {
         error_msg("%s: the header is not a JSON object", path);
         st_close(f);
@@ -193,15 +194,9 @@ static int st_open(STFile* f, const char* path) {
     }
     while ((r = json_iter_next(&it, &key, &v)) == 1) {
         if (!strcmp(key, "__metadata__")) { free(key); continue; }
-        if (f->n == cap) { // the entries are already in memory: their count is bounded by n
-            cap = cap ? 2 * cap : 64;
-            STTensor* grown = realloc(f->tensors, (size_t)cap * sizeof(STTensor));
-            if (!grown) { free(key); error_msg("%s: out of memory", path); st_close(f); return -1; }
-            f->tensors = grown;
-        }
-        STTensor* t = &f->tensors[f->n++];
-        memset(t, 0, sizeof(*t));
-        t->name = key;
+        arrput(f->tensors, ((STTensor){.name = key}));
+        f->n = (int)arrlen(f->tensors);
+        STTensor* t = &f->tensors[f->n - 1];
         if (*v != '{') {
             error_msg("%s: entry %s is not an object", path, key);
             st_close(f);
@@ -543,8 +538,8 @@ int hf_load(Model* m, const char* dir, int in_type) {
     free(tmp);
     free(specs);
     for (int i = 0; i < h.n_files && in_type && !failed; i++) { // the views point into the maps
-        if (weights_keep_map(&m->weights, h.files[i].map, h.files[i].size) != 0) { error_msg("%s: out of memory", dir); failed = 1; }
-        else h.files[i].map = NULL;
+        weights_keep_map(&m->weights, h.files[i].map, h.files[i].size);
+        h.files[i].map = NULL;
     }
     hf_close(&h);
     if (failed) { model_free(m); return -1; }

@@ -331,8 +331,9 @@ static int pair_key(char* buf, size_t size, const char* first, const char* secon
     return n > 0 && (size_t)n < size;
 }
 
-// adds the word pairs of text (adjacent words inside one clause) to v->pairs (unsorted). 0 on success.
-static int vocabulary_add_text_pairs(Vocabulary* v, const char* text, int* cap) {
+// adds the word pairs of text (adjacent words inside one clause) to v->pairs (an stb_ds array,
+// unsorted). 0 on success.
+static int vocabulary_add_text_pairs(Vocabulary* v, const char* text) {
     char** w;
     unsigned char* ends;
     int n;
@@ -342,15 +343,10 @@ static int vocabulary_add_text_pairs(Vocabulary* v, const char* text, int* cap) 
     char key[512];
     for (int i = 0; i + 1 < n && status == 0; i++) {
         if (ends[i] || !pair_key(key, sizeof(key), w[i], w[i + 1])) continue;
-        if (v->n_pairs == *cap) {
-            int grown_cap = *cap ? 2 * *cap : 4096;
-            char** grown = realloc(v->pairs, (size_t)grown_cap * sizeof(char*));
-            if (!grown) { status = -1; break; }
-            v->pairs = grown;
-            *cap = grown_cap;
-        }
-        if (!(v->pairs[v->n_pairs] = strdup(key))) status = -1;
-        else v->n_pairs++;
+        char* pair = strdup(key);
+        if (!pair) { status = -1; break; }
+        arrput(v->pairs, pair);
+        v->n_pairs = (int)arrlen(v->pairs);
     }
     free(buf);
     free(w);
@@ -381,21 +377,16 @@ static int text_opener(const char* text, char* buf, size_t size, int* after) {
     return 1;
 }
 
-// adds the opener of text (if any) to v->openers (unsorted, repeats kept). 0 on success.
-static int vocabulary_add_opener(Vocabulary* v, const char* text, int* cap) {
+// adds the opener of text (if any) to v->openers (an stb_ds array, unsorted, repeats kept).
+// 0 on success.
+static int vocabulary_add_opener(Vocabulary* v, const char* text) {
     char key[512];
     int after;
     if (!text_opener(text, key, sizeof(key), &after)) return 0;
-    if (v->n_openers == *cap) {
-        int grown_cap = *cap ? 2 * *cap : 1024;
-        Opener* grown = realloc(v->openers, (size_t)grown_cap * sizeof(Opener));
-        if (!grown) return -1;
-        v->openers = grown;
-        *cap = grown_cap;
-    }
     char* words = strdup(key);
     if (!words) return -1;
-    v->openers[v->n_openers++] = (Opener){words, 1, after};
+    arrput(v->openers, ((Opener){words, 1, after}));
+    v->n_openers = (int)arrlen(v->openers);
     return 0;
 }
 
@@ -416,6 +407,7 @@ static void openers_merge(Vocabulary* v) {
         } else v->openers[k++] = *o;
     }
     v->n_openers = k;
+    arrsetlen(v->openers, k);
 }
 
 // the word pairs and the openers of the prompt sets (*.jsonl) in dir: their "response",
@@ -424,7 +416,7 @@ static int vocabulary_load_pairs(Vocabulary* v, const char* dir) {
     DIR* d = opendir(dir);
     if (!d) return 0;
     static const char* const FIELDS[] = {"response", "refusal", "harmful"};
-    int cap = 0, opener_cap = 0, status = 0;
+    int status = 0;
     for (struct dirent* e; status == 0 && (e = readdir(d)) != NULL;) {
         size_t len = strlen(e->d_name);
         if (len <= 6 || strcmp(e->d_name + len - 6, ".jsonl") != 0) continue;
@@ -437,8 +429,8 @@ static int vocabulary_load_pairs(Vocabulary* v, const char* dir) {
             if (eol) *eol = '\0';
             for (int k = 0; k < 3 && status == 0; k++) {
                 char* s = json_get_string(line, FIELDS[k]);
-                if (s) status = vocabulary_add_text_pairs(v, s, &cap);
-                if (s && status == 0) status = vocabulary_add_opener(v, s, &opener_cap);
+                if (s) status = vocabulary_add_text_pairs(v, s);
+                if (s && status == 0) status = vocabulary_add_opener(v, s);
                 free(s);
             }
         }
@@ -447,6 +439,7 @@ static int vocabulary_load_pairs(Vocabulary* v, const char* dir) {
     closedir(d);
     if (status != 0) { error_msg("%s: could not read the word pairs of its prompt sets", dir); return -1; }
     v->n_pairs = sort_unique(v->pairs, v->n_pairs);
+    arrsetlen(v->pairs, v->n_pairs);
     openers_merge(v);
     return 0;
 }
@@ -478,8 +471,8 @@ void vocabulary_free(Vocabulary* v) {
     for (int i = 0; i < v->n_pairs; i++) free(v->pairs[i]);
     for (int i = 0; i < v->n_openers; i++) free(v->openers[i].words);
     free(v->words);
-    free(v->pairs);
-    free(v->openers);
+    arrfree(v->pairs);
+    arrfree(v->openers);
     memset(v, 0, sizeof(*v));
 }
 

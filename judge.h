@@ -82,9 +82,9 @@ typedef struct {
 typedef struct {
     char** words; // (n) lowercased, sorted
     int n;
-    char** pairs; // (n_pairs) "first second", lowercased, sorted
+    char** pairs; // (n_pairs) "first second", lowercased, sorted; an stb_ds array
     int n_pairs;
-    Opener* openers; // (n_openers) sorted by words
+    Opener* openers; // (n_openers) sorted by words; an stb_ds array
     int n_openers;
 } Vocabulary;
 int vocabulary_load(Vocabulary* v, const char* path); // 0 on success

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stb/stb_ds.h>
 
 #include "formats.h"
 #include "tokenizer.h"
@@ -1600,8 +1601,8 @@ void model_free(Model* m) {
     DecodeWeights* w = &m->weights;
     for (int i = 0; i < w->n_maps; i++) munmap(w->maps[i].addr, w->maps[i].size);
     for (int i = 0; i < w->n_owned; i++) free(w->owned[i]);
-    free(w->maps);
-    free(w->owned);
+    arrfree(w->maps);
+    arrfree(w->owned);
     free(w->views);
     memset(m, 0, sizeof(*m));
 }

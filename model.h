@@ -177,16 +177,18 @@ typedef struct {
 //              Q/K rows must be permuted (Hugging Face files, qwen2/qwen3 GGUF), widened to f32
 //              only for Q8_0. param_memory then holds the small tensors only (norms, biases, q/k
 //              norms) and params' matrix pointers are NULL: model_forward refuses such a model.
+typedef struct { void* addr; size_t size; } FileMap; // a file's mapping, for munmap
+
 typedef struct {
     int in_type;
     WeightView *wq, *wk, *wv, *wo, *w1, *w2, *w3; // (L) each: layer l's matrix
     WeightView token_embedding, wcls;             // wcls = token_embedding when shared
     const float* block;                           // in_type 0: the param_memory the views point into
     WeightView* views;                            // the one allocation behind wq .. w3
-    struct { void* addr; size_t size; }* maps;    // in_type 1: the file mappings (munmap'd by model_free)
-    int n_maps;
+    FileMap* maps;                                // in_type 1: the file mappings (munmap'd by model_free)
+    int n_maps;                                   //   an stb_ds array
     void** owned;                                 // in_type 1: the copies (permuted rows, widened Q8_0)
-    int n_owned;
+    int n_owned;                                  //   an stb_ds array
     size_t mapped_bytes, copied_bytes;            // in_type 1: the matrices' bytes used in place / copied
 } DecodeWeights;
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stb/stb_ds.h>
 
 #include "gguf.h"
 #include "util.h"
@@ -138,17 +139,14 @@ typedef struct {
 } Piece;
 
 typedef struct {
-    Piece* p; // (n), room for cap
-    int n, cap;
+    Piece* p; // (n) an stb_ds array
+    int n;
 } Pieces;
 
 static void put(Pieces* ps, const char* s, int len, int marker, int owner, int message) {
-    if (ps->n == ps->cap) {
-        ps->cap = ps->cap ? 2 * ps->cap : 32;
-        ps->p = realloc(ps->p, ps->cap * sizeof(Piece));
-        if (!ps->p) { error_msg("template: out of memory"); exit(EXIT_FAILURE_RUN); }
-    }
-    if (len > 0) ps->p[ps->n++] = (Piece){s, len, marker, owner, message};
+    if (len <= 0) return;
+    arrput(ps->p, ((Piece){s, len, marker, owner, message}));
+    ps->n = (int)arrlen(ps->p);
 }
 static void text(Pieces* ps, const char* s, int owner) { put(ps, s, (int)strlen(s), 0, owner, -1); }
 static void mark(Pieces* ps, const char* s, int owner) { put(ps, s, (int)strlen(s), 1, owner, -1); }
@@ -345,7 +343,7 @@ static int render_pieces(const ChatTemplate* ct, const ChatMessage* m, int n, in
 char* template_render_text(const ChatTemplate* ct, const ChatMessage* msgs, int n, int add_generation_prompt) {
     Pieces ps = {0};
     if (render_pieces(ct, msgs, n, add_generation_prompt, &ps) != 0) {
-        free(ps.p);
+        arrfree(ps.p);
         return NULL;
     }
     size_t len = 0;
@@ -357,7 +355,7 @@ char* template_render_text(const ChatTemplate* ct, const ChatMessage* msgs, int 
         len += ps.p[i].len;
     }
     out[len] = '\0';
-    free(ps.p);
+    arrfree(ps.p);
     return out;
 }
 
@@ -480,7 +478,7 @@ int template_render_ids(const ChatTemplate* ct, Tokenizer* t, const ChatMessage*
     int count = -1;
     if (render_pieces(ct, msgs, n, add_generation_prompt, &ps) == 0)
         count = pieces_to_ids(t, msgs, &ps, ids, assistant, cap, NULL);
-    free(ps.p);
+    arrfree(ps.p);
     return count;
 }
 
@@ -524,7 +522,7 @@ static char* prompt_tail(const ChatTemplate* ct, const Tokenizer* t) {
         len += ps.p[i].len;
     }
     tail[len] = '\0';
-    free(ps.p);
+    arrfree(ps.p);
     return tail;
 }
 
@@ -607,7 +605,7 @@ int template_prompt_span(const ChatTemplate* ct, Tokenizer* t, const char* promp
     int* scratch = malloc_or_die(cap * sizeof(int));
     if (render_pieces(ct, &m, 1, 1, &ps) != 0 || pieces_to_ids(t, &m, &ps, scratch, NULL, cap, &probe) != n)
         probe.first = -1;
-    free(ps.p);
+    arrfree(ps.p);
     free(scratch);
     *first = probe.first;
     *end = probe.end;

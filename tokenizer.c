@@ -356,9 +356,9 @@ typedef struct {
 } MergeCandidate;
 
 typedef struct {
-    MergeCandidate* items; // (cap) a 4-ary max-heap: half the depth of a binary heap, and the
-                           // four children of a node sit side by side in memory
-    int n, cap;
+    MergeCandidate* items; // (n) a 4-ary max-heap: half the depth of a binary heap, and the
+                           // four children of a node sit side by side in memory; an stb_ds array
+    int n;
 } MergeHeap;
 
 static int candidate_first(const MergeCandidate* a, const MergeCandidate* b) {
@@ -390,21 +390,16 @@ static void heap_sift_down(MergeHeap* h, int i) {
 }
 
 // adds c at the end; the caller restores the heap order (sift up, or heapify at the start)
-static int heap_append(MergeHeap* h, MergeCandidate c) {
-    if (h->n == h->cap) {
-        int cap = h->cap * 2 + 16;
-        MergeCandidate* items = realloc(h->items, cap * sizeof(MergeCandidate));
-        if (!items) return -1;
-        h->items = items;
-        h->cap = cap;
-    }
-    h->items[h->n++] = c;
-    return 0;
+static void heap_append(MergeHeap* h, MergeCandidate c) {
+    arrput(h->items, c);
+    h->n = (int)arrlen(h->items);
 }
 
 static MergeCandidate heap_pop(MergeHeap* h) {
     MergeCandidate top = h->items[0];
-    h->items[0] = h->items[--h->n];
+    // the last one moves to the top (when it was the only one, into room the array keeps)
+    h->items[0] = arrpop(h->items);
+    h->n = (int)arrlen(h->items);
     if (h->n > 0) heap_sift_down(h, 0);
     return top;
 }
@@ -418,18 +413,17 @@ typedef struct {
 
 // pushes the merge of symbols a and b if their concatenation is a mergeable token (in heap
 // order if sift, else just appended)
-static int push_candidate(MergeHeap* h, const Tokenizer* t, const SymbolList* s, int a, int b, int sift) {
-    if (a < 0 || b < 0) return 0;
+static void push_candidate(MergeHeap* h, const Tokenizer* t, const SymbolList* s, int a, int b, int sift) {
+    if (a < 0 || b < 0) return;
     // a vocabulary of fewer than 259 tokens lacks some byte-fallback or special ids: those
     // symbols just never merge
-    if (s->id[a] >= t->vocab_size || s->id[b] >= t->vocab_size) return 0;
+    if (s->id[a] >= t->vocab_size || s->id[b] >= t->vocab_size) return;
     MergeTable* mt = t->merge_table;
     int merged = pair_get(&mt->merges, pair_key(mt->canon[s->id[a]], mt->canon[s->id[b]]));
-    if (merged < 0) return 0;
+    if (merged < 0) return;
     MergeCandidate c = {t->vocab_scores[merged], a, b, s->id[a], s->id[b], merged};
-    if (heap_append(h, c) != 0) return -1;
+    heap_append(h, c);
     if (sift) heap_sift_up(h, h->n - 1);
-    return 0;
 }
 
 // the byte token <0xXX> of a byte (ids 3..258); <unk> in a vocabulary too small to hold it
@@ -449,7 +443,7 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     if (cap > INT32_MAX / 4) { error_msg("tokenizer: text of %zu bytes is too long to encode", n_text); return -1; }
     SymbolList s;
     s.id = malloc(3 * cap * sizeof(int));
-    MergeHeap heap = {NULL, 0, 0};
+    MergeHeap heap = {NULL, 0};
     if (!s.id) goto oom;
     s.prev = s.id + cap;
     s.next = s.id + 2 * cap;
@@ -485,7 +479,7 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     // every live mergeable pair (all of them at the start, then the two new pairs around each
     // merged symbol), ordered by score and then by position.
     for (int i = 0; i + 1 < n; i++) {
-        if (push_candidate(&heap, t, &s, i, i + 1, 0) != 0) goto oom;
+        push_candidate(&heap, t, &s, i, i + 1, 0);
     }
     for (int i = heap.n > 1 ? (heap.n - 2) / 4 : -1; i >= 0; i--) heap_sift_down(&heap, i); // heapify: O(n)
     while (heap.n > 0) {
@@ -499,8 +493,8 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
         s.next[c.left] = s.next[right];
         if (s.next[right] >= 0) s.prev[s.next[right]] = c.left;
         s.id[right] = -1;
-        if (push_candidate(&heap, t, &s, s.prev[c.left], c.left, 1) != 0) goto oom;
-        if (push_candidate(&heap, t, &s, c.left, s.next[c.left], 1) != 0) goto oom;
+        push_candidate(&heap, t, &s, s.prev[c.left], c.left, 1);
+        push_candidate(&heap, t, &s, c.left, s.next[c.left], 1);
     }
 
     // the first symbol never merges into a left neighbour, so the list still starts at 0
@@ -508,11 +502,11 @@ int tokenizer_encode(Tokenizer* t, const char* text, int bos, int eos, int* toke
     for (int i = n > 0 ? 0 : -1; i >= 0; i = s.next[i]) tokens[n_tokens++] = s.id[i];
     if (eos) tokens[n_tokens++] = TOKEN_EOS;
     free(s.id);
-    free(heap.items);
+    arrfree(heap.items);
     return n_tokens;
 oom:
     free(s.id);
-    free(heap.items);
+    arrfree(heap.items);
     error_msg("tokenizer: out of memory encoding %zu bytes", n_text);
     return -1;
 }
@@ -695,30 +689,31 @@ void safe_print_piece(const char* piece) {
 typedef struct {
     int left, right;   // token ids
     int forbidden;     // never to be learnt (see rule 2 above)
-    int* words;        // (n_words) words that hold the pair or once did: the ones to revisit
-    int n_words, cap_words;
+    int* words;        // (n_words) words that hold the pair or once did: the ones to revisit; stb_ds
+    int n_words;
 } TrainPair;
 
 typedef struct {
     // the vocabulary so far (grows)
-    char** vocab;      // (cap_vocab) pieces
-    int* vocab_len;    // (cap_vocab)
-    int n_vocab, cap_vocab;
+    char** vocab;      // (n_vocab) pieces; an stb_ds array
+    int* vocab_len;    // (n_vocab) an stb_ds array
+    int n_vocab;
     PieceEntry* by_piece; // piece -> id (keys: the pieces of vocab)
     // the unique words
-    char** word;       // (n_words) bytes of each word, not NUL-terminated (may hold NULs)
-    int* word_len;     // (n_words)
-    int64_t* freq;     // (n_words) occurrences in the corpus
+    char** word;       // (n_words) bytes of each word, not NUL-terminated (may hold NULs); stb_ds
+    int* word_len;     // (n_words) an stb_ds array
+    int64_t* freq;     // (n_words) occurrences in the corpus; an stb_ds array
     int* sym_start;    // (n_words) offset of the word's symbols in sym
     int* n_sym;        // (n_words) current number of symbols (only shrinks)
     int* sym;          // (total initial symbols) token ids of every word
     int* visited;      // (n_words) the last training step that re-encoded the word
     int n_words;
     // pair statistics
-    TrainPair* pairs;  // (n_pairs)
+    TrainPair* pairs;  // (n_pairs) an stb_ds array
     int64_t* pair_count; // (n_pairs) occurrences in the corpus (word count times occurrences in
-                         // the word); apart from pairs, so the best-pair search reads 8 bytes a pair
-    int n_pairs, cap_pairs;
+                         // the word); apart from pairs, so the best-pair search reads 8 bytes a
+                         // pair; an stb_ds array
+    int n_pairs;
     PairEntry* pair_index; // pair_key(left, right) -> index into pairs
 } Trainer;
 
@@ -734,48 +729,26 @@ static int is_forbidden_piece(const char* s, int n) {
 }
 
 static int trainer_add_token(Trainer* tr, const char* s, int n) {
-    if (tr->n_vocab == tr->cap_vocab) {
-        int cap = tr->cap_vocab * 2 + 512;
-        char** v = realloc(tr->vocab, cap * sizeof(char*));
-        if (!v) return -1;
-        tr->vocab = v;
-        int* l = realloc(tr->vocab_len, cap * sizeof(int));
-        if (!l) return -1;
-        tr->vocab_len = l;
-        tr->cap_vocab = cap;
-    }
     char* piece = malloc(n + 1);
     if (!piece) return -1;
     memcpy(piece, s, n);
     piece[n] = '\0';
     int id = tr->n_vocab++;
-    tr->vocab[id] = piece;
-    tr->vocab_len[id] = n;
+    arrput(tr->vocab, piece);
+    arrput(tr->vocab_len, n);
     piece_add(&tr->by_piece, piece, id);
     return 0;
 }
 
-// index of the pair (left, right) in tr->pairs, created with count 0 if new; -1 on OOM
+// index of the pair (left, right) in tr->pairs, created with count 0 if new
 static int trainer_pair(Trainer* tr, int left, int right) {
     uint64_t key = pair_key(left, right);
     int p = pair_get(&tr->pair_index, key);
     if (p >= 0) return p;
-    if (tr->n_pairs == tr->cap_pairs) {
-        int cap = tr->cap_pairs * 2 + 1024;
-        TrainPair* pairs = realloc(tr->pairs, cap * sizeof(TrainPair));
-        if (!pairs) return -1;
-        tr->pairs = pairs;
-        int64_t* counts = realloc(tr->pair_count, cap * sizeof(int64_t));
-        if (!counts) return -1;
-        tr->pair_count = counts;
-        tr->cap_pairs = cap;
-    }
     p = tr->n_pairs++;
-    tr->pair_count[p] = 0;
+    arrput(tr->pairs, ((TrainPair){.left = left, .right = right}));
+    arrput(tr->pair_count, 0);
     TrainPair* tp = &tr->pairs[p];
-    memset(tp, 0, sizeof(*tp));
-    tp->left = left;
-    tp->right = right;
     // byte tokens and specials never merge; and see rule 2
     char buf[2 * 256];
     int ln = tr->vocab_len[left], rn = tr->vocab_len[right];
@@ -789,17 +762,10 @@ static int trainer_pair(Trainer* tr, int left, int right) {
     return p;
 }
 
-static int pair_add_word(TrainPair* tp, int w) {
-    if (tp->n_words > 0 && tp->words[tp->n_words - 1] == w) return 0;
-    if (tp->n_words == tp->cap_words) {
-        int cap = tp->cap_words * 2 + 4;
-        int* words = realloc(tp->words, cap * sizeof(int));
-        if (!words) return -1;
-        tp->words = words;
-        tp->cap_words = cap;
-    }
-    tp->words[tp->n_words++] = w;
-    return 0;
+static void pair_add_word(TrainPair* tp, int w) {
+    if (tp->n_words > 0 && tp->words[tp->n_words - 1] == w) return;
+    arrput(tp->words, w);
+    tp->n_words = (int)arrlen(tp->words);
 }
 
 // id of the learnt token spelling left+right, or -1. (Two pieces can spell "<s>" or "<0x41>",
@@ -861,9 +827,8 @@ static int trainer_update_word(Trainer* tr, int w) {
     }
     for (int i = 0; i + 1 < n; i++) {
         int p = trainer_pair(tr, sym[i], sym[i + 1]);
-        if (p < 0) return -1;
         tr->pair_count[p] += tr->freq[w];
-        if (!seq_has_pair(old, n_old, sym[i], sym[i + 1]) && pair_add_word(&tr->pairs[p], w) != 0) return -1;
+        if (!seq_has_pair(old, n_old, sym[i], sym[i + 1])) pair_add_word(&tr->pairs[p], w);
     }
     return 0;
 }
@@ -883,7 +848,7 @@ static void word_key(char* key, const char* word, int len) {
 
 // Cuts the texts into unique words with counts. Each text gets the dummy-prefix space.
 static int trainer_count_words(Trainer* tr, const char* const* texts, const size_t* text_lens, int n_texts,
-                               PieceEntry** word_map, int* cap_words) {
+                               PieceEntry** word_map) {
     for (int k = 0; k < n_texts; k++) {
         const char* text = texts[k];
         size_t n = text_lens[k];
@@ -905,25 +870,13 @@ static int trainer_count_words(Trainer* tr, const char* const* texts, const size
                 word_key(key, bytes, len);
                 int w = piece_get(word_map, key);
                 if (w < 0) {
-                    if (tr->n_words == *cap_words) {
-                        int cap = *cap_words * 2 + 1024;
-                        char** words = realloc(tr->word, cap * sizeof(char*));
-                        if (!words) return -1;
-                        tr->word = words;
-                        int* lens = realloc(tr->word_len, cap * sizeof(int));
-                        if (!lens) return -1;
-                        tr->word_len = lens;
-                        int64_t* freq = realloc(tr->freq, cap * sizeof(int64_t));
-                        if (!freq) return -1;
-                        tr->freq = freq;
-                        *cap_words = cap;
-                    }
+                    char* word = malloc(len);
+                    if (!word) return -1;
+                    memcpy(word, bytes, len);
                     w = tr->n_words++;
-                    tr->word[w] = malloc(len);
-                    if (!tr->word[w]) return -1;
-                    memcpy(tr->word[w], bytes, len);
-                    tr->word_len[w] = len;
-                    tr->freq[w] = 0;
+                    arrput(tr->word, word);
+                    arrput(tr->word_len, len);
+                    arrput(tr->freq, 0);
                     shput(*word_map, key, w); // (an arena map: it copies the key)
                 }
                 tr->freq[w]++;
@@ -960,8 +913,7 @@ static int compare_code_points(const void* a, const void* b) {
 // Adds the code points of the corpus (most frequent first, " " always first) while there is
 // room. Only well-formed UTF-8 other than NUL qualifies; the rest stays with byte tokens.
 static int trainer_add_code_points(Trainer* tr, int vocab_size) {
-    CodePoint* cps = NULL;
-    int n_cps = 0, cap = 0;
+    CodePoint* cps = NULL; // an stb_ds array
     PairEntry* index = NULL; // packed bytes of a code point -> index into cps
     int rc = -1;
     for (int w = 0; w < tr->n_words; w++) {
@@ -973,14 +925,8 @@ static int trainer_add_code_points(Trainer* tr, int vocab_size) {
                 for (int j = 0; j < len; j++) key |= (uint64_t)(unsigned char)s[i + j] << (8 * (j + 1));
                 int c = pair_get(&index, key);
                 if (c < 0) {
-                    if (n_cps == cap) {
-                        cap = cap * 2 + 256;
-                        CodePoint* bigger = realloc(cps, cap * sizeof(CodePoint));
-                        if (!bigger) goto done;
-                        cps = bigger;
-                    }
-                    c = n_cps++;
-                    cps[c] = (CodePoint){s + i, len, 0};
+                    c = (int)arrlen(cps);
+                    arrput(cps, ((CodePoint){s + i, len, 0}));
                     hmput(index, key, c);
                 }
                 cps[c].count += tr->freq[w];
@@ -988,7 +934,8 @@ static int trainer_add_code_points(Trainer* tr, int vocab_size) {
             i += len;
         }
     }
-    qsort(cps, n_cps, sizeof(CodePoint), compare_code_points);
+    int n_cps = (int)arrlen(cps);
+    if (n_cps > 0) qsort(cps, n_cps, sizeof(CodePoint), compare_code_points);
     // the dummy-prefix space comes first, whatever its count: every encoding starts with it
     if (tr->n_vocab < vocab_size && trainer_add_token(tr, " ", 1) != 0) goto done;
     for (int c = 0; c < n_cps && tr->n_vocab < vocab_size; c++) {
@@ -997,7 +944,7 @@ static int trainer_add_code_points(Trainer* tr, int vocab_size) {
     }
     rc = 0;
 done:
-    free(cps);
+    arrfree(cps);
     hmfree(index);
     return rc;
 }
@@ -1030,7 +977,7 @@ static int trainer_init_symbols(Trainer* tr) {
         const int* sym = tr->sym + tr->sym_start[w];
         for (int i = 0; i + 1 < tr->n_sym[w]; i++) {
             int p = trainer_pair(tr, sym[i], sym[i + 1]);
-            if (p < 0 || pair_add_word(&tr->pairs[p], w) != 0) return -1;
+            pair_add_word(&tr->pairs[p], w);
             tr->pair_count[p] += tr->freq[w];
         }
     }
@@ -1094,20 +1041,20 @@ static int trainer_step(Trainer* tr, int step) {
 
 static void free_trainer(Trainer* tr) {
     for (int i = 0; i < tr->n_vocab; i++) free(tr->vocab[i]);
-    free(tr->vocab);
-    free(tr->vocab_len);
+    arrfree(tr->vocab);
+    arrfree(tr->vocab_len);
     shfree(tr->by_piece);
     for (int w = 0; w < tr->n_words; w++) free(tr->word[w]);
-    free(tr->word);
-    free(tr->word_len);
-    free(tr->freq);
+    arrfree(tr->word);
+    arrfree(tr->word_len);
+    arrfree(tr->freq);
     free(tr->sym_start);
     free(tr->n_sym);
     free(tr->sym);
     free(tr->visited);
-    for (int p = 0; p < tr->n_pairs; p++) free(tr->pairs[p].words);
-    free(tr->pairs);
-    free(tr->pair_count);
+    for (int p = 0; p < tr->n_pairs; p++) arrfree(tr->pairs[p].words);
+    arrfree(tr->pairs);
+    arrfree(tr->pair_count);
     hmfree(tr->pair_index);
 }
 
@@ -1148,7 +1095,7 @@ int tokenizer_train(Tokenizer* t, const char* const* texts, const size_t* text_l
     memset(&tr, 0, sizeof(tr));
     PieceEntry* word_map = NULL; // word_key(word) -> index into tr.word
     sh_new_arena(word_map);
-    int cap_words = 0, rc = -1;
+    int rc = -1;
 
     // the fixed head of the vocabulary, as llama2.c's tokenizers have it
     const char* specials[3] = {"<unk>", "<s>", "</s>"};
@@ -1160,7 +1107,7 @@ int tokenizer_train(Tokenizer* t, const char* const* texts, const size_t* text_l
         snprintf(piece, sizeof(piece), "<0x%02X>", b);
         if (trainer_add_token(&tr, piece, 6) != 0) goto oom;
     }
-    if (trainer_count_words(&tr, texts, text_lens, n_texts, &word_map, &cap_words) != 0) goto oom;
+    if (trainer_count_words(&tr, texts, text_lens, n_texts, &word_map) != 0) goto oom;
     shfree(word_map);
     if (trainer_add_code_points(&tr, vocab_size) != 0) goto oom;
     if (trainer_init_symbols(&tr) != 0) goto oom;
@@ -1267,7 +1214,7 @@ static int decode_line(const Tokenizer* t, const char* path, int line_no, const 
             free(key);
         }
     }
-    int *ids = NULL, n = 0, cap = 0;
+    int* ids = NULL; // an stb_ds array
     if (!ids_value || json_iter_begin(&it, ids_value) != 0 || it.close != ']') {
         error_msg("%s:%d: expected an object with an \"ids\" list", path, line_no);
         return -1;
@@ -1277,22 +1224,17 @@ static int decode_line(const Tokenizer* t, const char* path, int line_no, const 
         long id = strtol(v, &end, 10);
         if (end == v || id < 0 || id >= t->vocab_size) {
             error_msg("%s:%d: id %.20s is not in 0..%d", path, line_no, v, t->vocab_size - 1);
-            free(ids);
+            arrfree(ids);
             return -1;
         }
-        if (n == cap) {
-            cap = cap * 2 + 64;
-            int* grown = realloc(ids, cap * sizeof(int));
-            if (!grown) { free(ids); error_msg("%s: out of memory", path); return -1; }
-            ids = grown;
-        }
-        ids[n++] = (int)id;
+        arrput(ids, (int)id);
     }
-    if (r < 0) { free(ids); error_msg("%s:%d: malformed ids list", path, line_no); return -1; }
+    if (r < 0) { arrfree(ids); error_msg("%s:%d: malformed ids list", path, line_no); return -1; }
+    int n = (int)arrlen(ids);
     size_t len = tokenizer_decode_bytes(t, ids, n, NULL, 0);
     char* text = malloc(len + 1);
     char* repaired = text ? (tokenizer_decode_bytes(t, ids, n, text, len + 1), utf8_repair(text, len)) : NULL;
-    free(ids);
+    arrfree(ids);
     free(text);
     if (!repaired) { error_msg("%s: out of memory", path); return -1; }
     fputs("{\"text\": ", stdout);
@@ -1399,22 +1341,6 @@ static int add_file(const char* cmd, const char* name, const char* value, void* 
     return 0;
 }
 
-// one more text to train on; 0, or -1 out of memory
-static int add_text(char*** texts, size_t** lens, int* n, int* cap, char* text, size_t len) {
-    if (*n == *cap) {
-        int new_cap = *cap ? 2 * *cap : 1024;
-        char** t = realloc(*texts, new_cap * sizeof(char*));
-        if (t) *texts = t;
-        size_t* l = realloc(*lens, new_cap * sizeof(size_t));
-        if (l) *lens = l;
-        if (!t || !l) return -1;
-        *cap = new_cap;
-    }
-    (*texts)[*n] = text;
-    (*lens)[(*n)++] = len;
-    return 0;
-}
-
 // `mosr tokenizer train`. The texts come from the files as they are, or, for a .jsonl file, from
 // the text fields of its lines (util.h's JSON reader: this file sits below data.c, whose prompt-set
 // readers keep only prompts)
@@ -1449,8 +1375,8 @@ int tokenizer_main(int argc, char** argv) {
     for (int f = 0; f < files.n; f++) inputs[f] = (InputArg){"FILE", files.paths[f]};
     if (paths_check(cmd, &output, 1, inputs, files.n) != 0) return EXIT_USAGE;
     // gather the texts: a .jsonl file gives its text fields, anything else is plain text
-    int cap = 0, n_texts = 0, rc = EXIT_OK;
-    char** texts = NULL;
+    int rc = EXIT_OK;
+    char** texts = NULL; // stb_ds arrays, one entry a text
     size_t* lens = NULL;
     for (int f = 0; f < files.n && rc == EXIT_OK; f++) {
         const char* path = files.paths[f];
@@ -1466,19 +1392,20 @@ int tokenizer_main(int argc, char** argv) {
         size_t name_len = strlen(path);
         int jsonl = name_len > 6 && strcmp(path + name_len - 6, ".jsonl") == 0;
         if (!jsonl) {
-            if (add_text(&texts, &lens, &n_texts, &cap, buf, size) != 0) { free(buf); rc = EXIT_FAILURE_RUN; }
+            arrput(texts, buf);
+            arrput(lens, size);
             continue;
         }
         static const char* fields[] = {"prompt", "response", "refusal", "harmful"};
-        for (char* line = strtok(buf, "\n"); line && rc == EXIT_OK; line = strtok(NULL, "\n")) {
-            for (int k = 0; k < 4 && rc == EXIT_OK; k++) {
+        for (char* line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+            for (int k = 0; k < 4; k++) {
                 char* s = json_get_string(line, fields[k]);
-                if (s && add_text(&texts, &lens, &n_texts, &cap, s, strlen(s)) != 0) { free(s); rc = EXIT_FAILURE_RUN; }
+                if (s) { arrput(texts, s); arrput(lens, strlen(s)); }
             }
         }
         free(buf);
     }
-    if (rc == EXIT_FAILURE_RUN) error_msg("%s: out of memory for the texts", cmd);
+    int n_texts = (int)arrlen(texts);
     size_t total_bytes = 0;
     for (int i = 0; i < n_texts; i++) total_bytes += lens[i];
     if (rc == EXIT_OK && total_bytes == 0) {
@@ -1497,7 +1424,7 @@ int tokenizer_main(int argc, char** argv) {
         }
     }
     for (int i = 0; i < n_texts; i++) free(texts[i]);
-    free(texts);
-    free(lens);
+    arrfree(texts);
+    arrfree(lens);
     return rc;
 }
