@@ -374,7 +374,7 @@ def over_refusal_split():
 
 
 KNOB_PARTS = ["results/knob_borderline/%s/ablation.json" % p
-              for p in ("rr_a", "rr_b", "rr_c", "mosr_token", "mosr_token2", "mosr_token_s2", "rr_s2")]
+              for p in ("rr_a", "rr_b", "rr_c", "mosr_token", "mosr_token2", "mosr_token_s2", "rr_s2", "mosr_token_s3", "rr_s3")]
 
 
 def knob_borderline():
