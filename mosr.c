@@ -875,6 +875,13 @@ void free_defense_state(DefenseState* s) {
     memset(s, 0, sizeof(*s));
 }
 
+// d L / d h_l starts at zero for this batch of BTC values a layer: s->dhidden[l] views the slot of
+// every layer a loss reads, NULL elsewhere (model_backward injects nothing there)
+static void zero_injections(DefenseState* s, int L, size_t BTC) {
+    memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
+    for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
+}
+
 // L_RR(t) = c_s(t) * (1/B) Σ_{x_i in D_m} w_i l_erase(x_i) + c_r(t) * mean_{x in D_r} l_retain(x)
 //   l_erase(x)  = mean_{l in L_t, tok} ReLU( cos( h_l^θ(x)[tok], h_l^0(x)[tok] ) )
 //   l_retain(x) = mean_{l in L_r, tok} || h_l^θ(x)[tok] - h_l^0(x)[tok] ||_2
@@ -890,8 +897,7 @@ static void rr_loss(DefenseState* s, Model* m, const float* h0, const float* tok
     size_t erase_part = (size_t)n_erase * T * C; // the retain rows start here in every (B, T, C) block
     const float* erase_mask = token_mask;                          // (n_erase, T)
     const float* retain_mask = token_mask + (size_t)n_erase * T;   // (B - n_erase, T)
-    memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
-    for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
+    zero_injections(s, L, BTC);
     // c_s(t) * (1/B) Σ_i w_i l_erase(x_i)
     out->erase = 0.0f;
     for (int k = 0; k < dl->n_targets; k++) {
@@ -944,8 +950,7 @@ static int caa_retain_loss(DefenseState* s, Model* m, const Batch* caa, float c_
     // h_l^θ, and the retain loss on the refusal at L_r, injected as d h_l
     model_forward(m, caa->inputs, B, T, dl->n_run);
     if (m->n_run != dl->n_run) return -1;
-    memset(s->dh, 0, s->n_slots * BTC * sizeof(float));
-    for (int l = 0; l < L; l++) s->dhidden[l] = s->slot[l] >= 0 ? s->dh + s->slot[l] * BTC : NULL;
+    zero_injections(s, L, BTC);
     out->caa = 0.0f;
     for (int k = 0; k < dl->n_retain; k++) {
         int l = dl->retain[k];
